@@ -1,0 +1,385 @@
+//! `AdvertisementPool` (peer role): the node's advertisements, in memory and in an `AdStore`.
+//!
+//! On start it replays the store (its `pre_start` queues a `Load` ahead of every other message),
+//! serving the reloaded ads at once, unverified. Writes go through to the store in one batch per
+//! request, only for what changed (FR-009). When the store fails the pool keeps serving and
+//! accepting from memory, reports `degraded`, remembers what is unwritten and retries with
+//! backoff; when the store is back, or a check finds it emptied, it writes everything again
+//! (FR-010). Every stored ad expires (`ad_ttl` + `store_retention`) unless renewed.
+//!
+//! Decisions live in `state::PoolState`; this file only sequences I/O and timers.
+
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, warn};
+
+use herald_messages::{AdvertisementPoolMsg, NodeId, PoolStatus};
+
+use crate::backoff::{Backoff, BackoffConfig};
+use crate::ports::{AdStore, Clock, StoreError};
+
+pub use state::LoadReport;
+use state::PoolState;
+
+/// Pool settings (DESIGN §4, §9). The runtime validates them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// How long a remote ad stays fresh after its peer's last gossip.
+    pub ad_ttl: Duration,
+    /// How much longer than `ad_ttl` a stored ad outlives its last renewal, so that a pool down
+    /// for a while restarts with its last state.
+    pub store_retention: Duration,
+    /// How often every stored ad's expiry is renewed (well below `ad_ttl + store_retention`).
+    pub renew_interval: Duration,
+    /// How often expired remote ads are dropped.
+    pub sweep_interval: Duration,
+    /// How often the pool checks that the store still holds its data.
+    pub store_check_interval: Duration,
+    /// Backoff between attempts to reach a failed store.
+    pub store_backoff: BackoffConfig,
+    /// How long a local withdrawal is remembered against late full syncs.
+    pub tombstone_horizon: Duration,
+}
+
+impl PoolConfig {
+    pub const DEFAULT_AD_TTL: Duration = Duration::from_secs(300);
+
+    /// The expiry of every stored record.
+    pub fn store_expiry(&self) -> Duration {
+        self.ad_ttl + self.store_retention
+    }
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            ad_ttl: Self::DEFAULT_AD_TTL,
+            store_retention: Duration::from_secs(3_600),
+            renew_interval: Duration::from_secs(120),
+            sweep_interval: Duration::from_secs(10),
+            store_check_interval: Duration::from_secs(10),
+            store_backoff: BackoffConfig {
+                base: Duration::from_millis(250),
+                max: Duration::from_secs(10),
+            },
+            tombstone_horizon: Duration::from_secs(3_600),
+        }
+    }
+}
+
+/// The actor.
+pub struct AdvertisementPool;
+
+/// Everything a (re)started pool needs; cloned for each start.
+#[derive(Clone)]
+pub struct AdvertisementPoolArgs {
+    pub node_id: NodeId,
+    pub config: PoolConfig,
+    pub store: Arc<dyn AdStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub struct AdvertisementPoolState {
+    node_id: NodeId,
+    config: PoolConfig,
+    store: Arc<dyn AdStore>,
+    clock: Arc<dyn Clock>,
+    book: PoolState,
+    backoff: Backoff,
+    retry: Option<JoinHandle<Result<(), ractor::MessagingErr<AdvertisementPoolMsg>>>>,
+    timers: Vec<JoinHandle<()>>,
+}
+
+impl Actor for AdvertisementPool {
+    type Msg = AdvertisementPoolMsg;
+    type State = AdvertisementPoolState;
+    type Arguments = AdvertisementPoolArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<AdvertisementPoolMsg>,
+        args: AdvertisementPoolArgs,
+    ) -> Result<AdvertisementPoolState, ActorProcessingErr> {
+        // The replay is the first message; whatever callers send meanwhile waits behind it.
+        myself.cast(AdvertisementPoolMsg::Load)?;
+        let timers = vec![
+            myself.send_interval(args.config.sweep_interval, || AdvertisementPoolMsg::Sweep),
+            myself.send_interval(args.config.renew_interval, || AdvertisementPoolMsg::Renew),
+            myself.send_interval(args.config.store_check_interval, || {
+                AdvertisementPoolMsg::CheckStore
+            }),
+        ];
+        Ok(AdvertisementPoolState {
+            book: PoolState::new(args.config.ad_ttl, args.config.tombstone_horizon),
+            backoff: Backoff::new(args.config.store_backoff),
+            node_id: args.node_id,
+            config: args.config,
+            store: args.store,
+            clock: args.clock,
+            retry: None,
+            timers,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AdvertisementPoolMsg>,
+        msg: AdvertisementPoolMsg,
+        state: &mut AdvertisementPoolState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = tracing::debug_span!("advertisement_pool", node = %state.node_id, msg = message_name(&msg));
+        async move {
+            match msg {
+                AdvertisementPoolMsg::Load => state.load(&myself).await,
+                AdvertisementPoolMsg::Bulk(request, reply) => {
+                    let now = state.clock.now();
+                    let result = state.book.apply_bulk(&request, now);
+                    let result = match result {
+                        Ok(mut outcome) => {
+                            state.flush(&myself).await;
+                            outcome.persisted = !state.book.has_unwritten();
+                            debug!(?outcome, full_sync = request.full_sync, "bulk applied");
+                            Ok(outcome)
+                        }
+                        Err(err) => {
+                            warn!(%err, "bulk request refused");
+                            Err(err)
+                        }
+                    };
+                    let _ = reply.send(result);
+                }
+                AdvertisementPoolMsg::Gossip { peer, ads } => {
+                    let now = state.clock.now();
+                    let changed = state.book.apply_gossip(&peer, &ads, now);
+                    debug!(%peer, ads = ads.len(), changed, "gossip applied");
+                    state.flush(&myself).await;
+                }
+                AdvertisementPoolMsg::Available(reply) => {
+                    let _ = reply.send(state.book.available(state.clock.now()));
+                }
+                AdvertisementPoolMsg::Status(reply) => {
+                    let _ = reply.send(state.status());
+                }
+                AdvertisementPoolMsg::Sweep => {
+                    let expired = state.book.sweep(state.clock.now());
+                    if expired > 0 {
+                        info!(expired, "expired remote advertisements dropped");
+                        state.flush(&myself).await;
+                    }
+                }
+                AdvertisementPoolMsg::Renew => {
+                    state.book.mark_all_dirty();
+                    state.flush(&myself).await;
+                }
+                AdvertisementPoolMsg::CheckStore => state.check_store(&myself).await,
+                AdvertisementPoolMsg::RetryStore => state.retry_store(&myself).await,
+            }
+            state.publish_metrics();
+        }
+        .instrument(span)
+        .await;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<AdvertisementPoolMsg>,
+        state: &mut AdvertisementPoolState,
+    ) -> Result<(), ActorProcessingErr> {
+        for timer in state.timers.drain(..) {
+            timer.abort();
+        }
+        if let Some(retry) = state.retry.take() {
+            retry.abort();
+        }
+        Ok(())
+    }
+}
+
+impl AdvertisementPoolState {
+    async fn load(&mut self, myself: &ActorRef<AdvertisementPoolMsg>) {
+        let started = Instant::now();
+        match self.store.load().await {
+            Ok(stored) => {
+                let report = self.book.merge_loaded(stored, self.clock.now());
+                info!(
+                    store = %self.store.describe(),
+                    restored = report.restored,
+                    discarded = report.discarded,
+                    skipped = report.skipped,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "advertisements reloaded from the store"
+                );
+                if report.skipped > 0 {
+                    warn!(
+                        skipped = report.skipped,
+                        "undecodable advertisement records skipped"
+                    );
+                }
+                self.flush(myself).await;
+            }
+            Err(err) => self.store_failed(myself, "load", &err),
+        }
+    }
+
+    /// Writes what the store lacks, unless the store is known to be down (then the retry
+    /// timer does it).
+    async fn flush(&mut self, myself: &ActorRef<AdvertisementPoolMsg>) {
+        if self.book.is_degraded() {
+            return;
+        }
+        if let Err(err) = self.write_unwritten().await {
+            self.store_failed(myself, "write", &err);
+        }
+    }
+
+    async fn write_unwritten(&mut self) -> Result<(), StoreError> {
+        if !self.book.has_unwritten() {
+            return Ok(());
+        }
+        let batch = self.book.batch();
+        let started = Instant::now();
+        self.store.write(&batch, self.config.store_expiry()).await?;
+        self.book.mark_written();
+        metrics::histogram!("herald_pool_store_write_seconds", "node" => self.node_id.to_string())
+            .record(started.elapsed().as_secs_f64());
+        debug!(
+            puts = batch.puts.len(),
+            deletes = batch.deletes.len(),
+            "store written"
+        );
+        Ok(())
+    }
+
+    async fn check_store(&mut self, myself: &ActorRef<AdvertisementPoolMsg>) {
+        if self.book.is_degraded() || !self.book.is_loaded() {
+            return;
+        }
+        match self.store.holds_meta().await {
+            Ok(true) => {}
+            Ok(false) => {
+                let (local, remote, ..) = self.book.counts();
+                warn!(
+                    store = %self.store.describe(),
+                    ads = local + remote,
+                    "store lost this pool's data; writing everything again"
+                );
+                self.book.mark_all_dirty();
+                self.flush(myself).await;
+            }
+            Err(err) => self.store_failed(myself, "check", &err),
+        }
+    }
+
+    async fn retry_store(&mut self, myself: &ActorRef<AdvertisementPoolMsg>) {
+        self.retry = None;
+        if !self.book.is_degraded() {
+            return;
+        }
+        if !self.book.is_loaded() {
+            match self.store.load().await {
+                Ok(stored) => {
+                    let report = self.book.merge_loaded(stored, self.clock.now());
+                    info!(
+                        restored = report.restored,
+                        discarded = report.discarded,
+                        "late reload merged"
+                    );
+                }
+                Err(err) => return self.store_failed(myself, "load", &err),
+            }
+        }
+        // Whatever the store kept, after an outage write everything: it is cheap, and a store
+        // restarted empty or from an old snapshot would otherwise miss ads or keep stale ones.
+        self.book.mark_all_dirty();
+        if let Err(err) = self.write_unwritten().await {
+            return self.store_failed(myself, "write", &err);
+        }
+        self.book.recover();
+        self.backoff.reset();
+        let (local, remote, ..) = self.book.counts();
+        info!(store = %self.store.describe(), ads = local + remote, "store recovered; everything written again");
+    }
+
+    fn store_failed(
+        &mut self,
+        myself: &ActorRef<AdvertisementPoolMsg>,
+        during: &'static str,
+        err: &StoreError,
+    ) {
+        let reason = format!("{during}: {}", error_chain(err));
+        let newly = self.book.degrade(reason.clone(), self.clock.now());
+        metrics::counter!("herald_pool_store_errors_total", "node" => self.node_id.to_string())
+            .increment(1);
+        let delay = self.backoff.next_delay();
+        if newly {
+            warn!(store = %self.store.describe(), %reason, "store unavailable; serving from memory");
+        } else {
+            debug!(%reason, ?delay, "store still unavailable");
+        }
+        if let Some(previous) = self.retry.take() {
+            previous.abort();
+        }
+        self.retry = Some(myself.send_after(delay, || AdvertisementPoolMsg::RetryStore));
+    }
+
+    fn status(&self) -> PoolStatus {
+        let (local_ads, remote_ads, unverified_ads, dirty_ads) = self.book.counts();
+        PoolStatus {
+            node_id: self.node_id.clone(),
+            local_ads,
+            remote_ads,
+            unverified_ads,
+            dirty_ads,
+            loaded: self.book.is_loaded(),
+            store: self.book.store_health().clone(),
+            last_snapshot: self.book.last_snapshot(),
+        }
+    }
+
+    fn publish_metrics(&self) {
+        let node = self.node_id.to_string();
+        let (local, remote, unverified, dirty) = self.book.counts();
+        metrics::gauge!("herald_pool_ads", "node" => node.clone(), "source" => "local")
+            .set(local as f64);
+        metrics::gauge!("herald_pool_ads", "node" => node.clone(), "source" => "remote")
+            .set(remote as f64);
+        metrics::gauge!("herald_pool_unverified_ads", "node" => node.clone())
+            .set(unverified as f64);
+        metrics::gauge!("herald_pool_dirty_ads", "node" => node.clone()).set(dirty as f64);
+        let degraded = if self.book.is_degraded() { 1.0 } else { 0.0 };
+        metrics::gauge!("herald_pool_store_degraded", "node" => node).set(degraded);
+    }
+}
+
+fn message_name(msg: &AdvertisementPoolMsg) -> &'static str {
+    match msg {
+        AdvertisementPoolMsg::Bulk(..) => "bulk",
+        AdvertisementPoolMsg::Gossip { .. } => "gossip",
+        AdvertisementPoolMsg::Available(_) => "available",
+        AdvertisementPoolMsg::Status(_) => "status",
+        AdvertisementPoolMsg::Load => "load",
+        AdvertisementPoolMsg::Sweep => "sweep",
+        AdvertisementPoolMsg::Renew => "renew",
+        AdvertisementPoolMsg::CheckStore => "check_store",
+        AdvertisementPoolMsg::RetryStore => "retry_store",
+    }
+}
+
+/// An error and its sources on one line, for logs and status.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,26 @@
+//! herald's actors, the node supervisor, and the ports they need.
+//!
+//! - `advertisement_pool`, `resync_driver`: the actors (one per file); `supervisor`: the root.
+//! - `ports`: traits for stores, links and the clock. Adapters live in `herald-runtime`; this
+//!   crate never names a driver (redis, redb, mongodb, tonic, axum).
+//! - `slot`: stable addresses of supervised actors; `backoff`: delays for retries.
+//! - `testing` (feature): in-memory fakes of the ports.
+
+pub mod advertisement_pool;
+pub mod backoff;
+pub mod clock;
+pub mod pool_link;
+pub mod ports;
+pub mod resync_driver;
+pub mod slot;
+pub mod supervisor;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use advertisement_pool::{AdvertisementPool, AdvertisementPoolArgs, PoolConfig};
+pub use backoff::{Backoff, BackoffConfig};
+pub use clock::TokioClock;
+pub use pool_link::LocalPoolLink;
+pub use resync_driver::{ResyncConfig, ResyncDriver, ResyncDriverArgs};
+pub use slot::{ActorSlot, SlotError};
+pub use supervisor::{ChildSpec, NodeSupervisor, NodeSupervisorArgs, RestartPolicy};

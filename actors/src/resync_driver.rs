@@ -1,0 +1,444 @@
+//! `ResyncDriver` (register role): owns the register CRUD against the ground truth and keeps
+//! the pool in line with it.
+//!
+//! - At start it pushes every public register as one full sync, retrying with capped
+//!   exponential backoff and full jitter until it succeeds (FR-003, FR-004).
+//! - Then it pushes a full sync every `interval`, jittered, on a schedule measured from the
+//!   first success rather than from the end of the last push (FR-006).
+//! - A create, a change of the advertise flag or of an advertised register, or a delete is
+//!   pushed at once (FR-007, FR-008); a failed push falls back to a full sync after the backoff.
+//!
+//! Pushes run in a task, one at a time, so the driver keeps answering CRUD while a push waits
+//! on a slow pool; changes made meanwhile are coalesced per register and pushed next.
+//! State replayed on restart: none is needed: the ground truth is the store, and a restarted
+//! driver starts with a full sync.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, warn};
+
+use herald_messages::{
+    AdInput, AdvertisementSyncState, BulkAdvertise, MAX_BULK_ITEMS, NewRegister, NodeId,
+    PushReport, Register, RegisterError, RegisterId, RegisterPatch, ResyncDriverMsg, Snapshot,
+    SyncStatus,
+};
+
+use crate::advertisement_pool::error_chain;
+use crate::backoff::{Backoff, BackoffConfig, random_up_to};
+use crate::ports::{Clock, GroundTruth, GroundTruthError, PoolLink};
+
+/// Driver settings (DESIGN §5, §9).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResyncConfig {
+    /// Period of the reconciling full sync.
+    pub interval: Duration,
+    /// Up to this fraction of `interval` is added at random to each period.
+    pub interval_jitter: f64,
+    /// Backoff after a failed push.
+    pub backoff: BackoffConfig,
+}
+
+impl ResyncConfig {
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+}
+
+impl Default for ResyncConfig {
+    fn default() -> Self {
+        Self {
+            interval: Self::DEFAULT_INTERVAL,
+            interval_jitter: 0.1,
+            backoff: BackoffConfig::DEFAULT,
+        }
+    }
+}
+
+/// The actor.
+pub struct ResyncDriver;
+
+/// Everything a (re)started driver needs; cloned for each start.
+#[derive(Clone)]
+pub struct ResyncDriverArgs {
+    pub node_id: NodeId,
+    pub config: ResyncConfig,
+    pub truth: Arc<dyn GroundTruth>,
+    pub pool: Arc<dyn PoolLink>,
+    pub clock: Arc<dyn Clock>,
+}
+
+type TimerHandle = JoinHandle<Result<(), MessagingErr<ResyncDriverMsg>>>;
+
+pub struct ResyncDriverState {
+    node_id: NodeId,
+    config: ResyncConfig,
+    truth: Arc<dyn GroundTruth>,
+    pool: Arc<dyn PoolLink>,
+    clock: Arc<dyn Clock>,
+    sync: AdvertisementSyncState,
+    /// A full sync is wanted (start, schedule, operator, or after a failure).
+    want_full_sync: bool,
+    /// Changes not pushed yet, the latest per register.
+    pending: BTreeMap<RegisterId, AdInput>,
+    in_flight: bool,
+    backoff: Backoff,
+    /// Set while waiting out the backoff after a failure: nothing is pushed until it fires.
+    retry: Option<TimerHandle>,
+    /// When the next periodic full sync is due (before jitter); set after the first success.
+    next_due: Option<Instant>,
+    periodic: Option<TimerHandle>,
+}
+
+impl Actor for ResyncDriver {
+    type Msg = ResyncDriverMsg;
+    type State = ResyncDriverState;
+    type Arguments = ResyncDriverArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ResyncDriverMsg>,
+        args: ResyncDriverArgs,
+    ) -> Result<ResyncDriverState, ActorProcessingErr> {
+        myself.cast(ResyncDriverMsg::ResyncNow)?;
+        let sync = AdvertisementSyncState {
+            pool: args.pool.describe(),
+            ..AdvertisementSyncState::default()
+        };
+        Ok(ResyncDriverState {
+            backoff: Backoff::new(args.config.backoff),
+            node_id: args.node_id,
+            config: args.config,
+            truth: args.truth,
+            pool: args.pool,
+            clock: args.clock,
+            sync,
+            want_full_sync: false,
+            pending: BTreeMap::new(),
+            in_flight: false,
+            retry: None,
+            next_due: None,
+            periodic: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ResyncDriverMsg>,
+        msg: ResyncDriverMsg,
+        state: &mut ResyncDriverState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span =
+            tracing::debug_span!("resync_driver", node = %state.node_id, msg = message_name(&msg));
+        async move {
+            match msg {
+                ResyncDriverMsg::CreateRegister(new, reply) => {
+                    let result = state.create(new).await;
+                    if let Ok(register) = &result
+                        && register.advertise
+                    {
+                        state.enqueue(register.to_ad_input());
+                    }
+                    let _ = reply.send(result);
+                }
+                ResyncDriverMsg::UpdateRegister(id, patch, reply) => {
+                    let result = state.update(&id, patch).await;
+                    if let Ok((before, after)) = &result
+                        && (before.advertise || after.advertise)
+                    {
+                        state.enqueue(after.to_ad_input());
+                    }
+                    let _ = reply.send(result.map(|(_, after)| after));
+                }
+                ResyncDriverMsg::DeleteRegister(id, reply) => {
+                    let result = state.delete(&id).await;
+                    if result.is_ok() {
+                        state.enqueue(AdInput::withdraw(id));
+                    }
+                    let _ = reply.send(result);
+                }
+                ResyncDriverMsg::GetRegister(id, reply) => {
+                    let result = match state.truth.get(&id).await {
+                        Ok(Some(register)) => Ok(register),
+                        Ok(None) => Err(RegisterError::NotFound(id)),
+                        Err(err) => Err(register_error(err)),
+                    };
+                    let _ = reply.send(result);
+                }
+                ResyncDriverMsg::ListRegisters(reply) => {
+                    let _ = reply.send(state.truth.list().await.map_err(register_error));
+                }
+                ResyncDriverMsg::SyncState(reply) => {
+                    let _ = reply.send(state.sync.clone());
+                }
+                ResyncDriverMsg::ResyncNow => state.want_full_sync = true,
+                ResyncDriverMsg::PeriodicTick => {
+                    state.want_full_sync = true;
+                    state.schedule_periodic(&myself);
+                }
+                ResyncDriverMsg::Retry => {
+                    state.retry = None;
+                    state.want_full_sync = true;
+                }
+                ResyncDriverMsg::PushFinished(report) => state.on_push_finished(&myself, report),
+            }
+            state.pump(&myself);
+        }
+        .instrument(span)
+        .await;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ResyncDriverMsg>,
+        state: &mut ResyncDriverState,
+    ) -> Result<(), ActorProcessingErr> {
+        for timer in [state.retry.take(), state.periodic.take()]
+            .into_iter()
+            .flatten()
+        {
+            timer.abort();
+        }
+        Ok(())
+    }
+}
+
+impl ResyncDriverState {
+    async fn create(&mut self, new: NewRegister) -> Result<Register, RegisterError> {
+        new.validate()?;
+        let now = self.clock.now();
+        let register = Register {
+            register_id: new
+                .register_id
+                .unwrap_or_else(|| RegisterId::from_bytes(rand::random())),
+            name: new.name,
+            description: new.description,
+            advertise: new.advertise,
+            latest_version: new.latest_version,
+            latest_docket_version: new.latest_docket_version,
+            created_at: now,
+            updated_at: now,
+            revision: 0,
+        };
+        let created = self.truth.create(register).await.map_err(register_error)?;
+        info!(register = %created.register_id, advertise = created.advertise, "register created");
+        Ok(created)
+    }
+
+    /// Returns the register before and after; an update that changes nothing writes nothing.
+    async fn update(
+        &mut self,
+        id: &RegisterId,
+        patch: RegisterPatch,
+    ) -> Result<(Register, Register), RegisterError> {
+        patch.validate()?;
+        let before = self
+            .truth
+            .get(id)
+            .await
+            .map_err(register_error)?
+            .ok_or_else(|| RegisterError::NotFound(id.clone()))?;
+        let mut after = before.clone();
+        patch.apply_to(&mut after)?;
+        if after == before {
+            return Ok((before.clone(), before));
+        }
+        after.updated_at = self.clock.now();
+        let stored = self.truth.replace(after).await.map_err(register_error)?;
+        info!(register = %id, advertise = stored.advertise, "register updated");
+        Ok((before, stored))
+    }
+
+    async fn delete(&mut self, id: &RegisterId) -> Result<(), RegisterError> {
+        match self.truth.delete(id).await.map_err(register_error)? {
+            true => {
+                info!(register = %id, "register deleted");
+                Ok(())
+            }
+            false => Err(RegisterError::NotFound(id.clone())),
+        }
+    }
+
+    fn enqueue(&mut self, input: AdInput) {
+        if self.pending.len() >= MAX_BULK_ITEMS {
+            // More changes than one request may carry: a full sync covers them all.
+            self.pending.clear();
+            self.want_full_sync = true;
+            return;
+        }
+        self.pending.insert(input.register_id.clone(), input);
+    }
+
+    /// Starts the next push if none is running and no backoff is pending.
+    fn pump(&mut self, myself: &ActorRef<ResyncDriverMsg>) {
+        if self.in_flight || self.retry.is_some() {
+            return;
+        }
+        let started_at = self.clock.now();
+        let pool = Arc::clone(&self.pool);
+        if self.want_full_sync {
+            self.want_full_sync = false;
+            // The snapshot includes every change made so far.
+            self.pending.clear();
+            self.in_flight = true;
+            self.sync.status = SyncStatus::Syncing;
+            self.sync.last_attempt = Some(started_at);
+            let truth = Arc::clone(&self.truth);
+            let clock = Arc::clone(&self.clock);
+            spawn_push(myself, true, started_at, async move {
+                let read_at = clock.now();
+                let public = truth
+                    .public_registers()
+                    .await
+                    .map_err(|err| format!("reading public registers: {}", error_chain(&err)))?;
+                let count = public.registers.len();
+                let snapshot = Snapshot {
+                    seq: public.revision,
+                    read_at,
+                };
+                let inputs = public.registers.iter().map(Register::to_ad_input).collect();
+                pool.push(BulkAdvertise::full(inputs, Some(snapshot)))
+                    .await
+                    .map_err(|err| format!("pushing to the pool: {}", error_chain(&err)))?;
+                Ok(count)
+            });
+            return;
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        let changes: Vec<AdInput> = std::mem::take(&mut self.pending).into_values().collect();
+        self.in_flight = true;
+        spawn_push(myself, false, started_at, async move {
+            let count = changes.len();
+            pool.push(BulkAdvertise {
+                advertisements: changes,
+                full_sync: false,
+                snapshot: None,
+            })
+            .await
+            .map_err(|err| format!("pushing changes to the pool: {}", error_chain(&err)))?;
+            Ok(count)
+        });
+    }
+
+    fn on_push_finished(&mut self, myself: &ActorRef<ResyncDriverMsg>, report: PushReport) {
+        self.in_flight = false;
+        let now = self.clock.now();
+        let node = self.node_id.to_string();
+        match report.result {
+            Ok(count) if report.full_sync => {
+                let elapsed = now.since(report.started_at);
+                info!(registers = count, elapsed_ms = elapsed.as_millis() as u64, pool = %self.sync.pool, "full sync pushed");
+                self.sync.status = SyncStatus::InSync;
+                self.sync.last_success = Some(now);
+                self.sync.last_pushed = count;
+                self.sync.successful_full_syncs += 1;
+                self.sync.consecutive_failures = 0;
+                self.sync.last_error = None;
+                self.backoff.reset();
+                metrics::counter!("herald_resync_full_syncs_total", "node" => node.clone())
+                    .increment(1);
+                metrics::gauge!("herald_resync_last_success_unix_ms", "node" => node)
+                    .set(now.as_unix_millis() as f64);
+                if self.next_due.is_none() {
+                    self.next_due = Some(Instant::now() + self.config.interval);
+                    self.schedule_periodic(myself);
+                }
+            }
+            Ok(count) => debug!(changes = count, "changes pushed"),
+            Err(error) => {
+                self.sync.status = SyncStatus::Retrying;
+                self.sync.consecutive_failures += 1;
+                self.sync.last_error = Some(error.clone());
+                self.want_full_sync = true;
+                let delay = self.backoff.next_delay();
+                self.sync.next_full_sync = Some(now.saturating_add(delay));
+                metrics::counter!("herald_resync_failures_total", "node" => node).increment(1);
+                let failures = self.sync.consecutive_failures;
+                if failures == 1 || failures.is_power_of_two() {
+                    warn!(%error, failures, ?delay, pool = %self.sync.pool, "push failed; full sync after backoff");
+                } else {
+                    debug!(%error, failures, ?delay, "push failed again");
+                }
+                if let Some(previous) = self.retry.take() {
+                    previous.abort();
+                }
+                self.retry = Some(myself.send_after(delay, || ResyncDriverMsg::Retry));
+            }
+        }
+    }
+
+    /// Arms the timer for the next periodic full sync, keeping to the schedule: a late tick
+    /// does not shift the ones after it.
+    fn schedule_periodic(&mut self, myself: &ActorRef<ResyncDriverMsg>) {
+        let Some(mut due) = self.next_due else {
+            return;
+        };
+        let now = Instant::now();
+        while due <= now {
+            due += self.config.interval;
+        }
+        self.next_due = Some(due);
+        let spread = self
+            .config
+            .interval
+            .mul_f64(self.config.interval_jitter.clamp(0.0, 1.0));
+        let fire_in = (due - now) + random_up_to(spread);
+        if self.retry.is_none() {
+            let wall = self.clock.now().saturating_add(fire_in);
+            self.sync.next_full_sync = Some(wall);
+        }
+        if let Some(previous) = self.periodic.take() {
+            previous.abort();
+        }
+        self.periodic = Some(myself.send_after(fire_in, || ResyncDriverMsg::PeriodicTick));
+    }
+}
+
+fn spawn_push(
+    myself: &ActorRef<ResyncDriverMsg>,
+    full_sync: bool,
+    started_at: herald_messages::Timestamp,
+    push: impl std::future::Future<Output = Result<usize, String>> + Send + 'static,
+) {
+    let myself = myself.clone();
+    tokio::spawn(
+        async move {
+            let result = push.await;
+            // If the driver is gone its successor starts with a full sync anyway.
+            let _ = myself.cast(ResyncDriverMsg::PushFinished(PushReport {
+                full_sync,
+                started_at,
+                result,
+            }));
+        }
+        .in_current_span(),
+    );
+}
+
+fn register_error(err: GroundTruthError) -> RegisterError {
+    match err {
+        GroundTruthError::AlreadyExists(id) => RegisterError::AlreadyExists(id),
+        GroundTruthError::NotFound(id) => RegisterError::NotFound(id),
+        other => RegisterError::Unavailable(error_chain(&other)),
+    }
+}
+
+fn message_name(msg: &ResyncDriverMsg) -> &'static str {
+    match msg {
+        ResyncDriverMsg::CreateRegister(..) => "create_register",
+        ResyncDriverMsg::UpdateRegister(..) => "update_register",
+        ResyncDriverMsg::DeleteRegister(..) => "delete_register",
+        ResyncDriverMsg::GetRegister(..) => "get_register",
+        ResyncDriverMsg::ListRegisters(_) => "list_registers",
+        ResyncDriverMsg::SyncState(_) => "sync_state",
+        ResyncDriverMsg::ResyncNow => "resync_now",
+        ResyncDriverMsg::PeriodicTick => "periodic_tick",
+        ResyncDriverMsg::Retry => "retry",
+        ResyncDriverMsg::PushFinished(_) => "push_finished",
+    }
+}

@@ -1,0 +1,201 @@
+//! Identifiers: register ids (32 lowercase hex characters) and node ids (≤ 64 of `[A-Za-z0-9_-]`).
+//!
+//! Both are validated when built, so a value of these types is always well-formed; serde goes
+//! through the same validation.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a string is not a valid identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} must be {rule}, got {value:?}")]
+pub struct InvalidId {
+    pub what: &'static str,
+    pub rule: &'static str,
+    pub value: String,
+}
+
+/// A register (ledger) id: exactly 32 lowercase hexadecimal characters.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RegisterId(String);
+
+impl RegisterId {
+    pub const LEN: usize = 32;
+    const RULE: &'static str = "32 lowercase hexadecimal characters";
+
+    pub fn parse(value: &str) -> Result<Self, InvalidId> {
+        let well_formed = value.len() == Self::LEN
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !well_formed {
+            return Err(InvalidId {
+                what: "register id",
+                rule: Self::RULE,
+                value: truncate_for_error(value),
+            });
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// Builds the id from 16 bytes (for example random ones) as lowercase hex.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        use fmt::Write;
+        let mut hex = String::with_capacity(Self::LEN);
+        for byte in bytes {
+            write!(hex, "{byte:02x}").expect("writing to a String cannot fail");
+        }
+        Self(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RegisterId {
+    type Error = InvalidId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<RegisterId> for String {
+    fn from(id: RegisterId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for RegisterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RegisterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RegisterId({})", self.0)
+    }
+}
+
+/// A node (peer) id: 1 to 64 characters of `[A-Za-z0-9_-]`. Keys in shared stores are
+/// namespaced by it, so it must not contain separators.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub const MAX_LEN: usize = 64;
+    const RULE: &'static str = "1 to 64 characters of [A-Za-z0-9_-]";
+
+    pub fn parse(value: &str) -> Result<Self, InvalidId> {
+        let well_formed = !value.is_empty()
+            && value.len() <= Self::MAX_LEN
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !well_formed {
+            return Err(InvalidId {
+                what: "node id",
+                rule: Self::RULE,
+                value: truncate_for_error(value),
+            });
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for NodeId {
+    type Error = InvalidId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(id: NodeId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({})", self.0)
+    }
+}
+
+/// Error messages quote the offending value, but never a megabyte of it.
+fn truncate_for_error(value: &str) -> String {
+    const SHOWN: usize = 80;
+    match value.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &value[..cut]),
+        None => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_id_accepts_exactly_32_lowercase_hex() {
+        assert!(RegisterId::parse("0123456789abcdef0123456789abcdef").is_ok());
+        for bad in [
+            "",
+            "0123456789abcdef0123456789abcde",   // 31
+            "0123456789abcdef0123456789abcdef0", // 33
+            "0123456789ABCDEF0123456789ABCDEF",  // upper case
+            "0123456789abcdef0123456789abcdeg",  // not hex
+            "0123456789abcdef0123456789abcdé",   // 32 bytes, not ascii
+        ] {
+            let err = RegisterId::parse(bad).expect_err(bad);
+            assert_eq!(err.what, "register id");
+        }
+    }
+
+    #[test]
+    fn register_id_from_bytes_round_trips_through_parse() {
+        let id = RegisterId::from_bytes([0xab; 16]);
+        assert_eq!(id.as_str(), "abababababababababababababababab");
+        assert_eq!(RegisterId::parse(id.as_str()), Ok(id));
+    }
+
+    #[test]
+    fn register_id_deserialization_validates() {
+        let ok: RegisterId = serde_json::from_str("\"0123456789abcdef0123456789abcdef\"").unwrap();
+        assert_eq!(ok.as_str(), "0123456789abcdef0123456789abcdef");
+        let err = serde_json::from_str::<RegisterId>("\"nope\"").unwrap_err();
+        assert!(
+            err.to_string().contains("32 lowercase hexadecimal"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn node_id_rules() {
+        assert!(NodeId::parse("peer-1_A").is_ok());
+        assert!(NodeId::parse(&"a".repeat(64)).is_ok());
+        assert!(NodeId::parse(&"a".repeat(65)).is_err());
+        assert!(NodeId::parse("").is_err());
+        assert!(NodeId::parse("a:b").is_err());
+        assert!(NodeId::parse("a{b}").is_err());
+    }
+
+    #[test]
+    fn error_quotes_long_values_truncated() {
+        let err = NodeId::parse(&"x".repeat(10_000)).unwrap_err();
+        assert!(err.value.chars().count() <= 81);
+    }
+}

@@ -1,0 +1,26 @@
+//! herald's domain types and every actor's message enum.
+//!
+//! Plain data with serde and validation: register and node identifiers, timestamps,
+//! advertisements, registers, and the messages the actors exchange. No I/O and no behaviour
+//! beyond validating a value when it is built; ractor appears only for reply ports and the
+//! `RactorMessage` derive (ractor's `cluster` feature is on for the whole workspace).
+
+mod advertisement;
+mod ids;
+mod pool;
+mod register;
+mod resync;
+mod supervisor;
+mod time;
+
+pub use advertisement::{AdKey, AdSource, Advertisement, SyncState};
+pub use ids::{InvalidId, NodeId, RegisterId};
+pub use pool::{
+    AdInput, AdvertisementPoolMsg, AvailableRegister, BulkAdvertise, BulkOutcome, InvalidInput,
+    MAX_BULK_ITEMS, MAX_DESCRIPTION_LEN, MAX_NAME_LEN, PoolError, PoolMeta, PoolStatus, Snapshot,
+    StoreHealth,
+};
+pub use register::{NewRegister, Register, RegisterError, RegisterPatch};
+pub use resync::{AdvertisementSyncState, PushReport, ResyncDriverMsg, SyncStatus};
+pub use supervisor::{ChildKind, ChildReport, NodeFailure, NodeSupervisorMsg};
+pub use time::Timestamp;
