@@ -1,1 +1,70 @@
-//! placeholder
+//! # herald
+//!
+//! Keeps a peer network's view of *who serves which register* correct through restarts,
+//! crashes and outages.
+//!
+//! A node runs any subset of two roles (more arrive with the hub work):
+//! - **register**: owns which registers exist and which are public (the ground truth), and its
+//!   `ResyncDriver` pushes every public register to the pool at start-up, on every change, and
+//!   periodically as a full sync;
+//! - **peer**: its `AdvertisementPool` holds advertisements in Redis or an embedded store with
+//!   an in-memory mirror, reloads them on restart, serves *Available Registers*, and keeps
+//!   working while its store is down.
+//!
+//! Each part is a supervised ractor actor that replays its state from its store when restarted.
+//!
+//! ## Embedding
+//!
+//! ```no_run
+//! use herald::{AdInput, NewRegister, Node, RawNodeConfig, RawPeerConfig, RawRegisterConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = RawNodeConfig {
+//!     node_id: "node-a".into(),
+//!     data_dir: Some("/var/lib/herald".into()),
+//!     peer: Some(RawPeerConfig::default()),         // embedded store in data_dir
+//!     register: Some(RawRegisterConfig::default()), // feeds this node's own pool
+//!     ..RawNodeConfig::default()
+//! }
+//! .validate()?;
+//! let node = Node::start(config).await?;
+//!
+//! let register = node
+//!     .create_register(NewRegister {
+//!         register_id: None,
+//!         name: "orders".into(),
+//!         description: None,
+//!         advertise: true,
+//!         latest_version: 0,
+//!         latest_docket_version: 0,
+//!     })
+//!     .await?;
+//! for available in node.available().await? {
+//!     println!("{} served by {} peer(s)", available.register_id, available.peer_count);
+//! }
+//! node.advertise(AdInput::withdraw(register.register_id)).await?;
+//! node.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The library never installs a tracing subscriber or a metrics recorder, never reads
+//! environment variables, and binds only the addresses it is given.
+
+pub use herald_runtime::{
+    ConfigError, Node, NodeApi, NodeConfig, NodeError, NodeHandle, RawNodeConfig, RawPeerConfig,
+    RawRegisterConfig, ShutdownReport, StartError,
+};
+
+pub use herald_messages::{
+    AdInput, AdvertisementSyncState, AvailableRegister, BulkAdvertise, BulkOutcome, ChildKind,
+    ChildReport, NewRegister, NodeFailure, NodeId, PoolError, PoolStatus, Register, RegisterError,
+    RegisterId, RegisterPatch, Snapshot, StoreHealth, SyncStatus, Timestamp,
+};
+
+/// The building blocks, for hosts that wire their own tree or write their own adapters.
+pub mod parts {
+    pub use herald_actors as actors;
+    pub use herald_messages as messages;
+    pub use herald_runtime as runtime;
+}

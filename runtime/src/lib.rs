@@ -1,1 +1,16 @@
-//! placeholder
+//! herald's runtime: adapters (Redis, redb, HTTP), configuration, the REST API, and the
+//! wiring of the supervision tree. The only crate that names drivers.
+//!
+//! Rooms: `config` (raw → validated), `node` (start, handle, shutdown), `api` (typed calls),
+//! `stores/` (port adapters), `links/` (other nodes), `rest/` (axum API).
+
+pub mod api;
+pub mod config;
+pub mod links;
+pub mod node;
+pub mod rest;
+pub mod stores;
+
+pub use api::{NodeApi, NodeError};
+pub use config::{ConfigError, NodeConfig, RawNodeConfig, RawPeerConfig, RawRegisterConfig};
+pub use node::{Node, NodeHandle, ShutdownReport, StartError};

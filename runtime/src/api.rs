@@ -1,0 +1,162 @@
+//! `NodeApi`: typed access to a running node's actors, shared by the embedding host (through
+//! `NodeHandle`) and the REST API. Cheap to clone. Every call has a deadline.
+
+use std::time::Duration;
+
+use ractor::Message;
+
+use herald_actors::{ActorSlot, SlotError};
+use herald_messages::{
+    AdInput, AdvertisementPoolMsg, AdvertisementSyncState, AvailableRegister, BulkAdvertise,
+    BulkOutcome, ChildKind, ChildReport, NewRegister, NodeId, NodeSupervisorMsg, PoolError,
+    PoolStatus, Register, RegisterError, RegisterId, RegisterPatch, ResyncDriverMsg,
+};
+
+/// Why a call to a node failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// The node does not run the role that serves this call.
+    #[error("this node does not run the {0} role")]
+    RoleNotEnabled(&'static str),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+    /// The actor did not answer (stopped, restarting too long, overloaded).
+    #[error(transparent)]
+    Unavailable(#[from] SlotError),
+    /// The node's supervisor is gone: the node was shut down or gave up.
+    #[error("the node is stopped")]
+    Stopped,
+}
+
+/// Typed access to a node's actors.
+#[derive(Clone)]
+pub struct NodeApi {
+    pub(crate) node_id: NodeId,
+    pub(crate) pool: Option<ActorSlot<AdvertisementPoolMsg>>,
+    pub(crate) driver: Option<ActorSlot<ResyncDriverMsg>>,
+    pub(crate) supervisor: ractor::ActorRef<NodeSupervisorMsg>,
+    pub(crate) timeout: Duration,
+}
+
+impl NodeApi {
+    pub fn node_id(&self) -> &NodeId {
+        &self.node_id
+    }
+
+    pub fn has_peer_role(&self) -> bool {
+        self.pool.is_some()
+    }
+
+    pub fn has_register_role(&self) -> bool {
+        self.driver.is_some()
+    }
+
+    // ---- peer role: the advertisement pool ----
+
+    /// Advertises, updates or withdraws (`is_public = false`) one register.
+    pub async fn advertise(&self, input: AdInput) -> Result<BulkOutcome, NodeError> {
+        self.bulk_advertise(BulkAdvertise::one(input)).await
+    }
+
+    /// Applies a bulk request (optionally a full sync of all local public registers).
+    pub async fn bulk_advertise(&self, request: BulkAdvertise) -> Result<BulkOutcome, NodeError> {
+        let outcome = call(self.pool()?, |reply| AdvertisementPoolMsg::Bulk(request, reply), self.timeout).await?;
+        Ok(outcome?)
+    }
+
+    /// *Available Registers*: every live public register, merged across sources.
+    pub async fn available(&self) -> Result<Vec<AvailableRegister>, NodeError> {
+        call(self.pool()?, AdvertisementPoolMsg::Available, self.timeout).await
+    }
+
+    pub async fn pool_status(&self) -> Result<PoolStatus, NodeError> {
+        call(self.pool()?, AdvertisementPoolMsg::Status, self.timeout).await
+    }
+
+    // ---- register role: ground truth and resync driver ----
+
+    pub async fn create_register(&self, new: NewRegister) -> Result<Register, NodeError> {
+        let result = call(self.driver()?, |reply| ResyncDriverMsg::CreateRegister(new, reply), self.timeout).await?;
+        Ok(result?)
+    }
+
+    pub async fn update_register(&self, id: RegisterId, patch: RegisterPatch) -> Result<Register, NodeError> {
+        let result = call(
+            self.driver()?,
+            |reply| ResyncDriverMsg::UpdateRegister(id, patch, reply),
+            self.timeout,
+        )
+        .await?;
+        Ok(result?)
+    }
+
+    pub async fn delete_register(&self, id: RegisterId) -> Result<(), NodeError> {
+        let result = call(self.driver()?, |reply| ResyncDriverMsg::DeleteRegister(id, reply), self.timeout).await?;
+        Ok(result?)
+    }
+
+    pub async fn get_register(&self, id: RegisterId) -> Result<Register, NodeError> {
+        let result = call(self.driver()?, |reply| ResyncDriverMsg::GetRegister(id, reply), self.timeout).await?;
+        Ok(result?)
+    }
+
+    pub async fn list_registers(&self) -> Result<Vec<Register>, NodeError> {
+        let result = call(self.driver()?, ResyncDriverMsg::ListRegisters, self.timeout).await?;
+        Ok(result?)
+    }
+
+    /// The resync driver's record of its pushes (spec 030 `AdvertisementSyncState`).
+    pub async fn sync_state(&self) -> Result<AdvertisementSyncState, NodeError> {
+        call(self.driver()?, ResyncDriverMsg::SyncState, self.timeout).await
+    }
+
+    /// Pushes a full sync now, besides the schedule.
+    pub fn resync_now(&self) -> Result<(), NodeError> {
+        Ok(self.driver()?.cast(ResyncDriverMsg::ResyncNow)?)
+    }
+
+    // ---- supervision ----
+
+    /// Each supervised actor: running or not, restarts, last failure.
+    pub async fn children(&self) -> Result<Vec<ChildReport>, NodeError> {
+        match self.supervisor.call(NodeSupervisorMsg::Children, Some(self.timeout)).await {
+            Ok(ractor::rpc::CallResult::Success(children)) => Ok(children),
+            _ => Err(NodeError::Stopped),
+        }
+    }
+
+    /// Fault injection for drills and demos: kills the actor as a crash would (its handler is
+    /// cut short, nothing is cleaned up). The supervisor restarts it and it replays its store.
+    /// Returns false when the actor was not running.
+    pub fn kill_actor(&self, kind: ChildKind) -> bool {
+        let actor = match kind {
+            ChildKind::AdvertisementPool => self.pool.as_ref().and_then(|slot| slot.actor().map(|a| a.get_cell())),
+            ChildKind::ResyncDriver => self.driver.as_ref().and_then(|slot| slot.actor().map(|a| a.get_cell())),
+        };
+        match actor {
+            Some(cell) => {
+                cell.kill();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn pool(&self) -> Result<&ActorSlot<AdvertisementPoolMsg>, NodeError> {
+        self.pool.as_ref().ok_or(NodeError::RoleNotEnabled("peer"))
+    }
+
+    fn driver(&self) -> Result<&ActorSlot<ResyncDriverMsg>, NodeError> {
+        self.driver.as_ref().ok_or(NodeError::RoleNotEnabled("register"))
+    }
+}
+
+async fn call<M: Message, T: Send + 'static>(
+    slot: &ActorSlot<M>,
+    request: impl FnOnce(ractor::RpcReplyPort<T>) -> M,
+    timeout: Duration,
+) -> Result<T, NodeError> {
+    Ok(slot.call(request, timeout).await?)
+}

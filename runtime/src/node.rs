@@ -1,0 +1,291 @@
+//! `Node::start`: opens the stores, builds the supervision tree for the configured roles,
+//! starts the REST API, and returns a `NodeHandle`. `NodeHandle::shutdown` undoes it in order.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use herald_actors::ports::{Clock, PoolLink};
+use herald_actors::{
+    ActorSlot, AdvertisementPool, AdvertisementPoolArgs, ChildSpec, LocalPoolLink, NodeSupervisor,
+    NodeSupervisorArgs, ResyncDriver, ResyncDriverArgs, TokioClock,
+};
+use herald_messages::{ChildKind, NodeFailure, NodeSupervisorMsg};
+
+use crate::api::NodeApi;
+use crate::config::{NodeConfig, PoolLinkConfig};
+use crate::links::HttpPoolLink;
+use crate::rest::{self, RestState};
+use crate::stores;
+
+/// Why a node could not start. Nothing is left running.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the {what} at {location}")]
+    Store {
+        what: &'static str,
+        location: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the pool link to {url}")]
+    PoolLink {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot start the node supervisor")]
+    Supervisor(#[source] ractor::SpawnErr),
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Actors that did not drain and stop within the deadline and were killed.
+    pub killed: Vec<ChildKind>,
+    pub elapsed: Duration,
+}
+
+/// Entry point of the library.
+pub struct Node;
+
+impl Node {
+    /// Starts a node with the configured roles. Must be called inside a tokio runtime.
+    pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+        let node_id = config.node_id.clone();
+        let mut children = Vec::new();
+
+        let pool = match &config.peer {
+            None => None,
+            Some(peer) => {
+                let store = stores::open_ad_store(&peer.ad_store, &node_id).await?;
+                let slot = ActorSlot::new(ChildKind::AdvertisementPool);
+                let args = AdvertisementPoolArgs {
+                    node_id: node_id.clone(),
+                    config: peer.pool.clone(),
+                    store,
+                    clock: Arc::clone(&clock),
+                };
+                children.push(ChildSpec::new(slot.clone(), move || (AdvertisementPool, args.clone())));
+                Some(slot)
+            }
+        };
+
+        let driver = match &config.register {
+            None => None,
+            Some(register) => {
+                let truth = stores::open_ground_truth(&register.ground_truth_path).await?;
+                let link: Arc<dyn PoolLink> = match (&register.pool_link, &pool) {
+                    (PoolLinkConfig::Local, Some(pool)) => Arc::new(LocalPoolLink::new(pool.clone(), config.call_timeout)),
+                    (PoolLinkConfig::Local, None) => unreachable!("validation requires a peer role for a local pool link"),
+                    (PoolLinkConfig::Http { base_url, token, timeout }, _) => Arc::new(
+                        HttpPoolLink::new(base_url, token, *timeout).map_err(|source| StartError::PoolLink {
+                            url: base_url.clone(),
+                            source: Box::new(source),
+                        })?,
+                    ),
+                };
+                let slot = ActorSlot::new(ChildKind::ResyncDriver);
+                let args = ResyncDriverArgs {
+                    node_id: node_id.clone(),
+                    config: register.resync.clone(),
+                    truth,
+                    pool: link,
+                    clock: Arc::clone(&clock),
+                };
+                children.push(ChildSpec::new(slot.clone(), move || (ResyncDriver, args.clone())));
+                Some(slot)
+            }
+        };
+
+        let (failure_tx, failure_rx) = watch::channel(None);
+        let (supervisor, supervisor_join) = Actor::spawn(
+            None,
+            NodeSupervisor,
+            NodeSupervisorArgs {
+                node_id: node_id.clone(),
+                children,
+                policy: config.restart,
+                failure: failure_tx,
+            },
+        )
+        .await
+        .map_err(StartError::Supervisor)?;
+
+        let api = NodeApi {
+            node_id: node_id.clone(),
+            pool,
+            driver,
+            supervisor: supervisor.clone(),
+            timeout: config.call_timeout,
+        };
+
+        let http = match &config.http {
+            None => None,
+            Some(http) => {
+                let state = RestState::new(api.clone(), http.admin_token.clone(), config.metrics.clone());
+                match HttpServer::start(http.addr, rest::router(state)).await {
+                    Ok(server) => Some(server),
+                    Err(err) => {
+                        let _ = stop_supervisor(&supervisor, supervisor_join, config.restart.stop_timeout).await;
+                        return Err(err);
+                    }
+                }
+            }
+        };
+
+        info!(
+            node = %node_id,
+            peer = api.has_peer_role(),
+            register = api.has_register_role(),
+            http = ?http.as_ref().map(|h| h.addr),
+            "node started"
+        );
+        Ok(NodeHandle {
+            api,
+            supervisor,
+            supervisor_join,
+            http,
+            failure: failure_rx,
+            stop_timeout: config.restart.stop_timeout,
+        })
+    }
+}
+
+/// A running node. Dereferences to `NodeApi` for typed calls (`available`, `advertise`,
+/// `create_register`, …). Call `shutdown` to stop it; dropping it leaves the node running.
+pub struct NodeHandle {
+    api: NodeApi,
+    supervisor: ActorRef<NodeSupervisorMsg>,
+    supervisor_join: JoinHandle<()>,
+    http: Option<HttpServer>,
+    failure: watch::Receiver<Option<NodeFailure>>,
+    stop_timeout: Duration,
+}
+
+impl Deref for NodeHandle {
+    type Target = NodeApi;
+
+    fn deref(&self) -> &NodeApi {
+        &self.api
+    }
+}
+
+impl NodeHandle {
+    pub fn api(&self) -> &NodeApi {
+        &self.api
+    }
+
+    /// The address the REST API listens on (useful with port 0).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|server| server.addr)
+    }
+
+    /// The failure that stopped the node, if it gave up on an actor.
+    pub fn failure(&self) -> Option<NodeFailure> {
+        self.failure.borrow().clone()
+    }
+
+    /// Resolves when the node gives up on an actor (its restart budget ran out). Hosts select on
+    /// it beside their shutdown signal.
+    pub async fn failed(&self) -> NodeFailure {
+        let mut failure = self.failure.clone();
+        loop {
+            if let Some(failure) = failure.borrow_and_update().clone() {
+                return failure;
+            }
+            if failure.changed().await.is_err() {
+                // The supervisor is gone without reporting a failure: a clean stop.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Stops the REST API, then the actors in reverse start order (each drains its mailbox
+    /// first), and waits for them. Stores are closed when the actors are gone.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let started = Instant::now();
+        if let Some(http) = self.http {
+            http.stop(self.stop_timeout).await;
+        }
+        let killed = stop_supervisor(&self.supervisor, self.supervisor_join, self.stop_timeout).await;
+        let report = ShutdownReport {
+            killed,
+            elapsed: started.elapsed(),
+        };
+        info!(node = %self.api.node_id, elapsed_ms = report.elapsed.as_millis() as u64, "node shut down");
+        report
+    }
+}
+
+async fn stop_supervisor(
+    supervisor: &ActorRef<NodeSupervisorMsg>,
+    join: JoinHandle<()>,
+    stop_timeout: Duration,
+) -> Vec<ChildKind> {
+    let per_child = stop_timeout.saturating_mul(2);
+    let killed = match supervisor.call(NodeSupervisorMsg::Shutdown, Some(per_child * 2)).await {
+        Ok(ractor::rpc::CallResult::Success(killed)) => killed,
+        // Already stopped (it gave up) or stuck: make sure it is gone.
+        _ => {
+            supervisor.stop(Some("shutdown".into()));
+            Vec::new()
+        }
+    };
+    if tokio::time::timeout(per_child * 2, join).await.is_err() {
+        error!("node supervisor did not stop in time; killing it");
+        supervisor.kill();
+    }
+    killed
+}
+
+/// The REST API's server task.
+struct HttpServer {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    join: JoinHandle<()>,
+}
+
+impl HttpServer {
+    async fn start(addr: SocketAddr, router: axum::Router) -> Result<Self, StartError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let join = tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(err) = served {
+                error!(%err, "REST API server failed");
+            }
+        });
+        Ok(Self { addr, stop, join })
+    }
+
+    async fn stop(self, deadline: Duration) {
+        let _ = self.stop.send(());
+        let mut join = self.join;
+        if tokio::time::timeout(deadline, &mut join).await.is_err() {
+            warn!(addr = %self.addr, "REST API did not stop in time; aborting open connections");
+            join.abort();
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Store adapters: each implements a port of `herald-actors` on one technology.
+//!
+//! - `redis_ad_store`: `AdStore` on Redis (production; shared by several nodes).
+//! - `redb_ad_store`: `AdStore` in a redb file (the embedded default).
+//! - `redb_ground_truth`: `GroundTruth` in a redb file (the embedded default).
+//!
+//! Driver errors (`redis::RedisError`, `redb::Error`) are mapped to the port's error enum here
+//! and never leave this module.
+
+mod redb_ad_store;
+mod redb_ground_truth;
+mod redis_ad_store;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use herald_actors::ports::{AdStore, GroundTruth};
+use herald_messages::NodeId;
+
+pub use redb_ad_store::RedbAdStore;
+pub use redb_ground_truth::RedbGroundTruth;
+pub use redis_ad_store::RedisAdStore;
+
+use crate::config::AdStoreConfig;
+use crate::node::StartError;
+
+/// Opens the configured ad store. Redis connects lazily (a node starts while Redis is down and
+/// runs degraded); a redb file is opened (and created) now.
+pub async fn open_ad_store(config: &AdStoreConfig, node_id: &NodeId) -> Result<Arc<dyn AdStore>, StartError> {
+    match config {
+        AdStoreConfig::Redis { url, prefix } => {
+            let store = RedisAdStore::new(url, prefix, node_id).map_err(|source| StartError::Store {
+                what: "advertisement store",
+                location: url.clone(),
+                source: Box::new(source),
+            })?;
+            Ok(Arc::new(store))
+        }
+        AdStoreConfig::Embedded { path } => {
+            let store = RedbAdStore::open(path, node_id).await.map_err(|source| StartError::Store {
+                what: "advertisement store",
+                location: path.display().to_string(),
+                source: Box::new(source),
+            })?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Opens (and creates) the embedded ground truth.
+pub async fn open_ground_truth(path: &Path) -> Result<Arc<dyn GroundTruth>, StartError> {
+    let truth = RedbGroundTruth::open(path).await.map_err(|source| StartError::Store {
+        what: "register store",
+        location: path.display().to_string(),
+        source: Box::new(source),
+    })?;
+    Ok(Arc::new(truth))
+}

@@ -1,0 +1,26 @@
+//! Test harness: real servers and processes, and waiting for events instead of sleeping.
+
+#![allow(dead_code)]
+
+pub mod redis;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics after `deadline` naming `what`.
+pub async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if started.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

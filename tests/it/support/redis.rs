@@ -1,0 +1,1 @@
+//! Redis fixture (being written)
