@@ -53,7 +53,7 @@
 
 pub use herald_runtime::{
     ConfigError, Node, NodeApi, NodeConfig, NodeError, NodeHandle, RawNodeConfig, RawPeerConfig,
-    RawRegisterConfig, ShutdownReport, StartError,
+    RawRegisterConfig, ShutdownReport, StartError, StoreOverrides,
 };
 
 pub use herald_messages::{

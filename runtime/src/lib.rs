@@ -13,4 +13,4 @@ pub mod stores;
 
 pub use api::{NodeApi, NodeError};
 pub use config::{ConfigError, NodeConfig, RawNodeConfig, RawPeerConfig, RawRegisterConfig};
-pub use node::{Node, NodeHandle, ShutdownReport, StartError};
+pub use node::{Node, NodeHandle, ShutdownReport, StartError, StoreOverrides};

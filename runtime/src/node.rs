@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use herald_actors::ports::{Clock, PoolLink};
+use herald_actors::ports::{AdStore, Clock, GroundTruth, PoolLink};
 use herald_actors::{
     ActorSlot, AdvertisementPool, AdvertisementPoolArgs, ChildSpec, LocalPoolLink, NodeSupervisor,
     NodeSupervisorArgs, ResyncDriver, ResyncDriverArgs, TokioClock,
@@ -59,12 +59,25 @@ pub struct ShutdownReport {
     pub elapsed: Duration,
 }
 
+/// Stores supplied by the host instead of the configured ones: its own adapters, or the
+/// in-memory ones of `herald_actors::testing`.
+#[derive(Default, Clone)]
+pub struct StoreOverrides {
+    pub ad_store: Option<Arc<dyn AdStore>>,
+    pub ground_truth: Option<Arc<dyn GroundTruth>>,
+}
+
 /// Entry point of the library.
 pub struct Node;
 
 impl Node {
     /// Starts a node with the configured roles. Must be called inside a tokio runtime.
     pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
+        Self::start_with(config, StoreOverrides::default()).await
+    }
+
+    /// Starts a node, using the given stores where supplied.
+    pub async fn start_with(config: NodeConfig, overrides: StoreOverrides) -> Result<NodeHandle, StartError> {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
         let node_id = config.node_id.clone();
         let mut children = Vec::new();
@@ -72,7 +85,10 @@ impl Node {
         let pool = match &config.peer {
             None => None,
             Some(peer) => {
-                let store = stores::open_ad_store(&peer.ad_store, &node_id).await?;
+                let store = match &overrides.ad_store {
+                    Some(store) => Arc::clone(store),
+                    None => stores::open_ad_store(&peer.ad_store, &node_id, Arc::clone(&clock)).await?,
+                };
                 let slot = ActorSlot::new(ChildKind::AdvertisementPool);
                 let args = AdvertisementPoolArgs {
                     node_id: node_id.clone(),
@@ -88,7 +104,10 @@ impl Node {
         let driver = match &config.register {
             None => None,
             Some(register) => {
-                let truth = stores::open_ground_truth(&register.ground_truth_path).await?;
+                let truth = match &overrides.ground_truth {
+                    Some(truth) => Arc::clone(truth),
+                    None => stores::open_ground_truth(&register.ground_truth_path).await?,
+                };
                 let link: Arc<dyn PoolLink> = match (&register.pool_link, &pool) {
                     (PoolLinkConfig::Local, Some(pool)) => Arc::new(LocalPoolLink::new(pool.clone(), config.call_timeout)),
                     (PoolLinkConfig::Local, None) => unreachable!("validation requires a peer role for a local pool link"),

@@ -14,7 +14,7 @@ mod redis_ad_store;
 use std::path::Path;
 use std::sync::Arc;
 
-use herald_actors::ports::{AdStore, GroundTruth};
+use herald_actors::ports::{AdStore, Clock, GroundTruth};
 use herald_messages::NodeId;
 
 pub use redb_ad_store::RedbAdStore;
@@ -26,7 +26,11 @@ use crate::node::StartError;
 
 /// Opens the configured ad store. Redis connects lazily (a node starts while Redis is down and
 /// runs degraded); a redb file is opened (and created) now.
-pub async fn open_ad_store(config: &AdStoreConfig, node_id: &NodeId) -> Result<Arc<dyn AdStore>, StartError> {
+pub async fn open_ad_store(
+    config: &AdStoreConfig,
+    node_id: &NodeId,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn AdStore>, StartError> {
     match config {
         AdStoreConfig::Redis { url, prefix } => {
             let store = RedisAdStore::new(url, prefix, node_id).map_err(|source| StartError::Store {
@@ -37,7 +41,7 @@ pub async fn open_ad_store(config: &AdStoreConfig, node_id: &NodeId) -> Result<A
             Ok(Arc::new(store))
         }
         AdStoreConfig::Embedded { path } => {
-            let store = RedbAdStore::open(path, node_id).await.map_err(|source| StartError::Store {
+            let store = RedbAdStore::open(path, node_id, clock).await.map_err(|source| StartError::Store {
                 what: "advertisement store",
                 location: path.display().to_string(),
                 source: Box::new(source),

@@ -14,7 +14,11 @@ pub struct RedbAdStore;
 pub struct RedbOpenError;
 
 impl RedbAdStore {
-    pub async fn open(_path: &Path, _node_id: &NodeId) -> Result<Self, RedbOpenError> {
+    pub async fn open(
+        _path: &Path,
+        _node_id: &NodeId,
+        _clock: std::sync::Arc<dyn herald_actors::ports::Clock>,
+    ) -> Result<Self, RedbOpenError> {
         Err(RedbOpenError)
     }
 }
