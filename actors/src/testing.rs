@@ -35,6 +35,7 @@ pub struct InMemoryAdStore {
     records: Arc<Mutex<AdRecords>>,
     down: Arc<AtomicBool>,
     panic_on_load: Arc<AtomicBool>,
+    panic_writes: Arc<AtomicUsize>,
     writes: Arc<AtomicUsize>,
     loads: Arc<AtomicUsize>,
 }
@@ -57,6 +58,11 @@ impl InMemoryAdStore {
     /// Plays a bug: `load` panics.
     pub fn set_panic_on_load(&self, panic: bool) {
         self.panic_on_load.store(panic, Ordering::SeqCst);
+    }
+
+    /// Plays a bug: the next `count` writes panic.
+    pub fn panic_on_next_writes(&self, count: usize) {
+        self.panic_writes.store(count, Ordering::SeqCst);
     }
 
     /// Successful writes so far.
@@ -132,6 +138,11 @@ impl AdStore for InMemoryAdStore {
 
     async fn write(&self, batch: &AdBatch, expiry: Duration) -> Result<(), StoreError> {
         self.check()?;
+        let panics_left = self.panic_writes.load(Ordering::SeqCst);
+        if panics_left > 0 {
+            self.panic_writes.store(panics_left - 1, Ordering::SeqCst);
+            panic!("injected panic in AdStore::write");
+        }
         let expires = Instant::now() + expiry;
         let mut records = self.lock();
         for ad in &batch.puts {

@@ -1,0 +1,9 @@
+//! Actor tests on tokio's paused clock: real actors and a real supervisor, with the in-memory
+//! fakes of the ports (`herald_actors::testing`) standing in for Redis, redb and the peer.
+//! Virtual minutes pass in microseconds; nothing sleeps on the wall clock.
+
+mod support;
+
+mod advertisement_pool;
+mod resync_driver;
+mod supervision;
