@@ -1,6 +1,8 @@
 //! herald's integration and acceptance tests: one binary, one module per subject.
 //! Real redis-server processes, real HTTP on loopback, real role processes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 mod redb_stores;
