@@ -62,7 +62,12 @@ impl NodeApi {
 
     /// Applies a bulk request (optionally a full sync of all local public registers).
     pub async fn bulk_advertise(&self, request: BulkAdvertise) -> Result<BulkOutcome, NodeError> {
-        let outcome = call(self.pool()?, |reply| AdvertisementPoolMsg::Bulk(request, reply), self.timeout).await?;
+        let outcome = call(
+            self.pool()?,
+            |reply| AdvertisementPoolMsg::Bulk(request, reply),
+            self.timeout,
+        )
+        .await?;
         Ok(outcome?)
     }
 
@@ -78,11 +83,20 @@ impl NodeApi {
     // ---- register role: ground truth and resync driver ----
 
     pub async fn create_register(&self, new: NewRegister) -> Result<Register, NodeError> {
-        let result = call(self.driver()?, |reply| ResyncDriverMsg::CreateRegister(new, reply), self.timeout).await?;
+        let result = call(
+            self.driver()?,
+            |reply| ResyncDriverMsg::CreateRegister(new, reply),
+            self.timeout,
+        )
+        .await?;
         Ok(result?)
     }
 
-    pub async fn update_register(&self, id: RegisterId, patch: RegisterPatch) -> Result<Register, NodeError> {
+    pub async fn update_register(
+        &self,
+        id: RegisterId,
+        patch: RegisterPatch,
+    ) -> Result<Register, NodeError> {
         let result = call(
             self.driver()?,
             |reply| ResyncDriverMsg::UpdateRegister(id, patch, reply),
@@ -93,12 +107,22 @@ impl NodeApi {
     }
 
     pub async fn delete_register(&self, id: RegisterId) -> Result<(), NodeError> {
-        let result = call(self.driver()?, |reply| ResyncDriverMsg::DeleteRegister(id, reply), self.timeout).await?;
+        let result = call(
+            self.driver()?,
+            |reply| ResyncDriverMsg::DeleteRegister(id, reply),
+            self.timeout,
+        )
+        .await?;
         Ok(result?)
     }
 
     pub async fn get_register(&self, id: RegisterId) -> Result<Register, NodeError> {
-        let result = call(self.driver()?, |reply| ResyncDriverMsg::GetRegister(id, reply), self.timeout).await?;
+        let result = call(
+            self.driver()?,
+            |reply| ResyncDriverMsg::GetRegister(id, reply),
+            self.timeout,
+        )
+        .await?;
         Ok(result?)
     }
 
@@ -121,7 +145,11 @@ impl NodeApi {
 
     /// Each supervised actor: running or not, restarts, last failure.
     pub async fn children(&self) -> Result<Vec<ChildReport>, NodeError> {
-        match self.supervisor.call(NodeSupervisorMsg::Children, Some(self.timeout)).await {
+        match self
+            .supervisor
+            .call(NodeSupervisorMsg::Children, Some(self.timeout))
+            .await
+        {
             Ok(ractor::rpc::CallResult::Success(children)) => Ok(children),
             _ => Err(NodeError::Stopped),
         }
@@ -132,8 +160,14 @@ impl NodeApi {
     /// Returns false when the actor was not running.
     pub fn kill_actor(&self, kind: ChildKind) -> bool {
         let actor = match kind {
-            ChildKind::AdvertisementPool => self.pool.as_ref().and_then(|slot| slot.actor().map(|a| a.get_cell())),
-            ChildKind::ResyncDriver => self.driver.as_ref().and_then(|slot| slot.actor().map(|a| a.get_cell())),
+            ChildKind::AdvertisementPool => self
+                .pool
+                .as_ref()
+                .and_then(|slot| slot.actor().map(|a| a.get_cell())),
+            ChildKind::ResyncDriver => self
+                .driver
+                .as_ref()
+                .and_then(|slot| slot.actor().map(|a| a.get_cell())),
         };
         match actor {
             Some(cell) => {
@@ -149,7 +183,9 @@ impl NodeApi {
     }
 
     fn driver(&self) -> Result<&ActorSlot<ResyncDriverMsg>, NodeError> {
-        self.driver.as_ref().ok_or(NodeError::RoleNotEnabled("register"))
+        self.driver
+            .as_ref()
+            .ok_or(NodeError::RoleNotEnabled("register"))
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
-use herald_actors::{BackoffConfig, PoolConfig, ResyncConfig, RestartPolicy};
+use herald_actors::{BackoffConfig, PoolConfig, RestartPolicy, ResyncConfig};
 use herald_messages::NodeId;
 
 /// Default key prefix in a shared Redis.
@@ -154,8 +154,13 @@ pub struct PeerRoleConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdStoreConfig {
     /// A redb file in the data directory.
-    Embedded { path: PathBuf },
-    Redis { url: String, prefix: String },
+    Embedded {
+        path: PathBuf,
+    },
+    Redis {
+        url: String,
+        prefix: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -181,7 +186,9 @@ impl std::fmt::Debug for PoolLinkConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PoolLinkConfig::Local => f.write_str("Local"),
-            PoolLinkConfig::Http { base_url, timeout, .. } => f
+            PoolLinkConfig::Http {
+                base_url, timeout, ..
+            } => f
                 .debug_struct("Http")
                 .field("base_url", base_url)
                 .field("timeout", timeout)
@@ -193,9 +200,13 @@ impl std::fmt::Debug for PoolLinkConfig {
 impl RawNodeConfig {
     /// Checks every value and builds the typed configuration.
     pub fn validate(self) -> Result<NodeConfig, ConfigError> {
-        let node_id = NodeId::parse(&self.node_id).map_err(|err| ConfigError::new("node_id", err.to_string()))?;
+        let node_id = NodeId::parse(&self.node_id)
+            .map_err(|err| ConfigError::new("node_id", err.to_string()))?;
         if self.peer.is_none() && self.register.is_none() {
-            return Err(ConfigError::new("peer/register", "enable at least one role"));
+            return Err(ConfigError::new(
+                "peer/register",
+                "enable at least one role",
+            ));
         }
         let admin_token = match &self.admin_token {
             Some(token) if token.trim().is_empty() => {
@@ -206,20 +217,26 @@ impl RawNodeConfig {
         let http = match &self.http_addr {
             None => None,
             Some(addr) => {
-                let addr: SocketAddr = addr
-                    .parse()
-                    .map_err(|err| ConfigError::new("http_addr", format!("{addr:?} is not host:port ({err})")))?;
-                let admin_token = admin_token
-                    .clone()
-                    .ok_or_else(|| ConfigError::new("admin_token", "required with http_addr: mutating endpoints need it"))?;
+                let addr: SocketAddr = addr.parse().map_err(|err| {
+                    ConfigError::new("http_addr", format!("{addr:?} is not host:port ({err})"))
+                })?;
+                let admin_token = admin_token.clone().ok_or_else(|| {
+                    ConfigError::new(
+                        "admin_token",
+                        "required with http_addr: mutating endpoints need it",
+                    )
+                })?;
                 Some(HttpConfig { addr, admin_token })
             }
         };
         let data_dir = self.data_dir.clone();
         let need_data_dir = |role: &'static str| {
-            data_dir
-                .clone()
-                .ok_or_else(|| ConfigError::new("data_dir", format!("required by the {role} (embedded store)")))
+            data_dir.clone().ok_or_else(|| {
+                ConfigError::new(
+                    "data_dir",
+                    format!("required by the {role} (embedded store)"),
+                )
+            })
         };
         let peer = match self.peer {
             None => None,
@@ -250,7 +267,11 @@ impl RawNodeConfig {
             peer,
             register,
             restart,
-            call_timeout: duration("call_timeout_ms", self.call_timeout_ms, DEFAULT_CALL_TIMEOUT)?,
+            call_timeout: duration(
+                "call_timeout_ms",
+                self.call_timeout_ms,
+                DEFAULT_CALL_TIMEOUT,
+            )?,
             metrics: None,
         })
     }
@@ -263,14 +284,27 @@ impl RawPeerConfig {
     ) -> Result<PeerRoleConfig, ConfigError> {
         let ad_store = match self.redis_url {
             Some(url) => {
-                if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
-                    return Err(ConfigError::new("peer.redis_url", format!("{url:?} is not a redis:// URL")));
+                if !(url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("redis+unix://"))
+                {
+                    return Err(ConfigError::new(
+                        "peer.redis_url",
+                        format!("{url:?} is not a redis:// URL"),
+                    ));
                 }
-                let prefix = self.redis_prefix.unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned());
+                let prefix = self
+                    .redis_prefix
+                    .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned());
                 let prefix_ok = !prefix.is_empty()
-                    && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+                    && prefix
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
                 if !prefix_ok {
-                    return Err(ConfigError::new("peer.redis_prefix", "must be 1+ characters of [A-Za-z0-9_.-]"));
+                    return Err(ConfigError::new(
+                        "peer.redis_prefix",
+                        "must be 1+ characters of [A-Za-z0-9_.-]",
+                    ));
                 }
                 AdStoreConfig::Redis { url, prefix }
             }
@@ -281,9 +315,21 @@ impl RawPeerConfig {
         let defaults = PoolConfig::default();
         let pool = PoolConfig {
             ad_ttl: duration("peer.ad_ttl_ms", self.ad_ttl_ms, defaults.ad_ttl)?,
-            store_retention: duration_or_zero("peer.store_retention_ms", self.store_retention_ms, defaults.store_retention),
-            renew_interval: duration("peer.renew_interval_ms", self.renew_interval_ms, defaults.renew_interval)?,
-            sweep_interval: duration("peer.sweep_interval_ms", self.sweep_interval_ms, defaults.sweep_interval)?,
+            store_retention: duration_or_zero(
+                "peer.store_retention_ms",
+                self.store_retention_ms,
+                defaults.store_retention,
+            ),
+            renew_interval: duration(
+                "peer.renew_interval_ms",
+                self.renew_interval_ms,
+                defaults.renew_interval,
+            )?,
+            sweep_interval: duration(
+                "peer.sweep_interval_ms",
+                self.sweep_interval_ms,
+                defaults.sweep_interval,
+            )?,
             store_check_interval: duration(
                 "peer.store_check_interval_ms",
                 self.store_check_interval_ms,
@@ -321,16 +367,28 @@ impl RawRegisterConfig {
         let pool_link = match self.peer_url {
             Some(url) => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(ConfigError::new("register.peer_url", format!("{url:?} is not an http(s) URL")));
+                    return Err(ConfigError::new(
+                        "register.peer_url",
+                        format!("{url:?} is not an http(s) URL"),
+                    ));
                 }
                 let token = self
                     .peer_token
                     .or_else(|| admin_token.map(str::to_owned))
-                    .ok_or_else(|| ConfigError::new("register.peer_token", "required with peer_url (or set admin_token)"))?;
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "register.peer_token",
+                            "required with peer_url (or set admin_token)",
+                        )
+                    })?;
                 PoolLinkConfig::Http {
                     base_url: url.trim_end_matches('/').to_owned(),
                     token,
-                    timeout: duration("register.push_timeout_ms", self.push_timeout_ms, DEFAULT_PUSH_TIMEOUT)?,
+                    timeout: duration(
+                        "register.push_timeout_ms",
+                        self.push_timeout_ms,
+                        DEFAULT_PUSH_TIMEOUT,
+                    )?,
                 }
             }
             None if local_peer => PoolLinkConfig::Local,
@@ -343,10 +401,17 @@ impl RawRegisterConfig {
         };
         let defaults = ResyncConfig::default();
         let resync = ResyncConfig {
-            interval: duration("register.resync_interval_ms", self.resync_interval_ms, defaults.interval)?,
+            interval: duration(
+                "register.resync_interval_ms",
+                self.resync_interval_ms,
+                defaults.interval,
+            )?,
             interval_jitter: defaults.interval_jitter,
             backoff: backoff(
-                ("register.resync_backoff_base_ms", self.resync_backoff_base_ms),
+                (
+                    "register.resync_backoff_base_ms",
+                    self.resync_backoff_base_ms,
+                ),
                 ("register.resync_backoff_max_ms", self.resync_backoff_max_ms),
                 defaults.backoff,
             )?,
@@ -367,7 +432,11 @@ impl NodeConfig {
     }
 }
 
-fn duration(field: &'static str, millis: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
+fn duration(
+    field: &'static str,
+    millis: Option<u64>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match millis {
         None => Ok(default),
         Some(0) => Err(ConfigError::new(field, "must be greater than 0")),
@@ -384,12 +453,18 @@ fn backoff(
     (max_field, max): (&'static str, Option<u64>),
     default: BackoffConfig,
 ) -> Result<BackoffConfig, ConfigError> {
-    let config = BackoffConfig {
-        base: duration(base_field, base, default.base)?,
-        max: duration(max_field, max, default.max)?,
+    let max = duration(max_field, max, default.max)?;
+    // A cap below the default base lowers the base with it, so one flag is enough.
+    let base = match base {
+        None => default.base.min(max),
+        given => duration(base_field, given, default.base)?,
     };
+    let config = BackoffConfig { base, max };
     if config.max < config.base {
-        return Err(ConfigError::new(max_field, format!("must be at least {base_field}")));
+        return Err(ConfigError::new(
+            max_field,
+            format!("must be at least {base_field}"),
+        ));
     }
     Ok(config)
 }
@@ -414,7 +489,9 @@ mod tests {
         assert_eq!(peer.pool.ad_ttl, Duration::from_secs(300));
         assert_eq!(
             peer.ad_store,
-            AdStoreConfig::Embedded { path: "/tmp/herald-test/advertisements.redb".into() }
+            AdStoreConfig::Embedded {
+                path: "/tmp/herald-test/advertisements.redb".into()
+            }
         );
         assert!(config.register.is_none() && config.http.is_none());
     }
@@ -422,24 +499,69 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases: Vec<(RawNodeConfig, &str)> = vec![
-            (RawNodeConfig { node_id: "bad id".into(), ..peer_only() }, "node_id"),
-            (RawNodeConfig { data_dir: None, ..peer_only() }, "data_dir"),
-            (RawNodeConfig { http_addr: Some("127.0.0.1:1".into()), ..peer_only() }, "admin_token"),
-            (RawNodeConfig { http_addr: Some("nowhere".into()), admin_token: Some("t".into()), ..peer_only() }, "http_addr"),
-            (RawNodeConfig { peer: None, ..peer_only() }, "peer/register"),
             (
                 RawNodeConfig {
-                    peer: Some(RawPeerConfig { renew_interval_ms: Some(3_600_000), store_retention_ms: Some(0), ..RawPeerConfig::default() }),
+                    node_id: "bad id".into(),
+                    ..peer_only()
+                },
+                "node_id",
+            ),
+            (
+                RawNodeConfig {
+                    data_dir: None,
+                    ..peer_only()
+                },
+                "data_dir",
+            ),
+            (
+                RawNodeConfig {
+                    http_addr: Some("127.0.0.1:1".into()),
+                    ..peer_only()
+                },
+                "admin_token",
+            ),
+            (
+                RawNodeConfig {
+                    http_addr: Some("nowhere".into()),
+                    admin_token: Some("t".into()),
+                    ..peer_only()
+                },
+                "http_addr",
+            ),
+            (
+                RawNodeConfig {
+                    peer: None,
+                    ..peer_only()
+                },
+                "peer/register",
+            ),
+            (
+                RawNodeConfig {
+                    peer: Some(RawPeerConfig {
+                        renew_interval_ms: Some(3_600_000),
+                        store_retention_ms: Some(0),
+                        ..RawPeerConfig::default()
+                    }),
                     ..peer_only()
                 },
                 "peer.renew_interval_ms",
             ),
             (
-                RawNodeConfig { peer: None, register: Some(RawRegisterConfig::default()), ..peer_only() },
+                RawNodeConfig {
+                    peer: None,
+                    register: Some(RawRegisterConfig::default()),
+                    ..peer_only()
+                },
                 "register.peer_url",
             ),
             (
-                RawNodeConfig { register: Some(RawRegisterConfig { resync_interval_ms: Some(0), ..RawRegisterConfig::default() }), ..peer_only() },
+                RawNodeConfig {
+                    register: Some(RawRegisterConfig {
+                        resync_interval_ms: Some(0),
+                        ..RawRegisterConfig::default()
+                    }),
+                    ..peer_only()
+                },
                 "register.resync_interval_ms",
             ),
         ];
@@ -451,7 +573,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = serde_json::from_str::<RawNodeConfig>(r#"{"node_id":"a","nodeid":"b"}"#).unwrap_err();
+        let err =
+            serde_json::from_str::<RawNodeConfig>(r#"{"node_id":"a","nodeid":"b"}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
     }
 
@@ -461,13 +584,20 @@ mod tests {
             node_id: "reg-a".into(),
             data_dir: Some("/tmp/x".into()),
             admin_token: Some("secret".into()),
-            register: Some(RawRegisterConfig { peer_url: Some("http://127.0.0.1:9/".into()), ..RawRegisterConfig::default() }),
+            register: Some(RawRegisterConfig {
+                peer_url: Some("http://127.0.0.1:9/".into()),
+                ..RawRegisterConfig::default()
+            }),
             ..RawNodeConfig::default()
         };
         let register = raw.validate().unwrap().register.unwrap();
         assert_eq!(
             register.pool_link,
-            PoolLinkConfig::Http { base_url: "http://127.0.0.1:9".into(), token: "secret".into(), timeout: DEFAULT_PUSH_TIMEOUT }
+            PoolLinkConfig::Http {
+                base_url: "http://127.0.0.1:9".into(),
+                token: "secret".into(),
+                timeout: DEFAULT_PUSH_TIMEOUT
+            }
         );
     }
 }

@@ -77,7 +77,10 @@ impl Node {
     }
 
     /// Starts a node, using the given stores where supplied.
-    pub async fn start_with(config: NodeConfig, overrides: StoreOverrides) -> Result<NodeHandle, StartError> {
+    pub async fn start_with(
+        config: NodeConfig,
+        overrides: StoreOverrides,
+    ) -> Result<NodeHandle, StartError> {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
         let node_id = config.node_id.clone();
         let mut children = Vec::new();
@@ -87,7 +90,9 @@ impl Node {
             Some(peer) => {
                 let store = match &overrides.ad_store {
                     Some(store) => Arc::clone(store),
-                    None => stores::open_ad_store(&peer.ad_store, &node_id, Arc::clone(&clock)).await?,
+                    None => {
+                        stores::open_ad_store(&peer.ad_store, &node_id, Arc::clone(&clock)).await?
+                    }
                 };
                 let slot = ActorSlot::new(ChildKind::AdvertisementPool);
                 let args = AdvertisementPoolArgs {
@@ -96,7 +101,9 @@ impl Node {
                     store,
                     clock: Arc::clone(&clock),
                 };
-                children.push(ChildSpec::new(slot.clone(), move || (AdvertisementPool, args.clone())));
+                children.push(ChildSpec::new(slot.clone(), move || {
+                    (AdvertisementPool, args.clone())
+                }));
                 Some(slot)
             }
         };
@@ -109,14 +116,25 @@ impl Node {
                     None => stores::open_ground_truth(&register.ground_truth_path).await?,
                 };
                 let link: Arc<dyn PoolLink> = match (&register.pool_link, &pool) {
-                    (PoolLinkConfig::Local, Some(pool)) => Arc::new(LocalPoolLink::new(pool.clone(), config.call_timeout)),
-                    (PoolLinkConfig::Local, None) => unreachable!("validation requires a peer role for a local pool link"),
-                    (PoolLinkConfig::Http { base_url, token, timeout }, _) => Arc::new(
-                        HttpPoolLink::new(base_url, token, *timeout).map_err(|source| StartError::PoolLink {
+                    (PoolLinkConfig::Local, Some(pool)) => {
+                        Arc::new(LocalPoolLink::new(pool.clone(), config.call_timeout))
+                    }
+                    (PoolLinkConfig::Local, None) => {
+                        unreachable!("validation requires a peer role for a local pool link")
+                    }
+                    (
+                        PoolLinkConfig::Http {
+                            base_url,
+                            token,
+                            timeout,
+                        },
+                        _,
+                    ) => Arc::new(HttpPoolLink::new(base_url, token, *timeout).map_err(
+                        |source| StartError::PoolLink {
                             url: base_url.clone(),
                             source: Box::new(source),
-                        })?,
-                    ),
+                        },
+                    )?),
                 };
                 let slot = ActorSlot::new(ChildKind::ResyncDriver);
                 let args = ResyncDriverArgs {
@@ -126,7 +144,9 @@ impl Node {
                     pool: link,
                     clock: Arc::clone(&clock),
                 };
-                children.push(ChildSpec::new(slot.clone(), move || (ResyncDriver, args.clone())));
+                children.push(ChildSpec::new(slot.clone(), move || {
+                    (ResyncDriver, args.clone())
+                }));
                 Some(slot)
             }
         };
@@ -156,11 +176,20 @@ impl Node {
         let http = match &config.http {
             None => None,
             Some(http) => {
-                let state = RestState::new(api.clone(), http.admin_token.clone(), config.metrics.clone());
+                let state = RestState::new(
+                    api.clone(),
+                    http.admin_token.clone(),
+                    config.metrics.clone(),
+                );
                 match HttpServer::start(http.addr, rest::router(state)).await {
                     Ok(server) => Some(server),
                     Err(err) => {
-                        let _ = stop_supervisor(&supervisor, supervisor_join, config.restart.stop_timeout).await;
+                        let _ = stop_supervisor(
+                            &supervisor,
+                            supervisor_join,
+                            config.restart.stop_timeout,
+                        )
+                        .await;
                         return Err(err);
                     }
                 }
@@ -241,7 +270,8 @@ impl NodeHandle {
         if let Some(http) = self.http {
             http.stop(self.stop_timeout).await;
         }
-        let killed = stop_supervisor(&self.supervisor, self.supervisor_join, self.stop_timeout).await;
+        let killed =
+            stop_supervisor(&self.supervisor, self.supervisor_join, self.stop_timeout).await;
         let report = ShutdownReport {
             killed,
             elapsed: started.elapsed(),
@@ -257,7 +287,10 @@ async fn stop_supervisor(
     stop_timeout: Duration,
 ) -> Vec<ChildKind> {
     let per_child = stop_timeout.saturating_mul(2);
-    let killed = match supervisor.call(NodeSupervisorMsg::Shutdown, Some(per_child * 2)).await {
+    let killed = match supervisor
+        .call(NodeSupervisorMsg::Shutdown, Some(per_child * 2))
+        .await
+    {
         Ok(ractor::rpc::CallResult::Success(killed)) => killed,
         // Already stopped (it gave up) or stuck: make sure it is gone.
         _ => {
@@ -284,7 +317,9 @@ impl HttpServer {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
         let (stop, stopped) = oneshot::channel::<()>();
         let join = tokio::spawn(async move {
             let served = axum::serve(listener, router)

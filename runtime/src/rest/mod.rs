@@ -1,22 +1,154 @@
-//! The REST API (axum). (Being implemented.)
+//! The REST API (axum), JSON camelCase, compatible with the service it replaces.
+//!
+//! Rooms: `peer` (advertise, bulk advertise, available), `register` (register CRUD), `ops`
+//! (health, sync status, metrics), `auth` (the admin token), `extract` (JSON body and path id
+//! extractors that answer in our error shape), `error` (`ApiError`, the one place where
+//! failures become status codes).
+//!
+//! Every route exists whatever the roles; a route of a role the node does not run answers 404.
+//! Mutating requests need `Authorization: Bearer <admin token>`; reads are open. Every error is
+//! `{"error": reason, "field"?: field}`. Handlers are thin: parse and validate, one `NodeApi`
+//! call, map the result; nothing here keeps state of its own.
+//! It does not bind or serve: `node` does, with the router built here.
 
+mod auth;
+mod error;
+mod extract;
+mod ops;
+mod peer;
+mod register;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, field};
 
-use crate::api::NodeApi;
+use crate::api::{NodeApi, NodeError};
 
+use error::ApiError;
+pub use extract::MAX_BODY_BYTES;
+
+/// What the handlers share: the node's API, the admin token, the host's metrics recorder.
 #[derive(Clone)]
 pub struct RestState {
-    pub api: NodeApi,
-    pub admin_token: String,
-    pub metrics: Option<PrometheusHandle>,
+    api: NodeApi,
+    admin_token: Arc<str>,
+    metrics: Option<PrometheusHandle>,
 }
 
 impl RestState {
     pub fn new(api: NodeApi, admin_token: String, metrics: Option<PrometheusHandle>) -> Self {
-        Self { api, admin_token, metrics }
+        Self {
+            api,
+            admin_token: admin_token.into(),
+            metrics,
+        }
     }
 }
 
-pub fn router(_state: RestState) -> axum::Router {
-    axum::Router::new()
+/// The API's routes, with the body limit, the admin-token check and a span per request.
+pub fn router(state: RestState) -> Router {
+    let peer = Router::new()
+        .route("/api/registers/bulk-advertise", post(peer::bulk_advertise))
+        .route("/api/registers/available", get(peer::available))
+        .route(
+            "/api/registers/{registerId}/advertise",
+            post(peer::advertise),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin_for_writes,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_peer_role,
+        ));
+    let register = Router::new()
+        .route("/api/registers", get(register::list).post(register::create))
+        .route(
+            "/api/registers/{registerId}",
+            get(register::get)
+                .patch(register::update)
+                .delete(register::delete),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin_for_writes,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_register_role,
+        ));
+    let ops = Router::new()
+        .route("/api/sync/status", get(ops::sync_status))
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics));
+    Router::new()
+        .merge(peer)
+        .merge(register)
+        .merge(ops)
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(no_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(trace_request))
+        .with_state(state)
+}
+
+/// A span per request with method and path; status and latency are recorded when it is served.
+async fn trace_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "http_request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        status = field::Empty,
+        latency_ms = field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    span.record("status", status);
+    span.record("latency_ms", latency_ms);
+    span.in_scope(|| debug!(status, latency_ms, "request served"));
+    response
+}
+
+async fn require_peer_role(
+    State(state): State<RestState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if !state.api.has_peer_role() {
+        return Err(NodeError::RoleNotEnabled("peer").into());
+    }
+    Ok(next.run(request).await)
+}
+
+async fn require_register_role(
+    State(state): State<RestState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if !state.api.has_register_role() {
+        return Err(NodeError::RoleNotEnabled("register").into());
+    }
+    Ok(next.run(request).await)
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }

@@ -33,19 +33,22 @@ pub async fn open_ad_store(
 ) -> Result<Arc<dyn AdStore>, StartError> {
     match config {
         AdStoreConfig::Redis { url, prefix } => {
-            let store = RedisAdStore::new(url, prefix, node_id).map_err(|source| StartError::Store {
-                what: "advertisement store",
-                location: url.clone(),
-                source: Box::new(source),
-            })?;
+            let store =
+                RedisAdStore::new(url, prefix, node_id).map_err(|source| StartError::Store {
+                    what: "advertisement store",
+                    location: url.clone(),
+                    source: Box::new(source),
+                })?;
             Ok(Arc::new(store))
         }
         AdStoreConfig::Embedded { path } => {
-            let store = RedbAdStore::open(path, node_id, clock).await.map_err(|source| StartError::Store {
-                what: "advertisement store",
-                location: path.display().to_string(),
-                source: Box::new(source),
-            })?;
+            let store = RedbAdStore::open(path, node_id, clock)
+                .await
+                .map_err(|source| StartError::Store {
+                    what: "advertisement store",
+                    location: path.display().to_string(),
+                    source: Box::new(source),
+                })?;
             Ok(Arc::new(store))
         }
     }
@@ -53,10 +56,12 @@ pub async fn open_ad_store(
 
 /// Opens (and creates) the embedded ground truth.
 pub async fn open_ground_truth(path: &Path) -> Result<Arc<dyn GroundTruth>, StartError> {
-    let truth = RedbGroundTruth::open(path).await.map_err(|source| StartError::Store {
-        what: "register store",
-        location: path.display().to_string(),
-        source: Box::new(source),
-    })?;
+    let truth = RedbGroundTruth::open(path)
+        .await
+        .map_err(|source| StartError::Store {
+            what: "register store",
+            location: path.display().to_string(),
+            source: Box::new(source),
+        })?;
     Ok(Arc::new(truth))
 }

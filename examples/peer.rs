@@ -1,0 +1,79 @@
+//! The peer role as a process: the advertisement pool and its REST API.
+//!
+//! ```text
+//! cargo run --example peer -- --node-id peer-a --http 127.0.0.1:8080 --data-dir /tmp/peer-a --admin-token secret
+//! cargo run --example peer -- --node-id peer-a --http 127.0.0.1:8080 --redis redis://127.0.0.1:6379 --admin-token secret
+//! ```
+//! Prints `herald peer ready node=<id> http=<addr>` on stdout once it serves.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use herald::{Node, RawNodeConfig, RawPeerConfig};
+
+/// herald peer role: advertisement pool and REST API.
+#[derive(Parser)]
+#[command(group = clap::ArgGroup::new("store").required(true).args(["redis", "data_dir"]))]
+struct Args {
+    /// This node's id (≤ 64 of [A-Za-z0-9_-]).
+    #[arg(long)]
+    node_id: String,
+    /// REST API address (port 0 picks a free port).
+    #[arg(long)]
+    http: String,
+    /// Redis URL of the ad store.
+    #[arg(long)]
+    redis: Option<String>,
+    /// Directory of the embedded ad store (when not using Redis).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Bearer token for mutating endpoints.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN")]
+    admin_token: String,
+    /// Freshness of remote ads after their last gossip.
+    #[arg(long)]
+    ad_ttl_secs: Option<u64>,
+    /// How often the pool checks that its store still holds its data.
+    #[arg(long)]
+    store_check_interval_ms: Option<u64>,
+    /// Cap of the backoff between attempts to reach a failed store.
+    #[arg(long)]
+    store_backoff_max_ms: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    support::init_tracing("info");
+    let raw = RawNodeConfig {
+        node_id: args.node_id,
+        data_dir: args.data_dir,
+        http_addr: Some(args.http),
+        admin_token: Some(args.admin_token),
+        peer: Some(RawPeerConfig {
+            redis_url: args.redis,
+            ad_ttl_ms: args.ad_ttl_secs.map(|secs| secs * 1_000),
+            store_check_interval_ms: args.store_check_interval_ms,
+            store_backoff_max_ms: args.store_backoff_max_ms,
+            ..RawPeerConfig::default()
+        }),
+        ..RawNodeConfig::default()
+    };
+    let config = match raw.validate() {
+        Ok(config) => config.with_metrics(support::install_metrics()?),
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let node = Node::start(config).await?;
+    let http = node
+        .http_addr()
+        .expect("the peer binary always serves HTTP");
+    println!("herald peer ready node={} http={http}", node.node_id());
+    support::run_until_stopped(node).await
+}

@@ -1,0 +1,79 @@
+//! The register role as a process: the ground truth (embedded store), its REST API, and the
+//! resync driver that feeds a peer's pool over HTTP.
+//!
+//! ```text
+//! cargo run --example register -- --node-id reg-a --http 127.0.0.1:8081 --data-dir /tmp/reg-a \
+//!     --peer-url http://127.0.0.1:8080 --admin-token secret [--resync-interval-secs 300]
+//! ```
+//! Prints `herald register ready node=<id> http=<addr>` on stdout once it serves.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use herald::{Node, RawNodeConfig, RawRegisterConfig};
+
+/// herald register role: registers, and their advertisements pushed to a peer.
+#[derive(Parser)]
+struct Args {
+    /// This node's id (≤ 64 of [A-Za-z0-9_-]).
+    #[arg(long)]
+    node_id: String,
+    /// REST API address (port 0 picks a free port).
+    #[arg(long)]
+    http: String,
+    /// Directory of the embedded register store.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Base URL of the peer whose pool this node feeds.
+    #[arg(long)]
+    peer_url: String,
+    /// Bearer token for this node's mutating endpoints (and the peer's, unless --peer-token).
+    #[arg(long, env = "HERALD_ADMIN_TOKEN")]
+    admin_token: String,
+    /// Bearer token of the peer's API, when it differs.
+    #[arg(long)]
+    peer_token: Option<String>,
+    /// Period of the reconciling full sync.
+    #[arg(long)]
+    resync_interval_secs: Option<u64>,
+    /// Cap of the backoff between push attempts while the peer is unreachable.
+    #[arg(long)]
+    resync_backoff_max_ms: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    support::init_tracing("info");
+    let raw = RawNodeConfig {
+        node_id: args.node_id,
+        data_dir: Some(args.data_dir),
+        http_addr: Some(args.http),
+        admin_token: Some(args.admin_token),
+        register: Some(RawRegisterConfig {
+            peer_url: Some(args.peer_url),
+            peer_token: args.peer_token,
+            resync_interval_ms: args.resync_interval_secs.map(|secs| secs * 1_000),
+            resync_backoff_max_ms: args.resync_backoff_max_ms,
+            ..RawRegisterConfig::default()
+        }),
+        ..RawNodeConfig::default()
+    };
+    let config = match raw.validate() {
+        Ok(config) => config.with_metrics(support::install_metrics()?),
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let node = Node::start(config).await?;
+    let http = node
+        .http_addr()
+        .expect("the register binary always serves HTTP");
+    println!("herald register ready node={} http={http}", node.node_id());
+    support::run_until_stopped(node).await
+}

@@ -1,0 +1,47 @@
+//! What the role binaries share: logging, metrics, and running until a signal.
+
+#![allow(dead_code)]
+
+use std::process::ExitCode;
+
+use herald::NodeHandle;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stderr; `RUST_LOG` overrides `default`.
+pub fn init_tracing(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Installs the process-wide Prometheus recorder that `GET /metrics` renders.
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    Ok(PrometheusBuilder::new().install_recorder()?)
+}
+
+/// Waits for ctrl-c, SIGTERM or the node giving up, then shuts the node down.
+pub async fn run_until_stopped(node: NodeHandle) -> anyhow::Result<ExitCode> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let code = tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("ctrl-c received; shutting down");
+            ExitCode::SUCCESS
+        }
+        _ = terminate.recv() => {
+            tracing::info!("SIGTERM received; shutting down");
+            ExitCode::SUCCESS
+        }
+        failure = node.failed() => {
+            tracing::error!(%failure, "node gave up");
+            ExitCode::FAILURE
+        }
+    };
+    let report = node.shutdown().await;
+    if !report.killed.is_empty() {
+        tracing::warn!(killed = ?report.killed, "some actors had to be killed at shutdown");
+    }
+    Ok(code)
+}

@@ -1,0 +1,77 @@
+//! Peer-role endpoints: the advertisement pool's bulk and single advertise, and
+//! *Available Registers*.
+//!
+//! Each handler parses and validates, makes one `NodeApi` call and maps its result; a request
+//! that fails validation never reaches the pool.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+use herald_messages::{AdInput, AvailableRegister, BulkAdvertise, BulkOutcome, RegisterId};
+
+use crate::rest::RestState;
+use crate::rest::error::ApiError;
+use crate::rest::extract::{ApiJson, PathRegisterId};
+
+/// `POST /api/registers/bulk-advertise`
+pub async fn bulk_advertise(
+    State(state): State<RestState>,
+    ApiJson(request): ApiJson<BulkAdvertise>,
+) -> Result<Json<BulkOutcome>, ApiError> {
+    request.validate()?;
+    Ok(Json(state.api.bulk_advertise(request).await?))
+}
+
+/// `POST /api/registers/{registerId}/advertise`: advertises, updates or (`isPublic: false`)
+/// withdraws one register.
+pub async fn advertise(
+    State(state): State<RestState>,
+    PathRegisterId(register_id): PathRegisterId,
+    ApiJson(body): ApiJson<AdvertiseBody>,
+) -> Result<Json<BulkOutcome>, ApiError> {
+    let request = BulkAdvertise::one(body.into_input(register_id));
+    request.validate().map_err(|mut invalid| {
+        // The body is one advertisement: name its fields as the client sent them.
+        if let Some(field) = invalid.field.strip_prefix("advertisements[0].") {
+            invalid.field = field.to_owned();
+        }
+        invalid
+    })?;
+    Ok(Json(state.api.bulk_advertise(request).await?))
+}
+
+/// `GET /api/registers/available`
+pub async fn available(
+    State(state): State<RestState>,
+) -> Result<Json<Vec<AvailableRegister>>, ApiError> {
+    Ok(Json(state.api.available().await?))
+}
+
+/// The body of a single advertise: an `AdInput` without the id, which is in the path.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdvertiseBody {
+    is_public: bool,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    latest_version: u64,
+    #[serde(default)]
+    latest_docket_version: u64,
+}
+
+impl AdvertiseBody {
+    fn into_input(self, register_id: RegisterId) -> AdInput {
+        AdInput {
+            register_id,
+            name: self.name,
+            description: self.description,
+            is_public: self.is_public,
+            latest_version: self.latest_version,
+            latest_docket_version: self.latest_docket_version,
+        }
+    }
+}
