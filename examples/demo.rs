@@ -37,7 +37,7 @@ const TOKEN: &str = "demo-token";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    support::init_tracing("warn");
+    support::init_tracing("error");
     let temp = tempfile::tempdir()?;
     let data_dir = args.data_dir.unwrap_or_else(|| temp.path().to_path_buf());
     let tour = Instant::now();
@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
 
     step(1, "Start a node running both roles");
     let started = Instant::now();
-    let node = start(&data_dir).await?;
+    let node = start(&data_dir, true).await?;
     println!(
         "   ready in {}; REST API on http://{}",
         ms(started),
@@ -83,9 +83,13 @@ async fn main() -> anyhow::Result<()> {
         ids.push(register.register_id);
     }
     let shown = wait_for_available(&node, 5).await?;
-    show_available(&node, &format!("Available Registers after {}", ms(shown))).await?;
+    show_available(
+        &node,
+        &format!("Available Registers, {} after the last create", ms(shown)),
+    )
+    .await?;
 
-    step(3, "Crash the advertisement pool actor, as a panic would");
+    step(3, "Kill the advertisement pool actor, as a crash would");
     let crashed = Instant::now();
     node.kill_actor(ChildKind::AdvertisementPool);
     loop {
@@ -120,39 +124,41 @@ async fn main() -> anyhow::Result<()> {
 
     step(
         5,
-        "Restart the whole node (the case that showed zero registers in the old system)",
+        "Stop the node; start the peer role alone (the case that showed zero registers before)",
     );
     let stopping = Instant::now();
     let report = node.shutdown().await;
-    println!(
-        "   stopped in {} (every actor drained its mailbox{})",
-        ms(stopping),
-        if report.killed.is_empty() {
-            ""
-        } else {
-            "; some were killed"
-        }
-    );
+    let drained = if report.killed.is_empty() {
+        "every actor drained its mailbox"
+    } else {
+        "some actors had to be killed"
+    };
+    println!("   stopped in {} ({drained})", ms(stopping));
     let restarted = Instant::now();
-    let node = start(&data_dir).await?;
-    let available = node.available().await?;
+    let peer = start(&data_dir, false).await?;
+    let available = peer.available().await?;
     println!(
-        "   started again; {} registers available {} after start, reloaded from disk, verified = {}",
+        "   {} registers available {} after start, reloaded from disk",
         available.len(),
-        ms(restarted),
-        available.iter().all(|a| a.verified)
-    );
-    loop {
-        let available = node.available().await?;
-        if !available.is_empty() && available.iter().all(|a| a.verified) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    println!(
-        "   the register role's start-up full sync verified them {} after start",
         ms(restarted)
     );
+    show_available(&peer, "Available Registers").await?;
+    peer.shutdown().await;
+
+    step(
+        6,
+        "Start both roles: the register role's start-up full sync verifies the reloaded ads",
+    );
+    let restarted = Instant::now();
+    let node = start(&data_dir, true).await?;
+    loop {
+        let available = node.available().await?;
+        if available.len() == 3 && available.iter().all(|a| a.verified) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    println!("   verified {} after start", ms(restarted));
     show_available(&node, "Available Registers").await?;
 
     let http = node.http_addr().expect("demo serves HTTP");
@@ -173,14 +179,15 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start(data_dir: &std::path::Path) -> anyhow::Result<NodeHandle> {
+/// Starts the demo node: the peer role, and the register role when `with_register`.
+async fn start(data_dir: &std::path::Path, with_register: bool) -> anyhow::Result<NodeHandle> {
     let config = RawNodeConfig {
         node_id: "demo-node".into(),
         data_dir: Some(data_dir.to_path_buf()),
         http_addr: Some("127.0.0.1:0".into()),
         admin_token: Some(TOKEN.into()),
         peer: Some(RawPeerConfig::default()),
-        register: Some(RawRegisterConfig::default()),
+        register: with_register.then(RawRegisterConfig::default),
         ..RawNodeConfig::default()
     }
     .validate()?;
