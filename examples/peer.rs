@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use herald::{Node, RawNodeConfig, RawPeerConfig};
+use herald::{RawNodeConfig, RawPeerConfig};
 
 /// herald peer role: advertisement pool and REST API.
 #[derive(Parser)]
@@ -63,17 +63,5 @@ async fn main() -> anyhow::Result<ExitCode> {
         }),
         ..RawNodeConfig::default()
     };
-    let config = match raw.validate() {
-        Ok(config) => config.with_metrics(support::install_metrics()?),
-        Err(err) => {
-            eprintln!("{err}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let node = Node::start(config).await?;
-    let http = node
-        .http_addr()
-        .expect("the peer binary always serves HTTP");
-    println!("herald peer ready node={} http={http}", node.node_id());
-    support::run_until_stopped(node).await
+    support::serve("peer", raw).await
 }

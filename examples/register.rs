@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use herald::{Node, RawNodeConfig, RawRegisterConfig};
+use herald::{RawNodeConfig, RawRegisterConfig};
 
 /// herald register role: registers, and their advertisements pushed to a peer.
 #[derive(Parser)]
@@ -63,17 +63,5 @@ async fn main() -> anyhow::Result<ExitCode> {
         }),
         ..RawNodeConfig::default()
     };
-    let config = match raw.validate() {
-        Ok(config) => config.with_metrics(support::install_metrics()?),
-        Err(err) => {
-            eprintln!("{err}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let node = Node::start(config).await?;
-    let http = node
-        .http_addr()
-        .expect("the register binary always serves HTTP");
-    println!("herald register ready node={} http={http}", node.node_id());
-    support::run_until_stopped(node).await
+    support::serve("register", raw).await
 }

@@ -22,7 +22,7 @@ use tracing::{Instrument, debug, info, warn};
 use herald_messages::{AdvertisementPoolMsg, NodeId, PoolStatus};
 
 use crate::backoff::{Backoff, BackoffConfig};
-use crate::ports::{AdStore, Clock, StoreError};
+use crate::ports::{AdStore, Clock, StoreError, error_chain};
 
 pub use state::LoadReport;
 use state::PoolState;
@@ -370,16 +370,4 @@ fn message_name(msg: &AdvertisementPoolMsg) -> &'static str {
         AdvertisementPoolMsg::CheckStore => "check_store",
         AdvertisementPoolMsg::RetryStore => "retry_store",
     }
-}
-
-/// An error and its sources on one line, for logs and status.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

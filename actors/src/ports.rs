@@ -14,6 +14,18 @@ use herald_messages::{
 /// A boxed error from an adapter's driver.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// An error and its sources on one line (`outer: inner: …`), for logs and status reports.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Where the advertisement pool keeps its ads (Redis, redb, memory).
 ///
 /// An adapter stores the ads of one node; keys are namespaced by node id so nodes may share a

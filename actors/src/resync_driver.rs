@@ -28,9 +28,8 @@ use herald_messages::{
     SyncStatus,
 };
 
-use crate::advertisement_pool::error_chain;
 use crate::backoff::{Backoff, BackoffConfig, random_up_to};
-use crate::ports::{Clock, GroundTruth, GroundTruthError, PoolLink};
+use crate::ports::{Clock, GroundTruth, GroundTruthError, PoolLink, error_chain};
 
 /// Driver settings (DESIGN §5, §9).
 #[derive(Debug, Clone, PartialEq)]

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use herald::NodeHandle;
+use herald::{Node, NodeHandle, RawNodeConfig};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -20,6 +20,23 @@ pub fn init_tracing(default: &str) {
 /// Installs the process-wide Prometheus recorder that `GET /metrics` renders.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(PrometheusBuilder::new().install_recorder()?)
+}
+
+/// Runs a role binary: validates the configuration (exit code 2 naming the field when it is
+/// invalid), starts the node, prints `herald <role> ready node=<id> http=<addr>` on stdout, and
+/// serves until stopped.
+pub async fn serve(role: &str, raw: RawNodeConfig) -> anyhow::Result<ExitCode> {
+    let config = match raw.validate() {
+        Ok(config) => config.with_metrics(install_metrics()?),
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let node = Node::start(config).await?;
+    let http = node.http_addr().expect("role binaries always serve HTTP");
+    println!("herald {role} ready node={} http={http}", node.node_id());
+    run_until_stopped(node).await
 }
 
 /// Waits for ctrl-c, SIGTERM or the node giving up, then shuts the node down.

@@ -13,7 +13,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
-use herald_actors::ports::{PoolLink, PoolLinkError};
+use herald_actors::ports::{PoolLink, PoolLinkError, error_chain};
 use herald_messages::{BulkAdvertise, BulkOutcome};
 
 /// Longest wait for a TCP connection: a peer that is down is reported in this time, not after
@@ -173,18 +173,6 @@ fn peer_reason(body: &[u8]) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
     }
-}
-
-/// The error and its sources, `outer: inner: …` (reqwest hides the useful part in sources).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! and never leave this module.
 
 mod redb_ad_store;
+mod redb_file;
 mod redb_ground_truth;
 mod redis_ad_store;
 
@@ -18,6 +19,7 @@ use herald_actors::ports::{AdStore, Clock, GroundTruth};
 use herald_messages::NodeId;
 
 pub use redb_ad_store::RedbAdStore;
+pub use redb_file::RedbOpenError;
 pub use redb_ground_truth::RedbGroundTruth;
 pub use redis_ad_store::RedisAdStore;
 

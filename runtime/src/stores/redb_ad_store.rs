@@ -23,12 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use herald_actors::ports::{AdBatch, AdStore, BoxError, Clock, StoreError, StoredPool};
+use herald_actors::ports::{AdBatch, AdStore, Clock, StoreError, StoredPool};
 use herald_messages::{AdKey, AdSource, Advertisement, NodeId, PoolMeta, Timestamp};
+
+use super::redb_file::{self, RedbFailure, RedbOpenError};
 
 /// The pool's ads in a redb file, namespaced by node id.
 pub struct RedbAdStore {
@@ -38,23 +40,6 @@ pub struct RedbAdStore {
     clock: Arc<dyn Clock>,
 }
 
-/// Why the redb file could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum RedbOpenError {
-    #[error("cannot create the directory {}", .path.display())]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot open the redb file {}", .path.display())]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: BoxError,
-    },
-}
-
 impl RedbAdStore {
     /// Opens (and creates, with its directory) the redb file at `path`.
     pub async fn open(
@@ -62,15 +47,9 @@ impl RedbAdStore {
         node_id: &NodeId,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, RedbOpenError> {
-        let owned_path = path.to_path_buf();
-        let db = tokio::task::spawn_blocking(move || open_database(&owned_path))
-            .await
-            .map_err(|err| RedbOpenError::Open {
-                path: path.to_path_buf(),
-                source: Box::new(err),
-            })??;
+        let db = redb_file::open(path, create_tables).await?;
         Ok(Self {
-            db: Arc::new(db),
+            db,
             path: path.to_path_buf(),
             node_id: node_id.clone(),
             clock,
@@ -171,28 +150,10 @@ struct Found {
     expired: Vec<String>,
 }
 
-fn open_database(path: &Path) -> Result<Database, RedbOpenError> {
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| RedbOpenError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    }
-    let open_error = |err: redb::Error| RedbOpenError::Open {
-        path: path.to_path_buf(),
-        source: Box::new(err),
-    };
-    let db = Database::create(path).map_err(|err| open_error(err.into()))?;
-    // Create the tables now, so that reads never meet a missing table.
-    let create_tables = || -> Result<(), redb::Error> {
-        let txn = db.begin_write()?;
-        txn.open_table(ADS)?;
-        txn.open_table(META)?;
-        txn.commit()?;
-        Ok(())
-    };
-    create_tables().map_err(open_error)?;
-    Ok(db)
+fn create_tables(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(ADS)?;
+    txn.open_table(META)?;
+    Ok(())
 }
 
 /// The key of an ad: `{node_id}:local:{register_id}` or `{node_id}:remote:{peer}:{register_id}`.
@@ -301,22 +262,10 @@ fn write_batch(
     Ok(())
 }
 
-/// Corruption and schema mismatches cannot be fixed by retrying; anything else (I/O, a closed
-/// database, a poisoned lock) may pass.
 fn store_error(err: impl Into<redb::Error>) -> StoreError {
-    let err: redb::Error = err.into();
-    match err {
-        redb::Error::Corrupted(what) => StoreError::Corrupt { what },
-        redb::Error::TableTypeMismatch { .. }
-        | redb::Error::TypeDefinitionChanged { .. }
-        | redb::Error::TableIsMultimap(_)
-        | redb::Error::TableIsNotMultimap(_)
-        | redb::Error::TableDoesNotExist(_)
-        | redb::Error::UpgradeRequired(_)
-        | redb::Error::ValueTooLarge(_) => StoreError::Corrupt {
-            what: err.to_string(),
-        },
-        other => StoreError::Unavailable(Box::new(other)),
+    match redb_file::classify(err) {
+        RedbFailure::Corrupt(what) => StoreError::Corrupt { what },
+        RedbFailure::Transient(err) => StoreError::Unavailable(Box::new(err)),
     }
 }
 

@@ -24,8 +24,10 @@ use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 
-use herald_actors::ports::{BoxError, GroundTruth, GroundTruthError, PublicRegisters};
+use herald_actors::ports::{GroundTruth, GroundTruthError, PublicRegisters};
 use herald_messages::{Register, RegisterId};
+
+use super::redb_file::{self, RedbFailure, RedbOpenError};
 
 /// The register role's registers in a redb file.
 pub struct RedbGroundTruth {
@@ -33,35 +35,12 @@ pub struct RedbGroundTruth {
     path: PathBuf,
 }
 
-/// Why the redb file could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum RedbOpenError {
-    #[error("cannot create the directory {}", .path.display())]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot open the redb file {}", .path.display())]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: BoxError,
-    },
-}
-
 impl RedbGroundTruth {
     /// Opens (and creates, with its directory) the redb file at `path`.
     pub async fn open(path: &Path) -> Result<Self, RedbOpenError> {
-        let owned_path = path.to_path_buf();
-        let db = tokio::task::spawn_blocking(move || open_database(&owned_path))
-            .await
-            .map_err(|err| RedbOpenError::Open {
-                path: path.to_path_buf(),
-                source: Box::new(err),
-            })??;
+        let db = redb_file::open(path, create_tables).await?;
         Ok(Self {
-            db: Arc::new(db),
+            db,
             path: path.to_path_buf(),
         })
     }
@@ -213,29 +192,11 @@ const PUBLIC: TableDefinition<&str, ()> = TableDefinition::new("public_registers
 const META: TableDefinition<&str, u64> = TableDefinition::new("ground_truth_meta");
 const REVISION: &str = "revision";
 
-fn open_database(path: &Path) -> Result<Database, RedbOpenError> {
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| RedbOpenError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    }
-    let open_error = |err: redb::Error| RedbOpenError::Open {
-        path: path.to_path_buf(),
-        source: Box::new(err),
-    };
-    let db = Database::create(path).map_err(|err| open_error(err.into()))?;
-    // Create the tables now, so that reads never meet a missing table.
-    let create_tables = || -> Result<(), redb::Error> {
-        let txn = db.begin_write()?;
-        txn.open_table(REGISTERS)?;
-        txn.open_table(PUBLIC)?;
-        txn.open_table(META)?;
-        txn.commit()?;
-        Ok(())
-    };
-    create_tables().map_err(open_error)?;
-    Ok(db)
+fn create_tables(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(REGISTERS)?;
+    txn.open_table(PUBLIC)?;
+    txn.open_table(META)?;
+    Ok(())
 }
 
 /// Stores `register` under the next revision and keeps the index in step, inside `txn`.
@@ -285,21 +246,10 @@ fn corrupt(what: String) -> GroundTruthError {
     GroundTruthError::Corrupt { what }
 }
 
-/// Corruption and schema mismatches cannot be fixed by retrying; anything else (I/O, a closed
-/// database, a poisoned lock) may pass.
 fn store_error(err: redb::Error) -> GroundTruthError {
-    match err {
-        redb::Error::Corrupted(what) => GroundTruthError::Corrupt { what },
-        redb::Error::TableTypeMismatch { .. }
-        | redb::Error::TypeDefinitionChanged { .. }
-        | redb::Error::TableIsMultimap(_)
-        | redb::Error::TableIsNotMultimap(_)
-        | redb::Error::TableDoesNotExist(_)
-        | redb::Error::UpgradeRequired(_)
-        | redb::Error::ValueTooLarge(_) => GroundTruthError::Corrupt {
-            what: err.to_string(),
-        },
-        other => GroundTruthError::Unavailable(Box::new(other)),
+    match redb_file::classify(err) {
+        RedbFailure::Corrupt(what) => GroundTruthError::Corrupt { what },
+        RedbFailure::Transient(err) => GroundTruthError::Unavailable(Box::new(err)),
     }
 }
 
