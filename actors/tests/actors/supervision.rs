@@ -109,13 +109,10 @@ async fn repeated_failure_escalates_to_the_host() {
         .await
         .expect("the supervisor stopped")
         .unwrap();
-    assert!(
-        node.pool
-            .call(AdvertisementPoolMsg::Status, CALL)
-            .await
-            .is_err(),
-        "the pool is closed"
-    );
+    let asked = tokio::time::Instant::now();
+    let answer = node.pool.call(AdvertisementPoolMsg::Status, CALL).await;
+    assert!(answer.is_err(), "the pool is closed");
+    assert!(asked.elapsed() < CALL, "refused at once, not after the call timeout");
 }
 
 /// Shutdown drains queued messages before stopping: nothing accepted is dropped.
