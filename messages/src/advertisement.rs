@@ -25,6 +25,7 @@ impl fmt::Display for AdSource {
 
 /// How far the advertising source has replicated the register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum SyncState {
     Subscribing,
     Syncing,

@@ -8,6 +8,7 @@ use crate::{NewRegister, Register, RegisterError, RegisterId, RegisterPatch, Tim
 
 /// Where the driver stands with the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum SyncStatus {
     /// No full sync has been tried yet.
     #[default]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The supervised children of a node, in start order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum ChildKind {
     AdvertisementPool,
     ResyncDriver,

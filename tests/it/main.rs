@@ -5,6 +5,7 @@
 
 mod support;
 
+mod acceptance;
 mod redb_stores;
 mod redis_ad_store;
 mod rest_api;

@@ -877,7 +877,7 @@ async fn sync_status_reports_the_pool_and_the_resync_driver() {
     let status = status.assert_ok(StatusCode::OK);
     assert_eq!(status["pool"]["nodeId"], "rest-sync");
     assert_eq!(status["pool"]["store"]["state"], "healthy");
-    assert_eq!(status["resync"]["status"], "InSync");
+    assert_eq!(status["resync"]["status"], "inSync");
     assert_eq!(status["resync"]["pool"], "local");
     assert_eq!(status["resync"]["successfulFullSyncs"], 1);
     node.stop().await;
@@ -1149,7 +1149,7 @@ async fn a_register_node_feeds_a_remote_peer_over_http() {
     let status = register.http.get("/api/sync/status").await;
     let resync = &status.assert_ok(StatusCode::OK)["resync"];
     assert_eq!(resync["pool"], peer.http.base.as_str());
-    assert_eq!(resync["status"], "InSync");
+    assert_eq!(resync["status"], "inSync");
 
     register
         .http

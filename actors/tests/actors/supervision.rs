@@ -112,7 +112,10 @@ async fn repeated_failure_escalates_to_the_host() {
     let asked = tokio::time::Instant::now();
     let answer = node.pool.call(AdvertisementPoolMsg::Status, CALL).await;
     assert!(answer.is_err(), "the pool is closed");
-    assert!(asked.elapsed() < CALL, "refused at once, not after the call timeout");
+    assert!(
+        asked.elapsed() < CALL,
+        "refused at once, not after the call timeout"
+    );
 }
 
 /// Shutdown drains queued messages before stopping: nothing accepted is dropped.
