@@ -375,7 +375,7 @@ async fn sc006_peer_started_before_the_register_converges() {
 /// the deleted register, and after the register's retry pushes a full sync it shows exactly
 /// the right set, verified.
 #[tokio::test]
-async fn fr007_fr008_changes_follow_at_once_and_a_delete_while_the_peer_is_down_is_applied() {
+async fn fr007_fr008_sc003_changes_follow_at_once_and_changes_made_while_the_peer_is_down_arrive() {
     let peer_data = temp_dir("herald-fr008-peer-");
     let register_data = temp_dir("herald-fr008-reg-");
     let peer_args = [

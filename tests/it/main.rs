@@ -8,4 +8,5 @@ mod support;
 mod acceptance;
 mod redb_stores;
 mod redis_ad_store;
+mod requirements;
 mod rest_api;

@@ -341,7 +341,7 @@ async fn peer_endpoints_advertise_update_withdraw_and_list() {
 }
 
 #[tokio::test]
-async fn an_empty_full_sync_removes_every_local_ad() {
+async fn fr011_an_empty_full_sync_removes_every_local_ad() {
     let node = TestNode::start(peer_only("rest-full-sync")).await;
     let http = &node.http;
     let bulk = http
@@ -370,7 +370,7 @@ async fn an_empty_full_sync_removes_every_local_ad() {
 
 /// The largest request allowed, with a description on every item, fits under the body limit.
 #[tokio::test]
-async fn ten_thousand_items_fit_in_one_request() {
+async fn fr005_ten_thousand_items_fit_in_one_request() {
     let node = TestNode::start(peer_only("rest-ten-thousand")).await;
     let advertisements: Vec<Value> = (0..10_000)
         .map(|n| {

@@ -526,7 +526,7 @@ mod tests {
     }
 
     #[test]
-    fn advertise_then_repeat_writes_once() {
+    fn fr009_advertise_then_repeat_writes_once() {
         let mut state = state();
         let first = state
             .apply_bulk(&BulkAdvertise::one(public(1, Some("a"), 1)), at(1))
@@ -565,7 +565,7 @@ mod tests {
     }
 
     #[test]
-    fn full_sync_removes_unlisted_local_ads_but_not_remote_ones() {
+    fn fr011_full_sync_removes_unlisted_local_ads_but_not_remote_ones() {
         let mut state = state();
         state
             .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
@@ -583,7 +583,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_full_sync_is_legal_and_removes_every_local_ad() {
+    fn fr011_empty_full_sync_is_legal_and_removes_every_local_ad() {
         let mut state = state();
         state
             .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))

@@ -10,7 +10,7 @@ use crate::support::{Options, eventually, id, pass, public, start};
 /// FR-001, FR-002, SC-002: a restarted pool serves what its store held at once, unverified, and
 /// a full sync from the register role verifies it.
 #[tokio::test(start_paused = true)]
-async fn restarted_pool_serves_stored_ads_at_once_then_verifies_them() {
+async fn fr002_restarted_pool_serves_stored_ads_at_once_then_verifies_them() {
     let first = start(Options::default()).await;
     for n in 1..=5 {
         first.advertise(public(n)).await;
@@ -44,7 +44,7 @@ async fn restarted_pool_serves_stored_ads_at_once_then_verifies_them() {
 
 /// FR-009: a full sync that changes nothing writes nothing.
 #[tokio::test(start_paused = true)]
-async fn repeated_full_sync_writes_nothing() {
+async fn fr009_repeated_full_sync_writes_nothing() {
     let node = start(Options::default()).await;
     let inputs: Vec<AdInput> = (1..=20).map(public).collect();
     node.bulk(BulkAdvertise::full(inputs.clone(), None))
@@ -72,7 +72,7 @@ async fn repeated_full_sync_writes_nothing() {
 /// FR-010: with the store down the pool keeps serving and accepting, reports degraded, and
 /// writes everything when the store returns, even into an emptied store.
 #[tokio::test(start_paused = true)]
-async fn store_outage_keeps_serving_and_everything_is_written_when_it_returns() {
+async fn fr010_store_outage_keeps_serving_and_everything_is_written_when_it_returns() {
     let node = start(Options::default()).await;
     node.advertise(public(1)).await;
     node.store.set_down(true);
@@ -117,7 +117,7 @@ async fn store_outage_keeps_serving_and_everything_is_written_when_it_returns() 
 /// FR-010: a pool started while its store is down serves and accepts from memory, then merges
 /// what the store held once it is reachable.
 #[tokio::test(start_paused = true)]
-async fn pool_started_with_its_store_down_merges_the_store_later() {
+async fn fr010_pool_started_with_its_store_down_merges_the_store_later() {
     let first = start(Options::default()).await;
     first.advertise(public(1)).await;
     first.advertise(public(2)).await;
@@ -175,7 +175,7 @@ async fn an_emptied_store_is_noticed_and_written_again() {
 /// Stored ads carry an expiry that the pool renews long before it runs out; a pool that stops
 /// for good leaves nothing behind once the expiry has passed.
 #[tokio::test(start_paused = true)]
-async fn stored_expiry_is_renewed_while_running_and_runs_out_after_a_stop() {
+async fn fr001_stored_expiry_is_renewed_while_running_and_runs_out_after_a_stop() {
     let config = PoolConfig::default();
     let node = start(Options::default()).await;
     node.advertise(public(1)).await;

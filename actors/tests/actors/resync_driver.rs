@@ -17,7 +17,7 @@ fn resync() -> Option<ResyncConfig> {
 /// FR-003, FR-004, US2-2: the start-up push retries with capped, jittered exponential backoff
 /// while the pool is unreachable, and succeeds once it is reachable.
 #[tokio::test(start_paused = true)]
-async fn startup_push_retries_with_backoff_until_the_pool_is_reachable() {
+async fn fr003_fr004_startup_push_retries_with_backoff_until_the_pool_is_reachable() {
     let options = Options {
         resync: resync(),
         link_down: true,
@@ -64,7 +64,7 @@ async fn startup_push_retries_with_backoff_until_the_pool_is_reachable() {
 /// FR-007, FR-008: a create, a flag change and a delete reach the pool at once, without
 /// waiting for the periodic sync.
 #[tokio::test(start_paused = true)]
-async fn changes_reach_the_pool_at_once() {
+async fn fr007_fr008_changes_reach_the_pool_at_once() {
     let node = start(Options {
         resync: resync(),
         ..Options::default()
@@ -106,6 +106,17 @@ async fn changes_reach_the_pool_at_once() {
         node.available_ids().await == vec![id(2)]
     })
     .await;
+    let stored: Vec<_> = node
+        .store
+        .stored()
+        .into_iter()
+        .map(|ad| ad.register_id)
+        .collect();
+    assert_eq!(
+        stored,
+        vec![id(2)],
+        "FR-007: the store follows the flags too"
+    );
 
     let renamed = update(
         2,
@@ -134,13 +145,17 @@ async fn changes_reach_the_pool_at_once() {
         node.available().await.is_empty()
     })
     .await;
+    assert!(
+        node.store.stored().is_empty(),
+        "FR-008: removed from the store too"
+    );
     node.shutdown().await;
 }
 
 /// FR-006, US3-1, US3-2: the periodic full sync restores a lost ad and removes one that should
 /// not be there.
 #[tokio::test(start_paused = true)]
-async fn periodic_full_sync_heals_drift() {
+async fn fr006_periodic_full_sync_heals_drift() {
     let node = start(Options {
         resync: resync(),
         ..Options::default()
