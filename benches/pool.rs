@@ -27,8 +27,6 @@
 //! persistence) and kills it at the end. Run through `cargo test --benches` (no `--bench`
 //! argument), it measures nothing and exits.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -277,8 +275,10 @@ impl Bench {
         self.read_back().await?;
 
         let adapter = RedisAdStore::new(&self.url, PREFIX, &NodeId::parse(NODE_A)?)?;
+        // The adapter alone writes its own copy of the ads (the bench mutates `self` meanwhile).
+        let adapter_ads = self.ads.clone();
         let batch = AdBatch {
-            puts: self.ads.clone(),
+            puts: adapter_ads.iter().collect(),
             deletes: Vec::new(),
             meta: serde_json::from_slice::<PoolMeta>(&self.meta_value)?,
         };
@@ -780,38 +780,18 @@ fn rotated(cases: usize, iteration: usize) -> impl Iterator<Item = usize> {
 /// A store that stores nothing: what the pool costs without its store.
 struct NoopStore;
 
-type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-// `AdStore` is an `#[async_trait]`; the root crate does not depend on async-trait, so these are
-// the signatures the macro would write.
+#[async_trait::async_trait]
 impl AdStore for NoopStore {
-    fn load<'life0, 'async_trait>(&'life0 self) -> StoreFuture<'async_trait, StoredPool>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async { Ok(StoredPool::default()) })
+    async fn load(&self) -> Result<StoredPool, StoreError> {
+        Ok(StoredPool::default())
     }
 
-    fn write<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        _batch: &'life1 AdBatch,
-        _expiry: Duration,
-    ) -> StoreFuture<'async_trait, ()>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async { Ok(()) })
+    async fn write(&self, _batch: &AdBatch<'_>, _expiry: Duration) -> Result<(), StoreError> {
+        Ok(())
     }
 
-    fn holds_meta<'life0, 'async_trait>(&'life0 self) -> StoreFuture<'async_trait, bool>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async { Ok(true) })
+    async fn holds_meta(&self) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     fn describe(&self) -> String {

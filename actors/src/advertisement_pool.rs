@@ -134,6 +134,10 @@ impl Actor for AdvertisementPool {
         state: &mut AdvertisementPoolState,
     ) -> Result<(), ActorProcessingErr> {
         let span = tracing::debug_span!("advertisement_pool", node = %state.node_id, msg = message_name(&msg));
+        let reads_only = matches!(
+            msg,
+            AdvertisementPoolMsg::Available(_) | AdvertisementPoolMsg::Status(_)
+        );
         async move {
             match msg {
                 AdvertisementPoolMsg::Load => state.load(&myself).await,
@@ -180,7 +184,9 @@ impl Actor for AdvertisementPool {
                 AdvertisementPoolMsg::CheckStore => state.check_store(&myself).await,
                 AdvertisementPoolMsg::RetryStore => state.retry_store(&myself).await,
             }
-            state.publish_metrics();
+            if !reads_only {
+                state.publish_metrics();
+            }
         }
         .instrument(span)
         .await;
@@ -244,16 +250,13 @@ impl AdvertisementPoolState {
             return Ok(());
         }
         let batch = self.book.batch();
+        let (puts, deletes) = (batch.puts.len(), batch.deletes.len());
         let started = Instant::now();
         self.store.write(&batch, self.config.store_expiry()).await?;
         self.book.mark_written();
         metrics::histogram!("herald_pool_store_write_seconds", "node" => self.node_id.to_string())
             .record(started.elapsed().as_secs_f64());
-        debug!(
-            puts = batch.puts.len(),
-            deletes = batch.deletes.len(),
-            "store written"
-        );
+        debug!(puts, deletes, "store written");
         Ok(())
     }
 

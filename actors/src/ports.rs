@@ -38,7 +38,7 @@ pub trait AdStore: Send + Sync + 'static {
 
     /// Writes one batch (puts, deletes and the pool's meta record) as one unit where the store
     /// allows it, pipelined otherwise. Every put and the meta record expire after `expiry`.
-    async fn write(&self, batch: &AdBatch, expiry: Duration) -> Result<(), StoreError>;
+    async fn write(&self, batch: &AdBatch<'_>, expiry: Duration) -> Result<(), StoreError>;
 
     /// Whether the store still holds the meta record of the last write: false when it lost its
     /// data (a restarted, empty Redis) and everything must be written again.
@@ -57,11 +57,11 @@ pub struct StoredPool {
     pub skipped: Vec<String>,
 }
 
-/// One write to an `AdStore`.
+/// One write to an `AdStore`. It borrows the pool's book: nothing is copied on the way.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AdBatch {
-    pub puts: Vec<Advertisement>,
-    pub deletes: Vec<AdKey>,
+pub struct AdBatch<'a> {
+    pub puts: Vec<&'a Advertisement>,
+    pub deletes: Vec<&'a AdKey>,
     pub meta: PoolMeta,
 }
 

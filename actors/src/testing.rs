@@ -136,7 +136,7 @@ impl AdStore for InMemoryAdStore {
         })
     }
 
-    async fn write(&self, batch: &AdBatch, expiry: Duration) -> Result<(), StoreError> {
+    async fn write(&self, batch: &AdBatch<'_>, expiry: Duration) -> Result<(), StoreError> {
         self.check()?;
         let panics_left = self.panic_writes.load(Ordering::SeqCst);
         if panics_left > 0 {
@@ -146,10 +146,10 @@ impl AdStore for InMemoryAdStore {
         let expires = Instant::now() + expiry;
         let mut records = self.lock();
         for ad in &batch.puts {
-            records.ads.insert(ad.key(), (ad.clone(), expires));
+            records.ads.insert(ad.key(), ((*ad).clone(), expires));
         }
         for key in &batch.deletes {
-            records.ads.remove(key);
+            records.ads.remove(*key);
         }
         records.meta = Some((batch.meta, expires));
         self.writes.fetch_add(1, Ordering::SeqCst);

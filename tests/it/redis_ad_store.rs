@@ -62,9 +62,9 @@ fn meta(seq: u64) -> PoolMeta {
     }
 }
 
-fn puts(ads: Vec<Advertisement>, seq: u64) -> AdBatch {
+fn puts(ads: &[Advertisement], seq: u64) -> AdBatch<'_> {
     AdBatch {
-        puts: ads,
+        puts: ads.iter().collect(),
         deletes: Vec::new(),
         meta: meta(seq),
     }
@@ -120,14 +120,15 @@ async fn write_then_load_round_trips_puts_applies_deletes_and_sets_expiry() {
     let store = store(&server, "peer-a");
     store
         .write(
-            &puts(vec![local(1, 1), local(2, 1), remote("peer-b", 3, 1)], 1),
+            &puts(&[local(1, 1), local(2, 1), remote("peer-b", 3, 1)], 1),
             EXPIRY,
         )
         .await
         .unwrap();
+    let (updated, gone) = (local(1, 2), AdKey::local(rid(2)));
     let second = AdBatch {
-        puts: vec![local(1, 2)],
-        deletes: vec![AdKey::local(rid(2))],
+        puts: vec![&updated],
+        deletes: vec![&gone],
         meta: meta(2),
     };
     store.write(&second, EXPIRY).await.unwrap();
@@ -164,14 +165,8 @@ async fn nodes_sharing_one_redis_see_only_their_own_ads_under_hash_tagged_keys()
     let store_ab = store(&server, "peer-ab");
     let ads_a = vec![local(1, 1), remote("peer-c", 2, 1)];
     let ads_ab = vec![local(3, 1)];
-    store_a
-        .write(&puts(ads_a.clone(), 1), EXPIRY)
-        .await
-        .unwrap();
-    store_ab
-        .write(&puts(ads_ab.clone(), 7), EXPIRY)
-        .await
-        .unwrap();
+    store_a.write(&puts(&ads_a, 1), EXPIRY).await.unwrap();
+    store_ab.write(&puts(&ads_ab, 7), EXPIRY).await.unwrap();
 
     let pool_a = store_a.load().await.unwrap();
     let pool_ab = store_ab.load().await.unwrap();
@@ -217,7 +212,7 @@ async fn malformed_records_are_skipped_and_reported_while_the_rest_loads() {
     let server = RedisServer::start();
     let store = store(&server, "peer-a");
     let good = vec![local(1, 1), remote("peer-b", 2, 1)];
-    store.write(&puts(good.clone(), 1), EXPIRY).await.unwrap();
+    store.write(&puts(&good, 1), EXPIRY).await.unwrap();
 
     let not_json = format!("herald:{{peer-a}}:local:{}", rid(3));
     let other_register = format!("herald:{{peer-a}}:local:{}", rid(4));
@@ -273,10 +268,7 @@ async fn holds_meta_is_true_after_a_write_and_false_after_flushall() {
     let server = RedisServer::start();
     let store = store(&server, "peer-a");
     assert!(!store.holds_meta().await.unwrap());
-    store
-        .write(&puts(vec![local(1, 1)], 1), EXPIRY)
-        .await
-        .unwrap();
+    store.write(&puts(&[local(1, 1)], 1), EXPIRY).await.unwrap();
     assert!(store.holds_meta().await.unwrap());
 
     let mut conn = raw(&server).await;
@@ -301,16 +293,13 @@ async fn store_created_while_redis_is_down_fails_fast_then_works_once_redis_star
     );
 
     assert_unavailable("load", store.load()).await;
-    assert_unavailable("write", store.write(&puts(vec![local(1, 1)], 1), EXPIRY)).await;
+    assert_unavailable("write", store.write(&puts(&[local(1, 1)], 1), EXPIRY)).await;
     assert_unavailable("holds_meta", store.holds_meta()).await;
     assert_unavailable("load again", store.load()).await;
 
     server.restart();
     assert!(!store.holds_meta().await.unwrap());
-    store
-        .write(&puts(vec![local(1, 1)], 1), EXPIRY)
-        .await
-        .unwrap();
+    store.write(&puts(&[local(1, 1)], 1), EXPIRY).await.unwrap();
     let pool = store.load().await.unwrap();
     assert_eq!(pool.ads, vec![local(1, 1)]);
     assert_eq!(pool.meta, Some(meta(1)));
@@ -324,24 +313,21 @@ async fn killed_redis_fails_fast_and_the_same_store_works_after_an_empty_restart
     let mut server = RedisServer::start();
     let store = store(&server, "peer-a");
     store
-        .write(&puts(vec![local(1, 1), remote("peer-b", 2, 1)], 1), EXPIRY)
+        .write(&puts(&[local(1, 1), remote("peer-b", 2, 1)], 1), EXPIRY)
         .await
         .unwrap();
     assert_eq!(store.load().await.unwrap().ads.len(), 2);
 
     server.kill();
     assert_unavailable("holds_meta", store.holds_meta()).await;
-    assert_unavailable("write", store.write(&puts(vec![local(3, 1)], 2), EXPIRY)).await;
+    assert_unavailable("write", store.write(&puts(&[local(3, 1)], 2), EXPIRY)).await;
     assert_unavailable("load", store.load()).await;
 
     server.restart();
     // The restarted server is empty: the store must notice, not fail.
     assert!(!store.holds_meta().await.unwrap());
     assert_eq!(store.load().await.unwrap(), StoredPool::default());
-    store
-        .write(&puts(vec![local(3, 1)], 2), EXPIRY)
-        .await
-        .unwrap();
+    store.write(&puts(&[local(3, 1)], 2), EXPIRY).await.unwrap();
     let pool = store.load().await.unwrap();
     assert_eq!(pool.ads, vec![local(3, 1)]);
     assert_eq!(pool.meta, Some(meta(2)));
@@ -358,7 +344,7 @@ async fn ten_thousand_puts_in_one_batch_write_and_load_back_completely() {
             peer => remote(peers[peer as usize - 1], n, u64::from(n)),
         })
         .collect();
-    store.write(&puts(ads.clone(), 1), EXPIRY).await.unwrap();
+    store.write(&puts(&ads, 1), EXPIRY).await.unwrap();
 
     let pool = store.load().await.unwrap();
     assert_eq!(pool.ads.len(), 10_000);
@@ -370,9 +356,10 @@ async fn ten_thousand_puts_in_one_batch_write_and_load_back_completely() {
     assert_eq!(keys, 10_001);
 
     // And all of them go in one batch too.
+    let keys: Vec<AdKey> = ads.iter().map(Advertisement::key).collect();
     let delete_all = AdBatch {
         puts: Vec::new(),
-        deletes: ads.iter().map(Advertisement::key).collect(),
+        deletes: keys.iter().collect(),
         meta: meta(2),
     };
     store.write(&delete_all, EXPIRY).await.unwrap();
@@ -409,9 +396,6 @@ async fn store_whose_handshake_was_refused_works_once_the_server_accepts_it() {
         .query_async(&mut admin)
         .await
         .unwrap();
-    store
-        .write(&puts(vec![local(1, 1)], 1), EXPIRY)
-        .await
-        .unwrap();
+    store.write(&puts(&[local(1, 1)], 1), EXPIRY).await.unwrap();
     assert_eq!(store.load().await.unwrap().ads, vec![local(1, 1)]);
 }

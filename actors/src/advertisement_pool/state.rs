@@ -4,7 +4,7 @@
 //! Every method takes `now` from the caller. Writes are not done here: changed keys are marked
 //! dirty and `batch()` turns them into one store write.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use herald_messages::{
@@ -46,7 +46,10 @@ pub struct LoadReport {
 pub struct PoolState {
     ad_ttl: Duration,
     tombstone_horizon: Duration,
-    ads: HashMap<AdKey, Entry>,
+    /// This node's ads, by register: the hot path (full syncs), looked up without building keys.
+    local: HashMap<RegisterId, Entry>,
+    /// Other peers' ads.
+    remote: HashMap<AdKey, Entry>,
     /// Local withdrawals and when they happened: a full sync read before a withdrawal must not
     /// bring the ad back.
     withdrawn: HashMap<RegisterId, Timestamp>,
@@ -68,7 +71,8 @@ impl PoolState {
         Self {
             ad_ttl,
             tombstone_horizon,
-            ads: HashMap::new(),
+            local: HashMap::new(),
+            remote: HashMap::new(),
             withdrawn: HashMap::new(),
             last_snapshot: None,
             session_full_sync: None,
@@ -109,7 +113,7 @@ impl PoolState {
                 }
                 continue;
             }
-            match self.upsert(AdKey::local(input.register_id.clone()), input, now) {
+            match self.upsert_local(input, now) {
                 Upsert::Added => outcome.added += 1,
                 Upsert::Updated => outcome.updated += 1,
                 Upsert::Unchanged => outcome.unchanged += 1,
@@ -140,17 +144,22 @@ impl PoolState {
             .collect();
         let mut changed = 0;
         for input in ads.iter().filter(|a| a.is_public) {
-            if self.upsert(
-                AdKey::remote(peer.clone(), input.register_id.clone()),
-                input,
-                now,
-            ) != Upsert::Unchanged
-            {
+            let key = AdKey::remote(peer.clone(), input.register_id.clone());
+            let outcome = match self.remote.get_mut(&key) {
+                Some(entry) => refresh(entry, input, now),
+                None => {
+                    self.remote
+                        .insert(key.clone(), new_entry(input, key.source.clone(), now));
+                    Upsert::Added
+                }
+            };
+            if outcome != Upsert::Unchanged {
+                self.dirty.insert(key);
                 changed += 1;
             }
         }
         let gone: Vec<AdKey> = self
-            .ads
+            .remote
             .keys()
             .filter(|key| matches!(&key.source, AdSource::Remote(p) if p == peer))
             .filter(|key| !listed.contains(&key.register_id))
@@ -172,23 +181,32 @@ impl PoolState {
             skipped: stored.skipped.len(),
             ..LoadReport::default()
         };
+        self.local.reserve(stored.ads.len());
         for ad in stored.ads {
-            let key = ad.key();
-            if self.ads.contains_key(&key) {
+            let in_memory = match &ad.source {
+                AdSource::Local => self.local.contains_key(&ad.register_id),
+                AdSource::Remote(_) => self.remote.contains_key(&ad.key()),
+            };
+            if in_memory {
                 continue;
             }
             if self.overtaken(&ad, now) {
                 report.discarded += 1;
-                self.dirty.insert(key);
+                self.dirty.insert(ad.key());
                 continue;
             }
-            self.ads.insert(
-                key,
-                Entry {
-                    ad,
-                    verified: false,
-                },
-            );
+            let entry = Entry {
+                ad,
+                verified: false,
+            };
+            match &entry.ad.source {
+                AdSource::Local => {
+                    self.local.insert(entry.ad.register_id.clone(), entry);
+                }
+                AdSource::Remote(_) => {
+                    self.remote.insert(entry.ad.key(), entry);
+                }
+            }
             report.restored += 1;
         }
         let stored_snapshot = stored.meta.and_then(|meta| meta.last_snapshot);
@@ -206,10 +224,10 @@ impl PoolState {
     }
 
     /// Drops remote ads not refreshed within the TTL and forgets old withdrawals. Returns how
-    /// many ads expired.
+    /// many ads expired. (Local ads never expire.)
     pub fn sweep(&mut self, now: Timestamp) -> usize {
         let expired: Vec<AdKey> = self
-            .ads
+            .remote
             .iter()
             .filter(|(_, entry)| !self.is_live(&entry.ad, now))
             .map(|(key, _)| key.clone())
@@ -226,60 +244,57 @@ impl PoolState {
 
     /// Every live public register, merged across sources, ordered by id.
     pub fn available(&self, now: Timestamp) -> Vec<AvailableRegister> {
-        let mut by_register: BTreeMap<&RegisterId, Vec<&Entry>> = BTreeMap::new();
-        for entry in self.ads.values() {
-            if entry.ad.is_public && self.is_live(&entry.ad, now) {
-                by_register
-                    .entry(&entry.ad.register_id)
-                    .or_default()
-                    .push(entry);
-            }
-        }
-        by_register
-            .into_iter()
-            .map(|(register_id, mut entries)| {
-                // Local first, then remote peers by id: names come from the most authoritative.
-                entries.sort_by(|a, b| a.ad.source.cmp(&b.ad.source));
-                AvailableRegister {
-                    register_id: register_id.clone(),
-                    name: entries.iter().find_map(|e| e.ad.name.clone()),
-                    description: entries.iter().find_map(|e| e.ad.description.clone()),
-                    peer_count: entries.len(),
-                    latest_version: entries
-                        .iter()
-                        .map(|e| e.ad.latest_version)
-                        .max()
-                        .unwrap_or(0),
-                    latest_docket_version: entries
-                        .iter()
-                        .map(|e| e.ad.latest_docket_version)
-                        .max()
-                        .unwrap_or(0),
-                    is_public: true,
-                    full_replica_peer_count: entries
-                        .iter()
-                        .filter(|e| e.ad.sync_state.is_full_replica())
-                        .count(),
-                    local: entries.iter().any(|e| e.ad.source == AdSource::Local),
-                    verified: entries.iter().all(|e| e.verified),
-                }
+        let mut live: Vec<&Entry> = self
+            .entries()
+            .filter(|entry| entry.ad.is_public && self.is_live(&entry.ad, now))
+            .collect();
+        // By register, then local first and remote peers by id: names come from the most
+        // authoritative source.
+        live.sort_unstable_by(|a, b| {
+            (&a.ad.register_id, &a.ad.source).cmp(&(&b.ad.register_id, &b.ad.source))
+        });
+        live.chunk_by(|a, b| a.ad.register_id == b.ad.register_id)
+            .map(|sources| AvailableRegister {
+                register_id: sources[0].ad.register_id.clone(),
+                name: sources.iter().find_map(|e| e.ad.name.clone()),
+                description: sources.iter().find_map(|e| e.ad.description.clone()),
+                peer_count: sources.len(),
+                latest_version: sources
+                    .iter()
+                    .map(|e| e.ad.latest_version)
+                    .max()
+                    .unwrap_or(0),
+                latest_docket_version: sources
+                    .iter()
+                    .map(|e| e.ad.latest_docket_version)
+                    .max()
+                    .unwrap_or(0),
+                is_public: true,
+                full_replica_peer_count: sources
+                    .iter()
+                    .filter(|e| e.ad.sync_state.is_full_replica())
+                    .count(),
+                local: sources.iter().any(|e| e.ad.source == AdSource::Local),
+                verified: sources.iter().all(|e| e.verified),
             })
             .collect()
     }
 
     /// The write that brings the store up to date: current ads for dirty keys that exist,
-    /// deletes for those that do not, and the meta record.
-    pub fn batch(&self) -> AdBatch {
+    /// deletes for those that do not, and the meta record. It borrows the book: nothing is
+    /// copied on the way to the store.
+    pub fn batch(&self) -> AdBatch<'_> {
         let mut batch = AdBatch {
+            puts: Vec::with_capacity(self.dirty.len()),
+            deletes: Vec::new(),
             meta: PoolMeta {
                 last_snapshot: self.last_snapshot,
             },
-            ..AdBatch::default()
         };
         for key in &self.dirty {
-            match self.ads.get(key) {
-                Some(entry) => batch.puts.push(entry.ad.clone()),
-                None => batch.deletes.push(key.clone()),
+            match self.entry(key) {
+                Some(entry) => batch.puts.push(&entry.ad),
+                None => batch.deletes.push(key),
             }
         }
         batch
@@ -297,7 +312,10 @@ impl PoolState {
 
     /// Everything must be written again (renewal of expiries, or a store that lost its data).
     pub fn mark_all_dirty(&mut self) {
-        self.dirty.extend(self.ads.keys().cloned());
+        self.dirty.reserve(self.local.len() + self.remote.len());
+        self.dirty
+            .extend(self.local.keys().map(|id| AdKey::local(id.clone())));
+        self.dirty.extend(self.remote.keys().cloned());
         self.meta_dirty = true;
     }
 
@@ -337,13 +355,24 @@ impl PoolState {
 
     /// (local, remote, unverified, dirty) counts.
     pub fn counts(&self) -> (usize, usize, usize, usize) {
-        let local = self
-            .ads
-            .keys()
-            .filter(|k| k.source == AdSource::Local)
-            .count();
-        let unverified = self.ads.values().filter(|e| !e.verified).count();
-        (local, self.ads.len() - local, unverified, self.dirty.len())
+        let unverified = self.entries().filter(|e| !e.verified).count();
+        (
+            self.local.len(),
+            self.remote.len(),
+            unverified,
+            self.dirty.len(),
+        )
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.local.values().chain(self.remote.values())
+    }
+
+    fn entry(&self, key: &AdKey) -> Option<&Entry> {
+        match key.source {
+            AdSource::Local => self.local.get(&key.register_id),
+            AdSource::Remote(_) => self.remote.get(key),
+        }
     }
 
     fn is_live(&self, ad: &Advertisement, now: Timestamp) -> bool {
@@ -376,62 +405,26 @@ impl PoolState {
             .get(register_id)
             .is_some_and(|at| *at > read_at);
         let changed_later = self
-            .ads
-            .get(&AdKey::local(register_id.clone()))
+            .local
+            .get(register_id)
             .is_some_and(|entry| entry.ad.changed_at > read_at);
         withdrawn_later || changed_later
     }
 
-    fn upsert(&mut self, key: AdKey, input: &AdInput, now: Timestamp) -> Upsert {
-        let Some(entry) = self.ads.get_mut(&key) else {
-            let ad = Advertisement {
-                register_id: input.register_id.clone(),
-                source: key.source.clone(),
-                sync_state: SyncState::Active,
-                is_public: true,
-                latest_version: input.latest_version,
-                latest_docket_version: input.latest_docket_version,
-                name: input.name.clone(),
-                description: input.description.clone(),
-                refreshed_at: now,
-                changed_at: now,
-            };
-            if key.source == AdSource::Local {
+    fn upsert_local(&mut self, input: &AdInput, now: Timestamp) -> Upsert {
+        let outcome = match self.local.get_mut(&input.register_id) {
+            Some(entry) => refresh(entry, input, now),
+            None => {
                 self.withdrawn.remove(&input.register_id);
+                let entry = new_entry(input, AdSource::Local, now);
+                self.local.insert(input.register_id.clone(), entry);
+                Upsert::Added
             }
-            self.ads.insert(key.clone(), Entry { ad, verified: true });
-            self.dirty.insert(key);
-            return Upsert::Added;
         };
-        entry.verified = true;
-        entry.ad.refreshed_at = now;
-        let ad = &mut entry.ad;
-        // Never erase a name or description, never let an older version overwrite a newer one.
-        let name_changes = input.name.is_some() && input.name != ad.name;
-        let description_changes =
-            input.description.is_some() && input.description != ad.description;
-        let latest_version = ad.latest_version.max(input.latest_version);
-        let latest_docket_version = ad.latest_docket_version.max(input.latest_docket_version);
-        let changed = name_changes
-            || description_changes
-            || latest_version != ad.latest_version
-            || latest_docket_version != ad.latest_docket_version
-            || !ad.is_public;
-        if !changed {
-            return Upsert::Unchanged;
+        if outcome != Upsert::Unchanged {
+            self.dirty.insert(AdKey::local(input.register_id.clone()));
         }
-        if name_changes {
-            ad.name = input.name.clone();
-        }
-        if description_changes {
-            ad.description = input.description.clone();
-        }
-        ad.latest_version = latest_version;
-        ad.latest_docket_version = latest_docket_version;
-        ad.is_public = true;
-        ad.changed_at = now;
-        self.dirty.insert(key);
-        Upsert::Updated
+        outcome
     }
 
     fn withdraw_local(&mut self, register_id: &RegisterId, now: Timestamp) -> bool {
@@ -442,25 +435,24 @@ impl PoolState {
     /// Removes local ads not in a full sync's list, except those changed after the snapshot.
     fn remove_unlisted_local(&mut self, listed: &[AdInput], read_at: Timestamp) -> usize {
         let listed: HashSet<&RegisterId> = listed.iter().map(|input| &input.register_id).collect();
-        let unlisted: Vec<AdKey> = self
-            .ads
+        let unlisted: Vec<RegisterId> = self
+            .local
             .iter()
-            .filter(|(key, entry)| {
-                key.source == AdSource::Local
-                    && !listed.contains(&key.register_id)
-                    && entry.ad.changed_at <= read_at
-            })
-            .map(|(key, _)| key.clone())
+            .filter(|(id, entry)| !listed.contains(id) && entry.ad.changed_at <= read_at)
+            .map(|(id, _)| id.clone())
             .collect();
         let count = unlisted.len();
-        for key in unlisted {
-            self.remove(key);
+        for id in unlisted {
+            self.remove(AdKey::local(id));
         }
         count
     }
 
     fn remove(&mut self, key: AdKey) -> bool {
-        let existed = self.ads.remove(&key).is_some();
+        let existed = match key.source {
+            AdSource::Local => self.local.remove(&key.register_id).is_some(),
+            AdSource::Remote(_) => self.remote.remove(&key).is_some(),
+        };
         if existed {
             self.dirty.insert(key);
         }
@@ -483,6 +475,57 @@ impl PoolState {
             AdSource::Remote(peer) => !self.is_live(ad, now) || self.session_gossip.contains(peer),
         }
     }
+}
+
+/// A new, verified ad from `input`.
+fn new_entry(input: &AdInput, source: AdSource, now: Timestamp) -> Entry {
+    Entry {
+        ad: Advertisement {
+            register_id: input.register_id.clone(),
+            source,
+            sync_state: SyncState::Active,
+            is_public: true,
+            latest_version: input.latest_version,
+            latest_docket_version: input.latest_docket_version,
+            name: input.name.clone(),
+            description: input.description.clone(),
+            refreshed_at: now,
+            changed_at: now,
+        },
+        verified: true,
+    }
+}
+
+/// Confirms an existing ad with `input`: verified and refreshed; its content changes only where
+/// `input` says something new. Never erases a name or description, never lets an older version
+/// overwrite a newer one.
+fn refresh(entry: &mut Entry, input: &AdInput, now: Timestamp) -> Upsert {
+    entry.verified = true;
+    let ad = &mut entry.ad;
+    ad.refreshed_at = now;
+    let name_changes = input.name.is_some() && input.name != ad.name;
+    let description_changes = input.description.is_some() && input.description != ad.description;
+    let latest_version = ad.latest_version.max(input.latest_version);
+    let latest_docket_version = ad.latest_docket_version.max(input.latest_docket_version);
+    let changed = name_changes
+        || description_changes
+        || latest_version != ad.latest_version
+        || latest_docket_version != ad.latest_docket_version
+        || !ad.is_public;
+    if !changed {
+        return Upsert::Unchanged;
+    }
+    if name_changes {
+        ad.name.clone_from(&input.name);
+    }
+    if description_changes {
+        ad.description.clone_from(&input.description);
+    }
+    ad.latest_version = latest_version;
+    ad.latest_docket_version = latest_docket_version;
+    ad.is_public = true;
+    ad.changed_at = now;
+    Upsert::Updated
 }
 
 #[cfg(test)]

@@ -91,14 +91,15 @@ impl AdStore for RedbAdStore {
         .await
     }
 
-    async fn write(&self, batch: &AdBatch, expiry: Duration) -> Result<(), StoreError> {
-        let node_id = self.node_id.clone();
-        let owned_batch = batch.clone();
-        let expires_at = self.clock.now().saturating_add(expiry);
-        self.blocking(move |db| {
-            write_batch(db, &node_id, &owned_batch, expires_at).map_err(store_error)
-        })
-        .await
+    async fn write(&self, batch: &AdBatch<'_>, expiry: Duration) -> Result<(), StoreError> {
+        // Encoded here, where the batch's borrowed ads live; committed on the blocking pool.
+        let encoded = EncodedBatch::new(
+            &self.node_id,
+            batch,
+            self.clock.now().saturating_add(expiry),
+        );
+        self.blocking(move |db| encoded.commit(db).map_err(store_error))
+            .await
     }
 
     async fn holds_meta(&self) -> Result<bool, StoreError> {
@@ -231,35 +232,63 @@ fn delete_expired(db: &Database, keys: &[String], now: Timestamp) -> Result<usiz
     Ok(deleted)
 }
 
-/// One write transaction: puts, then deletes, then the meta record; committed durably (redb's
-/// default durability).
-fn write_batch(
-    db: &Database,
-    node_id: &NodeId,
-    batch: &AdBatch,
-    expires_at: Timestamp,
-) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
-    {
-        let mut ads = txn.open_table(ADS)?;
-        for ad in &batch.puts {
-            let record = AdRecord { ad, expires_at };
-            let value = serde_json::to_vec(&record).expect("an advertisement encodes as JSON");
-            ads.insert(ad_key(node_id, &ad.key()).as_str(), value.as_slice())?;
-        }
-        for key in &batch.deletes {
-            ads.remove(ad_key(node_id, key).as_str())?;
-        }
-        let mut meta = txn.open_table(META)?;
-        let record = MetaRecord {
+/// A batch as redb rows: puts, deletes and the meta record of one node.
+struct EncodedBatch {
+    node_id: NodeId,
+    puts: Vec<(String, Vec<u8>)>,
+    deletes: Vec<String>,
+    meta: Vec<u8>,
+}
+
+impl EncodedBatch {
+    fn new(node_id: &NodeId, batch: &AdBatch<'_>, expires_at: Timestamp) -> Self {
+        let puts = batch
+            .puts
+            .iter()
+            .map(|ad| {
+                let record = AdRecord {
+                    ad: *ad,
+                    expires_at,
+                };
+                let value = serde_json::to_vec(&record).expect("an advertisement encodes as JSON");
+                (ad_key(node_id, &ad.key()), value)
+            })
+            .collect();
+        let deletes = batch
+            .deletes
+            .iter()
+            .map(|key| ad_key(node_id, key))
+            .collect();
+        let meta = MetaRecord {
             meta: &batch.meta,
             expires_at,
         };
-        let value = serde_json::to_vec(&record).expect("the pool meta encodes as JSON");
-        meta.insert(node_id.as_str(), value.as_slice())?;
+        Self {
+            node_id: node_id.clone(),
+            puts,
+            deletes,
+            meta: serde_json::to_vec(&meta).expect("the pool meta encodes as JSON"),
+        }
     }
-    txn.commit()?;
-    Ok(())
+
+    /// One write transaction: puts, then deletes, then the meta record; committed durably
+    /// (redb's default durability).
+    fn commit(&self, db: &Database) -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        {
+            let mut ads = txn.open_table(ADS)?;
+            for (key, value) in &self.puts {
+                ads.insert(key.as_str(), value.as_slice())?;
+            }
+            for key in &self.deletes {
+                ads.remove(key.as_str())?;
+            }
+            let mut meta = txn.open_table(META)?;
+            meta.insert(self.node_id.as_str(), self.meta.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
 }
 
 fn store_error(err: impl Into<redb::Error>) -> StoreError {
@@ -318,9 +347,9 @@ mod tests {
         }
     }
 
-    fn puts(ads: Vec<Advertisement>, meta: PoolMeta) -> AdBatch {
+    fn puts(ads: &[Advertisement], meta: PoolMeta) -> AdBatch<'_> {
         AdBatch {
-            puts: ads,
+            puts: ads.iter().collect(),
             deletes: Vec::new(),
             meta,
         }
@@ -363,10 +392,7 @@ mod tests {
         assert!(!store.holds_meta().await.unwrap());
 
         let ads = vec![local(1), local(2), remote("peer-b", 1), remote("peer-c", 3)];
-        store
-            .write(&puts(ads.clone(), meta(7)), HOUR)
-            .await
-            .unwrap();
+        store.write(&puts(&ads, meta(7)), HOUR).await.unwrap();
 
         let loaded = store.load().await.unwrap();
         assert_eq!(sorted(loaded.ads), sorted(ads));
@@ -400,7 +426,7 @@ mod tests {
         let store = open(&dir.path().join("ads.redb"), "node-a").await;
         store
             .write(
-                &puts(vec![local(1), local(2), remote("peer-b", 1)], meta(1)),
+                &puts(&[local(1), local(2), remote("peer-b", 1)], meta(1)),
                 HOUR,
             )
             .await
@@ -408,13 +434,14 @@ mod tests {
 
         let mut updated = local(2);
         updated.latest_version = 99;
+        let deletes = [
+            AdKey::local(register(1)),
+            AdKey::remote(node("peer-b"), register(1)),
+            AdKey::local(register(42)), // never stored: deleting it is no error
+        ];
         let batch = AdBatch {
-            puts: vec![updated.clone()],
-            deletes: vec![
-                AdKey::local(register(1)),
-                AdKey::remote(node("peer-b"), register(1)),
-                AdKey::local(register(42)), // never stored: deleting it is no error
-            ],
+            puts: vec![&updated],
+            deletes: deletes.iter().collect(),
             meta: meta(2),
         };
         store.write(&batch, HOUR).await.unwrap();
@@ -432,10 +459,7 @@ mod tests {
         let ads = vec![local(1), remote("peer-b", 2)];
         {
             let store = open(&path, "node-a").await;
-            store
-                .write(&puts(ads.clone(), meta(3)), HOUR)
-                .await
-                .unwrap();
+            store.write(&puts(&ads, meta(3)), HOUR).await.unwrap();
         }
         let reopened = open(&path, "node-a").await;
         let loaded = reopened.load().await.unwrap();
@@ -459,12 +483,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir.path().join("ads.redb"), "node-a").await;
         store
-            .write(&puts(vec![local(1)], meta(1)), Duration::from_secs(60))
+            .write(&puts(&[local(1)], meta(1)), Duration::from_secs(60))
             .await
             .unwrap();
         tokio::time::advance(Duration::from_secs(30)).await;
         store
-            .write(&puts(vec![local(2)], meta(2)), Duration::from_secs(60))
+            .write(&puts(&[local(2)], meta(2)), Duration::from_secs(60))
             .await
             .unwrap();
 
@@ -500,16 +524,17 @@ mod tests {
             node_id: node("node-a-b"),
             clock,
         };
-        a.write(&puts(vec![local(1)], meta(1)), HOUR).await.unwrap();
+        a.write(&puts(&[local(1)], meta(1)), HOUR).await.unwrap();
         assert!(!a_b.holds_meta().await.unwrap());
         assert_eq!(a_b.load().await.unwrap(), StoredPool::default());
 
-        a_b.write(&puts(vec![local(2), remote("node-a", 3)], meta(2)), HOUR)
+        a_b.write(&puts(&[local(2), remote("node-a", 3)], meta(2)), HOUR)
             .await
             .unwrap();
+        let gone = AdKey::local(register(2));
         let batch = AdBatch {
             puts: Vec::new(),
-            deletes: vec![AdKey::local(register(2))],
+            deletes: vec![&gone],
             meta: meta(3),
         };
         a.write(&batch, HOUR).await.unwrap();
@@ -530,7 +555,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir.path().join("ads.redb"), "node-a").await;
         store
-            .write(&puts(vec![local(1)], meta(1)), HOUR)
+            .write(&puts(&[local(1)], meta(1)), HOUR)
             .await
             .unwrap();
         let garbage_key = format!("node-a:local:{}", register(2));
@@ -554,7 +579,7 @@ mod tests {
 
         // The pool writing the key again repairs it.
         store
-            .write(&puts(vec![local(2)], meta(2)), HOUR)
+            .write(&puts(&[local(2)], meta(2)), HOUR)
             .await
             .unwrap();
         let repaired = store.load().await.unwrap();
@@ -566,7 +591,7 @@ mod tests {
     async fn an_undecodable_meta_record_reads_as_lost() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir.path().join("ads.redb"), "node-a").await;
-        store.write(&puts(Vec::new(), meta(1)), HOUR).await.unwrap();
+        store.write(&puts(&[], meta(1)), HOUR).await.unwrap();
         {
             let txn = store.db.begin_write().unwrap();
             txn.open_table(META)
@@ -588,10 +613,7 @@ mod tests {
         let ads: Vec<Advertisement> = (0..10_000).map(local).collect();
         {
             let store = open(&path, "node-a").await;
-            store
-                .write(&puts(ads.clone(), meta(1)), HOUR)
-                .await
-                .unwrap();
+            store.write(&puts(&ads, meta(1)), HOUR).await.unwrap();
         }
         let loaded = open(&path, "node-a").await.load().await.unwrap();
         assert_eq!(loaded.ads.len(), 10_000);

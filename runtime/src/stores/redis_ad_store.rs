@@ -150,7 +150,7 @@ impl AdStore for RedisAdStore {
         Ok(pool)
     }
 
-    async fn write(&self, batch: &AdBatch, expiry: Duration) -> Result<(), StoreError> {
+    async fn write(&self, batch: &AdBatch<'_>, expiry: Duration) -> Result<(), StoreError> {
         let expiry_ms = expiry_millis(expiry);
         let has_deletes = !batch.deletes.is_empty();
         let mut pipe = Pipeline::with_capacity(batch.puts.len() + usize::from(has_deletes) + 1);
