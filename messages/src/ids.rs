@@ -17,9 +17,11 @@ pub struct InvalidId {
 }
 
 /// A register (ledger) id: exactly 32 lowercase hexadecimal characters.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct RegisterId(String);
+///
+/// Held inline (no heap): cloning, hashing and comparing it are cheap, which matters in the
+/// pool's hot paths (a full sync touches every id several times).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegisterId([u8; RegisterId::LEN]);
 
 impl RegisterId {
     pub const LEN: usize = 32;
@@ -37,21 +39,46 @@ impl RegisterId {
                 value: truncate_for_error(value),
             });
         }
-        Ok(Self(value.to_owned()))
+        let mut id = [0; Self::LEN];
+        id.copy_from_slice(value.as_bytes());
+        Ok(Self(id))
     }
 
     /// Builds the id from 16 bytes (for example random ones) as lowercase hex.
     pub fn from_bytes(bytes: [u8; 16]) -> Self {
-        use fmt::Write;
-        let mut hex = String::with_capacity(Self::LEN);
-        for byte in bytes {
-            write!(hex, "{byte:02x}").expect("writing to a String cannot fail");
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut id = [0; Self::LEN];
+        for (index, byte) in bytes.into_iter().enumerate() {
+            id[2 * index] = HEX[usize::from(byte >> 4)];
+            id[2 * index + 1] = HEX[usize::from(byte & 0x0f)];
         }
-        Self(hex)
+        Self(id)
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.0).expect("a register id holds ASCII hex digits only")
+    }
+}
+
+impl Serialize for RegisterId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RegisterId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RegisterId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(RegisterId::RULE)
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RegisterId, E> {
+                RegisterId::parse(value).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visitor)
     }
 }
 
@@ -64,27 +91,33 @@ impl TryFrom<String> for RegisterId {
 
 impl From<RegisterId> for String {
     fn from(id: RegisterId) -> Self {
-        id.0
+        id.as_str().to_owned()
     }
 }
 
 impl fmt::Display for RegisterId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for RegisterId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RegisterId({})", self.0)
+        write!(f, "RegisterId({})", self.as_str())
     }
 }
 
 /// A node (peer) id: 1 to 64 characters of `[A-Za-z0-9_-]`. Keys in shared stores are
 /// namespaced by it, so it must not contain separators.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct NodeId(String);
+
+impl Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
 
 impl NodeId {
     pub const MAX_LEN: usize = 64;
