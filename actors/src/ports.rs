@@ -4,11 +4,16 @@
 //! Each port has one error enum whose variants tell the caller what to do (retry, skip, give
 //! up), never which library failed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 use herald_messages::{
-    AdKey, Advertisement, BulkAdvertise, BulkOutcome, PoolMeta, Register, RegisterId, Timestamp,
+    AdKey, Advertisement, BlueprintNotification, BulkAdvertise, BulkOutcome, Checkpoint,
+    ConnectRequest, EntryDraft, Genesis, HeartbeatAck, HeartbeatRequest, HistoryId, HubEndpoint,
+    NodeId, PoolMeta, Register, RegisterId, SessionGrant, SessionId, SyncScope,
+    SystemRegisterEntry, Timestamp,
 };
 
 /// A boxed error from an adapter's driver.
@@ -138,4 +143,170 @@ pub enum PoolLinkError {
 /// Wall-clock time for stored and reported times. Timers use `tokio::time`.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hub role: the system register's store
+// ---------------------------------------------------------------------------------------------
+
+/// Where a hub keeps the system register (redb for one hub; Redis shared by several hubs).
+///
+/// The store allocates versions: an append gets the next version atomically, whichever hub
+/// sharing the store calls it.
+#[async_trait]
+pub trait BlueprintStore: Send + Sync + 'static {
+    /// The genesis record and every entry ordered by version; `None` when the register was
+    /// never created. Undecodable records are reported as `Corrupt`, never skipped: the hub
+    /// must refuse a damaged register rather than serve part of it.
+    async fn load(&self) -> Result<Option<StoredRegister>, BlueprintStoreError>;
+
+    /// Creates the register with its genesis record and seed entries (versions 1, 2, …) in one
+    /// atomic step. `AlreadyCreated` when another hub created it first.
+    async fn create(
+        &self,
+        genesis: &Genesis,
+        seed: Vec<EntryDraft>,
+    ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError>;
+
+    /// Appends one entry at the next version, atomically.
+    async fn append(&self, draft: EntryDraft) -> Result<SystemRegisterEntry, BlueprintStoreError>;
+
+    /// Entries with a version above `after`, ordered.
+    async fn entries_after(
+        &self,
+        after: u64,
+    ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError>;
+
+    /// Versions appended by anyone sharing the store (other hubs included), as they happen; `None`
+    /// when this store has a single writer (the caller then knows of every append itself).
+    async fn watch(&self) -> Result<Option<BoxStream<'static, u64>>, BlueprintStoreError>;
+
+    fn describe(&self) -> String;
+}
+
+/// A system register as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRegister {
+    pub genesis: Genesis,
+    pub entries: Vec<SystemRegisterEntry>,
+}
+
+/// Why a blueprint store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlueprintStoreError {
+    /// Transient: retry later; nothing changed.
+    #[error("blueprint store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Another hub created the register first: load it.
+    #[error("the system register already exists")]
+    AlreadyCreated,
+    #[error("blueprint store corrupt: {what}")]
+    Corrupt { what: String },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peer role: the replica's store and the link to hubs
+// ---------------------------------------------------------------------------------------------
+
+/// Where a peer keeps its replica of the system register and its checkpoint.
+#[async_trait]
+pub trait ReplicaStore: Send + Sync + 'static {
+    /// The latest entry of each blueprint, and the checkpoint (absent before the first sync).
+    async fn load(&self) -> Result<StoredReplica, ReplicaStoreError>;
+
+    /// Makes `entries` durable (after removing every entry first when `replace_all`: a full
+    /// sync), and only then writes `checkpoint`, atomically: a crash in between leaves the old
+    /// checkpoint, and the next sync fetches the entries again (applying them is idempotent).
+    async fn apply(
+        &self,
+        replace_all: bool,
+        entries: &[Arc<SystemRegisterEntry>],
+        checkpoint: &Checkpoint,
+    ) -> Result<(), ReplicaStoreError>;
+
+    fn describe(&self) -> String;
+}
+
+/// A replica as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredReplica {
+    pub entries: Vec<SystemRegisterEntry>,
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// Why a replica store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaStoreError {
+    /// Transient: keep serving the replica in memory, retry at the next sync.
+    #[error("replica store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Unreadable: the replica starts empty and syncs in full.
+    #[error("replica store corrupt: {what}")]
+    Corrupt { what: String },
+}
+
+/// What a peer asks a hub to sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRequest {
+    pub peer_id: NodeId,
+    pub session_id: SessionId,
+    pub scope: SyncScope,
+    /// The history of the peer's checkpoint, if any.
+    pub history_id: Option<HistoryId>,
+}
+
+/// How a peer reaches hubs: gRPC in production, or in-process to a local authority.
+#[async_trait]
+pub trait HubLink: Send + Sync + 'static {
+    async fn connect(
+        &self,
+        hub: &HubEndpoint,
+        request: ConnectRequest,
+        deadline: Duration,
+    ) -> Result<SessionGrant, HubLinkError>;
+
+    async fn heartbeat(
+        &self,
+        hub: &HubEndpoint,
+        beat: HeartbeatRequest,
+        deadline: Duration,
+    ) -> Result<HeartbeatAck, HubLinkError>;
+
+    /// The entries of a full or incremental sync, ordered by version.
+    async fn sync(
+        &self,
+        hub: &HubEndpoint,
+        request: SyncRequest,
+        deadline: Duration,
+    ) -> Result<Vec<SystemRegisterEntry>, HubLinkError>;
+
+    /// The hub's push notifications for this session, until the hub or the link ends them.
+    async fn subscribe(
+        &self,
+        hub: &HubEndpoint,
+        peer_id: &NodeId,
+        session_id: &SessionId,
+    ) -> Result<BoxStream<'static, BlueprintNotification>, HubLinkError>;
+
+    async fn disconnect(
+        &self,
+        hub: &HubEndpoint,
+        peer_id: &NodeId,
+        session_id: &SessionId,
+    ) -> Result<(), HubLinkError>;
+}
+
+/// Why a call to a hub failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HubLinkError {
+    /// No answer (refused, timed out, broken): count it against the hub.
+    #[error("hub unreachable")]
+    Unreachable(#[source] BoxError),
+    /// The hub does not know the session (it restarted, or forgot a silent peer): reconnect.
+    #[error("unknown session: {0}")]
+    UnknownSession(String),
+    /// The hub answered and refused (a configuration error such as a hub calling a hub, or an
+    /// invalid request): retrying the same call will not help.
+    #[error("hub refused: {0}")]
+    Refused(String),
 }

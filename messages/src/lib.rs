@@ -6,14 +6,23 @@
 //! `RactorMessage` derive (ractor's `cluster` feature is on for the whole workspace).
 
 mod advertisement;
+mod hub;
 mod ids;
 mod pool;
 mod register;
 mod resync;
 mod supervisor;
+mod system_register;
 mod time;
 
 pub use advertisement::{AdKey, AdSource, Advertisement, SyncState};
+pub use hub::{
+    AttemptReport, AuthorityError, BeatReport, CentralNodeConnectionMsg, ConnectRequest,
+    ConnectionState, ConnectionStatus, EntrySet, HeartbeatAck, HeartbeatMonitorMsg,
+    HeartbeatReport, HeartbeatRequest, HubEndpoint, HubPeer, HubReport, HubSession, HubStatus,
+    NodeType, RecommendedAction, ReplicaStatus, SessionGrant, SessionId, Subscription, SyncReport,
+    SyncScope, SyncTrigger, SystemRegisterAuthorityMsg, SystemRegisterReplicaMsg,
+};
 pub use ids::{InvalidId, NodeId, RegisterId};
 pub use pool::{
     AdInput, AdvertisementPoolMsg, AvailableRegister, BulkAdvertise, BulkOutcome, InvalidInput,
@@ -23,4 +32,9 @@ pub use pool::{
 pub use register::{NewRegister, Register, RegisterError, RegisterPatch};
 pub use resync::{AdvertisementSyncState, PushReport, ResyncDriverMsg, SyncStatus};
 pub use supervisor::{ChildKind, ChildReport, NodeFailure, NodeSupervisorMsg};
+pub use system_register::{
+    BlueprintId, BlueprintNotification, BlueprintSummary, Checkpoint, EntryDraft, EntryKind,
+    Genesis, HistoryId, MAX_DOCUMENT_BYTES, MAX_METADATA_BYTES, MAX_SUMMARY_BYTES, PublishRequest,
+    SEED_BLUEPRINT_ID, SystemRegisterEntry, SystemRegisterView,
+};
 pub use time::Timestamp;
