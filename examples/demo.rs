@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
 
     step(3, "Kill the advertisement pool actor, as a crash would");
     let crashed = Instant::now();
-    node.kill_actor(ChildKind::AdvertisementPool);
+    node.kill_actor(ChildKind::AdvertisementPool).await?;
     loop {
         let children = node.children().await?;
         let pool = children

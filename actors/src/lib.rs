@@ -14,6 +14,7 @@ pub mod ports;
 pub mod resync_driver;
 pub mod slot;
 pub mod supervisor;
+pub mod system_register_authority;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -24,3 +25,6 @@ pub use pool_link::LocalPoolLink;
 pub use resync_driver::{ResyncConfig, ResyncDriver, ResyncDriverArgs};
 pub use slot::{ActorSlot, SlotError};
 pub use supervisor::{ChildSpec, NodeSupervisor, NodeSupervisorArgs, RestartPolicy};
+pub use system_register_authority::{
+    AuthorityConfig, SystemRegisterAuthority, SystemRegisterAuthorityArgs,
+};

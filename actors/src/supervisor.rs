@@ -310,6 +310,14 @@ impl Actor for NodeSupervisor {
                         info!(%node, child = %kind, restarts = child.restarts, "child restarted");
                     }
                 }
+                NodeSupervisorMsg::Kill(kind, reply) => {
+                    let cell = state.child_mut(kind).and_then(|child| child.cell.clone());
+                    if let Some(cell) = &cell {
+                        warn!(node = %state.node_id, child = %kind, "killing child on request");
+                        cell.kill();
+                    }
+                    let _ = reply.send(cell.is_some());
+                }
                 NodeSupervisorMsg::Children(reply) => {
                     let _ = reply.send(state.children.iter().map(Child::report).collect());
                 }

@@ -154,11 +154,23 @@ pub struct HubPeer {
     pub last_sync_version: u64,
 }
 
+/// Whether a hub serves its system register.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state", content = "reason")]
+pub enum RegisterState {
+    /// Reading (or creating) the register; the store may be unreachable.
+    Loading,
+    Ready,
+    /// The stored register failed validation: the hub refuses to serve it.
+    Corrupt(String),
+}
+
 /// A hub's state, as `GetCentralNodeStatus` and `/health` report it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HubStatus {
     pub hub_id: NodeId,
+    pub state: RegisterState,
     pub history_id: Option<HistoryId>,
     pub version: u64,
     pub total_blueprints: usize,

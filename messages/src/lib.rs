@@ -20,8 +20,9 @@ pub use hub::{
     AttemptReport, AuthorityError, BeatReport, CentralNodeConnectionMsg, ConnectRequest,
     ConnectionState, ConnectionStatus, EntrySet, HeartbeatAck, HeartbeatMonitorMsg,
     HeartbeatReport, HeartbeatRequest, HubEndpoint, HubPeer, HubReport, HubSession, HubStatus,
-    NodeType, RecommendedAction, ReplicaStatus, SessionGrant, SessionId, Subscription, SyncReport,
-    SyncScope, SyncTrigger, SystemRegisterAuthorityMsg, SystemRegisterReplicaMsg,
+    NodeType, RecommendedAction, RegisterState, ReplicaStatus, SessionGrant, SessionId,
+    Subscription, SyncReport, SyncScope, SyncTrigger, SystemRegisterAuthorityMsg,
+    SystemRegisterReplicaMsg,
 };
 pub use ids::{InvalidId, NodeId, RegisterId};
 pub use pool::{

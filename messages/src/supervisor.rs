@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 pub enum ChildKind {
     AdvertisementPool,
     ResyncDriver,
+    SystemRegisterAuthority,
+    CentralNodeConnection,
+    HeartbeatMonitor,
+    SystemRegisterReplica,
 }
 
 impl ChildKind {
@@ -17,6 +21,10 @@ impl ChildKind {
         match self {
             ChildKind::AdvertisementPool => "advertisement_pool",
             ChildKind::ResyncDriver => "resync_driver",
+            ChildKind::SystemRegisterAuthority => "system_register_authority",
+            ChildKind::CentralNodeConnection => "central_node_connection",
+            ChildKind::HeartbeatMonitor => "heartbeat_monitor",
+            ChildKind::SystemRegisterReplica => "system_register_replica",
         }
     }
 }
@@ -54,6 +62,8 @@ pub enum NodeSupervisorMsg {
     /// Internal timer: the backoff before restarting a child is over.
     Restart(ChildKind),
     Children(RpcReplyPort<Vec<ChildReport>>),
+    /// Fault injection: kill the child as a crash would; false when it was not running.
+    Kill(ChildKind, RpcReplyPort<bool>),
     /// Stop the children in reverse start order (each drains its mailbox first), then the
     /// supervisor; replies with the children that did not stop in time.
     Shutdown(RpcReplyPort<Vec<ChildKind>>),

@@ -158,23 +158,17 @@ impl NodeApi {
     /// Fault injection for drills and demos: kills the actor as a crash would (its handler is
     /// cut short, nothing is cleaned up). The supervisor restarts it and it replays its store.
     /// Returns false when the actor was not running.
-    pub fn kill_actor(&self, kind: ChildKind) -> bool {
-        let actor = match kind {
-            ChildKind::AdvertisementPool => self
-                .pool
-                .as_ref()
-                .and_then(|slot| slot.actor().map(|a| a.get_cell())),
-            ChildKind::ResyncDriver => self
-                .driver
-                .as_ref()
-                .and_then(|slot| slot.actor().map(|a| a.get_cell())),
-        };
-        match actor {
-            Some(cell) => {
-                cell.kill();
-                true
-            }
-            None => false,
+    pub async fn kill_actor(&self, kind: ChildKind) -> Result<bool, NodeError> {
+        match self
+            .supervisor
+            .call(
+                |reply| NodeSupervisorMsg::Kill(kind, reply),
+                Some(self.timeout),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(killed)) => Ok(killed),
+            _ => Err(NodeError::Stopped),
         }
     }
 
