@@ -8,23 +8,35 @@
 
 pub mod advertisement_pool;
 pub mod backoff;
+pub mod central_node_connection;
 pub mod clock;
+pub mod heartbeat_monitor;
+pub mod hub_link;
 pub mod pool_link;
 pub mod ports;
 pub mod resync_driver;
 pub mod slot;
 pub mod supervisor;
 pub mod system_register_authority;
+pub mod system_register_replica;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use advertisement_pool::{AdvertisementPool, AdvertisementPoolArgs, PoolConfig};
 pub use backoff::{Backoff, BackoffConfig};
+pub use central_node_connection::{
+    CentralNodeConnection, CentralNodeConnectionArgs, ConnectionConfig,
+};
 pub use clock::TokioClock;
+pub use heartbeat_monitor::{HeartbeatConfig, HeartbeatMonitor, HeartbeatMonitorArgs};
+pub use hub_link::LocalHubLink;
 pub use pool_link::LocalPoolLink;
 pub use resync_driver::{ResyncConfig, ResyncDriver, ResyncDriverArgs};
 pub use slot::{ActorSlot, SlotError};
 pub use supervisor::{ChildSpec, NodeSupervisor, NodeSupervisorArgs, RestartPolicy};
 pub use system_register_authority::{
     AuthorityConfig, SystemRegisterAuthority, SystemRegisterAuthorityArgs,
+};
+pub use system_register_replica::{
+    ReplicaConfig, SystemRegisterReplica, SystemRegisterReplicaArgs,
 };

@@ -275,6 +275,9 @@ pub enum ConnectionState {
 pub struct HubSession {
     pub hub: HubEndpoint,
     pub grant: SessionGrant,
+    /// The peer was isolated (every hub failed) before this session: its replica may have
+    /// missed anything, so it is checked in full.
+    pub after_isolation: bool,
 }
 
 /// `GET /api/connection/status`.
@@ -308,6 +311,8 @@ pub struct HubReport {
 /// How a connection attempt ended (internal to `CentralNodeConnection`).
 #[derive(Debug)]
 pub struct AttemptReport {
+    /// Which attempt this was: answers of superseded attempts are ignored.
+    pub attempt_id: u64,
     pub hub_index: usize,
     pub result: Result<SessionGrant, String>,
 }

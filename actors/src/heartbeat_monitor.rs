@@ -1,0 +1,339 @@
+//! `HeartbeatMonitor` (peer role): proves the current hub is alive (FR-036).
+//!
+//! Every `interval` it sends a heartbeat carrying the replica's version, with a deadline. The
+//! hub answers with its version and a recommended action, which the monitor carries out (SYNC
+//! → the replica syncs; FAILOVER → the connection moves on; RECONNECT → a new session). After
+//! `missed_limit` consecutive failures it asks the connection to fail over. A heartbeat that
+//! failed only because this process itself stalled (its failure arrived long after its
+//! deadline) is not counted as a miss: the hub was not to blame.
+//!
+//! Replays on restart: the current session, asked from the connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, warn};
+
+use herald_messages::{
+    BeatReport, CentralNodeConnectionMsg, HeartbeatMonitorMsg, HeartbeatReport, HeartbeatRequest,
+    HubSession, NodeId, RecommendedAction, SyncTrigger, SystemRegisterReplicaMsg,
+    SystemRegisterView,
+};
+
+use crate::ports::{Clock, HubLink, HubLinkError, error_chain};
+use crate::slot::ActorSlot;
+
+/// Heartbeat settings (DESIGN §6, §9).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatConfig {
+    pub interval: Duration,
+    /// Deadline of one heartbeat.
+    pub timeout: Duration,
+    /// Consecutive misses that make the connection fail over.
+    pub missed_limit: u32,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(30),
+            missed_limit: 2,
+        }
+    }
+}
+
+/// The actor.
+pub struct HeartbeatMonitor;
+
+/// Everything a (re)started monitor needs; cloned for each start.
+#[derive(Clone)]
+pub struct HeartbeatMonitorArgs {
+    pub peer_id: NodeId,
+    pub config: HeartbeatConfig,
+    pub link: Arc<dyn HubLink>,
+    pub clock: Arc<dyn Clock>,
+    pub connection: ActorSlot<CentralNodeConnectionMsg>,
+    pub replica: ActorSlot<SystemRegisterReplicaMsg>,
+}
+
+pub struct HeartbeatMonitorState {
+    args: HeartbeatMonitorArgs,
+    session: Option<HubSession>,
+    sequence: u64,
+    missed: u32,
+    in_flight: bool,
+    report: HeartbeatReport,
+    ticker: Option<JoinHandle<()>>,
+}
+
+/// Whether a failed heartbeat counts against the hub. Its failure should arrive at its deadline;
+/// one that arrives much later means this process stalled (a paused VM, a starved runtime), and
+/// the hub is not to blame.
+fn counts_as_miss(sent_at: Instant, failed_at: Instant, deadline: Duration) -> bool {
+    let grace = deadline / 2 + Duration::from_secs(1);
+    failed_at.duration_since(sent_at) <= deadline + grace
+}
+
+impl Actor for HeartbeatMonitor {
+    type Msg = HeartbeatMonitorMsg;
+    type State = HeartbeatMonitorState;
+    type Arguments = HeartbeatMonitorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<HeartbeatMonitorMsg>,
+        args: HeartbeatMonitorArgs,
+    ) -> Result<HeartbeatMonitorState, ActorProcessingErr> {
+        // Replay: the connection knows whether a session is running.
+        let connection = args.connection.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            if let Ok(Some(session)) = connection
+                .call(CentralNodeConnectionMsg::Current, Duration::from_secs(10))
+                .await
+            {
+                let _ = me.cast(HeartbeatMonitorMsg::SessionStarted(session));
+            }
+        });
+        let ticker = myself.send_interval(args.config.interval, || HeartbeatMonitorMsg::Tick);
+        Ok(HeartbeatMonitorState {
+            args,
+            session: None,
+            sequence: 0,
+            missed: 0,
+            in_flight: false,
+            report: HeartbeatReport::default(),
+            ticker: Some(ticker),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<HeartbeatMonitorMsg>,
+        msg: HeartbeatMonitorMsg,
+        state: &mut HeartbeatMonitorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = tracing::debug_span!("heartbeat_monitor", node = %state.args.peer_id);
+        async move {
+            match msg {
+                HeartbeatMonitorMsg::SessionStarted(session) => {
+                    let same = state.session.as_ref().is_some_and(|current| {
+                        current.grant.session_id == session.grant.session_id
+                    });
+                    if !same {
+                        state.session = Some(session);
+                        state.missed = 0;
+                        state.in_flight = false;
+                        state.report.missed = 0;
+                    }
+                }
+                HeartbeatMonitorMsg::SessionEnded => {
+                    state.session = None;
+                    state.missed = 0;
+                    state.in_flight = false;
+                }
+                HeartbeatMonitorMsg::Tick => state.beat(&myself).await,
+                HeartbeatMonitorMsg::BeatFinished(report) => state.on_beat_finished(report),
+                HeartbeatMonitorMsg::Status(reply) => {
+                    let _ = reply.send(state.report);
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<HeartbeatMonitorMsg>,
+        state: &mut HeartbeatMonitorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
+        Ok(())
+    }
+}
+
+impl HeartbeatMonitorState {
+    async fn beat(&mut self, myself: &ActorRef<HeartbeatMonitorMsg>) {
+        // One heartbeat at a time: a slow one is judged by its own deadline.
+        if self.in_flight {
+            return;
+        }
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let last_sync_version = self.replica_version().await;
+        self.sequence += 1;
+        self.in_flight = true;
+        self.report.sent += 1;
+        let beat = HeartbeatRequest {
+            peer_id: self.args.peer_id.clone(),
+            session_id: session.grant.session_id.clone(),
+            sequence: self.sequence,
+            last_sync_version,
+            sent_at: self.args.clock.now(),
+        };
+        let link = Arc::clone(&self.args.link);
+        let deadline = self.args.config.timeout;
+        let myself = myself.clone();
+        tokio::spawn(
+            async move {
+                let sent_at = Instant::now();
+                let result = match tokio::time::timeout(
+                    deadline,
+                    link.heartbeat(&session.hub, beat, deadline),
+                )
+                .await
+                {
+                    Ok(Ok(ack)) => Ok(ack),
+                    Ok(Err(HubLinkError::UnknownSession(reason))) => {
+                        Err(format!("unknown session: {reason}"))
+                    }
+                    Ok(Err(err)) => Err(error_chain(&err)),
+                    Err(_) => Err(format!("no answer within {deadline:?}")),
+                };
+                let _ = myself.cast(HeartbeatMonitorMsg::BeatFinished(BeatReport {
+                    session_id: session.grant.session_id.clone(),
+                    sent_at,
+                    result,
+                }));
+            }
+            .in_current_span(),
+        );
+    }
+
+    fn on_beat_finished(&mut self, report: BeatReport) {
+        let Some(session) = &self.session else {
+            return;
+        };
+        if session.grant.session_id != report.session_id {
+            return;
+        }
+        self.in_flight = false;
+        let now = Instant::now();
+        let node = self.args.peer_id.to_string();
+        match report.result {
+            Ok(ack) => {
+                let latency = now.duration_since(report.sent_at);
+                let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+                self.missed = 0;
+                self.report.missed = 0;
+                self.report.last_latency_ms = Some(latency_ms);
+                metrics::histogram!("herald_heartbeat_latency_seconds", "node" => node)
+                    .record(latency.as_secs_f64());
+                debug!(hub = %ack.hub_id, version = ack.version, action = ?ack.action, latency_ms, "heartbeat acknowledged");
+                let _ = self
+                    .args
+                    .connection
+                    .cast(CentralNodeConnectionMsg::HeartbeatReport {
+                        missed: 0,
+                        latency_ms: Some(latency_ms),
+                    });
+                let history_changed = ack.history_id != session.grant.history_id;
+                match ack.action {
+                    RecommendedAction::Sync => {
+                        let _ = self
+                            .args
+                            .replica
+                            .cast(SystemRegisterReplicaMsg::SyncNow(SyncTrigger::Heartbeat));
+                    }
+                    RecommendedAction::Failover => {
+                        let _ = self
+                            .args
+                            .connection
+                            .cast(CentralNodeConnectionMsg::Failover {
+                                reason: format!("hub {} advised to fail over", ack.hub_id),
+                            });
+                    }
+                    RecommendedAction::Reconnect => {
+                        let _ = self
+                            .args
+                            .connection
+                            .cast(CentralNodeConnectionMsg::Reconnect {
+                                reason: format!("hub {} advised to reconnect", ack.hub_id),
+                            });
+                    }
+                    RecommendedAction::None | RecommendedAction::ReduceFrequency => {}
+                }
+                if history_changed {
+                    // The hub's register was recreated under the session: start over with it.
+                    let _ = self
+                        .args
+                        .connection
+                        .cast(CentralNodeConnectionMsg::Reconnect {
+                            reason: "the hub's system register history changed".into(),
+                        });
+                }
+            }
+            Err(error) if error.starts_with("unknown session") => {
+                warn!(hub = %session.hub.id, %error, "the hub forgot this session; reconnecting");
+                let _ = self
+                    .args
+                    .connection
+                    .cast(CentralNodeConnectionMsg::Reconnect { reason: error });
+            }
+            Err(error) => {
+                if !counts_as_miss(report.sent_at, now, self.args.config.timeout) {
+                    warn!(%error, "heartbeat failed after this process stalled; not counted as a miss");
+                    return;
+                }
+                self.missed += 1;
+                self.report.missed = self.missed;
+                metrics::counter!("herald_heartbeat_misses_total", "node" => node).increment(1);
+                warn!(hub = %session.hub.id, %error, missed = self.missed, limit = self.args.config.missed_limit, "heartbeat missed");
+                let _ = self
+                    .args
+                    .connection
+                    .cast(CentralNodeConnectionMsg::HeartbeatReport {
+                        missed: self.missed,
+                        latency_ms: None,
+                    });
+                if self.missed >= self.args.config.missed_limit {
+                    let reason = format!("{} heartbeats missed, last: {error}", self.missed);
+                    self.missed = 0;
+                    let _ = self
+                        .args
+                        .connection
+                        .cast(CentralNodeConnectionMsg::Failover { reason });
+                }
+            }
+        }
+    }
+
+    /// The replica's version, reported in the heartbeat so the hub can tell it is behind.
+    async fn replica_version(&self) -> u64 {
+        let view: Result<SystemRegisterView, _> = self
+            .args
+            .replica
+            .call(SystemRegisterReplicaMsg::View, Duration::from_secs(1))
+            .await;
+        view.map_or(0, |view| view.version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_at_its_deadline_is_a_miss_one_long_after_is_a_stall() {
+        let sent = Instant::now();
+        let deadline = Duration::from_secs(30);
+        assert!(counts_as_miss(sent, sent + deadline, deadline));
+        assert!(
+            counts_as_miss(sent, sent + Duration::from_millis(3), deadline),
+            "a refusal is a miss"
+        );
+        assert!(
+            !counts_as_miss(sent, sent + Duration::from_secs(120), deadline),
+            "a stall is not"
+        );
+    }
+}

@@ -1,0 +1,600 @@
+//! `SystemRegisterReplica` (peer role): this peer's copy of the hub's system register.
+//!
+//! On every new session it syncs: in full when it has no checkpoint, when the hub's
+//! `history_id` differs from the checkpoint's, or after the peer was isolated; otherwise
+//! incrementally, from its checkpoint (FR-018). It subscribes to the hub's push notifications;
+//! a notification triggers an incremental sync, coalesced with one already running (FR-033,
+//! FR-034), and a periodic sync is the fallback (FR-032). Entries are applied idempotently: a
+//! version never goes backwards, and duplicated or reordered notifications change nothing.
+//! Entries are written to the replica store first and the checkpoint after, atomically, so a
+//! restarted peer resumes incrementally.
+//!
+//! Replays on restart: the replica and checkpoint from its store, then the current session from
+//! the connection.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, error, info, warn};
+
+use herald_messages::{
+    BlueprintId, BlueprintSummary, CentralNodeConnectionMsg, Checkpoint, EntrySet, HubSession,
+    NodeId, ReplicaStatus, SyncReport, SyncScope, SyncTrigger, SystemRegisterEntry,
+    SystemRegisterReplicaMsg, SystemRegisterView,
+};
+
+use crate::ports::{Clock, HubLink, HubLinkError, ReplicaStore, SyncRequest, error_chain};
+use crate::slot::ActorSlot;
+
+/// Replica settings (DESIGN §6, §9).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaConfig {
+    /// The periodic sync, a fallback for lost notifications (FR-032).
+    pub sync_interval: Duration,
+    /// Deadline of one sync.
+    pub sync_timeout: Duration,
+    /// Pause before subscribing again after the push stream ended.
+    pub resubscribe_delay: Duration,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self {
+            sync_interval: Duration::from_secs(300),
+            sync_timeout: Duration::from_secs(60),
+            resubscribe_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The actor.
+pub struct SystemRegisterReplica;
+
+/// Everything a (re)started replica needs; cloned for each start.
+#[derive(Clone)]
+pub struct SystemRegisterReplicaArgs {
+    pub peer_id: NodeId,
+    pub config: ReplicaConfig,
+    pub store: Arc<dyn ReplicaStore>,
+    pub link: Arc<dyn HubLink>,
+    pub clock: Arc<dyn Clock>,
+    pub connection: ActorSlot<CentralNodeConnectionMsg>,
+}
+
+pub struct SystemRegisterReplicaState {
+    args: SystemRegisterReplicaArgs,
+    replica: Replica,
+    session: Option<HubSession>,
+    syncing: bool,
+    /// A sync was asked for while one was running: run another when it ends.
+    again: bool,
+    /// The next sync of this session must be a full one.
+    full_pending: bool,
+    status: ReplicaStatus,
+    subscription: Option<JoinHandle<()>>,
+    timers: Vec<JoinHandle<()>>,
+}
+
+/// The replica in memory: the latest entry of each blueprint, and the checkpoint.
+#[derive(Debug, Default)]
+struct Replica {
+    entries: BTreeMap<BlueprintId, Arc<SystemRegisterEntry>>,
+    checkpoint: Option<Checkpoint>,
+}
+
+impl Replica {
+    fn version(&self) -> u64 {
+        self.checkpoint
+            .as_ref()
+            .map_or(0, |checkpoint| checkpoint.version)
+    }
+
+    /// Applies a sync's entries (replacing everything for a full sync). Older entries than the
+    /// ones held are skipped. Returns the entries that changed the replica.
+    fn apply(
+        &mut self,
+        full: bool,
+        entries: &[Arc<SystemRegisterEntry>],
+    ) -> Vec<Arc<SystemRegisterEntry>> {
+        if full {
+            self.entries.clear();
+        }
+        let mut changed = Vec::new();
+        for entry in entries {
+            let newer = self
+                .entries
+                .get(&entry.blueprint_id)
+                .is_none_or(|held| held.version < entry.version);
+            if newer {
+                self.entries
+                    .insert(entry.blueprint_id.clone(), Arc::clone(entry));
+                changed.push(Arc::clone(entry));
+            }
+        }
+        changed
+    }
+
+    fn view(&self) -> SystemRegisterView {
+        let blueprints: Vec<BlueprintSummary> = self
+            .entries
+            .values()
+            .map(|entry| BlueprintSummary {
+                blueprint_id: entry.blueprint_id.clone(),
+                version: entry.version,
+                is_active: entry.is_active,
+                checksum: entry.checksum.clone(),
+            })
+            .collect();
+        SystemRegisterView {
+            history_id: self.checkpoint.as_ref().map(|c| c.history_id.clone()),
+            version: self.version(),
+            total_blueprints: blueprints.len(),
+            blueprints,
+        }
+    }
+}
+
+/// Whether a session needs a full sync rather than an incremental one.
+fn needs_full_sync(checkpoint: Option<&Checkpoint>, session: &HubSession) -> bool {
+    session.after_isolation
+        || checkpoint.is_none_or(|checkpoint| checkpoint.history_id != session.grant.history_id)
+}
+
+impl Actor for SystemRegisterReplica {
+    type Msg = SystemRegisterReplicaMsg;
+    type State = SystemRegisterReplicaState;
+    type Arguments = SystemRegisterReplicaArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SystemRegisterReplicaMsg>,
+        args: SystemRegisterReplicaArgs,
+    ) -> Result<SystemRegisterReplicaState, ActorProcessingErr> {
+        myself.cast(SystemRegisterReplicaMsg::Load)?;
+        let periodic = myself.send_interval(args.config.sync_interval, || {
+            SystemRegisterReplicaMsg::SyncNow(SyncTrigger::Periodic)
+        });
+        Ok(SystemRegisterReplicaState {
+            args,
+            replica: Replica::default(),
+            session: None,
+            syncing: false,
+            again: false,
+            full_pending: false,
+            status: ReplicaStatus {
+                checkpoint: None,
+                total_blueprints: 0,
+                syncing: false,
+                last_sync_at: None,
+                last_sync_kind: None,
+                last_error: None,
+                full_syncs: 0,
+                incremental_syncs: 0,
+                entries_received: 0,
+            },
+            subscription: None,
+            timers: vec![periodic],
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SystemRegisterReplicaMsg>,
+        msg: SystemRegisterReplicaMsg,
+        state: &mut SystemRegisterReplicaState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = tracing::debug_span!("system_register_replica", node = %state.args.peer_id, msg = message_name(&msg));
+        async move {
+            match msg {
+                SystemRegisterReplicaMsg::Load => state.load(&myself).await,
+                SystemRegisterReplicaMsg::SessionStarted(session) => state.on_session(&myself, session),
+                SystemRegisterReplicaMsg::SessionEnded => {
+                    state.session = None;
+                    if let Some(subscription) = state.subscription.take() {
+                        subscription.abort();
+                    }
+                }
+                SystemRegisterReplicaMsg::SyncNow(trigger) => state.sync(&myself, trigger),
+                SystemRegisterReplicaMsg::Notified(notification) => {
+                    let behind = notification.version > state.replica.version();
+                    let other_history = state
+                        .replica
+                        .checkpoint
+                        .as_ref()
+                        .is_some_and(|checkpoint| checkpoint.history_id != notification.history_id);
+                    if behind || other_history {
+                        debug!(version = notification.version, blueprint = %notification.blueprint_id, "notified");
+                        state.sync(&myself, SyncTrigger::Notification);
+                    }
+                }
+                SystemRegisterReplicaMsg::SyncFinished(report) => state.on_sync_finished(&myself, report).await,
+                SystemRegisterReplicaMsg::SubscriptionEnded { session_id, reason } => {
+                    let current = state
+                        .session
+                        .as_ref()
+                        .is_some_and(|session| session.grant.session_id == session_id);
+                    if current {
+                        warn!(%reason, "push notifications ended; subscribing again");
+                        let delay = state.args.config.resubscribe_delay;
+                        let me = myself.clone();
+                        state.timers.push(tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = me.cast(SystemRegisterReplicaMsg::SyncNow(SyncTrigger::Notification));
+                        }));
+                        state.subscribe(&myself);
+                    }
+                }
+                SystemRegisterReplicaMsg::Get(id, reply) => {
+                    let _ = reply.send(state.replica.entries.get(&id).cloned());
+                }
+                SystemRegisterReplicaMsg::View(reply) => {
+                    let _ = reply.send(state.replica.view());
+                }
+                SystemRegisterReplicaMsg::Status(reply) => {
+                    let _ = reply.send(state.report());
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SystemRegisterReplicaMsg>,
+        state: &mut SystemRegisterReplicaState,
+    ) -> Result<(), ActorProcessingErr> {
+        for task in state.timers.drain(..).chain(state.subscription.take()) {
+            task.abort();
+        }
+        Ok(())
+    }
+}
+
+impl SystemRegisterReplicaState {
+    async fn load(&mut self, myself: &ActorRef<SystemRegisterReplicaMsg>) {
+        match self.args.store.load().await {
+            Ok(stored) => {
+                for entry in stored.entries {
+                    self.replica
+                        .entries
+                        .insert(entry.blueprint_id.clone(), Arc::new(entry));
+                }
+                self.replica.checkpoint = stored.checkpoint;
+                info!(
+                    store = %self.args.store.describe(),
+                    blueprints = self.replica.entries.len(),
+                    version = self.replica.version(),
+                    "replica reloaded"
+                );
+            }
+            Err(err) => {
+                error!(store = %self.args.store.describe(), err = %error_chain(&err), "cannot read the replica; starting empty, the next sync is a full one");
+            }
+        }
+        // Then the session, if the connection already holds one.
+        let connection = self.args.connection.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            if let Ok(Some(session)) = connection
+                .call(CentralNodeConnectionMsg::Current, Duration::from_secs(10))
+                .await
+            {
+                let _ = me.cast(SystemRegisterReplicaMsg::SessionStarted(session));
+            }
+        });
+    }
+
+    fn on_session(&mut self, myself: &ActorRef<SystemRegisterReplicaMsg>, session: HubSession) {
+        let same = self
+            .session
+            .as_ref()
+            .is_some_and(|current| current.grant.session_id == session.grant.session_id);
+        if same {
+            return;
+        }
+        self.full_pending = needs_full_sync(self.replica.checkpoint.as_ref(), &session);
+        self.session = Some(session);
+        self.subscribe(myself);
+        self.sync(myself, SyncTrigger::Connected);
+    }
+
+    /// Subscribes to the session's push notifications, in a task that forwards them.
+    fn subscribe(&mut self, myself: &ActorRef<SystemRegisterReplicaMsg>) {
+        if let Some(previous) = self.subscription.take() {
+            previous.abort();
+        }
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let link = Arc::clone(&self.args.link);
+        let peer_id = self.args.peer_id.clone();
+        let me = myself.clone();
+        self.subscription = Some(tokio::spawn(
+            async move {
+                let session_id = session.grant.session_id.clone();
+                let reason = match link.subscribe(&session.hub, &peer_id, &session_id).await {
+                    Ok(mut notifications) => {
+                        while let Some(notification) = notifications.next().await {
+                            if me
+                                .cast(SystemRegisterReplicaMsg::Notified(notification))
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        "the hub ended the stream".to_owned()
+                    }
+                    Err(err) => error_chain(&err),
+                };
+                let _ = me.cast(SystemRegisterReplicaMsg::SubscriptionEnded { session_id, reason });
+            }
+            .in_current_span(),
+        ));
+    }
+
+    /// Starts a sync unless one is running (then one more runs after it).
+    fn sync(&mut self, myself: &ActorRef<SystemRegisterReplicaMsg>, trigger: SyncTrigger) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        if self.syncing {
+            self.again = true;
+            return;
+        }
+        let full = self.full_pending;
+        let scope = if full {
+            SyncScope::Full
+        } else {
+            SyncScope::After(self.replica.version())
+        };
+        self.syncing = true;
+        self.again = false;
+        debug!(?trigger, full, hub = %session.hub.id, "syncing");
+        let request = SyncRequest {
+            peer_id: self.args.peer_id.clone(),
+            session_id: session.grant.session_id.clone(),
+            scope,
+            history_id: self
+                .replica
+                .checkpoint
+                .as_ref()
+                .map(|c| c.history_id.clone()),
+        };
+        let link = Arc::clone(&self.args.link);
+        let deadline = self.args.config.sync_timeout;
+        let me = myself.clone();
+        tokio::spawn(
+            async move {
+                let fetched = match tokio::time::timeout(
+                    deadline,
+                    link.sync(&session.hub, request, deadline),
+                )
+                .await
+                {
+                    Ok(Ok(entries)) => Ok(EntrySet {
+                        history_id: session.grant.history_id.clone(),
+                        version: entries.iter().map(|entry| entry.version).max().unwrap_or(0),
+                        entries: entries.into_iter().map(Arc::new).collect(),
+                    }),
+                    Ok(Err(HubLinkError::UnknownSession(reason))) => {
+                        Err(format!("unknown session: {reason}"))
+                    }
+                    Ok(Err(err)) => Err(error_chain(&err)),
+                    Err(_) => Err(format!("no answer within {deadline:?}")),
+                };
+                let _ = me.cast(SystemRegisterReplicaMsg::SyncFinished(SyncReport {
+                    full,
+                    hub_id: session.hub.id.clone(),
+                    result: fetched,
+                }));
+            }
+            .in_current_span(),
+        );
+    }
+
+    async fn on_sync_finished(
+        &mut self,
+        myself: &ActorRef<SystemRegisterReplicaMsg>,
+        report: SyncReport,
+    ) {
+        self.syncing = false;
+        let now = self.args.clock.now();
+        match report.result {
+            Ok(set) => {
+                let received = set.entries.len();
+                let tampered = set.entries.iter().find(|entry| !entry.checksum_holds());
+                if let Some(entry) = tampered {
+                    let error = format!(
+                        "entry {} of blueprint {} does not match its checksum",
+                        entry.version, entry.blueprint_id
+                    );
+                    error!(hub = %report.hub_id, %error, "sync refused");
+                    self.status.last_error = Some(error);
+                    return;
+                }
+                let same_history = self
+                    .replica
+                    .checkpoint
+                    .as_ref()
+                    .is_some_and(|checkpoint| checkpoint.history_id == set.history_id);
+                let base = if report.full || !same_history {
+                    0
+                } else {
+                    self.replica.version()
+                };
+                let checkpoint = Checkpoint {
+                    history_id: set.history_id.clone(),
+                    version: base.max(set.version),
+                    synced_at: now,
+                    hub_id: report.hub_id.clone(),
+                };
+                let full = report.full || !same_history;
+                let changed = self.replica.apply(full, &set.entries);
+                let to_store = if full {
+                    self.replica.entries.values().cloned().collect()
+                } else {
+                    changed
+                };
+                if let Err(err) = self.args.store.apply(full, &to_store, &checkpoint).await {
+                    // Memory is ahead of the store: a restart re-fetches from the older checkpoint.
+                    warn!(err = %error_chain(&err), "cannot persist the replica; serving it from memory");
+                    self.status.last_error = Some(error_chain(&err));
+                } else {
+                    self.status.last_error = None;
+                }
+                self.replica.checkpoint = Some(checkpoint);
+                self.full_pending = false;
+                self.status.entries_received += received as u64;
+                self.status.last_sync_at = Some(now);
+                let kind = if full { "full" } else { "incremental" };
+                self.status.last_sync_kind = Some(kind.to_owned());
+                if full {
+                    self.status.full_syncs += 1;
+                } else {
+                    self.status.incremental_syncs += 1;
+                }
+                let node = self.args.peer_id.to_string();
+                metrics::gauge!("herald_replica_version", "node" => node.clone())
+                    .set(self.replica.version() as f64);
+                metrics::counter!("herald_replica_entries_received_total", "node" => node)
+                    .increment(received as u64);
+                info!(hub = %report.hub_id, kind, received, version = self.replica.version(), blueprints = self.replica.entries.len(), "replica synced");
+            }
+            Err(error) => {
+                warn!(hub = %report.hub_id, %error, "sync failed; the next trigger or the periodic sync retries");
+                if error.starts_with("unknown session") {
+                    let _ = self
+                        .args
+                        .connection
+                        .cast(CentralNodeConnectionMsg::Reconnect {
+                            reason: error.clone(),
+                        });
+                }
+                self.status.last_error = Some(error);
+            }
+        }
+        if self.again {
+            self.sync(myself, SyncTrigger::Notification);
+        }
+    }
+
+    fn report(&self) -> ReplicaStatus {
+        ReplicaStatus {
+            checkpoint: self.replica.checkpoint.clone(),
+            total_blueprints: self
+                .replica
+                .entries
+                .values()
+                .filter(|e| e.is_active)
+                .count(),
+            syncing: self.syncing,
+            ..self.status.clone()
+        }
+    }
+}
+
+fn message_name(msg: &SystemRegisterReplicaMsg) -> &'static str {
+    match msg {
+        SystemRegisterReplicaMsg::SessionStarted(_) => "session_started",
+        SystemRegisterReplicaMsg::SessionEnded => "session_ended",
+        SystemRegisterReplicaMsg::SyncNow(_) => "sync_now",
+        SystemRegisterReplicaMsg::Notified(_) => "notified",
+        SystemRegisterReplicaMsg::Get(..) => "get",
+        SystemRegisterReplicaMsg::View(_) => "view",
+        SystemRegisterReplicaMsg::Status(_) => "status",
+        SystemRegisterReplicaMsg::Load => "load",
+        SystemRegisterReplicaMsg::SyncFinished(_) => "sync_finished",
+        SystemRegisterReplicaMsg::SubscriptionEnded { .. } => "subscription_ended",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap as Map;
+
+    use bytes::Bytes;
+    use herald_messages::{
+        EntryDraft, EntryKind, HistoryId, HubEndpoint, SessionGrant, SessionId, Timestamp,
+    };
+
+    use super::*;
+
+    fn entry(version: u64, blueprint: &str) -> Arc<SystemRegisterEntry> {
+        Arc::new(
+            EntryDraft {
+                blueprint_id: BlueprintId::parse(blueprint).unwrap(),
+                kind: EntryKind::Published,
+                document: Bytes::from(format!("{{\"v\":{version}}}")),
+                published_at: Timestamp::EPOCH,
+                published_by: "hub".into(),
+                transaction_id: "t".into(),
+                metadata: Map::new(),
+            }
+            .at_version(version),
+        )
+    }
+
+    #[test]
+    fn applying_is_idempotent_and_never_goes_backwards() {
+        let mut replica = Replica::default();
+        assert_eq!(
+            replica.apply(false, &[entry(1, "a"), entry(2, "b")]).len(),
+            2
+        );
+        assert!(
+            replica
+                .apply(false, &[entry(1, "a"), entry(2, "b")])
+                .is_empty(),
+            "a repeat changes nothing"
+        );
+        assert_eq!(replica.apply(false, &[entry(3, "a")]).len(), 1);
+        assert!(
+            replica.apply(false, &[entry(1, "a")]).is_empty(),
+            "an older entry is skipped"
+        );
+        assert_eq!(
+            replica.entries[&BlueprintId::parse("a").unwrap()].version,
+            3
+        );
+        replica.apply(true, &[entry(5, "c")]);
+        assert_eq!(replica.entries.len(), 1, "a full sync replaces everything");
+    }
+
+    #[test]
+    fn full_sync_without_checkpoint_with_another_history_or_after_isolation() {
+        let session = |history: u8, after_isolation| HubSession {
+            hub: HubEndpoint {
+                id: NodeId::parse("hub-0").unwrap(),
+                url: "http://hub-0".into(),
+                priority: 0,
+            },
+            grant: SessionGrant {
+                session_id: SessionId::new("s"),
+                hub_id: NodeId::parse("hub-0").unwrap(),
+                history_id: HistoryId::from_bytes([history; 16]),
+                version: 3,
+                connected_at: Timestamp::EPOCH,
+                heartbeat_interval: Duration::from_secs(30),
+                heartbeat_timeout: Duration::from_secs(30),
+                sync_interval: Duration::from_secs(300),
+            },
+            after_isolation,
+        };
+        let checkpoint = Checkpoint {
+            history_id: HistoryId::from_bytes([1; 16]),
+            version: 3,
+            synced_at: Timestamp::EPOCH,
+            hub_id: NodeId::parse("hub-0").unwrap(),
+        };
+        assert!(needs_full_sync(None, &session(1, false)));
+        assert!(!needs_full_sync(Some(&checkpoint), &session(1, false)));
+        assert!(needs_full_sync(Some(&checkpoint), &session(2, false)));
+        assert!(needs_full_sync(Some(&checkpoint), &session(1, true)));
+    }
+}
