@@ -263,7 +263,7 @@ impl Bench {
             self.peer_config(NODE_NOOP),
             StoreOverrides {
                 ad_store: Some(Arc::new(NoopStore)),
-                ground_truth: None,
+                ..StoreOverrides::default()
             },
         )
         .await?;

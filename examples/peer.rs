@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use herald::{RawNodeConfig, RawPeerConfig};
+use herald::{RawHubEndpoint, RawNodeConfig, RawPeerConfig};
 
 /// herald peer role: advertisement pool and REST API.
 #[derive(Parser)]
-#[command(group = clap::ArgGroup::new("store").required(true).args(["redis", "data_dir"]))]
+#[command(group = clap::ArgGroup::new("store").required(true).multiple(true).args(["redis", "data_dir"]))]
 struct Args {
     /// This node's id (≤ 64 of [A-Za-z0-9_-]).
     #[arg(long)]
@@ -43,6 +43,36 @@ struct Args {
     /// Cap of the backoff between attempts to reach a failed store.
     #[arg(long)]
     store_backoff_max_ms: Option<u64>,
+    /// A hub to connect to, as ID=URL (repeatable, in priority order). Needs --data-dir for the
+    /// system register replica.
+    #[arg(long = "hub", value_parser = parse_hub)]
+    hubs: Vec<RawHubEndpoint>,
+    /// Heartbeat period.
+    #[arg(long)]
+    heartbeat_interval_ms: Option<u64>,
+    /// Consecutive missed heartbeats before failing over.
+    #[arg(long)]
+    missed_heartbeats: Option<u32>,
+    /// Deadline of one connection attempt.
+    #[arg(long)]
+    connect_timeout_ms: Option<u64>,
+    /// Periodic system register sync (the fallback for lost notifications).
+    #[arg(long)]
+    sync_interval_secs: Option<u64>,
+    /// Cap of the backoff between rounds of connection attempts while isolated.
+    #[arg(long)]
+    isolated_backoff_max_ms: Option<u64>,
+}
+
+fn parse_hub(value: &str) -> Result<RawHubEndpoint, String> {
+    let (id, url) = value
+        .split_once('=')
+        .ok_or_else(|| format!("{value:?} is not ID=URL"))?;
+    Ok(RawHubEndpoint {
+        id: id.to_owned(),
+        url: url.to_owned(),
+        priority: None,
+    })
 }
 
 #[tokio::main]
@@ -59,6 +89,13 @@ async fn main() -> anyhow::Result<ExitCode> {
             ad_ttl_ms: args.ad_ttl_secs.map(|secs| secs * 1_000),
             store_check_interval_ms: args.store_check_interval_ms,
             store_backoff_max_ms: args.store_backoff_max_ms,
+            hubs: args.hubs,
+            heartbeat_interval_ms: args.heartbeat_interval_ms,
+            heartbeat_timeout_ms: args.heartbeat_interval_ms,
+            missed_heartbeats: args.missed_heartbeats,
+            connect_timeout_ms: args.connect_timeout_ms,
+            sync_interval_ms: args.sync_interval_secs.map(|secs| secs * 1_000),
+            isolated_backoff_max_ms: args.isolated_backoff_max_ms,
             ..RawPeerConfig::default()
         }),
         ..RawNodeConfig::default()

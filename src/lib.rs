@@ -52,8 +52,8 @@
 //! environment variables, and binds only the addresses it is given.
 
 pub use herald_runtime::{
-    ConfigError, Node, NodeApi, NodeConfig, NodeError, NodeHandle, RawNodeConfig, RawPeerConfig,
-    RawRegisterConfig, ShutdownReport, StartError, StoreOverrides,
+    ConfigError, Node, NodeApi, NodeConfig, NodeError, NodeHandle, RawHubConfig, RawHubEndpoint,
+    RawNodeConfig, RawPeerConfig, RawRegisterConfig, ShutdownReport, StartError, StoreOverrides,
 };
 
 pub use herald_messages::{

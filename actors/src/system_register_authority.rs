@@ -283,10 +283,11 @@ impl Actor for SystemRegisterAuthority {
                     let _ = reply.send(state.peers());
                 }
                 SystemRegisterAuthorityMsg::StoreAdvanced(version) => {
-                    if state.register.is_ready() && version > state.register.version() {
-                        if let Err(err) = state.catch_up().await {
-                            warn!(%err, "cannot read entries appended by another hub; retrying at the next one");
-                        }
+                    if state.register.is_ready()
+                        && version > state.register.version()
+                        && let Err(err) = state.catch_up().await
+                    {
+                        warn!(%err, "cannot read entries appended by another hub; retrying at the next one");
                     }
                 }
                 SystemRegisterAuthorityMsg::Sweep => state.sweep(),

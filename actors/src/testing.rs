@@ -2,21 +2,26 @@
 //! (stores, a link), never the actors under test, and each can be switched off to play an
 //! outage, wiped to play a store that lost its data, or made to panic to play a bug.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use herald_messages::{
-    AdKey, Advertisement, BulkAdvertise, BulkOutcome, PoolMeta, Register, RegisterId,
+    AdKey, Advertisement, BlueprintId, BulkAdvertise, BulkOutcome, Checkpoint, EntryDraft, Genesis,
+    PoolMeta, Register, RegisterId, SystemRegisterEntry,
 };
 
 use crate::ports::{
-    AdBatch, AdStore, GroundTruth, GroundTruthError, PoolLink, PoolLinkError, PublicRegisters,
-    StoreError, StoredPool,
+    AdBatch, AdStore, BlueprintStore, BlueprintStoreError, GroundTruth, GroundTruthError, PoolLink,
+    PoolLinkError, PublicRegisters, ReplicaStore, ReplicaStoreError, StoreError, StoredPool,
+    StoredRegister, StoredReplica,
 };
 
 fn down_error(what: &str) -> Box<dyn std::error::Error + Send + Sync> {
@@ -329,5 +334,381 @@ impl<L: PoolLink> PoolLink for SwitchablePoolLink<L> {
 
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+}
+
+/// One stored entry of `InMemoryBlueprintStore`: an entry, or a record that no longer decodes.
+#[derive(Debug, Clone)]
+enum BlueprintRecord {
+    Entry(SystemRegisterEntry),
+    Undecodable,
+}
+
+#[derive(Default)]
+struct BlueprintRecords {
+    genesis: Option<Genesis>,
+    entries: BTreeMap<u64, BlueprintRecord>,
+    /// The last version allocated.
+    version: u64,
+}
+
+impl BlueprintRecords {
+    fn entries_after(&self, after: u64) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.entries
+            .range(first..)
+            .map(|(version, record)| match record {
+                BlueprintRecord::Entry(entry) => Ok(entry.clone()),
+                BlueprintRecord::Undecodable => Err(BlueprintStoreError::Corrupt {
+                    what: format!("entry at version {version} does not decode"),
+                }),
+            })
+            .collect()
+    }
+}
+
+/// Versions buffered per watcher of an `InMemoryBlueprintStore`.
+const BLUEPRINT_WATCH_BUFFER: usize = 1_024;
+
+/// A `BlueprintStore` in memory. Clones share the register, so two authorities given clones of
+/// one store play two hubs sharing Redis: `watch` yields the versions either of them appends
+/// (like the Redis adapter: first the current version when above 0, then every append, their
+/// own included). `single_writer()` plays the redb store instead (`watch` answers `None`).
+#[derive(Clone)]
+pub struct InMemoryBlueprintStore {
+    records: Arc<Mutex<BlueprintRecords>>,
+    appended: broadcast::Sender<u64>,
+    single_writer: bool,
+    down: Arc<AtomicBool>,
+    appends: Arc<AtomicUsize>,
+}
+
+impl Default for InMemoryBlueprintStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryBlueprintStore {
+    /// A store shared by several writers: `watch` yields their appends.
+    pub fn new() -> Self {
+        let (appended, _) = broadcast::channel(BLUEPRINT_WATCH_BUFFER);
+        Self {
+            records: Arc::default(),
+            appended,
+            single_writer: false,
+            down: Arc::default(),
+            appends: Arc::default(),
+        }
+    }
+
+    /// A store with one writer, like the redb adapter: `watch` answers `None`.
+    pub fn single_writer() -> Self {
+        Self {
+            single_writer: true,
+            ..Self::new()
+        }
+    }
+
+    /// Plays an outage: every call fails until switched on again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Plays a store that lost everything (a restarted Redis without persistence).
+    pub fn wipe(&self) {
+        *self.lock() = BlueprintRecords::default();
+    }
+
+    /// Plays tampering: the document of the entry at `version` changes, its checksum does not
+    /// (the record still decodes; integrity validation must catch it). Panics if there is no
+    /// decodable entry at `version`.
+    pub fn tamper(&self, version: u64) {
+        let mut records = self.lock();
+        let Some(BlueprintRecord::Entry(entry)) = records.entries.get_mut(&version) else {
+            panic!("no entry at version {version} to tamper with");
+        };
+        let mut document = entry.document.to_vec();
+        document.extend_from_slice(b" ");
+        entry.document = document.into();
+    }
+
+    /// Plays a damaged record: the entry at `version` no longer decodes (`load` and
+    /// `entries_after` over it answer `Corrupt`).
+    pub fn make_undecodable(&self, version: u64) {
+        self.lock()
+            .entries
+            .insert(version, BlueprintRecord::Undecodable);
+    }
+
+    /// Plays a lost record: the entry at `version` is gone (a gap in the versions).
+    pub fn remove_entry(&self, version: u64) {
+        self.lock().entries.remove(&version);
+    }
+
+    /// The decodable entries, ordered by version.
+    pub fn entries(&self) -> Vec<SystemRegisterEntry> {
+        self.lock()
+            .entries
+            .values()
+            .filter_map(|record| match record {
+                BlueprintRecord::Entry(entry) => Some(entry.clone()),
+                BlueprintRecord::Undecodable => None,
+            })
+            .collect()
+    }
+
+    pub fn genesis(&self) -> Option<Genesis> {
+        self.lock().genesis.clone()
+    }
+
+    /// Successful appends so far (`create` not counted).
+    pub fn appends(&self) -> usize {
+        self.appends.load(Ordering::SeqCst)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BlueprintRecords> {
+        self.records.lock().expect("fake blueprint store lock")
+    }
+
+    fn check(&self) -> Result<(), BlueprintStoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(BlueprintStoreError::Unavailable(down_error(
+                "in-memory blueprint store",
+            )));
+        }
+        Ok(())
+    }
+
+    fn announce(&self, version: u64) {
+        // No receiver (nobody watches) is fine.
+        let _ = self.appended.send(version);
+    }
+}
+
+#[async_trait]
+impl BlueprintStore for InMemoryBlueprintStore {
+    async fn load(&self) -> Result<Option<StoredRegister>, BlueprintStoreError> {
+        self.check()?;
+        let records = self.lock();
+        let Some(genesis) = records.genesis.clone() else {
+            if records.entries.is_empty() {
+                return Ok(None);
+            }
+            return Err(BlueprintStoreError::Corrupt {
+                what: "entries are stored but the genesis record is missing".to_owned(),
+            });
+        };
+        let entries = records.entries_after(0)?;
+        Ok(Some(StoredRegister { genesis, entries }))
+    }
+
+    async fn create(
+        &self,
+        genesis: &Genesis,
+        seed: Vec<EntryDraft>,
+    ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError> {
+        self.check()?;
+        let mut records = self.lock();
+        if records.genesis.is_some() {
+            return Err(BlueprintStoreError::AlreadyCreated);
+        }
+        records.genesis = Some(genesis.clone());
+        let mut entries = Vec::with_capacity(seed.len());
+        for draft in seed {
+            records.version += 1;
+            let entry = draft.at_version(records.version);
+            records
+                .entries
+                .insert(entry.version, BlueprintRecord::Entry(entry.clone()));
+            entries.push(entry);
+        }
+        let last = records.version;
+        drop(records);
+        if last > 0 {
+            self.announce(last);
+        }
+        Ok(entries)
+    }
+
+    async fn append(&self, draft: EntryDraft) -> Result<SystemRegisterEntry, BlueprintStoreError> {
+        self.check()?;
+        let mut records = self.lock();
+        if records.genesis.is_none() {
+            return Err(BlueprintStoreError::Corrupt {
+                what: "cannot append: the system register does not exist".to_owned(),
+            });
+        }
+        records.version += 1;
+        let entry = draft.at_version(records.version);
+        records
+            .entries
+            .insert(entry.version, BlueprintRecord::Entry(entry.clone()));
+        drop(records);
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        self.announce(entry.version);
+        Ok(entry)
+    }
+
+    async fn entries_after(
+        &self,
+        after: u64,
+    ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError> {
+        self.check()?;
+        self.lock().entries_after(after)
+    }
+
+    async fn watch(&self) -> Result<Option<BoxStream<'static, u64>>, BlueprintStoreError> {
+        self.check()?;
+        if self.single_writer {
+            return Ok(None);
+        }
+        let receiver = self.appended.subscribe();
+        let current = self.lock().version;
+        let records = Arc::clone(&self.records);
+        let later = futures::stream::unfold(receiver, move |mut receiver| {
+            let records = Arc::clone(&records);
+            async move {
+                match receiver.recv().await {
+                    Ok(version) => Some((version, receiver)),
+                    // A slow reader missed some: the latest version stands for them all.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let latest = records.lock().expect("fake blueprint store lock").version;
+                        Some((latest, receiver))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => None,
+                }
+            }
+        });
+        let first = futures::stream::iter((current > 0).then_some(current));
+        Ok(Some(first.chain(later).boxed()))
+    }
+
+    fn describe(&self) -> String {
+        "memory".to_owned()
+    }
+}
+
+#[derive(Default)]
+struct ReplicaRecords {
+    entries: BTreeMap<BlueprintId, SystemRegisterEntry>,
+    checkpoint: Option<Checkpoint>,
+}
+
+/// A `ReplicaStore` in memory, with the adapter's rules: a full sync replaces everything, an
+/// entry replaces its blueprint's only when its version is higher, and the checkpoint is written
+/// after the entries.
+#[derive(Clone, Default)]
+pub struct InMemoryReplicaStore {
+    records: Arc<Mutex<ReplicaRecords>>,
+    down: Arc<AtomicBool>,
+    corrupt: Arc<AtomicBool>,
+    crash_before_checkpoint: Arc<AtomicBool>,
+    applies: Arc<AtomicUsize>,
+}
+
+impl InMemoryReplicaStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Plays an outage (a full disk): every call fails until switched on again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Plays an unreadable replica: `load` answers `Corrupt` (writes still work).
+    pub fn set_corrupt(&self, corrupt: bool) {
+        self.corrupt.store(corrupt, Ordering::SeqCst);
+    }
+
+    /// Plays a crash between the two steps of `apply`: the entries are stored, the checkpoint
+    /// is not, and `apply` fails.
+    pub fn set_crash_before_checkpoint(&self, crash: bool) {
+        self.crash_before_checkpoint.store(crash, Ordering::SeqCst);
+    }
+
+    /// The stored entries, ordered by version.
+    pub fn entries(&self) -> Vec<SystemRegisterEntry> {
+        let mut entries: Vec<SystemRegisterEntry> = self.lock().entries.values().cloned().collect();
+        entries.sort_by_key(|entry| entry.version);
+        entries
+    }
+
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        self.lock().checkpoint.clone()
+    }
+
+    /// Completed applies so far.
+    pub fn applies(&self) -> usize {
+        self.applies.load(Ordering::SeqCst)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ReplicaRecords> {
+        self.records.lock().expect("fake replica store lock")
+    }
+
+    fn check(&self) -> Result<(), ReplicaStoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ReplicaStoreError::Unavailable(down_error(
+                "in-memory replica store",
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReplicaStore for InMemoryReplicaStore {
+    async fn load(&self) -> Result<StoredReplica, ReplicaStoreError> {
+        self.check()?;
+        if self.corrupt.load(Ordering::SeqCst) {
+            return Err(ReplicaStoreError::Corrupt {
+                what: "the in-memory replica is switched to corrupt".to_owned(),
+            });
+        }
+        Ok(StoredReplica {
+            entries: self.entries(),
+            checkpoint: self.checkpoint(),
+        })
+    }
+
+    async fn apply(
+        &self,
+        replace_all: bool,
+        entries: &[Arc<SystemRegisterEntry>],
+        checkpoint: &Checkpoint,
+    ) -> Result<(), ReplicaStoreError> {
+        self.check()?;
+        let mut records = self.lock();
+        if replace_all {
+            records.entries.clear();
+        }
+        for entry in entries {
+            let newer = records
+                .entries
+                .get(&entry.blueprint_id)
+                .is_none_or(|held| held.version < entry.version);
+            if newer {
+                records
+                    .entries
+                    .insert(entry.blueprint_id.clone(), entry.as_ref().clone());
+            }
+        }
+        if self.crash_before_checkpoint.load(Ordering::SeqCst) {
+            return Err(ReplicaStoreError::Unavailable(
+                "in-memory replica store crashed before writing the checkpoint".into(),
+            ));
+        }
+        records.checkpoint = Some(checkpoint.clone());
+        drop(records);
+        self.applies.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "memory".to_owned()
     }
 }

@@ -23,8 +23,8 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 }
 
 /// Runs a role binary: validates the configuration (exit code 2 naming the field when it is
-/// invalid), starts the node, prints `herald <role> ready node=<id> http=<addr>` on stdout, and
-/// serves until stopped.
+/// invalid), starts the node (exit code 1 with the reason when it cannot), prints
+/// `herald <role> ready node=<id> http=<addr>[ grpc=<addr>]` on stdout, and serves until stopped.
 pub async fn serve(role: &str, raw: RawNodeConfig) -> anyhow::Result<ExitCode> {
     let config = match raw.validate() {
         Ok(config) => config.with_metrics(install_metrics()?),
@@ -33,9 +33,18 @@ pub async fn serve(role: &str, raw: RawNodeConfig) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let node = Node::start(config).await?;
+    let node = match Node::start(config).await {
+        Ok(node) => node,
+        Err(err) => {
+            eprintln!("cannot start: {}", herald::parts::actors::ports::error_chain(&err));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let http = node.http_addr().expect("role binaries always serve HTTP");
-    println!("herald {role} ready node={} http={http}", node.node_id());
+    match node.grpc_addr() {
+        Some(grpc) => println!("herald {role} ready node={} http={http} grpc={grpc}", node.node_id()),
+        None => println!("herald {role} ready node={} http={http}", node.node_id()),
+    }
     run_until_stopped(node).await
 }
 

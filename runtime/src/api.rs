@@ -1,15 +1,20 @@
 //! `NodeApi`: typed access to a running node's actors, shared by the embedding host (through
 //! `NodeHandle`) and the REST API. Cheap to clone. Every call has a deadline.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::Message;
 
 use herald_actors::{ActorSlot, SlotError};
 use herald_messages::{
-    AdInput, AdvertisementPoolMsg, AdvertisementSyncState, AvailableRegister, BulkAdvertise,
-    BulkOutcome, ChildKind, ChildReport, NewRegister, NodeId, NodeSupervisorMsg, PoolError,
-    PoolStatus, Register, RegisterError, RegisterId, RegisterPatch, ResyncDriverMsg,
+    AdInput, AdvertisementPoolMsg, AdvertisementSyncState, AuthorityError, AvailableRegister,
+    BlueprintId, BulkAdvertise, BulkOutcome, CentralNodeConnectionMsg, ChildKind, ChildReport,
+    ConnectionStatus, HeartbeatMonitorMsg, HubPeer, HubReport, HubStatus, NewRegister, NodeId,
+    NodeSupervisorMsg, PoolError, PoolStatus, PublishRequest, Register, RegisterError,
+    RegisterId, RegisterPatch, ReplicaStatus, ResyncDriverMsg, SyncTrigger,
+    SystemRegisterAuthorityMsg, SystemRegisterEntry, SystemRegisterReplicaMsg,
+    SystemRegisterView,
 };
 
 /// Why a call to a node failed.
@@ -22,6 +27,8 @@ pub enum NodeError {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Register(#[from] RegisterError),
+    #[error(transparent)]
+    Hub(#[from] AuthorityError),
     /// The actor did not answer (stopped, restarting too long, overloaded).
     #[error(transparent)]
     Unavailable(#[from] SlotError),
@@ -30,12 +37,22 @@ pub enum NodeError {
     Stopped,
 }
 
+/// The slots of a peer's hub connection, heartbeat monitor and system register replica.
+#[derive(Clone)]
+pub struct PeerHubSlots {
+    pub connection: ActorSlot<CentralNodeConnectionMsg>,
+    pub monitor: ActorSlot<HeartbeatMonitorMsg>,
+    pub replica: ActorSlot<SystemRegisterReplicaMsg>,
+}
+
 /// Typed access to a node's actors.
 #[derive(Clone)]
 pub struct NodeApi {
     pub(crate) node_id: NodeId,
     pub(crate) pool: Option<ActorSlot<AdvertisementPoolMsg>>,
     pub(crate) driver: Option<ActorSlot<ResyncDriverMsg>>,
+    pub(crate) authority: Option<ActorSlot<SystemRegisterAuthorityMsg>>,
+    pub(crate) hub: Option<PeerHubSlots>,
     pub(crate) supervisor: ractor::ActorRef<NodeSupervisorMsg>,
     pub(crate) timeout: Duration,
 }
@@ -51,6 +68,15 @@ impl NodeApi {
 
     pub fn has_register_role(&self) -> bool {
         self.driver.is_some()
+    }
+
+    pub fn has_hub_role(&self) -> bool {
+        self.authority.is_some()
+    }
+
+    /// Whether this node (a peer) connects to hubs and replicates their system register.
+    pub fn has_hub_connection(&self) -> bool {
+        self.hub.is_some()
     }
 
     // ---- peer role: the advertisement pool ----
@@ -141,6 +167,99 @@ impl NodeApi {
         Ok(self.driver()?.cast(ResyncDriverMsg::ResyncNow)?)
     }
 
+    // ---- hub role: the authoritative system register ----
+
+    /// Publishes a blueprint, or updates it when it exists; returns its entry (new version).
+    pub async fn publish_blueprint(
+        &self,
+        request: PublishRequest,
+    ) -> Result<Arc<SystemRegisterEntry>, NodeError> {
+        let result = call(
+            self.authority()?,
+            |reply| SystemRegisterAuthorityMsg::Publish(request, reply),
+            self.timeout,
+        )
+        .await?;
+        Ok(result?)
+    }
+
+    /// Deprecates a blueprint; returns the deprecation entry.
+    pub async fn deprecate_blueprint(
+        &self,
+        blueprint_id: BlueprintId,
+        by: String,
+    ) -> Result<Arc<SystemRegisterEntry>, NodeError> {
+        let result = call(
+            self.authority()?,
+            |reply| SystemRegisterAuthorityMsg::Deprecate {
+                blueprint_id,
+                by,
+                reply,
+            },
+            self.timeout,
+        )
+        .await?;
+        Ok(result?)
+    }
+
+    pub async fn hub_status(&self) -> Result<HubStatus, NodeError> {
+        call(self.authority()?, SystemRegisterAuthorityMsg::Status, self.timeout).await
+    }
+
+    /// The peers connected to this hub.
+    pub async fn hub_peers(&self) -> Result<Vec<HubPeer>, NodeError> {
+        call(self.authority()?, SystemRegisterAuthorityMsg::Peers, self.timeout).await
+    }
+
+    // ---- the system register: the hub's own, or a peer's replica ----
+
+    /// The system register as this node holds it: the authoritative one on a hub, the replica
+    /// on a peer.
+    pub async fn system_register(&self) -> Result<SystemRegisterView, NodeError> {
+        if let Some(authority) = &self.authority {
+            return call(authority, SystemRegisterAuthorityMsg::View, self.timeout).await;
+        }
+        call(&self.hub_slots()?.replica, SystemRegisterReplicaMsg::View, self.timeout).await
+    }
+
+    /// One blueprint's latest entry, with its document.
+    pub async fn blueprint(
+        &self,
+        id: BlueprintId,
+    ) -> Result<Option<Arc<SystemRegisterEntry>>, NodeError> {
+        if let Some(authority) = &self.authority {
+            return call(authority, |reply| SystemRegisterAuthorityMsg::Get(id, reply), self.timeout)
+                .await;
+        }
+        call(
+            &self.hub_slots()?.replica,
+            |reply| SystemRegisterReplicaMsg::Get(id, reply),
+            self.timeout,
+        )
+        .await
+    }
+
+    // ---- peer role: hub connection and replica ----
+
+    pub async fn connection_status(&self) -> Result<ConnectionStatus, NodeError> {
+        call(&self.hub_slots()?.connection, CentralNodeConnectionMsg::Status, self.timeout).await
+    }
+
+    /// The configured hubs, with the current one marked.
+    pub async fn central_nodes(&self) -> Result<Vec<HubReport>, NodeError> {
+        call(&self.hub_slots()?.connection, CentralNodeConnectionMsg::Hubs, self.timeout).await
+    }
+
+    pub async fn replica_status(&self) -> Result<ReplicaStatus, NodeError> {
+        call(&self.hub_slots()?.replica, SystemRegisterReplicaMsg::Status, self.timeout).await
+    }
+
+    /// Asks the replica to sync now (besides notifications and the periodic sync).
+    pub fn sync_replica_now(&self) -> Result<(), NodeError> {
+        let replica = &self.hub_slots()?.replica;
+        Ok(replica.cast(SystemRegisterReplicaMsg::SyncNow(SyncTrigger::Operator))?)
+    }
+
     // ---- supervision ----
 
     /// Each supervised actor: running or not, restarts, last failure.
@@ -180,6 +299,18 @@ impl NodeApi {
         self.driver
             .as_ref()
             .ok_or(NodeError::RoleNotEnabled("register"))
+    }
+
+    fn authority(&self) -> Result<&ActorSlot<SystemRegisterAuthorityMsg>, NodeError> {
+        self.authority
+            .as_ref()
+            .ok_or(NodeError::RoleNotEnabled("hub"))
+    }
+
+    fn hub_slots(&self) -> Result<&PeerHubSlots, NodeError> {
+        self.hub
+            .as_ref()
+            .ok_or(NodeError::RoleNotEnabled("peer with hubs"))
     }
 }
 

@@ -10,8 +10,11 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
-use herald_actors::{BackoffConfig, PoolConfig, RestartPolicy, ResyncConfig};
-use herald_messages::NodeId;
+use herald_actors::{
+    AuthorityConfig, BackoffConfig, ConnectionConfig, HeartbeatConfig, PoolConfig, ReplicaConfig,
+    ResyncConfig, RestartPolicy,
+};
+use herald_messages::{HubEndpoint, NodeId};
 
 /// Default key prefix in a shared Redis.
 pub const DEFAULT_REDIS_PREFIX: &str = "herald";
@@ -54,6 +57,8 @@ pub struct RawNodeConfig {
     pub peer: Option<RawPeerConfig>,
     /// Runs the register role (ground truth and resync driver) when present.
     pub register: Option<RawRegisterConfig>,
+    /// Runs the hub role (the authoritative system register and its gRPC server) when present.
+    pub hub: Option<RawHubConfig>,
     /// Failures of one actor tolerated within `restart_window_ms` before the node stops (5).
     pub restart_max: Option<u32>,
     pub restart_window_ms: Option<u64>,
@@ -81,6 +86,60 @@ pub struct RawPeerConfig {
     pub store_check_interval_ms: Option<u64>,
     pub store_backoff_base_ms: Option<u64>,
     pub store_backoff_max_ms: Option<u64>,
+    /// Hubs to connect to, in priority order (spec 001 user story 4). None: no hub connection.
+    /// Ignored on a node that runs the hub role: hubs never dial hubs (FR-027).
+    #[serde(default)]
+    pub hubs: Vec<RawHubEndpoint>,
+    /// Where this peer says it can be reached (told to hubs; informative). Default: the node id.
+    pub advertised_address: Option<String>,
+    /// Heartbeat period (30 000), deadline of one heartbeat (30 000), and consecutive misses
+    /// before failing over (2).
+    pub heartbeat_interval_ms: Option<u64>,
+    pub heartbeat_timeout_ms: Option<u64>,
+    pub missed_heartbeats: Option<u32>,
+    /// Deadline of one connection attempt (30 000) and attempts per hub before the ring moves
+    /// on (2).
+    pub connect_timeout_ms: Option<u64>,
+    pub connect_attempts_per_hub: Option<u32>,
+    /// Cap of the backoff between rounds while isolated (60 000).
+    pub isolated_backoff_max_ms: Option<u64>,
+    /// Periodic replica sync, the fallback for lost notifications (300 000).
+    pub sync_interval_ms: Option<u64>,
+}
+
+/// A hub as a peer's configuration names it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHubEndpoint {
+    pub id: String,
+    /// `http://host:port` of the hub's gRPC server.
+    pub url: String,
+    /// Lower is tried first; default: the position in the list.
+    pub priority: Option<u32>,
+}
+
+/// Raw hub-role settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHubConfig {
+    /// Address of the gRPC server peers connect to, e.g. `0.0.0.0:50051` (port 0 picks one).
+    pub grpc_addr: String,
+    /// Redis holding the system register shared by several hubs (run it with AOF for durable
+    /// publications); the embedded store in `data_dir` when absent (one hub).
+    pub redis_url: Option<String>,
+    pub redis_prefix: Option<String>,
+    /// The host name this hub is known by, and a glob (`*`, `?`) it must match: a guard against
+    /// starting the hub role on the wrong machine (FR-027).
+    pub advertised_host: Option<String>,
+    pub host_glob: Option<String>,
+    /// Told to peers at connect (30 000, 30 000, 300 000).
+    pub heartbeat_interval_ms: Option<u64>,
+    pub heartbeat_timeout_ms: Option<u64>,
+    pub sync_interval_ms: Option<u64>,
+    /// A peer silent for this long loses its session (150 000).
+    pub session_expiry_ms: Option<u64>,
+    /// Notifications queued per subscriber before it is dropped as too slow (256).
+    pub subscriber_queue: Option<usize>,
 }
 
 /// Raw register-role settings.
@@ -109,6 +168,7 @@ pub struct NodeConfig {
     pub http: Option<HttpConfig>,
     pub peer: Option<PeerRoleConfig>,
     pub register: Option<RegisterRoleConfig>,
+    pub hub: Option<HubRoleConfig>,
     pub restart: RestartPolicy,
     pub call_timeout: Duration,
     /// Rendered by `GET /metrics` when the host installed a Prometheus recorder.
@@ -123,6 +183,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("http", &self.http)
             .field("peer", &self.peer)
             .field("register", &self.register)
+            .field("hub", &self.hub)
             .field("restart", &self.restart)
             .field("call_timeout", &self.call_timeout)
             .field("metrics", &self.metrics.is_some())
@@ -149,6 +210,36 @@ impl std::fmt::Debug for HttpConfig {
 pub struct PeerRoleConfig {
     pub ad_store: AdStoreConfig,
     pub pool: PoolConfig,
+    /// The connection to hubs and the system register replica; `None` without hubs (or on a
+    /// hub, which never dials hubs).
+    pub hub_connection: Option<HubConnectionConfig>,
+    /// Hubs listed but not dialed because this node is a hub itself (FR-027).
+    pub ignored_hubs: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubConnectionConfig {
+    pub advertised_address: String,
+    pub connection: ConnectionConfig,
+    pub heartbeat: HeartbeatConfig,
+    pub replica: ReplicaConfig,
+    /// The directory of the replica store (redb file + checkpoint).
+    pub replica_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubRoleConfig {
+    pub grpc_addr: SocketAddr,
+    pub store: BlueprintStoreConfig,
+    pub authority: AuthorityConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlueprintStoreConfig {
+    /// A redb file in the data directory (one hub).
+    Embedded { path: PathBuf },
+    /// Redis shared by several hubs.
+    Redis { url: String, prefix: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,9 +293,9 @@ impl RawNodeConfig {
     pub fn validate(self) -> Result<NodeConfig, ConfigError> {
         let node_id = NodeId::parse(&self.node_id)
             .map_err(|err| ConfigError::new("node_id", err.to_string()))?;
-        if self.peer.is_none() && self.register.is_none() {
+        if self.peer.is_none() && self.register.is_none() && self.hub.is_none() {
             return Err(ConfigError::new(
-                "peer/register",
+                "peer/register/hub",
                 "enable at least one role",
             ));
         }
@@ -238,7 +329,12 @@ impl RawNodeConfig {
                 )
             })
         };
+        let is_hub = self.hub.is_some();
         let peer = match self.peer {
+            None => None,
+            Some(raw) => Some(raw.validate(&node_id, is_hub, &need_data_dir)?),
+        };
+        let hub = match self.hub {
             None => None,
             Some(raw) => Some(raw.validate(&need_data_dir)?),
         };
@@ -266,6 +362,7 @@ impl RawNodeConfig {
             http,
             peer,
             register,
+            hub,
             restart,
             call_timeout: duration(
                 "call_timeout_ms",
@@ -280,8 +377,15 @@ impl RawNodeConfig {
 impl RawPeerConfig {
     fn validate(
         self,
+        node_id: &NodeId,
+        is_hub: bool,
         need_data_dir: &dyn Fn(&'static str) -> Result<PathBuf, ConfigError>,
     ) -> Result<PeerRoleConfig, ConfigError> {
+        let hub_connection = if is_hub || self.hubs.is_empty() {
+            None
+        } else {
+            Some(self.hub_connection(node_id, need_data_dir)?)
+        };
         let ad_store = match self.redis_url {
             Some(url) => {
                 if !(url.starts_with("redis://")
@@ -353,8 +457,226 @@ impl RawPeerConfig {
                 ),
             ));
         }
-        Ok(PeerRoleConfig { ad_store, pool })
+        Ok(PeerRoleConfig {
+            ad_store,
+            pool,
+            hub_connection,
+            ignored_hubs: if is_hub { self.hubs.len() } else { 0 },
+        })
     }
+
+    fn hub_connection(
+        &self,
+        node_id: &NodeId,
+        need_data_dir: &dyn Fn(&'static str) -> Result<PathBuf, ConfigError>,
+    ) -> Result<HubConnectionConfig, ConfigError> {
+        let mut hubs: Vec<HubEndpoint> = Vec::with_capacity(self.hubs.len());
+        for (position, raw) in self.hubs.iter().enumerate() {
+            let id = NodeId::parse(&raw.id)
+                .map_err(|err| ConfigError::new("peer.hubs.id", err.to_string()))?;
+            if !(raw.url.starts_with("http://") || raw.url.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "peer.hubs.url",
+                    format!("{:?} of hub {id} is not an http(s) URL", raw.url),
+                ));
+            }
+            if hubs.iter().any(|hub| hub.id == id) {
+                return Err(ConfigError::new(
+                    "peer.hubs.id",
+                    format!("hub {id} is listed twice"),
+                ));
+            }
+            let priority = raw
+                .priority
+                .unwrap_or_else(|| u32::try_from(position).unwrap_or(u32::MAX));
+            hubs.push(HubEndpoint {
+                id,
+                url: raw.url.trim_end_matches('/').to_owned(),
+                priority,
+            });
+        }
+        let connection_defaults = ConnectionConfig::default();
+        let attempts_per_hub = match self.connect_attempts_per_hub {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "peer.connect_attempts_per_hub",
+                    "must be at least 1",
+                ));
+            }
+            Some(attempts) => attempts,
+            None => connection_defaults.attempts_per_hub,
+        };
+        let connection = ConnectionConfig {
+            hubs,
+            connect_timeout: duration(
+                "peer.connect_timeout_ms",
+                self.connect_timeout_ms,
+                connection_defaults.connect_timeout,
+            )?,
+            attempts_per_hub,
+            retry_pause: connection_defaults.retry_pause,
+            isolated_backoff: backoff(
+                ("peer.isolated_backoff_base_ms", None),
+                ("peer.isolated_backoff_max_ms", self.isolated_backoff_max_ms),
+                connection_defaults.isolated_backoff,
+            )?,
+        };
+        let heartbeat_defaults = HeartbeatConfig::default();
+        let missed_limit = match self.missed_heartbeats {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "peer.missed_heartbeats",
+                    "must be at least 1",
+                ));
+            }
+            Some(limit) => limit,
+            None => heartbeat_defaults.missed_limit,
+        };
+        let heartbeat = HeartbeatConfig {
+            interval: duration(
+                "peer.heartbeat_interval_ms",
+                self.heartbeat_interval_ms,
+                heartbeat_defaults.interval,
+            )?,
+            timeout: duration(
+                "peer.heartbeat_timeout_ms",
+                self.heartbeat_timeout_ms,
+                heartbeat_defaults.timeout,
+            )?,
+            missed_limit,
+        };
+        let replica_defaults = ReplicaConfig::default();
+        let replica = ReplicaConfig {
+            sync_interval: duration(
+                "peer.sync_interval_ms",
+                self.sync_interval_ms,
+                replica_defaults.sync_interval,
+            )?,
+            ..replica_defaults
+        };
+        Ok(HubConnectionConfig {
+            advertised_address: self
+                .advertised_address
+                .clone()
+                .unwrap_or_else(|| node_id.to_string()),
+            connection,
+            heartbeat,
+            replica,
+            replica_dir: need_data_dir("peer role with hubs (system register replica)")?
+                .join("replica"),
+        })
+    }
+}
+
+impl RawHubConfig {
+    fn validate(
+        self,
+        need_data_dir: &dyn Fn(&'static str) -> Result<PathBuf, ConfigError>,
+    ) -> Result<HubRoleConfig, ConfigError> {
+        let grpc_addr: SocketAddr = self.grpc_addr.parse().map_err(|err| {
+            ConfigError::new(
+                "hub.grpc_addr",
+                format!("{:?} is not host:port ({err})", self.grpc_addr),
+            )
+        })?;
+        if let Some(glob) = &self.host_glob {
+            let host = self.advertised_host.as_deref().ok_or_else(|| {
+                ConfigError::new("hub.advertised_host", "required with hub.host_glob")
+            })?;
+            if !glob_matches(glob, host) {
+                return Err(ConfigError::new(
+                    "hub.advertised_host",
+                    format!(
+                        "{host:?} does not match {glob:?}: is the hub role meant to run on this host?"
+                    ),
+                ));
+            }
+        }
+        let store = match self.redis_url {
+            Some(url) => {
+                if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
+                    return Err(ConfigError::new(
+                        "hub.redis_url",
+                        format!("{url:?} is not a redis:// URL"),
+                    ));
+                }
+                BlueprintStoreConfig::Redis {
+                    url,
+                    prefix: self
+                        .redis_prefix
+                        .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
+                }
+            }
+            None => BlueprintStoreConfig::Embedded {
+                path: need_data_dir("hub role without redis_url")?.join("system-register.redb"),
+            },
+        };
+        let defaults = AuthorityConfig::default();
+        let subscriber_queue = match self.subscriber_queue {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "hub.subscriber_queue",
+                    "must be at least 1",
+                ));
+            }
+            Some(queue) => queue,
+            None => defaults.subscriber_queue,
+        };
+        let authority = AuthorityConfig {
+            heartbeat_interval: duration(
+                "hub.heartbeat_interval_ms",
+                self.heartbeat_interval_ms,
+                defaults.heartbeat_interval,
+            )?,
+            heartbeat_timeout: duration(
+                "hub.heartbeat_timeout_ms",
+                self.heartbeat_timeout_ms,
+                defaults.heartbeat_timeout,
+            )?,
+            sync_interval: duration(
+                "hub.sync_interval_ms",
+                self.sync_interval_ms,
+                defaults.sync_interval,
+            )?,
+            session_expiry: duration(
+                "hub.session_expiry_ms",
+                self.session_expiry_ms,
+                defaults.session_expiry,
+            )?,
+            subscriber_queue,
+            ..defaults
+        };
+        Ok(HubRoleConfig {
+            grpc_addr,
+            store,
+            authority,
+        })
+    }
+}
+
+/// `*` matches any run of characters, `?` any one character; case-insensitive (host names).
+fn glob_matches(glob: &str, text: &str) -> bool {
+    let glob: Vec<char> = glob.to_ascii_lowercase().chars().collect();
+    let text: Vec<char> = text.to_ascii_lowercase().chars().collect();
+    let (mut g, mut t) = (0, 0);
+    let (mut star, mut resume) = (None, 0);
+    while t < text.len() {
+        if g < glob.len() && (glob[g] == '?' || glob[g] == text[t]) {
+            g += 1;
+            t += 1;
+        } else if g < glob.len() && glob[g] == '*' {
+            star = Some(g);
+            resume = t;
+            g += 1;
+        } else if let Some(star_at) = star {
+            g = star_at + 1;
+            resume += 1;
+            t = resume;
+        } else {
+            return false;
+        }
+    }
+    glob[g..].iter().all(|c| *c == '*')
 }
 
 impl RawRegisterConfig {
@@ -533,7 +855,7 @@ mod tests {
                     peer: None,
                     ..peer_only()
                 },
-                "peer/register",
+                "peer/register/hub",
             ),
             (
                 RawNodeConfig {
@@ -569,6 +891,73 @@ mod tests {
             let err = raw.clone().validate().expect_err(field);
             assert_eq!(err.field, field, "{err}");
         }
+    }
+
+    #[test]
+    fn globs_match_host_names() {
+        assert!(glob_matches("hub-*.example.org", "HUB-1.example.org"));
+        assert!(glob_matches("n?", "n0"));
+        assert!(!glob_matches("n?", "n10"));
+        assert!(!glob_matches("hub-*", "peer-1"));
+        assert!(glob_matches("*", ""));
+    }
+
+    #[test]
+    fn a_hub_never_dials_hubs() {
+        let raw = RawNodeConfig {
+            hub: Some(RawHubConfig {
+                grpc_addr: "127.0.0.1:0".into(),
+                ..RawHubConfig::default()
+            }),
+            peer: Some(RawPeerConfig {
+                hubs: vec![RawHubEndpoint {
+                    id: "n0".into(),
+                    url: "http://127.0.0.1:1".into(),
+                    priority: None,
+                }],
+                ..RawPeerConfig::default()
+            }),
+            ..peer_only()
+        };
+        let config = raw.validate().unwrap();
+        assert!(
+            config.peer.unwrap().hub_connection.is_none(),
+            "FR-027: the hub list is ignored on a hub"
+        );
+    }
+
+    #[test]
+    fn hubs_take_their_priority_from_the_list_order() {
+        let hub = |id: &str, url: &str| RawHubEndpoint {
+            id: id.into(),
+            url: url.into(),
+            priority: None,
+        };
+        let raw = RawNodeConfig {
+            peer: Some(RawPeerConfig {
+                hubs: vec![hub("n0", "http://a:1/"), hub("n1", "http://b:1")],
+                ..RawPeerConfig::default()
+            }),
+            ..peer_only()
+        };
+        let connection = raw.validate().unwrap().peer.unwrap().hub_connection.unwrap();
+        let hubs = connection.connection.hubs;
+        assert_eq!((hubs[0].priority, hubs[1].priority), (0, 1));
+        assert_eq!(hubs[0].url, "http://a:1");
+    }
+
+    #[test]
+    fn a_hub_on_the_wrong_host_is_refused() {
+        let raw = RawNodeConfig {
+            hub: Some(RawHubConfig {
+                grpc_addr: "127.0.0.1:0".into(),
+                advertised_host: Some("peer-7.example.org".into()),
+                host_glob: Some("hub-*.example.org".into()),
+                ..RawHubConfig::default()
+            }),
+            ..peer_only()
+        };
+        assert_eq!(raw.validate().unwrap_err().field, "hub.advertised_host");
     }
 
     #[test]

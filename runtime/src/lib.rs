@@ -6,11 +6,15 @@
 
 pub mod api;
 pub mod config;
+pub mod grpc;
 pub mod links;
 pub mod node;
 pub mod rest;
 pub mod stores;
 
 pub use api::{NodeApi, NodeError};
-pub use config::{ConfigError, NodeConfig, RawNodeConfig, RawPeerConfig, RawRegisterConfig};
+pub use config::{
+    ConfigError, NodeConfig, RawHubConfig, RawHubEndpoint, RawNodeConfig, RawPeerConfig,
+    RawRegisterConfig,
+};
 pub use node::{Node, NodeHandle, ShutdownReport, StartError, StoreOverrides};

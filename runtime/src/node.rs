@@ -12,15 +12,22 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use herald_actors::ports::{AdStore, Clock, GroundTruth, PoolLink};
-use herald_actors::{
-    ActorSlot, AdvertisementPool, AdvertisementPoolArgs, ChildSpec, LocalPoolLink, NodeSupervisor,
-    NodeSupervisorArgs, ResyncDriver, ResyncDriverArgs, TokioClock,
+use herald_actors::ports::{
+    AdStore, BlueprintStore, Clock, GroundTruth, HubLink, PoolLink, ReplicaStore,
 };
-use herald_messages::{ChildKind, NodeFailure, NodeSupervisorMsg};
+use herald_actors::{
+    ActorSlot, AdvertisementPool, AdvertisementPoolArgs, CentralNodeConnection,
+    CentralNodeConnectionArgs, ChildSpec, HeartbeatMonitor, HeartbeatMonitorArgs, LocalPoolLink,
+    NodeSupervisor, NodeSupervisorArgs, ResyncDriver, ResyncDriverArgs, SystemRegisterAuthority,
+    SystemRegisterAuthorityArgs, SystemRegisterReplica, SystemRegisterReplicaArgs, TokioClock,
+};
+use herald_messages::{
+    ChildKind, NodeFailure, NodeId, NodeSupervisorMsg, RegisterState, SystemRegisterAuthorityMsg,
+};
 
-use crate::api::NodeApi;
-use crate::config::{NodeConfig, PoolLinkConfig};
+use crate::api::{NodeApi, PeerHubSlots};
+use crate::config::{BlueprintStoreConfig, HubConnectionConfig, HubRoleConfig, NodeConfig, PoolLinkConfig};
+use crate::grpc::{GrpcHubLink, GrpcServer, HubGrpc};
 use crate::links::HttpPoolLink;
 use crate::rest::{self, RestState};
 use crate::stores;
@@ -49,6 +56,10 @@ pub enum StartError {
     },
     #[error("cannot start the node supervisor")]
     Supervisor(#[source] ractor::SpawnErr),
+    /// The hub's stored system register failed validation: the hub refuses to serve it rather
+    /// than re-create it (FR-022).
+    #[error("the system register was refused: {0}")]
+    SystemRegisterRefused(String),
 }
 
 /// How a shutdown went.
@@ -65,7 +76,15 @@ pub struct ShutdownReport {
 pub struct StoreOverrides {
     pub ad_store: Option<Arc<dyn AdStore>>,
     pub ground_truth: Option<Arc<dyn GroundTruth>>,
+    pub blueprint_store: Option<Arc<dyn BlueprintStore>>,
+    pub replica_store: Option<Arc<dyn ReplicaStore>>,
+    /// How the peer reaches its hubs (gRPC by default).
+    pub hub_link: Option<Arc<dyn HubLink>>,
 }
+
+/// How long `Node::start` waits for a hub's system register to be loaded and validated before
+/// it returns anyway (the store may be unreachable: the hub keeps retrying, degraded).
+const HUB_STARTUP_WAIT: Duration = Duration::from_secs(10);
 
 /// Entry point of the library.
 pub struct Node;
@@ -151,6 +170,43 @@ impl Node {
             }
         };
 
+        let authority = match &config.hub {
+            None => None,
+            Some(hub) => {
+                let store = match &overrides.blueprint_store {
+                    Some(store) => Arc::clone(store),
+                    None => open_blueprint_store(hub).await?,
+                };
+                let slot = ActorSlot::new(ChildKind::SystemRegisterAuthority);
+                let args = SystemRegisterAuthorityArgs {
+                    hub_id: node_id.clone(),
+                    config: hub.authority.clone(),
+                    store,
+                    clock: Arc::clone(&clock),
+                };
+                children.push(ChildSpec::new(slot.clone(), move || {
+                    (SystemRegisterAuthority, args.clone())
+                }));
+                Some(slot)
+            }
+        };
+
+        let hub_connection = config
+            .peer
+            .as_ref()
+            .and_then(|peer| peer.hub_connection.as_ref());
+        let hub_slots = match hub_connection {
+            None => None,
+            Some(hub_connection) => Some(
+                peer_hub_children(&node_id, hub_connection, &overrides, &clock, &mut children)
+                    .await?,
+            ),
+        };
+        let ignored_hubs = config.peer.as_ref().map_or(0, |peer| peer.ignored_hubs);
+        if ignored_hubs > 0 {
+            warn!(node = %node_id, ignored_hubs, "this node is a hub: not dialing the configured hubs (FR-027)");
+        }
+
         let (failure_tx, failure_rx) = watch::channel(None);
         let (supervisor, supervisor_join) = Actor::spawn(
             None,
@@ -169,8 +225,34 @@ impl Node {
             node_id: node_id.clone(),
             pool,
             driver,
+            authority: authority.clone(),
+            hub: hub_slots,
             supervisor: supervisor.clone(),
             timeout: config.call_timeout,
+        };
+
+        let grpc = match (&config.hub, &authority) {
+            (Some(hub), Some(authority)) => {
+                let started = async {
+                    await_register(&node_id, authority).await?;
+                    let services = HubGrpc::new(
+                        authority.clone(),
+                        node_id.clone(),
+                        Arc::clone(&clock),
+                        config.call_timeout,
+                    );
+                    GrpcServer::start(hub.grpc_addr, services).await
+                };
+                match started.await {
+                    Ok(server) => Some(server),
+                    Err(err) => {
+                        stop_supervisor(&supervisor, supervisor_join, config.restart.stop_timeout)
+                            .await;
+                        return Err(err);
+                    }
+                }
+            }
+            _ => None,
         };
 
         let http = match &config.http {
@@ -184,12 +266,11 @@ impl Node {
                 match HttpServer::start(http.addr, rest::router(state)).await {
                     Ok(server) => Some(server),
                     Err(err) => {
-                        let _ = stop_supervisor(
-                            &supervisor,
-                            supervisor_join,
-                            config.restart.stop_timeout,
-                        )
-                        .await;
+                        if let Some(grpc) = grpc {
+                            grpc.stop(config.restart.stop_timeout).await;
+                        }
+                        stop_supervisor(&supervisor, supervisor_join, config.restart.stop_timeout)
+                            .await;
                         return Err(err);
                     }
                 }
@@ -200,7 +281,10 @@ impl Node {
             node = %node_id,
             peer = api.has_peer_role(),
             register = api.has_register_role(),
+            hub = api.has_hub_role(),
+            hub_connection = api.has_hub_connection(),
             http = ?http.as_ref().map(|h| h.addr),
+            grpc = ?grpc.as_ref().map(GrpcServer::local_addr),
             "node started"
         );
         Ok(NodeHandle {
@@ -208,6 +292,7 @@ impl Node {
             supervisor,
             supervisor_join,
             http,
+            grpc,
             failure: failure_rx,
             stop_timeout: config.restart.stop_timeout,
         })
@@ -221,6 +306,7 @@ pub struct NodeHandle {
     supervisor: ActorRef<NodeSupervisorMsg>,
     supervisor_join: JoinHandle<()>,
     http: Option<HttpServer>,
+    grpc: Option<GrpcServer>,
     failure: watch::Receiver<Option<NodeFailure>>,
     stop_timeout: Duration,
 }
@@ -243,6 +329,11 @@ impl NodeHandle {
         self.http.as_ref().map(|server| server.addr)
     }
 
+    /// The address the hub's gRPC server listens on (useful with port 0).
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(GrpcServer::local_addr)
+    }
+
     /// The failure that stopped the node, if it gave up on an actor.
     pub fn failure(&self) -> Option<NodeFailure> {
         self.failure.borrow().clone()
@@ -263,12 +354,15 @@ impl NodeHandle {
         }
     }
 
-    /// Stops the REST API, then the actors in reverse start order (each drains its mailbox
-    /// first), and waits for them. Stores are closed when the actors are gone.
+    /// Stops the REST API and the gRPC server, then the actors in reverse start order (each
+    /// drains its mailbox first), and waits for them. Stores are closed when the actors are gone.
     pub async fn shutdown(self) -> ShutdownReport {
         let started = Instant::now();
         if let Some(http) = self.http {
             http.stop(self.stop_timeout).await;
+        }
+        if let Some(grpc) = self.grpc {
+            grpc.stop(self.stop_timeout).await;
         }
         let killed =
             stop_supervisor(&self.supervisor, self.supervisor_join, self.stop_timeout).await;
@@ -278,6 +372,119 @@ impl NodeHandle {
         };
         info!(node = %self.api.node_id, elapsed_ms = report.elapsed.as_millis() as u64, "node shut down");
         report
+    }
+}
+
+async fn open_blueprint_store(hub: &HubRoleConfig) -> Result<Arc<dyn BlueprintStore>, StartError> {
+    match &hub.store {
+        BlueprintStoreConfig::Embedded { path } => {
+            let store = stores::RedbBlueprintStore::open(path).await.map_err(|source| StartError::Store {
+                what: "system register store",
+                location: path.display().to_string(),
+                source: Box::new(source),
+            })?;
+            Ok(Arc::new(store))
+        }
+        BlueprintStoreConfig::Redis { url, prefix } => {
+            let store = stores::RedisBlueprintStore::new(url, prefix).map_err(|source| StartError::Store {
+                what: "system register store",
+                location: url.clone(),
+                source: Box::new(source),
+            })?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The peer's hub connection, heartbeat monitor and replica, wired to each other by slots.
+async fn peer_hub_children(
+    node_id: &NodeId,
+    config: &HubConnectionConfig,
+    overrides: &StoreOverrides,
+    clock: &Arc<dyn Clock>,
+    children: &mut Vec<ChildSpec>,
+) -> Result<PeerHubSlots, StartError> {
+    let replica_store = match &overrides.replica_store {
+        Some(store) => Arc::clone(store),
+        None => {
+            let store = stores::RedbReplicaStore::open(&config.replica_dir).await.map_err(|source| StartError::Store {
+                what: "system register replica",
+                location: config.replica_dir.display().to_string(),
+                source: Box::new(source),
+            })?;
+            Arc::new(store) as Arc<dyn ReplicaStore>
+        }
+    };
+    let link: Arc<dyn HubLink> = match &overrides.hub_link {
+        Some(link) => Arc::clone(link),
+        None => Arc::new(
+            GrpcHubLink::new(node_id.clone(), config.advertised_address.clone()).with_clock(Arc::clone(clock)),
+        ),
+    };
+    let slots = PeerHubSlots {
+        connection: ActorSlot::new(ChildKind::CentralNodeConnection),
+        monitor: ActorSlot::new(ChildKind::HeartbeatMonitor),
+        replica: ActorSlot::new(ChildKind::SystemRegisterReplica),
+    };
+    let connection_args = CentralNodeConnectionArgs {
+        peer_id: node_id.clone(),
+        address: config.advertised_address.clone(),
+        config: config.connection.clone(),
+        link: Arc::clone(&link),
+        clock: Arc::clone(clock),
+        monitor: slots.monitor.clone(),
+        replica: slots.replica.clone(),
+    };
+    let monitor_args = HeartbeatMonitorArgs {
+        peer_id: node_id.clone(),
+        config: config.heartbeat.clone(),
+        link: Arc::clone(&link),
+        clock: Arc::clone(clock),
+        connection: slots.connection.clone(),
+        replica: slots.replica.clone(),
+    };
+    let replica_args = SystemRegisterReplicaArgs {
+        peer_id: node_id.clone(),
+        config: config.replica.clone(),
+        store: replica_store,
+        link,
+        clock: Arc::clone(clock),
+        connection: slots.connection.clone(),
+    };
+    // The replica first: it replays its store while the connection dials.
+    children.push(ChildSpec::new(slots.replica.clone(), move || {
+        (SystemRegisterReplica, replica_args.clone())
+    }));
+    children.push(ChildSpec::new(slots.connection.clone(), move || {
+        (CentralNodeConnection, connection_args.clone())
+    }));
+    children.push(ChildSpec::new(slots.monitor.clone(), move || {
+        (HeartbeatMonitor, monitor_args.clone())
+    }));
+    Ok(slots)
+}
+
+/// Waits until the hub's system register is loaded and validated. A register that failed
+/// validation stops the start (FR-022); one still loading after `HUB_STARTUP_WAIT` (its store
+/// unreachable) does not: the hub serves as soon as it can.
+async fn await_register(
+    node_id: &NodeId,
+    authority: &ActorSlot<SystemRegisterAuthorityMsg>,
+) -> Result<(), StartError> {
+    let started = Instant::now();
+    loop {
+        let status = authority
+            .call(SystemRegisterAuthorityMsg::Status, Duration::from_secs(5))
+            .await;
+        match status.map(|status| status.state) {
+            Ok(RegisterState::Ready) => return Ok(()),
+            Ok(RegisterState::Corrupt(reason)) => return Err(StartError::SystemRegisterRefused(reason)),
+            _ if started.elapsed() > HUB_STARTUP_WAIT => {
+                warn!(node = %node_id, "system register still loading; serving gRPC anyway (the hub answers UNAVAILABLE until it is ready)");
+                return Ok(());
+            }
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 mod support;
 
 mod acceptance;
+mod blueprint_stores;
+mod grpc;
 mod redb_stores;
 mod redis_ad_store;
 mod requirements;

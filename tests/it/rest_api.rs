@@ -90,6 +90,7 @@ impl TestNode {
         let overrides = StoreOverrides {
             ad_store: Some(Arc::new(store.clone())),
             ground_truth: Some(Arc::new(InMemoryGroundTruth::new())),
+            ..StoreOverrides::default()
         };
         let handle = Node::start_with(config, overrides)
             .await

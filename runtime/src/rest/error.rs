@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tracing::{debug, warn};
 
-use herald_messages::{InvalidInput, PoolError, RegisterError};
+use herald_messages::{AuthorityError, InvalidInput, PoolError, RegisterError};
 
 use crate::api::NodeError;
 
@@ -122,6 +122,17 @@ impl From<NodeError> for ApiError {
                 Self::invalid(field, reason)
             }
             NodeError::Register(RegisterError::Unavailable(_)) => unavailable(reason),
+            NodeError::Hub(AuthorityError::Invalid(invalid)) => invalid.into(),
+            NodeError::Hub(AuthorityError::NotFound(_) | AuthorityError::UnknownSession { .. }) => {
+                Self::not_found(reason)
+            }
+            NodeError::Hub(AuthorityError::AlreadyDeprecated(_)) => {
+                Self::new(StatusCode::CONFLICT, reason).with_field("blueprintId")
+            }
+            NodeError::Hub(AuthorityError::HubCaller(_)) => Self::new(StatusCode::FORBIDDEN, reason),
+            NodeError::Hub(AuthorityError::Unavailable(_) | AuthorityError::NotReady(_)) => {
+                unavailable(reason)
+            }
             NodeError::Unavailable(_) | NodeError::Stopped => unavailable(reason),
         }
     }

@@ -14,6 +14,7 @@
 mod auth;
 mod error;
 mod extract;
+mod hub;
 mod ops;
 mod peer;
 mod register;
@@ -86,6 +87,23 @@ pub fn router(state: RestState) -> Router {
             state.clone(),
             require_register_role,
         ));
+    let hub = Router::new()
+        .route("/api/connection/status", get(hub::connection_status))
+        .route("/api/central-nodes", get(hub::central_nodes))
+        .route("/api/system-register", get(hub::system_register))
+        .route(
+            "/api/system-register/blueprints",
+            axum::routing::post(hub::publish),
+        )
+        .route(
+            "/api/system-register/blueprints/{id}",
+            get(hub::blueprint).delete(hub::deprecate),
+        )
+        .route("/api/hub/peers", get(hub::peers))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin_for_writes,
+        ));
     let ops = Router::new()
         .route("/api/sync/status", get(ops::sync_status))
         .route("/health", get(ops::health))
@@ -93,6 +111,7 @@ pub fn router(state: RestState) -> Router {
     Router::new()
         .merge(peer)
         .merge(register)
+        .merge(hub)
         .merge(ops)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_route)

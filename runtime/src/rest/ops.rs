@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use herald_messages::{
-    AdvertisementSyncState, ChildReport, NodeId, PoolStatus, StoreHealth, SyncStatus,
+    AdvertisementSyncState, ChildReport, ConnectionState, ConnectionStatus, HubStatus, NodeId,
+    PoolStatus, RegisterState, ReplicaStatus, StoreHealth, SyncStatus,
 };
 
 use crate::api::NodeError;
@@ -23,10 +24,15 @@ const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 /// `GET /api/sync/status`: the pool's status and the resync driver's state, `null` for a role
 /// the node does not run.
 pub async fn sync_status(State(state): State<RestState>) -> Result<Json<SyncReport>, ApiError> {
-    let (pool, resync) = tokio::join!(state.api.pool_status(), state.api.sync_state());
+    let (pool, resync, replica) = tokio::join!(
+        state.api.pool_status(),
+        state.api.sync_state(),
+        state.api.replica_status()
+    );
     Ok(Json(SyncReport {
         pool: unless_role_missing(pool)?,
         resync: unless_role_missing(resync)?,
+        replica: unless_role_missing(replica)?,
     }))
 }
 
@@ -36,8 +42,10 @@ pub async fn health(State(state): State<RestState>) -> Response {
     let mut report = HealthReport {
         status: HealthStatus::Healthy,
         node_id: api.node_id().clone(),
-        roles: roles(api.has_peer_role(), api.has_register_role()),
+roles: roles(api.has_peer_role(), api.has_register_role(), api.has_hub_role()),
         store: None,
+        hub: None,
+        connection: None,
         actors: Vec::new(),
         reasons: Vec::new(),
     };
@@ -50,9 +58,16 @@ pub async fn health(State(state): State<RestState>) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response();
         }
     }
-    let (pool, resync) = tokio::join!(api.pool_status(), api.sync_state());
+    let (pool, resync, hub, connection) = tokio::join!(
+        api.pool_status(),
+        api.sync_state(),
+        api.hub_status(),
+        api.connection_status()
+    );
     let pool = unless_role_missing(pool);
     let resync = unless_role_missing(resync);
+    let hub = unless_role_missing(hub).ok().flatten();
+    let connection = unless_role_missing(connection).ok().flatten();
     let stopped = [pool.as_ref().err(), resync.as_ref().err()]
         .into_iter()
         .flatten()
@@ -67,6 +82,26 @@ pub async fn health(State(state): State<RestState>) -> Response {
         None
     });
     report.store = pool.map(|status| status.store);
+    if let Some(hub) = &hub {
+        match &hub.state {
+            RegisterState::Ready => {}
+            RegisterState::Loading => failures.push("system register still loading".to_owned()),
+            RegisterState::Corrupt(reason) => failures.push(format!("system register refused: {reason}")),
+        }
+    }
+    if let Some(connection) = &connection {
+        match connection.state {
+            ConnectionState::Connected => {}
+            ConnectionState::Isolated => {
+                failures.push("isolated: no hub reachable; serving the last system register replica".to_owned());
+            }
+            ConnectionState::Connecting | ConnectionState::Disconnected => {
+                failures.push("not connected to a hub yet".to_owned());
+            }
+        }
+    }
+    report.hub = hub;
+    report.connection = connection;
     report.reasons = degradations(
         &report.actors,
         report.store.as_ref(),
@@ -101,6 +136,8 @@ pub async fn metrics(State(state): State<RestState>) -> Result<Response, ApiErro
 pub struct SyncReport {
     pool: Option<PoolStatus>,
     resync: Option<AdvertisementSyncState>,
+    /// The peer's system register replica; `null` without hubs.
+    replica: Option<ReplicaStatus>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,14 +156,20 @@ struct HealthReport {
     roles: Vec<&'static str>,
     /// The pool's store; `null` without the peer role.
     store: Option<StoreHealth>,
+    /// The hub's register; `null` without the hub role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hub: Option<HubStatus>,
+    /// The connection to hubs; `null` without hubs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection: Option<ConnectionStatus>,
     actors: Vec<ChildReport>,
     /// Why the node is not healthy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     reasons: Vec<String>,
 }
 
-fn roles(peer: bool, register: bool) -> Vec<&'static str> {
-    [(peer, "peer"), (register, "register")]
+fn roles(peer: bool, register: bool, hub: bool) -> Vec<&'static str> {
+    [(peer, "peer"), (register, "register"), (hub, "hub")]
         .into_iter()
         .filter_map(|(enabled, role)| enabled.then_some(role))
         .collect()
@@ -224,8 +267,8 @@ mod tests {
 
     #[test]
     fn roles_are_listed_in_order() {
-        assert_eq!(roles(true, true), ["peer", "register"]);
-        assert_eq!(roles(false, true), ["register"]);
+        assert_eq!(roles(true, true, false), ["peer", "register"]);
+        assert_eq!(roles(false, true, true), ["register", "hub"]);
     }
 
     #[test]

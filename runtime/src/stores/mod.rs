@@ -3,14 +3,20 @@
 //! - `redis_ad_store`: `AdStore` on Redis (production; shared by several nodes).
 //! - `redb_ad_store`: `AdStore` in a redb file (the embedded default).
 //! - `redb_ground_truth`: `GroundTruth` in a redb file (the embedded default).
+//! - `redb_blueprint_store`: `BlueprintStore` in a redb file (one hub, the embedded default).
+//! - `redis_blueprint_store`: `BlueprintStore` on Redis (several hubs share one register).
+//! - `redb_replica_store`: `ReplicaStore` in a redb file plus a JSON checkpoint file (peers).
 //!
 //! Driver errors (`redis::RedisError`, `redb::Error`) are mapped to the port's error enum here
 //! and never leave this module.
 
 mod redb_ad_store;
+mod redb_blueprint_store;
 mod redb_file;
 mod redb_ground_truth;
+mod redb_replica_store;
 mod redis_ad_store;
+mod redis_blueprint_store;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,9 +25,12 @@ use herald_actors::ports::{AdStore, Clock, GroundTruth};
 use herald_messages::NodeId;
 
 pub use redb_ad_store::RedbAdStore;
+pub use redb_blueprint_store::RedbBlueprintStore;
 pub use redb_file::RedbOpenError;
 pub use redb_ground_truth::RedbGroundTruth;
-pub use redis_ad_store::RedisAdStore;
+pub use redb_replica_store::RedbReplicaStore;
+pub use redis_ad_store::{RedisAdStore, RedisOpenError};
+pub use redis_blueprint_store::RedisBlueprintStore;
 
 use crate::config::AdStoreConfig;
 use crate::node::StartError;

@@ -1,0 +1,626 @@
+//! The hub's gRPC server: `HubGrpc` implements the services `CentralNodeConnection`,
+//! `Heartbeat` and `SystemRegisterSync` over the `SystemRegisterAuthority`'s slot;
+//! `GrpcServer` runs them on a TCP listener (like the REST server in `node`), `serve` on any
+//! incoming stream (a simulated network's listener).
+//!
+//! Every handler validates and converts the request (`INVALID_ARGUMENT` on a `WireError`),
+//! makes one call to the authority with the configured deadline, and maps the answer. Sync
+//! streams send the entries the authority listed, converted as the client reads them
+//! (documents are `Bytes`: nothing is copied). Push and heartbeat streams are long-lived: they
+//! end when the server stops, so a graceful stop never waits on them.
+//!
+//! It decides nothing about sessions or versions (the authority does), and does no TLS,
+//! authentication or rate limiting yet.
+
+use std::future::{Future, ready};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, BoxStream, StreamExt};
+use ractor::RpcReplyPort;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpIncoming};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, Span, debug, debug_span, warn};
+
+use herald_actors::ActorSlot;
+use herald_actors::SlotError;
+use herald_actors::ports::{BoxError, Clock};
+use herald_messages::{
+    AuthorityError, HubPeer, NodeId, SyncScope, SystemRegisterAuthorityMsg as AuthorityMsg,
+};
+use herald_proto::convert::{self, SessionQuery, WireError};
+use herald_proto::v1;
+use herald_proto::v1::central_node_connection_server::{
+    CentralNodeConnection, CentralNodeConnectionServer,
+};
+use herald_proto::v1::heartbeat_server::{Heartbeat, HeartbeatServer};
+use herald_proto::v1::system_register_sync_server::{SystemRegisterSync, SystemRegisterSyncServer};
+
+use crate::node::StartError;
+
+/// Heartbeat acknowledgements buffered per `MonitorHeartbeat` stream: one beat is answered
+/// before the next is read, so a handful is plenty.
+const MONITOR_BUFFER: usize = 4;
+/// Most characters of an unvalidated peer id put in a span.
+const TRACED_PEER_CHARS: usize = 64;
+
+/// The hub's three gRPC services, over its authority. Cheap to clone.
+#[derive(Clone)]
+pub struct HubGrpc {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    authority: ActorSlot<AuthorityMsg>,
+    hub_id: NodeId,
+    clock: Arc<dyn Clock>,
+    call_timeout: Duration,
+    /// Set once: long-lived streams end.
+    closing: watch::Sender<bool>,
+}
+
+impl HubGrpc {
+    /// Services answering for hub `hub_id` through `authority`; each call to the authority
+    /// waits at most `call_timeout` (then `UNAVAILABLE`). `clock` checks peers' timestamps.
+    pub fn new(
+        authority: ActorSlot<AuthorityMsg>,
+        hub_id: NodeId,
+        clock: Arc<dyn Clock>,
+        call_timeout: Duration,
+    ) -> Self {
+        let (closing, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(HubInner {
+                authority,
+                hub_id,
+                clock,
+                call_timeout,
+                closing,
+            }),
+        }
+    }
+
+    /// Ends every push and heartbeat stream, now and as soon as a new one opens: the server
+    /// is stopping.
+    pub fn close_streams(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Resolves when the streams are to end.
+    fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closing = self.inner.closing.subscribe();
+        async move {
+            // An error means the services are gone: end the stream too.
+            let _ = closing.wait_for(|closed| *closed).await;
+        }
+    }
+
+    fn span(&self, rpc: &'static str, peer: &str) -> Span {
+        debug_span!("grpc", node = %self.inner.hub_id, rpc, peer = traced_peer(peer))
+    }
+
+    /// One call to the authority; a slot that cannot deliver or answer in time is `UNAVAILABLE`.
+    async fn ask<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(RpcReplyPort<T>) -> AuthorityMsg,
+    ) -> Result<T, Status> {
+        self.inner
+            .authority
+            .call(request, self.inner.call_timeout)
+            .await
+            .map_err(slot_status)
+    }
+
+    /// One call to the authority, whose refusal becomes the status that tells the caller why.
+    async fn ask_authority<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(RpcReplyPort<Result<T, AuthorityError>>) -> AuthorityMsg,
+    ) -> Result<T, Status> {
+        self.ask(request).await?.map_err(authority_status)
+    }
+
+    async fn answer_heartbeat(
+        &self,
+        wire: &v1::HeartbeatMessage,
+    ) -> Result<v1::HeartbeatAcknowledgement, Status> {
+        let received = Instant::now();
+        let beat =
+            convert::heartbeat_from_wire(wire, self.inner.clock.now()).map_err(wire_status)?;
+        let ack = self
+            .ask_authority(|reply| AuthorityMsg::Heartbeat(beat, reply))
+            .await?;
+        Ok(convert::heartbeat_acknowledgement(&ack, received.elapsed()))
+    }
+
+    /// The peer holding this session, or `NOT_FOUND`.
+    async fn session_peer(&self, query: SessionQuery) -> Result<HubPeer, Status> {
+        let peers = self.ask(AuthorityMsg::Peers).await?;
+        peers
+            .into_iter()
+            .find(|peer| peer.peer_id == query.peer_id && peer.session_id == query.session_id)
+            .ok_or_else(|| {
+                authority_status(AuthorityError::UnknownSession {
+                    peer: query.peer_id,
+                    session: query.session_id,
+                })
+            })
+    }
+
+    /// The entries of a sync; `full`: every active blueprint, else those after the peer's
+    /// version (refused when the peer's history is not this hub's: it needs a full sync).
+    async fn sync(
+        &self,
+        wire: &v1::SyncRequest,
+        full: bool,
+    ) -> Result<Response<EntryStream>, Status> {
+        let query = convert::sync_request_from_wire(wire).map_err(wire_status)?;
+        let scope = if full {
+            SyncScope::Full
+        } else {
+            SyncScope::After(query.last_known_version)
+        };
+        let set = self
+            .ask_authority(|reply| AuthorityMsg::Entries { scope, reply })
+            .await?;
+        if let Some(theirs) = query.history_id.as_ref().filter(|_| !full)
+            && *theirs != set.history_id
+        {
+            return Err(Status::failed_precondition(format!(
+                "the peer's history {theirs} is not this hub's history {}: a full sync is needed",
+                set.history_id
+            )));
+        }
+        let limit = query.max_blueprints.unwrap_or(usize::MAX);
+        debug!(
+            full,
+            after = query.last_known_version,
+            entries = set.entries.len().min(limit),
+            version = set.version,
+            "sync"
+        );
+        let history = set.history_id;
+        let entries = set
+            .entries
+            .into_iter()
+            .take(limit)
+            .map(move |entry| Ok(convert::entry_to_wire(&entry, &history)));
+        Ok(Response::new(stream::iter(entries).boxed()))
+    }
+}
+
+type EntryStream = BoxStream<'static, Result<v1::SystemRegisterEntry, Status>>;
+
+#[tonic::async_trait]
+impl CentralNodeConnection for HubGrpc {
+    async fn connect_to_central_node(
+        &self,
+        request: Request<v1::ConnectRequest>,
+    ) -> Result<Response<v1::ConnectionResponse>, Status> {
+        let wire = request.into_inner();
+        let span = self.span("ConnectToCentralNode", &wire.peer_id);
+        async move {
+            let connect = convert::connect_request_from_wire(&wire).map_err(wire_status)?;
+            let grant = self
+                .ask_authority(|reply| AuthorityMsg::Connect(connect, reply))
+                .await?;
+            Ok(Response::new(convert::connection_response(&grant)))
+        }
+        .instrument(span)
+        .await
+        .inspect_err(log_refusal)
+    }
+
+    async fn disconnect_from_central_node(
+        &self,
+        request: Request<v1::DisconnectRequest>,
+    ) -> Result<Response<v1::DisconnectionResponse>, Status> {
+        let wire = request.into_inner();
+        let span = self.span("DisconnectFromCentralNode", &wire.peer_id);
+        async move {
+            let query = convert::disconnect_request_from_wire(&wire).map_err(wire_status)?;
+            debug!(reason = query.reason.as_str_name(), "disconnect");
+            self.ask_authority(|reply| AuthorityMsg::Disconnect {
+                peer_id: query.peer_id,
+                session_id: query.session_id,
+                reply,
+            })
+            .await?;
+            Ok(Response::new(v1::DisconnectionResponse {
+                success: true,
+                message: "disconnected".to_owned(),
+                disconnected_at: convert::timestamp_to_wire(self.inner.clock.now()),
+            }))
+        }
+        .instrument(span)
+        .await
+        .inspect_err(log_refusal)
+    }
+
+    async fn get_central_node_status(
+        &self,
+        request: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::CentralNodeStatus>, Status> {
+        let wire = request.into_inner();
+        let span = self.span("GetCentralNodeStatus", &wire.peer_id);
+        async move {
+            let query = convert::status_request_from_wire(&wire).map_err(wire_status)?;
+            let status = self.ask(AuthorityMsg::Status).await?;
+            let peers = if query.include_peer_list {
+                self.ask(AuthorityMsg::Peers).await?
+            } else {
+                Vec::new()
+            };
+            let now = self.inner.clock.now();
+            Ok(Response::new(convert::central_node_status(
+                &status, &peers, now,
+            )))
+        }
+        .instrument(span)
+        .await
+        .inspect_err(log_refusal)
+    }
+}
+
+#[tonic::async_trait]
+impl Heartbeat for HubGrpc {
+    type MonitorHeartbeatStream = BoxStream<'static, Result<v1::HeartbeatAcknowledgement, Status>>;
+
+    async fn send_heartbeat(
+        &self,
+        request: Request<v1::HeartbeatMessage>,
+    ) -> Result<Response<v1::HeartbeatAcknowledgement>, Status> {
+        let wire = request.into_inner();
+        let span = self.span("SendHeartbeat", &wire.peer_id);
+        self.answer_heartbeat(&wire)
+            .instrument(span)
+            .await
+            .map(Response::new)
+            .inspect_err(log_refusal)
+    }
+
+    /// Answers each heartbeat of the stream like `SendHeartbeat`; the first refusal ends it.
+    async fn monitor_heartbeat(
+        &self,
+        request: Request<Streaming<v1::HeartbeatMessage>>,
+    ) -> Result<Response<Self::MonitorHeartbeatStream>, Status> {
+        let mut beats = request.into_inner();
+        let (answers, answered) = mpsc::channel(MONITOR_BUFFER);
+        let hub = self.clone();
+        let closed = self.closed();
+        let span = self.span("MonitorHeartbeat", "");
+        tokio::spawn(
+            async move {
+                tokio::pin!(closed);
+                loop {
+                    let next = tokio::select! {
+                        () = &mut closed => break,
+                        next = beats.message() => next,
+                    };
+                    let answer = match next {
+                        Ok(Some(beat)) => hub.answer_heartbeat(&beat).await,
+                        Ok(None) => break,
+                        Err(status) => {
+                            debug!(code = ?status.code(), "heartbeat stream broke");
+                            break;
+                        }
+                    };
+                    let refused = answer.is_err();
+                    if let Err(status) = &answer {
+                        log_refusal(status);
+                    }
+                    if answers.send(answer).await.is_err() || refused {
+                        break;
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        let acknowledgements = ReceiverStream::new(answered)
+            .take_until(self.closed())
+            .boxed();
+        Ok(Response::new(acknowledgements))
+    }
+
+    async fn get_heartbeat_status(
+        &self,
+        request: Request<v1::HeartbeatStatusRequest>,
+    ) -> Result<Response<v1::HeartbeatStatus>, Status> {
+        let wire = request.into_inner();
+        let span = self.span("GetHeartbeatStatus", &wire.peer_id);
+        async move {
+            let query = convert::session_query_from_wire(&wire.peer_id, &wire.session_id)
+                .map_err(wire_status)?;
+            let peer = self.session_peer(query).await?;
+            let status = self.ask(AuthorityMsg::Status).await?;
+            Ok(Response::new(convert::heartbeat_status(
+                &peer,
+                status.version,
+            )))
+        }
+        .instrument(span)
+        .await
+        .inspect_err(log_refusal)
+    }
+}
+
+#[tonic::async_trait]
+impl SystemRegisterSync for HubGrpc {
+    type FullSyncStream = EntryStream;
+    type IncrementalSyncStream = EntryStream;
+    type SubscribeToPushNotificationsStream =
+        BoxStream<'static, Result<v1::BlueprintNotification, Status>>;
+
+    async fn full_sync(
+        &self,
+        request: Request<v1::SyncRequest>,
+    ) -> Result<Response<EntryStream>, Status> {
+        let wire = request.into_inner();
+        let span = self.span("FullSync", &wire.peer_id);
+        self.sync(&wire, true)
+            .instrument(span)
+            .await
+            .inspect_err(log_refusal)
+    }
+
+    async fn incremental_sync(
+        &self,
+        request: Request<v1::SyncRequest>,
+    ) -> Result<Response<EntryStream>, Status> {
+        let wire = request.into_inner();
+        let span = self.span("IncrementalSync", &wire.peer_id);
+        self.sync(&wire, false)
+            .instrument(span)
+            .await
+            .inspect_err(log_refusal)
+    }
+
+    /// Forwards the subscription's queue, filtered; it ends when the authority drops the
+    /// subscriber (a new session, a slow reader) or the server stops.
+    async fn subscribe_to_push_notifications(
+        &self,
+        request: Request<v1::SubscriptionRequest>,
+    ) -> Result<Response<Self::SubscribeToPushNotificationsStream>, Status> {
+        let wire = request.into_inner();
+        let span = self.span("SubscribeToPushNotifications", &wire.peer_id);
+        async move {
+            let query = convert::subscription_request_from_wire(&wire).map_err(wire_status)?;
+            let subscription = self
+                .ask_authority(|reply| AuthorityMsg::Subscribe {
+                    peer_id: query.peer_id,
+                    session_id: query.session_id,
+                    reply,
+                })
+                .await?;
+            debug!("subscribed");
+            let filter = query.filter;
+            let notifications = ReceiverStream::new(subscription.notifications)
+                .filter(move |notification| ready(filter.matches(notification)))
+                .map(|notification| Ok(convert::notification_to_wire(&notification)))
+                .take_until(self.closed())
+                .boxed();
+            Ok(Response::new(notifications))
+        }
+        .instrument(span)
+        .await
+        .inspect_err(log_refusal)
+    }
+
+    async fn get_sync_checkpoint(
+        &self,
+        request: Request<v1::CheckpointRequest>,
+    ) -> Result<Response<v1::SyncCheckpoint>, Status> {
+        let wire = request.into_inner();
+        let span = self.span("GetSyncCheckpoint", &wire.peer_id);
+        async move {
+            let query = convert::session_query_from_wire(&wire.peer_id, &wire.session_id)
+                .map_err(wire_status)?;
+            let peer = self.session_peer(query).await?;
+            let status = self.ask(AuthorityMsg::Status).await?;
+            Ok(Response::new(convert::sync_checkpoint(&peer, &status)))
+        }
+        .instrument(span)
+        .await
+        .inspect_err(log_refusal)
+    }
+}
+
+/// The gRPC server failed (the listener broke).
+#[derive(Debug, thiserror::Error)]
+#[error("gRPC server failed")]
+pub struct ServeError(#[source] BoxError);
+
+/// Serves the hub's services on `incoming` until `shutdown` resolves; then ends the long-lived
+/// streams, stops accepting and waits for open calls to finish.
+pub async fn serve<I, IO, IE>(
+    incoming: I,
+    hub: HubGrpc,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    I: futures::Stream<Item = Result<IO, IE>>,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IE: Into<BoxError>,
+{
+    let closing = hub.clone();
+    let signal = async move {
+        shutdown.await;
+        closing.close_streams();
+    };
+    tonic::transport::Server::builder()
+        .add_service(CentralNodeConnectionServer::new(hub.clone()))
+        .add_service(HeartbeatServer::new(hub.clone()))
+        .add_service(SystemRegisterSyncServer::new(hub))
+        .serve_with_incoming_shutdown(incoming, signal)
+        .await
+        .map_err(|err| ServeError(Box::new(err)))
+}
+
+/// The hub's gRPC server task, on a TCP listener.
+pub struct GrpcServer {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    join: JoinHandle<()>,
+}
+
+impl GrpcServer {
+    /// Listens on `addr` (port 0: any free port; see `local_addr`) with `TCP_NODELAY`, and
+    /// serves `hub`. Must be called inside a tokio runtime.
+    pub async fn start(addr: SocketAddr, hub: HubGrpc) -> Result<Self, StartError> {
+        let incoming = TcpIncoming::bind(addr)
+            .map_err(|source| StartError::Bind { addr, source })?
+            .with_nodelay(Some(true));
+        let local_addr = incoming
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let join = tokio::spawn(async move {
+            let stopped = async {
+                let _ = stopped.await;
+            };
+            if let Err(err) = serve(incoming, hub, stopped).await {
+                tracing::error!(addr = %local_addr, err = %herald_actors::ports::error_chain(&err), "gRPC server failed");
+            }
+        });
+        debug!(addr = %local_addr, "gRPC server listening");
+        Ok(Self {
+            addr: local_addr,
+            stop,
+            join,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, ends the long-lived streams, and waits up to `deadline` for open calls;
+    /// then aborts the server task.
+    pub async fn stop(self, deadline: Duration) {
+        let _ = self.stop.send(());
+        let mut join = self.join;
+        if tokio::time::timeout(deadline, &mut join).await.is_err() {
+            warn!(addr = %self.addr, "gRPC server did not stop in time; aborting it");
+            join.abort();
+        }
+    }
+}
+
+fn wire_status(err: WireError) -> Status {
+    Status::invalid_argument(format!("invalid {err}"))
+}
+
+fn authority_status(err: AuthorityError) -> Status {
+    let message = err.to_string();
+    match err {
+        AuthorityError::Invalid(_) => Status::invalid_argument(message),
+        // FR-031: the message says hubs do not connect to hubs.
+        AuthorityError::HubCaller(_) | AuthorityError::AlreadyDeprecated(_) => {
+            Status::failed_precondition(message)
+        }
+        AuthorityError::UnknownSession { .. } | AuthorityError::NotFound(_) => {
+            Status::not_found(message)
+        }
+        AuthorityError::Unavailable(_) | AuthorityError::NotReady(_) => {
+            Status::unavailable(message)
+        }
+    }
+}
+
+fn slot_status(err: SlotError) -> Status {
+    Status::unavailable(err.to_string())
+}
+
+fn log_refusal(status: &Status) {
+    debug!(code = ?status.code(), message = status.message(), "refused");
+}
+
+/// An unvalidated peer id, cut short for a span.
+fn traced_peer(raw: &str) -> &str {
+    match raw.char_indices().nth(TRACED_PEER_CHARS) {
+        Some((cut, _)) => &raw[..cut],
+        None => raw,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_messages::{BlueprintId, InvalidInput, SessionId};
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn authority_errors_map_to_the_documented_codes() {
+        let hub = NodeId::parse("hub-2").unwrap();
+        let cases = [
+            (
+                AuthorityError::Invalid(InvalidInput::new("document", "bad")),
+                Code::InvalidArgument,
+            ),
+            (
+                AuthorityError::HubCaller(hub.clone()),
+                Code::FailedPrecondition,
+            ),
+            (
+                AuthorityError::UnknownSession {
+                    peer: hub,
+                    session: SessionId::new("s"),
+                },
+                Code::NotFound,
+            ),
+            (
+                AuthorityError::NotFound(BlueprintId::seed()),
+                Code::NotFound,
+            ),
+            (
+                AuthorityError::AlreadyDeprecated(BlueprintId::seed()),
+                Code::FailedPrecondition,
+            ),
+            (
+                AuthorityError::Unavailable("down".into()),
+                Code::Unavailable,
+            ),
+            (
+                AuthorityError::NotReady("loading".into()),
+                Code::Unavailable,
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(authority_status(err.clone()).code(), code, "{err}");
+        }
+        let refusal = authority_status(AuthorityError::HubCaller(NodeId::parse("hub-2").unwrap()));
+        assert!(
+            refusal.message().contains("hubs do not connect to hubs"),
+            "{}",
+            refusal.message()
+        );
+    }
+
+    #[test]
+    fn slot_errors_and_wire_errors_map_to_their_codes() {
+        let slot = SlotError::Timeout(
+            herald_messages::ChildKind::SystemRegisterAuthority,
+            Duration::from_secs(1),
+        );
+        assert_eq!(slot_status(slot).code(), Code::Unavailable);
+        let wire = wire_status(WireError::new("peer_id", "must be short"));
+        assert_eq!(wire.code(), Code::InvalidArgument);
+        assert_eq!(wire.message(), "invalid peer_id: must be short");
+    }
+
+    #[test]
+    fn traced_peer_ids_are_cut_short() {
+        assert_eq!(traced_peer("peer-1"), "peer-1");
+        assert_eq!(
+            traced_peer(&"é".repeat(100)).chars().count(),
+            TRACED_PEER_CHARS
+        );
+    }
+}

@@ -1,0 +1,904 @@
+//! `RedisBlueprintStore`: the system register on Redis, shared by several hubs. Every hub
+//! appends through the same store; Redis allocates the versions.
+//!
+//! Layout: every key carries the hash tag `{sysreg}` (literal braces), so each step touches one
+//! cluster slot and a Lua script may use all of them:
+//! - `{prefix}:{sysreg}:genesis`: JSON of `Genesis`;
+//! - `{prefix}:{sysreg}:entries`: a HASH, field = version in decimal, value = JSON of the
+//!   `SystemRegisterEntry` (which carries its version too; `load` checks that both agree);
+//! - `{prefix}:{sysreg}:version`: the version counter (the last version allocated);
+//! - `{prefix}:{sysreg}:request:{token}`: for 10 minutes after an append, the version it got
+//!   (see "Connection" below);
+//! - channel `{prefix}:{sysreg}:appended`: each append publishes its version (decimal).
+//!
+//! Why a HASH and not a ZSET: a version is the hash's field, so a version can hold exactly one
+//! entry, a damaged entry is found and named by its version, and `entries_after` is an `HMGET`
+//! of exactly the versions wanted. A ZSET would take the whole entry JSON (up to 16 MiB) as its
+//! member, would accept two members with one score, and buys only a range query that the
+//! counter already gives us.
+//!
+//! Atomicity: `create` and `append` are each one Lua script (`EVALSHA`; loaded with
+//! `SCRIPT LOAD` on first use and again after `NOSCRIPT`, e.g. after a Redis restart). Redis runs
+//! one script at a time, so checking the genesis, allocating versions with `INCR`, storing the
+//! entries and publishing cannot interleave with another hub's append. The entry JSON is built
+//! here with the version left out (`head` and `tail`, cut where the version goes); the script
+//! stores `head .. version .. tail`, which is exactly the JSON of the entry at its version. The
+//! checksum covers only the document, so it holds.
+//!
+//! Connection: as in `RedisAdStore`: `new` only parses the URL, the first call builds a lazy
+//! `ConnectionManager` with short timeouts and no internal retries, and a call that finds its
+//! connection dead is sent once more on the fresh connection. That retry is safe: reads are
+//! idempotent; `create` treats a genesis identical to its own (same random history id) as its
+//! own earlier attempt; and each `append` carries a request token, so a retried append whose
+//! first attempt did land returns the version it got instead of appending twice.
+//!
+//! Watch: a dedicated pub/sub connection subscribed to the channel, driven by a background task
+//! that re-subscribes with capped backoff (100 ms doubling to 5 s, jittered) whenever the
+//! connection breaks (Redis restarted, or a ping every 5 s went unanswered). After each
+//! subscription, the first one included, the stream yields the counter's current value (when it
+//! is above 0), so appends made while nobody was subscribed are not missed. A yielded version
+//! therefore means "entries up to this version exist"; versions may repeat or arrive out of
+//! order. The stream ends only when dropped; dropping it stops the task.
+//!
+//! Durability: a version is durable only if Redis persists it. Run the shared Redis with AOF
+//! (`appendonly yes`, `appendfsync everysec` or `always`); without it, a Redis restart loses the
+//! register, and `load` then answers `None` as for a register never created. This adapter does
+//! not check the server's configuration.
+//!
+//! Deliberately not done here: checksums and the order of versions (the authority validates the
+//! register), the Redis Cluster client (the layout is cluster-safe, the adapter speaks to one
+//! server), and TLS (the `redis` crate is built without it).
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
+use redis::{
+    Client, Cmd, ConnectionAddr, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use herald_actors::ports::{
+    BlueprintStore, BlueprintStoreError, BoxError, StoredRegister, error_chain,
+};
+use herald_actors::{Backoff, BackoffConfig};
+use herald_messages::{EntryDraft, Genesis, SystemRegisterEntry};
+
+use super::redis_ad_store::RedisOpenError;
+
+/// The system register in Redis, shared by the hubs that use the same URL and prefix. Cheap to
+/// share (`Arc<dyn BlueprintStore>`); all calls but `watch` go through one multiplexed
+/// connection.
+pub struct RedisBlueprintStore {
+    inner: Arc<Inner>,
+}
+
+impl RedisBlueprintStore {
+    /// Checks the URL and the prefix; does not connect (the first call does).
+    pub fn new(url: &str, prefix: &str) -> Result<Self, RedisOpenError> {
+        // Braces would break the hash tag.
+        let prefix_ok = !prefix.is_empty()
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if !prefix_ok {
+            return Err(RedisOpenError::InvalidPrefix(prefix.to_owned()));
+        }
+        let client = Client::open(url).map_err(|err| RedisOpenError::InvalidUrl(Box::new(err)))?;
+        let description = format!(
+            "{} (system register, prefix {prefix})",
+            redacted_url(&client)
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                connection: Mutex::new(ConnectionSlot::default()),
+                keys: Keys::new(prefix),
+                create_script: CachedScript::new(CREATE_SCRIPT),
+                append_script: CachedScript::new(APPEND_SCRIPT),
+                request_nonce: random_nonce(),
+                next_request: AtomicU64::new(0),
+                description,
+            }),
+        })
+    }
+}
+
+#[async_trait]
+impl BlueprintStore for RedisBlueprintStore {
+    async fn load(&self) -> Result<Option<StoredRegister>, BlueprintStoreError> {
+        let keys = &self.inner.keys;
+        let mut pipe = Pipeline::with_capacity(3);
+        pipe.atomic()
+            .get(&keys.genesis)
+            .get(&keys.version)
+            .hgetall(&keys.entries);
+        type Snapshot = (Option<Vec<u8>>, Option<Vec<u8>>, BTreeMap<Vec<u8>, Vec<u8>>);
+        let (genesis, counter, fields): Snapshot = self
+            .inner
+            .send(Request::Pipeline(&pipe))
+            .await
+            .map_err(store_error)?;
+        let counter = counter.as_deref().map(parse_counter).transpose()?;
+        let Some(genesis) = genesis else {
+            if counter.is_some() || !fields.is_empty() {
+                return Err(corrupt(
+                    "entries or a version counter are stored but the genesis record is missing"
+                        .to_owned(),
+                ));
+            }
+            return Ok(None);
+        };
+        let genesis: Genesis = serde_json::from_slice(&genesis)
+            .map_err(|err| corrupt(format!("the genesis record does not decode: {err}")))?;
+        let mut entries = Vec::with_capacity(fields.len());
+        for (field, value) in &fields {
+            let version = parse_version_field(field)?;
+            entries.push(decode(version, value)?);
+        }
+        entries.sort_by_key(|entry| entry.version);
+        if let Some(last) = entries.last() {
+            let counter = counter.unwrap_or(0);
+            if last.version > counter {
+                return Err(corrupt(format!(
+                    "entry {} is above the version counter ({counter})",
+                    last.version
+                )));
+            }
+        }
+        Ok(Some(StoredRegister { genesis, entries }))
+    }
+
+    async fn create(
+        &self,
+        genesis: &Genesis,
+        seed: Vec<EntryDraft>,
+    ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError> {
+        let keys = &self.inner.keys;
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(2 + 2 * seed.len());
+        args.push(keys.channel.clone().into_bytes());
+        args.push(serde_json::to_vec(genesis).expect("a genesis record encodes as JSON"));
+        for draft in &seed {
+            let template = EntryTemplate::new(draft);
+            args.push(template.head.into_bytes());
+            args.push(template.tail.into_bytes());
+        }
+        let outcome = self
+            .inner
+            .eval(
+                &self.inner.create_script,
+                &[&keys.genesis, &keys.entries, &keys.version],
+                &args,
+            )
+            .await?;
+        match outcome {
+            CREATED | CREATED_BEFORE_BY_US => Ok(seed
+                .into_iter()
+                .zip(1..)
+                .map(|(draft, version)| draft.at_version(version))
+                .collect()),
+            ALREADY_CREATED => Err(BlueprintStoreError::AlreadyCreated),
+            ORPHANS => Err(corrupt(
+                "entries or a version counter are stored but the genesis record is missing"
+                    .to_owned(),
+            )),
+            other => Err(corrupt(format!(
+                "the create script answered {other}, which this adapter never returns"
+            ))),
+        }
+    }
+
+    async fn append(&self, draft: EntryDraft) -> Result<SystemRegisterEntry, BlueprintStoreError> {
+        let keys = &self.inner.keys;
+        let request_key = self.inner.next_request_key();
+        let template = EntryTemplate::new(&draft);
+        let args: [Vec<u8>; 4] = [
+            keys.channel.clone().into_bytes(),
+            template.head.into_bytes(),
+            template.tail.into_bytes(),
+            REQUEST_MEMORY.as_secs().to_string().into_bytes(),
+        ];
+        let outcome = self
+            .inner
+            .eval(
+                &self.inner.append_script,
+                &[&keys.genesis, &keys.entries, &keys.version, &request_key],
+                &args,
+            )
+            .await?;
+        match outcome {
+            NOT_CREATED => Err(corrupt(
+                "cannot append: the system register does not exist (no genesis record; \
+                 was Redis restarted without persistence?)"
+                    .to_owned(),
+            )),
+            VERSION_TAKEN => Err(corrupt(
+                "cannot append: the next version is already taken (the version counter is \
+                 behind the entries)"
+                    .to_owned(),
+            )),
+            BAD_COUNTER => Err(corrupt(
+                "cannot append: the version counter is not a number".to_owned(),
+            )),
+            version => match u64::try_from(version) {
+                Ok(version) if version > 0 => Ok(draft.at_version(version)),
+                _ => Err(corrupt(format!(
+                    "the append script answered {version}, which this adapter never returns"
+                ))),
+            },
+        }
+    }
+
+    async fn entries_after(
+        &self,
+        after: u64,
+    ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError> {
+        let Some(counter) = self.inner.counter().await? else {
+            return Ok(Vec::new());
+        };
+        let Some(first) = after.checked_add(1).filter(|first| *first <= counter) else {
+            return Ok(Vec::new());
+        };
+        let wanted: Vec<u64> = (first..=counter).collect();
+        let mut pipe = Pipeline::with_capacity(wanted.len().div_ceil(HMGET_CHUNK));
+        for chunk in wanted.chunks(HMGET_CHUNK) {
+            let mut hmget = Cmd::new();
+            hmget.arg("HMGET").arg(&self.inner.keys.entries).arg(chunk);
+            pipe.add_command(hmget);
+        }
+        let replies: Vec<Vec<Option<Vec<u8>>>> = self
+            .inner
+            .send(Request::Pipeline(&pipe))
+            .await
+            .map_err(store_error)?;
+        let values: Vec<Option<Vec<u8>>> = replies.into_iter().flatten().collect();
+        if values.len() != wanted.len() {
+            return Err(corrupt(format!(
+                "HMGET returned {} values for {} versions",
+                values.len(),
+                wanted.len()
+            )));
+        }
+        wanted
+            .into_iter()
+            .zip(values)
+            .map(|(version, value)| match value {
+                Some(value) => decode(version, &value),
+                None => Err(corrupt(format!(
+                    "entry at version {version} is missing (the counter is at {counter})"
+                ))),
+            })
+            .collect()
+    }
+
+    async fn watch(&self) -> Result<Option<BoxStream<'static, u64>>, BlueprintStoreError> {
+        let subscription = self
+            .inner
+            .subscribe()
+            .await
+            .map_err(BlueprintStoreError::Unavailable)?;
+        let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
+        tokio::spawn(watch_loop(Arc::clone(&self.inner), subscription, sender));
+        let versions = futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|version| (version, receiver))
+        });
+        Ok(Some(versions.boxed()))
+    }
+
+    fn describe(&self) -> String {
+        self.inner.description.clone()
+    }
+}
+
+/// A connection attempt fails after this; the caller retries with backoff.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
+/// A request fails after this (an append of a 16 MiB document takes well under a second).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Versions per `HMGET`; the chunks of one read go out as one pipeline.
+const HMGET_CHUNK: usize = 1_000;
+/// How long Redis remembers the version an append request got, so a retry finds it.
+const REQUEST_MEMORY: Duration = Duration::from_secs(600);
+/// Versions buffered between the watch task and a slow reader.
+const WATCH_BUFFER: usize = 256;
+/// A subscription that does not answer a ping within `RESPONSE_TIMEOUT` is replaced.
+const WATCH_PING_EVERY: Duration = Duration::from_secs(5);
+/// Pause between re-subscription attempts.
+const WATCH_BACKOFF: BackoffConfig = BackoffConfig {
+    base: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};
+
+/// `create`: KEYS genesis, entries, version; ARGV channel, genesis JSON, then a head and a tail
+/// per seed entry. Answers `CREATED`, `CREATED_BEFORE_BY_US`, `ALREADY_CREATED` or `ORPHANS`.
+const CREATE_SCRIPT: &str = r"
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  if existing == ARGV[2] then return 1 end
+  return -1
+end
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return -2 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[3], 0)
+local last = nil
+for i = 3, #ARGV, 2 do
+  last = string.format('%d', redis.call('INCR', KEYS[3]))
+  redis.call('HSET', KEYS[2], last, ARGV[i] .. last .. ARGV[i + 1])
+end
+if last then redis.call('PUBLISH', ARGV[1], last) end
+return 0
+";
+const CREATED: i64 = 0;
+const CREATED_BEFORE_BY_US: i64 = 1;
+const ALREADY_CREATED: i64 = -1;
+const ORPHANS: i64 = -2;
+
+/// `append`: KEYS genesis, entries, version, request; ARGV channel, head, tail, seconds to
+/// remember the request. Answers the version (> 0), `NOT_CREATED`, `VERSION_TAKEN` or
+/// `BAD_COUNTER`.
+const APPEND_SCRIPT: &str = r"
+local done = redis.call('GET', KEYS[4])
+if done then return tonumber(done) end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local current = tonumber(redis.call('GET', KEYS[3]) or '0')
+if not current then return -3 end
+if redis.call('HEXISTS', KEYS[2], string.format('%d', current + 1)) == 1 then return -2 end
+local version = string.format('%d', redis.call('INCR', KEYS[3]))
+redis.call('HSET', KEYS[2], version, ARGV[2] .. version .. ARGV[3])
+redis.call('SET', KEYS[4], version, 'EX', ARGV[4])
+redis.call('PUBLISH', ARGV[1], version)
+return tonumber(version)
+";
+const NOT_CREATED: i64 = -1;
+const VERSION_TAKEN: i64 = -2;
+const BAD_COUNTER: i64 = -3;
+
+/// What the store and its watch tasks share.
+struct Inner {
+    client: Client,
+    /// Created on first use (it must be made inside the tokio runtime); connects lazily.
+    connection: Mutex<ConnectionSlot>,
+    keys: Keys,
+    create_script: CachedScript,
+    append_script: CachedScript,
+    /// Random per store: with `next_request`, makes append request tokens unique across hubs.
+    request_nonce: String,
+    next_request: AtomicU64,
+    /// `describe()`'s answer, without credentials.
+    description: String,
+}
+
+/// The names of the keys and the channel.
+struct Keys {
+    genesis: String,
+    entries: String,
+    version: String,
+    channel: String,
+    /// Followed by a request token.
+    request: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let namespace = format!("{prefix}:{{sysreg}}:");
+        Self {
+            genesis: format!("{namespace}genesis"),
+            entries: format!("{namespace}entries"),
+            version: format!("{namespace}version"),
+            channel: format!("{namespace}appended"),
+            request: format!("{namespace}request:"),
+        }
+    }
+}
+
+/// A Lua script and, once loaded, its SHA1 as Redis reported it.
+struct CachedScript {
+    source: &'static str,
+    sha: Mutex<Option<String>>,
+}
+
+impl CachedScript {
+    fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            sha: Mutex::new(None),
+        }
+    }
+
+    fn sha(&self) -> Option<String> {
+        self.sha
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn remember(&self, sha: &str) {
+        *self.sha.lock().unwrap_or_else(PoisonError::into_inner) = Some(sha.to_owned());
+    }
+}
+
+/// The connection manager in use, if any; the generation tells a replaced one from its successor.
+#[derive(Default)]
+struct ConnectionSlot {
+    generation: u64,
+    manager: Option<ConnectionManager>,
+}
+
+/// One request, sent through `Inner::send`.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Cmd(&'a Cmd),
+    Pipeline(&'a Pipeline),
+}
+
+impl Request<'_> {
+    async fn send<T: FromRedisValue>(self, conn: &mut ConnectionManager) -> redis::RedisResult<T> {
+        match self {
+            Request::Cmd(cmd) => cmd.query_async(conn).await,
+            Request::Pipeline(pipe) => pipe.query_async(conn).await,
+        }
+    }
+}
+
+/// A subscription to the channel: the sink pings, the stream brings the messages.
+type Subscription = (PubSubSink, PubSubStream);
+
+/// An entry's JSON cut where its version goes: `head` + version in decimal + `tail` is the JSON
+/// of the entry at that version.
+struct EntryTemplate {
+    head: String,
+    tail: String,
+}
+
+impl EntryTemplate {
+    fn new(draft: &EntryDraft) -> Self {
+        let json = serde_json::to_string(&draft.clone().at_version(0))
+            .expect("an entry encodes as JSON (documents are UTF-8 JSON text)");
+        // Unique: every other string of the entry (document, metadata, ids) is a JSON string,
+        // whose quotes are escaped, and no other field is named `version`.
+        const MARK: &str = "\"version\":0";
+        let at = json
+            .find(MARK)
+            .expect("an entry's JSON has a top-level version field")
+            + MARK.len();
+        Self {
+            head: json[..at - 1].to_owned(),
+            tail: json[at..].to_owned(),
+        }
+    }
+}
+
+impl Inner {
+    /// Sends `request`. When the connection turns out to be dead (Redis restarted, or the last
+    /// connection attempt was refused), sends it once more on the fresh connection the manager
+    /// has just started. Safe: see "Connection" in the file's header.
+    async fn send<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, RedisError> {
+        let (generation, mut conn) = self.connection()?;
+        let mut result = request.send(&mut conn).await;
+        if let Err(err) = &result
+            && err.is_io_error()
+            && err.is_unrecoverable_error()
+        {
+            result = request.send(&mut conn).await;
+        }
+        if let Err(err) = &result
+            && err.is_unrecoverable_error()
+            && !err.is_io_error()
+        {
+            // The manager reconnects by itself only after I/O errors: a connection whose
+            // handshake failed otherwise (wrong password, not Redis) would stay failed.
+            self.discard_connection(generation);
+        }
+        result
+    }
+
+    /// Runs a script with `EVALSHA`, loading it first when Redis does not know it yet.
+    async fn eval(
+        &self,
+        script: &CachedScript,
+        keys: &[&str],
+        args: &[Vec<u8>],
+    ) -> Result<i64, BlueprintStoreError> {
+        let sha = match script.sha() {
+            Some(sha) => sha,
+            None => self.load_script(script).await?,
+        };
+        let first = self.send(Request::Cmd(&evalsha(&sha, keys, args))).await;
+        match first {
+            Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                let sha = self.load_script(script).await?;
+                self.send(Request::Cmd(&evalsha(&sha, keys, args)))
+                    .await
+                    .map_err(store_error)
+            }
+            other => other.map_err(store_error),
+        }
+    }
+
+    async fn load_script(&self, script: &CachedScript) -> Result<String, BlueprintStoreError> {
+        let mut load = Cmd::new();
+        load.arg("SCRIPT").arg("LOAD").arg(script.source);
+        let sha: String = self.send(Request::Cmd(&load)).await.map_err(store_error)?;
+        script.remember(&sha);
+        Ok(sha)
+    }
+
+    /// The version counter; `None` when there is none (no register).
+    async fn counter(&self) -> Result<Option<u64>, BlueprintStoreError> {
+        let mut get = Cmd::new();
+        get.arg("GET").arg(&self.keys.version);
+        let raw: Option<Vec<u8>> = self.send(Request::Cmd(&get)).await.map_err(store_error)?;
+        raw.as_deref().map(parse_counter).transpose()
+    }
+
+    /// A key for the next append request: unique across hubs and restarts.
+    fn next_request_key(&self) -> String {
+        let sequence = self.next_request.fetch_add(1, Ordering::Relaxed);
+        format!("{}{}-{sequence}", self.keys.request, self.request_nonce)
+    }
+
+    /// A new pub/sub connection subscribed to the channel.
+    async fn subscribe(&self) -> Result<Subscription, BoxError> {
+        let pubsub = tokio::time::timeout(CONNECTION_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| format!("no pub/sub connection within {CONNECTION_TIMEOUT:?}"))??;
+        let (mut sink, stream) = pubsub.split();
+        tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(&self.keys.channel))
+            .await
+            .map_err(|_| format!("no SUBSCRIBE confirmation within {RESPONSE_TIMEOUT:?}"))??;
+        Ok((sink, stream))
+    }
+
+    /// The connection manager (created on first use; it connects lazily) and its generation.
+    fn connection(&self) -> Result<(u64, ConnectionManager), RedisError> {
+        let mut slot = self.lock_connection();
+        if let Some(manager) = &slot.manager {
+            return Ok((slot.generation, manager.clone()));
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(0);
+        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)?;
+        slot.manager = Some(manager.clone());
+        Ok((slot.generation, manager))
+    }
+
+    /// Drops the manager of `generation` (unless a newer one replaced it already): the next
+    /// call builds a new one.
+    fn discard_connection(&self, generation: u64) {
+        let mut slot = self.lock_connection();
+        if slot.generation == generation {
+            slot.manager = None;
+            slot.generation += 1;
+        }
+    }
+
+    fn lock_connection(&self) -> MutexGuard<'_, ConnectionSlot> {
+        // The slot is only an `Option` and a counter: a panic elsewhere cannot leave it torn.
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why following a subscription stopped.
+enum Followed {
+    /// The stream was dropped: stop.
+    ReaderGone,
+    /// The subscription broke: subscribe again.
+    Broken(String),
+}
+
+/// The watch task: follows `first`, then re-subscribes with backoff each time the subscription
+/// breaks, until the stream's reader is gone.
+async fn watch_loop(inner: Arc<Inner>, first: Subscription, sender: mpsc::Sender<u64>) {
+    let store = inner.description.as_str();
+    let mut backoff = Backoff::new(WATCH_BACKOFF);
+    let mut next = Some(first);
+    loop {
+        let subscription = match next.take() {
+            Some(subscription) => subscription,
+            None => {
+                tokio::select! {
+                    () = sender.closed() => return,
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+                match inner.subscribe().await {
+                    Ok(subscription) => {
+                        info!(%store, "system register watch subscribed again");
+                        subscription
+                    }
+                    Err(err) => {
+                        debug!(
+                            %store,
+                            err = %error_chain(err.as_ref()),
+                            "cannot subscribe to system register appends yet"
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        match follow(&inner, subscription, &sender, &mut backoff).await {
+            Followed::ReaderGone => return,
+            Followed::Broken(why) => {
+                warn!(%store, %why, "system register watch broke; subscribing again");
+            }
+        }
+    }
+}
+
+/// What woke a followed subscription up.
+enum WatchEvent {
+    Message(Option<redis::Msg>),
+    PingDue,
+}
+
+/// Yields the counter's current value, then every published version, until the subscription
+/// breaks or the reader goes.
+async fn follow(
+    inner: &Inner,
+    subscription: Subscription,
+    sender: &mpsc::Sender<u64>,
+    backoff: &mut Backoff,
+) -> Followed {
+    let (mut sink, mut stream) = subscription;
+    // Whatever was appended before the subscription took effect.
+    match inner.counter().await {
+        Ok(Some(current)) if current > 0 => {
+            if sender.send(current).await.is_err() {
+                return Followed::ReaderGone;
+            }
+        }
+        Ok(_) => {}
+        Err(err) => {
+            return Followed::Broken(format!(
+                "cannot read the version counter: {}",
+                error_chain(&err)
+            ));
+        }
+    }
+    backoff.reset();
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + WATCH_PING_EVERY,
+        WATCH_PING_EVERY,
+    );
+    loop {
+        let event = tokio::select! {
+            () = sender.closed() => return Followed::ReaderGone,
+            message = stream.next() => WatchEvent::Message(message),
+            _ = ping.tick() => WatchEvent::PingDue,
+        };
+        match event {
+            WatchEvent::Message(None) => {
+                return Followed::Broken("the pub/sub connection closed".to_owned());
+            }
+            WatchEvent::Message(Some(message)) => {
+                let payload = message.get_payload_bytes();
+                let Some(version) = decimal(payload) else {
+                    warn!(
+                        store = %inner.description,
+                        payload = %String::from_utf8_lossy(payload),
+                        "ignored a message that is not a version"
+                    );
+                    continue;
+                };
+                if sender.send(version).await.is_err() {
+                    return Followed::ReaderGone;
+                }
+            }
+            WatchEvent::PingDue => {
+                let answer = tokio::time::timeout(RESPONSE_TIMEOUT, sink.ping::<redis::Value>());
+                match answer.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => return Followed::Broken(format!("ping failed: {err}")),
+                    Err(_) => {
+                        return Followed::Broken(format!(
+                            "no answer to a ping within {RESPONSE_TIMEOUT:?}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn evalsha(sha: &str, keys: &[&str], args: &[Vec<u8>]) -> Cmd {
+    let mut cmd = Cmd::new();
+    cmd.arg("EVALSHA").arg(sha).arg(keys.len()).arg(keys);
+    for arg in args {
+        cmd.arg(arg.as_slice());
+    }
+    cmd
+}
+
+/// A decimal `u64`, as Redis stores and publishes versions.
+fn decimal(raw: &[u8]) -> Option<u64> {
+    std::str::from_utf8(raw).ok()?.parse().ok()
+}
+
+fn parse_counter(raw: &[u8]) -> Result<u64, BlueprintStoreError> {
+    decimal(raw).ok_or_else(|| {
+        corrupt(format!(
+            "the version counter {:?} is not a number",
+            String::from_utf8_lossy(raw)
+        ))
+    })
+}
+
+fn parse_version_field(field: &[u8]) -> Result<u64, BlueprintStoreError> {
+    decimal(field)
+        .filter(|version| *version > 0)
+        .ok_or_else(|| {
+            corrupt(format!(
+                "entries field {:?} is not a version",
+                String::from_utf8_lossy(field)
+            ))
+        })
+}
+
+/// Decodes the entry stored at `version`.
+fn decode(version: u64, bytes: &[u8]) -> Result<SystemRegisterEntry, BlueprintStoreError> {
+    let entry: SystemRegisterEntry = serde_json::from_slice(bytes)
+        .map_err(|err| corrupt(format!("entry at version {version} does not decode: {err}")))?;
+    if entry.version != version {
+        return Err(corrupt(format!(
+            "the record at version {version} holds an entry of version {}",
+            entry.version
+        )));
+    }
+    Ok(entry)
+}
+
+/// 16 random hex digits, from the standard library's randomly keyed hasher.
+fn random_nonce() -> String {
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
+/// The server's address as a URL, without user name or password.
+fn redacted_url(client: &Client) -> String {
+    let info = client.get_connection_info();
+    let db = info.redis_settings().db();
+    let db = if db == 0 {
+        String::new()
+    } else {
+        format!("/{db}")
+    };
+    let host_port = |host: &str, port: u16| {
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    };
+    match info.addr() {
+        ConnectionAddr::Tcp(host, port) => format!("redis://{}{db}", host_port(host, *port)),
+        ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("rediss://{}{db}", host_port(host, *port))
+        }
+        ConnectionAddr::Unix(path) => format!("redis+unix://{}{db}", path.display()),
+        other => format!("redis://{other}{db}"),
+    }
+}
+
+fn corrupt(what: String) -> BlueprintStoreError {
+    BlueprintStoreError::Corrupt { what }
+}
+
+/// Connection, I/O, timeouts and server refusals (loading, read-only, out of memory, a script
+/// error) are transient: `Unavailable`. A reply of the wrong shape means the store holds
+/// something this adapter did not write: `Corrupt`.
+fn store_error(err: RedisError) -> BlueprintStoreError {
+    match err.kind() {
+        ErrorKind::UnexpectedReturnType | ErrorKind::Parse => BlueprintStoreError::Corrupt {
+            what: format!("unexpected reply from redis: {err}"),
+        },
+        _ => BlueprintStoreError::Unavailable(Box::new(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_messages::{BlueprintId, EntryKind, Timestamp};
+
+    use super::*;
+
+    fn draft(document: &str, metadata: &[(&str, &str)]) -> EntryDraft {
+        EntryDraft {
+            blueprint_id: BlueprintId::parse("register-creation-v1").unwrap(),
+            kind: EntryKind::Updated,
+            document: document.to_owned().into(),
+            published_at: Timestamp::from_unix_millis(1_700_000_000_000),
+            published_by: "\"version\":0 admin".to_owned(),
+            transaction_id: "tx".to_owned(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let keys = Keys::new("herald");
+        assert_eq!(keys.genesis, "herald:{sysreg}:genesis");
+        assert_eq!(keys.entries, "herald:{sysreg}:entries");
+        assert_eq!(keys.version, "herald:{sysreg}:version");
+        assert_eq!(keys.channel, "herald:{sysreg}:appended");
+        assert_eq!(keys.request, "herald:{sysreg}:request:");
+    }
+
+    /// The script stores `head .. version .. tail`: that must be the entry's own JSON, however
+    /// tricky the document and metadata.
+    #[test]
+    fn a_template_with_its_version_is_the_entry_json() {
+        let drafts = [
+            draft("{}", &[]),
+            draft(r#"{"version":0,"x":"\"version\":0"}"#, &[("version", "0")]),
+            draft(r#"[1,"version"]"#, &[("a", "\"version\":0,")]),
+        ];
+        for draft in drafts {
+            let template = EntryTemplate::new(&draft);
+            for version in [1, 42, u64::MAX] {
+                let built = format!("{}{version}{}", template.head, template.tail);
+                let expected = serde_json::to_string(&draft.clone().at_version(version)).unwrap();
+                assert_eq!(built, expected);
+                let decoded: SystemRegisterEntry = serde_json::from_str(&built).unwrap();
+                assert_eq!(decoded.version, version);
+                assert!(decoded.checksum_holds());
+            }
+        }
+    }
+
+    #[test]
+    fn version_fields_and_counters_parse_strictly() {
+        assert_eq!(parse_version_field(b"17").unwrap(), 17);
+        for bad in [&b"0"[..], b"-1", b"x", b"", b"1.5", b"\xff"] {
+            assert!(parse_version_field(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_counter(b"0").unwrap(), 0);
+        assert!(parse_counter(b"many").is_err());
+    }
+
+    #[test]
+    fn describe_never_shows_credentials() {
+        let store = RedisBlueprintStore::new("redis://admin:s3cret@10.0.0.7:6380/2", "herald");
+        assert_eq!(
+            store.unwrap().describe(),
+            "redis://10.0.0.7:6380/2 (system register, prefix herald)"
+        );
+    }
+
+    #[test]
+    fn new_refuses_bad_urls_and_prefixes_without_connecting() {
+        assert!(matches!(
+            RedisBlueprintStore::new("http://nope", "herald"),
+            Err(RedisOpenError::InvalidUrl(_))
+        ));
+        for prefix in ["", "a{b}", "a*", "a:b"] {
+            assert!(matches!(
+                RedisBlueprintStore::new("redis://127.0.0.1:1", prefix),
+                Err(RedisOpenError::InvalidPrefix(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn request_keys_are_unique_per_store_and_across_stores() {
+        let a = RedisBlueprintStore::new("redis://127.0.0.1:1", "herald").unwrap();
+        let b = RedisBlueprintStore::new("redis://127.0.0.1:1", "herald").unwrap();
+        let first = a.inner.next_request_key();
+        assert!(first.starts_with("herald:{sysreg}:request:"), "{first}");
+        assert_ne!(first, a.inner.next_request_key());
+        assert_ne!(first, b.inner.next_request_key());
+    }
+}

@@ -1,0 +1,634 @@
+//! The system register's stores: `RedisBlueprintStore` against real `redis-server` processes
+//! (one per test, real time) — the key layout, atomic versions across several hubs, the watch,
+//! corruption and outages — and one contract that the redb adapters and the in-memory fakes
+//! must keep alike, so that actor tests on the fakes say something about production.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use herald::parts::actors::ports::{
+    BlueprintStore, BlueprintStoreError, ReplicaStore, StoredReplica,
+};
+use herald::parts::actors::testing::{InMemoryBlueprintStore, InMemoryReplicaStore};
+use herald::parts::messages::{
+    BlueprintId, Checkpoint, EntryDraft, EntryKind, Genesis, HistoryId, NodeId, RegisterId,
+    SystemRegisterEntry, Timestamp,
+};
+use herald::parts::runtime::stores::{RedbBlueprintStore, RedbReplicaStore, RedisBlueprintStore};
+use redis::aio::MultiplexedConnection;
+use tokio::time::Instant;
+
+use crate::support::redis::RedisServer;
+
+/// An unavailable store must say so well within this (it fails in about a second at most).
+const FAIL_FAST: Duration = Duration::from_secs(5);
+/// A watch must deliver a version within this (re-subscribing after a restart included: its
+/// backoff is capped at 5 s).
+const WATCH_DEADLINE: Duration = Duration::from_secs(15);
+
+fn genesis(history: u8) -> Genesis {
+    Genesis {
+        register_id: RegisterId::system(),
+        history_id: HistoryId::from_bytes([history; 16]),
+        created_at: Timestamp::from_unix_millis(1_700_000_000_000),
+        created_by: NodeId::parse("hub-1").unwrap(),
+    }
+}
+
+fn draft(blueprint: &str) -> EntryDraft {
+    EntryDraft {
+        blueprint_id: BlueprintId::parse(blueprint).unwrap(),
+        kind: EntryKind::Published,
+        document: format!(r#"{{"blueprint":"{blueprint}","steps":["a","b"]}}"#).into(),
+        published_at: Timestamp::from_unix_millis(1_700_000_000_001),
+        published_by: "admin".to_owned(),
+        transaction_id: format!("tx-{blueprint}"),
+        metadata: BTreeMap::from([("team".to_owned(), "core".to_owned())]),
+    }
+}
+
+fn seed() -> Vec<EntryDraft> {
+    vec![draft("register-creation-v1"), draft("seed-two")]
+}
+
+fn versions(entries: &[SystemRegisterEntry]) -> Vec<u64> {
+    entries.iter().map(|entry| entry.version).collect()
+}
+
+fn redis_store(server: &RedisServer) -> RedisBlueprintStore {
+    RedisBlueprintStore::new(&server.url(), "herald").unwrap()
+}
+
+async fn raw(server: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn all_keys(conn: &mut MultiplexedConnection) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(conn).await.unwrap();
+    keys.sort();
+    keys
+}
+
+async fn hset(conn: &mut MultiplexedConnection, field: &str, value: &[u8]) {
+    let _: () = redis::cmd("HSET")
+        .arg("herald:{sysreg}:entries")
+        .arg(field)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// Runs `call`, asserts it fails fast with `Unavailable`.
+async fn assert_unavailable<T: std::fmt::Debug>(
+    what: &str,
+    call: impl Future<Output = Result<T, BlueprintStoreError>>,
+) {
+    let started = Instant::now();
+    let result = call.await;
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(result, Err(BlueprintStoreError::Unavailable(_))),
+        "{what}: expected Unavailable, got {result:?}"
+    );
+    assert!(elapsed < FAIL_FAST, "{what} took {elapsed:?} to fail");
+}
+
+/// Reads `watch` until every version in `wanted` was seen; returns everything it read.
+async fn watch_until(
+    watch: &mut BoxStream<'static, u64>,
+    wanted: impl IntoIterator<Item = u64>,
+) -> Vec<u64> {
+    let mut missing: BTreeSet<u64> = wanted.into_iter().collect();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + WATCH_DEADLINE;
+    while !missing.is_empty() {
+        let next = tokio::time::timeout_at(deadline, watch.next()).await;
+        match next {
+            Ok(Some(version)) => {
+                missing.remove(&version);
+                seen.push(version);
+            }
+            Ok(None) => panic!("the watch ended; seen {seen:?}, missing {missing:?}"),
+            Err(_) => {
+                panic!("no version within {WATCH_DEADLINE:?}; seen {seen:?}, missing {missing:?}")
+            }
+        }
+    }
+    seen
+}
+
+/// What every `BlueprintStore` does, whatever it is made of.
+async fn blueprint_contract(store: &dyn BlueprintStore) {
+    let what = store.describe();
+    assert_eq!(store.load().await.unwrap(), None, "{what}");
+    assert!(store.entries_after(0).await.unwrap().is_empty(), "{what}");
+    assert!(
+        matches!(
+            store.append(draft("early")).await,
+            Err(BlueprintStoreError::Corrupt { .. })
+        ),
+        "{what}: append before create"
+    );
+
+    let seeded = store.create(&genesis(1), seed()).await.unwrap();
+    let expected_seed: Vec<SystemRegisterEntry> = seed()
+        .into_iter()
+        .zip(1..)
+        .map(|(draft, version)| draft.at_version(version))
+        .collect();
+    assert_eq!(seeded, expected_seed, "{what}");
+    assert!(
+        matches!(
+            store.create(&genesis(2), seed()).await,
+            Err(BlueprintStoreError::AlreadyCreated)
+        ),
+        "{what}: second create"
+    );
+
+    let appended = store.append(draft("a")).await.unwrap();
+    assert_eq!(appended, draft("a").at_version(3), "{what}");
+    let loaded = store.load().await.unwrap().unwrap();
+    assert_eq!(loaded.genesis, genesis(1), "{what}");
+    assert_eq!(
+        loaded.entries,
+        [expected_seed, vec![appended.clone()]].concat(),
+        "{what}"
+    );
+    assert!(
+        loaded
+            .entries
+            .iter()
+            .all(SystemRegisterEntry::checksum_holds),
+        "{what}"
+    );
+    assert_eq!(
+        store.entries_after(2).await.unwrap(),
+        vec![appended],
+        "{what}"
+    );
+    assert!(store.entries_after(3).await.unwrap().is_empty(), "{what}");
+}
+
+/// What every `ReplicaStore` does, whatever it is made of.
+async fn replica_contract(store: &dyn ReplicaStore) {
+    let what = store.describe();
+    let entry = |blueprint: &str, version: u64| Arc::new(draft(blueprint).at_version(version));
+    let held = |replica: StoredReplica| -> Vec<(String, u64)> {
+        replica
+            .entries
+            .iter()
+            .map(|entry| (entry.blueprint_id.to_string(), entry.version))
+            .collect()
+    };
+    let checkpoint = |history: u8, version: u64| Checkpoint {
+        history_id: HistoryId::from_bytes([history; 16]),
+        version,
+        synced_at: Timestamp::from_unix_millis(1_700_000_000_000),
+        hub_id: NodeId::parse("hub-1").unwrap(),
+    };
+    let pairs = |expected: &[(&str, u64)]| -> Vec<(String, u64)> {
+        expected
+            .iter()
+            .map(|(id, version)| ((*id).to_owned(), *version))
+            .collect()
+    };
+    assert_eq!(
+        store.load().await.unwrap(),
+        StoredReplica::default(),
+        "{what}"
+    );
+
+    store
+        .apply(
+            true,
+            &[entry("a", 1), entry("b", 2), entry("a", 3)],
+            &checkpoint(1, 3),
+        )
+        .await
+        .unwrap();
+    let loaded = store.load().await.unwrap();
+    assert_eq!(loaded.checkpoint, Some(checkpoint(1, 3)), "{what}");
+    assert_eq!(held(loaded), pairs(&[("b", 2), ("a", 3)]), "{what}");
+
+    // Incremental, with a stale entry that must not win.
+    store
+        .apply(false, &[entry("a", 2), entry("c", 4)], &checkpoint(1, 4))
+        .await
+        .unwrap();
+    let loaded = store.load().await.unwrap();
+    assert_eq!(loaded.checkpoint, Some(checkpoint(1, 4)), "{what}");
+    assert_eq!(
+        held(loaded),
+        pairs(&[("b", 2), ("a", 3), ("c", 4)]),
+        "{what}"
+    );
+
+    // A full sync of another history replaces everything.
+    store
+        .apply(true, &[entry("z", 1)], &checkpoint(2, 1))
+        .await
+        .unwrap();
+    let loaded = store.load().await.unwrap();
+    assert_eq!(loaded.checkpoint, Some(checkpoint(2, 1)), "{what}");
+    assert_eq!(held(loaded), pairs(&[("z", 1)]), "{what}");
+}
+
+#[tokio::test]
+async fn every_blueprint_store_keeps_the_same_contract() {
+    let server = RedisServer::start();
+    blueprint_contract(&redis_store(&server)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let redb = RedbBlueprintStore::open(&dir.path().join("sysreg.redb"))
+        .await
+        .unwrap();
+    blueprint_contract(&redb).await;
+
+    blueprint_contract(&InMemoryBlueprintStore::new()).await;
+    blueprint_contract(&InMemoryBlueprintStore::single_writer()).await;
+}
+
+#[tokio::test]
+async fn every_replica_store_keeps_the_same_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let redb = RedbReplicaStore::open(&dir.path().join("replica"))
+        .await
+        .unwrap();
+    replica_contract(&redb).await;
+    replica_contract(&InMemoryReplicaStore::new()).await;
+}
+
+#[tokio::test]
+async fn redis_round_trip_uses_the_documented_keys_and_values() {
+    let server = RedisServer::start();
+    let store = redis_store(&server);
+    let mut appended_channel = redis::Client::open(server.url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    appended_channel
+        .subscribe("herald:{sysreg}:appended")
+        .await
+        .unwrap();
+    store.create(&genesis(1), seed()).await.unwrap();
+    let appended = store.append(draft("a")).await.unwrap();
+    assert_eq!(appended.version, 3);
+    // `create` announces its last seed, `append` its version.
+    let mut messages = appended_channel.on_message();
+    for expected in ["2", "3"] {
+        let message = tokio::time::timeout(WATCH_DEADLINE, messages.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(message.get_payload::<String>().unwrap(), expected);
+    }
+    drop(messages);
+
+    let mut conn = raw(&server).await;
+    let keys = all_keys(&mut conn).await;
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(keys[0], "herald:{sysreg}:entries");
+    assert_eq!(keys[1], "herald:{sysreg}:genesis");
+    assert!(keys[2].starts_with("herald:{sysreg}:request:"), "{keys:?}");
+    assert_eq!(keys[3], "herald:{sysreg}:version");
+
+    let counter: u64 = redis::cmd("GET")
+        .arg("herald:{sysreg}:version")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(counter, 3);
+    let stored_genesis: Vec<u8> = redis::cmd("GET")
+        .arg("herald:{sysreg}:genesis")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Genesis>(&stored_genesis).unwrap(),
+        genesis(1)
+    );
+    let fields: BTreeMap<String, Vec<u8>> = redis::cmd("HGETALL")
+        .arg("herald:{sysreg}:entries")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fields.keys().cloned().collect::<Vec<_>>(), ["1", "2", "3"]);
+    // The stored value is the entry's own JSON, version included.
+    let third: SystemRegisterEntry = serde_json::from_slice(&fields["3"]).unwrap();
+    assert_eq!(third, appended);
+    assert_eq!(fields["3"], serde_json::to_vec(&appended).unwrap());
+    let json: serde_json::Value = serde_json::from_slice(&fields["3"]).unwrap();
+    assert_eq!(json["version"], 3);
+    assert_eq!(json["blueprintId"], "a");
+    assert_eq!(json["document"], r#"{"blueprint":"a","steps":["a","b"]}"#);
+
+    // The request key remembers the version for a while, then goes.
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&keys[2])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((590..=600).contains(&ttl), "ttl {ttl}");
+
+    let loaded = store.load().await.unwrap().unwrap();
+    assert_eq!(versions(&loaded.entries), [1, 2, 3]);
+    assert!(
+        loaded
+            .entries
+            .iter()
+            .all(SystemRegisterEntry::checksum_holds)
+    );
+}
+
+#[tokio::test]
+async fn a_create_repeated_with_the_same_genesis_is_its_own_not_a_rival() {
+    let server = RedisServer::start();
+    let store = redis_store(&server);
+    let first = store.create(&genesis(1), seed()).await.unwrap();
+    // The same genesis (same random history) can only be this hub's earlier attempt.
+    let again = store.create(&genesis(1), seed()).await.unwrap();
+    assert_eq!(again, first);
+    assert!(matches!(
+        store.create(&genesis(2), seed()).await,
+        Err(BlueprintStoreError::AlreadyCreated)
+    ));
+    assert_eq!(
+        versions(&store.load().await.unwrap().unwrap().entries),
+        [1, 2]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hubs_racing_to_create_exactly_one_wins() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server).await;
+    for round in 0..20u8 {
+        let hub_a = Arc::new(redis_store(&server));
+        let hub_b = Arc::new(redis_store(&server));
+        let create = |hub: Arc<RedisBlueprintStore>, history: u8| {
+            tokio::spawn(async move { hub.create(&genesis(history), seed()).await })
+        };
+        let a = create(Arc::clone(&hub_a), 1);
+        let b = create(Arc::clone(&hub_b), 2);
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        let winner = match (&a, &b) {
+            (Ok(_), Err(BlueprintStoreError::AlreadyCreated)) => genesis(1),
+            (Err(BlueprintStoreError::AlreadyCreated), Ok(_)) => genesis(2),
+            other => panic!("round {round}: expected one winner, got {other:?}"),
+        };
+        for hub in [&hub_a, &hub_b] {
+            let loaded = hub.load().await.unwrap().unwrap();
+            assert_eq!(loaded.genesis, winner, "round {round}");
+            assert_eq!(versions(&loaded.entries), [1, 2], "round {round}");
+        }
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    }
+}
+
+/// 100 appends at once through 4 stores (4 hubs, 4 connections): Redis allocates 100 distinct,
+/// consecutive versions after the seeds, and each stored entry is the one its append got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_appends_from_four_hubs_get_consecutive_versions() {
+    let server = RedisServer::start();
+    let hubs: Vec<Arc<RedisBlueprintStore>> =
+        (0..4).map(|_| Arc::new(redis_store(&server))).collect();
+    let seeded = hubs[0].create(&genesis(1), seed()).await.unwrap();
+    let first_append = seeded.len() as u64 + 1;
+
+    let appends: Vec<_> = (0..100)
+        .map(|n| {
+            let hub = Arc::clone(&hubs[n % hubs.len()]);
+            tokio::spawn(async move { hub.append(draft(&format!("blueprint-{n}"))).await })
+        })
+        .collect();
+    let mut got: BTreeMap<u64, SystemRegisterEntry> = BTreeMap::new();
+    for append in appends {
+        let entry = append.await.unwrap().unwrap();
+        assert!(
+            got.insert(entry.version, entry).is_none(),
+            "a version was given twice"
+        );
+    }
+    assert_eq!(
+        got.keys().copied().collect::<Vec<_>>(),
+        (first_append..first_append + 100).collect::<Vec<_>>()
+    );
+
+    for hub in &hubs {
+        let loaded = hub.load().await.unwrap().unwrap();
+        assert_eq!(
+            versions(&loaded.entries),
+            (1..first_append + 100).collect::<Vec<_>>()
+        );
+        assert!(
+            loaded
+                .entries
+                .iter()
+                .all(SystemRegisterEntry::checksum_holds)
+        );
+        for entry in &loaded.entries[seeded.len()..] {
+            assert_eq!(&got[&entry.version], entry);
+        }
+    }
+    let after_seeds = hubs[3].entries_after(seeded.len() as u64).await.unwrap();
+    assert_eq!(after_seeds, got.into_values().collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_on_one_hub_sees_the_versions_appended_through_another() {
+    let server = RedisServer::start();
+    let (hub_a, hub_b) = (redis_store(&server), redis_store(&server));
+    hub_a.create(&genesis(1), seed()).await.unwrap();
+
+    let mut watch = hub_a
+        .watch()
+        .await
+        .unwrap()
+        .expect("a shared store can be watched");
+    // First the current version: appends made before the subscription are not missed.
+    let first = tokio::time::timeout(WATCH_DEADLINE, watch.next())
+        .await
+        .unwrap();
+    assert_eq!(first, Some(2));
+
+    for n in 0..5 {
+        hub_b.append(draft(&format!("b-{n}"))).await.unwrap();
+    }
+    let seen = watch_until(&mut watch, 3..=7).await;
+    assert_eq!(seen, [3, 4, 5, 6, 7], "one message per append, in order");
+
+    // Its own appends are announced too.
+    hub_a.append(draft("a")).await.unwrap();
+    watch_until(&mut watch, [8]).await;
+}
+
+/// A dropped pub/sub connection (here killed by the server) is replaced by the watch itself, and
+/// an append made while it was not subscribed still reaches the reader (as the current version
+/// after re-subscribing, if not as a message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_replaces_a_dropped_subscription_without_missing_appends() {
+    let server = RedisServer::start();
+    let (hub_a, hub_b) = (redis_store(&server), redis_store(&server));
+    hub_a.create(&genesis(1), seed()).await.unwrap();
+    let mut watch = hub_a.watch().await.unwrap().unwrap();
+    watch_until(&mut watch, [2]).await;
+
+    let mut conn = raw(&server).await;
+    for round in 0..3u64 {
+        let killed: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(killed, 1, "round {round}: one subscription to kill");
+        let appended = hub_b.append(draft(&format!("b-{round}"))).await.unwrap();
+        watch_until(&mut watch, [appended.version]).await;
+    }
+}
+
+#[tokio::test]
+async fn undecodable_or_misplaced_entries_make_the_register_corrupt() {
+    let server = RedisServer::start();
+    let store = redis_store(&server);
+    store.create(&genesis(1), seed()).await.unwrap();
+    store.append(draft("a")).await.unwrap();
+    let mut conn = raw(&server).await;
+
+    hset(&mut conn, "2", b"{not json").await;
+    let loaded = store.load().await;
+    let Err(BlueprintStoreError::Corrupt { what }) = loaded else {
+        panic!("expected Corrupt, got {loaded:?}");
+    };
+    assert!(what.contains("version 2"), "{what}");
+    assert!(matches!(
+        store.entries_after(1).await,
+        Err(BlueprintStoreError::Corrupt { .. })
+    ));
+    assert_eq!(versions(&store.entries_after(2).await.unwrap()), [3]);
+
+    // An entry under another version than its own.
+    let moved = serde_json::to_vec(&draft("x").at_version(9)).unwrap();
+    hset(&mut conn, "2", &moved).await;
+    assert!(matches!(
+        store.load().await,
+        Err(BlueprintStoreError::Corrupt { what }) if what.contains("version 2")
+    ));
+
+    // A field that is not a version.
+    let good = serde_json::to_vec(&seed().remove(1).at_version(2)).unwrap();
+    hset(&mut conn, "2", &good).await;
+    assert!(store.load().await.unwrap().is_some());
+    hset(&mut conn, "two", &good).await;
+    assert!(matches!(
+        store.load().await,
+        Err(BlueprintStoreError::Corrupt { what }) if what.contains("two")
+    ));
+    let _: () = redis::cmd("HDEL")
+        .arg("herald:{sysreg}:entries")
+        .arg("two")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // A tampered document still decodes: the store serves it as stored, and its checksum
+    // tells (the authority's validation refuses it).
+    let mut tampered = seed().remove(1).at_version(2);
+    tampered.document = r#"{"evil":true}"#.to_owned().into();
+    hset(&mut conn, "2", &serde_json::to_vec(&tampered).unwrap()).await;
+    let loaded = store.load().await.unwrap().unwrap();
+    assert!(!loaded.entries[1].checksum_holds());
+
+    // A missing genesis with entries left is damage, not "never created".
+    let _: () = redis::cmd("DEL")
+        .arg("herald:{sysreg}:genesis")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.load().await,
+        Err(BlueprintStoreError::Corrupt { what }) if what.contains("genesis")
+    ));
+    assert!(matches!(
+        store.create(&genesis(1), seed()).await,
+        Err(BlueprintStoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store.append(draft("b")).await,
+        Err(BlueprintStoreError::Corrupt { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_makes_every_call_fail_fast_with_unavailable() {
+    let mut server = RedisServer::start();
+    server.kill();
+    let store = redis_store(&server);
+    assert!(
+        store
+            .describe()
+            .contains(&format!("127.0.0.1:{}", server.port())),
+        "{}",
+        store.describe()
+    );
+    assert_unavailable("load", store.load()).await;
+    assert_unavailable("create", store.create(&genesis(1), seed())).await;
+    assert_unavailable("append", store.append(draft("a"))).await;
+    assert_unavailable("entries_after", store.entries_after(0)).await;
+    let started = Instant::now();
+    let watch = store.watch().await;
+    assert!(
+        matches!(watch, Err(BlueprintStoreError::Unavailable(_))),
+        "watch: expected Unavailable, got {:?}",
+        watch.map(|stream| stream.is_some())
+    );
+    assert!(started.elapsed() < FAIL_FAST);
+    assert_unavailable("load again", store.load()).await;
+}
+
+/// Multi-threaded like a node, so the driver's background reconnect runs while Redis is down.
+/// The watch re-subscribes by itself: its stream does not end when Redis goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_empty_restart_the_stores_work_again_and_the_watch_recovers() {
+    let mut server = RedisServer::start();
+    let (hub_a, hub_b) = (redis_store(&server), redis_store(&server));
+    hub_a.create(&genesis(1), seed()).await.unwrap();
+    hub_b.append(draft("a")).await.unwrap();
+    let mut watch = hub_a.watch().await.unwrap().unwrap();
+    watch_until(&mut watch, [3]).await;
+
+    server.kill();
+    assert_unavailable("load", hub_a.load()).await;
+    assert_unavailable("append", hub_b.append(draft("b"))).await;
+
+    server.restart();
+    // The restarted server is empty (no AOF in tests): the register is gone, and the stores
+    // say so rather than fail. The first calls after the restart succeed (one retry on the
+    // fresh connection; the scripts are loaded again after NOSCRIPT).
+    assert_eq!(hub_a.load().await.unwrap(), None);
+    assert!(matches!(
+        hub_b.append(draft("b")).await,
+        Err(BlueprintStoreError::Corrupt { .. })
+    ));
+    let seeded = hub_b.create(&genesis(2), seed()).await.unwrap();
+    assert_eq!(versions(&seeded), [1, 2]);
+    assert_eq!(hub_a.append(draft("c")).await.unwrap().version, 3);
+    let loaded = hub_b.load().await.unwrap().unwrap();
+    assert_eq!(loaded.genesis, genesis(2));
+    assert_eq!(versions(&loaded.entries), [1, 2, 3]);
+
+    // The watch subscribed again and reports what happened since (the current version first,
+    // then new appends).
+    hub_b.append(draft("d")).await.unwrap();
+    watch_until(&mut watch, [4]).await;
+}

@@ -1,0 +1,778 @@
+//! The hub's gRPC server and the peer's `GrpcHubLink` over real tonic on loopback, in real time:
+//! connect (and the FR-031 refusal of a hub caller), heartbeats (unknown session, SYNC when
+//! behind, the bidi stream), full and incremental syncs (order, deprecations, history, a 5 MiB
+//! document, the empty case), push notifications, status RPCs, validation (`INVALID_ARGUMENT`
+//! from the raw generated clients), an unreachable hub, and stopping the server.
+//!
+//! The hub is a whole node with the hub role on an in-memory blueprint store; the conversions'
+//! rules are unit-tested in `herald-proto`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tempfile::TempDir;
+use tokio::time::Instant;
+
+use herald::parts::actors::ports::{Clock, HubLink, HubLinkError, SyncRequest};
+use herald::parts::actors::testing::InMemoryBlueprintStore;
+use herald::parts::actors::{ActorSlot, TokioClock};
+use herald::parts::messages::{
+    BlueprintId, ChildKind, ConnectRequest, EntryKind, HeartbeatRequest, HistoryId, HubEndpoint,
+    NodeType, PublishRequest, RecommendedAction, SEED_BLUEPRINT_ID, SessionGrant, SessionId,
+    SyncScope, SystemRegisterAuthorityMsg,
+};
+use herald::parts::runtime::config::RawHubConfig;
+use herald::parts::runtime::grpc::proto::tonic::Code;
+use herald::parts::runtime::grpc::proto::v1;
+use herald::parts::runtime::grpc::proto::v1::central_node_connection_client::CentralNodeConnectionClient;
+use herald::parts::runtime::grpc::proto::v1::heartbeat_client::HeartbeatClient;
+use herald::parts::runtime::grpc::proto::v1::system_register_sync_client::SystemRegisterSyncClient;
+use herald::parts::runtime::grpc::{GrpcHubLink, GrpcServer, HubGrpc};
+use herald::{Node, NodeHandle, NodeId, RawNodeConfig, StoreOverrides};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+// ---- harness ----
+
+/// A hub node with its gRPC server on a free loopback port.
+struct TestHub {
+    handle: NodeHandle,
+    endpoint: HubEndpoint,
+    _dir: TempDir,
+}
+
+impl TestHub {
+    async fn start(id: &str) -> Self {
+        let dir = TempDir::new().unwrap();
+        let config = RawNodeConfig {
+            node_id: id.into(),
+            data_dir: Some(dir.path().into()),
+            hub: Some(RawHubConfig {
+                grpc_addr: "127.0.0.1:0".into(),
+                ..RawHubConfig::default()
+            }),
+            ..RawNodeConfig::default()
+        }
+        .validate()
+        .unwrap();
+        let overrides = StoreOverrides {
+            blueprint_store: Some(Arc::new(InMemoryBlueprintStore::single_writer())),
+            ..StoreOverrides::default()
+        };
+        let handle = Node::start_with(config, overrides).await.unwrap();
+        let addr = handle.grpc_addr().expect("a hub serves gRPC");
+        Self {
+            endpoint: HubEndpoint {
+                id: node(id),
+                url: format!("http://{addr}"),
+                priority: 0,
+            },
+            handle,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.endpoint.url.clone()
+    }
+
+    /// Publishes `{"n": n}` as blueprint `id`; returns its version.
+    async fn publish(&self, id: &str, n: u32) -> u64 {
+        self.publish_document(id, format!(r#"{{"n":{n}}}"#)).await
+    }
+
+    async fn publish_document(&self, id: &str, document: String) -> u64 {
+        let entry = self
+            .handle
+            .publish_blueprint(PublishRequest {
+                blueprint_id: BlueprintId::parse(id).unwrap(),
+                document: document.into(),
+                published_by: "admin".into(),
+                metadata: BTreeMap::new(),
+            })
+            .await
+            .unwrap();
+        entry.version
+    }
+
+    async fn deprecate(&self, id: &str) -> u64 {
+        self.handle
+            .deprecate_blueprint(BlueprintId::parse(id).unwrap(), "admin".into())
+            .await
+            .unwrap()
+            .version
+    }
+
+    async fn version_and_history(&self) -> (u64, HistoryId) {
+        let status = self.handle.hub_status().await.unwrap();
+        (status.version, status.history_id.expect("a ready hub"))
+    }
+
+    async fn stop(self) {
+        let report = self.handle.shutdown().await;
+        assert!(report.killed.is_empty(), "{report:?}");
+    }
+}
+
+fn node(id: &str) -> NodeId {
+    NodeId::parse(id).unwrap()
+}
+
+fn link(peer: &str) -> GrpcHubLink {
+    GrpcHubLink::new(node(peer), format!("{peer}.local:7000"))
+}
+
+fn connect_request(peer: &str, node_type: NodeType) -> ConnectRequest {
+    ConnectRequest {
+        peer_id: node(peer),
+        node_type,
+        address: String::new(),
+        last_known_version: 0,
+    }
+}
+
+async fn connect(link: &GrpcHubLink, hub: &TestHub, peer: &str) -> SessionGrant {
+    link.connect(
+        &hub.endpoint,
+        connect_request(peer, NodeType::Peer),
+        DEADLINE,
+    )
+    .await
+    .unwrap()
+}
+
+fn beat(peer: &str, session: &SessionId, last_sync_version: u64) -> HeartbeatRequest {
+    HeartbeatRequest {
+        peer_id: node(peer),
+        session_id: session.clone(),
+        sequence: 1,
+        last_sync_version,
+        sent_at: TokioClock::new().now(),
+    }
+}
+
+fn sync_request(peer: &str, grant: &SessionGrant, scope: SyncScope) -> SyncRequest {
+    SyncRequest {
+        peer_id: node(peer),
+        session_id: grant.session_id.clone(),
+        scope,
+        history_id: Some(grant.history_id.clone()),
+    }
+}
+
+fn now_millis() -> i64 {
+    TokioClock::new().now().as_unix_millis()
+}
+
+fn wire_beat(peer: &str, session: &str, timestamp: i64) -> v1::HeartbeatMessage {
+    v1::HeartbeatMessage {
+        peer_id: peer.into(),
+        timestamp,
+        sequence_number: 1,
+        last_sync_version: 0,
+        session_id: session.into(),
+        node_type: "Peer".into(),
+        metrics: None,
+    }
+}
+
+fn wire_connect(peer: &str, node_type: &str) -> v1::ConnectRequest {
+    v1::ConnectRequest {
+        peer_id: peer.into(),
+        peer_info: Some(v1::PeerInfo {
+            address: "10.0.0.9".into(),
+            port: 7000,
+            node_type: node_type.into(),
+            supported_protocols: vec!["herald.v1".into()],
+            capabilities: None,
+        }),
+        last_known_version: 0,
+        connection_time: now_millis(),
+    }
+}
+
+// ---- connect ----
+
+#[tokio::test]
+async fn connect_grants_a_session_with_version_history_and_intervals() {
+    let hub = TestHub::start("hub-1").await;
+    let (version, history) = hub.version_and_history().await;
+    let grant = connect(&link("peer-1"), &hub, "peer-1").await;
+    assert_eq!(grant.session_id.as_str().len(), 32, "{grant:?}");
+    assert_eq!(grant.hub_id, node("hub-1"));
+    assert_eq!(grant.version, version);
+    assert_eq!(grant.history_id, history);
+    assert_eq!(grant.heartbeat_interval, Duration::from_secs(30));
+    assert_eq!(grant.heartbeat_timeout, Duration::from_secs(30));
+    assert_eq!(grant.sync_interval, Duration::from_secs(300));
+    let peers = hub.handle.hub_peers().await.unwrap();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].session_id, grant.session_id);
+    assert_eq!(
+        peers[0].address, "peer-1.local:7000",
+        "the link's advertised address"
+    );
+    hub.stop().await;
+}
+
+/// FR-031: a hub must not connect to a hub; the refusal says so.
+#[tokio::test]
+async fn a_hub_calling_a_hub_is_refused_with_failed_precondition() {
+    let hub = TestHub::start("hub-1").await;
+    let mut raw = CentralNodeConnectionClient::connect(hub.url())
+        .await
+        .unwrap();
+    let status = raw
+        .connect_to_central_node(wire_connect("hub-2", "Central"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("hubs do not connect to hubs"),
+        "{}",
+        status.message()
+    );
+
+    let refused = link("hub-2")
+        .connect(
+            &hub.endpoint,
+            connect_request("hub-2", NodeType::Hub),
+            DEADLINE,
+        )
+        .await
+        .unwrap_err();
+    let HubLinkError::Refused(reason) = refused else {
+        panic!("expected a refusal, got {refused:?}");
+    };
+    assert!(reason.contains("hubs do not connect to hubs"), "{reason}");
+    assert!(hub.handle.hub_peers().await.unwrap().is_empty());
+    hub.stop().await;
+}
+
+// ---- heartbeats ----
+
+#[tokio::test]
+async fn a_heartbeat_with_an_unknown_session_asks_to_reconnect() {
+    let hub = TestHub::start("hub-1").await;
+    let link = link("peer-1");
+    let unknown = SessionId::new("ffffffffffffffffffffffffffffffff");
+    let err = link
+        .heartbeat(&hub.endpoint, beat("peer-1", &unknown, 0), DEADLINE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HubLinkError::UnknownSession(_)), "{err:?}");
+
+    // After a disconnect the session is unknown too.
+    let grant = connect(&link, &hub, "peer-1").await;
+    link.disconnect(&hub.endpoint, &node("peer-1"), &grant.session_id)
+        .await
+        .unwrap();
+    let err = link
+        .heartbeat(
+            &hub.endpoint,
+            beat("peer-1", &grant.session_id, 0),
+            DEADLINE,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HubLinkError::UnknownSession(_)), "{err:?}");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_heartbeat_from_a_peer_behind_recommends_sync() {
+    let hub = TestHub::start("hub-1").await;
+    let link = link("peer-1");
+    let grant = connect(&link, &hub, "peer-1").await;
+    let published = hub.publish("orders-v1", 1).await;
+
+    let ack = link
+        .heartbeat(
+            &hub.endpoint,
+            beat("peer-1", &grant.session_id, grant.version),
+            DEADLINE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack.action, RecommendedAction::Sync);
+    assert_eq!(ack.version, published);
+    assert_eq!(ack.history_id, grant.history_id);
+    assert_eq!(ack.hub_id, node("hub-1"));
+
+    let ack = link
+        .heartbeat(
+            &hub.endpoint,
+            beat("peer-1", &grant.session_id, published),
+            DEADLINE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack.action, RecommendedAction::None);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn monitor_heartbeat_answers_each_beat_and_ends_at_a_refusal() {
+    let hub = TestHub::start("hub-1").await;
+    let grant = connect(&link("peer-1"), &hub, "peer-1").await;
+    let session = grant.session_id.to_string();
+    let beats = vec![
+        wire_beat("peer-1", &session, now_millis()),
+        wire_beat("peer-1", &session, now_millis()),
+        wire_beat("peer-1", "ffffffffffffffffffffffffffffffff", now_millis()),
+        wire_beat("peer-1", &session, now_millis()),
+    ];
+    let mut raw = HeartbeatClient::connect(hub.url()).await.unwrap();
+    let mut acks = raw
+        .monitor_heartbeat(futures::stream::iter(beats))
+        .await
+        .unwrap()
+        .into_inner();
+    for _ in 0..2 {
+        let ack = acks.message().await.unwrap().expect("an acknowledgement");
+        assert!(ack.success);
+        assert_eq!(ack.central_node_id, "hub-1");
+    }
+    let refusal = acks.message().await.unwrap_err();
+    assert_eq!(refusal.code(), Code::NotFound);
+    hub.stop().await;
+}
+
+// ---- syncs ----
+
+#[tokio::test]
+async fn full_sync_streams_the_active_blueprints_ordered_by_version() {
+    let hub = TestHub::start("hub-1").await;
+    hub.publish("a", 1).await;
+    hub.publish("b", 1).await;
+    hub.publish("c", 1).await;
+    hub.publish("a", 2).await; // an update: a's latest entry moves after c
+    hub.deprecate("b").await;
+    let link = link("peer-1");
+    let grant = connect(&link, &hub, "peer-1").await;
+    let entries = link
+        .sync(
+            &hub.endpoint,
+            sync_request("peer-1", &grant, SyncScope::Full),
+            DEADLINE,
+        )
+        .await
+        .unwrap();
+    let listed: Vec<(String, u64)> = entries
+        .iter()
+        .map(|entry| (entry.blueprint_id.to_string(), entry.version))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (SEED_BLUEPRINT_ID.to_owned(), 1),
+            ("c".to_owned(), 4),
+            ("a".to_owned(), 5),
+        ]
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|entry| entry.is_active && entry.checksum_holds())
+    );
+    assert_eq!(&entries[2].document[..], br#"{"n":2}"#);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn incremental_sync_sends_every_entry_after_the_version() {
+    let hub = TestHub::start("hub-1").await;
+    let link = link("peer-1");
+    let grant = connect(&link, &hub, "peer-1").await;
+    let a = hub.publish("a", 1).await;
+    let b = hub.publish("b", 1).await;
+    let deprecated = hub.deprecate("a").await;
+    let entries = link
+        .sync(
+            &hub.endpoint,
+            sync_request("peer-1", &grant, SyncScope::After(a)),
+            DEADLINE,
+        )
+        .await
+        .unwrap();
+    let versions: Vec<u64> = entries.iter().map(|entry| entry.version).collect();
+    assert_eq!(versions, vec![b, deprecated]);
+    assert_eq!(entries[1].kind, EntryKind::Deprecated);
+    assert!(!entries[1].is_active);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_incremental_sync_completes_at_once() {
+    let hub = TestHub::start("hub-1").await;
+    let link = link("peer-1");
+    let grant = connect(&link, &hub, "peer-1").await;
+    let started = Instant::now();
+    let entries = link
+        .sync(
+            &hub.endpoint,
+            sync_request("peer-1", &grant, SyncScope::After(grant.version)),
+            DEADLINE,
+        )
+        .await
+        .unwrap();
+    assert!(entries.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn an_incremental_sync_from_another_history_is_refused() {
+    let hub = TestHub::start("hub-1").await;
+    let link = link("peer-1");
+    let grant = connect(&link, &hub, "peer-1").await;
+    let request = SyncRequest {
+        history_id: Some(HistoryId::from_bytes([0x42; 16])),
+        ..sync_request("peer-1", &grant, SyncScope::After(0))
+    };
+    let err = link
+        .sync(&hub.endpoint, request, DEADLINE)
+        .await
+        .unwrap_err();
+    let HubLinkError::Refused(reason) = err else {
+        panic!("expected a refusal, got {err:?}");
+    };
+    assert!(reason.contains("full sync"), "{reason}");
+    hub.stop().await;
+}
+
+/// tonic refuses messages over 4 MiB unless told otherwise; documents may have 16 MiB.
+#[tokio::test]
+async fn a_5_mib_document_syncs() {
+    let hub = TestHub::start("hub-1").await;
+    let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(5 * 1024 * 1024));
+    let version = hub.publish_document("big", big.clone()).await;
+    let link = link("peer-1");
+    let grant = connect(&link, &hub, "peer-1").await;
+    let entries = link
+        .sync(
+            &hub.endpoint,
+            sync_request("peer-1", &grant, SyncScope::After(version - 1)),
+            DEADLINE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].document.len(), big.len());
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn max_blueprints_truncates_a_sync() {
+    let hub = TestHub::start("hub-1").await;
+    for n in 0..5 {
+        hub.publish(&format!("bp-{n}"), n).await;
+    }
+    let grant = connect(&link("peer-1"), &hub, "peer-1").await;
+    let mut raw = SystemRegisterSyncClient::connect(hub.url()).await.unwrap();
+    let mut stream = raw
+        .full_sync(v1::SyncRequest {
+            peer_id: "peer-1".into(),
+            last_known_version: 0,
+            full_sync: true,
+            session_id: grant.session_id.to_string(),
+            max_blueprints: 2,
+            request_time: now_millis(),
+            history_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut versions = Vec::new();
+    while let Some(entry) = stream.message().await.unwrap() {
+        assert_eq!(entry.register_id, "00000000000000000000000000000000");
+        assert_eq!(entry.history_id, grant.history_id.to_string());
+        versions.push(entry.version);
+    }
+    assert_eq!(versions, vec![1, 2]);
+    hub.stop().await;
+}
+
+// ---- push notifications ----
+
+#[tokio::test]
+async fn subscribe_then_publish_delivers_a_notification() {
+    let hub = TestHub::start("hub-1").await;
+    let link = link("peer-1");
+    let grant = connect(&link, &hub, "peer-1").await;
+    let mut notifications = link
+        .subscribe(&hub.endpoint, &node("peer-1"), &grant.session_id)
+        .await
+        .unwrap();
+    let version = hub.publish("orders-v1", 1).await;
+    let notification = tokio::time::timeout(DEADLINE, notifications.next())
+        .await
+        .expect("a notification in time")
+        .expect("the stream is open");
+    assert_eq!(notification.blueprint_id.as_str(), "orders-v1");
+    assert_eq!(notification.version, version);
+    assert_eq!(notification.kind, EntryKind::Published);
+    assert_eq!(notification.history_id, grant.history_id);
+    assert_eq!(notification.sequence, 1);
+
+    hub.deprecate("orders-v1").await;
+    let deprecation = tokio::time::timeout(DEADLINE, notifications.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deprecation.kind, EntryKind::Deprecated);
+    assert_eq!(deprecation.sequence, 2);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn subscribing_with_an_unknown_session_is_refused_as_unknown() {
+    let hub = TestHub::start("hub-1").await;
+    let err = link("peer-1")
+        .subscribe(
+            &hub.endpoint,
+            &node("peer-1"),
+            &SessionId::new("ffffffffffffffffffffffffffffffff"),
+        )
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, HubLinkError::UnknownSession(_)), "{err:?}");
+    hub.stop().await;
+}
+
+// ---- status RPCs ----
+
+#[tokio::test]
+async fn status_rpcs_report_the_hub_and_the_session() {
+    let hub = TestHub::start("hub-1").await;
+    let link = link("peer-1");
+    let grant = connect(&link, &hub, "peer-1").await;
+    let latest = hub.publish("a", 1).await;
+    link.heartbeat(
+        &hub.endpoint,
+        beat("peer-1", &grant.session_id, grant.version),
+        DEADLINE,
+    )
+    .await
+    .unwrap();
+
+    let mut central = CentralNodeConnectionClient::connect(hub.url())
+        .await
+        .unwrap();
+    let status = central
+        .get_central_node_status(v1::StatusRequest {
+            peer_id: String::new(),
+            include_peer_list: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.node_id, "hub-1");
+    assert_eq!(status.health, i32::from(v1::NodeHealth::Healthy));
+    assert_eq!(status.current_system_register_version, latest as i64);
+    assert_eq!(status.active_peer_count, 1);
+    assert_eq!(status.connected_peers.len(), 1);
+    assert_eq!(status.connected_peers[0].peer_id, "peer-1");
+    assert_eq!(status.history_id, grant.history_id.to_string());
+
+    let mut heartbeat = HeartbeatClient::connect(hub.url()).await.unwrap();
+    let beats = heartbeat
+        .get_heartbeat_status(v1::HeartbeatStatusRequest {
+            peer_id: "peer-1".into(),
+            session_id: grant.session_id.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(beats.is_healthy);
+    assert!(beats.last_heartbeat_time > 0);
+    assert_eq!(beats.version_lag, (latest - grant.version) as i64);
+
+    let mut sync = SystemRegisterSyncClient::connect(hub.url()).await.unwrap();
+    let checkpoint = sync
+        .get_sync_checkpoint(v1::CheckpointRequest {
+            peer_id: "peer-1".into(),
+            session_id: grant.session_id.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(checkpoint.status, i32::from(v1::CheckpointStatus::Behind));
+    assert_eq!(checkpoint.current_version, latest as i64);
+
+    let unknown = sync
+        .get_sync_checkpoint(v1::CheckpointRequest {
+            peer_id: "peer-1".into(),
+            session_id: "ffffffffffffffffffffffffffffffff".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    hub.stop().await;
+}
+
+// ---- validation ----
+
+#[tokio::test]
+async fn invalid_requests_are_invalid_argument() {
+    let hub = TestHub::start("hub-1").await;
+    let grant = connect(&link("peer-1"), &hub, "peer-1").await;
+    let session = grant.session_id.to_string();
+
+    let mut central = CentralNodeConnectionClient::connect(hub.url())
+        .await
+        .unwrap();
+    let bad_peer = central
+        .connect_to_central_node(wire_connect("peer 1", "Peer"))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_peer.code(), Code::InvalidArgument);
+    assert!(
+        bad_peer.message().contains("peer_id"),
+        "{}",
+        bad_peer.message()
+    );
+    let mut bad_port = wire_connect("peer-2", "Peer");
+    bad_port.peer_info.as_mut().unwrap().port = 70_000;
+    let bad_port = central.connect_to_central_node(bad_port).await.unwrap_err();
+    assert_eq!(bad_port.code(), Code::InvalidArgument);
+
+    let mut heartbeat = HeartbeatClient::connect(hub.url()).await.unwrap();
+    let ten_minutes_off = now_millis() - 10 * 60 * 1000;
+    let stale = heartbeat
+        .send_heartbeat(wire_beat("peer-1", &session, ten_minutes_off))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::InvalidArgument);
+    assert!(stale.message().contains("timestamp"), "{}", stale.message());
+    let mut overloaded = wire_beat("peer-1", &session, now_millis());
+    overloaded.metrics = Some(v1::HealthMetrics {
+        cpu_usage_percent: 140.0,
+        ..v1::HealthMetrics::default()
+    });
+    let overloaded = heartbeat.send_heartbeat(overloaded).await.unwrap_err();
+    assert_eq!(overloaded.code(), Code::InvalidArgument);
+
+    let mut sync = SystemRegisterSyncClient::connect(hub.url()).await.unwrap();
+    let negative = sync
+        .incremental_sync(v1::SyncRequest {
+            peer_id: "peer-1".into(),
+            last_known_version: -1,
+            full_sync: false,
+            session_id: session.clone(),
+            max_blueprints: 0,
+            request_time: now_millis(),
+            history_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(negative.code(), Code::InvalidArgument);
+
+    // None of it touched the session.
+    let peers = hub.handle.hub_peers().await.unwrap();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].last_heartbeat_at, None);
+    hub.stop().await;
+}
+
+// ---- failures ----
+
+#[tokio::test]
+async fn a_closed_port_is_unreachable_quickly() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let hub = HubEndpoint {
+        id: node("hub-9"),
+        url: format!("http://127.0.0.1:{port}"),
+        priority: 0,
+    };
+    let started = Instant::now();
+    let err = link("peer-1")
+        .connect(&hub, connect_request("peer-1", NodeType::Peer), DEADLINE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HubLinkError::Unreachable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_authority_that_does_not_answer_is_unavailable() {
+    // A slot with no actor behind it: every call waits out the deadline.
+    let slot = ActorSlot::<SystemRegisterAuthorityMsg>::new(ChildKind::SystemRegisterAuthority);
+    let services = HubGrpc::new(
+        slot,
+        node("hub-1"),
+        Arc::new(TokioClock::new()),
+        Duration::from_millis(200),
+    );
+    let server = GrpcServer::start("127.0.0.1:0".parse().unwrap(), services)
+        .await
+        .unwrap();
+    let hub = HubEndpoint {
+        id: node("hub-1"),
+        url: format!("http://{}", server.local_addr()),
+        priority: 0,
+    };
+    let mut raw = CentralNodeConnectionClient::connect(hub.url.clone())
+        .await
+        .unwrap();
+    let status = raw
+        .connect_to_central_node(wire_connect("peer-1", "Peer"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    let err = link("peer-1")
+        .connect(&hub, connect_request("peer-1", NodeType::Peer), DEADLINE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HubLinkError::Unreachable(_)), "{err:?}");
+    server.stop(DEADLINE).await;
+}
+
+/// A stopping hub ends its push streams instead of waiting on them, then closes its port.
+#[tokio::test]
+async fn stopping_the_server_ends_push_streams_and_closes_the_port() {
+    let hub = TestHub::start("hub-1").await;
+    let link = link("peer-1");
+    let grant = connect(&link, &hub, "peer-1").await;
+    let mut notifications = link
+        .subscribe(&hub.endpoint, &node("peer-1"), &grant.session_id)
+        .await
+        .unwrap();
+    let endpoint = hub.endpoint.clone();
+
+    let started = Instant::now();
+    hub.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the open push stream held the stop: {:?}",
+        started.elapsed()
+    );
+    let end = tokio::time::timeout(DEADLINE, notifications.next())
+        .await
+        .expect("the push stream ends");
+    assert!(end.is_none(), "{end:?}");
+
+    let err = link
+        .connect(
+            &endpoint,
+            connect_request("peer-1", NodeType::Peer),
+            DEADLINE,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HubLinkError::Unreachable(_)), "{err:?}");
+}
