@@ -15,9 +15,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use std::sync::Arc;
+
+use herald::parts::messages::{BlueprintId, ConnectionState, PublishRequest};
+use herald::parts::runtime::stores::RedbBlueprintStore;
 use herald::{
-    ChildKind, NewRegister, Node, NodeHandle, RawNodeConfig, RawPeerConfig, RawRegisterConfig,
-    RegisterPatch,
+    ChildKind, NewRegister, Node, NodeHandle, RawHubConfig, RawHubEndpoint, RawNodeConfig,
+    RawPeerConfig, RawRegisterConfig, RegisterPatch, StoreOverrides,
 };
 use tokio::time::Instant;
 
@@ -161,6 +165,8 @@ async fn main() -> anyhow::Result<()> {
     println!("   verified {} after start", ms(restarted));
     show_available(&node, "Available Registers").await?;
 
+    hub_tour(&data_dir).await?;
+
     let http = node.http_addr().expect("demo serves HTTP");
     println!("\nTour done in {}.", ms(tour));
     if args.keep_running {
@@ -176,6 +182,204 @@ async fn main() -> anyhow::Result<()> {
         tokio::signal::ctrl_c().await?;
     }
     node.shutdown().await;
+    Ok(())
+}
+
+/// Two hubs sharing one system register, and a peer that knows both: a publication reaching
+/// the peer, a hub stopped and the failover, every hub gone and the peer isolated.
+async fn hub_tour(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    step(
+        7,
+        "Start hubs n0 and n1 sharing one system register, and a peer that knows both",
+    );
+    let shared =
+        Arc::new(RedbBlueprintStore::open(&data_dir.join("hubs/system-register.redb")).await?);
+    let n0 = start_hub(data_dir, "n0", &shared).await?;
+    let n1 = start_hub(data_dir, "n1", &shared).await?;
+    let hubs = [("n0", n0.grpc_addr()), ("n1", n1.grpc_addr())];
+    let started = Instant::now();
+    let peer = start_hub_peer(data_dir, &hubs).await?;
+    wait_for("the peer to connect to n0 and replicate", || async {
+        let status = peer.connection_status().await.ok()?;
+        let replica = peer.system_register().await.ok()?;
+        (status.hub_id.as_ref().map(|id| id.as_str()) == Some("n0")
+            && replica.total_blueprints == 1)
+            .then_some(())
+    })
+    .await?;
+    println!(
+        "   connected to n0 and replicated the system register (the seeded blueprint) in {}",
+        ms(started)
+    );
+
+    step(
+        8,
+        "Publish blueprint \"invoice-approval\" on n0: it reaches the peer by push",
+    );
+    let published = Instant::now();
+    let entry = n0
+        .publish_blueprint(PublishRequest {
+            blueprint_id: BlueprintId::parse("invoice-approval")?,
+            document: r#"{"steps":["submit","approve","pay"]}"#.into(),
+            published_by: "alice".into(),
+            metadata: Default::default(),
+        })
+        .await?;
+    wait_for("the publication to reach the peer", || async {
+        let replica = peer.system_register().await.ok()?;
+        (replica.version == entry.version).then_some(())
+    })
+    .await?;
+    println!(
+        "   version {} on the peer {} after publishing",
+        entry.version,
+        ms(published)
+    );
+
+    step(
+        9,
+        "Stop hub n0: the peer misses two heartbeats and fails over to n1",
+    );
+    let stopped = Instant::now();
+    n0.shutdown().await;
+    wait_for("the failover to n1", || async {
+        let status = peer.connection_status().await.ok()?;
+        (status.hub_id.as_ref().map(|id| id.as_str()) == Some("n1")).then_some(())
+    })
+    .await?;
+    let replica = peer.system_register().await?;
+    println!(
+        "   on n1 {} after n0 stopped; the replica still holds {} blueprints at version {}",
+        ms(stopped),
+        replica.total_blueprints,
+        replica.version
+    );
+
+    step(
+        10,
+        "Stop hub n1 too: the peer is isolated and keeps serving its replica",
+    );
+    let stopped = Instant::now();
+    n1.shutdown().await;
+    wait_for("isolation", || async {
+        let status = peer.connection_status().await.ok()?;
+        (status.state == ConnectionState::Isolated).then_some(())
+    })
+    .await?;
+    let replica = peer.system_register().await?;
+    println!(
+        "   isolated {} after n1 stopped; still serving {} blueprints (version {}), retrying the hubs with backoff",
+        ms(stopped),
+        replica.total_blueprints,
+        replica.version
+    );
+
+    step(
+        11,
+        "Start n1 again: the peer reconnects and checks its replica in full",
+    );
+    let restarted = Instant::now();
+    let n1 = start_hub(data_dir, "n1", &shared).await?;
+    wait_for("the reconnection", || async {
+        let status = peer.connection_status().await.ok()?;
+        (status.state == ConnectionState::Connected).then_some(())
+    })
+    .await?;
+    let replica_status = peer.replica_status().await?;
+    println!(
+        "   connected again {} after n1 started; last sync: {}",
+        ms(restarted),
+        replica_status.last_sync_kind.unwrap_or_default()
+    );
+    peer.shutdown().await;
+    n1.shutdown().await;
+    Ok(())
+}
+
+async fn start_hub(
+    data_dir: &std::path::Path,
+    id: &str,
+    store: &Arc<RedbBlueprintStore>,
+) -> anyhow::Result<NodeHandle> {
+    let config = RawNodeConfig {
+        node_id: id.into(),
+        data_dir: Some(data_dir.join("hubs")),
+        hub: Some(RawHubConfig {
+            // A fixed port per hub, so that a restarted hub is found where the peer expects it.
+            grpc_addr: format!("127.0.0.1:{}", hub_port(id)),
+            heartbeat_interval_ms: Some(200),
+            ..RawHubConfig::default()
+        }),
+        ..RawNodeConfig::default()
+    }
+    .validate()?;
+    let overrides = StoreOverrides {
+        blueprint_store: Some(Arc::clone(store) as _),
+        ..StoreOverrides::default()
+    };
+    Ok(Node::start_with(config, overrides).await?)
+}
+
+/// A free port for each hub of the tour, chosen once.
+fn hub_port(id: &str) -> u16 {
+    static PORTS: std::sync::OnceLock<std::collections::HashMap<String, u16>> =
+        std::sync::OnceLock::new();
+    let ports = PORTS.get_or_init(|| {
+        ["n0", "n1"]
+            .into_iter()
+            .map(|hub| {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+                let port = listener.local_addr().expect("a bound address").port();
+                (hub.to_owned(), port)
+            })
+            .collect()
+    });
+    ports[id]
+}
+
+async fn start_hub_peer(
+    data_dir: &std::path::Path,
+    hubs: &[(&str, Option<std::net::SocketAddr>)],
+) -> anyhow::Result<NodeHandle> {
+    let config = RawNodeConfig {
+        node_id: "demo-hub-peer".into(),
+        data_dir: Some(data_dir.join("hub-peer")),
+        peer: Some(RawPeerConfig {
+            hubs: hubs
+                .iter()
+                .map(|(id, addr)| RawHubEndpoint {
+                    id: (*id).into(),
+                    url: format!("http://{}", addr.expect("hubs serve gRPC")),
+                    priority: None,
+                })
+                .collect(),
+            heartbeat_interval_ms: Some(200),
+            heartbeat_timeout_ms: Some(200),
+            missed_heartbeats: Some(2),
+            connect_timeout_ms: Some(500),
+            isolated_backoff_max_ms: Some(300),
+            ..RawPeerConfig::default()
+        }),
+        ..RawNodeConfig::default()
+    }
+    .validate()?;
+    Ok(Node::start(config).await?)
+}
+
+/// Polls `check` every 5 ms for up to 10 s.
+async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<()>>,
+{
+    let since = Instant::now();
+    while check().await.is_none() {
+        anyhow::ensure!(
+            since.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     Ok(())
 }
 

@@ -36,13 +36,19 @@ pub async fn serve(role: &str, raw: RawNodeConfig) -> anyhow::Result<ExitCode> {
     let node = match Node::start(config).await {
         Ok(node) => node,
         Err(err) => {
-            eprintln!("cannot start: {}", herald::parts::actors::ports::error_chain(&err));
+            eprintln!(
+                "cannot start: {}",
+                herald::parts::actors::ports::error_chain(&err)
+            );
             return Ok(ExitCode::FAILURE);
         }
     };
     let http = node.http_addr().expect("role binaries always serve HTTP");
     match node.grpc_addr() {
-        Some(grpc) => println!("herald {role} ready node={} http={http} grpc={grpc}", node.node_id()),
+        Some(grpc) => println!(
+            "herald {role} ready node={} http={http} grpc={grpc}",
+            node.node_id()
+        ),
         None => println!("herald {role} ready node={} http={http}", node.node_id()),
     }
     run_until_stopped(node).await

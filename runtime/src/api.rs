@@ -11,10 +11,9 @@ use herald_messages::{
     AdInput, AdvertisementPoolMsg, AdvertisementSyncState, AuthorityError, AvailableRegister,
     BlueprintId, BulkAdvertise, BulkOutcome, CentralNodeConnectionMsg, ChildKind, ChildReport,
     ConnectionStatus, HeartbeatMonitorMsg, HubPeer, HubReport, HubStatus, NewRegister, NodeId,
-    NodeSupervisorMsg, PoolError, PoolStatus, PublishRequest, Register, RegisterError,
-    RegisterId, RegisterPatch, ReplicaStatus, ResyncDriverMsg, SyncTrigger,
-    SystemRegisterAuthorityMsg, SystemRegisterEntry, SystemRegisterReplicaMsg,
-    SystemRegisterView,
+    NodeSupervisorMsg, PoolError, PoolStatus, PublishRequest, Register, RegisterError, RegisterId,
+    RegisterPatch, ReplicaStatus, ResyncDriverMsg, SyncTrigger, SystemRegisterAuthorityMsg,
+    SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView,
 };
 
 /// Why a call to a node failed.
@@ -203,12 +202,22 @@ impl NodeApi {
     }
 
     pub async fn hub_status(&self) -> Result<HubStatus, NodeError> {
-        call(self.authority()?, SystemRegisterAuthorityMsg::Status, self.timeout).await
+        call(
+            self.authority()?,
+            SystemRegisterAuthorityMsg::Status,
+            self.timeout,
+        )
+        .await
     }
 
     /// The peers connected to this hub.
     pub async fn hub_peers(&self) -> Result<Vec<HubPeer>, NodeError> {
-        call(self.authority()?, SystemRegisterAuthorityMsg::Peers, self.timeout).await
+        call(
+            self.authority()?,
+            SystemRegisterAuthorityMsg::Peers,
+            self.timeout,
+        )
+        .await
     }
 
     // ---- the system register: the hub's own, or a peer's replica ----
@@ -219,7 +228,12 @@ impl NodeApi {
         if let Some(authority) = &self.authority {
             return call(authority, SystemRegisterAuthorityMsg::View, self.timeout).await;
         }
-        call(&self.hub_slots()?.replica, SystemRegisterReplicaMsg::View, self.timeout).await
+        call(
+            &self.hub_slots()?.replica,
+            SystemRegisterReplicaMsg::View,
+            self.timeout,
+        )
+        .await
     }
 
     /// One blueprint's latest entry, with its document.
@@ -228,8 +242,12 @@ impl NodeApi {
         id: BlueprintId,
     ) -> Result<Option<Arc<SystemRegisterEntry>>, NodeError> {
         if let Some(authority) = &self.authority {
-            return call(authority, |reply| SystemRegisterAuthorityMsg::Get(id, reply), self.timeout)
-                .await;
+            return call(
+                authority,
+                |reply| SystemRegisterAuthorityMsg::Get(id, reply),
+                self.timeout,
+            )
+            .await;
         }
         call(
             &self.hub_slots()?.replica,
@@ -242,16 +260,31 @@ impl NodeApi {
     // ---- peer role: hub connection and replica ----
 
     pub async fn connection_status(&self) -> Result<ConnectionStatus, NodeError> {
-        call(&self.hub_slots()?.connection, CentralNodeConnectionMsg::Status, self.timeout).await
+        call(
+            &self.hub_slots()?.connection,
+            CentralNodeConnectionMsg::Status,
+            self.timeout,
+        )
+        .await
     }
 
     /// The configured hubs, with the current one marked.
     pub async fn central_nodes(&self) -> Result<Vec<HubReport>, NodeError> {
-        call(&self.hub_slots()?.connection, CentralNodeConnectionMsg::Hubs, self.timeout).await
+        call(
+            &self.hub_slots()?.connection,
+            CentralNodeConnectionMsg::Hubs,
+            self.timeout,
+        )
+        .await
     }
 
     pub async fn replica_status(&self) -> Result<ReplicaStatus, NodeError> {
-        call(&self.hub_slots()?.replica, SystemRegisterReplicaMsg::Status, self.timeout).await
+        call(
+            &self.hub_slots()?.replica,
+            SystemRegisterReplicaMsg::Status,
+            self.timeout,
+        )
+        .await
     }
 
     /// Asks the replica to sync now (besides notifications and the periodic sync).

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use herald_actors::{
     AuthorityConfig, BackoffConfig, ConnectionConfig, HeartbeatConfig, PoolConfig, ReplicaConfig,
-    ResyncConfig, RestartPolicy,
+    RestartPolicy, ResyncConfig,
 };
 use herald_messages::{HubEndpoint, NodeId};
 
@@ -940,7 +940,13 @@ mod tests {
             }),
             ..peer_only()
         };
-        let connection = raw.validate().unwrap().peer.unwrap().hub_connection.unwrap();
+        let connection = raw
+            .validate()
+            .unwrap()
+            .peer
+            .unwrap()
+            .hub_connection
+            .unwrap();
         let hubs = connection.connection.hubs;
         assert_eq!((hubs[0].priority, hubs[1].priority), (0, 1));
         assert_eq!(hubs[0].url, "http://a:1");

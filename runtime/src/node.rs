@@ -26,7 +26,9 @@ use herald_messages::{
 };
 
 use crate::api::{NodeApi, PeerHubSlots};
-use crate::config::{BlueprintStoreConfig, HubConnectionConfig, HubRoleConfig, NodeConfig, PoolLinkConfig};
+use crate::config::{
+    BlueprintStoreConfig, HubConnectionConfig, HubRoleConfig, NodeConfig, PoolLinkConfig,
+};
 use crate::grpc::{GrpcHubLink, GrpcServer, HubGrpc};
 use crate::links::HttpPoolLink;
 use crate::rest::{self, RestState};
@@ -378,18 +380,22 @@ impl NodeHandle {
 async fn open_blueprint_store(hub: &HubRoleConfig) -> Result<Arc<dyn BlueprintStore>, StartError> {
     match &hub.store {
         BlueprintStoreConfig::Embedded { path } => {
-            let store = stores::RedbBlueprintStore::open(path).await.map_err(|source| StartError::Store {
-                what: "system register store",
-                location: path.display().to_string(),
-                source: Box::new(source),
-            })?;
+            let store = stores::RedbBlueprintStore::open(path)
+                .await
+                .map_err(|source| StartError::Store {
+                    what: "system register store",
+                    location: path.display().to_string(),
+                    source: Box::new(source),
+                })?;
             Ok(Arc::new(store))
         }
         BlueprintStoreConfig::Redis { url, prefix } => {
-            let store = stores::RedisBlueprintStore::new(url, prefix).map_err(|source| StartError::Store {
-                what: "system register store",
-                location: url.clone(),
-                source: Box::new(source),
+            let store = stores::RedisBlueprintStore::new(url, prefix).map_err(|source| {
+                StartError::Store {
+                    what: "system register store",
+                    location: url.clone(),
+                    source: Box::new(source),
+                }
             })?;
             Ok(Arc::new(store))
         }
@@ -407,18 +413,21 @@ async fn peer_hub_children(
     let replica_store = match &overrides.replica_store {
         Some(store) => Arc::clone(store),
         None => {
-            let store = stores::RedbReplicaStore::open(&config.replica_dir).await.map_err(|source| StartError::Store {
-                what: "system register replica",
-                location: config.replica_dir.display().to_string(),
-                source: Box::new(source),
-            })?;
+            let store = stores::RedbReplicaStore::open(&config.replica_dir)
+                .await
+                .map_err(|source| StartError::Store {
+                    what: "system register replica",
+                    location: config.replica_dir.display().to_string(),
+                    source: Box::new(source),
+                })?;
             Arc::new(store) as Arc<dyn ReplicaStore>
         }
     };
     let link: Arc<dyn HubLink> = match &overrides.hub_link {
         Some(link) => Arc::clone(link),
         None => Arc::new(
-            GrpcHubLink::new(node_id.clone(), config.advertised_address.clone()).with_clock(Arc::clone(clock)),
+            GrpcHubLink::new(node_id.clone(), config.advertised_address.clone())
+                .with_clock(Arc::clone(clock)),
         ),
     };
     let slots = PeerHubSlots {
@@ -478,7 +487,9 @@ async fn await_register(
             .await;
         match status.map(|status| status.state) {
             Ok(RegisterState::Ready) => return Ok(()),
-            Ok(RegisterState::Corrupt(reason)) => return Err(StartError::SystemRegisterRefused(reason)),
+            Ok(RegisterState::Corrupt(reason)) => {
+                return Err(StartError::SystemRegisterRefused(reason));
+            }
             _ if started.elapsed() > HUB_STARTUP_WAIT => {
                 warn!(node = %node_id, "system register still loading; serving gRPC anyway (the hub answers UNAVAILABLE until it is ready)");
                 return Ok(());

@@ -980,7 +980,12 @@ async fn health_is_503_once_the_node_gave_up() {
         ..peer_only("rest-gave-up")
     };
     let node = TestNode::start(raw).await;
-    assert!(node.handle.kill_actor(ChildKind::AdvertisementPool).await.unwrap());
+    assert!(
+        node.handle
+            .kill_actor(ChildKind::AdvertisementPool)
+            .await
+            .unwrap()
+    );
     let failure = tokio::time::timeout(DEADLINE, node.handle.failed())
         .await
         .expect("the node gives up after one failure");

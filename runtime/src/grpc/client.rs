@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 use herald_actors::TokioClock;
 use herald_actors::ports::{Clock, HubLink, HubLinkError, SyncRequest, error_chain};
 use herald_messages::{
-    BlueprintNotification, ConnectRequest, HeartbeatAck, HeartbeatRequest, HubEndpoint,
+    BlueprintNotification, ConnectRequest, HeartbeatAck, HeartbeatRequest, HistoryId, HubEndpoint,
     MAX_DOCUMENT_BYTES, NodeId, SessionGrant, SessionId, SyncScope, SystemRegisterEntry,
 };
 use herald_proto::convert::{self, WireError};
@@ -274,7 +274,7 @@ struct EntryCheck {
     after: u64,
     /// The history every entry must carry: the peer's for an incremental sync, else the first
     /// entry's.
-    history: Option<herald_messages::HistoryId>,
+    history: Option<HistoryId>,
 }
 
 impl EntryCheck {
@@ -291,11 +291,7 @@ impl EntryCheck {
         }
     }
 
-    fn accept(
-        &mut self,
-        history: &herald_messages::HistoryId,
-        entry: &SystemRegisterEntry,
-    ) -> Result<(), String> {
+    fn accept(&mut self, history: &HistoryId, entry: &SystemRegisterEntry) -> Result<(), String> {
         if entry.version <= self.after {
             return Err(format!(
                 "entry version {} is not above {}: entries must come in increasing versions",
@@ -370,7 +366,7 @@ fn invalid_answer(hub: &HubEndpoint, err: &WireError) -> HubLinkError {
 
 #[cfg(test)]
 mod tests {
-    use herald_messages::{BlueprintId, EntryKind, HistoryId, Timestamp};
+    use herald_messages::{BlueprintId, EntryKind, Timestamp};
 
     use super::*;
 

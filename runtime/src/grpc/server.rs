@@ -26,11 +26,10 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpIncoming};
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{Instrument, Span, debug, debug_span, warn};
+use tracing::{Instrument, Span, debug, debug_span, error, warn};
 
-use herald_actors::ActorSlot;
-use herald_actors::SlotError;
-use herald_actors::ports::{BoxError, Clock};
+use herald_actors::ports::{BoxError, Clock, error_chain};
+use herald_actors::{ActorSlot, SlotError};
 use herald_messages::{
     AuthorityError, HubPeer, NodeId, SyncScope, SystemRegisterAuthorityMsg as AuthorityMsg,
 };
@@ -484,7 +483,7 @@ impl GrpcServer {
                 let _ = stopped.await;
             };
             if let Err(err) = serve(incoming, hub, stopped).await {
-                tracing::error!(addr = %local_addr, err = %herald_actors::ports::error_chain(&err), "gRPC server failed");
+                error!(addr = %local_addr, err = %error_chain(&err), "gRPC server failed");
             }
         });
         debug!(addr = %local_addr, "gRPC server listening");
@@ -551,7 +550,7 @@ fn traced_peer(raw: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use herald_messages::{BlueprintId, InvalidInput, SessionId};
+    use herald_messages::{BlueprintId, ChildKind, InvalidInput, SessionId};
     use tonic::Code;
 
     use super::*;
@@ -605,10 +604,7 @@ mod tests {
 
     #[test]
     fn slot_errors_and_wire_errors_map_to_their_codes() {
-        let slot = SlotError::Timeout(
-            herald_messages::ChildKind::SystemRegisterAuthority,
-            Duration::from_secs(1),
-        );
+        let slot = SlotError::Timeout(ChildKind::SystemRegisterAuthority, Duration::from_secs(1));
         assert_eq!(slot_status(slot).code(), Code::Unavailable);
         let wire = wire_status(WireError::new("peer_id", "must be short"));
         assert_eq!(wire.code(), Code::InvalidArgument);

@@ -129,7 +129,9 @@ impl From<NodeError> for ApiError {
             NodeError::Hub(AuthorityError::AlreadyDeprecated(_)) => {
                 Self::new(StatusCode::CONFLICT, reason).with_field("blueprintId")
             }
-            NodeError::Hub(AuthorityError::HubCaller(_)) => Self::new(StatusCode::FORBIDDEN, reason),
+            NodeError::Hub(AuthorityError::HubCaller(_)) => {
+                Self::new(StatusCode::FORBIDDEN, reason)
+            }
             NodeError::Hub(AuthorityError::Unavailable(_) | AuthorityError::NotReady(_)) => {
                 unavailable(reason)
             }

@@ -81,7 +81,10 @@ pub async fn deprecate(
     State(state): State<RestState>,
     PathBlueprintId(id): PathBlueprintId,
 ) -> Result<Json<EntryBody>, ApiError> {
-    let entry = state.api.deprecate_blueprint(id, "admin".to_owned()).await?;
+    let entry = state
+        .api
+        .deprecate_blueprint(id, "admin".to_owned())
+        .await?;
     Ok(Json(EntryBody::from(&entry)))
 }
 

@@ -42,7 +42,11 @@ pub async fn health(State(state): State<RestState>) -> Response {
     let mut report = HealthReport {
         status: HealthStatus::Healthy,
         node_id: api.node_id().clone(),
-roles: roles(api.has_peer_role(), api.has_register_role(), api.has_hub_role()),
+        roles: roles(
+            api.has_peer_role(),
+            api.has_register_role(),
+            api.has_hub_role(),
+        ),
         store: None,
         hub: None,
         connection: None,
@@ -86,14 +90,19 @@ roles: roles(api.has_peer_role(), api.has_register_role(), api.has_hub_role()),
         match &hub.state {
             RegisterState::Ready => {}
             RegisterState::Loading => failures.push("system register still loading".to_owned()),
-            RegisterState::Corrupt(reason) => failures.push(format!("system register refused: {reason}")),
+            RegisterState::Corrupt(reason) => {
+                failures.push(format!("system register refused: {reason}"))
+            }
         }
     }
     if let Some(connection) = &connection {
         match connection.state {
             ConnectionState::Connected => {}
             ConnectionState::Isolated => {
-                failures.push("isolated: no hub reachable; serving the last system register replica".to_owned());
+                failures.push(
+                    "isolated: no hub reachable; serving the last system register replica"
+                        .to_owned(),
+                );
             }
             ConnectionState::Connecting | ConnectionState::Disconnected => {
                 failures.push("not connected to a hub yet".to_owned());

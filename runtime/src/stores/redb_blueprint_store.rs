@@ -15,18 +15,22 @@
 //! runs on tokio's blocking pool; redb's error types never leave this file.
 //!
 //! Deliberately not done here: checking checksums and the order of versions (the authority
-//! validates the register it loads), and `watch` (one hub is the only writer of the file, so it
-//! knows of every append; `watch` answers `None`).
+//! validates the register it loads). `watch` reports the appends made through this instance, so
+//! hubs of one process sharing it (an embedded deployment, the demo) see each other's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     TableDefinition, WriteTransaction,
 };
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use herald_actors::ports::{BlueprintStore, BlueprintStoreError, StoredRegister};
 use herald_messages::{EntryDraft, Genesis, SystemRegisterEntry};
@@ -37,6 +41,9 @@ use super::redb_file::{self, RedbFailure, RedbOpenError};
 pub struct RedbBlueprintStore {
     db: Arc<Database>,
     path: PathBuf,
+    /// Versions appended through this instance: hubs of one process sharing it see each
+    /// other's appends.
+    appended: broadcast::Sender<u64>,
 }
 
 impl RedbBlueprintStore {
@@ -46,6 +53,7 @@ impl RedbBlueprintStore {
         Ok(Self {
             db,
             path: path.to_path_buf(),
+            appended: broadcast::channel(1_024).0,
         })
     }
 
@@ -157,6 +165,10 @@ impl BlueprintStore for RedbBlueprintStore {
             Ok(Ok(entry))
         })
         .await
+        .inspect(|entry| {
+            // Nobody watching is fine.
+            let _ = self.appended.send(entry.version);
+        })
     }
 
     async fn entries_after(
@@ -171,7 +183,15 @@ impl BlueprintStore for RedbBlueprintStore {
     }
 
     async fn watch(&self) -> Result<Option<BoxStream<'static, u64>>, BlueprintStoreError> {
-        Ok(None)
+        // A watcher that fell behind learns the latest version it missed: catching up from it
+        // reads every entry after its own version anyway.
+        let versions = BroadcastStream::new(self.appended.subscribe()).filter_map(|version| {
+            std::future::ready(match version {
+                Ok(version) => Some(version),
+                Err(BroadcastStreamRecvError::Lagged(_)) => Some(u64::MAX),
+            })
+        });
+        Ok(Some(versions.boxed()))
     }
 
     fn describe(&self) -> String {
@@ -313,7 +333,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir.path().join("sysreg.redb")).await;
         assert_eq!(store.load().await.unwrap(), None);
-        assert!(store.watch().await.unwrap().is_none());
 
         let seeded = store.create(&genesis(), seed()).await.unwrap();
         assert_eq!(seeded, vec![seed().remove(0).at_version(1)]);
