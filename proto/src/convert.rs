@@ -554,6 +554,7 @@ pub fn entry_to_wire(entry: &SystemRegisterEntry, history: &HistoryId) -> v1::Sy
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect(),
         history_id: history.to_string(),
+        kind: notification_type_to_wire(entry.kind).into(),
     }
 }
 
@@ -561,8 +562,8 @@ pub fn entry_to_wire(entry: &SystemRegisterEntry, history: &HistoryId) -> v1::Sy
 /// `sha256:<64 lowercase hex>` checksum that matches the document, a document of at most
 /// 16 MiB, metadata under 4 KiB and a history id. Returns the history with the entry.
 ///
-/// The wire entry has no kind: an inactive entry is a deprecation, an active one reads as a
-/// publication (an update is indistinguishable from it).
+/// An entry without a kind (from an older hub) reads as a deprecation when inactive and as a
+/// publication when active.
 pub fn entry_from_wire(
     wire: v1::SystemRegisterEntry,
 ) -> Result<(HistoryId, SystemRegisterEntry), WireError> {
@@ -587,10 +588,10 @@ pub fn entry_from_wire(
     }
     published_by("published_by", &wire.published_by)?;
     let metadata = metadata("metadata", wire.metadata)?;
-    let kind = if wire.is_active {
-        EntryKind::Published
-    } else {
-        EntryKind::Deprecated
+    let kind = match v1::NotificationType::try_from(wire.kind) {
+        Ok(v1::NotificationType::Unknown) | Err(_) if wire.is_active => EntryKind::Published,
+        Ok(v1::NotificationType::Unknown) | Err(_) => EntryKind::Deprecated,
+        Ok(_) => notification_type_from_wire(wire.kind).map_err(|err| err.at("kind"))?,
     };
     let entry = SystemRegisterEntry {
         blueprint_id,
@@ -1234,9 +1235,14 @@ mod tests {
     }
 
     #[test]
-    fn an_update_reads_back_as_a_publication_the_wire_has_no_kind() {
-        let wire = entry_to_wire(&entry(3, EntryKind::Updated), &history());
-        let (_, back) = entry_from_wire(wire).unwrap();
+    fn entries_keep_their_kind_and_kindless_ones_are_read_from_their_activity() {
+        for kind in [EntryKind::Published, EntryKind::Updated] {
+            let wire = entry_to_wire(&entry(3, kind), &history());
+            assert_eq!(entry_from_wire(wire).unwrap().1.kind, kind);
+        }
+        let mut older_hub = entry_to_wire(&entry(3, EntryKind::Updated), &history());
+        older_hub.kind = v1::NotificationType::Unknown.into();
+        let (_, back) = entry_from_wire(older_hub).unwrap();
         assert_eq!(back.kind, EntryKind::Published);
         assert!(back.is_active);
     }
