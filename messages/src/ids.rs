@@ -16,6 +16,55 @@ pub struct InvalidId {
     pub value: String,
 }
 
+/// For an id type `$id(inner)` with `parse(&str) -> Result<Self, InvalidId>` and `as_str()`, and
+/// an `inner` that converts into `String`: `TryFrom<String>` and serde's `Deserialize` through
+/// `parse`, `From<$id> for String`, `Serialize` as the plain string, `Display` as the string and
+/// `Debug` as `$id(string)`. `RegisterId` writes its own (inline bytes, borrowed deserializing).
+macro_rules! string_id_impls {
+    ($id:ident) => {
+        impl TryFrom<String> for $id {
+            type Error = $crate::ids::InvalidId;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value)
+            }
+        }
+
+        impl From<$id> for String {
+            fn from(id: $id) -> Self {
+                id.0.into()
+            }
+        }
+
+        impl ::std::fmt::Display for $id {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::fmt::Debug for $id {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, concat!(stringify!($id), "({})"), self.as_str())
+            }
+        }
+
+        impl ::serde::Serialize for $id {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $id {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                let value = <String as ::serde::Deserialize>::deserialize(deserializer)?;
+                Self::try_from(value).map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use string_id_impls;
+
 /// A register (ledger) id: exactly 32 lowercase hexadecimal characters.
 ///
 /// Held inline (no heap): cloning, hashing and comparing it are cheap, which matters in the
@@ -109,27 +158,17 @@ impl fmt::Debug for RegisterId {
 
 /// A node (peer) id: 1 to 64 characters of `[A-Za-z0-9_-]`. Keys in shared stores are
 /// namespaced by it, so it must not contain separators.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(String);
 
-impl Serialize for NodeId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
+string_id_impls!(NodeId);
 
 impl NodeId {
     pub const MAX_LEN: usize = 64;
     const RULE: &'static str = "1 to 64 characters of [A-Za-z0-9_-]";
 
     pub fn parse(value: &str) -> Result<Self, InvalidId> {
-        let well_formed = !value.is_empty()
-            && value.len() <= Self::MAX_LEN
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !well_formed {
+        if !is_name(value, Self::MAX_LEN) {
             return Err(InvalidId {
                 what: "node id",
                 rule: Self::RULE,
@@ -144,29 +183,14 @@ impl NodeId {
     }
 }
 
-impl TryFrom<String> for NodeId {
-    type Error = InvalidId;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<NodeId> for String {
-    fn from(id: NodeId) -> Self {
-        id.0
-    }
-}
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeId({})", self.0)
-    }
+/// Whether `value` is 1 to `max_len` characters of `[A-Za-z0-9_-]`: the rule of node and
+/// blueprint ids, safe inside store keys and paths.
+pub(crate) fn is_name(value: &str, max_len: usize) -> bool {
+    !value.is_empty()
+        && value.len() <= max_len
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Error messages quote the offending value, but never a megabyte of it.

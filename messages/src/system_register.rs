@@ -7,11 +7,11 @@
 //! checkpoint (history, version).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{is_name, string_id_impls};
 use crate::{InvalidId, InvalidInput, NodeId, RegisterId, Timestamp};
 
 /// Largest blueprint document accepted (bytes of JSON).
@@ -31,20 +31,16 @@ impl RegisterId {
 }
 
 /// A blueprint id: 1 to 255 characters of `[A-Za-z0-9_-]`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlueprintId(String);
+
+string_id_impls!(BlueprintId);
 
 impl BlueprintId {
     pub const MAX_LEN: usize = 255;
 
     pub fn parse(value: &str) -> Result<Self, InvalidId> {
-        let well_formed = !value.is_empty()
-            && value.len() <= Self::MAX_LEN
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !well_formed {
+        if !is_name(value, Self::MAX_LEN) {
             return Err(InvalidId {
                 what: "blueprint id",
                 rule: "1 to 255 characters of [A-Za-z0-9_-]",
@@ -64,36 +60,12 @@ impl BlueprintId {
     }
 }
 
-impl TryFrom<String> for BlueprintId {
-    type Error = InvalidId;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<BlueprintId> for String {
-    fn from(id: BlueprintId) -> Self {
-        id.0
-    }
-}
-
-impl fmt::Display for BlueprintId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for BlueprintId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BlueprintId({})", self.0)
-    }
-}
-
 /// The identity of one system register's history: 32 lowercase hex characters drawn at
 /// genesis. A checkpoint of another history is worthless (full sync).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HistoryId(RegisterId);
+
+string_id_impls!(HistoryId);
 
 impl HistoryId {
     pub fn parse(value: &str) -> Result<Self, InvalidId> {
@@ -109,31 +81,6 @@ impl HistoryId {
 
     pub fn as_str(&self) -> &str {
         self.0.as_str()
-    }
-}
-
-impl TryFrom<String> for HistoryId {
-    type Error = InvalidId;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<HistoryId> for String {
-    fn from(id: HistoryId) -> Self {
-        id.0.into()
-    }
-}
-
-impl fmt::Display for HistoryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for HistoryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HistoryId({})", self.as_str())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Extractors whose rejections are `ApiError`s, so axum's plain-text 415/422 answers never
 //! reach a client: `ApiJson<T>` (a JSON body: content type, size limit, syntax, types, unknown
-//! fields, with the path of the offending field) and `PathRegisterId` (a register id in the path).
+//! fields, with the path of the offending field) and `PathId<T>` (a register or blueprint id in
+//! the path).
 //!
 //! They check form only; the rules of a request (limits, duplicates) are its own `validate`.
 
@@ -12,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
-use herald_messages::RegisterId;
+use herald_messages::{BlueprintId, InvalidId, RegisterId};
 
 use crate::rest::error::ApiError;
 
@@ -44,23 +45,49 @@ where
     }
 }
 
-/// The `{registerId}` segment of the path, validated.
+/// The one id segment of the path (`{registerId}`, a blueprint's `{id}`), validated: a malformed
+/// one is a 400 naming `T::FIELD`.
 #[derive(Debug)]
-pub struct PathRegisterId(pub RegisterId);
+pub struct PathId<T>(pub T);
 
-impl<S> FromRequestParts<S> for PathRegisterId
+/// An id that may stand as the id segment of a path.
+pub trait PathParam: Sized + Send {
+    /// The field a 400 names: the API's name for the id, whatever the route calls the segment.
+    const FIELD: &'static str;
+
+    fn parse(raw: &str) -> Result<Self, InvalidId>;
+}
+
+impl PathParam for RegisterId {
+    const FIELD: &'static str = "registerId";
+
+    fn parse(raw: &str) -> Result<Self, InvalidId> {
+        RegisterId::parse(raw)
+    }
+}
+
+impl PathParam for BlueprintId {
+    const FIELD: &'static str = "blueprintId";
+
+    fn parse(raw: &str) -> Result<Self, InvalidId> {
+        BlueprintId::parse(raw)
+    }
+}
+
+impl<S, T> FromRequestParts<S> for PathId<T>
 where
     S: Send + Sync,
+    T: PathParam,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|rejection| ApiError::invalid("registerId", rejection.body_text()))?;
-        RegisterId::parse(&raw)
+            .map_err(|rejection| ApiError::invalid(T::FIELD, rejection.body_text()))?;
+        T::parse(&raw)
             .map(Self)
-            .map_err(|err| ApiError::invalid("registerId", err.to_string()))
+            .map_err(|err| ApiError::invalid(T::FIELD, err.to_string()))
     }
 }
 

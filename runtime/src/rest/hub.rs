@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -24,7 +23,7 @@ use herald_messages::{
 
 use crate::rest::RestState;
 use crate::rest::error::ApiError;
-use crate::rest::extract::ApiJson;
+use crate::rest::extract::{ApiJson, PathId};
 
 /// `GET /api/connection/status`
 pub async fn connection_status(
@@ -50,7 +49,7 @@ pub async fn system_register(
 /// `GET /api/system-register/blueprints/{id}`: the latest entry, with its document.
 pub async fn blueprint(
     State(state): State<RestState>,
-    PathBlueprintId(id): PathBlueprintId,
+    PathId(id): PathId<BlueprintId>,
 ) -> Result<Json<EntryBody>, ApiError> {
     match state.api.blueprint(id.clone()).await? {
         Some(entry) => Ok(Json(EntryBody::from(&entry))),
@@ -79,7 +78,7 @@ pub async fn publish(
 /// `DELETE /api/system-register/blueprints/{id}` → 200 with the deprecation entry.
 pub async fn deprecate(
     State(state): State<RestState>,
-    PathBlueprintId(id): PathBlueprintId,
+    PathId(id): PathId<BlueprintId>,
 ) -> Result<Json<EntryBody>, ApiError> {
     let entry = state
         .api
@@ -140,25 +139,5 @@ impl From<&Arc<SystemRegisterEntry>> for EntryBody {
             metadata: entry.metadata.clone(),
             document,
         }
-    }
-}
-
-/// The `{id}` segment of a blueprint path, validated.
-#[derive(Debug)]
-pub struct PathBlueprintId(pub BlueprintId);
-
-impl<S> FromRequestParts<S> for PathBlueprintId
-where
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| ApiError::invalid("blueprintId", rejection.body_text()))?;
-        BlueprintId::parse(&raw)
-            .map(Self)
-            .map_err(|err| ApiError::invalid("blueprintId", err.to_string()))
     }
 }

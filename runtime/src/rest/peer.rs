@@ -12,7 +12,7 @@ use herald_messages::{AdInput, AvailableRegister, BulkAdvertise, BulkOutcome, Re
 
 use crate::rest::RestState;
 use crate::rest::error::ApiError;
-use crate::rest::extract::{ApiJson, PathRegisterId};
+use crate::rest::extract::{ApiJson, PathId};
 
 /// `POST /api/registers/bulk-advertise`
 pub async fn bulk_advertise(
@@ -27,7 +27,7 @@ pub async fn bulk_advertise(
 /// withdraws one register.
 pub async fn advertise(
     State(state): State<RestState>,
-    PathRegisterId(register_id): PathRegisterId,
+    PathId(register_id): PathId<RegisterId>,
     ApiJson(body): ApiJson<AdvertiseBody>,
 ) -> Result<Json<BulkOutcome>, ApiError> {
     let request = BulkAdvertise::one(body.into_input(register_id));

@@ -8,11 +8,11 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use herald_messages::{NewRegister, Register, RegisterPatch};
+use herald_messages::{NewRegister, Register, RegisterId, RegisterPatch};
 
 use crate::rest::RestState;
 use crate::rest::error::ApiError;
-use crate::rest::extract::{ApiJson, PathRegisterId};
+use crate::rest::extract::{ApiJson, PathId};
 
 /// `POST /api/registers` → 201 with the register and its `Location`.
 pub async fn create(
@@ -34,7 +34,7 @@ pub async fn create(
 /// `PATCH /api/registers/{registerId}`
 pub async fn update(
     State(state): State<RestState>,
-    PathRegisterId(register_id): PathRegisterId,
+    PathId(register_id): PathId<RegisterId>,
     ApiJson(patch): ApiJson<RegisterPatch>,
 ) -> Result<Json<Register>, ApiError> {
     patch.validate()?;
@@ -44,7 +44,7 @@ pub async fn update(
 /// `DELETE /api/registers/{registerId}` → 204.
 pub async fn delete(
     State(state): State<RestState>,
-    PathRegisterId(register_id): PathRegisterId,
+    PathId(register_id): PathId<RegisterId>,
 ) -> Result<StatusCode, ApiError> {
     state.api.delete_register(register_id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -53,7 +53,7 @@ pub async fn delete(
 /// `GET /api/registers/{registerId}`
 pub async fn get(
     State(state): State<RestState>,
-    PathRegisterId(register_id): PathRegisterId,
+    PathId(register_id): PathId<RegisterId>,
 ) -> Result<Json<Register>, ApiError> {
     Ok(Json(state.api.get_register(register_id).await?))
 }

@@ -6,6 +6,7 @@
 //! - `redb_blueprint_store`: `BlueprintStore` in a redb file (one hub, the embedded default).
 //! - `redis_blueprint_store`: `BlueprintStore` on Redis (several hubs share one register).
 //! - `redb_replica_store`: `ReplicaStore` in a redb file plus a JSON checkpoint file (peers).
+//! - `redb_file`, `redis_connection`: what the redb and the Redis adapters share.
 //!
 //! Driver errors (`redis::RedisError`, `redb::Error`) are mapped to the port's error enum here
 //! and never leave this module.
@@ -17,6 +18,7 @@ mod redb_ground_truth;
 mod redb_replica_store;
 mod redis_ad_store;
 mod redis_blueprint_store;
+mod redis_connection;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,8 +31,9 @@ pub use redb_blueprint_store::RedbBlueprintStore;
 pub use redb_file::RedbOpenError;
 pub use redb_ground_truth::RedbGroundTruth;
 pub use redb_replica_store::RedbReplicaStore;
-pub use redis_ad_store::{RedisAdStore, RedisOpenError};
+pub use redis_ad_store::RedisAdStore;
 pub use redis_blueprint_store::RedisBlueprintStore;
+pub use redis_connection::RedisOpenError;
 
 use crate::config::AdStoreConfig;
 use crate::node::StartError;

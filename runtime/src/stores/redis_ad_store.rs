@@ -9,11 +9,12 @@
 //!
 //! Values are the JSON of `Advertisement` / `PoolMeta`; every key expires (`SET … PX`).
 //!
-//! Connection: `new` only parses the URL, so a node starts while Redis is down. The first call
-//! builds a `ConnectionManager` that connects lazily and fails fast (short connection and
-//! response timeouts, no internal retries); a failure comes back as `StoreError::Unavailable`
-//! and the next call connects again. A call that finds its connection dropped (Redis restarted)
-//! is retried once on a fresh connection: every request here is idempotent.
+//! Connection (`RedisConnection`, shared with `RedisBlueprintStore`): `new` only parses the URL,
+//! so a node starts while Redis is down. The first call builds a `ConnectionManager` that
+//! connects lazily and fails fast (short connection and response timeouts, no internal retries);
+//! a failure comes back as `StoreError::Unavailable` and the next call connects again. A call
+//! that finds its connection dropped (Redis restarted) is retried once on a fresh connection:
+//! every request here is idempotent.
 //!
 //! Deliberately not done here: backoff and re-persisting after an outage (the pool actor does
 //! that), deciding freshness (the pool decides from `refreshed_at`), the Redis Cluster client
@@ -22,58 +23,36 @@
 
 use std::fmt;
 use std::io::Write as _;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{
-    Client, Cmd, ConnectionAddr, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisWrite,
-    ToRedisArgs,
-};
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisWrite, ToRedisArgs};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use herald_actors::ports::{AdBatch, AdStore, BoxError, StoreError, StoredPool};
+use herald_actors::ports::{AdBatch, AdStore, StoreError, StoredPool};
 use herald_messages::{AdKey, AdSource, Advertisement, NodeId, PoolMeta, RegisterId};
+
+use super::redis_connection::{RedisConnection, RedisOpenError, Request, check_prefix};
 
 /// The ads of one node in Redis. Cheap to share (`Arc<dyn AdStore>`); all calls go through one
 /// multiplexed connection.
 pub struct RedisAdStore {
-    client: Client,
-    /// Created on first use (it must be made inside the tokio runtime); connects lazily.
-    connection: Mutex<ConnectionSlot>,
+    connection: RedisConnection,
     /// `{prefix}:{node_id}:` with literal braces: the start of every key of this node.
     namespace: String,
     /// `describe()`'s answer, without credentials.
     description: String,
 }
 
-/// Why `RedisAdStore::new` refused its arguments.
-#[derive(Debug, thiserror::Error)]
-pub enum RedisOpenError {
-    #[error("invalid redis url")]
-    InvalidUrl(#[source] BoxError),
-    #[error("invalid redis key prefix {0:?}: must be 1+ characters of [A-Za-z0-9_.-]")]
-    InvalidPrefix(String),
-}
-
 impl RedisAdStore {
     /// Checks the URL and the prefix; does not connect (the first call does).
     pub fn new(url: &str, prefix: &str, node_id: &NodeId) -> Result<Self, RedisOpenError> {
-        // Braces would break the hash tag and glob characters the SCAN pattern.
-        let prefix_ok = !prefix.is_empty()
-            && prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-        if !prefix_ok {
-            return Err(RedisOpenError::InvalidPrefix(prefix.to_owned()));
-        }
-        let client = Client::open(url).map_err(|err| RedisOpenError::InvalidUrl(Box::new(err)))?;
-        let description = format!("{} (node {node_id})", redacted_url(&client));
+        check_prefix(prefix)?;
+        let connection = RedisConnection::open(url)?;
+        let description = format!("{} (node {node_id})", connection.describe());
         Ok(Self {
-            client,
-            connection: Mutex::new(ConnectionSlot::default()),
+            connection,
             namespace: format!("{prefix}:{{{node_id}}}:"),
             description,
         })
@@ -203,19 +182,8 @@ impl AdStore for RedisAdStore {
 const SCAN_COUNT: u64 = 10_000;
 /// Keys per `MGET`; the chunks of one load go out as one pipeline.
 const MGET_CHUNK: usize = 1_000;
-/// A connection attempt fails after this; the pool retries with backoff.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
-/// A request fails after this (a 10,000-put batch takes tens of ms on loopback, even unoptimized).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Redis refuses a `PX` that overflows when added to its clock; no pool needs more.
 const MAX_EXPIRY_MS: u64 = (i64::MAX / 4) as u64;
-
-/// The connection manager in use, if any; the generation tells a replaced one from its successor.
-#[derive(Default)]
-struct ConnectionSlot {
-    generation: u64,
-    manager: Option<ConnectionManager>,
-}
 
 /// What a key of this node's namespace stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,77 +192,12 @@ enum StoredKey {
     Meta,
 }
 
-/// One request, sent through `RedisAdStore::query`.
-#[derive(Clone, Copy)]
-enum Request<'a> {
-    Cmd(&'a Cmd),
-    Pipeline(&'a Pipeline),
-}
-
-impl Request<'_> {
-    async fn send<T: FromRedisValue>(self, conn: &mut ConnectionManager) -> redis::RedisResult<T> {
-        match self {
-            Request::Cmd(cmd) => cmd.query_async(conn).await,
-            Request::Pipeline(pipe) => pipe.query_async(conn).await,
-        }
-    }
-}
-
 impl RedisAdStore {
-    /// Sends `request`. When the connection turns out to be dead (Redis restarted, or the last
-    /// connection attempt was refused), sends it once more on the fresh connection the manager
-    /// has just started, so the first call after an outage succeeds. Safe: every request here
-    /// is idempotent, and a `MULTI`/`EXEC` cut short is not applied.
+    /// Sends `request` through the shared connection, which sends it once more when it finds
+    /// the connection dead. Safe: every request here is idempotent, and a `MULTI`/`EXEC` cut
+    /// short is not applied.
     async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, StoreError> {
-        let (generation, mut conn) = self.connection()?;
-        let mut result = request.send(&mut conn).await;
-        if let Err(err) = &result
-            && err.is_io_error()
-            && err.is_unrecoverable_error()
-        {
-            result = request.send(&mut conn).await;
-        }
-        result.map_err(|err| {
-            // The manager reconnects by itself only after I/O errors: a connection whose
-            // handshake failed otherwise (wrong password, not Redis) would stay failed.
-            if err.is_unrecoverable_error() && !err.is_io_error() {
-                self.discard_connection(generation);
-            }
-            store_error(err)
-        })
-    }
-
-    /// The connection manager (created on first use; it connects lazily) and its generation.
-    fn connection(&self) -> Result<(u64, ConnectionManager), StoreError> {
-        let mut slot = self.lock_connection();
-        if let Some(manager) = &slot.manager {
-            return Ok((slot.generation, manager.clone()));
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(0);
-        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            .map_err(store_error)?;
-        slot.manager = Some(manager.clone());
-        Ok((slot.generation, manager))
-    }
-
-    /// Drops the manager of `generation` (unless a newer one replaced it already): the next
-    /// call builds a new one.
-    fn discard_connection(&self, generation: u64) {
-        let mut slot = self.lock_connection();
-        if slot.generation == generation {
-            slot.manager = None;
-            slot.generation += 1;
-        }
-    }
-
-    fn lock_connection(&self) -> MutexGuard<'_, ConnectionSlot> {
-        // The slot is only an `Option` and a counter: a panic elsewhere cannot leave it torn.
-        self.connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.connection.query(request).await.map_err(store_error)
     }
 
     /// Every key of this node, each once (SCAN may repeat keys), sorted.
@@ -428,32 +331,6 @@ fn expiry_millis(expiry: Duration) -> u64 {
     u64::try_from(expiry.as_millis())
         .unwrap_or(u64::MAX)
         .clamp(1, MAX_EXPIRY_MS)
-}
-
-/// The server's address as a URL, without user name or password.
-fn redacted_url(client: &Client) -> String {
-    let info = client.get_connection_info();
-    let db = info.redis_settings().db();
-    let db = if db == 0 {
-        String::new()
-    } else {
-        format!("/{db}")
-    };
-    let host_port = |host: &str, port: u16| {
-        if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        }
-    };
-    match info.addr() {
-        ConnectionAddr::Tcp(host, port) => format!("redis://{}{db}", host_port(host, *port)),
-        ConnectionAddr::TcpTls { host, port, .. } => {
-            format!("rediss://{}{db}", host_port(host, *port))
-        }
-        ConnectionAddr::Unix(path) => format!("redis+unix://{}{db}", path.display()),
-        other => format!("redis://{other}{db}"),
-    }
 }
 
 /// Connection, I/O, timeouts and server refusals (loading, read-only, out of memory, …) are

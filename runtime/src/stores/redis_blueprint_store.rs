@@ -25,12 +25,13 @@
 //! stores `head .. version .. tail`, which is exactly the JSON of the entry at its version. The
 //! checksum covers only the document, so it holds.
 //!
-//! Connection: as in `RedisAdStore`: `new` only parses the URL, the first call builds a lazy
-//! `ConnectionManager` with short timeouts and no internal retries, and a call that finds its
-//! connection dead is sent once more on the fresh connection. That retry is safe: reads are
-//! idempotent; `create` treats a genesis identical to its own (same random history id) as its
-//! own earlier attempt; and each `append` carries a request token, so a retried append whose
-//! first attempt did land returns the version it got instead of appending twice.
+//! Connection (`RedisConnection`, shared with `RedisAdStore`): `new` only parses the URL, the
+//! first call builds a lazy `ConnectionManager` with short timeouts and no internal retries, and
+//! a call that finds its connection dead is sent once more on the fresh connection. That retry is
+//! safe: reads are idempotent; `create` treats a genesis identical to its own (same random
+//! history id) as its own earlier attempt; and each `append` carries a request token, so a
+//! retried append whose first attempt did land returns the version it got instead of appending
+//! twice.
 //!
 //! Watch: a dedicated pub/sub connection subscribed to the channel, driven by a background task
 //! that re-subscribes with capped backoff (100 ms doubling to 5 s, jittered) whenever the
@@ -52,16 +53,14 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
-use redis::{
-    Client, Cmd, ConnectionAddr, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind,
-};
+use redis::aio::{PubSubSink, PubSubStream};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, ServerErrorKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -71,7 +70,9 @@ use herald_actors::ports::{
 use herald_actors::{Backoff, BackoffConfig};
 use herald_messages::{EntryDraft, Genesis, SystemRegisterEntry};
 
-use super::redis_ad_store::RedisOpenError;
+use super::redis_connection::{
+    CONNECTION_TIMEOUT, RESPONSE_TIMEOUT, RedisConnection, RedisOpenError, Request, check_prefix,
+};
 
 /// The system register in Redis, shared by the hubs that use the same URL and prefix. Cheap to
 /// share (`Arc<dyn BlueprintStore>`); all calls but `watch` go through one multiplexed
@@ -83,23 +84,15 @@ pub struct RedisBlueprintStore {
 impl RedisBlueprintStore {
     /// Checks the URL and the prefix; does not connect (the first call does).
     pub fn new(url: &str, prefix: &str) -> Result<Self, RedisOpenError> {
-        // Braces would break the hash tag.
-        let prefix_ok = !prefix.is_empty()
-            && prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-        if !prefix_ok {
-            return Err(RedisOpenError::InvalidPrefix(prefix.to_owned()));
-        }
-        let client = Client::open(url).map_err(|err| RedisOpenError::InvalidUrl(Box::new(err)))?;
+        check_prefix(prefix)?;
+        let connection = RedisConnection::open(url)?;
         let description = format!(
             "{} (system register, prefix {prefix})",
-            redacted_url(&client)
+            connection.describe()
         );
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
-                connection: Mutex::new(ConnectionSlot::default()),
+                connection,
                 keys: Keys::new(prefix),
                 create_script: CachedScript::new(CREATE_SCRIPT),
                 append_script: CachedScript::new(APPEND_SCRIPT),
@@ -123,7 +116,8 @@ impl BlueprintStore for RedisBlueprintStore {
         type Snapshot = (Option<Vec<u8>>, Option<Vec<u8>>, BTreeMap<Vec<u8>, Vec<u8>>);
         let (genesis, counter, fields): Snapshot = self
             .inner
-            .send(Request::Pipeline(&pipe))
+            .connection
+            .query(Request::Pipeline(&pipe))
             .await
             .map_err(store_error)?;
         let counter = counter.as_deref().map(parse_counter).transpose()?;
@@ -255,7 +249,8 @@ impl BlueprintStore for RedisBlueprintStore {
         }
         let replies: Vec<Vec<Option<Vec<u8>>>> = self
             .inner
-            .send(Request::Pipeline(&pipe))
+            .connection
+            .query(Request::Pipeline(&pipe))
             .await
             .map_err(store_error)?;
         let values: Vec<Option<Vec<u8>>> = replies.into_iter().flatten().collect();
@@ -297,10 +292,6 @@ impl BlueprintStore for RedisBlueprintStore {
     }
 }
 
-/// A connection attempt fails after this; the caller retries with backoff.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
-/// A request fails after this (an append of a 16 MiB document takes well under a second).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Versions per `HMGET`; the chunks of one read go out as one pipeline.
 const HMGET_CHUNK: usize = 1_000;
 /// How long Redis remembers the version an append request got, so a retry finds it.
@@ -361,9 +352,7 @@ const BAD_COUNTER: i64 = -3;
 
 /// What the store and its watch tasks share.
 struct Inner {
-    client: Client,
-    /// Created on first use (it must be made inside the tokio runtime); connects lazily.
-    connection: Mutex<ConnectionSlot>,
+    connection: RedisConnection,
     keys: Keys,
     create_script: CachedScript,
     append_script: CachedScript,
@@ -423,29 +412,6 @@ impl CachedScript {
     }
 }
 
-/// The connection manager in use, if any; the generation tells a replaced one from its successor.
-#[derive(Default)]
-struct ConnectionSlot {
-    generation: u64,
-    manager: Option<ConnectionManager>,
-}
-
-/// One request, sent through `Inner::send`.
-#[derive(Clone, Copy)]
-enum Request<'a> {
-    Cmd(&'a Cmd),
-    Pipeline(&'a Pipeline),
-}
-
-impl Request<'_> {
-    async fn send<T: FromRedisValue>(self, conn: &mut ConnectionManager) -> redis::RedisResult<T> {
-        match self {
-            Request::Cmd(cmd) => cmd.query_async(conn).await,
-            Request::Pipeline(pipe) => pipe.query_async(conn).await,
-        }
-    }
-}
-
 /// A subscription to the channel: the sink pings, the stream brings the messages.
 type Subscription = (PubSubSink, PubSubStream);
 
@@ -475,29 +441,6 @@ impl EntryTemplate {
 }
 
 impl Inner {
-    /// Sends `request`. When the connection turns out to be dead (Redis restarted, or the last
-    /// connection attempt was refused), sends it once more on the fresh connection the manager
-    /// has just started. Safe: see "Connection" in the file's header.
-    async fn send<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, RedisError> {
-        let (generation, mut conn) = self.connection()?;
-        let mut result = request.send(&mut conn).await;
-        if let Err(err) = &result
-            && err.is_io_error()
-            && err.is_unrecoverable_error()
-        {
-            result = request.send(&mut conn).await;
-        }
-        if let Err(err) = &result
-            && err.is_unrecoverable_error()
-            && !err.is_io_error()
-        {
-            // The manager reconnects by itself only after I/O errors: a connection whose
-            // handshake failed otherwise (wrong password, not Redis) would stay failed.
-            self.discard_connection(generation);
-        }
-        result
-    }
-
     /// Runs a script with `EVALSHA`, loading it first when Redis does not know it yet.
     async fn eval(
         &self,
@@ -509,11 +452,15 @@ impl Inner {
             Some(sha) => sha,
             None => self.load_script(script).await?,
         };
-        let first = self.send(Request::Cmd(&evalsha(&sha, keys, args))).await;
+        let first = self
+            .connection
+            .query(Request::Cmd(&evalsha(&sha, keys, args)))
+            .await;
         match first {
             Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 let sha = self.load_script(script).await?;
-                self.send(Request::Cmd(&evalsha(&sha, keys, args)))
+                self.connection
+                    .query(Request::Cmd(&evalsha(&sha, keys, args)))
                     .await
                     .map_err(store_error)
             }
@@ -524,7 +471,11 @@ impl Inner {
     async fn load_script(&self, script: &CachedScript) -> Result<String, BlueprintStoreError> {
         let mut load = Cmd::new();
         load.arg("SCRIPT").arg("LOAD").arg(script.source);
-        let sha: String = self.send(Request::Cmd(&load)).await.map_err(store_error)?;
+        let sha: String = self
+            .connection
+            .query(Request::Cmd(&load))
+            .await
+            .map_err(store_error)?;
         script.remember(&sha);
         Ok(sha)
     }
@@ -533,7 +484,11 @@ impl Inner {
     async fn counter(&self) -> Result<Option<u64>, BlueprintStoreError> {
         let mut get = Cmd::new();
         get.arg("GET").arg(&self.keys.version);
-        let raw: Option<Vec<u8>> = self.send(Request::Cmd(&get)).await.map_err(store_error)?;
+        let raw: Option<Vec<u8>> = self
+            .connection
+            .query(Request::Cmd(&get))
+            .await
+            .map_err(store_error)?;
         raw.as_deref().map(parse_counter).transpose()
     }
 
@@ -545,46 +500,17 @@ impl Inner {
 
     /// A new pub/sub connection subscribed to the channel.
     async fn subscribe(&self) -> Result<Subscription, BoxError> {
-        let pubsub = tokio::time::timeout(CONNECTION_TIMEOUT, self.client.get_async_pubsub())
-            .await
-            .map_err(|_| format!("no pub/sub connection within {CONNECTION_TIMEOUT:?}"))??;
+        let pubsub = tokio::time::timeout(
+            CONNECTION_TIMEOUT,
+            self.connection.client().get_async_pubsub(),
+        )
+        .await
+        .map_err(|_| format!("no pub/sub connection within {CONNECTION_TIMEOUT:?}"))??;
         let (mut sink, stream) = pubsub.split();
         tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(&self.keys.channel))
             .await
             .map_err(|_| format!("no SUBSCRIBE confirmation within {RESPONSE_TIMEOUT:?}"))??;
         Ok((sink, stream))
-    }
-
-    /// The connection manager (created on first use; it connects lazily) and its generation.
-    fn connection(&self) -> Result<(u64, ConnectionManager), RedisError> {
-        let mut slot = self.lock_connection();
-        if let Some(manager) = &slot.manager {
-            return Ok((slot.generation, manager.clone()));
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(0);
-        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)?;
-        slot.manager = Some(manager.clone());
-        Ok((slot.generation, manager))
-    }
-
-    /// Drops the manager of `generation` (unless a newer one replaced it already): the next
-    /// call builds a new one.
-    fn discard_connection(&self, generation: u64) {
-        let mut slot = self.lock_connection();
-        if slot.generation == generation {
-            slot.manager = None;
-            slot.generation += 1;
-        }
-    }
-
-    fn lock_connection(&self) -> MutexGuard<'_, ConnectionSlot> {
-        // The slot is only an `Option` and a counter: a panic elsewhere cannot leave it torn.
-        self.connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -762,32 +688,6 @@ fn random_nonce() -> String {
     let mut hasher = std::hash::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     format!("{:016x}", hasher.finish())
-}
-
-/// The server's address as a URL, without user name or password.
-fn redacted_url(client: &Client) -> String {
-    let info = client.get_connection_info();
-    let db = info.redis_settings().db();
-    let db = if db == 0 {
-        String::new()
-    } else {
-        format!("/{db}")
-    };
-    let host_port = |host: &str, port: u16| {
-        if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        }
-    };
-    match info.addr() {
-        ConnectionAddr::Tcp(host, port) => format!("redis://{}{db}", host_port(host, *port)),
-        ConnectionAddr::TcpTls { host, port, .. } => {
-            format!("rediss://{}{db}", host_port(host, *port))
-        }
-        ConnectionAddr::Unix(path) => format!("redis+unix://{}{db}", path.display()),
-        other => format!("redis://{other}{db}"),
-    }
 }
 
 fn corrupt(what: String) -> BlueprintStoreError {
