@@ -66,6 +66,9 @@ pub struct HeartbeatMonitorState {
     sequence: u64,
     missed: u32,
     in_flight: bool,
+    /// A tick found a heartbeat in flight: the next one goes as soon as that one ends (a tick
+    /// is deferred, never dropped, so a silent hub costs `missed_limit` deadlines, no more).
+    due: bool,
     report: HeartbeatReport,
     ticker: Option<JoinHandle<()>>,
 }
@@ -106,6 +109,7 @@ impl Actor for HeartbeatMonitor {
             sequence: 0,
             missed: 0,
             in_flight: false,
+            due: false,
             report: HeartbeatReport::default(),
             ticker: Some(ticker),
         })
@@ -128,6 +132,7 @@ impl Actor for HeartbeatMonitor {
                         state.session = Some(session);
                         state.missed = 0;
                         state.in_flight = false;
+                        state.due = false;
                         state.report.missed = 0;
                     }
                 }
@@ -135,9 +140,16 @@ impl Actor for HeartbeatMonitor {
                     state.session = None;
                     state.missed = 0;
                     state.in_flight = false;
+                    state.due = false;
                 }
                 HeartbeatMonitorMsg::Tick => state.beat(&myself).await,
-                HeartbeatMonitorMsg::BeatFinished(report) => state.on_beat_finished(report),
+                HeartbeatMonitorMsg::BeatFinished(report) => {
+                    state.on_beat_finished(report);
+                    if state.due && !state.in_flight {
+                        state.due = false;
+                        state.beat(&myself).await;
+                    }
+                }
                 HeartbeatMonitorMsg::Status(reply) => {
                     let _ = reply.send(state.report);
                 }
@@ -162,8 +174,10 @@ impl Actor for HeartbeatMonitor {
 
 impl HeartbeatMonitorState {
     async fn beat(&mut self, myself: &ActorRef<HeartbeatMonitorMsg>) {
-        // One heartbeat at a time: a slow one is judged by its own deadline.
+        // One heartbeat at a time: a slow one is judged by its own deadline, and this one
+        // goes when it ends.
         if self.in_flight {
+            self.due = true;
             return;
         }
         let Some(session) = self.session.clone() else {

@@ -3,7 +3,7 @@
 //!
 //! - First start: creates the register (well-known all-zero id, a random `history_id`) and seeds
 //!   blueprint `register-creation-v1` (FR-016, FR-017). Later starts load it and validate it
-//!   (every checksum, versions strictly increasing, genesis present); a register that fails is
+//!   (every checksum, versions consecutive from 1, genesis present); a register that fails is
 //!   refused, never re-created (FR-021, FR-022): the authority answers `NotReady` and reports
 //!   `RegisterState::Corrupt`.
 //! - Publish, update and deprecate each get the next version from the store, atomically even
@@ -134,7 +134,8 @@ impl Register {
     }
 
     /// Takes a stored register after checking it: genesis of the system register, versions
-    /// strictly increasing from 1, every checksum right.
+    /// strictly increasing and consecutive from 1 (the store allocates them so: a gap is a lost
+    /// entry), every checksum right.
     fn validated(stored: StoredRegister) -> Result<Register, String> {
         if stored.genesis.register_id != RegisterId::system() {
             return Err(format!(
@@ -147,6 +148,7 @@ impl Register {
             genesis: Some(stored.genesis),
             ..Register::default()
         };
+        let mut first_gap = None;
         for entry in stored.entries {
             if entry.version <= register.version() {
                 return Err(format!(
@@ -154,6 +156,9 @@ impl Register {
                     entry.version,
                     register.version()
                 ));
+            }
+            if first_gap.is_none() && entry.version != register.version() + 1 {
+                first_gap = Some((register.version() + 1, entry.version));
             }
             if !entry.checksum_holds() {
                 return Err(format!(
@@ -165,6 +170,12 @@ impl Register {
         }
         if register.log.is_empty() {
             return Err("the register holds no entry: the seeded blueprint is missing".into());
+        }
+        if let Some((missing, next)) = first_gap {
+            return Err(format!(
+                "entry {missing} is missing (the next stored entry is {next}): versions must be \
+                 consecutive from 1"
+            ));
         }
         Ok(register)
     }
@@ -867,6 +878,10 @@ mod tests {
                 "strictly increase",
             ),
             (stored(vec![]), "seeded blueprint is missing"),
+            (
+                stored(vec![entry(1, "a", "{}"), entry(3, "b", "[]")]),
+                "entry 2 is missing",
+            ),
             (wrong_genesis, "not the system register"),
         ];
         for (register, expected) in cases {

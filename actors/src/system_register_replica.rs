@@ -74,6 +74,9 @@ pub struct SystemRegisterReplicaState {
     again: bool,
     /// The next sync of this session must be a full one.
     full_pending: bool,
+    /// A write to the store failed: memory is ahead of it, and the next write rewrites the
+    /// whole replica (else a later checkpoint would cover entries the store never got).
+    store_behind: bool,
     status: ReplicaStatus,
     subscription: Option<JoinHandle<()>>,
     timers: Vec<JoinHandle<()>>,
@@ -138,6 +141,15 @@ impl Replica {
     }
 }
 
+/// Why the replica subscribes to a session's push notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resubscription {
+    /// The session just started; its first sync runs anyway.
+    First,
+    /// The previous stream ended: pushes may have been missed, sync once subscribed.
+    CatchUp,
+}
+
 /// Whether a session needs a full sync rather than an incremental one.
 fn needs_full_sync(checkpoint: Option<&Checkpoint>, session: &HubSession) -> bool {
     session.after_isolation
@@ -165,6 +177,7 @@ impl Actor for SystemRegisterReplica {
             syncing: false,
             again: false,
             full_pending: false,
+            store_behind: false,
             status: ReplicaStatus {
                 checkpoint: None,
                 total_blueprints: 0,
@@ -219,13 +232,7 @@ impl Actor for SystemRegisterReplica {
                         .is_some_and(|session| session.grant.session_id == session_id);
                     if current {
                         warn!(%reason, "push notifications ended; subscribing again");
-                        let delay = state.args.config.resubscribe_delay;
-                        let me = myself.clone();
-                        state.timers.push(tokio::spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            let _ = me.cast(SystemRegisterReplicaMsg::SyncNow(SyncTrigger::Notification));
-                        }));
-                        state.subscribe(&myself);
+                        state.subscribe(&myself, Resubscription::CatchUp);
                     }
                 }
                 SystemRegisterReplicaMsg::Get(id, reply) => {
@@ -300,12 +307,15 @@ impl SystemRegisterReplicaState {
         }
         self.full_pending = needs_full_sync(self.replica.checkpoint.as_ref(), &session);
         self.session = Some(session);
-        self.subscribe(myself);
+        self.subscribe(myself, Resubscription::First);
         self.sync(myself, SyncTrigger::Connected);
     }
 
-    /// Subscribes to the session's push notifications, in a task that forwards them.
-    fn subscribe(&mut self, myself: &ActorRef<SystemRegisterReplicaMsg>) {
+    /// Subscribes to the session's push notifications, in a task that forwards them. When the
+    /// stream ends (or the hub refuses it) the task waits `resubscribe_delay` before it reports
+    /// the end, so a hub that refuses at once is not called in a busy loop; a resubscription
+    /// that succeeds syncs, to catch up what was published while the stream was down.
+    fn subscribe(&mut self, myself: &ActorRef<SystemRegisterReplicaMsg>, kind: Resubscription) {
         if let Some(previous) = self.subscription.take() {
             previous.abort();
         }
@@ -314,12 +324,17 @@ impl SystemRegisterReplicaState {
         };
         let link = Arc::clone(&self.args.link);
         let peer_id = self.args.peer_id.clone();
+        let delay = self.args.config.resubscribe_delay;
         let me = myself.clone();
         self.subscription = Some(tokio::spawn(
             async move {
                 let session_id = session.grant.session_id.clone();
                 let reason = match link.subscribe(&session.hub, &peer_id, &session_id).await {
                     Ok(mut notifications) => {
+                        if kind == Resubscription::CatchUp {
+                            let _ = me
+                                .cast(SystemRegisterReplicaMsg::SyncNow(SyncTrigger::Notification));
+                        }
                         while let Some(notification) = notifications.next().await {
                             if me
                                 .cast(SystemRegisterReplicaMsg::Notified(notification))
@@ -332,6 +347,7 @@ impl SystemRegisterReplicaState {
                     }
                     Err(err) => error_chain(&err),
                 };
+                tokio::time::sleep(delay).await;
                 let _ = me.cast(SystemRegisterReplicaMsg::SubscriptionEnded { session_id, reason });
             }
             .in_current_span(),
@@ -377,11 +393,19 @@ impl SystemRegisterReplicaState {
                 )
                 .await
                 {
-                    Ok(Ok(entries)) => Ok(EntrySet {
-                        history_id: session.grant.history_id.clone(),
-                        version: entries.iter().map(|entry| entry.version).max().unwrap_or(0),
-                        entries: entries.into_iter().map(Arc::new).collect(),
-                    }),
+                    Ok(Ok(entries)) => {
+                        let newest = entries.iter().map(|entry| entry.version).max();
+                        // A full sync carries only active entries: when the newest entries are
+                        // deprecations, the newest one received is below the register's
+                        // version. It was read after the session was granted, so it reflects
+                        // everything up to the grant's version at least.
+                        let floor = if full { session.grant.version } else { 0 };
+                        Ok(EntrySet {
+                            history_id: session.grant.history_id.clone(),
+                            version: newest.unwrap_or(0).max(floor),
+                            entries: entries.into_iter().map(Arc::new).collect(),
+                        })
+                    }
                     Ok(Err(HubLinkError::UnknownSession(reason))) => {
                         Err(format!("unknown session: {reason}"))
                     }
@@ -436,20 +460,28 @@ impl SystemRegisterReplicaState {
                 };
                 let full = report.full || !same_history;
                 let changed = self.replica.apply(full, &set.entries);
-                let to_store = if full {
+                let rewrite = full || self.store_behind;
+                let to_store = if rewrite {
                     self.replica.entries.values().cloned().collect()
                 } else {
                     changed
                 };
-                if let Err(err) = self.args.store.apply(full, &to_store, &checkpoint).await {
-                    // Memory is ahead of the store: a restart re-fetches from the older checkpoint.
+                if let Err(err) = self.args.store.apply(rewrite, &to_store, &checkpoint).await {
+                    // Memory is ahead of the store: a restart re-fetches from the older
+                    // checkpoint, and the next write rewrites everything.
                     warn!(err = %error_chain(&err), "cannot persist the replica; serving it from memory");
+                    self.store_behind = true;
                     self.status.last_error = Some(error_chain(&err));
                 } else {
+                    self.store_behind = false;
                     self.status.last_error = None;
                 }
                 self.replica.checkpoint = Some(checkpoint);
-                self.full_pending = false;
+                if full {
+                    // Only a full sync settles a pending one: a late incremental answer (from
+                    // the hub of an earlier session) does not.
+                    self.full_pending = false;
+                }
                 self.status.entries_received += received as u64;
                 self.status.last_sync_at = Some(now);
                 let kind = if full { "full" } else { "incremental" };

@@ -7,5 +7,7 @@
 mod support;
 
 mod advertisement_pool;
+mod hub;
+mod peer;
 mod resync_driver;
 mod supervision;

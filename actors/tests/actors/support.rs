@@ -2,27 +2,43 @@
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use herald_actors::ports::{Clock, PoolLink};
+use herald_actors::hub_link::PartitionableHubLink;
+use herald_actors::ports::{Clock, HubLink, HubLinkError, PoolLink, SyncRequest};
 use herald_actors::testing::{
-    InMemoryAdStore, InMemoryGroundTruth, LinkSwitch, SwitchablePoolLink,
+    InMemoryAdStore, InMemoryBlueprintStore, InMemoryGroundTruth, InMemoryReplicaStore, LinkSwitch,
+    SwitchablePoolLink,
 };
 use herald_actors::{
-    ActorSlot, AdvertisementPool, AdvertisementPoolArgs, ChildSpec, LocalPoolLink, NodeSupervisor,
-    NodeSupervisorArgs, PoolConfig, RestartPolicy, ResyncConfig, ResyncDriver, ResyncDriverArgs,
-    TokioClock,
+    ActorSlot, AdvertisementPool, AdvertisementPoolArgs, AuthorityConfig, CentralNodeConnection,
+    CentralNodeConnectionArgs, ChildSpec, ConnectionConfig, HeartbeatConfig, HeartbeatMonitor,
+    HeartbeatMonitorArgs, LocalHubLink, LocalPoolLink, NodeSupervisor, NodeSupervisorArgs,
+    PoolConfig, ReplicaConfig, RestartPolicy, ResyncConfig, ResyncDriver, ResyncDriverArgs,
+    SystemRegisterAuthority, SystemRegisterAuthorityArgs, SystemRegisterReplica,
+    SystemRegisterReplicaArgs, TokioClock,
 };
 use herald_messages::{
-    AdInput, AdvertisementPoolMsg, AvailableRegister, BulkAdvertise, BulkOutcome, ChildKind,
-    ChildReport, NewRegister, NodeFailure, NodeId, NodeSupervisorMsg, PoolError, PoolStatus,
-    Register, RegisterId, ResyncDriverMsg,
+    AdInput, AdvertisementPoolMsg, AuthorityError, AvailableRegister, BlueprintId,
+    BlueprintNotification, BulkAdvertise, BulkOutcome, CentralNodeConnectionMsg, ChildKind,
+    ChildReport, ConnectRequest, ConnectionState, ConnectionStatus, EntrySet, HeartbeatAck,
+    HeartbeatMonitorMsg, HeartbeatReport, HeartbeatRequest, HubEndpoint, HubPeer, HubReport,
+    HubSession, HubStatus, NewRegister, NodeFailure, NodeId, NodeSupervisorMsg, NodeType,
+    PoolError, PoolStatus, PublishRequest, Register, RegisterId, RegisterState, ReplicaStatus,
+    ResyncDriverMsg, SessionGrant, SessionId, Subscription, SyncScope, SystemRegisterAuthorityMsg,
+    SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView, Timestamp,
 };
 
 pub const CALL: Duration = Duration::from_secs(5);
@@ -229,5 +245,667 @@ where
             "not within {deadline:?}: {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hub and peer trees (spec 001, user story 4)
+// ---------------------------------------------------------------------------------------------
+
+pub fn node(name: &str) -> NodeId {
+    NodeId::parse(name).unwrap()
+}
+
+pub fn blueprint(name: &str) -> BlueprintId {
+    BlueprintId::parse(name).unwrap()
+}
+
+async fn spawn_supervisor(
+    node_id: NodeId,
+    children: Vec<ChildSpec>,
+    policy: RestartPolicy,
+) -> (
+    ActorRef<NodeSupervisorMsg>,
+    JoinHandle<()>,
+    watch::Receiver<Option<NodeFailure>>,
+) {
+    let (failure_tx, failure) = watch::channel(None);
+    let (supervisor, join) = Actor::spawn(
+        None,
+        NodeSupervisor,
+        NodeSupervisorArgs {
+            node_id,
+            children,
+            policy,
+            failure: failure_tx,
+        },
+    )
+    .await
+    .unwrap();
+    (supervisor, join, failure)
+}
+
+async fn children_of(supervisor: &ActorRef<NodeSupervisorMsg>) -> Vec<ChildReport> {
+    ractor::call_t!(supervisor, NodeSupervisorMsg::Children, 5_000).unwrap()
+}
+
+async fn shutdown_tree(supervisor: ActorRef<NodeSupervisorMsg>, join: JoinHandle<()>) {
+    let killed = ractor::call_t!(supervisor, NodeSupervisorMsg::Shutdown, 60_000).unwrap();
+    assert!(killed.is_empty(), "children had to be killed: {killed:?}");
+    join.await.unwrap();
+}
+
+/// A hub's supervision tree: a `NodeSupervisor` with one `SystemRegisterAuthority` child over
+/// an in-memory blueprint store.
+pub struct TestHub {
+    pub id: NodeId,
+    pub supervisor: ActorRef<NodeSupervisorMsg>,
+    pub join: JoinHandle<()>,
+    pub authority: ActorSlot<SystemRegisterAuthorityMsg>,
+    pub store: InMemoryBlueprintStore,
+    pub failure: watch::Receiver<Option<NodeFailure>>,
+}
+
+pub async fn start_hub(
+    id: &str,
+    store: InMemoryBlueprintStore,
+    config: AuthorityConfig,
+) -> TestHub {
+    let hub_id = node(id);
+    let authority = ActorSlot::new(ChildKind::SystemRegisterAuthority);
+    let args = SystemRegisterAuthorityArgs {
+        hub_id: hub_id.clone(),
+        config,
+        store: Arc::new(store.clone()),
+        clock: Arc::new(TokioClock::new()),
+    };
+    let children = vec![ChildSpec::new(authority.clone(), move || {
+        (SystemRegisterAuthority, args.clone())
+    })];
+    let (supervisor, join, failure) =
+        spawn_supervisor(hub_id.clone(), children, RestartPolicy::default()).await;
+    TestHub {
+        id: hub_id,
+        supervisor,
+        join,
+        authority,
+        store,
+        failure,
+    }
+}
+
+impl TestHub {
+    pub async fn status(&self) -> HubStatus {
+        self.authority
+            .call(SystemRegisterAuthorityMsg::Status, CALL)
+            .await
+            .unwrap()
+    }
+
+    pub async fn view(&self) -> SystemRegisterView {
+        self.authority
+            .call(SystemRegisterAuthorityMsg::View, CALL)
+            .await
+            .unwrap()
+    }
+
+    pub async fn version(&self) -> u64 {
+        self.view().await.version
+    }
+
+    /// Waits until the register is loaded (or created) and validated.
+    pub async fn ready(&self) -> HubStatus {
+        eventually("the hub is ready", Duration::from_secs(30), || async {
+            self.status().await.state == RegisterState::Ready
+        })
+        .await;
+        self.status().await
+    }
+
+    pub async fn publish(
+        &self,
+        blueprint_id: &str,
+        document: &str,
+    ) -> Result<Arc<SystemRegisterEntry>, AuthorityError> {
+        let request = PublishRequest {
+            blueprint_id: blueprint(blueprint_id),
+            document: Bytes::from(document.to_owned()),
+            published_by: "admin".into(),
+            metadata: BTreeMap::new(),
+        };
+        self.authority
+            .call(
+                |reply| SystemRegisterAuthorityMsg::Publish(request, reply),
+                CALL,
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn deprecate(
+        &self,
+        blueprint_id: &str,
+    ) -> Result<Arc<SystemRegisterEntry>, AuthorityError> {
+        let blueprint_id = blueprint(blueprint_id);
+        self.authority
+            .call(
+                |reply| SystemRegisterAuthorityMsg::Deprecate {
+                    blueprint_id,
+                    by: "admin".into(),
+                    reply,
+                },
+                CALL,
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn connect_as(
+        &self,
+        peer: &str,
+        node_type: NodeType,
+    ) -> Result<SessionGrant, AuthorityError> {
+        let request = ConnectRequest {
+            peer_id: node(peer),
+            node_type,
+            address: format!("http://{peer}:8080"),
+            last_known_version: 0,
+        };
+        self.authority
+            .call(
+                |reply| SystemRegisterAuthorityMsg::Connect(request, reply),
+                CALL,
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn connect(&self, peer: &str) -> Result<SessionGrant, AuthorityError> {
+        self.connect_as(peer, NodeType::Peer).await
+    }
+
+    pub async fn heartbeat(
+        &self,
+        peer: &str,
+        session_id: &SessionId,
+        last_sync_version: u64,
+    ) -> Result<HeartbeatAck, AuthorityError> {
+        let beat = HeartbeatRequest {
+            peer_id: node(peer),
+            session_id: session_id.clone(),
+            sequence: 1,
+            last_sync_version,
+            sent_at: Timestamp::EPOCH,
+        };
+        self.authority
+            .call(
+                |reply| SystemRegisterAuthorityMsg::Heartbeat(beat, reply),
+                CALL,
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn entries(&self, scope: SyncScope) -> Result<EntrySet, AuthorityError> {
+        self.authority
+            .call(
+                |reply| SystemRegisterAuthorityMsg::Entries { scope, reply },
+                CALL,
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn subscribe(
+        &self,
+        peer: &str,
+        session_id: &SessionId,
+    ) -> Result<Subscription, AuthorityError> {
+        let (peer_id, session_id) = (node(peer), session_id.clone());
+        self.authority
+            .call(
+                |reply| SystemRegisterAuthorityMsg::Subscribe {
+                    peer_id,
+                    session_id,
+                    reply,
+                },
+                CALL,
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn peers(&self) -> Vec<HubPeer> {
+        self.authority
+            .call(SystemRegisterAuthorityMsg::Peers, CALL)
+            .await
+            .unwrap()
+    }
+
+    pub async fn restarts(&self) -> u32 {
+        restarts_of(&self.supervisor, ChildKind::SystemRegisterAuthority).await
+    }
+
+    /// Kills the authority as a crash would; the supervisor restarts it.
+    pub async fn kill(&self) {
+        let killed = ractor::call_t!(
+            self.supervisor,
+            NodeSupervisorMsg::Kill,
+            5_000,
+            ChildKind::SystemRegisterAuthority
+        )
+        .unwrap();
+        assert!(killed, "the authority was running");
+    }
+
+    pub async fn shutdown(self) {
+        shutdown_tree(self.supervisor, self.join).await;
+    }
+}
+
+async fn restarts_of(supervisor: &ActorRef<NodeSupervisorMsg>, kind: ChildKind) -> u32 {
+    children_of(supervisor)
+        .await
+        .into_iter()
+        .find(|child| child.kind == kind)
+        .map_or(0, |child| child.restarts)
+}
+
+/// The link the peers of the tests use: `PartitionableHubLink<LocalHubLink>` (cut a hub off
+/// entirely: calls fail at once), plus two faults it cannot play: push notifications lost while
+/// everything else works, and a hub that answers late (or, held, never within any deadline: a
+/// black hole rather than a refusal).
+#[derive(Clone)]
+pub struct TestLink {
+    pub partition: PartitionableHubLink<LocalHubLink>,
+    pushes_muted: Arc<AtomicBool>,
+    delays: Arc<Mutex<HashMap<NodeId, Duration>>>,
+}
+
+/// The delay of a held hub: far beyond every deadline.
+const HELD_FOR: Duration = Duration::from_secs(3_600);
+
+impl TestLink {
+    pub fn new(hubs: &[TestHub]) -> Self {
+        let local = hubs.iter().fold(LocalHubLink::new(), |link, hub| {
+            link.with_hub(hub.id.clone(), hub.authority.clone())
+        });
+        Self {
+            partition: PartitionableHubLink::new(local),
+            pushes_muted: Arc::default(),
+            delays: Arc::default(),
+        }
+    }
+
+    /// Cuts (true) or restores (false) the way to a hub: calls fail at once.
+    pub fn set_cut(&self, hub: &NodeId, cut: bool) {
+        self.partition.set_cut(hub, cut);
+    }
+
+    /// Drops (true) every push notification on its way, leaving the streams open.
+    pub fn mute_pushes(&self, muted: bool) {
+        self.pushes_muted.store(muted, Ordering::SeqCst);
+    }
+
+    /// Makes calls to a hub hang (true) until their caller's deadline.
+    pub fn set_held(&self, hub: &NodeId, held: bool) {
+        self.set_delay(hub, if held { HELD_FOR } else { Duration::ZERO });
+    }
+
+    /// Makes calls to a hub wait `delay` before they go through (calls under way keep theirs).
+    pub fn set_delay(&self, hub: &NodeId, delay: Duration) {
+        let mut delays = self.delays.lock().unwrap();
+        if delay.is_zero() {
+            delays.remove(hub);
+        } else {
+            delays.insert(hub.clone(), delay);
+        }
+    }
+
+    pub fn calls_to(&self, hub: &NodeId) -> u64 {
+        self.partition.calls_to(hub)
+    }
+
+    /// Waits the hub's delay, if it has one.
+    async fn pass(&self, hub: &HubEndpoint) {
+        let delay = self.delays.lock().unwrap().get(&hub.id).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+#[async_trait]
+impl HubLink for TestLink {
+    async fn connect(
+        &self,
+        hub: &HubEndpoint,
+        request: ConnectRequest,
+        deadline: Duration,
+    ) -> Result<SessionGrant, HubLinkError> {
+        self.pass(hub).await;
+        self.partition.connect(hub, request, deadline).await
+    }
+
+    async fn heartbeat(
+        &self,
+        hub: &HubEndpoint,
+        beat: HeartbeatRequest,
+        deadline: Duration,
+    ) -> Result<HeartbeatAck, HubLinkError> {
+        self.pass(hub).await;
+        self.partition.heartbeat(hub, beat, deadline).await
+    }
+
+    async fn sync(
+        &self,
+        hub: &HubEndpoint,
+        request: SyncRequest,
+        deadline: Duration,
+    ) -> Result<Vec<SystemRegisterEntry>, HubLinkError> {
+        self.pass(hub).await;
+        self.partition.sync(hub, request, deadline).await
+    }
+
+    async fn subscribe(
+        &self,
+        hub: &HubEndpoint,
+        peer_id: &NodeId,
+        session_id: &SessionId,
+    ) -> Result<BoxStream<'static, BlueprintNotification>, HubLinkError> {
+        self.pass(hub).await;
+        let notifications = self.partition.subscribe(hub, peer_id, session_id).await?;
+        let muted = Arc::clone(&self.pushes_muted);
+        Ok(notifications
+            .filter(move |_| std::future::ready(!muted.load(Ordering::SeqCst)))
+            .boxed())
+    }
+
+    async fn disconnect(
+        &self,
+        hub: &HubEndpoint,
+        peer_id: &NodeId,
+        session_id: &SessionId,
+    ) -> Result<(), HubLinkError> {
+        self.pass(hub).await;
+        self.partition.disconnect(hub, peer_id, session_id).await
+    }
+}
+
+/// Hubs `n0`, `n1`, … (priority = index) and the link that reaches them.
+pub struct Cluster {
+    pub hubs: Vec<TestHub>,
+    pub link: TestLink,
+    pub endpoints: Vec<HubEndpoint>,
+}
+
+/// `count` hubs sharing one blueprint store, as hubs sharing Redis do: one history.
+pub async fn start_cluster(count: usize) -> Cluster {
+    let store = InMemoryBlueprintStore::new();
+    start_cluster_on((0..count).map(|_| store.clone()).collect()).await
+}
+
+/// One hub per store, started in order and ready.
+pub async fn start_cluster_on(stores: Vec<InMemoryBlueprintStore>) -> Cluster {
+    start_cluster_with(stores, AuthorityConfig::default()).await
+}
+
+/// One hub per store, each with `config`, started in order and ready.
+pub async fn start_cluster_with(
+    stores: Vec<InMemoryBlueprintStore>,
+    config: AuthorityConfig,
+) -> Cluster {
+    let mut hubs = Vec::new();
+    for (index, store) in stores.into_iter().enumerate() {
+        let hub = start_hub(&format!("n{index}"), store, config.clone()).await;
+        hub.ready().await;
+        hubs.push(hub);
+    }
+    let endpoints = hubs
+        .iter()
+        .enumerate()
+        .map(|(index, hub)| HubEndpoint {
+            id: hub.id.clone(),
+            url: format!("local://{}", hub.id),
+            priority: u32::try_from(index).unwrap(),
+        })
+        .collect();
+    Cluster {
+        link: TestLink::new(&hubs),
+        hubs,
+        endpoints,
+    }
+}
+
+impl Cluster {
+    pub fn hub(&self, index: usize) -> &TestHub {
+        &self.hubs[index]
+    }
+
+    pub fn id(&self, index: usize) -> NodeId {
+        self.hubs[index].id.clone()
+    }
+
+    pub fn cut(&self, index: usize, cut: bool) {
+        self.link.set_cut(&self.id(index), cut);
+    }
+
+    /// A peer configured with every hub of the cluster.
+    pub async fn start_peer(&self, id: &str, options: PeerOptions) -> TestPeer {
+        start_peer(
+            id,
+            self.endpoints.clone(),
+            Arc::new(self.link.clone()),
+            options,
+        )
+        .await
+    }
+
+    pub async fn shutdown(self) {
+        for hub in self.hubs {
+            hub.shutdown().await;
+        }
+    }
+}
+
+/// What a test peer is made of; the defaults are the production defaults.
+pub struct PeerOptions {
+    pub connection: ConnectionConfig,
+    pub heartbeat: HeartbeatConfig,
+    pub replica: ReplicaConfig,
+    pub store: InMemoryReplicaStore,
+    pub policy: RestartPolicy,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        Self {
+            connection: ConnectionConfig::default(),
+            heartbeat: HeartbeatConfig::default(),
+            replica: ReplicaConfig::default(),
+            store: InMemoryReplicaStore::new(),
+            policy: RestartPolicy::default(),
+        }
+    }
+}
+
+/// A peer's supervision tree: `CentralNodeConnection`, `HeartbeatMonitor` and
+/// `SystemRegisterReplica` under a `NodeSupervisor`, reaching each other through slots.
+pub struct TestPeer {
+    pub id: NodeId,
+    pub supervisor: ActorRef<NodeSupervisorMsg>,
+    pub join: JoinHandle<()>,
+    pub connection: ActorSlot<CentralNodeConnectionMsg>,
+    pub monitor: ActorSlot<HeartbeatMonitorMsg>,
+    pub replica: ActorSlot<SystemRegisterReplicaMsg>,
+    pub store: InMemoryReplicaStore,
+    pub failure: watch::Receiver<Option<NodeFailure>>,
+}
+
+pub async fn start_peer(
+    id: &str,
+    hubs: Vec<HubEndpoint>,
+    link: Arc<dyn HubLink>,
+    options: PeerOptions,
+) -> TestPeer {
+    let peer_id = node(id);
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let connection = ActorSlot::new(ChildKind::CentralNodeConnection);
+    let monitor = ActorSlot::new(ChildKind::HeartbeatMonitor);
+    let replica = ActorSlot::new(ChildKind::SystemRegisterReplica);
+    let connection_args = CentralNodeConnectionArgs {
+        peer_id: peer_id.clone(),
+        address: format!("http://{id}:8080"),
+        config: ConnectionConfig {
+            hubs,
+            ..options.connection
+        },
+        link: Arc::clone(&link),
+        clock: Arc::clone(&clock),
+        monitor: monitor.clone(),
+        replica: replica.clone(),
+    };
+    let monitor_args = HeartbeatMonitorArgs {
+        peer_id: peer_id.clone(),
+        config: options.heartbeat,
+        link: Arc::clone(&link),
+        clock: Arc::clone(&clock),
+        connection: connection.clone(),
+        replica: replica.clone(),
+    };
+    let replica_args = SystemRegisterReplicaArgs {
+        peer_id: peer_id.clone(),
+        config: options.replica,
+        store: Arc::new(options.store.clone()),
+        link,
+        clock,
+        connection: connection.clone(),
+    };
+    let children = vec![
+        ChildSpec::new(connection.clone(), move || {
+            (CentralNodeConnection, connection_args.clone())
+        }),
+        ChildSpec::new(monitor.clone(), move || {
+            (HeartbeatMonitor, monitor_args.clone())
+        }),
+        ChildSpec::new(replica.clone(), move || {
+            (SystemRegisterReplica, replica_args.clone())
+        }),
+    ];
+    let (supervisor, join, failure) =
+        spawn_supervisor(peer_id.clone(), children, options.policy).await;
+    TestPeer {
+        id: peer_id,
+        supervisor,
+        join,
+        connection,
+        monitor,
+        replica,
+        store: options.store,
+        failure,
+    }
+}
+
+impl TestPeer {
+    pub async fn connection_status(&self) -> ConnectionStatus {
+        self.connection
+            .call(CentralNodeConnectionMsg::Status, CALL)
+            .await
+            .unwrap()
+    }
+
+    pub async fn hub_reports(&self) -> Vec<HubReport> {
+        self.connection
+            .call(CentralNodeConnectionMsg::Hubs, CALL)
+            .await
+            .unwrap()
+    }
+
+    /// The hub this peer holds a session with, if any.
+    pub async fn hub(&self) -> Option<NodeId> {
+        let status = self.connection_status().await;
+        (status.state == ConnectionState::Connected)
+            .then_some(status.hub_id)
+            .flatten()
+    }
+
+    pub async fn session(&self) -> Option<HubSession> {
+        self.connection
+            .call(CentralNodeConnectionMsg::Current, CALL)
+            .await
+            .unwrap()
+    }
+
+    pub async fn heartbeats(&self) -> HeartbeatReport {
+        self.monitor
+            .call(HeartbeatMonitorMsg::Status, CALL)
+            .await
+            .unwrap()
+    }
+
+    pub async fn replica_status(&self) -> ReplicaStatus {
+        self.replica
+            .call(SystemRegisterReplicaMsg::Status, CALL)
+            .await
+            .unwrap()
+    }
+
+    pub async fn view(&self) -> SystemRegisterView {
+        self.replica
+            .call(SystemRegisterReplicaMsg::View, CALL)
+            .await
+            .unwrap()
+    }
+
+    pub async fn version(&self) -> u64 {
+        self.view().await.version
+    }
+
+    pub async fn get(&self, blueprint_id: &str) -> Option<Arc<SystemRegisterEntry>> {
+        let id = blueprint(blueprint_id);
+        self.replica
+            .call(|reply| SystemRegisterReplicaMsg::Get(id, reply), CALL)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the peer holds a session with `hub`.
+    pub async fn connected_to(&self, hub: &NodeId, deadline: Duration) {
+        eventually(&format!("connected to {hub}"), deadline, || async {
+            self.hub().await.as_ref() == Some(hub)
+        })
+        .await;
+    }
+
+    /// Waits until the replica holds everything up to `version`.
+    pub async fn synced_to(&self, version: u64, deadline: Duration) {
+        eventually(
+            &format!("the replica reaches version {version}"),
+            deadline,
+            || async {
+                let status = self.replica_status().await;
+                !status.syncing && self.version().await >= version
+            },
+        )
+        .await;
+    }
+
+    pub async fn restarts(&self, kind: ChildKind) -> u32 {
+        restarts_of(&self.supervisor, kind).await
+    }
+
+    pub async fn children(&self) -> Vec<ChildReport> {
+        children_of(&self.supervisor).await
+    }
+
+    /// Kills a child as a crash would; the supervisor restarts it.
+    pub async fn kill(&self, kind: ChildKind) {
+        let killed =
+            ractor::call_t!(self.supervisor, NodeSupervisorMsg::Kill, 5_000, kind).unwrap();
+        assert!(killed, "{kind} was running");
+    }
+
+    pub async fn shutdown(self) {
+        shutdown_tree(self.supervisor, self.join).await;
     }
 }
