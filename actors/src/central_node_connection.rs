@@ -50,7 +50,9 @@ impl Default for ConnectionConfig {
     fn default() -> Self {
         Self {
             hubs: Vec::new(),
-            connect_timeout: Duration::from_secs(30),
+            // Not DESIGN's 30 s: a hub that never answers holds the ring up for one deadline,
+            // and SC-014 wants the peer connected within 30 s when any hub is up.
+            connect_timeout: Duration::from_secs(10),
             attempts_per_hub: 2,
             retry_pause: Duration::from_millis(500),
             isolated_backoff: BackoffConfig::DEFAULT,
@@ -307,18 +309,19 @@ impl CentralNodeConnectionState {
         let attempt_id = self.attempt_id;
         tokio::spawn(
             async move {
-                let result =
-                    match tokio::time::timeout(deadline, link.connect(&hub, request, deadline))
-                        .await
-                    {
-                        Ok(Ok(grant)) => Ok(grant),
-                        Ok(Err(err)) => Err(error_chain(&err)),
-                        Err(_) => Err(format!("no answer within {deadline:?}")),
-                    };
+                let answer =
+                    tokio::time::timeout(deadline, link.connect(&hub, request, deadline)).await;
+                let timed_out = answer.is_err();
+                let result = match answer {
+                    Ok(Ok(grant)) => Ok(grant),
+                    Ok(Err(err)) => Err(error_chain(&err)),
+                    Err(_) => Err(format!("no answer within {deadline:?}")),
+                };
                 let _ = myself.cast(CentralNodeConnectionMsg::AttemptFinished(AttemptReport {
                     attempt_id,
                     hub_index,
                     result,
+                    timed_out,
                 }));
             }
             .in_current_span(),
@@ -373,15 +376,19 @@ impl CentralNodeConnectionState {
                 let health = &mut self.ring.health[hub];
                 health.consecutive_failures += 1;
                 health.last_error = Some(error.clone());
-                warn!(hub = %self.ring.hubs[hub].id, %error, attempt, "cannot connect to hub");
+                let failures = health.consecutive_failures;
+                // Rate-limited: an isolated peer retries forever.
+                if failures == 1 || failures.is_power_of_two() {
+                    warn!(hub = %self.ring.hubs[hub].id, %error, attempt, failures, "cannot connect to hub");
+                } else {
+                    debug!(hub = %self.ring.hubs[hub].id, %error, attempt, failures, "cannot connect to hub");
+                }
                 self.last_error = Some(format!("{}: {error}", self.ring.hubs[hub].id));
-                let decision = after_failure(
-                    hub,
-                    attempt,
-                    tried,
-                    self.ring.hubs.len(),
-                    self.args.config.attempts_per_hub.max(1),
-                );
+                let budget = self.args.config.attempts_per_hub.max(1);
+                // A hub that does not answer at all used a whole deadline: retrying it would hold
+                // up the next hub for another one (SC-014).
+                let attempt = if report.timed_out { budget } else { attempt };
+                let decision = after_failure(hub, attempt, tried, self.ring.hubs.len(), budget);
                 match decision {
                     AfterFailure::Retry {
                         hub,

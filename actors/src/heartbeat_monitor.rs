@@ -15,11 +15,11 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, warn};
+use tracing::{Instrument, debug, error, warn};
 
 use herald_messages::{
-    BeatReport, CentralNodeConnectionMsg, HeartbeatMonitorMsg, HeartbeatReport, HeartbeatRequest,
-    HubSession, NodeId, RecommendedAction, SyncTrigger, SystemRegisterReplicaMsg,
+    BeatFailure, BeatReport, CentralNodeConnectionMsg, HeartbeatMonitorMsg, HeartbeatReport,
+    HeartbeatRequest, HubSession, NodeId, RecommendedAction, SyncTrigger, SystemRegisterReplicaMsg,
     SystemRegisterView,
 };
 
@@ -69,6 +69,8 @@ pub struct HeartbeatMonitorState {
     /// A tick found a heartbeat in flight: the next one goes as soon as that one ends (a tick
     /// is deferred, never dropped, so a silent hub costs `missed_limit` deadlines, no more).
     due: bool,
+    /// Consecutive heartbeats the hub refused (logged, never counted as misses).
+    refusals: u32,
     report: HeartbeatReport,
     ticker: Option<JoinHandle<()>>,
 }
@@ -110,6 +112,7 @@ impl Actor for HeartbeatMonitor {
             missed: 0,
             in_flight: false,
             due: false,
+            refusals: 0,
             report: HeartbeatReport::default(),
             ticker: Some(ticker),
         })
@@ -208,10 +211,13 @@ impl HeartbeatMonitorState {
                 {
                     Ok(Ok(ack)) => Ok(ack),
                     Ok(Err(HubLinkError::UnknownSession(reason))) => {
-                        Err(format!("unknown session: {reason}"))
+                        Err(BeatFailure::UnknownSession(reason))
                     }
-                    Ok(Err(err)) => Err(error_chain(&err)),
-                    Err(_) => Err(format!("no answer within {deadline:?}")),
+                    Ok(Err(HubLinkError::Refused(reason))) => Err(BeatFailure::Refused(reason)),
+                    Ok(Err(err)) => Err(BeatFailure::Unreachable(error_chain(&err))),
+                    Err(_) => Err(BeatFailure::Unreachable(format!(
+                        "no answer within {deadline:?}"
+                    ))),
                 };
                 let _ = myself.cast(HeartbeatMonitorMsg::BeatFinished(BeatReport {
                     session_id: session.grant.session_id.clone(),
@@ -235,6 +241,7 @@ impl HeartbeatMonitorState {
         let node = self.args.peer_id.to_string();
         match report.result {
             Ok(ack) => {
+                self.refusals = 0;
                 let latency = now.duration_since(report.sent_at);
                 let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
                 self.missed = 0;
@@ -286,14 +293,24 @@ impl HeartbeatMonitorState {
                         });
                 }
             }
-            Err(error) if error.starts_with("unknown session") => {
+            Err(BeatFailure::UnknownSession(error)) => {
                 warn!(hub = %session.hub.id, %error, "the hub forgot this session; reconnecting");
                 let _ = self
                     .args
                     .connection
-                    .cast(CentralNodeConnectionMsg::Reconnect { reason: error });
+                    .cast(CentralNodeConnectionMsg::Reconnect {
+                        reason: format!("unknown session: {error}"),
+                    });
             }
-            Err(error) => {
+            Err(BeatFailure::Refused(error)) => {
+                // The hub is alive and says no: failing over would not help (every hub would
+                // refuse the same way). Rate-limited: it repeats every interval.
+                self.refusals += 1;
+                if self.refusals == 1 || self.refusals.is_power_of_two() {
+                    error!(hub = %session.hub.id, %error, refusals = self.refusals, "the hub refuses this peer's heartbeats (is this peer's clock right?)");
+                }
+            }
+            Err(BeatFailure::Unreachable(error)) => {
                 if !counts_as_miss(report.sent_at, now, self.args.config.timeout) {
                     warn!(%error, "heartbeat failed after this process stalled; not counted as a miss");
                     return;

@@ -77,6 +77,10 @@ pub struct SystemRegisterReplicaState {
     /// A write to the store failed: memory is ahead of it, and the next write rewrites the
     /// whole replica (else a later checkpoint would cover entries the store never got).
     store_behind: bool,
+    /// Failures since the last good sync, and push streams ended since then (for rate-limited
+    /// logs: while a hub is away they repeat every second).
+    sync_failures: u32,
+    stream_ends: u32,
     status: ReplicaStatus,
     subscription: Option<JoinHandle<()>>,
     timers: Vec<JoinHandle<()>>,
@@ -189,6 +193,8 @@ impl Actor for SystemRegisterReplica {
                 incremental_syncs: 0,
                 entries_received: 0,
             },
+            sync_failures: 0,
+            stream_ends: 0,
             subscription: None,
             timers: vec![periodic],
         })
@@ -231,7 +237,14 @@ impl Actor for SystemRegisterReplica {
                         .as_ref()
                         .is_some_and(|session| session.grant.session_id == session_id);
                     if current {
-                        warn!(%reason, "push notifications ended; subscribing again");
+                        state.stream_ends += 1;
+                        let ends = state.stream_ends;
+                        // Rate-limited: while the hub is away this repeats every second.
+                        if ends == 1 || ends.is_power_of_two() {
+                            warn!(%reason, ends, "push notifications ended; subscribing again");
+                        } else {
+                            debug!(%reason, ends, "push notifications ended; subscribing again");
+                        }
                         state.subscribe(&myself, Resubscription::CatchUp);
                     }
                 }
@@ -496,10 +509,18 @@ impl SystemRegisterReplicaState {
                     .set(self.replica.version() as f64);
                 metrics::counter!("herald_replica_entries_received_total", "node" => node)
                     .increment(received as u64);
+                self.sync_failures = 0;
+                self.stream_ends = 0;
                 info!(hub = %report.hub_id, kind, received, version = self.replica.version(), blueprints = self.replica.entries.len(), "replica synced");
             }
             Err(error) => {
-                warn!(hub = %report.hub_id, %error, "sync failed; the next trigger or the periodic sync retries");
+                self.sync_failures += 1;
+                let failures = self.sync_failures;
+                if failures == 1 || failures.is_power_of_two() {
+                    warn!(hub = %report.hub_id, %error, failures, "sync failed; the next trigger or the periodic sync retries");
+                } else {
+                    debug!(hub = %report.hub_id, %error, failures, "sync failed again");
+                }
                 if error.starts_with("unknown session") {
                     let _ = self
                         .args

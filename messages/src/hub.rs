@@ -315,6 +315,8 @@ pub struct AttemptReport {
     pub attempt_id: u64,
     pub hub_index: usize,
     pub result: Result<SessionGrant, String>,
+    /// The hub did not answer within the deadline (rather than refusing).
+    pub timed_out: bool,
 }
 
 /// Messages of the `CentralNodeConnection` actor (peer role).
@@ -357,7 +359,19 @@ pub struct HeartbeatReport {
 pub struct BeatReport {
     pub session_id: SessionId,
     pub sent_at: tokio::time::Instant,
-    pub result: Result<HeartbeatAck, String>,
+    pub result: Result<HeartbeatAck, BeatFailure>,
+}
+
+/// Why a heartbeat failed (internal to `HeartbeatMonitor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BeatFailure {
+    /// No answer, or a broken connection: a miss.
+    Unreachable(String),
+    /// The hub does not know the session: reconnect.
+    UnknownSession(String),
+    /// The hub answered and refused the heartbeat (e.g. this peer's clock is more than 60 s
+    /// off): the hub is alive, so not a miss; a human must look.
+    Refused(String),
 }
 
 /// Messages of the `HeartbeatMonitor` actor (peer role).

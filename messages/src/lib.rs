@@ -17,8 +17,8 @@ mod time;
 
 pub use advertisement::{AdKey, AdSource, Advertisement, SyncState};
 pub use hub::{
-    AttemptReport, AuthorityError, BeatReport, CentralNodeConnectionMsg, ConnectRequest,
-    ConnectionState, ConnectionStatus, EntrySet, HeartbeatAck, HeartbeatMonitorMsg,
+    AttemptReport, AuthorityError, BeatFailure, BeatReport, CentralNodeConnectionMsg,
+    ConnectRequest, ConnectionState, ConnectionStatus, EntrySet, HeartbeatAck, HeartbeatMonitorMsg,
     HeartbeatReport, HeartbeatRequest, HubEndpoint, HubPeer, HubReport, HubSession, HubStatus,
     NodeType, RecommendedAction, RegisterState, ReplicaStatus, SessionGrant, SessionId,
     Subscription, SyncReport, SyncScope, SyncTrigger, SystemRegisterAuthorityMsg,

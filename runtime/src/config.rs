@@ -97,7 +97,7 @@ pub struct RawPeerConfig {
     pub heartbeat_interval_ms: Option<u64>,
     pub heartbeat_timeout_ms: Option<u64>,
     pub missed_heartbeats: Option<u32>,
-    /// Deadline of one connection attempt (30 000) and attempts per hub before the ring moves
+    /// Deadline of one connection attempt (10 000) and attempts per hub before the ring moves
     /// on (2).
     pub connect_timeout_ms: Option<u64>,
     pub connect_attempts_per_hub: Option<u32>,

@@ -519,6 +519,7 @@ async fn restarts_of(supervisor: &ActorRef<NodeSupervisorMsg>, kind: ChildKind) 
 pub struct TestLink {
     pub partition: PartitionableHubLink<LocalHubLink>,
     pushes_muted: Arc<AtomicBool>,
+    heartbeats_refused: Arc<AtomicBool>,
     delays: Arc<Mutex<HashMap<NodeId, Duration>>>,
 }
 
@@ -533,6 +534,7 @@ impl TestLink {
         Self {
             partition: PartitionableHubLink::new(local),
             pushes_muted: Arc::default(),
+            heartbeats_refused: Arc::default(),
             delays: Arc::default(),
         }
     }
@@ -540,6 +542,12 @@ impl TestLink {
     /// Cuts (true) or restores (false) the way to a hub: calls fail at once.
     pub fn set_cut(&self, hub: &NodeId, cut: bool) {
         self.partition.set_cut(hub, cut);
+    }
+
+    /// Makes every hub refuse (true) heartbeats, as a hub refuses those of a peer whose clock is
+    /// more than 60 s off.
+    pub fn refuse_heartbeats(&self, refused: bool) {
+        self.heartbeats_refused.store(refused, Ordering::SeqCst);
     }
 
     /// Drops (true) every push notification on its way, leaving the streams open.
@@ -594,6 +602,11 @@ impl HubLink for TestLink {
         deadline: Duration,
     ) -> Result<HeartbeatAck, HubLinkError> {
         self.pass(hub).await;
+        if self.heartbeats_refused.load(Ordering::SeqCst) {
+            return Err(HubLinkError::Refused(
+                "invalid timestamp: more than 60 s from the hub's clock".into(),
+            ));
+        }
         self.partition.heartbeat(hub, beat, deadline).await
     }
 
