@@ -28,7 +28,7 @@ use herald_messages::{
 };
 
 use crate::backoff::{Backoff, BackoffConfig};
-use crate::ports::{Clock, HubLink, error_chain};
+use crate::ports::{Clock, HubLink, HubLinkError, error_chain};
 use crate::slot::ActorSlot;
 
 /// Connection settings (DESIGN §6, §9).
@@ -311,7 +311,8 @@ impl CentralNodeConnectionState {
             async move {
                 let answer =
                     tokio::time::timeout(deadline, link.connect(&hub, request, deadline)).await;
-                let timed_out = answer.is_err();
+                // Ours or the link's own deadline: either way the hub gave no answer.
+                let timed_out = matches!(answer, Err(_) | Ok(Err(HubLinkError::TimedOut(_))));
                 let result = match answer {
                     Ok(Ok(grant)) => Ok(grant),
                     Ok(Err(err)) => Err(error_chain(&err)),

@@ -302,6 +302,10 @@ pub enum HubLinkError {
     /// No answer (refused, timed out, broken): count it against the hub.
     #[error("hub unreachable")]
     Unreachable(#[source] BoxError),
+    /// No answer within the deadline: the hub may be a black hole (frozen, partitioned). Count it
+    /// against the hub, and do not spend another deadline on it at once.
+    #[error("hub did not answer: {0}")]
+    TimedOut(String),
     /// The hub does not know the session (it restarted, or forgot a silent peer): reconnect.
     #[error("unknown session: {0}")]
     UnknownSession(String),

@@ -188,15 +188,13 @@ impl Register {
 
     fn entries(&self, scope: &SyncScope) -> Vec<Arc<SystemRegisterEntry>> {
         match scope {
+            // The latest entry of every blueprint, deprecations included: a peer that syncs in
+            // full must show the same register as one that followed incrementally (the original
+            // contract streamed active entries only, and such peers disagreed).
             SyncScope::Full => {
-                let mut active: Vec<_> = self
-                    .latest
-                    .values()
-                    .filter(|entry| entry.is_active)
-                    .cloned()
-                    .collect();
-                active.sort_by_key(|entry| entry.version);
-                active
+                let mut latest: Vec<_> = self.latest.values().cloned().collect();
+                latest.sort_by_key(|entry| entry.version);
+                latest
             }
             SyncScope::After(version) => {
                 let start = self.log.partition_point(|entry| entry.version <= *version);
@@ -891,7 +889,7 @@ mod tests {
     }
 
     #[test]
-    fn full_scope_lists_active_latest_entries_by_version() {
+    fn full_scope_lists_every_blueprints_latest_entry_deprecations_included() {
         let mut register =
             Register::validated(stored(vec![entry(1, "a", "{}"), entry(2, "b", "[]")])).unwrap();
         let mut deprecated = entry(3, "a", "{}");
@@ -904,7 +902,7 @@ mod tests {
             .iter()
             .map(|e| e.version)
             .collect();
-        assert_eq!(full, vec![4]);
+        assert_eq!(full, vec![3, 4]);
         let after: Vec<u64> = register
             .entries(&SyncScope::After(2))
             .iter()

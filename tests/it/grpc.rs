@@ -343,7 +343,7 @@ async fn monitor_heartbeat_answers_each_beat_and_ends_at_a_refusal() {
 // ---- syncs ----
 
 #[tokio::test]
-async fn full_sync_streams_the_active_blueprints_ordered_by_version() {
+async fn full_sync_streams_every_blueprints_latest_entry_ordered_by_version() {
     let hub = TestHub::start("hub-1").await;
     hub.publish("a", 1).await;
     hub.publish("b", 1).await;
@@ -370,12 +370,13 @@ async fn full_sync_streams_the_active_blueprints_ordered_by_version() {
             (SEED_BLUEPRINT_ID.to_owned(), 1),
             ("c".to_owned(), 4),
             ("a".to_owned(), 5),
+            ("b".to_owned(), 6),
         ]
     );
+    assert!(entries.iter().all(|entry| entry.checksum_holds()));
     assert!(
-        entries
-            .iter()
-            .all(|entry| entry.is_active && entry.checksum_holds())
+        !entries[3].is_active,
+        "the deprecation is the latest entry of b"
     );
     assert_eq!(&entries[2].document[..], br#"{"n":2}"#);
     hub.stop().await;

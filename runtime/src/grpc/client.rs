@@ -332,7 +332,7 @@ async fn within<T>(
 }
 
 fn timed_out(deadline: Duration) -> HubLinkError {
-    HubLinkError::Unreachable(format!("no answer within {deadline:?}").into())
+    HubLinkError::TimedOut(format!("no answer within {deadline:?}"))
 }
 
 /// A failed call, without tonic's type.
@@ -350,6 +350,11 @@ fn link_error(status: Status) -> HubLinkError {
         | Code::InvalidArgument
         | Code::PermissionDenied
         | Code::Unauthenticated => HubLinkError::Refused(status.message().to_owned()),
+        // The request's own deadline (`grpc-timeout`) ran out, at the hub or here.
+        Code::DeadlineExceeded => HubLinkError::TimedOut(status.message().to_owned()),
+        Code::Cancelled if status.message().contains("Timeout expired") => {
+            HubLinkError::TimedOut(status.message().to_owned())
+        }
         code => HubLinkError::Unreachable(Box::new(CallFailed {
             code,
             detail: error_chain(&status),

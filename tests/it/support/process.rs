@@ -1,26 +1,32 @@
-//! The role binaries (`examples/peer.rs`, `examples/register.rs`) as real processes for one
-//! test: built once per test binary, started on loopback, killed or stopped by signal.
+//! The role binaries (`examples/peer.rs`, `examples/register.rs`, `examples/hub.rs`) as real
+//! processes for one test: built once per test binary, started on loopback, killed or stopped by
+//! signal.
 //!
 //! ```ignore
 //! let mut peer = RoleProcess::peer(&["--node-id", "peer-a", "--data-dir", dir]).await;
 //! let ads = peer.available().await;          // GET /api/registers/available
 //! peer.kill9();                              // SIGKILL, like a crash
 //! let elapsed = register.terminate().await;  // SIGTERM; asserts exit code 0
+//! let hub = RoleProcess::hub_on_port(port, &["--node-id", "n0", "--redis", url]).await;
+//! let url = hub.grpc_url();                  // http://127.0.0.1:<port> for a peer's --hub
 //! ```
 //!
 //! - Binaries: cargo exposes no `CARGO_BIN_EXE_*` for examples, so the first start runs
-//!   `$CARGO build --example peer --example register` for the test binary's profile (same target
-//!   dir: the environment, `CARGO_TARGET_DIR` included, and the workspace's cargo config are
-//!   inherited) and finds them in `examples/` beside the test binary's `deps/`. Cargo has released its build lock by the time tests run, so this does
-//!   not wait on the outer `cargo test`; it does wait (correctly) on another cargo building.
-//! - Ready: the process printed `herald <role> ready node=<id> http=<addr>` on stdout within
-//!   `READY_DEADLINE`; the harness adds `--admin-token` and, unless the test chose a port,
-//!   `--http 127.0.0.1:0`.
+//!   `$CARGO build --example peer --example register --example hub` for the test binary's
+//!   profile (same target dir: the environment, `CARGO_TARGET_DIR` included, and the workspace's
+//!   cargo config are inherited) and finds them in `examples/` beside the test binary's `deps/`.
+//!   Cargo has released its build lock by the time tests run, so this does not wait on the outer
+//!   `cargo test`; it does wait (correctly) on another cargo building.
+//! - Ready: the process printed `herald <role> ready node=<id> http=<addr>[ grpc=<addr>]` on
+//!   stdout within `READY_DEADLINE`; the harness adds `--admin-token` and, unless the test chose
+//!   a port, `--http 127.0.0.1:0`.
 //! - Logs: each process's stderr goes to a file in its own temporary directory; its tail is
 //!   printed when a start fails and when the process is dropped during a panic (a failed test).
 //! - Ports: a peer that a register process must find again after a restart runs on a port
 //!   picked here (`peer_on_free_port`, which tries another port when some other process took
-//!   it first, or `free_port` + `peer_on_port`), and is restarted with `peer_on_port`.
+//!   it first, or `free_port` + `peer_on_port`), and is restarted with `peer_on_port`. A hub
+//!   that peers dial at a fixed URL is started and restarted the same way on its gRPC port
+//!   (`hub_on_port`).
 //!
 //! Not done: cleanup when the test binary itself is killed (a process dies with its
 //! `RoleProcess`, on panic too, but not on SIGKILL of the test binary), Windows, and cross
@@ -59,6 +65,7 @@ const EXITING_GRACE: Duration = Duration::from_secs(1);
 pub enum Role {
     Peer,
     Register,
+    Hub,
 }
 
 impl Role {
@@ -66,6 +73,7 @@ impl Role {
         match self {
             Role::Peer => "peer",
             Role::Register => "register",
+            Role::Hub => "hub",
         }
     }
 
@@ -75,6 +83,7 @@ impl Role {
         match self {
             Role::Peer => &binaries.peer,
             Role::Register => &binaries.register,
+            Role::Hub => &binaries.hub,
         }
     }
 }
@@ -87,6 +96,8 @@ pub struct RoleProcess {
     pid: u32,
     node_id: String,
     http: SocketAddr,
+    /// The gRPC address a hub printed in its ready line.
+    grpc: Option<SocketAddr>,
     base_url: String,
     client: reqwest::Client,
     spawned_at: Instant,
@@ -122,6 +133,57 @@ impl RoleProcess {
     /// Starts the register binary; see `peer`.
     pub async fn register(args: &[&str]) -> RoleProcess {
         Self::start(Role::Register, args).await
+    }
+
+    /// Starts the hub binary with `args` (which name its `--grpc` address); see `peer`.
+    pub async fn hub(args: &[&str]) -> RoleProcess {
+        Self::start(Role::Hub, args).await
+    }
+
+    /// Starts a hub with gRPC on `127.0.0.1:<port>` (a port from `free_port`, or the one of a hub
+    /// that was killed, which peers still dial), trying again for a moment while the port cannot
+    /// be bound.
+    pub async fn hub_on_port(port: u16, args: &[&str]) -> RoleProcess {
+        match Self::try_hub_on_port(port, args).await {
+            Ok(process) => process,
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    /// Starts a hub with gRPC on a port picked here (so that it can be restarted on the same
+    /// port with `hub_on_port`), trying another port when some other process took it first.
+    pub async fn hub_on_free_port(args: &[&str]) -> RoleProcess {
+        let mut failures = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let grpc = format!("127.0.0.1:{}", free_port());
+            let with_grpc: Vec<&str> = args.iter().copied().chain(["--grpc", &grpc]).collect();
+            match Self::try_start(Role::Hub, &with_grpc).await {
+                Ok(process) => return process,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!(
+            "no hub started in {PORT_ATTEMPTS} attempts:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    /// `hub_on_port` that reports its failures instead of panicking.
+    pub async fn try_hub_on_port(port: u16, args: &[&str]) -> Result<RoleProcess, String> {
+        let grpc = format!("127.0.0.1:{port}");
+        let with_grpc: Vec<&str> = args.iter().copied().chain(["--grpc", &grpc]).collect();
+        let mut failures = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            match Self::try_start(Role::Hub, &with_grpc).await {
+                Ok(process) => return Ok(process),
+                Err(why) => failures.push(why),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(format!(
+            "no hub started with gRPC on port {port} in {PORT_ATTEMPTS} attempts:\n{}",
+            failures.join("\n")
+        ))
     }
 
     /// Starts `role` and waits until it is ready. Panics with its log when it is not.
@@ -204,7 +266,13 @@ impl RoleProcess {
             )
         };
         let ready = wait_for_line(lines, &prefix, READY_DEADLINE).await;
-        let (node_id, http) = match ready.as_deref().and_then(|line| parse_ready(line, &prefix)) {
+        let grpc = ready.as_deref().and_then(parse_ready_grpc);
+        let fields = ready
+            .as_deref()
+            .and_then(|line| parse_ready(line, &prefix))
+            // A hub's ready line names its gRPC address too.
+            .filter(|_| role != Role::Hub || grpc.is_some());
+        let (node_id, http) = match fields {
             Some(fields) => fields,
             None => {
                 // Stdout closes when the process exits: then it did not time out, it failed.
@@ -226,6 +294,7 @@ impl RoleProcess {
             node_id,
             base_url: format!("http://{http}"),
             http,
+            grpc,
             client: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(10))
@@ -285,6 +354,17 @@ impl RoleProcess {
         &self.base_url
     }
 
+    /// The address a hub serves gRPC on; panics for the other roles.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .unwrap_or_else(|| panic!("the {} serves no gRPC", self.role.name()))
+    }
+
+    /// `http://127.0.0.1:<port>` of a hub's gRPC server, as a peer's `--hub ID=URL` names it.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr())
+    }
+
     /// When the process was spawned.
     pub fn spawned_at(&self) -> Instant {
         self.spawned_at
@@ -298,6 +378,26 @@ impl RoleProcess {
     /// The last lines of the process's stderr.
     pub fn log_tail(&self) -> String {
         log_tail(&self.log_path)
+    }
+
+    /// The process's whole stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends `signal` (a `kill` name such as `STOP` or `CONT`) to the running process.
+    pub fn signal(&self, signal: &str) {
+        assert!(
+            self.child.is_some(),
+            "{} (pid {}) is not running",
+            self.role.name(),
+            self.pid
+        );
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {} failed: {sent}", self.pid);
     }
 
     /// Kills the process with SIGKILL (a crash: no shutdown code runs) and reaps it.
@@ -444,6 +544,7 @@ pub fn free_port() -> u16 {
 struct Binaries {
     peer: PathBuf,
     register: PathBuf,
+    hub: PathBuf,
 }
 
 static BINARIES: OnceLock<Binaries> = OnceLock::new();
@@ -467,7 +568,14 @@ fn build_examples() -> Binaries {
     command
         .current_dir(manifest_dir)
         .args(["build", "--quiet", "--package", "herald"])
-        .args(["--example", "peer", "--example", "register"])
+        .args([
+            "--example",
+            "peer",
+            "--example",
+            "register",
+            "--example",
+            "hub",
+        ])
         .arg("--manifest-path")
         .arg(Path::new(manifest_dir).join("Cargo.toml"));
     match profile {
@@ -494,8 +602,9 @@ fn build_examples() -> Binaries {
     let binaries = Binaries {
         peer: examples.join(format!("peer{}", std::env::consts::EXE_SUFFIX)),
         register: examples.join(format!("register{}", std::env::consts::EXE_SUFFIX)),
+        hub: examples.join(format!("hub{}", std::env::consts::EXE_SUFFIX)),
     };
-    for binary in [&binaries.peer, &binaries.register] {
+    for binary in [&binaries.peer, &binaries.register, &binaries.hub] {
         assert!(
             binary.is_file(),
             "{} is missing after the build: is the target dir of `{cargo:?} build` the test \
@@ -560,6 +669,13 @@ fn parse_ready(line: &str, prefix: &str) -> Option<(String, SocketAddr)> {
     Some((node_id?, http?))
 }
 
+/// The `grpc=<addr>` field of a ready line (hubs print it).
+fn parse_ready_grpc(line: &str) -> Option<SocketAddr> {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("grpc="))
+        .and_then(|value| value.parse().ok())
+}
+
 fn read_all<R: std::io::Read + Send + 'static>(mut source: R) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut text = String::new();
@@ -602,6 +718,19 @@ mod tests {
         assert_eq!(parse_ready("herald peer ready node=p-1", prefix), None);
         assert_eq!(
             parse_ready("herald register ready node=r http=127.0.0.1:1", prefix),
+            None
+        );
+        let hub = "herald hub ready node=n0 http=127.0.0.1:8090 grpc=127.0.0.1:50051";
+        assert_eq!(
+            parse_ready(hub, "herald hub ready "),
+            Some(("n0".into(), "127.0.0.1:8090".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_ready_grpc(hub),
+            Some("127.0.0.1:50051".parse().unwrap())
+        );
+        assert_eq!(
+            parse_ready_grpc("herald peer ready node=p http=127.0.0.1:1"),
             None
         );
     }
