@@ -8,6 +8,7 @@ mod support;
 mod acceptance;
 mod blueprint_stores;
 mod grpc;
+mod hub_requirements;
 mod hubs;
 mod redb_stores;
 mod redis_ad_store;
