@@ -415,12 +415,19 @@ mod tests {
         }
         for status in [
             Status::unavailable("down"),
-            Status::deadline_exceeded("slow"),
             Status::internal("bug"),
             Status::unknown("transport"),
             Status::resource_exhausted("busy"),
+            Status::cancelled("the peer went away"),
         ] {
             assert!(matches!(link_error(status), HubLinkError::Unreachable(_)));
+        }
+        // A deadline that ran out: the hub may be a black hole, and the ring moves on at once.
+        for status in [
+            Status::deadline_exceeded("slow"),
+            Status::cancelled("Timeout expired"),
+        ] {
+            assert!(matches!(link_error(status), HubLinkError::TimedOut(_)));
         }
     }
 
