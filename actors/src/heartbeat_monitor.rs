@@ -20,7 +20,6 @@ use tracing::{Instrument, debug, error, warn};
 use herald_messages::{
     BeatFailure, BeatReport, CentralNodeConnectionMsg, HeartbeatMonitorMsg, HeartbeatReport,
     HeartbeatRequest, HubSession, NodeId, RecommendedAction, SyncTrigger, SystemRegisterReplicaMsg,
-    SystemRegisterView,
 };
 
 use crate::ports::{Clock, HubLink, HubLinkError, error_chain};
@@ -340,12 +339,11 @@ impl HeartbeatMonitorState {
 
     /// The replica's version, reported in the heartbeat so the hub can tell it is behind.
     async fn replica_version(&self) -> u64 {
-        let view: Result<SystemRegisterView, _> = self
-            .args
+        self.args
             .replica
-            .call(SystemRegisterReplicaMsg::View, Duration::from_secs(1))
-            .await;
-        view.map_or(0, |view| view.version)
+            .call(SystemRegisterReplicaMsg::Version, Duration::from_secs(1))
+            .await
+            .unwrap_or(0)
     }
 }
 

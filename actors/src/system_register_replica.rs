@@ -251,6 +251,9 @@ impl Actor for SystemRegisterReplica {
                 SystemRegisterReplicaMsg::Get(id, reply) => {
                     let _ = reply.send(state.replica.entries.get(&id).cloned());
                 }
+                SystemRegisterReplicaMsg::Version(reply) => {
+                    let _ = reply.send(state.replica.version());
+                }
                 SystemRegisterReplicaMsg::View(reply) => {
                     let _ = reply.send(state.replica.view());
                 }
@@ -406,6 +409,20 @@ impl SystemRegisterReplicaState {
                 )
                 .await
                 {
+                    // Checked here, in the task: hashing a large sync would block the actor.
+                    Ok(Ok(entries)) if entries.iter().any(|entry| !entry.checksum_holds()) => {
+                        let tampered: Vec<String> = entries
+                            .iter()
+                            .filter(|entry| !entry.checksum_holds())
+                            .map(|entry| {
+                                format!("{} (version {})", entry.blueprint_id, entry.version)
+                            })
+                            .collect();
+                        Err(format!(
+                            "sync refused: entries not matching their checksum: {}",
+                            tampered.join(", ")
+                        ))
+                    }
                     Ok(Ok(entries)) => {
                         let newest = entries.iter().map(|entry| entry.version).max();
                         // A full sync carries only active entries: when the newest entries are
@@ -445,16 +462,6 @@ impl SystemRegisterReplicaState {
         match report.result {
             Ok(set) => {
                 let received = set.entries.len();
-                let tampered = set.entries.iter().find(|entry| !entry.checksum_holds());
-                if let Some(entry) = tampered {
-                    let error = format!(
-                        "entry {} of blueprint {} does not match its checksum",
-                        entry.version, entry.blueprint_id
-                    );
-                    error!(hub = %report.hub_id, %error, "sync refused");
-                    self.status.last_error = Some(error);
-                    return;
-                }
                 let same_history = self
                     .replica
                     .checkpoint
@@ -559,6 +566,7 @@ fn message_name(msg: &SystemRegisterReplicaMsg) -> &'static str {
         SystemRegisterReplicaMsg::SyncNow(_) => "sync_now",
         SystemRegisterReplicaMsg::Notified(_) => "notified",
         SystemRegisterReplicaMsg::Get(..) => "get",
+        SystemRegisterReplicaMsg::Version(_) => "version",
         SystemRegisterReplicaMsg::View(_) => "view",
         SystemRegisterReplicaMsg::Status(_) => "status",
         SystemRegisterReplicaMsg::Load => "load",

@@ -432,6 +432,8 @@ pub enum SystemRegisterReplicaMsg {
     Notified(BlueprintNotification),
     Get(BlueprintId, RpcReplyPort<Option<Arc<SystemRegisterEntry>>>),
     View(RpcReplyPort<SystemRegisterView>),
+    /// The checkpoint's version alone (the heartbeat reports it every interval).
+    Version(RpcReplyPort<u64>),
     Status(RpcReplyPort<ReplicaStatus>),
     /// Internal: replay the replica store.
     Load,

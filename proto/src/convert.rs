@@ -582,10 +582,9 @@ pub fn entry_from_wire(
     let blueprint_id = blueprint_id("blueprint_id", &wire.blueprint_id)?;
     let version = entry_version("version", wire.version)?;
     document_size("blueprint_document", &wire.blueprint_document)?;
+    // The format only: whether it matches the document is for the replica to check, once,
+    // off its actor (hashing a 20 MiB full sync twice cost 15–19 ms, BENCHMARKS.md).
     checksum("checksum", &wire.checksum)?;
-    if wire.checksum != SystemRegisterEntry::checksum_of(&wire.blueprint_document) {
-        return Err(WireError::new("checksum", "does not match the document"));
-    }
     published_by("published_by", &wire.published_by)?;
     let metadata = metadata("metadata", wire.metadata)?;
     let kind = match v1::NotificationType::try_from(wire.kind) {
@@ -1575,7 +1574,7 @@ mod tests {
     }
 
     #[test]
-    fn entry_checksums_are_sha256_hex_of_the_document() {
+    fn entry_checksums_are_sha256_hex() {
         let good = wire_entry().checksum;
         for bad in [
             String::new(),
@@ -1590,13 +1589,14 @@ mod tests {
             };
             assert_eq!(refused(entry_from_wire(wire)), "checksum", "{bad}");
         }
+        // Whether it matches the document is the replica's check (off its actor), not the
+        // wire's: the entry converts, and says so.
         let tampered = v1::SystemRegisterEntry {
             blueprint_document: Bytes::from_static(b"{}"),
             ..wire_entry()
         };
-        let err = entry_from_wire(tampered).unwrap_err();
-        assert_eq!(err.field, "checksum");
-        assert!(err.reason.contains("does not match"), "{err}");
+        let (_, entry) = entry_from_wire(tampered).unwrap();
+        assert!(!entry.checksum_holds());
     }
 
     #[test]

@@ -738,6 +738,48 @@ async fn a_silent_hub_is_failed_over_after_two_missed_deadlines() {
     stop(cluster, peer).await;
 }
 
+/// Entries whose document does not match their checksum (damaged on the way) are refused as a
+/// whole: the replica keeps what it had, reports why, and takes the entries once they arrive
+/// intact.
+#[tokio::test(start_paused = true)]
+async fn a_sync_with_a_damaged_entry_is_refused_and_retried() {
+    let (cluster, peer) = connected(2).await;
+    let before = peer.replica_status().await;
+    cluster.link.tamper_syncs(true);
+    let entry = cluster
+        .hub(0)
+        .publish("damaged", r#"{"x":1}"#)
+        .await
+        .unwrap();
+    let refused = wait_for_status(&peer, |status| status.last_error.is_some()).await;
+    assert!(refused.last_error.unwrap().contains("checksum"));
+    assert_eq!(
+        peer.replica_status().await.checkpoint,
+        before.checkpoint,
+        "nothing taken"
+    );
+    assert!(peer.get("damaged").await.is_none());
+    cluster.link.tamper_syncs(false);
+    peer.synced_to(entry.version, Duration::from_secs(600))
+        .await;
+    assert_eq!(peer.get("damaged").await.unwrap(), entry);
+    stop(cluster, peer).await;
+}
+
+async fn wait_for_status(
+    peer: &crate::support::TestPeer,
+    check: impl Fn(&herald_messages::ReplicaStatus) -> bool,
+) -> herald_messages::ReplicaStatus {
+    for _ in 0..600 {
+        let status = peer.replica_status().await;
+        if check(&status) {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the replica status never matched");
+}
+
 /// A hub that answers and refuses the heartbeats (this peer's clock is off) is alive: the peer
 /// does not fail over, which would only meet the same refusal at every hub; it stays connected.
 #[tokio::test(start_paused = true)]

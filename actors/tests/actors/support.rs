@@ -520,6 +520,7 @@ pub struct TestLink {
     pub partition: PartitionableHubLink<LocalHubLink>,
     pushes_muted: Arc<AtomicBool>,
     heartbeats_refused: Arc<AtomicBool>,
+    syncs_tampered: Arc<AtomicBool>,
     delays: Arc<Mutex<HashMap<NodeId, Duration>>>,
 }
 
@@ -535,6 +536,7 @@ impl TestLink {
             partition: PartitionableHubLink::new(local),
             pushes_muted: Arc::default(),
             heartbeats_refused: Arc::default(),
+            syncs_tampered: Arc::default(),
             delays: Arc::default(),
         }
     }
@@ -548,6 +550,11 @@ impl TestLink {
     /// more than 60 s off.
     pub fn refuse_heartbeats(&self, refused: bool) {
         self.heartbeats_refused.store(refused, Ordering::SeqCst);
+    }
+
+    /// Changes (true) the document of every synced entry on its way, keeping its checksum.
+    pub fn tamper_syncs(&self, tampered: bool) {
+        self.syncs_tampered.store(tampered, Ordering::SeqCst);
     }
 
     /// Drops (true) every push notification on its way, leaving the streams open.
@@ -617,7 +624,13 @@ impl HubLink for TestLink {
         deadline: Duration,
     ) -> Result<Vec<SystemRegisterEntry>, HubLinkError> {
         self.pass(hub).await;
-        self.partition.sync(hub, request, deadline).await
+        let mut entries = self.partition.sync(hub, request, deadline).await?;
+        if self.syncs_tampered.load(Ordering::SeqCst) {
+            for entry in &mut entries {
+                entry.document = br#"{"tampered":true}"#.as_slice().into();
+            }
+        }
+        Ok(entries)
     }
 
     async fn subscribe(
