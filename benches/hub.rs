@@ -497,7 +497,7 @@ impl Bench {
             Some(&floor),
         );
         report.row(
-            "part: floor + the link's validation (`entry_from_wire` per entry, SHA-256 included)",
+            "part: floor + the link's validation (`entry_from_wire` per entry: formats and sizes; the replica verifies the checksums)",
             &floor_validated,
             Some(&floor),
         );
@@ -527,7 +527,7 @@ impl Bench {
             None,
         );
         report.row(
-            "part: one `system_register()` call on that peer after (the replica's `View`: every heartbeat asks for it)",
+            "part: one `system_register()` call on that peer after (the replica's `View`)",
             &replica_view,
             None,
         );
