@@ -38,8 +38,8 @@
 //!
 //! Herald and floor runs are interleaved (the order rotates every iteration) so that the noise
 //! of a shared machine hits both. Run through `cargo test --benches` (no `--bench` argument), it
-//! measures nothing and exits. The statistics and table code repeat `benches/pool.rs` (bench
-//! targets share no module).
+//! measures nothing and exits. The statistics, the tables and the command line are shared with
+//! `benches/pool.rs` (`benches/support/mod.rs`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,7 +48,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,6 +83,10 @@ use herald::{
     StoreOverrides,
 };
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{Report, Samples, WARMUP_ITERATIONS, cell, ms, ratio, rotated};
+
 /// Blueprints published before the full sync (the seeded one comes on top).
 const BLUEPRINTS: usize = 10_000;
 /// Entries of a full sync: the blueprints and the seeded `register-creation-v1`.
@@ -92,8 +96,6 @@ const DOCUMENT_BYTES: usize = 2_048;
 /// New entries fetched by each incremental sync.
 const INCREMENT: usize = 10;
 const SUBSCRIBERS: usize = 1_000;
-const DEFAULT_ITERATIONS: usize = 31;
-const WARMUP_ITERATIONS: usize = 3;
 const DEFAULT_FAILOVER_RUNS: usize = 8;
 /// Publications (setup), connects and subscriptions in flight at once.
 const SETUP_CONCURRENCY: usize = 64;
@@ -170,41 +172,19 @@ struct Options {
 impl Options {
     /// `None` when there is nothing to measure (help, or run as a test).
     fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>> {
-        let mut iterations = DEFAULT_ITERATIONS;
         let mut failover_runs = DEFAULT_FAILOVER_RUNS;
-        let mut bench = false;
-        let mut args = args.peekable();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--bench" => bench = true,
-                "--help" | "-h" => {
-                    println!("{USAGE}");
-                    return Ok(None);
-                }
-                "--iterations" => iterations = count_argument(&arg, args.next(), 3)?,
-                "--failover-runs" => failover_runs = count_argument(&arg, args.next(), 1)?,
-                other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+        let iterations = support::parse_args("hub", USAGE, args, |flag, args| {
+            if flag != "--failover-runs" {
+                return Ok(false);
             }
-        }
-        if !bench {
-            // `cargo test --benches` / `--all-targets` runs bench targets without `--bench`.
-            println!("hub bench: nothing measured in test mode; run `cargo bench --bench hub`");
-            return Ok(None);
-        }
-        Ok(Some(Options {
+            failover_runs = support::count_argument(flag, args.next(), 1)?;
+            Ok(true)
+        })?;
+        Ok(iterations.map(|iterations| Options {
             iterations,
             failover_runs,
         }))
     }
-}
-
-fn count_argument(flag: &str, value: Option<String>, least: usize) -> Result<usize> {
-    let value = value.with_context(|| format!("{flag} needs a number"))?;
-    value
-        .parse()
-        .ok()
-        .filter(|n| *n >= least)
-        .with_context(|| format!("{flag} {value:?}: need a number >= {least}"))
 }
 
 async fn run(options: Options) -> Result<()> {
@@ -967,7 +947,7 @@ async fn deliveries(
             version == key,
             "a subscriber received version {version} while {key} was expected"
         );
-        latencies.0.push(at.duration_since(started));
+        latencies.push_if(true, at.duration_since(started));
     }
     Ok(latencies)
 }
@@ -1669,112 +1649,21 @@ impl SystemRegisterSync for FloorSync {
     }
 }
 
-/// `0..cases` starting at `iteration % cases`: every case comes first as often as the others.
-fn rotated(cases: usize, iteration: usize) -> impl Iterator<Item = usize> {
-    (0..cases).map(move |k| (iteration + k) % cases)
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1_000.0
-}
-
-// ---- statistics and the tables (as in benches/pool.rs) ----
-
-#[derive(Default, Clone)]
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn push_if(&mut self, keep: bool, sample: Duration) {
-        if keep {
-            self.0.push(sample);
-        }
-    }
-
-    fn extend_if(&mut self, keep: bool, samples: Samples) {
-        if keep {
-            self.0.extend(samples.0);
-        }
-    }
-
-    /// Nearest-rank quantile (`q` in 0..=1) of the sorted samples.
-    fn quantile(&self, q: f64) -> Duration {
-        let mut sorted = self.0.clone();
-        sorted.sort();
-        if sorted.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = (q * (sorted.len() - 1) as f64).round() as usize;
-        sorted[rank.min(sorted.len() - 1)]
-    }
-
-    fn median(&self) -> Duration {
-        self.quantile(0.5)
-    }
-
-    fn max(&self) -> Duration {
-        self.quantile(1.0)
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-}
-
-#[derive(Default)]
-struct Report {
-    lines: Vec<String>,
-    notes: Vec<String>,
-}
+// ---- the hub's own tables, beside the shared `section` / `row` ----
 
 impl Report {
-    fn note(&mut self, note: String) {
-        self.notes.push(note);
-    }
-
-    fn title(&mut self, title: String) {
-        if !self.lines.is_empty() {
-            self.lines.push(String::new());
-        }
-        self.lines.push(format!("**{title}**"));
-        self.lines.push(String::new());
-    }
-
-    fn section(&mut self, title: String) {
-        self.title(title);
-        self.lines.push(
-            "| measurement | median ms | p10 ms | p90 ms | min ms | max ms | ratio of medians |"
-                .to_owned(),
-        );
-        self.lines
-            .push("|---|---:|---:|---:|---:|---:|---:|".to_owned());
-    }
-
-    fn row(&mut self, name: &str, samples: &Samples, floor: Option<&Samples>) {
-        let ratio = ratio(samples.median(), floor.map(Samples::median));
-        self.lines.push(format!(
-            "| {name} | {} | {} | {} | {} | {} | {ratio} |",
-            cell(samples.median()),
-            cell(samples.quantile(0.1)),
-            cell(samples.quantile(0.9)),
-            cell(samples.quantile(0.0)),
-            cell(samples.max()),
-        ));
-    }
-
     fn latency_section(&mut self, title: String) {
-        self.title(title);
-        self.lines.push(
-            "| measurement | deliveries | p50 ms | p90 ms | p99 ms | max ms | ratio of p99 |"
-                .to_owned(),
+        self.table(
+            title,
+            "| measurement | deliveries | p50 ms | p90 ms | p99 ms | max ms | ratio of p99 |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         );
-        self.lines
-            .push("|---|---:|---:|---:|---:|---:|---:|".to_owned());
     }
 
     fn latency_row(&mut self, name: &str, samples: &Samples, floor: Option<&Samples>) {
         let p99 = samples.quantile(0.99);
         let ratio = ratio(p99, floor.map(|floor| floor.quantile(0.99)));
-        self.lines.push(format!(
+        self.line(format!(
             "| {name} | {} | {} | {} | {} | {} | {ratio} |",
             samples.len(),
             cell(samples.median()),
@@ -1785,19 +1674,20 @@ impl Report {
     }
 
     fn failover_section(&mut self, title: String) {
-        self.title(title);
-        self.lines.push(
-            "| measurement | runs | median ms | min ms | max ms | every run, sorted (ms) |"
-                .to_owned(),
+        self.table(
+            title,
+            "| measurement | runs | median ms | min ms | max ms | every run, sorted (ms) |",
+            "|---|---:|---:|---:|---:|---|",
         );
-        self.lines.push("|---|---:|---:|---:|---:|---|".to_owned());
     }
 
     fn failover_row(&mut self, name: &str, samples: &Samples) {
-        let mut sorted = samples.0.clone();
-        sorted.sort();
-        let every: Vec<String> = sorted.iter().map(|d| format!("{:.0}", ms(*d))).collect();
-        self.lines.push(format!(
+        let every: Vec<String> = samples
+            .sorted()
+            .iter()
+            .map(|d| format!("{:.0}", ms(*d)))
+            .collect();
+        self.line(format!(
             "| {name} | {} | {:.0} | {:.0} | {:.0} | {} |",
             samples.len(),
             ms(samples.median()),
@@ -1805,30 +1695,5 @@ impl Report {
             ms(samples.max()),
             every.join(", ")
         ));
-    }
-
-    fn print(&self) {
-        for line in &self.lines {
-            println!("{line}");
-        }
-        if !self.notes.is_empty() {
-            println!();
-        }
-        for note in &self.notes {
-            println!("{note}");
-        }
-    }
-}
-
-fn cell(duration: Duration) -> String {
-    format!("{:.2}", ms(duration))
-}
-
-fn ratio(value: Duration, floor: Option<Duration>) -> String {
-    match floor {
-        Some(floor) if floor > Duration::ZERO => {
-            format!("{:.2}×", value.as_secs_f64() / floor.as_secs_f64())
-        }
-        _ => "—".to_owned(),
     }
 }

@@ -45,12 +45,17 @@ use herald::{
     RawRegisterConfig, Register, RegisterId, Snapshot, StoreOverrides,
 };
 
+// Shared with `benches/hub.rs`; this bench does not use all of it (`Report::note`,
+// `Samples::extend_if`).
+#[allow(dead_code)]
+#[path = "support/mod.rs"]
+mod support;
+use support::{Report, Samples, WARMUP_ITERATIONS, rotated};
+
 /// Ads per full sync and per reload (the largest bulk request the pool accepts).
 const ADS: usize = 10_000;
 /// Registers of the SC-004 measurement (the spec's number).
 const SC004_REGISTERS: usize = 100;
-const DEFAULT_ITERATIONS: usize = 31;
-const WARMUP_ITERATIONS: usize = 3;
 /// Full syncs applied back to back while `available()` is measured (SC-005): changed ones take
 /// tens of ms each, unchanged ones a few.
 const CHANGED_SYNCS: usize = 40;
@@ -88,53 +93,19 @@ fn main() -> ExitCode {
 }
 
 fn measure() -> Result<()> {
-    let Some(options) = Options::parse(std::env::args().skip(1))? else {
+    let args = std::env::args().skip(1);
+    // Pool has no options of its own.
+    let Some(iterations) = support::parse_args("pool", USAGE, args, |_, _| Ok(false))? else {
         return Ok(());
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("build the tokio runtime")?;
-    runtime.block_on(run(options))
+    runtime.block_on(run(iterations))
 }
 
-struct Options {
-    iterations: usize,
-}
-
-impl Options {
-    /// `None` when there is nothing to measure (help, or run as a test).
-    fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>> {
-        let mut iterations = DEFAULT_ITERATIONS;
-        let mut bench = false;
-        let mut args = args.peekable();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--bench" => bench = true,
-                "--help" | "-h" => {
-                    println!("{USAGE}");
-                    return Ok(None);
-                }
-                "--iterations" => {
-                    let value = args.next().context("--iterations needs a number")?;
-                    iterations =
-                        value.parse().ok().filter(|n| *n >= 3).with_context(|| {
-                            format!("--iterations {value:?}: need a number >= 3")
-                        })?;
-                }
-                other => bail!("unknown argument {other:?}\n\n{USAGE}"),
-            }
-        }
-        if !bench {
-            // `cargo test --benches` / `--all-targets` runs bench targets without `--bench`.
-            println!("pool bench: nothing measured in test mode; run `cargo bench --bench pool`");
-            return Ok(None);
-        }
-        Ok(Some(Options { iterations }))
-    }
-}
-
-async fn run(options: Options) -> Result<()> {
+async fn run(iterations: usize) -> Result<()> {
     let server = RedisServer::start().await?;
     let url = server.url();
     let mut raw = ConnectionManager::new(redis::Client::open(url.as_str())?)
@@ -142,21 +113,17 @@ async fn run(options: Options) -> Result<()> {
         .context("connect to the bench's redis-server")?;
     let redis_version = info_field(&mut raw, "redis_version").await?;
     eprintln!(
-        "redis-server {redis_version} on {url}; {ADS} ads; {} iterations after {WARMUP_ITERATIONS} warm-ups",
-        options.iterations
+        "redis-server {redis_version} on {url}; {ADS} ads; {iterations} iterations after {WARMUP_ITERATIONS} warm-ups"
     );
 
     let mut report = Report::default();
-    let mut bench = Bench::new(&url, raw, options.iterations);
+    let mut bench = Bench::new(&url, raw, iterations);
     bench.full_sync(&mut report).await?;
     bench.reload(&mut report).await?;
     bench.available_latency(&mut report).await?;
     bench.sc004(&mut report).await?;
 
-    println!(
-        "\n### Results ({ADS} ads, {} iterations, redis-server {redis_version})\n",
-        options.iterations
-    );
+    println!("\n### Results ({ADS} ads, {iterations} iterations, redis-server {redis_version})\n");
     report.print();
     drop(server);
     Ok(())
@@ -772,11 +739,6 @@ async fn stop(node: NodeHandle) {
     tokio::time::sleep(SETTLE).await;
 }
 
-/// `0..cases` starting at `iteration % cases`: every case comes first as often as the others.
-fn rotated(cases: usize, iteration: usize) -> impl Iterator<Item = usize> {
-    (0..cases).map(move |k| (iteration + k) % cases)
-}
-
 /// A store that stores nothing: what the pool costs without its store.
 struct NoopStore;
 
@@ -796,84 +758,6 @@ impl AdStore for NoopStore {
 
     fn describe(&self) -> String {
         "no-op".to_owned()
-    }
-}
-
-// ---- statistics and the table ----
-
-#[derive(Default, Clone)]
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn push_if(&mut self, keep: bool, sample: Duration) {
-        if keep {
-            self.0.push(sample);
-        }
-    }
-
-    /// Nearest-rank quantile (`q` in 0..=1) of the sorted samples.
-    fn quantile(&self, q: f64) -> Duration {
-        let mut sorted = self.0.clone();
-        sorted.sort();
-        if sorted.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = (q * (sorted.len() - 1) as f64).round() as usize;
-        sorted[rank.min(sorted.len() - 1)]
-    }
-
-    fn median(&self) -> Duration {
-        self.quantile(0.5)
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-}
-
-#[derive(Default)]
-struct Report {
-    lines: Vec<String>,
-}
-
-impl Report {
-    fn section(&mut self, title: String) {
-        if !self.lines.is_empty() {
-            self.lines.push(String::new());
-        }
-        self.lines.push(format!("**{title}**"));
-        self.lines.push(String::new());
-        self.lines.push(
-            "| measurement | median ms | p10 ms | p90 ms | min ms | max ms | ratio of medians |"
-                .to_owned(),
-        );
-        self.lines
-            .push("|---|---:|---:|---:|---:|---:|---:|".to_owned());
-    }
-
-    fn row(&mut self, name: &str, samples: &Samples, floor: Option<&Samples>) {
-        let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1_000.0);
-        let ratio = match floor {
-            Some(floor) if floor.median() > Duration::ZERO => format!(
-                "{:.2}×",
-                samples.median().as_secs_f64() / floor.median().as_secs_f64()
-            ),
-            _ => "—".to_owned(),
-        };
-        self.lines.push(format!(
-            "| {name} | {} | {} | {} | {} | {} | {ratio} |",
-            ms(samples.median()),
-            ms(samples.quantile(0.1)),
-            ms(samples.quantile(0.9)),
-            ms(samples.quantile(0.0)),
-            ms(samples.quantile(1.0)),
-        ));
-    }
-
-    fn print(&self) {
-        for line in &self.lines {
-            println!("{line}");
-        }
     }
 }
 

@@ -555,8 +555,14 @@ impl CentralNodeConnectionState {
     }
 }
 
+/// The state operators see. A new round of attempts from isolation still reads `Isolated`: the
+/// peer is isolated until a hub answers, whether or not an attempt is under way.
 fn phase_state(phase: &Phase) -> ConnectionState {
     match phase {
+        Phase::Connecting {
+            after_isolation: true,
+            ..
+        } => ConnectionState::Isolated,
         Phase::Connecting { .. } => ConnectionState::Connecting,
         Phase::Connected(_) => ConnectionState::Connected,
         Phase::Isolated => ConnectionState::Isolated,

@@ -388,15 +388,7 @@ impl RawPeerConfig {
         };
         let ad_store = match self.redis_url {
             Some(url) => {
-                if !(url.starts_with("redis://")
-                    || url.starts_with("rediss://")
-                    || url.starts_with("redis+unix://"))
-                {
-                    return Err(ConfigError::new(
-                        "peer.redis_url",
-                        format!("{url:?} is not a redis:// URL"),
-                    ));
-                }
+                plain_url("peer.redis_url", &url, &["redis://", "redis+unix://"])?;
                 let prefix = self
                     .redis_prefix
                     .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned());
@@ -474,12 +466,7 @@ impl RawPeerConfig {
         for (position, raw) in self.hubs.iter().enumerate() {
             let id = NodeId::parse(&raw.id)
                 .map_err(|err| ConfigError::new("peer.hubs.id", err.to_string()))?;
-            if !(raw.url.starts_with("http://") || raw.url.starts_with("https://")) {
-                return Err(ConfigError::new(
-                    "peer.hubs.url",
-                    format!("{:?} of hub {id} is not an http(s) URL", raw.url),
-                ));
-            }
+            plain_url("peer.hubs.url", &raw.url, &["http://"])?;
             if hubs.iter().any(|hub| hub.id == id) {
                 return Err(ConfigError::new(
                     "peer.hubs.id",
@@ -594,12 +581,7 @@ impl RawHubConfig {
         }
         let store = match self.redis_url {
             Some(url) => {
-                if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
-                    return Err(ConfigError::new(
-                        "hub.redis_url",
-                        format!("{url:?} is not a redis:// URL"),
-                    ));
-                }
+                plain_url("hub.redis_url", &url, &["redis://", "redis+unix://"])?;
                 BlueprintStoreConfig::Redis {
                     url,
                     prefix: self
@@ -654,6 +636,26 @@ impl RawHubConfig {
     }
 }
 
+/// Checks that `url` starts with one of `schemes`. TLS schemes (`https://`, `rediss://`) get
+/// their own answer: this build has no TLS, and accepting them would fail only at run time.
+fn plain_url(field: &'static str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    if schemes.iter().any(|scheme| url.starts_with(scheme)) {
+        return Ok(());
+    }
+    if url.starts_with("https://") || url.starts_with("rediss://") {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{url:?}: TLS is not supported by this build; use a plain URL on a trusted network"
+            ),
+        ));
+    }
+    Err(ConfigError::new(
+        field,
+        format!("{url:?} does not start with {}", schemes.join(" or ")),
+    ))
+}
+
 /// `*` matches any run of characters, `?` any one character; case-insensitive (host names).
 fn glob_matches(glob: &str, text: &str) -> bool {
     let glob: Vec<char> = glob.to_ascii_lowercase().chars().collect();
@@ -688,12 +690,7 @@ impl RawRegisterConfig {
     ) -> Result<RegisterRoleConfig, ConfigError> {
         let pool_link = match self.peer_url {
             Some(url) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(ConfigError::new(
-                        "register.peer_url",
-                        format!("{url:?} is not an http(s) URL"),
-                    ));
-                }
+                plain_url("register.peer_url", &url, &["http://"])?;
                 let token = self
                     .peer_token
                     .or_else(|| admin_token.map(str::to_owned))
@@ -891,6 +888,20 @@ mod tests {
             let err = raw.clone().validate().expect_err(field);
             assert_eq!(err.field, field, "{err}");
         }
+    }
+
+    #[test]
+    fn tls_urls_are_refused_with_a_reason() {
+        let raw = RawNodeConfig {
+            register: Some(RawRegisterConfig {
+                peer_url: Some("https://peer:8080".into()),
+                ..RawRegisterConfig::default()
+            }),
+            ..peer_only()
+        };
+        let err = raw.validate().unwrap_err();
+        assert_eq!(err.field, "register.peer_url");
+        assert!(err.reason.contains("TLS is not supported"), "{err}");
     }
 
     #[test]
