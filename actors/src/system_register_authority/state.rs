@@ -1,0 +1,1008 @@
+//! The hub's system register and peer sessions, and every decision the authority makes about
+//! them, without a runtime: validating a stored register, what a publication or deprecation
+//! appends, where an appended entry goes, what a peer's connect, heartbeat, sync or
+//! subscription gets, which sessions expire, and who is told of a new entry.
+//!
+//! Every method takes `now` from the caller, and ids (sessions, transactions, histories) are
+//! drawn by the caller too, so every decision is reproducible in a unit test. The store, the
+//! timers and the watch of a shared store are the actor's (`super`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use herald_messages::{
+    AuthorityError, BlueprintId, BlueprintNotification, BlueprintSummary, ConnectRequest,
+    EntryDraft, EntryKind, EntrySet, Genesis, HeartbeatAck, HeartbeatRequest, HistoryId, HubPeer,
+    HubStatus, NodeId, NodeType, PublishRequest, RecommendedAction, RegisterId, RegisterState,
+    SessionGrant, SessionId, Subscription, SyncScope, SystemRegisterEntry, SystemRegisterView,
+    Timestamp,
+};
+
+use super::AuthorityConfig;
+use crate::ports::StoredRegister;
+
+/// The document of the blueprint seeded at genesis: how a register is created.
+pub const SEED_DOCUMENT: &str = r#"{"id":"register-creation-v1","title":"Register creation","version":1,"participants":[{"id":"requester","role":"register owner"},{"id":"hub","role":"system register authority"}],"actions":[{"id":0,"title":"Request a register","sender":"requester","fields":["name","description","advertise"]},{"id":1,"title":"Create the register","sender":"hub"}]}"#;
+
+/// The records a first start writes: the genesis of a new history and the seeded blueprint.
+pub fn genesis_records(
+    hub_id: &NodeId,
+    history_id: HistoryId,
+    transaction_id: String,
+    now: Timestamp,
+) -> (Genesis, EntryDraft) {
+    let genesis = Genesis {
+        register_id: RegisterId::system(),
+        history_id,
+        created_at: now,
+        created_by: hub_id.clone(),
+    };
+    let seed = EntryDraft {
+        blueprint_id: BlueprintId::seed(),
+        kind: EntryKind::Published,
+        document: Bytes::from_static(SEED_DOCUMENT.as_bytes()),
+        published_at: now,
+        published_by: hub_id.to_string(),
+        transaction_id,
+        metadata: BTreeMap::new(),
+    };
+    (genesis, seed)
+}
+
+/// Where an entry the store appended went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// It is the next version: taken in, subscribers told (those too slow to take it were
+    /// dropped).
+    Taken {
+        entry: Arc<SystemRegisterEntry>,
+        dropped: Vec<NodeId>,
+    },
+    /// Already in the register (a catch-up took it in first).
+    Known(Arc<SystemRegisterEntry>),
+    /// Versions before it are missing here (other hubs appended them): catch up, then offer it
+    /// again.
+    Gap { missing_from: u64 },
+}
+
+/// What a catch-up took in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaughtUp {
+    pub taken: usize,
+    /// Entries that did not match their checksum (skipped).
+    pub tampered: Vec<u64>,
+    /// Subscribers too slow to take the notifications (dropped).
+    pub dropped: Vec<NodeId>,
+}
+
+/// The authority's book: the register, the sessions of connected peers, their subscriptions.
+#[derive(Debug)]
+pub struct AuthorityState {
+    hub_id: NodeId,
+    config: AuthorityConfig,
+    register: Register,
+    sessions: HashMap<NodeId, PeerSession>,
+    subscribers: Vec<Subscriber>,
+    started_at: Timestamp,
+}
+
+/// The register in memory.
+#[derive(Debug, Default)]
+struct Register {
+    state: Option<RegisterState>,
+    genesis: Option<Genesis>,
+    /// Every entry, ordered by version.
+    log: Vec<Arc<SystemRegisterEntry>>,
+    /// The latest entry of each blueprint.
+    latest: BTreeMap<BlueprintId, Arc<SystemRegisterEntry>>,
+}
+
+#[derive(Debug, Clone)]
+struct PeerSession {
+    session_id: SessionId,
+    address: String,
+    connected_at: Timestamp,
+    last_seen_at: Timestamp,
+    last_heartbeat_at: Option<Timestamp>,
+    last_sync_version: u64,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    peer_id: NodeId,
+    session_id: SessionId,
+    queue: mpsc::Sender<BlueprintNotification>,
+    sequence: u64,
+}
+
+impl Register {
+    fn version(&self) -> u64 {
+        self.log.last().map_or(0, |entry| entry.version)
+    }
+
+    /// Takes a stored register after checking it: genesis of the system register, versions
+    /// strictly increasing and consecutive from 1 (the store allocates them so: a gap is a lost
+    /// entry), every checksum right.
+    fn validated(stored: StoredRegister) -> Result<Register, String> {
+        if stored.genesis.register_id != RegisterId::system() {
+            return Err(format!(
+                "genesis names register {}, not the system register",
+                stored.genesis.register_id
+            ));
+        }
+        let mut register = Register {
+            state: Some(RegisterState::Ready),
+            genesis: Some(stored.genesis),
+            ..Register::default()
+        };
+        let mut first_gap = None;
+        for entry in stored.entries {
+            if entry.version <= register.version() {
+                return Err(format!(
+                    "version {} follows version {}: versions must strictly increase",
+                    entry.version,
+                    register.version()
+                ));
+            }
+            if first_gap.is_none() && entry.version != register.version() + 1 {
+                first_gap = Some((register.version() + 1, entry.version));
+            }
+            if !entry.checksum_holds() {
+                return Err(format!(
+                    "entry {} (blueprint {}) does not match its checksum {}",
+                    entry.version, entry.blueprint_id, entry.checksum
+                ));
+            }
+            register.push(Arc::new(entry));
+        }
+        if register.log.is_empty() {
+            return Err("the register holds no entry: the seeded blueprint is missing".into());
+        }
+        if let Some((missing, next)) = first_gap {
+            return Err(format!(
+                "entry {missing} is missing (the next stored entry is {next}): versions must be \
+                 consecutive from 1"
+            ));
+        }
+        Ok(register)
+    }
+
+    fn push(&mut self, entry: Arc<SystemRegisterEntry>) {
+        self.latest
+            .insert(entry.blueprint_id.clone(), Arc::clone(&entry));
+        self.log.push(entry);
+    }
+
+    fn entries(&self, scope: &SyncScope) -> Vec<Arc<SystemRegisterEntry>> {
+        match scope {
+            // The latest entry of every blueprint, deprecations included: a peer that syncs in
+            // full must show the same register as one that followed incrementally (the original
+            // contract streamed active entries only, and such peers disagreed).
+            SyncScope::Full => {
+                let mut latest: Vec<_> = self.latest.values().cloned().collect();
+                latest.sort_by_key(|entry| entry.version);
+                latest
+            }
+            SyncScope::After(version) => {
+                let start = self.log.partition_point(|entry| entry.version <= *version);
+                self.log[start..].to_vec()
+            }
+        }
+    }
+
+    fn entry_at(&self, version: u64) -> Option<&Arc<SystemRegisterEntry>> {
+        let index = self
+            .log
+            .binary_search_by_key(&version, |entry| entry.version)
+            .ok()?;
+        self.log.get(index)
+    }
+}
+
+impl AuthorityState {
+    pub fn new(hub_id: NodeId, config: AuthorityConfig, started_at: Timestamp) -> Self {
+        Self {
+            hub_id,
+            config,
+            register: Register::default(),
+            sessions: HashMap::new(),
+            subscribers: Vec::new(),
+            started_at,
+        }
+    }
+
+    pub fn hub_id(&self) -> &NodeId {
+        &self.hub_id
+    }
+
+    pub fn config(&self) -> &AuthorityConfig {
+        &self.config
+    }
+
+    /// The register's version: its latest entry's (0 before it is loaded).
+    pub fn version(&self) -> u64 {
+        self.register.version()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.register.state == Some(RegisterState::Ready)
+    }
+
+    pub fn history_id(&self) -> Option<&HistoryId> {
+        self.register.genesis.as_ref().map(|g| &g.history_id)
+    }
+
+    pub fn blueprints(&self) -> usize {
+        self.register.latest.len()
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// The latest entry of a blueprint.
+    pub fn latest(&self, id: &BlueprintId) -> Option<Arc<SystemRegisterEntry>> {
+        self.register.latest.get(id).cloned()
+    }
+
+    /// The register is being read (or created).
+    pub fn set_loading(&mut self) {
+        self.register.state = Some(RegisterState::Loading);
+    }
+
+    /// Takes the stored register if it validates; otherwise refuses to serve it and returns
+    /// why.
+    pub fn install(&mut self, stored: StoredRegister) -> Result<(), String> {
+        match Register::validated(stored) {
+            Ok(register) => {
+                self.register = register;
+                Ok(())
+            }
+            Err(problem) => {
+                self.refuse(problem.clone());
+                Err(problem)
+            }
+        }
+    }
+
+    /// The stored register cannot be served (it failed validation or cannot be read).
+    pub fn refuse(&mut self, reason: String) {
+        self.register.state = Some(RegisterState::Corrupt(reason));
+    }
+
+    /// Whether requests can be served, and if not why.
+    pub fn ready(&self) -> Result<(), AuthorityError> {
+        match &self.register.state {
+            Some(RegisterState::Ready) => Ok(()),
+            Some(RegisterState::Corrupt(reason)) => Err(AuthorityError::NotReady(format!(
+                "the system register is corrupt: {reason}"
+            ))),
+            _ => Err(AuthorityError::NotReady(
+                "still loading the system register".into(),
+            )),
+        }
+    }
+
+    /// The entry a publication appends: an update when the blueprint is active, else a
+    /// publication (a deprecated blueprint published again comes back).
+    pub fn publish_draft(
+        &self,
+        request: PublishRequest,
+        transaction_id: String,
+        now: Timestamp,
+    ) -> Result<EntryDraft, AuthorityError> {
+        self.ready()?;
+        request.validate()?;
+        let kind = match self.register.latest.get(&request.blueprint_id) {
+            Some(current) if current.is_active => EntryKind::Updated,
+            _ => EntryKind::Published,
+        };
+        Ok(EntryDraft {
+            blueprint_id: request.blueprint_id,
+            kind,
+            document: request.document,
+            published_at: now,
+            published_by: request.published_by,
+            transaction_id,
+            metadata: request.metadata,
+        })
+    }
+
+    /// The entry a deprecation appends: the blueprint's last document, inactive.
+    pub fn deprecate_draft(
+        &self,
+        blueprint_id: BlueprintId,
+        by: String,
+        transaction_id: String,
+        now: Timestamp,
+    ) -> Result<EntryDraft, AuthorityError> {
+        self.ready()?;
+        let current = self
+            .register
+            .latest
+            .get(&blueprint_id)
+            .ok_or_else(|| AuthorityError::NotFound(blueprint_id.clone()))?;
+        if !current.is_active {
+            return Err(AuthorityError::AlreadyDeprecated(blueprint_id));
+        }
+        Ok(EntryDraft {
+            blueprint_id,
+            kind: EntryKind::Deprecated,
+            document: current.document.clone(),
+            published_at: now,
+            published_by: by,
+            transaction_id,
+            metadata: current.metadata.clone(),
+        })
+    }
+
+    /// Places an entry the store appended (this hub's own append).
+    pub fn appended(&mut self, entry: SystemRegisterEntry) -> Appended {
+        let version = self.register.version();
+        if entry.version > version + 1 {
+            return Appended::Gap {
+                missing_from: version + 1,
+            };
+        }
+        if entry.version <= version {
+            let known = self
+                .register
+                .entry_at(entry.version)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(entry));
+            return Appended::Known(known);
+        }
+        let entry = Arc::new(entry);
+        let dropped = self.take(Arc::clone(&entry));
+        Appended::Taken { entry, dropped }
+    }
+
+    /// Takes in entries read from a shared store (appended by other hubs), in order. Entries
+    /// already held are skipped; an entry that does not match its checksum is skipped and
+    /// reported.
+    pub fn catch_up(&mut self, entries: Vec<SystemRegisterEntry>) -> CaughtUp {
+        let mut caught = CaughtUp::default();
+        for entry in entries {
+            if entry.version <= self.register.version() {
+                continue;
+            }
+            if !entry.checksum_holds() {
+                caught.tampered.push(entry.version);
+                continue;
+            }
+            let dropped = self.take(Arc::new(entry));
+            caught.dropped.extend(dropped);
+            caught.taken += 1;
+        }
+        caught
+    }
+
+    /// Adds an entry to the register and tells every subscriber through its queue; a
+    /// subscriber whose queue is full is dropped (it falls behind; it will resubscribe and
+    /// catch up). Returns the peers of the subscriptions dropped as too slow.
+    fn take(&mut self, entry: Arc<SystemRegisterEntry>) -> Vec<NodeId> {
+        self.register.push(Arc::clone(&entry));
+        let history_id = self
+            .history_id()
+            .cloned()
+            .expect("a ready register has a genesis");
+        let mut slow = Vec::new();
+        self.subscribers.retain_mut(|subscriber| {
+            subscriber.sequence += 1;
+            let notification = BlueprintNotification {
+                history_id: history_id.clone(),
+                blueprint_id: entry.blueprint_id.clone(),
+                version: entry.version,
+                kind: entry.kind,
+                published_at: entry.published_at,
+                published_by: entry.published_by.clone(),
+                checksum: entry.checksum.clone(),
+                sequence: subscriber.sequence,
+            };
+            match subscriber.queue.try_send(notification) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    slow.push(subscriber.peer_id.clone());
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        slow
+    }
+
+    pub fn connect(
+        &mut self,
+        request: ConnectRequest,
+        session_id: SessionId,
+        now: Timestamp,
+    ) -> Result<(SessionGrant, bool), AuthorityError> {
+        if request.node_type == NodeType::Hub {
+            return Err(AuthorityError::HubCaller(request.peer_id));
+        }
+        self.ready()?;
+        self.drop_subscriptions_of(&request.peer_id);
+        let session = PeerSession {
+            session_id: session_id.clone(),
+            address: request.address,
+            connected_at: now,
+            last_seen_at: now,
+            last_heartbeat_at: None,
+            last_sync_version: request.last_known_version,
+        };
+        let replaced = self
+            .sessions
+            .insert(request.peer_id.clone(), session)
+            .is_some();
+        let grant = SessionGrant {
+            session_id,
+            hub_id: self.hub_id.clone(),
+            history_id: self.expect_history(),
+            version: self.register.version(),
+            connected_at: now,
+            heartbeat_interval: self.config.heartbeat_interval,
+            heartbeat_timeout: self.config.heartbeat_timeout,
+            sync_interval: self.config.sync_interval,
+        };
+        Ok((grant, replaced))
+    }
+
+    pub fn disconnect(
+        &mut self,
+        peer_id: &NodeId,
+        session_id: &SessionId,
+    ) -> Result<(), AuthorityError> {
+        self.session_mut(peer_id, session_id)?;
+        self.sessions.remove(peer_id);
+        self.drop_subscriptions_of(peer_id);
+        Ok(())
+    }
+
+    pub fn heartbeat(
+        &mut self,
+        beat: &HeartbeatRequest,
+        now: Timestamp,
+    ) -> Result<HeartbeatAck, AuthorityError> {
+        self.ready()?;
+        let version = self.register.version();
+        let history_id = self.expect_history();
+        let session = self.session_mut(&beat.peer_id, &beat.session_id)?;
+        session.last_seen_at = now;
+        session.last_heartbeat_at = Some(now);
+        session.last_sync_version = beat.last_sync_version;
+        let action = if beat.last_sync_version < version {
+            RecommendedAction::Sync
+        } else {
+            RecommendedAction::None
+        };
+        Ok(HeartbeatAck {
+            hub_id: self.hub_id.clone(),
+            history_id,
+            version,
+            action,
+            received_at: now,
+        })
+    }
+
+    pub fn entry_set(&self, scope: &SyncScope) -> Result<EntrySet, AuthorityError> {
+        self.ready()?;
+        Ok(EntrySet {
+            history_id: self.expect_history(),
+            version: self.register.version(),
+            entries: self.register.entries(scope),
+        })
+    }
+
+    pub fn subscribe(
+        &mut self,
+        peer_id: NodeId,
+        session_id: SessionId,
+    ) -> Result<Subscription, AuthorityError> {
+        self.ready()?;
+        self.session_mut(&peer_id, &session_id)?;
+        let (queue, notifications) = mpsc::channel(self.config.subscriber_queue.max(1));
+        self.subscribers.push(Subscriber {
+            peer_id,
+            session_id,
+            queue,
+            sequence: 0,
+        });
+        Ok(Subscription { notifications })
+    }
+
+    /// Forgets peers silent for longer than `session_expiry`, and subscriptions whose session
+    /// is gone. Returns the peers forgotten.
+    pub fn sweep(&mut self, now: Timestamp) -> Vec<NodeId> {
+        let expiry = self.config.session_expiry;
+        let silent: Vec<NodeId> = self
+            .sessions
+            .iter()
+            .filter(|(_, session)| now.since(session.last_seen_at) > expiry)
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        for peer in &silent {
+            self.sessions.remove(peer);
+        }
+        let sessions = &self.sessions;
+        self.subscribers.retain(|subscriber| {
+            sessions
+                .get(&subscriber.peer_id)
+                .is_some_and(|session| session.session_id == subscriber.session_id)
+                && !subscriber.queue.is_closed()
+        });
+        silent
+    }
+
+    pub fn view(&self) -> SystemRegisterView {
+        let mut blueprints: Vec<BlueprintSummary> = self
+            .register
+            .latest
+            .values()
+            .map(|entry| BlueprintSummary {
+                blueprint_id: entry.blueprint_id.clone(),
+                version: entry.version,
+                is_active: entry.is_active,
+                checksum: entry.checksum.clone(),
+            })
+            .collect();
+        blueprints.sort_by(|a, b| a.blueprint_id.cmp(&b.blueprint_id));
+        SystemRegisterView {
+            history_id: self.history_id().cloned(),
+            version: self.register.version(),
+            total_blueprints: blueprints.len(),
+            blueprints,
+        }
+    }
+
+    pub fn status(&self) -> HubStatus {
+        HubStatus {
+            hub_id: self.hub_id.clone(),
+            state: self
+                .register
+                .state
+                .clone()
+                .unwrap_or(RegisterState::Loading),
+            history_id: self.history_id().cloned(),
+            version: self.register.version(),
+            total_blueprints: self
+                .register
+                .latest
+                .values()
+                .filter(|e| e.is_active)
+                .count(),
+            active_peers: self.sessions.len(),
+            last_published_at: self.register.log.last().map(|entry| entry.published_at),
+            started_at: self.started_at,
+        }
+    }
+
+    pub fn peers(&self) -> Vec<HubPeer> {
+        let mut peers: Vec<HubPeer> = self
+            .sessions
+            .iter()
+            .map(|(peer_id, session)| HubPeer {
+                peer_id: peer_id.clone(),
+                session_id: session.session_id.clone(),
+                address: session.address.clone(),
+                connected_at: session.connected_at,
+                last_heartbeat_at: session.last_heartbeat_at,
+                last_sync_version: session.last_sync_version,
+            })
+            .collect();
+        peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        peers
+    }
+
+    fn session_mut(
+        &mut self,
+        peer_id: &NodeId,
+        session_id: &SessionId,
+    ) -> Result<&mut PeerSession, AuthorityError> {
+        match self.sessions.get_mut(peer_id) {
+            Some(session) if session.session_id == *session_id => Ok(session),
+            _ => Err(AuthorityError::UnknownSession {
+                peer: peer_id.clone(),
+                session: session_id.clone(),
+            }),
+        }
+    }
+
+    fn drop_subscriptions_of(&mut self, peer_id: &NodeId) {
+        self.subscribers
+            .retain(|subscriber| subscriber.peer_id != *peer_id);
+    }
+
+    fn expect_history(&self) -> HistoryId {
+        self.history_id()
+            .cloned()
+            .expect("a ready register has a genesis")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const T0: Timestamp = Timestamp::from_unix_millis(1_000_000);
+
+    fn node(id: &str) -> NodeId {
+        NodeId::parse(id).unwrap()
+    }
+
+    fn draft(blueprint: &str, document: &str) -> EntryDraft {
+        EntryDraft {
+            blueprint_id: BlueprintId::parse(blueprint).unwrap(),
+            kind: EntryKind::Published,
+            document: Bytes::from(document.to_owned()),
+            published_at: Timestamp::EPOCH,
+            published_by: "hub".into(),
+            transaction_id: "t".into(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    fn entry(version: u64, blueprint: &str, document: &str) -> SystemRegisterEntry {
+        draft(blueprint, document).at_version(version)
+    }
+
+    fn stored(entries: Vec<SystemRegisterEntry>) -> StoredRegister {
+        StoredRegister {
+            genesis: Genesis {
+                register_id: RegisterId::system(),
+                history_id: HistoryId::from_bytes([7; 16]),
+                created_at: Timestamp::EPOCH,
+                created_by: node("hub-1"),
+            },
+            entries,
+        }
+    }
+
+    fn config() -> AuthorityConfig {
+        AuthorityConfig {
+            subscriber_queue: 2,
+            ..AuthorityConfig::default()
+        }
+    }
+
+    /// A ready hub holding entries 1 (`a`) and 2 (`b`).
+    fn ready_hub() -> AuthorityState {
+        let mut hub = AuthorityState::new(node("hub-1"), config(), T0);
+        hub.install(stored(vec![entry(1, "a", "{}"), entry(2, "b", "[]")]))
+            .unwrap();
+        hub
+    }
+
+    fn connect(hub: &mut AuthorityState, peer: &str, session: &str) -> SessionGrant {
+        let request = ConnectRequest {
+            peer_id: node(peer),
+            node_type: NodeType::Peer,
+            address: "10.0.0.1:5000".into(),
+            last_known_version: 0,
+        };
+        hub.connect(request, SessionId::new(session), T0).unwrap().0
+    }
+
+    fn beat(peer: &str, session: &str, version: u64) -> HeartbeatRequest {
+        HeartbeatRequest {
+            peer_id: node(peer),
+            session_id: SessionId::new(session),
+            sequence: 1,
+            last_sync_version: version,
+            sent_at: T0,
+        }
+    }
+
+    fn publish(blueprint: &str, document: &str) -> PublishRequest {
+        PublishRequest {
+            blueprint_id: BlueprintId::parse(blueprint).unwrap(),
+            document: Bytes::from(document.to_owned()),
+            published_by: "admin".into(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_sound_register_validates() {
+        let hub = ready_hub();
+        assert!(hub.is_ready());
+        assert_eq!(hub.version(), 2);
+        assert_eq!(
+            hub.entry_set(&SyncScope::After(1)).unwrap().entries.len(),
+            1
+        );
+        assert_eq!(hub.entry_set(&SyncScope::Full).unwrap().entries.len(), 2);
+    }
+
+    #[test]
+    fn every_corruption_is_detected_and_refused() {
+        let mut tampered = entry(2, "b", "[]");
+        tampered.document = Bytes::from_static(b"[1]");
+        let mut wrong_genesis = stored(vec![entry(1, "a", "{}")]);
+        wrong_genesis.genesis.register_id = RegisterId::from_bytes([1; 16]);
+        let cases = [
+            (stored(vec![entry(1, "a", "{}"), tampered]), "checksum"),
+            (
+                stored(vec![entry(2, "a", "{}"), entry(2, "b", "[]")]),
+                "strictly increase",
+            ),
+            (
+                stored(vec![entry(3, "a", "{}"), entry(1, "b", "[]")]),
+                "strictly increase",
+            ),
+            (stored(vec![]), "seeded blueprint is missing"),
+            (
+                stored(vec![entry(1, "a", "{}"), entry(3, "b", "[]")]),
+                "entry 2 is missing",
+            ),
+            (wrong_genesis, "not the system register"),
+        ];
+        for (register, expected) in cases {
+            let mut hub = AuthorityState::new(node("hub-1"), config(), T0);
+            let problem = hub.install(register).unwrap_err();
+            assert!(problem.contains(expected), "{problem}");
+            assert!(matches!(hub.status().state, RegisterState::Corrupt(_)));
+            let refused = hub.entry_set(&SyncScope::Full).unwrap_err();
+            assert!(refused.to_string().contains(expected), "{refused}");
+        }
+    }
+
+    #[test]
+    fn nothing_is_served_while_loading() {
+        let mut hub = AuthorityState::new(node("hub-1"), config(), T0);
+        hub.set_loading();
+        assert!(matches!(
+            hub.entry_set(&SyncScope::Full),
+            Err(AuthorityError::NotReady(_))
+        ));
+        let request = ConnectRequest {
+            peer_id: node("peer-a"),
+            node_type: NodeType::Peer,
+            address: String::new(),
+            last_known_version: 0,
+        };
+        assert!(matches!(
+            hub.connect(request, SessionId::new("s"), T0),
+            Err(AuthorityError::NotReady(_))
+        ));
+    }
+
+    #[test]
+    fn full_scope_lists_every_blueprints_latest_entry_deprecations_included() {
+        let mut hub = ready_hub();
+        let mut deprecated = entry(3, "a", "{}");
+        deprecated.is_active = false;
+        deprecated.kind = EntryKind::Deprecated;
+        hub.appended(deprecated);
+        hub.appended(entry(4, "b", "[2]"));
+        let versions = |scope| -> Vec<u64> {
+            hub.entry_set(&scope)
+                .unwrap()
+                .entries
+                .iter()
+                .map(|e| e.version)
+                .collect()
+        };
+        assert_eq!(versions(SyncScope::Full), vec![3, 4]);
+        assert_eq!(versions(SyncScope::After(2)), vec![3, 4]);
+        assert_eq!(versions(SyncScope::After(4)), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn publishing_updates_active_blueprints_and_revives_deprecated_ones() {
+        let mut hub = ready_hub();
+        let new = hub
+            .publish_draft(publish("c", "{}"), "t1".into(), T0)
+            .unwrap();
+        assert_eq!((new.kind, new.published_at), (EntryKind::Published, T0));
+        let update = hub
+            .publish_draft(publish("a", "[9]"), "t2".into(), T0)
+            .unwrap();
+        assert_eq!(update.kind, EntryKind::Updated);
+
+        let deprecation = hub
+            .deprecate_draft(
+                BlueprintId::parse("a").unwrap(),
+                "ops".into(),
+                "t3".into(),
+                T0,
+            )
+            .unwrap();
+        assert_eq!(deprecation.kind, EntryKind::Deprecated);
+        assert_eq!(
+            deprecation.document,
+            Bytes::from_static(b"{}"),
+            "the last document"
+        );
+        hub.appended(deprecation.at_version(3));
+        assert!(matches!(
+            hub.deprecate_draft(
+                BlueprintId::parse("a").unwrap(),
+                "ops".into(),
+                "t".into(),
+                T0
+            ),
+            Err(AuthorityError::AlreadyDeprecated(_))
+        ));
+        assert!(matches!(
+            hub.deprecate_draft(
+                BlueprintId::parse("zz").unwrap(),
+                "ops".into(),
+                "t".into(),
+                T0
+            ),
+            Err(AuthorityError::NotFound(_))
+        ));
+        let revived = hub
+            .publish_draft(publish("a", "{}"), "t4".into(), T0)
+            .unwrap();
+        assert_eq!(revived.kind, EntryKind::Published);
+        assert!(matches!(
+            hub.publish_draft(publish("a", "{not json"), "t5".into(), T0),
+            Err(AuthorityError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn an_append_after_others_appends_waits_for_the_catch_up() {
+        let mut hub = ready_hub();
+        assert_eq!(
+            hub.appended(entry(4, "c", "{}")),
+            Appended::Gap { missing_from: 3 }
+        );
+        assert_eq!(hub.version(), 2, "nothing taken past a gap");
+        let caught = hub.catch_up(vec![entry(2, "b", "[]"), entry(3, "d", "{}")]);
+        assert_eq!(caught.taken, 1, "version 2 was held already");
+        let Appended::Taken { entry: taken, .. } = hub.appended(entry(4, "c", "{}")) else {
+            panic!("version 4 follows 3");
+        };
+        assert_eq!(taken.version, 4);
+        let Appended::Known(known) = hub.appended(entry(3, "other", "{}")) else {
+            panic!("version 3 is held");
+        };
+        assert_eq!(known.blueprint_id.as_str(), "d", "the held entry wins");
+    }
+
+    #[test]
+    fn a_catch_up_skips_entries_that_do_not_match_their_checksum() {
+        let mut hub = ready_hub();
+        let mut tampered = entry(3, "c", "{}");
+        tampered.document = Bytes::from_static(b"[]");
+        let caught = hub.catch_up(vec![tampered]);
+        assert_eq!((caught.taken, caught.tampered), (0, vec![3]));
+        assert_eq!(hub.version(), 2);
+    }
+
+    #[test]
+    fn hubs_may_not_connect_and_a_new_session_replaces_the_old() {
+        let mut hub = ready_hub();
+        let request = ConnectRequest {
+            peer_id: node("hub-2"),
+            node_type: NodeType::Hub,
+            address: String::new(),
+            last_known_version: 0,
+        };
+        assert!(matches!(
+            hub.connect(request, SessionId::new("s"), T0),
+            Err(AuthorityError::HubCaller(_))
+        ));
+        let grant = connect(&mut hub, "peer-a", "s1");
+        assert_eq!(grant.version, 2);
+        assert_eq!(grant.hub_id, node("hub-1"));
+        assert_eq!(grant.history_id, HistoryId::from_bytes([7; 16]));
+        assert_eq!(grant.heartbeat_interval, config().heartbeat_interval);
+        connect(&mut hub, "peer-a", "s2");
+        assert_eq!(hub.sessions(), 1);
+        assert!(matches!(
+            hub.heartbeat(&beat("peer-a", "s1", 2), T0),
+            Err(AuthorityError::UnknownSession { .. })
+        ));
+        assert!(hub.heartbeat(&beat("peer-a", "s2", 2), T0).is_ok());
+        assert!(
+            hub.disconnect(&node("peer-a"), &SessionId::new("s1"))
+                .is_err()
+        );
+        hub.disconnect(&node("peer-a"), &SessionId::new("s2"))
+            .unwrap();
+        assert_eq!(hub.sessions(), 0);
+    }
+
+    #[test]
+    fn heartbeats_tell_a_peer_behind_to_sync_and_record_its_version() {
+        let mut hub = ready_hub();
+        connect(&mut hub, "peer-a", "s");
+        let later = T0.saturating_add(Duration::from_secs(5));
+        let ack = hub.heartbeat(&beat("peer-a", "s", 1), later).unwrap();
+        assert_eq!((ack.version, ack.action), (2, RecommendedAction::Sync));
+        assert_eq!(ack.received_at, later);
+        let ack = hub.heartbeat(&beat("peer-a", "s", 2), later).unwrap();
+        assert_eq!(ack.action, RecommendedAction::None);
+        let peer = &hub.peers()[0];
+        assert_eq!(peer.last_sync_version, 2);
+        assert_eq!(peer.last_heartbeat_at, Some(later));
+    }
+
+    #[test]
+    fn silent_peers_expire_and_lose_their_subscriptions() {
+        let mut hub = ready_hub();
+        connect(&mut hub, "peer-a", "s");
+        connect(&mut hub, "peer-b", "t");
+        let _subscription = hub.subscribe(node("peer-a"), SessionId::new("s")).unwrap();
+        let expiry = config().session_expiry;
+        let just_before = T0.saturating_add(expiry);
+        hub.heartbeat(&beat("peer-b", "t", 2), just_before).unwrap();
+        assert!(hub.sweep(just_before).is_empty(), "expiry is not yet past");
+        let after = just_before.saturating_add(Duration::from_millis(1));
+        assert_eq!(hub.sweep(after), vec![node("peer-a")]);
+        assert_eq!((hub.sessions(), hub.subscribers()), (1, 0));
+    }
+
+    #[test]
+    fn every_subscriber_is_told_in_order_and_a_slow_one_is_dropped() {
+        let mut hub = ready_hub();
+        connect(&mut hub, "peer-a", "s");
+        connect(&mut hub, "peer-b", "t");
+        let mut fast = hub.subscribe(node("peer-a"), SessionId::new("s")).unwrap();
+        let _slow = hub.subscribe(node("peer-b"), SessionId::new("t")).unwrap();
+        assert!(matches!(
+            hub.subscribe(node("peer-b"), SessionId::new("other")),
+            Err(AuthorityError::UnknownSession { .. })
+        ));
+        let mut dropped = Vec::new();
+        for version in 3..=5 {
+            if let Appended::Taken { dropped: d, .. } =
+                hub.appended(entry(version, "c", &format!("[{version}]")))
+            {
+                dropped.extend(d);
+            }
+            // The fast subscriber reads as it goes; the slow one never does (queue of 2).
+            let notification = fast.notifications.try_recv().unwrap();
+            assert_eq!(notification.version, version);
+            assert_eq!(notification.sequence, version - 2);
+        }
+        assert_eq!(dropped, vec![node("peer-b")]);
+        assert_eq!(hub.subscribers(), 1);
+    }
+
+    #[test]
+    fn status_and_view_describe_the_register() {
+        let mut hub = ready_hub();
+        connect(&mut hub, "peer-a", "s");
+        let status = hub.status();
+        assert_eq!(status.state, RegisterState::Ready);
+        assert_eq!((status.version, status.active_peers), (2, 1));
+        assert_eq!(status.started_at, T0);
+        let view = hub.view();
+        assert_eq!(view.total_blueprints, 2);
+        assert_eq!(
+            view.blueprints
+                .iter()
+                .map(|b| b.blueprint_id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
+    }
+
+    #[test]
+    fn genesis_records_name_the_system_register_and_seed_its_blueprint() {
+        let (genesis, seed) = genesis_records(
+            &node("hub-9"),
+            HistoryId::from_bytes([3; 16]),
+            "t".into(),
+            T0,
+        );
+        assert_eq!(genesis.register_id, RegisterId::system());
+        assert_eq!(genesis.created_by, node("hub-9"));
+        assert_eq!(seed.blueprint_id, BlueprintId::seed());
+        let seeded = seed.at_version(1);
+        assert!(seeded.is_active && seeded.checksum_holds());
+    }
+}
