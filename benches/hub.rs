@@ -318,7 +318,7 @@ impl Bench {
 
     /// The wire request the link sends for `scope`, for the raw client.
     fn wire_sync_request(&self, scope: SyncScope) -> Request<v1::SyncRequest> {
-        let wire = convert::sync_request_to_wire(
+        let wire = convert::system_register::sync_request_to_wire(
             &self.peer_id,
             &self.grant.session_id,
             &scope,
@@ -361,7 +361,7 @@ impl Bench {
         ensure!(entries.len() == FULL_ENTRIES, "{} entries", entries.len());
         self.wire_entries = entries
             .iter()
-            .map(|entry| convert::entry_to_wire(entry, &self.grant.history_id))
+            .map(|entry| convert::system_register::entry_to_wire(entry, &self.grant.history_id))
             .collect();
         let wire_bytes: usize = self.wire_entries.iter().map(|e| e.encoded_len()).sum();
         let document_bytes: usize = entries.iter().map(|e| e.document.len()).sum();
@@ -427,7 +427,7 @@ impl Bench {
                         let started = Instant::now();
                         let mut entries = Vec::new();
                         for entry in wire {
-                            entries.push(convert::entry_from_wire(entry)?.1);
+                            entries.push(convert::system_register::entry_from_wire(entry)?.1);
                         }
                         validation.push_if(keep, started.elapsed());
                         ensure!(entries.len() == FULL_ENTRIES);
@@ -831,7 +831,7 @@ impl Bench {
                 let mut client =
                     SystemRegisterSyncClient::new(channels[n % channels.len()].clone());
                 let deliveries = deliveries.clone();
-                let request = convert::subscription_request_to_wire(
+                let request = convert::system_register::subscription_request_to_wire(
                     &self.peer_id,
                     &self.grant.session_id,
                     now,
@@ -860,7 +860,7 @@ impl Bench {
     /// A notification like the hub's (same fields and sizes) for the floor to broadcast.
     fn floor_notification(&self) -> v1::BlueprintNotification {
         let first = &self.wire_entries[1];
-        convert::notification_to_wire(&BlueprintNotification {
+        convert::system_register::notification_to_wire(&BlueprintNotification {
             history_id: self.grant.history_id.clone(),
             blueprint_id: BlueprintId::seed(),
             version: 1,
@@ -1469,7 +1469,7 @@ async fn raw_sync(
         Check::Validate => {
             let mut entries = Vec::new();
             while let Some(entry) = stream.message().await? {
-                entries.push(convert::entry_from_wire(entry)?.1);
+                entries.push(convert::system_register::entry_from_wire(entry)?.1);
             }
             entries.len()
         }
@@ -1479,7 +1479,7 @@ async fn raw_sync(
                 let mut entries = Vec::new();
                 while let Some(batch) = received.recv().await {
                     for entry in batch {
-                        entries.push(convert::entry_from_wire(entry)?.1);
+                        entries.push(convert::system_register::entry_from_wire(entry)?.1);
                     }
                 }
                 Ok::<_, anyhow::Error>(entries)

@@ -139,7 +139,7 @@ impl Actor for SystemRegisterAuthority {
                 SystemRegisterAuthorityMsg::Connect(request, reply) => {
                     let peer = request.peer_id.clone();
                     let hub_caller = request.node_type == NodeType::Hub;
-                    let session_id = SessionId::new(RegisterId::from_bytes(rand::random()).to_string());
+                    let session_id = SessionId::from_bytes(rand::random());
                     let result = state.book.connect(request, session_id, state.clock.now());
                     match &result {
                         Ok((grant, replaced)) => {

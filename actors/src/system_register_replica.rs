@@ -636,7 +636,7 @@ mod tests {
                 priority: 0,
             },
             grant: SessionGrant {
-                session_id: SessionId::new("s"),
+                session_id: SessionId::parse("s").unwrap(),
                 hub_id: NodeId::parse("hub-0").unwrap(),
                 history_id: HistoryId::from_bytes([history; 16]),
                 version: 3,

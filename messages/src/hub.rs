@@ -2,7 +2,6 @@
 //! role's `SystemRegisterAuthority` and of the peer role's `CentralNodeConnection`,
 //! `HeartbeatMonitor` and `SystemRegisterReplica`, with their message enums.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +10,9 @@ use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::ids::{string_id_impls, truncate_for_error};
 use crate::{
-    BlueprintId, BlueprintNotification, Checkpoint, HistoryId, InvalidInput, NodeId,
+    BlueprintId, BlueprintNotification, Checkpoint, HistoryId, InvalidId, InvalidInput, NodeId,
     PublishRequest, SystemRegisterEntry, SystemRegisterView, Timestamp,
 };
 
@@ -34,30 +34,37 @@ pub enum NodeType {
     Hub,
 }
 
-/// A session id granted by a hub.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+/// A session id granted by a hub: 1 to 128 visible ASCII characters (hubs issue 32 lowercase
+/// hex characters; peers accept any well-formed id from a hub).
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SessionId(String);
 
+string_id_impls!(SessionId);
+
 impl SessionId {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(value: &str) -> Result<Self, InvalidId> {
+        let well_formed = !value.is_empty()
+            && value.len() <= Self::MAX_LEN
+            && value.bytes().all(|b| b.is_ascii_graphic());
+        if !well_formed {
+            return Err(InvalidId {
+                what: "session id",
+                rule: "1 to 128 visible ASCII characters",
+                value: truncate_for_error(value),
+            });
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// A session id from 16 bytes (random ones, drawn by the hub), as 32 lowercase hex.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(crate::RegisterId::from_bytes(bytes).to_string())
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionId({})", self.0)
     }
 }
 
@@ -73,6 +80,30 @@ pub struct ConnectRequest {
     /// Where the peer says it can be reached (informative).
     pub address: String,
     pub last_known_version: u64,
+}
+
+impl ConnectRequest {
+    /// Longest advertised peer address accepted (a host name is at most 253 characters).
+    pub const MAX_ADDRESS_LEN: usize = 512;
+
+    /// An advertised address: at most `MAX_ADDRESS_LEN` bytes, no control characters.
+    pub fn check_address(address: &str) -> Result<(), String> {
+        if address.len() > Self::MAX_ADDRESS_LEN || address.chars().any(char::is_control) {
+            return Err(format!(
+                "must be at most {} bytes without control characters",
+                Self::MAX_ADDRESS_LEN
+            ));
+        }
+        Ok(())
+    }
+
+    /// An advertised port: 1 to 65535.
+    pub fn check_port(port: i64) -> Result<u16, String> {
+        match u16::try_from(port) {
+            Ok(port) if port >= 1 => Ok(port),
+            _ => Err(format!("must be 1 to 65535, got {port}")),
+        }
+    }
 }
 
 /// What a hub grants a connecting peer.
@@ -98,6 +129,32 @@ pub struct HeartbeatRequest {
     pub sequence: u64,
     pub last_sync_version: u64,
     pub sent_at: Timestamp,
+}
+
+impl HeartbeatRequest {
+    /// Largest difference between a peer's timestamp and the hub's clock (spec 001: ±60 s).
+    pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+    /// A peer's timestamp (Unix milliseconds): within `MAX_CLOCK_SKEW` of the hub's `now`.
+    pub fn check_sent_at(millis: i64, now: Timestamp) -> Result<Timestamp, String> {
+        let off_by = (i128::from(millis) - i128::from(now.as_unix_millis())).abs();
+        if off_by > i128::try_from(Self::MAX_CLOCK_SKEW.as_millis()).unwrap_or(i128::MAX) {
+            return Err(format!(
+                "must be within {} s of the hub's clock ({} ms), got {millis} ms ({off_by} ms off)",
+                Self::MAX_CLOCK_SKEW.as_secs(),
+                now.as_unix_millis()
+            ));
+        }
+        Ok(Timestamp::from_unix_millis(millis))
+    }
+
+    /// A usage share a peer reports (cpu, disk): 0 to 100 %.
+    pub fn check_percent(value: f64) -> Result<(), String> {
+        if !(0.0..=100.0).contains(&value) {
+            return Err(format!("must be 0 to 100, got {value}"));
+        }
+        Ok(())
+    }
 }
 
 /// What the hub advises a peer to do after a heartbeat.

@@ -194,7 +194,7 @@ pub(crate) fn is_name(value: &str, max_len: usize) -> bool {
 }
 
 /// Error messages quote the offending value, but never a megabyte of it.
-fn truncate_for_error(value: &str) -> String {
+pub(crate) fn truncate_for_error(value: &str) -> String {
     const SHOWN: usize = 80;
     match value.char_indices().nth(SHOWN) {
         Some((cut, _)) => format!("{}…", &value[..cut]),

@@ -35,7 +35,7 @@ pub use resync::{AdvertisementSyncState, PushReport, ResyncDriverMsg, SyncStatus
 pub use supervisor::{ChildKind, ChildReport, NodeFailure, NodeSupervisorMsg};
 pub use system_register::{
     BlueprintId, BlueprintNotification, BlueprintSummary, Checkpoint, EntryDraft, EntryKind,
-    Genesis, HistoryId, MAX_DOCUMENT_BYTES, MAX_METADATA_BYTES, MAX_SUMMARY_BYTES, PublishRequest,
-    SEED_BLUEPRINT_ID, SystemRegisterEntry, SystemRegisterView,
+    Genesis, HistoryId, MAX_DOCUMENT_BYTES, MAX_METADATA_BYTES, MAX_SUMMARY_BYTES,
+    NotificationFilter, PublishRequest, SEED_BLUEPRINT_ID, SystemRegisterEntry, SystemRegisterView,
 };
 pub use time::Timestamp;

@@ -6,12 +6,12 @@
 //! a blueprint is its latest entry. A replica is the latest entry of each blueprint plus a
 //! checkpoint (history, version).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{is_name, string_id_impls};
+use crate::ids::{is_name, string_id_impls, truncate_for_error};
 use crate::{InvalidId, InvalidInput, NodeId, RegisterId, Timestamp};
 
 /// Largest blueprint document accepted (bytes of JSON).
@@ -20,6 +20,11 @@ pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_SUMMARY_BYTES: usize = 4 * 1024;
 /// Largest total size of an entry's metadata (keys and values, bytes).
 pub const MAX_METADATA_BYTES: usize = 4 * 1024;
+/// Longest publisher name accepted (bytes).
+pub const MAX_PUBLISHED_BY_LEN: usize = 255;
+/// How an entry's checksum starts; 64 lowercase hex digits of SHA-256 follow.
+pub const CHECKSUM_PREFIX: &str = "sha256:";
+const CHECKSUM_HEX_LEN: usize = 64;
 /// The blueprint seeded at genesis.
 pub const SEED_BLUEPRINT_ID: &str = "register-creation-v1";
 
@@ -135,6 +140,62 @@ impl SystemRegisterEntry {
     pub fn checksum_holds(&self) -> bool {
         self.checksum == Self::checksum_of(&self.document)
     }
+
+    /// The form of a checksum: `sha256:` and 64 lowercase hex digits (whether it matches a
+    /// document is `checksum_holds`).
+    pub fn check_checksum(value: &str) -> Result<(), String> {
+        let well_formed = value.strip_prefix(CHECKSUM_PREFIX).is_some_and(|hex| {
+            hex.len() == CHECKSUM_HEX_LEN
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+        if well_formed {
+            return Ok(());
+        }
+        Err(format!(
+            "must be {CHECKSUM_PREFIX:?} and {CHECKSUM_HEX_LEN} lowercase hex digits, got {:?}",
+            truncate_for_error(value)
+        ))
+    }
+
+    /// A document's size: at most `MAX_DOCUMENT_BYTES`.
+    pub fn check_document(document: &[u8]) -> Result<(), String> {
+        if document.len() > MAX_DOCUMENT_BYTES {
+            return Err(format!(
+                "must be at most {MAX_DOCUMENT_BYTES} bytes, got {}",
+                document.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A publisher name: at most `MAX_PUBLISHED_BY_LEN` bytes.
+    pub fn check_published_by(value: &str) -> Result<(), String> {
+        if value.len() > MAX_PUBLISHED_BY_LEN {
+            return Err(format!(
+                "must be at most {MAX_PUBLISHED_BY_LEN} bytes, got {}",
+                value.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Metadata: keys and values together under `MAX_METADATA_BYTES`.
+    pub fn check_metadata<'a>(
+        pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Result<(), String> {
+        let total: usize = pairs
+            .into_iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum();
+        if total >= MAX_METADATA_BYTES {
+            return Err(format!(
+                "must total under {MAX_METADATA_BYTES} bytes, got {total}"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// An entry before the store gave it its version.
@@ -178,37 +239,27 @@ pub struct PublishRequest {
 }
 
 impl PublishRequest {
-    /// Checks the document (JSON, at most 16 MiB) and the metadata (under 4 KiB in all).
+    /// Checks the document (JSON, at most 16 MiB), the metadata (under 4 KiB in all) and the
+    /// publisher (1 to 255 bytes, not blank).
     pub fn validate(&self) -> Result<(), InvalidInput> {
-        if self.document.len() > MAX_DOCUMENT_BYTES {
-            return Err(InvalidInput::new(
-                "document",
-                format!(
-                    "must be at most {MAX_DOCUMENT_BYTES} bytes, got {}",
-                    self.document.len()
-                ),
-            ));
-        }
+        SystemRegisterEntry::check_document(&self.document)
+            .map_err(|reason| InvalidInput::new("document", reason))?;
         if let Err(err) = serde_json_check(&self.document) {
             return Err(InvalidInput::new(
                 "document",
                 format!("must be JSON: {err}"),
             ));
         }
-        let metadata_bytes: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if metadata_bytes >= MAX_METADATA_BYTES {
-            return Err(InvalidInput::new(
-                "metadata",
-                format!("must total under {MAX_METADATA_BYTES} bytes, got {metadata_bytes}"),
-            ));
-        }
-        if self.published_by.trim().is_empty() || self.published_by.len() > 255 {
+        SystemRegisterEntry::check_metadata(&self.metadata)
+            .map_err(|reason| InvalidInput::new("metadata", reason))?;
+        if self.published_by.trim().is_empty() {
             return Err(InvalidInput::new(
                 "publishedBy",
-                "must be 1 to 255 characters",
+                format!("must be 1 to {MAX_PUBLISHED_BY_LEN} characters"),
             ));
         }
-        Ok(())
+        SystemRegisterEntry::check_published_by(&self.published_by)
+            .map_err(|reason| InvalidInput::new("publishedBy", reason))
     }
 }
 
@@ -225,6 +276,33 @@ pub struct BlueprintNotification {
     pub checksum: String,
     /// Per-subscription sequence number, for spotting gaps and duplicates.
     pub sequence: u64,
+}
+
+/// Which notifications a subscriber wants; empty lists mean all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationFilter {
+    pub blueprint_ids: BTreeSet<BlueprintId>,
+    pub publishers: BTreeSet<String>,
+    pub kinds: Vec<EntryKind>,
+}
+
+impl NotificationFilter {
+    /// Most values in one list of a filter.
+    pub const MAX_ITEMS: usize = 1024;
+
+    pub fn matches(&self, notification: &BlueprintNotification) -> bool {
+        (self.blueprint_ids.is_empty() || self.blueprint_ids.contains(&notification.blueprint_id))
+            && (self.publishers.is_empty() || self.publishers.contains(&notification.published_by))
+            && (self.kinds.is_empty() || self.kinds.contains(&notification.kind))
+    }
+
+    /// The length of one list: at most `MAX_ITEMS`.
+    pub fn check_len(len: usize) -> Result<(), String> {
+        if len > Self::MAX_ITEMS {
+            return Err(format!("at most {} values, got {len}", Self::MAX_ITEMS));
+        }
+        Ok(())
+    }
 }
 
 /// Where a replica stands: the history it follows and the version it holds everything up to.

@@ -257,7 +257,7 @@ async fn a_hub_calling_a_hub_is_refused_with_failed_precondition() {
 async fn a_heartbeat_with_an_unknown_session_asks_to_reconnect() {
     let hub = TestHub::start("hub-1").await;
     let link = link("peer-1");
-    let unknown = SessionId::new("ffffffffffffffffffffffffffffffff");
+    let unknown = SessionId::parse("ffffffffffffffffffffffffffffffff").unwrap();
     let err = link
         .heartbeat(&hub.endpoint, beat("peer-1", &unknown, 0), DEADLINE)
         .await
@@ -539,7 +539,7 @@ async fn subscribing_with_an_unknown_session_is_refused_as_unknown() {
         .subscribe(
             &hub.endpoint,
             &node("peer-1"),
-            &SessionId::new("ffffffffffffffffffffffffffffffff"),
+            &SessionId::parse("ffffffffffffffffffffffffffffffff").unwrap(),
         )
         .await
         .err()

@@ -688,13 +688,15 @@ mod tests {
             address: "10.0.0.1:5000".into(),
             last_known_version: 0,
         };
-        hub.connect(request, SessionId::new(session), T0).unwrap().0
+        hub.connect(request, SessionId::parse(session).unwrap(), T0)
+            .unwrap()
+            .0
     }
 
     fn beat(peer: &str, session: &str, version: u64) -> HeartbeatRequest {
         HeartbeatRequest {
             peer_id: node(peer),
-            session_id: SessionId::new(session),
+            session_id: SessionId::parse(session).unwrap(),
             sequence: 1,
             last_sync_version: version,
             sent_at: T0,
@@ -770,7 +772,7 @@ mod tests {
             last_known_version: 0,
         };
         assert!(matches!(
-            hub.connect(request, SessionId::new("s"), T0),
+            hub.connect(request, SessionId::parse("s").unwrap(), T0),
             Err(AuthorityError::NotReady(_))
         ));
     }
@@ -891,7 +893,7 @@ mod tests {
             last_known_version: 0,
         };
         assert!(matches!(
-            hub.connect(request, SessionId::new("s"), T0),
+            hub.connect(request, SessionId::parse("s").unwrap(), T0),
             Err(AuthorityError::HubCaller(_))
         ));
         let grant = connect(&mut hub, "peer-a", "s1");
@@ -907,10 +909,10 @@ mod tests {
         ));
         assert!(hub.heartbeat(&beat("peer-a", "s2", 2), T0).is_ok());
         assert!(
-            hub.disconnect(&node("peer-a"), &SessionId::new("s1"))
+            hub.disconnect(&node("peer-a"), &SessionId::parse("s1").unwrap())
                 .is_err()
         );
-        hub.disconnect(&node("peer-a"), &SessionId::new("s2"))
+        hub.disconnect(&node("peer-a"), &SessionId::parse("s2").unwrap())
             .unwrap();
         assert_eq!(hub.sessions(), 0);
     }
@@ -935,7 +937,9 @@ mod tests {
         let mut hub = ready_hub();
         connect(&mut hub, "peer-a", "s");
         connect(&mut hub, "peer-b", "t");
-        let _subscription = hub.subscribe(node("peer-a"), SessionId::new("s")).unwrap();
+        let _subscription = hub
+            .subscribe(node("peer-a"), SessionId::parse("s").unwrap())
+            .unwrap();
         let expiry = config().session_expiry;
         let just_before = T0.saturating_add(expiry);
         hub.heartbeat(&beat("peer-b", "t", 2), just_before).unwrap();
@@ -950,10 +954,14 @@ mod tests {
         let mut hub = ready_hub();
         connect(&mut hub, "peer-a", "s");
         connect(&mut hub, "peer-b", "t");
-        let mut fast = hub.subscribe(node("peer-a"), SessionId::new("s")).unwrap();
-        let _slow = hub.subscribe(node("peer-b"), SessionId::new("t")).unwrap();
+        let mut fast = hub
+            .subscribe(node("peer-a"), SessionId::parse("s").unwrap())
+            .unwrap();
+        let _slow = hub
+            .subscribe(node("peer-b"), SessionId::parse("t").unwrap())
+            .unwrap();
         assert!(matches!(
-            hub.subscribe(node("peer-b"), SessionId::new("other")),
+            hub.subscribe(node("peer-b"), SessionId::parse("other").unwrap()),
             Err(AuthorityError::UnknownSession { .. })
         ));
         let mut dropped = Vec::new();

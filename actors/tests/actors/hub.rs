@@ -275,7 +275,7 @@ async fn a_hub_calling_a_hub_is_refused() {
 async fn heartbeat_from_an_unknown_session_is_refused() {
     let hub = hub_on(&InMemoryBlueprintStore::new()).await;
     let grant = hub.connect("peer-a").await.unwrap();
-    let unknown = SessionId::new("never-granted");
+    let unknown = SessionId::parse("never-granted").unwrap();
     assert!(matches!(
         hub.heartbeat("peer-a", &unknown, 1).await,
         Err(AuthorityError::UnknownSession { .. })

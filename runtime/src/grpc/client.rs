@@ -127,14 +127,14 @@ impl HubLink for GrpcHubLink {
         if request.address.is_empty() {
             request.address.clone_from(&self.advertised_address);
         }
-        let wire = convert::connect_request_to_wire(&request, self.clock.now());
+        let wire = convert::central_node::connect_request_to_wire(&request, self.clock.now());
         let mut client = CentralNodeConnectionClient::new(self.channel(hub)?);
         let response = within(
             deadline,
             client.connect_to_central_node(timed(wire, deadline)),
         )
         .await?;
-        let grant = convert::session_grant_from_wire(&response.into_inner())
+        let grant = convert::central_node::session_grant_from_wire(&response.into_inner())
             .map_err(|err| invalid_answer(hub, &err))?;
         debug!(hub = %hub.id, peer = %self.peer_id, session = %grant.session_id, "connected");
         Ok(grant)
@@ -146,10 +146,10 @@ impl HubLink for GrpcHubLink {
         beat: HeartbeatRequest,
         deadline: Duration,
     ) -> Result<HeartbeatAck, HubLinkError> {
-        let wire = convert::heartbeat_to_wire(&beat);
+        let wire = convert::heartbeat::heartbeat_to_wire(&beat);
         let mut client = HeartbeatClient::new(self.channel(hub)?);
         let response = within(deadline, client.send_heartbeat(timed(wire, deadline))).await?;
-        convert::heartbeat_ack_from_wire(&response.into_inner())
+        convert::heartbeat::heartbeat_ack_from_wire(&response.into_inner())
             .map_err(|err| invalid_answer(hub, &err))
     }
 
@@ -162,7 +162,7 @@ impl HubLink for GrpcHubLink {
         request: SyncRequest,
         deadline: Duration,
     ) -> Result<Vec<SystemRegisterEntry>, HubLinkError> {
-        let wire = convert::sync_request_to_wire(
+        let wire = convert::system_register::sync_request_to_wire(
             &request.peer_id,
             &request.session_id,
             &request.scope,
@@ -179,13 +179,14 @@ impl HubLink for GrpcHubLink {
             let mut check = EntryCheck::new(&request);
             let mut entries: Vec<SystemRegisterEntry> = Vec::new();
             while let Some(wire_entry) = stream.message().await.map_err(link_error)? {
-                let (history, entry) = convert::entry_from_wire(wire_entry).map_err(|err| {
-                    HubLinkError::Refused(format!(
-                        "hub {} sent an invalid entry (#{}): {err}",
-                        hub.id,
-                        entries.len() + 1
-                    ))
-                })?;
+                let (history, entry) = convert::system_register::entry_from_wire(wire_entry)
+                    .map_err(|err| {
+                        HubLinkError::Refused(format!(
+                            "hub {} sent an invalid entry (#{}): {err}",
+                            hub.id,
+                            entries.len() + 1
+                        ))
+                    })?;
                 check
                     .accept(&history, &entry)
                     .map_err(|reason| HubLinkError::Refused(format!("hub {}: {reason}", hub.id)))?;
@@ -208,7 +209,11 @@ impl HubLink for GrpcHubLink {
         peer_id: &NodeId,
         session_id: &SessionId,
     ) -> Result<BoxStream<'static, BlueprintNotification>, HubLinkError> {
-        let wire = convert::subscription_request_to_wire(peer_id, session_id, self.clock.now());
+        let wire = convert::system_register::subscription_request_to_wire(
+            peer_id,
+            session_id,
+            self.clock.now(),
+        );
         let mut client = self.sync_client(hub)?;
         // No grpc-timeout on the request: it would bound the whole stream.
         let response = within(
@@ -220,7 +225,7 @@ impl HubLink for GrpcHubLink {
         let notifications = response
             .into_inner()
             .map(move |item| match item {
-                Ok(wire) => match convert::notification_from_wire(&wire) {
+                Ok(wire) => match convert::system_register::notification_from_wire(&wire) {
                     Ok(notification) => Some(notification),
                     Err(err) => {
                         warn!(hub = %hub_id, %err, "invalid push notification; ending the subscription");
@@ -244,7 +249,7 @@ impl HubLink for GrpcHubLink {
         peer_id: &NodeId,
         session_id: &SessionId,
     ) -> Result<(), HubLinkError> {
-        let wire = convert::disconnect_request_to_wire(
+        let wire = convert::central_node::disconnect_request_to_wire(
             peer_id,
             session_id,
             v1::DisconnectReason::ClientRequest,
@@ -393,7 +398,7 @@ mod tests {
     fn request(scope: SyncScope, history: Option<HistoryId>) -> SyncRequest {
         SyncRequest {
             peer_id: NodeId::parse("peer-1").unwrap(),
-            session_id: SessionId::new("s"),
+            session_id: SessionId::parse("s").unwrap(),
             scope,
             history_id: history,
         }

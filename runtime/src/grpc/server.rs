@@ -129,12 +129,15 @@ impl HubGrpc {
         wire: &v1::HeartbeatMessage,
     ) -> Result<v1::HeartbeatAcknowledgement, Status> {
         let received = Instant::now();
-        let beat =
-            convert::heartbeat_from_wire(wire, self.inner.clock.now()).map_err(wire_status)?;
+        let beat = convert::heartbeat::heartbeat_from_wire(wire, self.inner.clock.now())
+            .map_err(wire_status)?;
         let ack = self
             .ask_authority(|reply| AuthorityMsg::Heartbeat(beat, reply))
             .await?;
-        Ok(convert::heartbeat_acknowledgement(&ack, received.elapsed()))
+        Ok(convert::heartbeat::heartbeat_ack_to_wire(
+            &ack,
+            received.elapsed(),
+        ))
     }
 
     /// The peer holding this session, or `NOT_FOUND`.
@@ -158,7 +161,7 @@ impl HubGrpc {
         wire: &v1::SyncRequest,
         full: bool,
     ) -> Result<Response<EntryStream>, Status> {
-        let query = convert::sync_request_from_wire(wire).map_err(wire_status)?;
+        let query = convert::system_register::sync_request_from_wire(wire).map_err(wire_status)?;
         let scope = if full {
             SyncScope::Full
         } else {
@@ -188,7 +191,7 @@ impl HubGrpc {
             .entries
             .into_iter()
             .take(limit)
-            .map(move |entry| Ok(convert::entry_to_wire(&entry, &history)));
+            .map(move |entry| Ok(convert::system_register::entry_to_wire(&entry, &history)));
         Ok(Response::new(stream::iter(entries).boxed()))
     }
 }
@@ -204,11 +207,14 @@ impl CentralNodeConnection for HubGrpc {
         let wire = request.into_inner();
         let span = self.span("ConnectToCentralNode", &wire.peer_id);
         async move {
-            let connect = convert::connect_request_from_wire(&wire).map_err(wire_status)?;
+            let connect =
+                convert::central_node::connect_request_from_wire(&wire).map_err(wire_status)?;
             let grant = self
                 .ask_authority(|reply| AuthorityMsg::Connect(connect, reply))
                 .await?;
-            Ok(Response::new(convert::connection_response(&grant)))
+            Ok(Response::new(convert::central_node::session_grant_to_wire(
+                &grant,
+            )))
         }
         .instrument(span)
         .await
@@ -222,7 +228,8 @@ impl CentralNodeConnection for HubGrpc {
         let wire = request.into_inner();
         let span = self.span("DisconnectFromCentralNode", &wire.peer_id);
         async move {
-            let query = convert::disconnect_request_from_wire(&wire).map_err(wire_status)?;
+            let query =
+                convert::central_node::disconnect_request_from_wire(&wire).map_err(wire_status)?;
             debug!(reason = query.reason.as_str_name(), "disconnect");
             self.ask_authority(|reply| AuthorityMsg::Disconnect {
                 peer_id: query.peer_id,
@@ -248,7 +255,8 @@ impl CentralNodeConnection for HubGrpc {
         let wire = request.into_inner();
         let span = self.span("GetCentralNodeStatus", &wire.peer_id);
         async move {
-            let query = convert::status_request_from_wire(&wire).map_err(wire_status)?;
+            let query =
+                convert::central_node::status_request_from_wire(&wire).map_err(wire_status)?;
             let status = self.ask(AuthorityMsg::Status).await?;
             let peers = if query.include_peer_list {
                 self.ask(AuthorityMsg::Peers).await?
@@ -256,7 +264,7 @@ impl CentralNodeConnection for HubGrpc {
                 Vec::new()
             };
             let now = self.inner.clock.now();
-            Ok(Response::new(convert::central_node_status(
+            Ok(Response::new(convert::central_node::hub_status_to_wire(
                 &status, &peers, now,
             )))
         }
@@ -337,7 +345,7 @@ impl Heartbeat for HubGrpc {
                 .map_err(wire_status)?;
             let peer = self.session_peer(query).await?;
             let status = self.ask(AuthorityMsg::Status).await?;
-            Ok(Response::new(convert::heartbeat_status(
+            Ok(Response::new(convert::heartbeat::heartbeat_status_to_wire(
                 &peer,
                 status.version,
             )))
@@ -388,7 +396,8 @@ impl SystemRegisterSync for HubGrpc {
         let wire = request.into_inner();
         let span = self.span("SubscribeToPushNotifications", &wire.peer_id);
         async move {
-            let query = convert::subscription_request_from_wire(&wire).map_err(wire_status)?;
+            let query = convert::system_register::subscription_request_from_wire(&wire)
+                .map_err(wire_status)?;
             let subscription = self
                 .ask_authority(|reply| AuthorityMsg::Subscribe {
                     peer_id: query.peer_id,
@@ -400,7 +409,11 @@ impl SystemRegisterSync for HubGrpc {
             let filter = query.filter;
             let notifications = ReceiverStream::new(subscription.notifications)
                 .filter(move |notification| ready(filter.matches(notification)))
-                .map(|notification| Ok(convert::notification_to_wire(&notification)))
+                .map(|notification| {
+                    Ok(convert::system_register::notification_to_wire(
+                        &notification,
+                    ))
+                })
                 .take_until(self.closed())
                 .boxed();
             Ok(Response::new(notifications))
@@ -421,7 +434,9 @@ impl SystemRegisterSync for HubGrpc {
                 .map_err(wire_status)?;
             let peer = self.session_peer(query).await?;
             let status = self.ask(AuthorityMsg::Status).await?;
-            Ok(Response::new(convert::sync_checkpoint(&peer, &status)))
+            Ok(Response::new(convert::system_register::checkpoint_to_wire(
+                &peer, &status,
+            )))
         }
         .instrument(span)
         .await
@@ -570,7 +585,7 @@ mod tests {
             (
                 AuthorityError::UnknownSession {
                     peer: hub,
-                    session: SessionId::new("s"),
+                    session: SessionId::parse("s").unwrap(),
                 },
                 Code::NotFound,
             ),
