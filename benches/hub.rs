@@ -59,14 +59,14 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use herald::parts::actors::TokioClock;
-use herald::parts::actors::ports::{Clock, HubLink, HubLinkError, SyncRequest};
+use herald::parts::actors::ports::{Clock, HubLink, HubLinkError, SyncedEntries};
 use herald::parts::actors::testing::{
     InMemoryAdStore, InMemoryBlueprintStore, InMemoryReplicaStore,
 };
 use herald::parts::messages::{
     BlueprintId, BlueprintNotification, ConnectRequest, ConnectionState, EntryKind, HeartbeatAck,
-    HeartbeatRequest, HubEndpoint, NodeType, PublishRequest, SessionGrant, SessionId, SyncScope,
-    SystemRegisterEntry,
+    HeartbeatRequest, HubEndpoint, NodeType, PublishRequest, RegisterDigest, SessionGrant,
+    SessionId, SyncQuery, SyncScope, SystemRegisterEntry,
 };
 use herald::parts::runtime::grpc::GrpcHubLink;
 use herald::parts::runtime::grpc::proto::convert;
@@ -307,22 +307,20 @@ impl Bench {
         self.hub.shutdown().await;
     }
 
-    fn sync_request(&self, scope: SyncScope) -> SyncRequest {
-        SyncRequest {
+    fn sync_request(&self, scope: SyncScope) -> SyncQuery {
+        SyncQuery {
             peer_id: self.peer_id.clone(),
             session_id: self.grant.session_id.clone(),
             scope,
             history_id: Some(self.grant.history_id.clone()),
+            digest: None,
         }
     }
 
     /// The wire request the link sends for `scope`, for the raw client.
     fn wire_sync_request(&self, scope: SyncScope) -> Request<v1::SyncRequest> {
         let wire = convert::system_register::sync_request_to_wire(
-            &self.peer_id,
-            &self.grant.session_id,
-            &scope,
-            Some(&self.grant.history_id),
+            &self.sync_request(scope),
             self.clock.now(),
         );
         timed(wire)
@@ -335,7 +333,8 @@ impl Bench {
         let entries = self
             .link
             .sync(&self.hub_endpoint, request, DEADLINE)
-            .await?;
+            .await?
+            .entries;
         let elapsed = started.elapsed();
         ensure!(
             entries.len() == expected,
@@ -357,11 +356,19 @@ impl Bench {
                 self.sync_request(SyncScope::Full),
                 DEADLINE,
             )
-            .await?;
+            .await?
+            .entries;
         ensure!(entries.len() == FULL_ENTRIES, "{} entries", entries.len());
+        // With a digest of the same size as the server's, so the floor streams the same bytes.
         self.wire_entries = entries
             .iter()
-            .map(|entry| convert::system_register::entry_to_wire(entry, &self.grant.history_id))
+            .map(|entry| {
+                convert::system_register::entry_to_wire(
+                    entry,
+                    &self.grant.history_id,
+                    Some(RegisterDigest::EMPTY),
+                )
+            })
             .collect();
         let wire_bytes: usize = self.wire_entries.iter().map(|e| e.encoded_len()).sum();
         let document_bytes: usize = entries.iter().map(|e| e.document.len()).sum();
@@ -427,7 +434,7 @@ impl Bench {
                         let started = Instant::now();
                         let mut entries = Vec::new();
                         for entry in wire {
-                            entries.push(convert::system_register::entry_from_wire(entry)?.1);
+                            entries.push(convert::system_register::entry_from_wire(entry)?.entry);
                         }
                         validation.push_if(keep, started.elapsed());
                         ensure!(entries.len() == FULL_ENTRIES);
@@ -868,6 +875,7 @@ impl Bench {
             published_at: self.clock.now(),
             published_by: first.published_by.clone(),
             checksum: first.checksum.clone(),
+            document_bytes: first.blueprint_document.len(),
             sequence: 1,
         })
     }
@@ -1189,9 +1197,9 @@ impl HubLink for PreparedSyncLink {
     async fn sync(
         &self,
         hub: &HubEndpoint,
-        request: SyncRequest,
+        request: SyncQuery,
         deadline: Duration,
-    ) -> Result<Vec<SystemRegisterEntry>, HubLinkError> {
+    ) -> Result<SyncedEntries, HubLinkError> {
         let prepared = match request.scope {
             SyncScope::Full => self
                 .prepared
@@ -1201,7 +1209,10 @@ impl HubLink for PreparedSyncLink {
             SyncScope::After(_) => None,
         };
         match prepared {
-            Some(entries) => Ok(entries),
+            Some(entries) => Ok(SyncedEntries {
+                entries,
+                digest: None,
+            }),
             None => self.grpc.sync(hub, request, deadline).await,
         }
     }
@@ -1354,6 +1365,7 @@ fn connect_request(peer: &NodeId) -> ConnectRequest {
         node_type: NodeType::Peer,
         address: String::new(),
         last_known_version: 0,
+        last_known_digest: None,
     }
 }
 
@@ -1469,7 +1481,7 @@ async fn raw_sync(
         Check::Validate => {
             let mut entries = Vec::new();
             while let Some(entry) = stream.message().await? {
-                entries.push(convert::system_register::entry_from_wire(entry)?.1);
+                entries.push(convert::system_register::entry_from_wire(entry)?.entry);
             }
             entries.len()
         }
@@ -1479,7 +1491,7 @@ async fn raw_sync(
                 let mut entries = Vec::new();
                 while let Some(batch) = received.recv().await {
                     for entry in batch {
-                        entries.push(convert::system_register::entry_from_wire(entry)?.1);
+                        entries.push(convert::system_register::entry_from_wire(entry)?.entry);
                     }
                 }
                 Ok::<_, anyhow::Error>(entries)

@@ -11,10 +11,12 @@
 //! every session that starts or ends.
 //!
 //! Connection attempts run in tasks; a late answer from a superseded attempt is ignored.
-//! Replays on restart: nothing; a restarted connection starts a new round (the hubs forget
-//! silent sessions on their own).
+//! Replays on restart: its place in the ring (`RingMemory`, which outlives the actor): a
+//! restarted connection tries the hub it was on first, so a crash is not a failback (the hubs
+//! forget the old, silent session on their own).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
@@ -60,6 +62,34 @@ impl Default for ConnectionConfig {
     }
 }
 
+/// How long an attempt waits for the replica's position before it connects without it.
+const REPLICA_ASK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The connection's place in the ring, kept outside the actor so that a restarted connection
+/// resumes where it was. Cheap to clone; clones share the place.
+#[derive(Debug, Clone, Default)]
+pub struct RingMemory(Arc<AtomicUsize>);
+
+impl RingMemory {
+    const NONE: usize = usize::MAX;
+
+    pub fn new() -> Self {
+        Self(Arc::new(AtomicUsize::new(Self::NONE)))
+    }
+
+    /// The index (into the ring in priority order) of the hub last connected to.
+    fn get(&self) -> Option<usize> {
+        match self.0.load(Ordering::Relaxed) {
+            Self::NONE => None,
+            hub => Some(hub),
+        }
+    }
+
+    fn set(&self, hub: usize) {
+        self.0.store(hub, Ordering::Relaxed);
+    }
+}
+
 /// The actor.
 pub struct CentralNodeConnection;
 
@@ -74,6 +104,8 @@ pub struct CentralNodeConnectionArgs {
     pub clock: Arc<dyn Clock>,
     pub monitor: ActorSlot<HeartbeatMonitorMsg>,
     pub replica: ActorSlot<SystemRegisterReplicaMsg>,
+    /// Where in the ring the connection was, across its restarts.
+    pub ring_memory: RingMemory,
 }
 
 pub struct CentralNodeConnectionState {
@@ -102,7 +134,7 @@ enum Phase {
         tried: usize,
         after_isolation: bool,
     },
-    Connected(HubSession),
+    Connected(Box<HubSession>),
     Isolated,
 }
 
@@ -180,12 +212,19 @@ impl Actor for CentralNodeConnection {
             return Err("no hub configured".into());
         }
         myself.cast(CentralNodeConnectionMsg::Attempt)?;
+        let ring = Ring::new(args.config.hubs.clone());
+        // A restart resumes with the hub it was on: no failback.
+        let first = args
+            .ring_memory
+            .get()
+            .filter(|hub| *hub < ring.hubs.len())
+            .unwrap_or(0);
         Ok(CentralNodeConnectionState {
-            ring: Ring::new(args.config.hubs.clone()),
+            ring,
             since: args.clock.now(),
             backoff: Backoff::new(args.config.isolated_backoff),
             phase: Phase::Connecting {
-                hub: 0,
+                hub: first,
                 attempt: 1,
                 tried: 0,
                 after_isolation: false,
@@ -297,18 +336,27 @@ impl CentralNodeConnectionState {
         let hub = self.ring.hubs[hub_index].clone();
         self.ring.health[hub_index].last_attempt_at = Some(self.args.clock.now());
         debug!(hub = %hub.id, url = %hub.url, "connecting");
-        let request = ConnectRequest {
-            peer_id: self.args.peer_id.clone(),
-            node_type: NodeType::Peer,
-            address: self.args.address.clone(),
-            last_known_version: 0,
-        };
+        let (peer_id, address) = (self.args.peer_id.clone(), self.args.address.clone());
+        let replica = self.args.replica.clone();
         let link = Arc::clone(&self.args.link);
         let deadline = self.args.config.connect_timeout;
         let myself = myself.clone();
         let attempt_id = self.attempt_id;
         tokio::spawn(
             async move {
+                // The hub learns where the replica stands (a replica still loading, or of
+                // another history, says nothing: the session's first sync settles it).
+                let position = replica
+                    .call(SystemRegisterReplicaMsg::Position, REPLICA_ASK_TIMEOUT)
+                    .await
+                    .unwrap_or_default();
+                let request = ConnectRequest {
+                    peer_id,
+                    node_type: NodeType::Peer,
+                    address,
+                    last_known_version: position.version,
+                    last_known_digest: position.digest,
+                };
                 let answer =
                     tokio::time::timeout(deadline, link.connect(&hub, request, deadline)).await;
                 // Ours or the link's own deadline: either way the hub gave no answer.
@@ -358,12 +406,13 @@ impl CentralNodeConnectionState {
                 self.last_error = None;
                 self.missed_heartbeats = 0;
                 info!(hub = %endpoint.id, session = %grant.session_id, version = grant.version, after_isolation, "connected to hub");
+                self.args.ring_memory.set(hub);
                 let session = HubSession {
                     hub: endpoint,
                     grant,
                     after_isolation,
                 };
-                self.set_phase(Phase::Connected(session.clone()));
+                self.set_phase(Phase::Connected(Box::new(session.clone())));
                 let _ = self
                     .args
                     .monitor

@@ -19,7 +19,8 @@ use tracing::{Instrument, debug, error, warn};
 
 use herald_messages::{
     BeatFailure, BeatReport, CentralNodeConnectionMsg, HeartbeatMonitorMsg, HeartbeatReport,
-    HeartbeatRequest, HubSession, NodeId, RecommendedAction, SyncTrigger, SystemRegisterReplicaMsg,
+    HeartbeatRequest, HubSession, NodeId, RecommendedAction, ReplicaPosition, SyncTrigger,
+    SystemRegisterReplicaMsg,
 };
 
 use crate::ports::{Clock, HubLink, HubLinkError, error_chain};
@@ -185,7 +186,7 @@ impl HeartbeatMonitorState {
         let Some(session) = self.session.clone() else {
             return;
         };
-        let last_sync_version = self.replica_version().await;
+        let position = self.replica_position(&session).await;
         self.sequence += 1;
         self.in_flight = true;
         self.report.sent += 1;
@@ -193,7 +194,8 @@ impl HeartbeatMonitorState {
             peer_id: self.args.peer_id.clone(),
             session_id: session.grant.session_id.clone(),
             sequence: self.sequence,
-            last_sync_version,
+            last_sync_version: position.version,
+            last_sync_digest: position.digest,
             sent_at: self.args.clock.now(),
         };
         let link = Arc::clone(&self.args.link);
@@ -258,6 +260,14 @@ impl HeartbeatMonitorState {
                     });
                 let history_changed = ack.history_id != session.grant.history_id;
                 match ack.action {
+                    RecommendedAction::FullSync => {
+                        let _ = self.args.replica.cast(SystemRegisterReplicaMsg::Diverged {
+                            reason: format!(
+                                "hub {} found the replica diverged from its register (version {})",
+                                ack.hub_id, ack.version
+                            ),
+                        });
+                    }
                     RecommendedAction::Sync => {
                         let _ = self
                             .args
@@ -337,13 +347,20 @@ impl HeartbeatMonitorState {
         }
     }
 
-    /// The replica's version, reported in the heartbeat so the hub can tell it is behind.
-    async fn replica_version(&self) -> u64 {
-        self.args
+    /// The replica's version and digest, reported in the heartbeat so the hub can tell it is
+    /// behind or diverged. A replica of another history than the session's holds nothing of
+    /// this one: version 0 (its full sync is on its way).
+    async fn replica_position(&self, session: &HubSession) -> ReplicaPosition {
+        let position = self
+            .args
             .replica
-            .call(SystemRegisterReplicaMsg::Version, Duration::from_secs(1))
+            .call(SystemRegisterReplicaMsg::Position, Duration::from_secs(1))
             .await
-            .unwrap_or(0)
+            .unwrap_or_default();
+        if position.history_id.as_ref() != Some(&session.grant.history_id) {
+            return ReplicaPosition::default();
+        }
+        position
     }
 }
 

@@ -11,10 +11,11 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use herald_messages::{
     AuthorityError, BlueprintNotification, ConnectRequest, HeartbeatAck, HeartbeatRequest,
-    HubEndpoint, NodeId, SessionGrant, SessionId, SystemRegisterAuthorityMsg, SystemRegisterEntry,
+    HubEndpoint, NodeId, SessionGrant, SessionId, SyncQuery, SystemRegisterAuthorityMsg,
+    SystemRegisterEntry,
 };
 
-use crate::ports::{HubLink, HubLinkError, SyncRequest};
+use crate::ports::{HubLink, HubLinkError, SyncedEntries};
 use crate::slot::ActorSlot;
 
 /// Reaches the authorities of this process by hub id.
@@ -97,22 +98,24 @@ impl HubLink for LocalHubLink {
     async fn sync(
         &self,
         hub: &HubEndpoint,
-        request: SyncRequest,
+        query: SyncQuery,
         deadline: Duration,
-    ) -> Result<Vec<SystemRegisterEntry>, HubLinkError> {
-        let scope = request.scope;
+    ) -> Result<SyncedEntries, HubLinkError> {
         let set = self
             .call(
                 hub,
-                |reply| SystemRegisterAuthorityMsg::Entries { scope, reply },
+                |reply| SystemRegisterAuthorityMsg::Entries { query, reply },
                 deadline,
             )
             .await?;
-        Ok(set
-            .entries
-            .iter()
-            .map(|entry| SystemRegisterEntry::clone(entry))
-            .collect())
+        Ok(SyncedEntries {
+            digest: set.last_digest(),
+            entries: set
+                .entries
+                .iter()
+                .map(|entry| SystemRegisterEntry::clone(entry))
+                .collect(),
+        })
     }
 
     async fn subscribe(
@@ -161,7 +164,10 @@ impl HubLink for LocalHubLink {
 
 fn link_error(err: AuthorityError) -> HubLinkError {
     match err {
-        AuthorityError::UnknownSession { .. } => HubLinkError::UnknownSession(err.to_string()),
+        AuthorityError::UnknownSession { .. } | AuthorityError::NotConnected(_) => {
+            HubLinkError::UnknownSession(err.to_string())
+        }
+        AuthorityError::NeedsFullSync(reason) => HubLinkError::NeedsFullSync(reason),
         AuthorityError::Unavailable(_) | AuthorityError::NotReady(_) => {
             HubLinkError::Unreachable(err.to_string().into())
         }
@@ -183,10 +189,10 @@ mod partition {
 
     use herald_messages::{
         BlueprintNotification, ConnectRequest, HeartbeatAck, HeartbeatRequest, HubEndpoint, NodeId,
-        SessionGrant, SessionId, SystemRegisterEntry,
+        SessionGrant, SessionId, SyncQuery,
     };
 
-    use crate::ports::{HubLink, HubLinkError, SyncRequest};
+    use crate::ports::{HubLink, HubLinkError, SyncedEntries};
 
     /// Wraps a `HubLink` and cuts chosen hubs off, playing a hub that died or a partition; a cut
     /// also ends the push streams of that hub (feature `testing`).
@@ -280,11 +286,11 @@ mod partition {
         async fn sync(
             &self,
             hub: &HubEndpoint,
-            request: SyncRequest,
+            query: SyncQuery,
             deadline: Duration,
-        ) -> Result<Vec<SystemRegisterEntry>, HubLinkError> {
+        ) -> Result<SyncedEntries, HubLinkError> {
             self.pass(hub)?;
-            self.inner.sync(hub, request, deadline).await
+            self.inner.sync(hub, query, deadline).await
         }
 
         async fn subscribe(

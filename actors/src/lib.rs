@@ -25,7 +25,7 @@ pub mod testing;
 pub use advertisement_pool::{AdvertisementPool, AdvertisementPoolArgs, PoolConfig};
 pub use backoff::{Backoff, BackoffConfig};
 pub use central_node_connection::{
-    CentralNodeConnection, CentralNodeConnectionArgs, ConnectionConfig,
+    CentralNodeConnection, CentralNodeConnectionArgs, ConnectionConfig, RingMemory,
 };
 pub use clock::TokioClock;
 pub use heartbeat_monitor::{HeartbeatConfig, HeartbeatMonitor, HeartbeatMonitorArgs};

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use herald_messages::{
     AdKey, Advertisement, BlueprintNotification, BulkAdvertise, BulkOutcome, Checkpoint,
-    ConnectRequest, EntryDraft, Genesis, HeartbeatAck, HeartbeatRequest, HistoryId, HubEndpoint,
-    NodeId, PoolMeta, Register, RegisterId, SessionGrant, SessionId, SyncScope,
+    ConnectRequest, EntryDraft, Genesis, HeartbeatAck, HeartbeatRequest, HubEndpoint, NodeId,
+    PoolMeta, Register, RegisterDigest, RegisterId, SessionGrant, SessionId, SyncQuery,
     SystemRegisterEntry, Timestamp,
 };
 
@@ -245,14 +245,13 @@ pub enum ReplicaStoreError {
     Corrupt { what: String },
 }
 
-/// What a peer asks a hub to sync.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncRequest {
-    pub peer_id: NodeId,
-    pub session_id: SessionId,
-    pub scope: SyncScope,
-    /// The history of the peer's checkpoint, if any.
-    pub history_id: Option<HistoryId>,
+/// What a hub sent for a sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncedEntries {
+    /// Ordered by version.
+    pub entries: Vec<SystemRegisterEntry>,
+    /// The register's digest at the last entry's version, when the hub sent digests.
+    pub digest: Option<RegisterDigest>,
 }
 
 /// How a peer reaches hubs: gRPC in production, or in-process to a local authority.
@@ -276,9 +275,9 @@ pub trait HubLink: Send + Sync + 'static {
     async fn sync(
         &self,
         hub: &HubEndpoint,
-        request: SyncRequest,
+        query: SyncQuery,
         deadline: Duration,
-    ) -> Result<Vec<SystemRegisterEntry>, HubLinkError>;
+    ) -> Result<SyncedEntries, HubLinkError>;
 
     /// The hub's push notifications for this session, until the hub or the link ends them.
     async fn subscribe(
@@ -313,4 +312,8 @@ pub enum HubLinkError {
     /// invalid request): retrying the same call will not help.
     #[error("hub refused: {0}")]
     Refused(String),
+    /// The hub refused an incremental sync: the replica belongs to another history or diverged
+    /// from the hub's register. Sync in full.
+    #[error("a full sync is needed: {0}")]
+    NeedsFullSync(String),
 }

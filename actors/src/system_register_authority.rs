@@ -29,7 +29,7 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use herald_messages::{
     AuthorityError, BlueprintId, EntryDraft, HistoryId, NodeId, NodeType, PublishRequest,
-    RegisterId, SessionId, SystemRegisterAuthorityMsg, SystemRegisterEntry,
+    RecommendedAction, RegisterId, SessionId, SystemRegisterAuthorityMsg, SystemRegisterEntry,
 };
 
 use crate::backoff::{Backoff, BackoffConfig};
@@ -86,6 +86,9 @@ pub struct SystemRegisterAuthorityActorState {
     store: Arc<dyn BlueprintStore>,
     clock: Arc<dyn Clock>,
     backoff: Backoff,
+    /// Backoff of the reads that retry an entry which blocked the register.
+    blocked_backoff: Backoff,
+    blocked_retry: Option<JoinHandle<Result<(), ractor::MessagingErr<SystemRegisterAuthorityMsg>>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -105,6 +108,8 @@ impl Actor for SystemRegisterAuthority {
         });
         Ok(SystemRegisterAuthorityActorState {
             backoff: Backoff::new(args.config.store_backoff),
+            blocked_backoff: Backoff::new(args.config.store_backoff),
+            blocked_retry: None,
             book: AuthorityState::new(args.hub_id, args.config, args.clock.now()),
             store: args.store,
             clock: args.clock,
@@ -165,13 +170,41 @@ impl Actor for SystemRegisterAuthority {
                 }
                 SystemRegisterAuthorityMsg::Heartbeat(beat, reply) => {
                     let result = state.book.heartbeat(&beat, state.clock.now());
-                    if let Ok(ack) = &result {
-                        debug!(peer = %beat.peer_id, sequence = beat.sequence, action = ?ack.action, "heartbeat");
+                    match &result {
+                        Ok(ack) if ack.action == RecommendedAction::FullSync => {
+                            warn!(peer = %beat.peer_id, peer_version = beat.last_sync_version, version = ack.version, "the peer's replica diverged from this register; told it to sync in full");
+                        }
+                        Ok(ack) => {
+                            debug!(peer = %beat.peer_id, sequence = beat.sequence, action = ?ack.action, "heartbeat");
+                        }
+                        Err(_) => {}
                     }
                     let _ = reply.send(result);
                 }
-                SystemRegisterAuthorityMsg::Entries { scope, reply } => {
-                    let _ = reply.send(state.book.entry_set(&scope));
+                SystemRegisterAuthorityMsg::Entries { query, reply } => {
+                    let result = state.book.entry_set(&query, state.clock.now());
+                    if let Err(AuthorityError::NeedsFullSync(reason)) = &result {
+                        info!(peer = %query.peer_id, %reason, "incremental sync refused: the peer must sync in full");
+                    }
+                    let _ = reply.send(result);
+                }
+                SystemRegisterAuthorityMsg::HeartbeatStatus {
+                    peer_id,
+                    session_id,
+                    reply,
+                } => {
+                    let _ = reply.send(state.book.heartbeat_status(
+                        &peer_id,
+                        &session_id,
+                        state.clock.now(),
+                    ));
+                }
+                SystemRegisterAuthorityMsg::Checkpoint {
+                    peer_id,
+                    session_id,
+                    reply,
+                } => {
+                    let _ = reply.send(state.book.checkpoint(&peer_id, &session_id));
                 }
                 SystemRegisterAuthorityMsg::Subscribe {
                     peer_id,
@@ -193,11 +226,14 @@ impl Actor for SystemRegisterAuthority {
                     let _ = reply.send(state.book.peers());
                 }
                 SystemRegisterAuthorityMsg::StoreAdvanced(version) => {
-                    if state.book.is_ready()
+                    if state.book.is_serving()
                         && version > state.book.version()
                         && let Err(err) = state.catch_up().await
                     {
-                        warn!(%err, "cannot read entries appended by another hub; retrying at the next one");
+                        warn!(err = %error_chain(&err), "cannot read entries appended by another hub; retrying at the next one");
+                    }
+                    if state.book.is_blocked() {
+                        state.retry_blocked(&myself);
                     }
                 }
                 SystemRegisterAuthorityMsg::Sweep => {
@@ -221,6 +257,9 @@ impl Actor for SystemRegisterAuthority {
     ) -> Result<(), ActorProcessingErr> {
         for task in state.tasks.drain(..) {
             task.abort();
+        }
+        if let Some(retry) = state.blocked_retry.take() {
+            retry.abort();
         }
         Ok(())
     }
@@ -387,16 +426,37 @@ impl SystemRegisterAuthorityActorState {
 
     /// Takes in the entries appended after our version (by other hubs sharing the store).
     async fn catch_up(&mut self) -> Result<(), BlueprintStoreError> {
+        let was_blocked = self.book.is_blocked();
         let entries = self.store.entries_after(self.book.version()).await?;
         let caught = self.book.catch_up(entries);
-        for version in &caught.tampered {
-            error!(
-                version,
-                "entry from the shared store does not match its checksum; ignored"
+        if let Some(version) = caught.tampered
+            && !was_blocked
+        {
+            let status = self.book.status();
+            error!(version, state = ?status.state, "the shared store holds an entry this hub cannot take; serving the register up to the version before it, refusing appends, and reading it again");
+            metrics::counter!("herald_hub_blocked_total", "node" => self.book.hub_id().to_string())
+                .increment(1);
+        }
+        if caught.unblocked {
+            self.blocked_backoff.reset();
+            info!(
+                version = self.book.version(),
+                "the entry that blocked the register reads sound now; serving everything again"
             );
         }
         self.report_dropped(&caught.dropped);
         Ok(())
+    }
+
+    /// Reads the store again after a backoff while an entry blocks the register.
+    fn retry_blocked(&mut self, myself: &ActorRef<SystemRegisterAuthorityMsg>) {
+        if let Some(previous) = self.blocked_retry.take() {
+            previous.abort();
+        }
+        let delay = self.blocked_backoff.next_delay();
+        self.blocked_retry = Some(myself.send_after(delay, || {
+            SystemRegisterAuthorityMsg::StoreAdvanced(u64::MAX)
+        }));
     }
 
     fn report_dropped(&self, dropped: &[NodeId]) {
@@ -413,8 +473,10 @@ impl SystemRegisterAuthorityActorState {
             .set(self.book.version() as f64);
         metrics::gauge!("herald_hub_sessions", "node" => node.clone())
             .set(self.book.sessions() as f64);
-        metrics::gauge!("herald_hub_subscribers", "node" => node)
+        metrics::gauge!("herald_hub_subscribers", "node" => node.clone())
             .set(self.book.subscribers() as f64);
+        let blocked = if self.book.is_blocked() { 1.0 } else { 0.0 };
+        metrics::gauge!("herald_hub_register_blocked", "node" => node).set(blocked);
     }
 }
 
@@ -434,6 +496,8 @@ fn message_name(msg: &SystemRegisterAuthorityMsg) -> &'static str {
         SystemRegisterAuthorityMsg::Disconnect { .. } => "disconnect",
         SystemRegisterAuthorityMsg::Heartbeat(..) => "heartbeat",
         SystemRegisterAuthorityMsg::Entries { .. } => "entries",
+        SystemRegisterAuthorityMsg::HeartbeatStatus { .. } => "heartbeat_status",
+        SystemRegisterAuthorityMsg::Checkpoint { .. } => "checkpoint",
         SystemRegisterAuthorityMsg::Subscribe { .. } => "subscribe",
         SystemRegisterAuthorityMsg::Get(..) => "get",
         SystemRegisterAuthorityMsg::View(_) => "view",

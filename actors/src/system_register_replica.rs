@@ -1,8 +1,11 @@
 //! `SystemRegisterReplica` (peer role): this peer's copy of the hub's system register.
 //!
 //! On every new session it syncs: in full when it has no checkpoint, when the hub's
-//! `history_id` differs from the checkpoint's, or after the peer was isolated; otherwise
-//! incrementally, from its checkpoint (FR-018). It subscribes to the hub's push notifications;
+//! `history_id` differs from the checkpoint's, after the peer was isolated, or when the
+//! replica diverged from the hub's register (its checkpoint is above the hub's version, or its
+//! digest differs at the same version); otherwise incrementally, from its checkpoint (FR-018).
+//! A hub that finds it diverged later (a heartbeat's `FULL_SYNC`, an incremental sync refused)
+//! gets a full sync too, which replaces what differs; `diverged` is reported until it did. It subscribes to the hub's push notifications;
 //! a notification triggers an incremental sync, coalesced with one already running (FR-033,
 //! FR-034), and a periodic sync is the fallback (FR-032). Entries are applied idempotently: a
 //! version never goes backwards, and duplicated or reordered notifications change nothing.
@@ -23,11 +26,11 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use herald_messages::{
     BlueprintId, BlueprintSummary, CentralNodeConnectionMsg, Checkpoint, EntrySet, HubSession,
-    NodeId, ReplicaStatus, SyncReport, SyncScope, SyncTrigger, SystemRegisterEntry,
-    SystemRegisterReplicaMsg, SystemRegisterView,
+    NodeId, ReplicaPosition, ReplicaStatus, SyncFailure, SyncQuery, SyncReport, SyncScope,
+    SyncTrigger, SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView,
 };
 
-use crate::ports::{Clock, HubLink, HubLinkError, ReplicaStore, SyncRequest, error_chain};
+use crate::ports::{Clock, HubLink, HubLinkError, ReplicaStore, error_chain};
 use crate::slot::ActorSlot;
 
 /// Replica settings (DESIGN §6, §9).
@@ -125,6 +128,14 @@ impl Replica {
         changed
     }
 
+    fn position(&self) -> ReplicaPosition {
+        ReplicaPosition {
+            history_id: self.checkpoint.as_ref().map(|c| c.history_id.clone()),
+            version: self.version(),
+            digest: self.checkpoint.as_ref().and_then(|c| c.digest),
+        }
+    }
+
     fn view(&self) -> SystemRegisterView {
         let blueprints: Vec<BlueprintSummary> = self
             .entries
@@ -140,6 +151,7 @@ impl Replica {
             history_id: self.checkpoint.as_ref().map(|c| c.history_id.clone()),
             version: self.version(),
             total_blueprints: blueprints.len(),
+            active_blueprints: blueprints.iter().filter(|b| b.is_active).count(),
             blueprints,
         }
     }
@@ -154,10 +166,44 @@ enum Resubscription {
     CatchUp,
 }
 
-/// Whether a session needs a full sync rather than an incremental one.
-fn needs_full_sync(checkpoint: Option<&Checkpoint>, session: &HubSession) -> bool {
-    session.after_isolation
-        || checkpoint.is_none_or(|checkpoint| checkpoint.history_id != session.grant.history_id)
+/// Why a session needs a full sync rather than an incremental one, if it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FullSyncNeed {
+    NoCheckpoint,
+    OtherHistory,
+    AfterIsolation,
+    /// The replica diverged from the hub's register: a repair.
+    Diverged(String),
+}
+
+fn full_sync_need(checkpoint: Option<&Checkpoint>, session: &HubSession) -> Option<FullSyncNeed> {
+    let Some(checkpoint) = checkpoint else {
+        return Some(FullSyncNeed::NoCheckpoint);
+    };
+    let grant = &session.grant;
+    if checkpoint.history_id != grant.history_id {
+        return Some(FullSyncNeed::OtherHistory);
+    }
+    if checkpoint.version > grant.version {
+        return Some(FullSyncNeed::Diverged(format!(
+            "the replica is at version {}, ahead of hub {}'s {}",
+            checkpoint.version, grant.hub_id, grant.version
+        )));
+    }
+    if checkpoint.version == grant.version
+        && let (Some(ours), Some(theirs)) = (checkpoint.digest, grant.digest)
+        && ours != theirs
+    {
+        return Some(FullSyncNeed::Diverged(format!(
+            "the replica differs from hub {}'s register at version {} (digest {ours}, the hub's \
+             {theirs})",
+            grant.hub_id, grant.version
+        )));
+    }
+    if session.after_isolation {
+        return Some(FullSyncNeed::AfterIsolation);
+    }
+    None
 }
 
 impl Actor for SystemRegisterReplica {
@@ -192,6 +238,9 @@ impl Actor for SystemRegisterReplica {
                 full_syncs: 0,
                 incremental_syncs: 0,
                 entries_received: 0,
+                active_blueprints: 0,
+                diverged: None,
+                repairs: 0,
             },
             sync_failures: 0,
             stream_ends: 0,
@@ -251,8 +300,11 @@ impl Actor for SystemRegisterReplica {
                 SystemRegisterReplicaMsg::Get(id, reply) => {
                     let _ = reply.send(state.replica.entries.get(&id).cloned());
                 }
-                SystemRegisterReplicaMsg::Version(reply) => {
-                    let _ = reply.send(state.replica.version());
+                SystemRegisterReplicaMsg::Position(reply) => {
+                    let _ = reply.send(state.replica.position());
+                }
+                SystemRegisterReplicaMsg::Diverged { reason } => {
+                    state.diverged(&myself, reason);
                 }
                 SystemRegisterReplicaMsg::View(reply) => {
                     let _ = reply.send(state.replica.view());
@@ -321,7 +373,11 @@ impl SystemRegisterReplicaState {
         if same {
             return;
         }
-        self.full_pending = needs_full_sync(self.replica.checkpoint.as_ref(), &session);
+        let need = full_sync_need(self.replica.checkpoint.as_ref(), &session);
+        if let Some(FullSyncNeed::Diverged(reason)) = &need {
+            self.mark_diverged(reason.clone());
+        }
+        self.full_pending = need.is_some();
         self.session = Some(session);
         self.subscribe(myself, Resubscription::First);
         self.sync(myself, SyncTrigger::Connected);
@@ -388,60 +444,70 @@ impl SystemRegisterReplicaState {
         self.syncing = true;
         self.again = false;
         debug!(?trigger, full, hub = %session.hub.id, "syncing");
-        let request = SyncRequest {
+        let position = self.replica.position();
+        let query = SyncQuery {
             peer_id: self.args.peer_id.clone(),
             session_id: session.grant.session_id.clone(),
             scope,
-            history_id: self
-                .replica
-                .checkpoint
-                .as_ref()
-                .map(|c| c.history_id.clone()),
+            history_id: position.history_id,
+            digest: position.digest,
         };
         let link = Arc::clone(&self.args.link);
         let deadline = self.args.config.sync_timeout;
         let me = myself.clone();
         tokio::spawn(
             async move {
-                let fetched = match tokio::time::timeout(
-                    deadline,
-                    link.sync(&session.hub, request, deadline),
-                )
-                .await
-                {
-                    // Checked here, in the task: hashing a large sync would block the actor.
-                    Ok(Ok(entries)) if entries.iter().any(|entry| !entry.checksum_holds()) => {
-                        let tampered: Vec<String> = entries
-                            .iter()
-                            .filter(|entry| !entry.checksum_holds())
-                            .map(|entry| {
-                                format!("{} (version {})", entry.blueprint_id, entry.version)
+                let fetched =
+                    match tokio::time::timeout(deadline, link.sync(&session.hub, query, deadline))
+                        .await
+                    {
+                        // Checked here, in the task: hashing a large sync would block the actor.
+                        Ok(Ok(synced))
+                            if synced.entries.iter().any(|entry| !entry.checksum_holds()) =>
+                        {
+                            let tampered: Vec<String> = synced
+                                .entries
+                                .iter()
+                                .filter(|entry| !entry.checksum_holds())
+                                .map(|entry| {
+                                    format!("{} (version {})", entry.blueprint_id, entry.version)
+                                })
+                                .collect();
+                            Err(SyncFailure::Failed(format!(
+                                "sync refused: entries not matching their checksum: {}",
+                                tampered.join(", ")
+                            )))
+                        }
+                        Ok(Ok(synced)) => {
+                            // A full sync carries the latest entry of every blueprint, the newest
+                            // entry of the register included, read after the session was granted:
+                            // the newest entry received is the register's version (the grant's
+                            // version is a floor for an empty answer).
+                            let newest = synced.entries.iter().map(|entry| entry.version).max();
+                            let floor = if full { session.grant.version } else { 0 };
+                            let version = newest.unwrap_or(0).max(floor);
+                            let digests = match synced.digest {
+                                Some(digest) if newest == Some(version) => vec![digest],
+                                _ => Vec::new(),
+                            };
+                            Ok(EntrySet {
+                                history_id: session.grant.history_id.clone(),
+                                version,
+                                entries: synced.entries.into_iter().map(Arc::new).collect(),
+                                digests,
                             })
-                            .collect();
-                        Err(format!(
-                            "sync refused: entries not matching their checksum: {}",
-                            tampered.join(", ")
-                        ))
-                    }
-                    Ok(Ok(entries)) => {
-                        let newest = entries.iter().map(|entry| entry.version).max();
-                        // A full sync carries only active entries: when the newest entries are
-                        // deprecations, the newest one received is below the register's
-                        // version. It was read after the session was granted, so it reflects
-                        // everything up to the grant's version at least.
-                        let floor = if full { session.grant.version } else { 0 };
-                        Ok(EntrySet {
-                            history_id: session.grant.history_id.clone(),
-                            version: newest.unwrap_or(0).max(floor),
-                            entries: entries.into_iter().map(Arc::new).collect(),
-                        })
-                    }
-                    Ok(Err(HubLinkError::UnknownSession(reason))) => {
-                        Err(format!("unknown session: {reason}"))
-                    }
-                    Ok(Err(err)) => Err(error_chain(&err)),
-                    Err(_) => Err(format!("no answer within {deadline:?}")),
-                };
+                        }
+                        Ok(Err(HubLinkError::UnknownSession(reason))) => {
+                            Err(SyncFailure::UnknownSession(reason))
+                        }
+                        Ok(Err(HubLinkError::NeedsFullSync(reason))) => {
+                            Err(SyncFailure::NeedsFullSync(reason))
+                        }
+                        Ok(Err(err)) => Err(SyncFailure::Failed(error_chain(&err))),
+                        Err(_) => Err(SyncFailure::Failed(format!(
+                            "no answer within {deadline:?}"
+                        ))),
+                    };
                 let _ = me.cast(SystemRegisterReplicaMsg::SyncFinished(SyncReport {
                     full,
                     hub_id: session.hub.id.clone(),
@@ -472,11 +538,23 @@ impl SystemRegisterReplicaState {
                 } else {
                     self.replica.version()
                 };
+                let version = base.max(set.version);
+                // The digest at the new version: the hub's for its newest entry; an empty
+                // incremental answer leaves the version, and so the digest, as they were.
+                let digest = if set.entries.is_empty() && version == base {
+                    self.replica.checkpoint.as_ref().and_then(|c| c.digest)
+                } else {
+                    set.digests
+                        .last()
+                        .copied()
+                        .filter(|_| set.entries.last().is_some_and(|e| e.version == version))
+                };
                 let checkpoint = Checkpoint {
                     history_id: set.history_id.clone(),
-                    version: base.max(set.version),
+                    version,
                     synced_at: now,
                     hub_id: report.hub_id.clone(),
+                    digest,
                 };
                 let full = report.full || !same_history;
                 let changed = self.replica.apply(full, &set.entries);
@@ -501,6 +579,12 @@ impl SystemRegisterReplicaState {
                     // Only a full sync settles a pending one: a late incremental answer (from
                     // the hub of an earlier session) does not.
                     self.full_pending = false;
+                    if let Some(reason) = self.status.diverged.take() {
+                        self.status.repairs += 1;
+                        metrics::counter!("herald_replica_repairs_total", "node" => self.args.peer_id.to_string())
+                            .increment(1);
+                        info!(hub = %report.hub_id, version, %reason, "diverged replica repaired by a full sync");
+                    }
                 }
                 self.status.entries_received += received as u64;
                 self.status.last_sync_at = Some(now);
@@ -520,6 +604,11 @@ impl SystemRegisterReplicaState {
                 self.stream_ends = 0;
                 info!(hub = %report.hub_id, kind, received, version = self.replica.version(), blueprints = self.replica.entries.len(), "replica synced");
             }
+            Err(SyncFailure::NeedsFullSync(reason)) => {
+                self.mark_diverged(reason);
+                self.full_pending = true;
+                self.again = true;
+            }
             Err(error) => {
                 self.sync_failures += 1;
                 let failures = self.sync_failures;
@@ -528,15 +617,15 @@ impl SystemRegisterReplicaState {
                 } else {
                     debug!(hub = %report.hub_id, %error, failures, "sync failed again");
                 }
-                if error.starts_with("unknown session") {
+                if let SyncFailure::UnknownSession(_) = &error {
                     let _ = self
                         .args
                         .connection
                         .cast(CentralNodeConnectionMsg::Reconnect {
-                            reason: error.clone(),
+                            reason: error.to_string(),
                         });
                 }
-                self.status.last_error = Some(error);
+                self.status.last_error = Some(error.to_string());
             }
         }
         if self.again {
@@ -544,10 +633,27 @@ impl SystemRegisterReplicaState {
         }
     }
 
+    /// A hub found the replica diverged: sync in full at once.
+    fn diverged(&mut self, myself: &ActorRef<SystemRegisterReplicaMsg>, reason: String) {
+        self.mark_diverged(reason);
+        self.full_pending = true;
+        self.sync(myself, SyncTrigger::Heartbeat);
+    }
+
+    fn mark_diverged(&mut self, reason: String) {
+        if self.status.diverged.is_none() {
+            warn!(%reason, "the replica diverged from the hub's register; syncing in full to repair it");
+            metrics::counter!("herald_replica_divergences_total", "node" => self.args.peer_id.to_string())
+                .increment(1);
+        }
+        self.status.diverged = Some(reason);
+    }
+
     fn report(&self) -> ReplicaStatus {
         ReplicaStatus {
             checkpoint: self.replica.checkpoint.clone(),
-            total_blueprints: self
+            total_blueprints: self.replica.entries.len(),
+            active_blueprints: self
                 .replica
                 .entries
                 .values()
@@ -566,7 +672,8 @@ fn message_name(msg: &SystemRegisterReplicaMsg) -> &'static str {
         SystemRegisterReplicaMsg::SyncNow(_) => "sync_now",
         SystemRegisterReplicaMsg::Notified(_) => "notified",
         SystemRegisterReplicaMsg::Get(..) => "get",
-        SystemRegisterReplicaMsg::Version(_) => "version",
+        SystemRegisterReplicaMsg::Position(_) => "position",
+        SystemRegisterReplicaMsg::Diverged { .. } => "diverged",
         SystemRegisterReplicaMsg::View(_) => "view",
         SystemRegisterReplicaMsg::Status(_) => "status",
         SystemRegisterReplicaMsg::Load => "load",
@@ -581,7 +688,8 @@ mod tests {
 
     use bytes::Bytes;
     use herald_messages::{
-        EntryDraft, EntryKind, HistoryId, HubEndpoint, SessionGrant, SessionId, Timestamp,
+        EntryDraft, EntryKind, HistoryId, HubEndpoint, RegisterDigest, SessionGrant, SessionId,
+        Timestamp,
     };
 
     use super::*;
@@ -627,9 +735,20 @@ mod tests {
         assert_eq!(replica.entries.len(), 1, "a full sync replaces everything");
     }
 
+    /// A session syncs in full without a checkpoint, with another history, after isolation,
+    /// and when the replica diverged from the hub: ahead of its version, or another digest at
+    /// the same version. Regression: a replica ahead of its hub was treated as up to date.
     #[test]
-    fn full_sync_without_checkpoint_with_another_history_or_after_isolation() {
-        let session = |history: u8, after_isolation| HubSession {
+    fn full_sync_needs() {
+        let digest = |n: u8| {
+            let mut entry = entry(1, "a");
+            Arc::make_mut(&mut entry).checksum = SystemRegisterEntry::checksum_of(&[n]);
+            RegisterDigest::EMPTY.then(&entry)
+        };
+        let session = |history: u8,
+                       version: u64,
+                       hub_digest: Option<RegisterDigest>,
+                       after_isolation| HubSession {
             hub: HubEndpoint {
                 id: NodeId::parse("hub-0").unwrap(),
                 url: "http://hub-0".into(),
@@ -639,7 +758,8 @@ mod tests {
                 session_id: SessionId::parse("s").unwrap(),
                 hub_id: NodeId::parse("hub-0").unwrap(),
                 history_id: HistoryId::from_bytes([history; 16]),
-                version: 3,
+                version,
+                digest: hub_digest,
                 connected_at: Timestamp::EPOCH,
                 heartbeat_interval: Duration::from_secs(30),
                 heartbeat_timeout: Duration::from_secs(30),
@@ -652,10 +772,44 @@ mod tests {
             version: 3,
             synced_at: Timestamp::EPOCH,
             hub_id: NodeId::parse("hub-0").unwrap(),
+            digest: Some(digest(1)),
         };
-        assert!(needs_full_sync(None, &session(1, false)));
-        assert!(!needs_full_sync(Some(&checkpoint), &session(1, false)));
-        assert!(needs_full_sync(Some(&checkpoint), &session(2, false)));
-        assert!(needs_full_sync(Some(&checkpoint), &session(1, true)));
+        let need = |checkpoint: Option<&Checkpoint>, session: HubSession| {
+            full_sync_need(checkpoint, &session)
+        };
+        assert_eq!(
+            need(None, session(1, 3, None, false)),
+            Some(FullSyncNeed::NoCheckpoint)
+        );
+        assert_eq!(
+            need(Some(&checkpoint), session(1, 3, Some(digest(1)), false)),
+            None
+        );
+        assert_eq!(
+            need(Some(&checkpoint), session(1, 3, None, false)),
+            None,
+            "an older hub"
+        );
+        assert_eq!(
+            need(Some(&checkpoint), session(1, 9, Some(digest(2)), false)),
+            None,
+            "behind: the incremental sync checks"
+        );
+        assert_eq!(
+            need(Some(&checkpoint), session(2, 3, Some(digest(1)), false)),
+            Some(FullSyncNeed::OtherHistory)
+        );
+        assert_eq!(
+            need(Some(&checkpoint), session(1, 3, Some(digest(1)), true)),
+            Some(FullSyncNeed::AfterIsolation)
+        );
+        assert!(matches!(
+            need(Some(&checkpoint), session(1, 2, Some(digest(1)), false)),
+            Some(FullSyncNeed::Diverged(reason)) if reason.contains("ahead")
+        ));
+        assert!(matches!(
+            need(Some(&checkpoint), session(1, 3, Some(digest(2)), false)),
+            Some(FullSyncNeed::Diverged(reason)) if reason.contains("differs")
+        ));
     }
 }

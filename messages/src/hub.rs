@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::ids::{string_id_impls, truncate_for_error};
 use crate::{
     BlueprintId, BlueprintNotification, Checkpoint, HistoryId, InvalidId, InvalidInput, NodeId,
-    PublishRequest, SystemRegisterEntry, SystemRegisterView, Timestamp,
+    PublishRequest, RegisterDigest, SystemRegisterEntry, SystemRegisterView, Timestamp,
 };
 
 /// A hub as a peer is configured to know it; lower `priority` is tried first.
@@ -79,7 +79,10 @@ pub struct ConnectRequest {
     pub node_type: NodeType,
     /// Where the peer says it can be reached (informative).
     pub address: String,
+    /// The version of the peer's checkpoint (0 without one).
     pub last_known_version: u64,
+    /// The register digest at that version, when the peer's checkpoint holds one.
+    pub last_known_digest: Option<RegisterDigest>,
 }
 
 impl ConnectRequest {
@@ -115,6 +118,8 @@ pub struct SessionGrant {
     pub history_id: HistoryId,
     /// The hub's system register version at connect time.
     pub version: u64,
+    /// The register's digest at `version` (`None` from a hub that does not send digests).
+    pub digest: Option<RegisterDigest>,
     pub connected_at: Timestamp,
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
@@ -128,6 +133,9 @@ pub struct HeartbeatRequest {
     pub session_id: SessionId,
     pub sequence: u64,
     pub last_sync_version: u64,
+    /// The register digest at `last_sync_version`, when the peer's checkpoint holds one. A
+    /// peer that sends it understands `RecommendedAction::FullSync`.
+    pub last_sync_digest: Option<RegisterDigest>,
     pub sent_at: Timestamp,
 }
 
@@ -169,6 +177,9 @@ pub enum RecommendedAction {
     Failover,
     /// Open a new session with this hub.
     Reconnect,
+    /// The peer's replica diverged from the hub's register (it is ahead of it, or differs at
+    /// the same version): sync in full, replacing what differs.
+    FullSync,
 }
 
 /// A hub's answer to a heartbeat.
@@ -178,6 +189,8 @@ pub struct HeartbeatAck {
     pub hub_id: NodeId,
     pub history_id: HistoryId,
     pub version: u64,
+    /// The register's digest at `version` (`None` from a hub that does not send digests).
+    pub digest: Option<RegisterDigest>,
     pub action: RecommendedAction,
     pub received_at: Timestamp,
 }
@@ -197,6 +210,19 @@ pub struct EntrySet {
     pub history_id: HistoryId,
     pub version: u64,
     pub entries: Vec<Arc<SystemRegisterEntry>>,
+    /// The register's digest at each entry's version, in the order of `entries` (empty from a
+    /// hub that does not send digests).
+    pub digests: Vec<RegisterDigest>,
+}
+
+impl EntrySet {
+    /// The digest at the last entry's version, if the hub sent digests.
+    pub fn last_digest(&self) -> Option<RegisterDigest> {
+        if self.digests.len() != self.entries.len() {
+            return None;
+        }
+        self.digests.last().copied()
+    }
 }
 
 /// A peer connected to this hub, as `GET /api/hub/peers` lists it.
@@ -209,6 +235,8 @@ pub struct HubPeer {
     pub connected_at: Timestamp,
     pub last_heartbeat_at: Option<Timestamp>,
     pub last_sync_version: u64,
+    /// When this peer last synced with this hub (a full or incremental sync).
+    pub last_sync_at: Option<Timestamp>,
 }
 
 /// Whether a hub serves its system register.
@@ -220,6 +248,13 @@ pub enum RegisterState {
     Ready,
     /// The stored register failed validation: the hub refuses to serve it.
     Corrupt(String),
+    /// A shared store holds an entry this hub cannot take (it fails its checksum): the hub
+    /// serves the register up to `last_good` only, refuses appends, and keeps reading until
+    /// the entry is sound (integrity over availability: it never serves a gap).
+    Blocked {
+        last_good: u64,
+        reason: String,
+    },
 }
 
 /// A hub's state, as `GetCentralNodeStatus` and `/health` report it.
@@ -230,7 +265,10 @@ pub struct HubStatus {
     pub state: RegisterState,
     pub history_id: Option<HistoryId>,
     pub version: u64,
+    /// Every blueprint of the register, deprecated ones included.
     pub total_blueprints: usize,
+    /// Blueprints not deprecated.
+    pub active_blueprints: usize,
     pub active_peers: usize,
     pub last_published_at: Option<Timestamp>,
     pub started_at: Timestamp,
@@ -246,6 +284,13 @@ pub enum AuthorityError {
     HubCaller(NodeId),
     #[error("unknown session {session} for peer {peer}")]
     UnknownSession { peer: NodeId, session: SessionId },
+    /// The peer holds no session on this hub at all: connect first.
+    #[error("peer {0} has no session on this hub: connect first")]
+    NotConnected(NodeId),
+    /// The peer's replica cannot follow incrementally (another history, or it diverged from
+    /// this hub's register): it must sync in full.
+    #[error("a full sync is needed: {0}")]
+    NeedsFullSync(String),
     #[error("blueprint {0} not found")]
     NotFound(BlueprintId),
     #[error("blueprint {0} is already deprecated")]
@@ -256,6 +301,81 @@ pub enum AuthorityError {
     /// The hub is not serving (still loading, or its register failed validation).
     #[error("the system register is not ready: {0}")]
     NotReady(String),
+}
+
+/// A peer's sync request, as the hub's authority judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncQuery {
+    pub peer_id: NodeId,
+    pub session_id: SessionId,
+    pub scope: SyncScope,
+    /// The history of the peer's checkpoint, if any.
+    pub history_id: Option<HistoryId>,
+    /// The register digest at the peer's checkpoint, if it holds one.
+    pub digest: Option<RegisterDigest>,
+}
+
+/// How a session's heartbeats look from the hub (`GetHeartbeatStatus`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerHeartbeatStatus {
+    pub peer_id: NodeId,
+    pub session_id: SessionId,
+    pub last_heartbeat_at: Option<Timestamp>,
+    /// Heartbeats overdue now: whole intervals past the last one (or the connect), after half
+    /// an interval of grace.
+    pub missed_heartbeats: u32,
+    pub health: HeartbeatHealth,
+    pub total_received: u64,
+    /// Heartbeats missed over the session (gaps between heartbeats, and the current one).
+    pub total_missed: u64,
+    /// Mean time from a heartbeat's send time (the peer's clock) to its arrival (the hub's);
+    /// `None` before the first heartbeat.
+    pub average_latency_ms: Option<f64>,
+    pub last_sync_version: u64,
+    /// How many versions the peer is behind the hub's register.
+    pub version_lag: u64,
+}
+
+/// A session's heartbeat health as the hub sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HeartbeatHealth {
+    /// No heartbeat overdue.
+    Healthy,
+    /// One heartbeat overdue.
+    Warning,
+    /// Two or more overdue: a peer with the default limit fails over now.
+    Critical,
+}
+
+/// Where a peer's replica stands against the hub's register (`GetSyncCheckpoint`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerCheckpoint {
+    pub peer_id: NodeId,
+    pub hub_id: NodeId,
+    pub history_id: HistoryId,
+    /// The hub's register version.
+    pub version: u64,
+    /// The version the peer last reported (connect or heartbeat).
+    pub peer_version: u64,
+    pub total_blueprints: usize,
+    pub last_sync_at: Option<Timestamp>,
+    /// When the peer's periodic sync is next due (its last sync, or its connect, plus the sync
+    /// interval the hub told it).
+    pub next_sync_due: Timestamp,
+    pub status: CheckpointState,
+}
+
+/// Whether a peer's replica follows the hub's register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CheckpointState {
+    UpToDate,
+    Behind,
+    /// Ahead of the hub, or different at the same version: it must sync in full.
+    Diverged,
 }
 
 /// A subscription to a hub's push notifications: a bounded queue the hub fills; a subscriber
@@ -291,9 +411,22 @@ pub enum SystemRegisterAuthorityMsg {
         HeartbeatRequest,
         RpcReplyPort<Result<HeartbeatAck, AuthorityError>>,
     ),
+    /// The entries of a sync, for a peer's session.
     Entries {
-        scope: SyncScope,
+        query: SyncQuery,
         reply: RpcReplyPort<Result<EntrySet, AuthorityError>>,
+    },
+    /// What the hub knows of a session's heartbeats.
+    HeartbeatStatus {
+        peer_id: NodeId,
+        session_id: SessionId,
+        reply: RpcReplyPort<Result<PeerHeartbeatStatus, AuthorityError>>,
+    },
+    /// Where a session's peer stands against the register.
+    Checkpoint {
+        peer_id: NodeId,
+        session_id: SessionId,
+        reply: RpcReplyPort<Result<PeerCheckpoint, AuthorityError>>,
     },
     Subscribe {
         peer_id: NodeId,
@@ -459,7 +592,10 @@ pub enum SyncTrigger {
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaStatus {
     pub checkpoint: Option<Checkpoint>,
+    /// Every blueprint of the replica, deprecated ones included.
     pub total_blueprints: usize,
+    /// Blueprints not deprecated.
+    pub active_blueprints: usize,
     pub syncing: bool,
     pub last_sync_at: Option<Timestamp>,
     pub last_sync_kind: Option<String>,
@@ -468,6 +604,11 @@ pub struct ReplicaStatus {
     pub incremental_syncs: u64,
     /// Entries received from hubs since start (to tell a full from an incremental resume).
     pub entries_received: u64,
+    /// Why the replica is known to differ from its hub's register, until a full sync repairs
+    /// it (`/health` reports it).
+    pub diverged: Option<String>,
+    /// Divergences repaired by a full sync since start.
+    pub repairs: u64,
 }
 
 /// How a sync ended (internal to `SystemRegisterReplica`).
@@ -475,7 +616,36 @@ pub struct ReplicaStatus {
 pub struct SyncReport {
     pub full: bool,
     pub hub_id: NodeId,
-    pub result: Result<EntrySet, String>,
+    pub result: Result<EntrySet, SyncFailure>,
+}
+
+/// Why a sync failed (internal to `SystemRegisterReplica`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncFailure {
+    /// The hub does not know the session: reconnect.
+    UnknownSession(String),
+    /// The hub refused an incremental sync: the replica must sync in full.
+    NeedsFullSync(String),
+    /// Anything else: the next trigger retries.
+    Failed(String),
+}
+
+impl std::fmt::Display for SyncFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncFailure::UnknownSession(reason) => write!(f, "unknown session: {reason}"),
+            SyncFailure::NeedsFullSync(reason) => write!(f, "a full sync is needed: {reason}"),
+            SyncFailure::Failed(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Where a replica stands (the heartbeat and the connect report it to hubs).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplicaPosition {
+    pub history_id: Option<HistoryId>,
+    pub version: u64,
+    pub digest: Option<RegisterDigest>,
 }
 
 /// Messages of the `SystemRegisterReplica` actor (peer role).
@@ -489,8 +659,14 @@ pub enum SystemRegisterReplicaMsg {
     Notified(BlueprintNotification),
     Get(BlueprintId, RpcReplyPort<Option<Arc<SystemRegisterEntry>>>),
     View(RpcReplyPort<SystemRegisterView>),
-    /// The checkpoint's version alone (the heartbeat reports it every interval).
-    Version(RpcReplyPort<u64>),
+    /// The checkpoint's history, version and digest alone (the heartbeat reports them every
+    /// interval, the connection at connect).
+    Position(RpcReplyPort<ReplicaPosition>),
+    /// A hub found the replica diverged from its register: sync in full, replacing what
+    /// differs.
+    Diverged {
+        reason: String,
+    },
     Status(RpcReplyPort<ReplicaStatus>),
     /// Internal: replay the replica store.
     Load,

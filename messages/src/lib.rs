@@ -18,11 +18,12 @@ mod time;
 pub use advertisement::{AdKey, AdSource, Advertisement, SyncState};
 pub use hub::{
     AttemptReport, AuthorityError, BeatFailure, BeatReport, CentralNodeConnectionMsg,
-    ConnectRequest, ConnectionState, ConnectionStatus, EntrySet, HeartbeatAck, HeartbeatMonitorMsg,
-    HeartbeatReport, HeartbeatRequest, HubEndpoint, HubPeer, HubReport, HubSession, HubStatus,
-    NodeType, RecommendedAction, RegisterState, ReplicaStatus, SessionGrant, SessionId,
-    Subscription, SyncReport, SyncScope, SyncTrigger, SystemRegisterAuthorityMsg,
-    SystemRegisterReplicaMsg,
+    CheckpointState, ConnectRequest, ConnectionState, ConnectionStatus, EntrySet, HeartbeatAck,
+    HeartbeatHealth, HeartbeatMonitorMsg, HeartbeatReport, HeartbeatRequest, HubEndpoint, HubPeer,
+    HubReport, HubSession, HubStatus, NodeType, PeerCheckpoint, PeerHeartbeatStatus,
+    RecommendedAction, RegisterState, ReplicaPosition, ReplicaStatus, SessionGrant, SessionId,
+    Subscription, SyncFailure, SyncQuery, SyncReport, SyncScope, SyncTrigger,
+    SystemRegisterAuthorityMsg, SystemRegisterReplicaMsg,
 };
 pub use ids::{InvalidId, NodeId, RegisterId};
 pub use pool::{
@@ -36,6 +37,7 @@ pub use supervisor::{ChildKind, ChildReport, NodeFailure, NodeSupervisorMsg};
 pub use system_register::{
     BlueprintId, BlueprintNotification, BlueprintSummary, Checkpoint, EntryDraft, EntryKind,
     Genesis, HistoryId, MAX_DOCUMENT_BYTES, MAX_METADATA_BYTES, MAX_SUMMARY_BYTES,
-    NotificationFilter, PublishRequest, SEED_BLUEPRINT_ID, SystemRegisterEntry, SystemRegisterView,
+    NotificationFilter, PublishRequest, RegisterDigest, SEED_BLUEPRINT_ID, SystemRegisterEntry,
+    SystemRegisterView,
 };
 pub use time::Timestamp;

@@ -274,6 +274,8 @@ pub struct BlueprintNotification {
     pub published_at: Timestamp,
     pub published_by: String,
     pub checksum: String,
+    /// The size of the entry's document (0 when the hub did not say).
+    pub document_bytes: usize,
     /// Per-subscription sequence number, for spotting gaps and duplicates.
     pub sequence: u64,
 }
@@ -305,6 +307,76 @@ impl NotificationFilter {
     }
 }
 
+/// A running digest of a register's log: the digest at version `v` hashes the digest at
+/// `v - 1` with entry `v`'s version, blueprint, kind, activity and checksum (version 0: all
+/// zeros). Two registers of one history that hold the same digest at a version hold the same
+/// entries up to it; a peer and a hub compare digests to find a replica that diverged even at
+/// the same version (a hub restored from a backup, a shared store that lost acknowledged
+/// appends). It proves nothing against a forger (that is for signatures).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegisterDigest([u8; 32]);
+
+impl RegisterDigest {
+    /// The digest of the empty log.
+    pub const EMPTY: RegisterDigest = RegisterDigest([0; 32]);
+
+    /// The digest after `entry`, which follows the log this digest covers.
+    pub fn then(&self, entry: &SystemRegisterEntry) -> RegisterDigest {
+        use sha2::Digest;
+        let kind: u8 = match entry.kind {
+            EntryKind::Published => 1,
+            EntryKind::Updated => 2,
+            EntryKind::Deprecated => 3,
+        };
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(self.0);
+        hasher.update(entry.version.to_be_bytes());
+        hasher.update(entry.blueprint_id.as_str().as_bytes());
+        hasher.update([0, kind, u8::from(entry.is_active)]);
+        hasher.update(entry.checksum.as_bytes());
+        RegisterDigest(hasher.finalize().into())
+    }
+
+    /// `sha256:` and 64 lowercase hex digits, as `Display` writes it.
+    pub fn parse(value: &str) -> Result<Self, InvalidId> {
+        let invalid = || InvalidId {
+            what: "register digest",
+            rule: "\"sha256:\" and 64 lowercase hex digits",
+            value: truncate_for_error(value),
+        };
+        SystemRegisterEntry::check_checksum(value).map_err(|_| invalid())?;
+        let hex = &value[CHECKSUM_PREFIX.len()..];
+        let mut bytes = [0; 32];
+        hex::decode_to_slice(hex, &mut bytes).map_err(|_| invalid())?;
+        Ok(Self(bytes))
+    }
+}
+
+impl std::fmt::Display for RegisterDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{CHECKSUM_PREFIX}{}", hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for RegisterDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RegisterDigest({self})")
+    }
+}
+
+impl Serialize for RegisterDigest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RegisterDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Where a replica stands: the history it follows and the version it holds everything up to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -314,6 +386,10 @@ pub struct Checkpoint {
     pub synced_at: Timestamp,
     /// The hub it was synced from.
     pub hub_id: NodeId,
+    /// The register's digest at `version`, when the hub sent it (hubs before digests did not;
+    /// checkpoints written before them have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<RegisterDigest>,
 }
 
 /// A summary line of one blueprint, as `GET /api/system-register` lists it.
@@ -332,7 +408,10 @@ pub struct BlueprintSummary {
 pub struct SystemRegisterView {
     pub history_id: Option<HistoryId>,
     pub version: u64,
+    /// Every blueprint, deprecated ones included (as everywhere `totalBlueprints` appears).
     pub total_blueprints: usize,
+    /// Blueprints not deprecated.
+    pub active_blueprints: usize,
     pub blueprints: Vec<BlueprintSummary>,
 }
 

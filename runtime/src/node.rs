@@ -18,8 +18,9 @@ use herald_actors::ports::{
 use herald_actors::{
     ActorSlot, AdvertisementPool, AdvertisementPoolArgs, CentralNodeConnection,
     CentralNodeConnectionArgs, ChildSpec, HeartbeatMonitor, HeartbeatMonitorArgs, LocalPoolLink,
-    NodeSupervisor, NodeSupervisorArgs, ResyncDriver, ResyncDriverArgs, SystemRegisterAuthority,
-    SystemRegisterAuthorityArgs, SystemRegisterReplica, SystemRegisterReplicaArgs, TokioClock,
+    NodeSupervisor, NodeSupervisorArgs, ResyncDriver, ResyncDriverArgs, RingMemory,
+    SystemRegisterAuthority, SystemRegisterAuthorityArgs, SystemRegisterReplica,
+    SystemRegisterReplicaArgs, TokioClock,
 };
 use herald_messages::{
     ChildKind, NodeFailure, NodeId, NodeSupervisorMsg, RegisterState, SystemRegisterAuthorityMsg,
@@ -443,6 +444,7 @@ async fn peer_hub_children(
         clock: Arc::clone(clock),
         monitor: slots.monitor.clone(),
         replica: slots.replica.clone(),
+        ring_memory: RingMemory::new(),
     };
     let monitor_args = HeartbeatMonitorArgs {
         peer_id: node_id.clone(),

@@ -193,6 +193,7 @@ async fn replica_contract(store: &dyn ReplicaStore) {
         version,
         synced_at: Timestamp::from_unix_millis(1_700_000_000_000),
         hub_id: NodeId::parse("hub-1").unwrap(),
+        digest: None,
     };
     let pairs = |expected: &[(&str, u64)]| -> Vec<(String, u64)> {
         expected

@@ -15,13 +15,13 @@ use futures::StreamExt;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-use herald::parts::actors::ports::{Clock, HubLink, HubLinkError, SyncRequest};
+use herald::parts::actors::ports::{Clock, HubLink, HubLinkError};
 use herald::parts::actors::testing::InMemoryBlueprintStore;
 use herald::parts::actors::{ActorSlot, TokioClock};
 use herald::parts::messages::{
     BlueprintId, ChildKind, ConnectRequest, EntryKind, HeartbeatRequest, HistoryId, HubEndpoint,
     NodeType, PublishRequest, RecommendedAction, SEED_BLUEPRINT_ID, SessionGrant, SessionId,
-    SyncScope, SystemRegisterAuthorityMsg,
+    SyncQuery, SyncScope, SystemRegisterAuthorityMsg,
 };
 use herald::parts::runtime::config::RawHubConfig;
 use herald::parts::runtime::grpc::proto::tonic::Code;
@@ -130,6 +130,7 @@ fn connect_request(peer: &str, node_type: NodeType) -> ConnectRequest {
         node_type,
         address: String::new(),
         last_known_version: 0,
+        last_known_digest: None,
     }
 }
 
@@ -149,16 +150,18 @@ fn beat(peer: &str, session: &SessionId, last_sync_version: u64) -> HeartbeatReq
         session_id: session.clone(),
         sequence: 1,
         last_sync_version,
+        last_sync_digest: None,
         sent_at: TokioClock::new().now(),
     }
 }
 
-fn sync_request(peer: &str, grant: &SessionGrant, scope: SyncScope) -> SyncRequest {
-    SyncRequest {
+fn sync_request(peer: &str, grant: &SessionGrant, scope: SyncScope) -> SyncQuery {
+    SyncQuery {
         peer_id: node(peer),
         session_id: grant.session_id.clone(),
         scope,
         history_id: Some(grant.history_id.clone()),
+        digest: None,
     }
 }
 
@@ -175,6 +178,7 @@ fn wire_beat(peer: &str, session: &str, timestamp: i64) -> v1::HeartbeatMessage 
         session_id: session.into(),
         node_type: "Peer".into(),
         metrics: None,
+        register_digest: String::new(),
     }
 }
 
@@ -190,6 +194,7 @@ fn wire_connect(peer: &str, node_type: &str) -> v1::ConnectRequest {
         }),
         last_known_version: 0,
         connection_time: now_millis(),
+        register_digest: String::new(),
     }
 }
 
@@ -359,7 +364,8 @@ async fn full_sync_streams_every_blueprints_latest_entry_ordered_by_version() {
             DEADLINE,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .entries;
     let listed: Vec<(String, u64)> = entries
         .iter()
         .map(|entry| (entry.blueprint_id.to_string(), entry.version))
@@ -397,7 +403,8 @@ async fn incremental_sync_sends_every_entry_after_the_version() {
             DEADLINE,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .entries;
     let versions: Vec<u64> = entries.iter().map(|entry| entry.version).collect();
     assert_eq!(versions, vec![b, deprecated]);
     assert_eq!(entries[1].kind, EntryKind::Deprecated);
@@ -418,7 +425,8 @@ async fn an_empty_incremental_sync_completes_at_once() {
             DEADLINE,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .entries;
     assert!(entries.is_empty());
     assert!(
         started.elapsed() < Duration::from_secs(1),
@@ -433,7 +441,7 @@ async fn an_incremental_sync_from_another_history_is_refused() {
     let hub = TestHub::start("hub-1").await;
     let link = link("peer-1");
     let grant = connect(&link, &hub, "peer-1").await;
-    let request = SyncRequest {
+    let request = SyncQuery {
         history_id: Some(HistoryId::from_bytes([0x42; 16])),
         ..sync_request("peer-1", &grant, SyncScope::After(0))
     };
@@ -441,8 +449,8 @@ async fn an_incremental_sync_from_another_history_is_refused() {
         .sync(&hub.endpoint, request, DEADLINE)
         .await
         .unwrap_err();
-    let HubLinkError::Refused(reason) = err else {
-        panic!("expected a refusal, got {err:?}");
+    let HubLinkError::NeedsFullSync(reason) = err else {
+        panic!("expected a full sync to be needed, got {err:?}");
     };
     assert!(reason.contains("full sync"), "{reason}");
     hub.stop().await;
@@ -463,7 +471,8 @@ async fn a_5_mib_document_syncs() {
             DEADLINE,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .entries;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].document.len(), big.len());
     hub.stop().await;
@@ -486,6 +495,7 @@ async fn max_blueprints_truncates_a_sync() {
             max_blueprints: 2,
             request_time: now_millis(),
             history_id: String::new(),
+            register_digest: String::new(),
         })
         .await
         .unwrap()
@@ -671,6 +681,7 @@ async fn invalid_requests_are_invalid_argument() {
             max_blueprints: 0,
             request_time: now_millis(),
             history_id: String::new(),
+            register_digest: String::new(),
         })
         .await
         .unwrap_err();

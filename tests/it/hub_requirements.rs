@@ -83,6 +83,7 @@ async fn fr029_a_hub_stays_online_while_many_peers_connect_at_once() {
                 node_type: NodeType::Peer,
                 address: String::new(),
                 last_known_version: 0,
+                last_known_digest: None,
             };
             link.connect(&hub, request, Duration::from_secs(20)).await
         }

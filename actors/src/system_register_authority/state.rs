@@ -14,11 +14,12 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use herald_messages::{
-    AuthorityError, BlueprintId, BlueprintNotification, BlueprintSummary, ConnectRequest,
-    EntryDraft, EntryKind, EntrySet, Genesis, HeartbeatAck, HeartbeatRequest, HistoryId, HubPeer,
-    HubStatus, NodeId, NodeType, PublishRequest, RecommendedAction, RegisterId, RegisterState,
-    SessionGrant, SessionId, Subscription, SyncScope, SystemRegisterEntry, SystemRegisterView,
-    Timestamp,
+    AuthorityError, BlueprintId, BlueprintNotification, BlueprintSummary, CheckpointState,
+    ConnectRequest, EntryDraft, EntryKind, EntrySet, Genesis, HeartbeatAck, HeartbeatHealth,
+    HeartbeatRequest, HistoryId, HubPeer, HubStatus, NodeId, NodeType, PeerCheckpoint,
+    PeerHeartbeatStatus, PublishRequest, RecommendedAction, RegisterDigest, RegisterId,
+    RegisterState, SessionGrant, SessionId, Subscription, SyncQuery, SyncScope,
+    SystemRegisterEntry, SystemRegisterView, Timestamp,
 };
 
 use super::AuthorityConfig;
@@ -72,11 +73,18 @@ pub enum Appended {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CaughtUp {
     pub taken: usize,
-    /// Entries that did not match their checksum (skipped).
-    pub tampered: Vec<u64>,
+    /// The first entry that did not match its checksum: nothing from it on was taken, and the
+    /// register is blocked at the version before it until a catch-up reads it sound.
+    pub tampered: Option<u64>,
+    /// A catch-up read the entry that blocked the register sound: it serves everything again.
+    pub unblocked: bool,
     /// Subscribers too slow to take the notifications (dropped).
     pub dropped: Vec<NodeId>,
 }
+
+/// Heartbeats overdue at which a session's health is critical: a peer with the default limit
+/// (2 misses) fails over then.
+const CRITICAL_MISSES: u32 = 2;
 
 /// The authority's book: the register, the sessions of connected peers, their subscriptions.
 #[derive(Debug)]
@@ -98,6 +106,8 @@ struct Register {
     log: Vec<Arc<SystemRegisterEntry>>,
     /// The latest entry of each blueprint.
     latest: BTreeMap<BlueprintId, Arc<SystemRegisterEntry>>,
+    /// The register's digest at each version of `log` (same positions).
+    digests: Vec<RegisterDigest>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,7 +117,29 @@ struct PeerSession {
     connected_at: Timestamp,
     last_seen_at: Timestamp,
     last_heartbeat_at: Option<Timestamp>,
+    /// The version and digest the peer last reported (connect or heartbeat).
     last_sync_version: u64,
+    last_digest: Option<RegisterDigest>,
+    last_sync_at: Option<Timestamp>,
+    heartbeats: u64,
+    /// Heartbeats missed in the gaps between those received.
+    missed_in_gaps: u64,
+    /// Sum of the heartbeats' transit times (send time on the peer's clock to arrival).
+    latency_total_ms: u64,
+}
+
+impl PeerSession {
+    /// Whole heartbeat intervals past `since` after half an interval of grace: how many
+    /// heartbeats were due and did not come.
+    fn overdue(since: Timestamp, now: Timestamp, interval: std::time::Duration) -> u64 {
+        let interval_ms = interval.as_millis().max(1);
+        let late_ms = now.since(since).as_millis().saturating_sub(interval_ms / 2);
+        u64::try_from(late_ms / interval_ms).unwrap_or(u64::MAX)
+    }
+
+    fn last_contact(&self) -> Timestamp {
+        self.last_heartbeat_at.unwrap_or(self.connected_at)
+    }
 }
 
 #[derive(Debug)]
@@ -171,9 +203,68 @@ impl Register {
     }
 
     fn push(&mut self, entry: Arc<SystemRegisterEntry>) {
+        let digest = self.digest().then(&entry);
         self.latest
             .insert(entry.blueprint_id.clone(), Arc::clone(&entry));
         self.log.push(entry);
+        self.digests.push(digest);
+    }
+
+    /// The digest at the head (of the empty log before any entry).
+    fn digest(&self) -> RegisterDigest {
+        self.digests
+            .last()
+            .copied()
+            .unwrap_or(RegisterDigest::EMPTY)
+    }
+
+    /// The digest at `version`, if the log reaches it.
+    fn digest_at(&self, version: u64) -> Option<RegisterDigest> {
+        if version == 0 {
+            return Some(RegisterDigest::EMPTY);
+        }
+        let index = self
+            .log
+            .binary_search_by_key(&version, |entry| entry.version)
+            .ok()?;
+        self.digests.get(index).copied()
+    }
+
+    /// Whether a peer at `version` with `digest` (if it sent one) has diverged from this log:
+    /// it is ahead of it, or its digest differs at its version. `None` when it follows.
+    fn divergence(&self, version: u64, digest: Option<RegisterDigest>) -> Option<String> {
+        let head = self.version();
+        if version > head {
+            return Some(format!(
+                "the peer is at version {version}, ahead of this hub's {head} under the same \
+                 history (the hub lost entries, or was restored from an older copy)"
+            ));
+        }
+        let theirs = digest?;
+        let ours = self.digest_at(version)?;
+        if theirs != ours {
+            return Some(format!(
+                "the peer's register differs from this hub's at version {version} \
+                 (digest {theirs}, the hub's {ours})"
+            ));
+        }
+        None
+    }
+
+    /// The entries of a sync, with the digest at each entry's version.
+    fn entries_with_digests(
+        &self,
+        scope: &SyncScope,
+    ) -> (Vec<Arc<SystemRegisterEntry>>, Vec<RegisterDigest>) {
+        let entries = self.entries(scope);
+        let digests = entries
+            .iter()
+            .map(|entry| {
+                self.digest_at(entry.version)
+                    .unwrap_or(RegisterDigest::EMPTY)
+            })
+            .collect();
+        (entries, digests)
     }
 
     fn entries(&self, scope: &SyncScope) -> Vec<Arc<SystemRegisterEntry>> {
@@ -227,8 +318,22 @@ impl AuthorityState {
         self.register.version()
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.register.state == Some(RegisterState::Ready)
+    /// Whether the register is loaded and served (in full, or up to a blocked version).
+    pub fn is_serving(&self) -> bool {
+        matches!(
+            self.register.state,
+            Some(RegisterState::Ready | RegisterState::Blocked { .. })
+        )
+    }
+
+    /// Whether a catch-up stopped at an entry that fails its checksum.
+    pub fn is_blocked(&self) -> bool {
+        matches!(self.register.state, Some(RegisterState::Blocked { .. }))
+    }
+
+    /// The register's digest at its head.
+    pub fn digest(&self) -> RegisterDigest {
+        self.register.digest()
     }
 
     pub fn history_id(&self) -> Option<&HistoryId> {
@@ -277,10 +382,11 @@ impl AuthorityState {
         self.register.state = Some(RegisterState::Corrupt(reason));
     }
 
-    /// Whether requests can be served, and if not why.
+    /// Whether requests can be served, and if not why. A blocked register is served up to its
+    /// last sound version.
     pub fn ready(&self) -> Result<(), AuthorityError> {
         match &self.register.state {
-            Some(RegisterState::Ready) => Ok(()),
+            Some(RegisterState::Ready | RegisterState::Blocked { .. }) => Ok(()),
             Some(RegisterState::Corrupt(reason)) => Err(AuthorityError::NotReady(format!(
                 "the system register is corrupt: {reason}"
             ))),
@@ -288,6 +394,18 @@ impl AuthorityState {
                 "still loading the system register".into(),
             )),
         }
+    }
+
+    /// Whether entries may be appended: never past an entry this hub cannot take (it would
+    /// leave a gap).
+    pub fn writable(&self) -> Result<(), AuthorityError> {
+        self.ready()?;
+        if let Some(RegisterState::Blocked { last_good, reason }) = &self.register.state {
+            return Err(AuthorityError::Unavailable(format!(
+                "the register is blocked after version {last_good}: {reason}"
+            )));
+        }
+        Ok(())
     }
 
     /// The entry a publication appends: an update when the blueprint is active, else a
@@ -298,7 +416,7 @@ impl AuthorityState {
         transaction_id: String,
         now: Timestamp,
     ) -> Result<EntryDraft, AuthorityError> {
-        self.ready()?;
+        self.writable()?;
         request.validate()?;
         let kind = match self.register.latest.get(&request.blueprint_id) {
             Some(current) if current.is_active => EntryKind::Updated,
@@ -323,7 +441,7 @@ impl AuthorityState {
         transaction_id: String,
         now: Timestamp,
     ) -> Result<EntryDraft, AuthorityError> {
-        self.ready()?;
+        self.writable()?;
         let current = self
             .register
             .latest
@@ -365,23 +483,50 @@ impl AuthorityState {
     }
 
     /// Takes in entries read from a shared store (appended by other hubs), in order. Entries
-    /// already held are skipped; an entry that does not match its checksum is skipped and
-    /// reported.
+    /// already held are skipped. An entry that does not match its checksum (or a version
+    /// missing before the next one) stops the catch-up: the register is served up to the
+    /// version before it and blocked there (integrity over availability: a gap is never
+    /// served) until a later catch-up reads it sound.
     pub fn catch_up(&mut self, entries: Vec<SystemRegisterEntry>) -> CaughtUp {
         let mut caught = CaughtUp::default();
         for entry in entries {
-            if entry.version <= self.register.version() {
+            let head = self.register.version();
+            if entry.version <= head {
                 continue;
             }
+            if entry.version != head + 1 {
+                self.block(format!(
+                    "the store holds version {} but not version {}",
+                    entry.version,
+                    head + 1
+                ));
+                caught.tampered = Some(head + 1);
+                return caught;
+            }
             if !entry.checksum_holds() {
-                caught.tampered.push(entry.version);
-                continue;
+                self.block(format!(
+                    "entry {} (blueprint {}) does not match its checksum {}",
+                    entry.version, entry.blueprint_id, entry.checksum
+                ));
+                caught.tampered = Some(entry.version);
+                return caught;
+            }
+            if self.is_blocked() {
+                self.register.state = Some(RegisterState::Ready);
+                caught.unblocked = true;
             }
             let dropped = self.take(Arc::new(entry));
             caught.dropped.extend(dropped);
             caught.taken += 1;
         }
         caught
+    }
+
+    fn block(&mut self, reason: String) {
+        self.register.state = Some(RegisterState::Blocked {
+            last_good: self.register.version(),
+            reason,
+        });
     }
 
     /// Adds an entry to the register and tells every subscriber through its queue; a
@@ -404,6 +549,7 @@ impl AuthorityState {
                 published_at: entry.published_at,
                 published_by: entry.published_by.clone(),
                 checksum: entry.checksum.clone(),
+                document_bytes: entry.document.len(),
                 sequence: subscriber.sequence,
             };
             match subscriber.queue.try_send(notification) {
@@ -436,6 +582,11 @@ impl AuthorityState {
             last_seen_at: now,
             last_heartbeat_at: None,
             last_sync_version: request.last_known_version,
+            last_digest: request.last_known_digest,
+            last_sync_at: None,
+            heartbeats: 0,
+            missed_in_gaps: 0,
+            latency_total_ms: 0,
         };
         let replaced = self
             .sessions
@@ -446,6 +597,7 @@ impl AuthorityState {
             hub_id: self.hub_id.clone(),
             history_id: self.expect_history(),
             version: self.register.version(),
+            digest: Some(self.register.digest()),
             connected_at: now,
             heartbeat_interval: self.config.heartbeat_interval,
             heartbeat_timeout: self.config.heartbeat_timeout,
@@ -465,6 +617,9 @@ impl AuthorityState {
         Ok(())
     }
 
+    /// Records a heartbeat and advises the peer: `FullSync` when its replica diverged (it is
+    /// ahead of the register, or its digest differs at its version; a peer that sends no digest
+    /// predates `FullSync` and gets `Sync`), `Sync` when it is behind, else `None`.
     pub fn heartbeat(
         &mut self,
         beat: &HeartbeatRequest,
@@ -472,31 +627,141 @@ impl AuthorityState {
     ) -> Result<HeartbeatAck, AuthorityError> {
         self.ready()?;
         let version = self.register.version();
+        let divergence = self
+            .register
+            .divergence(beat.last_sync_version, beat.last_sync_digest);
         let history_id = self.expect_history();
-        let session = self.session_mut(&beat.peer_id, &beat.session_id)?;
+        let digest = self.register.digest();
+        let interval = self.config.heartbeat_interval;
+        let session = self.session_of(&beat.peer_id, &beat.session_id)?;
+        let gap = PeerSession::overdue(session.last_contact(), now, interval);
+        session.missed_in_gaps = session.missed_in_gaps.saturating_add(gap);
+        session.heartbeats += 1;
+        let transit = u64::try_from(now.since(beat.sent_at).as_millis()).unwrap_or(u64::MAX);
+        session.latency_total_ms = session.latency_total_ms.saturating_add(transit);
         session.last_seen_at = now;
         session.last_heartbeat_at = Some(now);
         session.last_sync_version = beat.last_sync_version;
-        let action = if beat.last_sync_version < version {
-            RecommendedAction::Sync
-        } else {
-            RecommendedAction::None
+        session.last_digest = beat.last_sync_digest;
+        let action = match divergence {
+            Some(_) if beat.last_sync_digest.is_some() => RecommendedAction::FullSync,
+            Some(_) => RecommendedAction::Sync,
+            None if beat.last_sync_version < version => RecommendedAction::Sync,
+            None => RecommendedAction::None,
         };
         Ok(HeartbeatAck {
             hub_id: self.hub_id.clone(),
             history_id,
             version,
+            digest: Some(digest),
             action,
             received_at: now,
         })
     }
 
-    pub fn entry_set(&self, scope: &SyncScope) -> Result<EntrySet, AuthorityError> {
+    /// The entries of a peer's sync, for its current session. An incremental sync is refused
+    /// (`NeedsFullSync`) when the peer's checkpoint belongs to another history or diverged from
+    /// this register (it is ahead of it, or its digest differs at its version).
+    pub fn entry_set(
+        &mut self,
+        query: &SyncQuery,
+        now: Timestamp,
+    ) -> Result<EntrySet, AuthorityError> {
         self.ready()?;
+        let history_id = self.expect_history();
+        self.session(&query.peer_id, &query.session_id)?;
+        if let SyncScope::After(version) = query.scope {
+            if let Some(theirs) = query
+                .history_id
+                .as_ref()
+                .filter(|theirs| **theirs != history_id)
+            {
+                return Err(AuthorityError::NeedsFullSync(format!(
+                    "the peer's history {theirs} is not this hub's history {history_id}"
+                )));
+            }
+            if let Some(reason) = self.register.divergence(version, query.digest) {
+                return Err(AuthorityError::NeedsFullSync(reason));
+            }
+        }
+        let session = self.session_mut(&query.peer_id, &query.session_id)?;
+        session.last_seen_at = now;
+        session.last_sync_at = Some(now);
+        let (entries, digests) = self.register.entries_with_digests(&query.scope);
         Ok(EntrySet {
-            history_id: self.expect_history(),
+            history_id,
             version: self.register.version(),
-            entries: self.register.entries(scope),
+            entries,
+            digests,
+        })
+    }
+
+    /// What this hub knows of a session's heartbeats at `now`.
+    pub fn heartbeat_status(
+        &self,
+        peer_id: &NodeId,
+        session_id: &SessionId,
+        now: Timestamp,
+    ) -> Result<PeerHeartbeatStatus, AuthorityError> {
+        let session = self.session(peer_id, session_id)?;
+        let overdue =
+            PeerSession::overdue(session.last_contact(), now, self.config.heartbeat_interval);
+        let missed = u32::try_from(overdue).unwrap_or(u32::MAX);
+        let health = match missed {
+            0 => HeartbeatHealth::Healthy,
+            m if m < CRITICAL_MISSES => HeartbeatHealth::Warning,
+            _ => HeartbeatHealth::Critical,
+        };
+        let average_latency_ms = (session.heartbeats > 0)
+            .then(|| session.latency_total_ms as f64 / session.heartbeats as f64);
+        Ok(PeerHeartbeatStatus {
+            peer_id: peer_id.clone(),
+            session_id: session_id.clone(),
+            last_heartbeat_at: session.last_heartbeat_at,
+            missed_heartbeats: missed,
+            health,
+            total_received: session.heartbeats,
+            total_missed: session.missed_in_gaps.saturating_add(overdue),
+            average_latency_ms,
+            last_sync_version: session.last_sync_version,
+            version_lag: self
+                .register
+                .version()
+                .saturating_sub(session.last_sync_version),
+        })
+    }
+
+    /// Where a session's peer stands against the register.
+    pub fn checkpoint(
+        &self,
+        peer_id: &NodeId,
+        session_id: &SessionId,
+    ) -> Result<PeerCheckpoint, AuthorityError> {
+        self.ready()?;
+        let session = self.session(peer_id, session_id)?;
+        let version = self.register.version();
+        let diverged = self
+            .register
+            .divergence(session.last_sync_version, session.last_digest)
+            .is_some();
+        let status = if diverged {
+            CheckpointState::Diverged
+        } else if session.last_sync_version < version {
+            CheckpointState::Behind
+        } else {
+            CheckpointState::UpToDate
+        };
+        let last_activity = session.last_sync_at.unwrap_or(session.connected_at);
+        Ok(PeerCheckpoint {
+            peer_id: peer_id.clone(),
+            hub_id: self.hub_id.clone(),
+            history_id: self.expect_history(),
+            version,
+            peer_version: session.last_sync_version,
+            total_blueprints: self.register.latest.len(),
+            last_sync_at: session.last_sync_at,
+            next_sync_due: last_activity.saturating_add(self.config.sync_interval),
+            status,
         })
     }
 
@@ -557,6 +822,7 @@ impl AuthorityState {
             history_id: self.history_id().cloned(),
             version: self.register.version(),
             total_blueprints: blueprints.len(),
+            active_blueprints: blueprints.iter().filter(|b| b.is_active).count(),
             blueprints,
         }
     }
@@ -571,7 +837,8 @@ impl AuthorityState {
                 .unwrap_or(RegisterState::Loading),
             history_id: self.history_id().cloned(),
             version: self.register.version(),
-            total_blueprints: self
+            total_blueprints: self.register.latest.len(),
+            active_blueprints: self
                 .register
                 .latest
                 .values()
@@ -594,10 +861,39 @@ impl AuthorityState {
                 connected_at: session.connected_at,
                 last_heartbeat_at: session.last_heartbeat_at,
                 last_sync_version: session.last_sync_version,
+                last_sync_at: session.last_sync_at,
             })
             .collect();
         peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         peers
+    }
+
+    /// The peer's session if it is `session_id`; `UnknownSession` otherwise.
+    fn session(
+        &self,
+        peer_id: &NodeId,
+        session_id: &SessionId,
+    ) -> Result<&PeerSession, AuthorityError> {
+        match self.sessions.get(peer_id) {
+            Some(session) if session.session_id == *session_id => Ok(session),
+            _ => Err(AuthorityError::UnknownSession {
+                peer: peer_id.clone(),
+                session: session_id.clone(),
+            }),
+        }
+    }
+
+    /// Like `session_mut`, but a peer with no session at all is `NotConnected` (heartbeats
+    /// promise FAILED_PRECONDITION before a connect).
+    fn session_of(
+        &mut self,
+        peer_id: &NodeId,
+        session_id: &SessionId,
+    ) -> Result<&mut PeerSession, AuthorityError> {
+        if !self.sessions.contains_key(peer_id) {
+            return Err(AuthorityError::NotConnected(peer_id.clone()));
+        }
+        self.session_mut(peer_id, session_id)
     }
 
     fn session_mut(
@@ -687,6 +983,7 @@ mod tests {
             node_type: NodeType::Peer,
             address: "10.0.0.1:5000".into(),
             last_known_version: 0,
+            last_known_digest: None,
         };
         hub.connect(request, SessionId::parse(session).unwrap(), T0)
             .unwrap()
@@ -699,8 +996,31 @@ mod tests {
             session_id: SessionId::parse(session).unwrap(),
             sequence: 1,
             last_sync_version: version,
+            last_sync_digest: None,
             sent_at: T0,
         }
+    }
+
+    fn query(peer: &str, session: &str, scope: SyncScope) -> SyncQuery {
+        SyncQuery {
+            peer_id: node(peer),
+            session_id: SessionId::parse(session).unwrap(),
+            scope,
+            history_id: None,
+            digest: None,
+        }
+    }
+
+    /// The entries `peer-s` (connected as session `s`) gets for `scope`.
+    fn served(hub: &mut AuthorityState, scope: SyncScope) -> Result<EntrySet, AuthorityError> {
+        if !hub.sessions.contains_key(&node("peer-s")) {
+            connect(hub, "peer-s", "s");
+        }
+        hub.entry_set(&query("peer-s", "s", scope), T0)
+    }
+
+    fn versions(set: &EntrySet) -> Vec<u64> {
+        set.entries.iter().map(|e| e.version).collect()
     }
 
     fn publish(blueprint: &str, document: &str) -> PublishRequest {
@@ -714,14 +1034,14 @@ mod tests {
 
     #[test]
     fn a_sound_register_validates() {
-        let hub = ready_hub();
-        assert!(hub.is_ready());
+        let mut hub = ready_hub();
+        assert!(hub.is_serving());
         assert_eq!(hub.version(), 2);
         assert_eq!(
-            hub.entry_set(&SyncScope::After(1)).unwrap().entries.len(),
+            served(&mut hub, SyncScope::After(1)).unwrap().entries.len(),
             1
         );
-        assert_eq!(hub.entry_set(&SyncScope::Full).unwrap().entries.len(), 2);
+        assert_eq!(served(&mut hub, SyncScope::Full).unwrap().entries.len(), 2);
     }
 
     #[test]
@@ -752,7 +1072,9 @@ mod tests {
             let problem = hub.install(register).unwrap_err();
             assert!(problem.contains(expected), "{problem}");
             assert!(matches!(hub.status().state, RegisterState::Corrupt(_)));
-            let refused = hub.entry_set(&SyncScope::Full).unwrap_err();
+            let refused = hub
+                .entry_set(&query("peer-a", "s", SyncScope::Full), T0)
+                .unwrap_err();
             assert!(refused.to_string().contains(expected), "{refused}");
         }
     }
@@ -762,7 +1084,7 @@ mod tests {
         let mut hub = AuthorityState::new(node("hub-1"), config(), T0);
         hub.set_loading();
         assert!(matches!(
-            hub.entry_set(&SyncScope::Full),
+            hub.entry_set(&query("peer-a", "s", SyncScope::Full), T0),
             Err(AuthorityError::NotReady(_))
         ));
         let request = ConnectRequest {
@@ -770,6 +1092,7 @@ mod tests {
             node_type: NodeType::Peer,
             address: String::new(),
             last_known_version: 0,
+            last_known_digest: None,
         };
         assert!(matches!(
             hub.connect(request, SessionId::parse("s").unwrap(), T0),
@@ -785,17 +1108,16 @@ mod tests {
         deprecated.kind = EntryKind::Deprecated;
         hub.appended(deprecated);
         hub.appended(entry(4, "b", "[2]"));
-        let versions = |scope| -> Vec<u64> {
-            hub.entry_set(&scope)
-                .unwrap()
-                .entries
-                .iter()
-                .map(|e| e.version)
-                .collect()
-        };
-        assert_eq!(versions(SyncScope::Full), vec![3, 4]);
-        assert_eq!(versions(SyncScope::After(2)), vec![3, 4]);
-        assert_eq!(versions(SyncScope::After(4)), Vec::<u64>::new());
+        let full = served(&mut hub, SyncScope::Full).unwrap();
+        assert_eq!(versions(&full), vec![3, 4]);
+        assert_eq!(
+            versions(&served(&mut hub, SyncScope::After(2)).unwrap()),
+            vec![3, 4]
+        );
+        assert_eq!(
+            versions(&served(&mut hub, SyncScope::After(4)).unwrap()),
+            Vec::<u64>::new()
+        );
     }
 
     #[test]
@@ -873,14 +1195,300 @@ mod tests {
         assert_eq!(known.blueprint_id.as_str(), "d", "the held entry wins");
     }
 
+    /// Integrity over availability: an entry that fails its checksum stops the catch-up; the
+    /// register is served up to the version before it, appends are refused, and a later read
+    /// of the sound entry serves everything again. Regression: such an entry was skipped and
+    /// the hub served a register with a gap that peers never filled.
     #[test]
-    fn a_catch_up_skips_entries_that_do_not_match_their_checksum() {
+    fn a_tampered_entry_blocks_the_register_until_it_reads_sound() {
         let mut hub = ready_hub();
+        connect(&mut hub, "peer-a", "s");
         let mut tampered = entry(3, "c", "{}");
         tampered.document = Bytes::from_static(b"[]");
-        let caught = hub.catch_up(vec![tampered]);
-        assert_eq!((caught.taken, caught.tampered), (0, vec![3]));
-        assert_eq!(hub.version(), 2);
+        let caught = hub.catch_up(vec![tampered, entry(4, "d", "{}")]);
+        assert_eq!((caught.taken, caught.tampered), (0, Some(3)));
+        assert_eq!(hub.version(), 2, "nothing past the bad entry");
+        let RegisterState::Blocked { last_good, reason } = hub.status().state else {
+            panic!("blocked: {:?}", hub.status().state);
+        };
+        assert_eq!(last_good, 2);
+        assert!(reason.contains("entry 3"), "{reason}");
+        assert_eq!(
+            versions(&served(&mut hub, SyncScope::After(0)).unwrap()),
+            vec![1, 2],
+            "served up to the last sound version"
+        );
+        let ack = hub.heartbeat(&beat("peer-a", "s", 2), T0).unwrap();
+        assert_eq!((ack.version, ack.action), (2, RecommendedAction::None));
+        assert!(matches!(
+            hub.publish_draft(publish("e", "{}"), "t".into(), T0),
+            Err(AuthorityError::Unavailable(reason)) if reason.contains("blocked after version 2")
+        ));
+        let caught = hub.catch_up(vec![entry(3, "c", "{}"), entry(4, "d", "{}")]);
+        assert!(caught.unblocked);
+        assert_eq!((caught.taken, hub.version()), (2, 4));
+        assert_eq!(hub.status().state, RegisterState::Ready);
+        assert!(
+            hub.publish_draft(publish("e", "{}"), "t".into(), T0)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_missing_version_blocks_the_register_too() {
+        let mut hub = ready_hub();
+        let caught = hub.catch_up(vec![entry(4, "d", "{}")]);
+        assert_eq!(caught.tampered, Some(3));
+        assert!(hub.is_blocked() && hub.is_serving());
+    }
+
+    /// Each version has a digest, chained from the previous one, that a sync carries with
+    /// every entry; two registers that differ anywhere up to a version differ there.
+    #[test]
+    fn digests_chain_every_entry_and_travel_with_syncs() {
+        let mut hub = ready_hub();
+        let first = RegisterDigest::EMPTY.then(&entry(1, "a", "{}"));
+        let second = first.then(&entry(2, "b", "[]"));
+        assert_eq!(hub.digest(), second);
+        let full = served(&mut hub, SyncScope::Full).unwrap();
+        assert_eq!(full.digests, vec![first, second]);
+        assert_eq!(full.last_digest(), Some(second));
+        let mut other = AuthorityState::new(node("hub-2"), config(), T0);
+        other
+            .install(stored(vec![entry(1, "a", "{}"), entry(2, "b", "[9]")]))
+            .unwrap();
+        assert_ne!(
+            other.digest(),
+            hub.digest(),
+            "another document at version 2"
+        );
+        let grant = connect(&mut hub, "peer-a", "s");
+        assert_eq!(grant.digest, Some(second));
+    }
+
+    /// Regression (issue 7): a peer ahead of its hub, or holding other entries at the same
+    /// version, was answered as up to date everywhere. Now it is told to sync in full; a peer
+    /// that sends no digest (it predates `FULL_SYNC`) is told to sync.
+    #[test]
+    fn heartbeats_tell_a_diverged_peer_to_sync_in_full() {
+        let mut hub = ready_hub();
+        connect(&mut hub, "peer-a", "s");
+        let ours = hub.digest();
+        let theirs = RegisterDigest::EMPTY.then(&entry(9, "z", "{}"));
+        let with = |version, digest| HeartbeatRequest {
+            last_sync_digest: digest,
+            ..beat("peer-a", "s", version)
+        };
+        let action = |hub: &mut AuthorityState, request: HeartbeatRequest| {
+            hub.heartbeat(&request, T0).unwrap().action
+        };
+        assert_eq!(
+            action(&mut hub, with(2, Some(ours))),
+            RecommendedAction::None
+        );
+        assert_eq!(
+            action(&mut hub, with(5, Some(ours))),
+            RecommendedAction::FullSync,
+            "ahead"
+        );
+        assert_eq!(
+            action(&mut hub, with(2, Some(theirs))),
+            RecommendedAction::FullSync,
+            "differs"
+        );
+        let at_one = RegisterDigest::EMPTY.then(&entry(1, "a", "{}"));
+        assert_eq!(
+            action(&mut hub, with(1, Some(at_one))),
+            RecommendedAction::Sync,
+            "behind"
+        );
+        assert_eq!(
+            action(&mut hub, with(1, Some(theirs))),
+            RecommendedAction::FullSync,
+            "behind and different"
+        );
+        assert_eq!(
+            action(&mut hub, with(5, None)),
+            RecommendedAction::Sync,
+            "an older peer"
+        );
+        assert_eq!(
+            hub.checkpoint(&node("peer-a"), &SessionId::parse("s").unwrap())
+                .unwrap()
+                .status,
+            CheckpointState::Diverged
+        );
+    }
+
+    #[test]
+    fn incremental_syncs_refuse_a_peer_that_must_sync_in_full() {
+        let mut hub = ready_hub();
+        connect(&mut hub, "peer-a", "s");
+        let incremental = |version, history: Option<HistoryId>, digest| SyncQuery {
+            history_id: history,
+            digest,
+            ..query("peer-a", "s", SyncScope::After(version))
+        };
+        let ours = HistoryId::from_bytes([7; 16]);
+        let at_one = RegisterDigest::EMPTY.then(&entry(1, "a", "{}"));
+        let set = hub
+            .entry_set(&incremental(1, Some(ours.clone()), Some(at_one)), T0)
+            .unwrap();
+        assert_eq!(versions(&set), vec![2]);
+        let refusals = [
+            (
+                incremental(1, Some(HistoryId::from_bytes([8; 16])), None),
+                "history",
+            ),
+            (incremental(3, Some(ours.clone()), None), "ahead"),
+            (
+                incremental(u64::MAX >> 1, Some(ours.clone()), None),
+                "ahead",
+            ),
+            (incremental(1, Some(ours), Some(hub.digest())), "differs"),
+        ];
+        for (request, why) in refusals {
+            match hub.entry_set(&request, T0) {
+                Err(AuthorityError::NeedsFullSync(reason)) => {
+                    assert!(reason.contains(why), "{why}: {reason}")
+                }
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+        assert!(
+            hub.entry_set(&query("peer-a", "s", SyncScope::Full), T0)
+                .is_ok()
+        );
+    }
+
+    /// Regression (issue 7): syncs did not check the session.
+    #[test]
+    fn syncs_subscriptions_and_heartbeats_need_the_current_session() {
+        let mut hub = ready_hub();
+        for scope in [SyncScope::Full, SyncScope::After(0)] {
+            assert!(matches!(
+                hub.entry_set(&query("stranger", "x", scope), T0),
+                Err(AuthorityError::UnknownSession { .. })
+            ));
+        }
+        assert!(matches!(
+            hub.heartbeat(&beat("stranger", "x", 0), T0),
+            Err(AuthorityError::NotConnected(_))
+        ));
+        connect(&mut hub, "peer-a", "s");
+        assert!(matches!(
+            hub.heartbeat(&beat("peer-a", "other", 0), T0),
+            Err(AuthorityError::UnknownSession { .. })
+        ));
+        assert!(matches!(
+            hub.heartbeat_status(&node("peer-a"), &SessionId::parse("other").unwrap(), T0),
+            Err(AuthorityError::UnknownSession { .. })
+        ));
+        assert!(matches!(
+            hub.checkpoint(&node("stranger"), &SessionId::parse("x").unwrap()),
+            Err(AuthorityError::UnknownSession { .. })
+        ));
+    }
+
+    /// Regression (issue 7): `GetHeartbeatStatus` answered constants. Each figure follows the
+    /// session's heartbeats.
+    #[test]
+    fn heartbeat_status_counts_beats_misses_and_latency() {
+        let mut hub = ready_hub();
+        connect(&mut hub, "peer-a", "s");
+        let interval = config().heartbeat_interval;
+        let at = |intervals: f64| T0.saturating_add(interval.mul_f64(intervals));
+        let session = SessionId::parse("s").unwrap();
+        let status = |hub: &AuthorityState, now| {
+            hub.heartbeat_status(&node("peer-a"), &session, now)
+                .unwrap()
+        };
+        let fresh = status(&hub, at(0.4));
+        assert_eq!((fresh.total_received, fresh.missed_heartbeats), (0, 0));
+        assert_eq!(
+            (fresh.average_latency_ms, fresh.health),
+            (None, HeartbeatHealth::Healthy)
+        );
+
+        let sent = |hub: &mut AuthorityState, sent_at: Timestamp, received, version| {
+            let request = HeartbeatRequest {
+                sent_at,
+                ..beat("peer-a", "s", version)
+            };
+            hub.heartbeat(&request, received).unwrap();
+        };
+        sent(
+            &mut hub,
+            at(1.0),
+            at(1.0).saturating_add(std::time::Duration::from_millis(4)),
+            1,
+        );
+        sent(
+            &mut hub,
+            at(2.0),
+            at(2.0).saturating_add(std::time::Duration::from_millis(8)),
+            2,
+        );
+        let steady = status(&hub, at(2.1));
+        assert_eq!((steady.total_received, steady.total_missed), (2, 0));
+        assert_eq!(steady.average_latency_ms, Some(6.0));
+        assert_eq!((steady.last_sync_version, steady.version_lag), (2, 0));
+
+        // Silent for 2.6 intervals: two heartbeats overdue, critical.
+        let silent = status(&hub, at(4.6));
+        assert_eq!(
+            (silent.missed_heartbeats, silent.health),
+            (2, HeartbeatHealth::Critical)
+        );
+        assert_eq!(silent.total_missed, 2);
+        let warning = status(&hub, at(3.6));
+        assert_eq!(
+            (warning.missed_heartbeats, warning.health),
+            (1, HeartbeatHealth::Warning)
+        );
+        // The peer comes back: the gap stays counted, nothing is overdue now.
+        sent(&mut hub, at(4.7), at(4.7), 1);
+        let back = status(&hub, at(4.8));
+        assert_eq!(
+            (
+                back.missed_heartbeats,
+                back.total_missed,
+                back.total_received
+            ),
+            (0, 2, 3)
+        );
+        assert_eq!(back.version_lag, 1);
+    }
+
+    /// Regression (issue 7): checkpoints carried no times.
+    #[test]
+    fn checkpoints_carry_the_last_sync_and_the_next_one_due() {
+        let mut hub = ready_hub();
+        connect(&mut hub, "peer-a", "s");
+        let session = SessionId::parse("s").unwrap();
+        let before = hub.checkpoint(&node("peer-a"), &session).unwrap();
+        assert_eq!(before.last_sync_at, None);
+        assert_eq!(
+            before.next_sync_due,
+            T0.saturating_add(config().sync_interval)
+        );
+        assert_eq!((before.version, before.peer_version), (2, 0));
+        assert_eq!(before.status, CheckpointState::Behind);
+        let later = T0.saturating_add(std::time::Duration::from_secs(42));
+        hub.entry_set(&query("peer-a", "s", SyncScope::Full), later)
+            .unwrap();
+        hub.heartbeat(&beat("peer-a", "s", 2), later).unwrap();
+        let after = hub.checkpoint(&node("peer-a"), &session).unwrap();
+        assert_eq!(after.last_sync_at, Some(later));
+        assert_eq!(
+            after.next_sync_due,
+            later.saturating_add(config().sync_interval)
+        );
+        assert_eq!(
+            (after.peer_version, after.status),
+            (2, CheckpointState::UpToDate)
+        );
+        assert_eq!(hub.peers()[0].last_sync_at, Some(later));
     }
 
     #[test]
@@ -891,6 +1499,7 @@ mod tests {
             node_type: NodeType::Hub,
             address: String::new(),
             last_known_version: 0,
+            last_known_digest: None,
         };
         assert!(matches!(
             hub.connect(request, SessionId::parse("s").unwrap(), T0),

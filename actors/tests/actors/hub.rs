@@ -149,9 +149,16 @@ async fn corruption_is_detected_at_start_and_every_request_refused() {
                 .map(drop),
             "heartbeat",
         );
-        refused(hub.entries(SyncScope::Full).await.map(drop), "full sync");
         refused(
-            hub.entries(SyncScope::After(1)).await.map(drop),
+            hub.entries("peer-a", &grant.session_id, SyncScope::Full)
+                .await
+                .map(drop),
+            "full sync",
+        );
+        refused(
+            hub.entries("peer-a", &grant.session_id, SyncScope::After(1))
+                .await
+                .map(drop),
             "incremental sync",
         );
         refused(
@@ -222,10 +229,11 @@ async fn publish_update_deprecate_and_their_refusals() {
         deprecated.document, updated.document,
         "keeps the last document"
     );
+    let status = hub.status().await;
     assert_eq!(
-        hub.status().await.total_blueprints,
-        1,
-        "only the seed is active"
+        (status.total_blueprints, status.active_blueprints),
+        (2, 1),
+        "the deprecated blueprint counts in the total; only the seed is active"
     );
 
     assert_eq!(
@@ -247,10 +255,17 @@ async fn publish_update_deprecate_and_their_refusals() {
     );
     assert_eq!(store.appends(), 4, "refusals wrote nothing");
 
-    let full = hub.entries(SyncScope::Full).await.unwrap();
+    let reader = hub.connect("peer-r").await.unwrap();
+    let full = hub
+        .entries("peer-r", &reader.session_id, SyncScope::Full)
+        .await
+        .unwrap();
     let versions: Vec<u64> = full.entries.iter().map(|e| e.version).collect();
     assert_eq!(versions, vec![1, 5], "full: the active latest entries");
-    let after = hub.entries(SyncScope::After(2)).await.unwrap();
+    let after = hub
+        .entries("peer-r", &reader.session_id, SyncScope::After(2))
+        .await
+        .unwrap();
     let versions: Vec<u64> = after.entries.iter().map(|e| e.version).collect();
     assert_eq!(versions, vec![3, 4, 5], "incremental: every later entry");
     hub.shutdown().await;
@@ -270,7 +285,8 @@ async fn a_hub_calling_a_hub_is_refused() {
 }
 
 /// A heartbeat from a session the hub does not know (never granted, or another peer's) is
-/// refused with `UnknownSession`: the peer reconnects.
+/// refused with `UnknownSession`, and one from a peer without any session with
+/// `NotConnected` (FAILED_PRECONDITION on the wire): either way the peer reconnects.
 #[tokio::test(start_paused = true)]
 async fn heartbeat_from_an_unknown_session_is_refused() {
     let hub = hub_on(&InMemoryBlueprintStore::new()).await;
@@ -283,7 +299,7 @@ async fn heartbeat_from_an_unknown_session_is_refused() {
     assert!(
         matches!(
             hub.heartbeat("peer-b", &grant.session_id, 1).await,
-            Err(AuthorityError::UnknownSession { .. })
+            Err(AuthorityError::NotConnected(_))
         ),
         "a session belongs to its peer"
     );
@@ -397,7 +413,11 @@ async fn a_publication_on_one_hub_reaches_the_subscribers_of_another() {
         (2, blueprint("flow"))
     );
     assert_eq!(second.version().await, 2);
-    let served = second.entries(SyncScope::After(1)).await.unwrap();
+    let reader = second.connect("peer-r").await.unwrap();
+    let served = second
+        .entries("peer-r", &reader.session_id, SyncScope::After(1))
+        .await
+        .unwrap();
     assert_eq!(served.entries.len(), 1);
     assert_eq!(*served.entries[0], *entry);
 
@@ -453,7 +473,7 @@ async fn silent_sessions_are_swept_after_session_expiry() {
     assert_eq!(peers, vec![node("peer-alive")]);
     assert!(matches!(
         hub.heartbeat("peer-silent", &silent.session_id, 1).await,
-        Err(AuthorityError::UnknownSession { .. })
+        Err(AuthorityError::NotConnected(_))
     ));
     assert!(
         silent_pushes.notifications.recv().await.is_none(),

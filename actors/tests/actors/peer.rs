@@ -313,6 +313,7 @@ async fn duplicated_and_reordered_notifications_change_nothing() {
         published_at: herald_messages::Timestamp::EPOCH,
         published_by: "admin".into(),
         checksum: String::new(),
+        document_bytes: 2,
         sequence: version,
     };
     for version in [6, 6, 3, 5, 1, 4, 6, 2] {

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use herald_actors::hub_link::PartitionableHubLink;
-use herald_actors::ports::{Clock, HubLink, HubLinkError, PoolLink, SyncRequest};
+use herald_actors::ports::{Clock, HubLink, HubLinkError, PoolLink, SyncedEntries};
 use herald_actors::testing::{
     InMemoryAdStore, InMemoryBlueprintStore, InMemoryGroundTruth, InMemoryReplicaStore, LinkSwitch,
     SwitchablePoolLink,
@@ -27,7 +27,7 @@ use herald_actors::{
     CentralNodeConnectionArgs, ChildSpec, ConnectionConfig, HeartbeatConfig, HeartbeatMonitor,
     HeartbeatMonitorArgs, LocalHubLink, LocalPoolLink, NodeSupervisor, NodeSupervisorArgs,
     PoolConfig, ReplicaConfig, RestartPolicy, ResyncConfig, ResyncDriver, ResyncDriverArgs,
-    SystemRegisterAuthority, SystemRegisterAuthorityArgs, SystemRegisterReplica,
+    RingMemory, SystemRegisterAuthority, SystemRegisterAuthorityArgs, SystemRegisterReplica,
     SystemRegisterReplicaArgs, TokioClock,
 };
 use herald_messages::{
@@ -37,8 +37,9 @@ use herald_messages::{
     HeartbeatMonitorMsg, HeartbeatReport, HeartbeatRequest, HubEndpoint, HubPeer, HubReport,
     HubSession, HubStatus, NewRegister, NodeFailure, NodeId, NodeSupervisorMsg, NodeType,
     PoolError, PoolStatus, PublishRequest, Register, RegisterId, RegisterState, ReplicaStatus,
-    ResyncDriverMsg, SessionGrant, SessionId, Subscription, SyncScope, SystemRegisterAuthorityMsg,
-    SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView, Timestamp,
+    ResyncDriverMsg, SessionGrant, SessionId, Subscription, SyncQuery, SyncScope,
+    SystemRegisterAuthorityMsg, SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView,
+    Timestamp,
 };
 
 pub const CALL: Duration = Duration::from_secs(5);
@@ -410,6 +411,7 @@ impl TestHub {
             node_type,
             address: format!("http://{peer}:8080"),
             last_known_version: 0,
+            last_known_digest: None,
         };
         self.authority
             .call(
@@ -435,6 +437,7 @@ impl TestHub {
             session_id: session_id.clone(),
             sequence: 1,
             last_sync_version,
+            last_sync_digest: None,
             sent_at: Timestamp::EPOCH,
         };
         self.authority
@@ -446,10 +449,23 @@ impl TestHub {
             .unwrap()
     }
 
-    pub async fn entries(&self, scope: SyncScope) -> Result<EntrySet, AuthorityError> {
+    /// The entries of a sync by `peer` in its session.
+    pub async fn entries(
+        &self,
+        peer: &str,
+        session_id: &SessionId,
+        scope: SyncScope,
+    ) -> Result<EntrySet, AuthorityError> {
+        let query = SyncQuery {
+            peer_id: node(peer),
+            session_id: session_id.clone(),
+            scope,
+            history_id: None,
+            digest: None,
+        };
         self.authority
             .call(
-                |reply| SystemRegisterAuthorityMsg::Entries { scope, reply },
+                |reply| SystemRegisterAuthorityMsg::Entries { query, reply },
                 CALL,
             )
             .await
@@ -620,17 +636,17 @@ impl HubLink for TestLink {
     async fn sync(
         &self,
         hub: &HubEndpoint,
-        request: SyncRequest,
+        query: SyncQuery,
         deadline: Duration,
-    ) -> Result<Vec<SystemRegisterEntry>, HubLinkError> {
+    ) -> Result<SyncedEntries, HubLinkError> {
         self.pass(hub).await;
-        let mut entries = self.partition.sync(hub, request, deadline).await?;
+        let mut synced = self.partition.sync(hub, query, deadline).await?;
         if self.syncs_tampered.load(Ordering::SeqCst) {
-            for entry in &mut entries {
+            for entry in &mut synced.entries {
                 entry.document = br#"{"tampered":true}"#.as_slice().into();
             }
         }
-        Ok(entries)
+        Ok(synced)
     }
 
     async fn subscribe(
@@ -790,6 +806,7 @@ pub async fn start_peer(
         clock: Arc::clone(&clock),
         monitor: monitor.clone(),
         replica: replica.clone(),
+        ring_memory: RingMemory::new(),
     };
     let monitor_args = HeartbeatMonitorArgs {
         peer_id: peer_id.clone(),

@@ -8,9 +8,9 @@ use herald_messages::{
 
 use super::{
     WireError, count_to_wire, history_id, minutes_from_wire, minutes_to_wire, node_id,
-    node_type_from_wire, node_type_to_wire, optional_timestamp_to_wire, quoted, seconds_from_wire,
-    seconds_to_wire, session_id, timestamp_from_wire, timestamp_to_wire, unknown_enum, version,
-    version_to_wire,
+    node_type_from_wire, node_type_to_wire, optional_digest, optional_digest_to_wire,
+    optional_timestamp_to_wire, quoted, seconds_from_wire, seconds_to_wire, session_id,
+    timestamp_from_wire, timestamp_to_wire, unknown_enum, version, version_to_wire,
 };
 use crate::v1;
 
@@ -28,18 +28,47 @@ pub fn node_health_to_wire(state: &RegisterState) -> v1::NodeHealth {
     match state {
         RegisterState::Ready => v1::NodeHealth::Healthy,
         RegisterState::Loading => v1::NodeHealth::Degraded,
-        RegisterState::Corrupt(_) => v1::NodeHealth::Unhealthy,
+        RegisterState::Corrupt(_) | RegisterState::Blocked { .. } => v1::NodeHealth::Unhealthy,
     }
 }
 
-/// A peer's connect request. `connection_time` is `now`; the peer's address travels whole in
-/// `peer_info.address` (port 0: not given separately).
+/// Why a hub's health is not `HEALTHY` (empty when it is).
+fn status_message(state: &RegisterState) -> String {
+    match state {
+        RegisterState::Ready => String::new(),
+        RegisterState::Loading => "loading the system register".to_owned(),
+        RegisterState::Corrupt(reason) => format!("system register refused: {reason}"),
+        RegisterState::Blocked { last_good, reason } => {
+            format!("serving up to version {last_good} only: {reason}")
+        }
+    }
+}
+
+/// An advertised address split into the host and its port, when it ends in `:port` (a
+/// bracketed IPv6 host keeps its brackets). Otherwise the whole address and port 0.
+fn split_address(address: &str) -> (&str, i32) {
+    match address.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && (!host.contains(':') || host.ends_with(']'))
+                && let Ok(port @ 1..=65535) = port.parse::<i32>() =>
+        {
+            (host, port)
+        }
+        _ => (address, 0),
+    }
+}
+
+/// A peer's connect request. `connection_time` is `now`; an advertised `host:port` travels as
+/// `peer_info.address` = host and `peer_info.port` = port (an address without a port: whole,
+/// port 0).
 pub fn connect_request_to_wire(request: &ConnectRequest, now: Timestamp) -> v1::ConnectRequest {
+    let (host, port) = split_address(&request.address);
     v1::ConnectRequest {
         peer_id: request.peer_id.to_string(),
         peer_info: Some(v1::PeerInfo {
-            address: request.address.clone(),
-            port: 0,
+            address: host.to_owned(),
+            port,
             node_type: node_type_to_wire(request.node_type).to_owned(),
             supported_protocols: vec![PROTOCOL.to_owned()],
             capabilities: Some(v1::PeerCapabilities {
@@ -51,6 +80,7 @@ pub fn connect_request_to_wire(request: &ConnectRequest, now: Timestamp) -> v1::
         }),
         last_known_version: version_to_wire(request.last_known_version),
         connection_time: timestamp_to_wire(now),
+        register_digest: optional_digest_to_wire(request.last_known_digest),
     }
 }
 
@@ -67,11 +97,13 @@ pub fn connect_request_from_wire(wire: &v1::ConnectRequest) -> Result<ConnectReq
         node_type_from_wire(&info.node_type).map_err(|err| err.at("peer_info.node_type"))?;
     let address = address_from_wire(&info.address, info.port)?;
     let last_known_version = version("last_known_version", wire.last_known_version)?;
+    let last_known_digest = optional_digest("register_digest", &wire.register_digest)?;
     Ok(ConnectRequest {
         peer_id,
         node_type,
         address,
         last_known_version,
+        last_known_digest,
     })
 }
 
@@ -93,6 +125,7 @@ pub fn session_grant_to_wire(grant: &SessionGrant) -> v1::ConnectionResponse {
             max_concurrent_syncs: 0,
         }),
         history_id: grant.history_id.to_string(),
+        register_digest: optional_digest_to_wire(grant.digest),
     }
 }
 
@@ -117,6 +150,7 @@ pub fn session_grant_from_wire(wire: &v1::ConnectionResponse) -> Result<SessionG
             "current_system_register_version",
             wire.current_system_register_version,
         )?,
+        digest: optional_digest("register_digest", &wire.register_digest)?,
         connected_at: timestamp_from_wire("connected_at", wire.connected_at)?,
         heartbeat_interval: seconds_from_wire(
             "heartbeat_interval_seconds",
@@ -194,6 +228,8 @@ pub fn hub_status_to_wire(
         health: i32::from(node_health_to_wire(&status.state)),
         current_system_register_version: version_to_wire(status.version),
         total_blueprints: count_to_wire(status.total_blueprints),
+        active_blueprints: count_to_wire(status.active_blueprints),
+        status_message: status_message(&status.state),
         active_peer_count: count_to_wire(status.active_peers),
         last_blueprint_published_at: optional_timestamp_to_wire(status.last_published_at),
         uptime_seconds: i64::try_from(now.since(status.started_at).as_secs()).unwrap_or(i64::MAX),
@@ -253,6 +289,43 @@ mod tests {
         let wire = connect_request_to_wire(&hub, NOW);
         assert_eq!(wire.peer_info.as_ref().unwrap().node_type, "Central");
         assert_eq!(connect_request_from_wire(&wire), Ok(hub));
+    }
+
+    /// `PeerInfo.port` carries the advertised address' real port; the checkpoint's version and
+    /// digest travel too.
+    #[test]
+    fn connect_requests_carry_the_real_port_and_checkpoint() {
+        let wire = connect_request_to_wire(&connect_request(), NOW);
+        let info = wire.peer_info.as_ref().unwrap();
+        assert_eq!((info.address.as_str(), info.port), ("10.0.0.7", 7000));
+        assert_eq!(wire.last_known_version, 4);
+        assert_eq!(wire.register_digest, digest().to_string());
+        let cases = [
+            ("peer-a.example:9443", "peer-a.example", 9443),
+            ("[::1]:8080", "[::1]", 8080),
+            ("::1", "::1", 0),
+            ("no-port", "no-port", 0),
+            ("host:99999", "host:99999", 0),
+            ("", "", 0),
+        ];
+        for (advertised, host, port) in cases {
+            let request = ConnectRequest {
+                address: advertised.into(),
+                ..connect_request()
+            };
+            let wire = connect_request_to_wire(&request, NOW);
+            let info = wire.peer_info.as_ref().unwrap();
+            assert_eq!(
+                (info.address.as_str(), info.port),
+                (host, port),
+                "{advertised}"
+            );
+            assert_eq!(
+                connect_request_from_wire(&wire).unwrap().address,
+                advertised,
+                "the hub sees the address whole"
+            );
+        }
     }
 
     #[test]

@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
-use herald_messages::{HeartbeatAck, HeartbeatRequest, HubPeer, RecommendedAction, Timestamp};
+use herald_messages::{
+    HeartbeatAck, HeartbeatHealth, HeartbeatRequest, PeerHeartbeatStatus, RecommendedAction,
+    Timestamp,
+};
 
 use super::{
-    NODE_TYPE_PEER, WireError, history_id, node_id, node_type_from_wire,
-    optional_timestamp_to_wire, quoted, session_id, timestamp_from_wire, timestamp_near,
-    timestamp_to_wire, unknown_enum, version, version_to_wire,
+    NODE_TYPE_PEER, WireError, history_id, node_id, node_type_from_wire, optional_digest,
+    optional_digest_to_wire, optional_timestamp_to_wire, quoted, session_id, timestamp_from_wire,
+    timestamp_near, timestamp_to_wire, unknown_enum, version, version_to_wire,
 };
 use crate::v1;
 
@@ -19,6 +22,7 @@ pub fn recommended_action_to_wire(action: RecommendedAction) -> v1::RecommendedA
         RecommendedAction::ReduceFrequency => v1::RecommendedAction::ReduceFrequency,
         RecommendedAction::Failover => v1::RecommendedAction::Failover,
         RecommendedAction::Reconnect => v1::RecommendedAction::Reconnect,
+        RecommendedAction::FullSync => v1::RecommendedAction::FullSync,
     }
 }
 
@@ -31,6 +35,7 @@ pub fn recommended_action_from_wire(value: i32) -> Result<RecommendedAction, Wir
         Ok(v1::RecommendedAction::ReduceFrequency) => Ok(RecommendedAction::ReduceFrequency),
         Ok(v1::RecommendedAction::Failover) => Ok(RecommendedAction::Failover),
         Ok(v1::RecommendedAction::Reconnect) => Ok(RecommendedAction::Reconnect),
+        Ok(v1::RecommendedAction::FullSync) => Ok(RecommendedAction::FullSync),
         Err(_) => Err(unknown_enum(field, value)),
     }
 }
@@ -45,6 +50,7 @@ pub fn heartbeat_to_wire(beat: &HeartbeatRequest) -> v1::HeartbeatMessage {
         session_id: beat.session_id.to_string(),
         node_type: NODE_TYPE_PEER.to_owned(),
         metrics: None,
+        register_digest: optional_digest_to_wire(beat.last_sync_digest),
     }
 }
 
@@ -78,6 +84,7 @@ pub fn heartbeat_from_wire(
         session_id,
         sequence,
         last_sync_version,
+        last_sync_digest: optional_digest("register_digest", &wire.register_digest)?,
         sent_at,
     })
 }
@@ -96,6 +103,7 @@ pub fn heartbeat_ack_to_wire(
         recommended_action: i32::from(recommended_action_to_wire(ack.action)),
         server_latency_ms: i64::try_from(server_latency.as_millis()).unwrap_or(i64::MAX),
         history_id: ack.history_id.to_string(),
+        register_digest: optional_digest_to_wire(ack.digest),
     }
 }
 
@@ -120,27 +128,44 @@ pub fn heartbeat_ack_from_wire(
             "current_system_register_version",
             wire.current_system_register_version,
         )?,
+        digest: optional_digest("register_digest", &wire.register_digest)?,
         action: recommended_action_from_wire(wire.recommended_action)?,
         received_at: timestamp_from_wire("timestamp", wire.timestamp)?,
     })
 }
 
-/// What a hub knows of a peer's heartbeats. The hub keeps no miss or latency counts: a peer it
-/// lists is one whose session is alive (silent peers lose theirs).
-pub fn heartbeat_status_to_wire(peer: &HubPeer, hub_version: u64) -> v1::HeartbeatStatus {
+/// What a hub knows of a session's heartbeats, from its session table.
+pub fn heartbeat_status_to_wire(status: &PeerHeartbeatStatus) -> v1::HeartbeatStatus {
+    let (health, is_healthy, message) = match status.health {
+        HeartbeatHealth::Healthy => (
+            v1::HeartbeatHealthStatus::Healthy,
+            true,
+            "no heartbeat overdue".to_owned(),
+        ),
+        HeartbeatHealth::Warning => (
+            v1::HeartbeatHealthStatus::Warning,
+            true,
+            "1 heartbeat overdue".to_owned(),
+        ),
+        HeartbeatHealth::Critical => (
+            v1::HeartbeatHealthStatus::Critical,
+            false,
+            format!("{} heartbeats overdue", status.missed_heartbeats),
+        ),
+    };
     v1::HeartbeatStatus {
-        peer_id: peer.peer_id.to_string(),
-        session_id: peer.session_id.to_string(),
-        last_heartbeat_time: optional_timestamp_to_wire(peer.last_heartbeat_at),
-        missed_heartbeats: 0,
-        is_healthy: true,
-        status_message: "session alive".to_owned(),
-        total_heartbeats_received: 0,
-        total_heartbeats_missed: 0,
-        average_latency_ms: 0.0,
-        last_known_sync_version: version_to_wire(peer.last_sync_version),
-        version_lag: version_to_wire(hub_version.saturating_sub(peer.last_sync_version)),
-        health_status: i32::from(v1::HeartbeatHealthStatus::Healthy),
+        peer_id: status.peer_id.to_string(),
+        session_id: status.session_id.to_string(),
+        last_heartbeat_time: optional_timestamp_to_wire(status.last_heartbeat_at),
+        missed_heartbeats: i32::try_from(status.missed_heartbeats).unwrap_or(i32::MAX),
+        is_healthy,
+        status_message: message,
+        total_heartbeats_received: version_to_wire(status.total_received),
+        total_heartbeats_missed: version_to_wire(status.total_missed),
+        average_latency_ms: status.average_latency_ms.unwrap_or(0.0),
+        last_known_sync_version: version_to_wire(status.last_sync_version),
+        version_lag: version_to_wire(status.version_lag),
+        health_status: i32::from(health),
     }
 }
 
@@ -163,6 +188,7 @@ mod tests {
             hub_id: node("hub-1"),
             history_id: history(),
             version: 8,
+            digest: Some(digest()),
             action: RecommendedAction::Sync,
             received_at: NOW,
         };
@@ -268,6 +294,7 @@ mod tests {
             hub_id: node("hub-1"),
             history_id: history(),
             version: 8,
+            digest: None,
             action: RecommendedAction::None,
             received_at: NOW,
         };
@@ -290,5 +317,80 @@ mod tests {
             ..good
         };
         assert_eq!(refused(heartbeat_ack_from_wire(&wire)), "success");
+    }
+
+    /// A peer that sends its digest understands FULL_SYNC; an older peer sends none.
+    #[test]
+    fn digests_and_the_full_sync_action_travel_both_ways() {
+        let wire = heartbeat_to_wire(&beat());
+        assert_eq!(wire.register_digest, digest().to_string());
+        let older_peer = v1::HeartbeatMessage {
+            register_digest: String::new(),
+            ..wire
+        };
+        assert_eq!(
+            heartbeat_from_wire(&older_peer, NOW)
+                .unwrap()
+                .last_sync_digest,
+            None
+        );
+        let ack = HeartbeatAck {
+            hub_id: node("hub-1"),
+            history_id: history(),
+            version: 8,
+            digest: Some(digest()),
+            action: RecommendedAction::FullSync,
+            received_at: NOW,
+        };
+        let wire = heartbeat_ack_to_wire(&ack, Duration::ZERO);
+        assert_eq!(
+            wire.recommended_action,
+            i32::from(v1::RecommendedAction::FullSync)
+        );
+        assert_eq!(heartbeat_ack_from_wire(&wire), Ok(ack));
+    }
+
+    /// Each field of `GetHeartbeatStatus` carries the hub's session table, not a constant.
+    #[test]
+    fn heartbeat_status_reports_the_session_table() {
+        let status = PeerHeartbeatStatus {
+            peer_id: node("peer-1"),
+            session_id: session(),
+            last_heartbeat_at: Some(NOW),
+            missed_heartbeats: 0,
+            health: HeartbeatHealth::Healthy,
+            total_received: 12,
+            total_missed: 1,
+            average_latency_ms: Some(4.5),
+            last_sync_version: 7,
+            version_lag: 2,
+        };
+        let wire = heartbeat_status_to_wire(&status);
+        assert_eq!(wire.last_heartbeat_time, NOW.as_unix_millis());
+        assert_eq!((wire.missed_heartbeats, wire.is_healthy), (0, true));
+        assert_eq!(
+            (wire.total_heartbeats_received, wire.total_heartbeats_missed),
+            (12, 1)
+        );
+        assert_eq!(wire.average_latency_ms, 4.5);
+        assert_eq!((wire.last_known_sync_version, wire.version_lag), (7, 2));
+        assert_eq!(
+            wire.health_status,
+            i32::from(v1::HeartbeatHealthStatus::Healthy)
+        );
+        let critical = PeerHeartbeatStatus {
+            missed_heartbeats: 3,
+            health: HeartbeatHealth::Critical,
+            average_latency_ms: None,
+            ..status
+        };
+        let wire = heartbeat_status_to_wire(&critical);
+        assert_eq!((wire.missed_heartbeats, wire.is_healthy), (3, false));
+        assert_eq!(
+            wire.health_status,
+            i32::from(v1::HeartbeatHealthStatus::Critical)
+        );
+        assert_eq!(wire.average_latency_ms, 0.0);
+        assert!(wire.status_message.contains("3 heartbeats overdue"));
     }
 }

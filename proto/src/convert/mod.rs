@@ -22,8 +22,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use herald_messages::{
-    BlueprintId, HeartbeatRequest, HistoryId, NodeId, NodeType, SessionId, SystemRegisterEntry,
-    Timestamp,
+    BlueprintId, HeartbeatRequest, HistoryId, NodeId, NodeType, RegisterDigest, SessionId,
+    SystemRegisterEntry, Timestamp,
 };
 
 /// `node_type` of a peer on the wire.
@@ -216,6 +216,23 @@ pub(crate) fn quoted(value: &str) -> String {
     }
 }
 
+/// A register digest, or `None` for an empty field (a peer or hub before digests).
+pub(crate) fn optional_digest(
+    field: &'static str,
+    value: &str,
+) -> Result<Option<RegisterDigest>, WireError> {
+    match value {
+        "" => Ok(None),
+        value => RegisterDigest::parse(value)
+            .map(Some)
+            .map_err(|err| WireError::new(field, err.to_string())),
+    }
+}
+
+pub(crate) fn optional_digest_to_wire(digest: Option<RegisterDigest>) -> String {
+    digest.map(|digest| digest.to_string()).unwrap_or_default()
+}
+
 /// A session id (`SessionId`'s rule).
 pub(crate) fn session_id(field: &'static str, value: &str) -> Result<SessionId, WireError> {
     SessionId::parse(value).map_err(|err| WireError::new(field, err.to_string()))
@@ -253,7 +270,7 @@ pub(crate) mod fixtures {
     use bytes::Bytes;
     use herald_messages::{
         BlueprintId, BlueprintNotification, ConnectRequest, EntryKind, HeartbeatRequest, HistoryId,
-        NodeId, NodeType, SessionGrant, SessionId, SystemRegisterEntry, Timestamp,
+        NodeId, NodeType, RegisterDigest, SessionGrant, SessionId, SystemRegisterEntry, Timestamp,
     };
 
     use super::WireError;
@@ -291,7 +308,7 @@ pub(crate) mod fixtures {
     }
 
     pub(crate) fn wire_entry() -> v1::SystemRegisterEntry {
-        entry_to_wire(&entry(3, EntryKind::Published), &history())
+        entry_to_wire(&entry(3, EntryKind::Published), &history(), None)
     }
 
     pub(crate) fn grant() -> SessionGrant {
@@ -300,6 +317,7 @@ pub(crate) mod fixtures {
             hub_id: node("hub-1"),
             history_id: history(),
             version: 7,
+            digest: Some(digest()),
             connected_at: NOW,
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(30),
@@ -313,6 +331,7 @@ pub(crate) mod fixtures {
             node_type: NodeType::Peer,
             address: "10.0.0.7:7000".into(),
             last_known_version: 4,
+            last_known_digest: Some(digest()),
         }
     }
 
@@ -322,6 +341,7 @@ pub(crate) mod fixtures {
             session_id: session(),
             sequence: 12,
             last_sync_version: 6,
+            last_sync_digest: Some(digest()),
             sent_at: NOW,
         }
     }
@@ -335,8 +355,13 @@ pub(crate) mod fixtures {
             published_at: NOW,
             published_by: "admin".into(),
             checksum: SystemRegisterEntry::checksum_of(b"{}"),
+            document_bytes: 2,
             sequence: 3,
         }
+    }
+
+    pub(crate) fn digest() -> RegisterDigest {
+        RegisterDigest::EMPTY.then(&entry(1, EntryKind::Published))
     }
 
     /// The field a conversion refused.
@@ -479,14 +504,24 @@ mod tests {
         assert_eq!(refused(heartbeat_from_wire(&wire, NOW)), "sequence_number");
         let wire = v1::SyncRequest {
             last_known_version: -1,
-            ..sync_request_to_wire(&node("p"), &session(), &SyncScope::After(1), None, NOW)
+            ..sync_request_to_wire(&sync_query(SyncScope::After(1)), NOW)
         };
         assert_eq!(refused(sync_request_from_wire(&wire)), "last_known_version");
         let wire = v1::SyncRequest {
             max_blueprints: -1,
-            ..sync_request_to_wire(&node("p"), &session(), &SyncScope::Full, None, NOW)
+            ..sync_request_to_wire(&sync_query(SyncScope::Full), NOW)
         };
         assert_eq!(refused(sync_request_from_wire(&wire)), "max_blueprints");
+    }
+
+    fn sync_query(scope: SyncScope) -> SyncQuery {
+        SyncQuery {
+            peer_id: node("p"),
+            session_id: session(),
+            scope,
+            history_id: None,
+            digest: None,
+        }
     }
 
     #[test]
@@ -503,6 +538,7 @@ mod tests {
             history_id: Some(history()),
             version: 10,
             total_blueprints: 3,
+            active_blueprints: 2,
             active_peers: 1,
             last_published_at: None,
             started_at: NOW,
@@ -514,10 +550,13 @@ mod tests {
             connected_at: NOW,
             last_heartbeat_at: Some(NOW.saturating_add(Duration::from_secs(30))),
             last_sync_version: 8,
+            last_sync_at: None,
         };
         let later = NOW.saturating_add(Duration::from_secs(90));
         let wire = hub_status_to_wire(&status, std::slice::from_ref(&peer), later);
         assert_eq!(wire.health, i32::from(v1::NodeHealth::Healthy));
+        assert_eq!((wire.total_blueprints, wire.active_blueprints), (3, 2));
+        assert_eq!(wire.status_message, "");
         assert_eq!(wire.uptime_seconds, 90);
         assert_eq!(wire.last_blueprint_published_at, 0);
         assert_eq!(wire.connected_peers.len(), 1);
@@ -529,11 +568,19 @@ mod tests {
             wire.connected_peers[0].last_heartbeat_at,
             NOW.as_unix_millis() + 30_000
         );
-        let beats = heartbeat_status_to_wire(&peer, status.version);
-        assert_eq!(beats.version_lag, 2);
-        let checkpoint = checkpoint_to_wire(&peer, &status);
-        assert_eq!(checkpoint.status, i32::from(v1::CheckpointStatus::Behind));
-        assert_eq!(checkpoint.current_version, 10);
-        assert_eq!(checkpoint.history_id, history().to_string());
+        let blocked = HubStatus {
+            state: RegisterState::Blocked {
+                last_good: 9,
+                reason: "entry 10 does not match its checksum".into(),
+            },
+            ..status
+        };
+        let wire = hub_status_to_wire(&blocked, &[], later);
+        assert_eq!(wire.health, i32::from(v1::NodeHealth::Unhealthy));
+        assert!(
+            wire.status_message.contains("up to version 9"),
+            "{}",
+            wire.status_message
+        );
     }
 }

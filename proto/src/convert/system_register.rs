@@ -4,14 +4,16 @@
 use bytes::Bytes;
 
 use herald_messages::{
-    BlueprintNotification, EntryKind, HistoryId, HubPeer, HubStatus, MAX_SUMMARY_BYTES, NodeId,
-    NotificationFilter, RegisterId, SessionId, SyncScope, SystemRegisterEntry, Timestamp,
+    BlueprintNotification, CheckpointState, EntryKind, HistoryId, MAX_SUMMARY_BYTES, NodeId,
+    NotificationFilter, PeerCheckpoint, RegisterDigest, RegisterId, SessionId, SyncQuery,
+    SyncScope, SystemRegisterEntry, Timestamp,
 };
 
 use super::{
     WireError, blueprint_id, checksum, count_to_wire, document_size, entry_version, history_id,
-    metadata, node_id, optional_history_id, published_by, session_id, timestamp_from_wire,
-    timestamp_to_wire, unknown_enum, version, version_to_wire,
+    metadata, node_id, optional_digest, optional_digest_to_wire, optional_history_id,
+    optional_timestamp_to_wire, published_by, session_id, timestamp_from_wire, timestamp_to_wire,
+    unknown_enum, version, version_to_wire,
 };
 use crate::v1;
 
@@ -38,46 +40,60 @@ pub fn notification_type_from_wire(value: i32) -> Result<EntryKind, WireError> {
     }
 }
 
-/// A validated sync request. The RPC decides the scope: `FullSync` sends everything active,
-/// `IncrementalSync` everything after `last_known_version`.
+/// A validated sync request, before the RPC decides its scope (`FullSync`: the latest entry
+/// of every blueprint; `IncrementalSync`: everything after `last_known_version`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncQuery {
+pub struct SyncRequestFields {
     pub peer_id: NodeId,
     pub session_id: SessionId,
     pub last_known_version: u64,
     pub full_sync: bool,
     /// The history of the peer's checkpoint, if it has one.
     pub history_id: Option<HistoryId>,
+    /// The register digest at the peer's checkpoint, if it holds one.
+    pub digest: Option<RegisterDigest>,
     /// `None`: unlimited.
     pub max_blueprints: Option<usize>,
 }
 
-/// A sync request for `scope`, with the history of the peer's checkpoint if any.
-pub fn sync_request_to_wire(
-    peer_id: &NodeId,
-    session_id: &SessionId,
-    scope: &SyncScope,
-    history: Option<&HistoryId>,
-    now: Timestamp,
-) -> v1::SyncRequest {
-    let (last_known_version, full_sync) = match scope {
+impl SyncRequestFields {
+    /// The authority's query for a full (`FullSync`) or incremental sync.
+    pub fn into_query(self, scope: SyncScope) -> SyncQuery {
+        SyncQuery {
+            peer_id: self.peer_id,
+            session_id: self.session_id,
+            scope,
+            history_id: self.history_id,
+            digest: self.digest,
+        }
+    }
+}
+
+/// A sync request, with the history and digest of the peer's checkpoint if any.
+pub fn sync_request_to_wire(query: &SyncQuery, now: Timestamp) -> v1::SyncRequest {
+    let (last_known_version, full_sync) = match query.scope {
         SyncScope::Full => (0, true),
-        SyncScope::After(version) => (*version, false),
+        SyncScope::After(version) => (version, false),
     };
     v1::SyncRequest {
-        peer_id: peer_id.to_string(),
+        peer_id: query.peer_id.to_string(),
         last_known_version: version_to_wire(last_known_version),
         full_sync,
-        session_id: session_id.to_string(),
+        session_id: query.session_id.to_string(),
         max_blueprints: 0,
         request_time: timestamp_to_wire(now),
-        history_id: history.map(ToString::to_string).unwrap_or_default(),
+        history_id: query
+            .history_id
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        register_digest: optional_digest_to_wire(query.digest),
     }
 }
 
 /// Validates a sync request: ids, `last_known_version` and `max_blueprints` not negative,
-/// `history_id` empty or a history id.
-pub fn sync_request_from_wire(wire: &v1::SyncRequest) -> Result<SyncQuery, WireError> {
+/// `history_id` empty or a history id, `register_digest` empty or a digest.
+pub fn sync_request_from_wire(wire: &v1::SyncRequest) -> Result<SyncRequestFields, WireError> {
     let max_blueprints = match wire.max_blueprints {
         0 => None,
         limit if limit > 0 => Some(usize::try_from(limit).unwrap_or(usize::MAX)),
@@ -88,18 +104,24 @@ pub fn sync_request_from_wire(wire: &v1::SyncRequest) -> Result<SyncQuery, WireE
             ));
         }
     };
-    Ok(SyncQuery {
+    Ok(SyncRequestFields {
         peer_id: node_id("peer_id", &wire.peer_id)?,
         session_id: session_id("session_id", &wire.session_id)?,
         last_known_version: version("last_known_version", wire.last_known_version)?,
         full_sync: wire.full_sync,
         history_id: optional_history_id("history_id", &wire.history_id)?,
+        digest: optional_digest("register_digest", &wire.register_digest)?,
         max_blueprints,
     })
 }
 
-/// An entry of the system register, with the register's history.
-pub fn entry_to_wire(entry: &SystemRegisterEntry, history: &HistoryId) -> v1::SystemRegisterEntry {
+/// An entry of the system register, with the register's history and its digest at the
+/// entry's version (if known).
+pub fn entry_to_wire(
+    entry: &SystemRegisterEntry,
+    history: &HistoryId,
+    digest: Option<RegisterDigest>,
+) -> v1::SystemRegisterEntry {
     v1::SystemRegisterEntry {
         blueprint_id: entry.blueprint_id.to_string(),
         register_id: RegisterId::system().to_string(),
@@ -117,6 +139,7 @@ pub fn entry_to_wire(entry: &SystemRegisterEntry, history: &HistoryId) -> v1::Sy
             .collect(),
         history_id: history.to_string(),
         kind: notification_type_to_wire(entry.kind).into(),
+        register_digest: optional_digest_to_wire(digest),
     }
 }
 
@@ -125,10 +148,8 @@ pub fn entry_to_wire(entry: &SystemRegisterEntry, history: &HistoryId) -> v1::Sy
 /// 16 MiB, metadata under 4 KiB and a history id. Returns the history with the entry.
 ///
 /// An entry without a kind (from an older hub) reads as a deprecation when inactive and as a
-/// publication when active.
-pub fn entry_from_wire(
-    wire: v1::SystemRegisterEntry,
-) -> Result<(HistoryId, SystemRegisterEntry), WireError> {
+/// publication when active; one without a digest (from an older hub) has `digest: None`.
+pub fn entry_from_wire(wire: v1::SystemRegisterEntry) -> Result<ReceivedEntry, WireError> {
     let register_id = RegisterId::parse(&wire.register_id)
         .map_err(|err| WireError::new("register_id", err.to_string()))?;
     if register_id != RegisterId::system() {
@@ -149,6 +170,7 @@ pub fn entry_from_wire(
     checksum("checksum", &wire.checksum)?;
     published_by("published_by", &wire.published_by)?;
     let metadata = metadata("metadata", wire.metadata)?;
+    let digest = optional_digest("register_digest", &wire.register_digest)?;
     let kind = match v1::NotificationType::try_from(wire.kind) {
         Ok(v1::NotificationType::Unknown) | Err(_) if wire.is_active => EntryKind::Published,
         Ok(v1::NotificationType::Unknown) | Err(_) => EntryKind::Deprecated,
@@ -166,7 +188,20 @@ pub fn entry_from_wire(
         checksum: wire.checksum,
         metadata,
     };
-    Ok((history, entry))
+    Ok(ReceivedEntry {
+        history_id: history,
+        entry,
+        digest,
+    })
+}
+
+/// An entry as a hub sent it: the history it belongs to, and the register's digest at its
+/// version when the hub sent one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedEntry {
+    pub history_id: HistoryId,
+    pub entry: SystemRegisterEntry,
+    pub digest: Option<RegisterDigest>,
 }
 
 /// A validated subscription request.
@@ -249,14 +284,25 @@ pub fn subscription_request_from_wire(
     })
 }
 
-/// A push notification. It carries no summary: peers fetch the entry with a sync.
+/// A push notification, with a JSON summary of the entry (well under 4 KiB: its strings are
+/// bounded ids, a checksum and a publisher of at most 255 bytes); peers fetch the entry itself
+/// with a sync.
 pub fn notification_to_wire(notification: &BlueprintNotification) -> v1::BlueprintNotification {
+    let summary = serde_json::json!({
+        "blueprintId": notification.blueprint_id,
+        "version": notification.version,
+        "kind": notification.kind,
+        "isActive": notification.kind != EntryKind::Deprecated,
+        "checksum": notification.checksum,
+        "documentBytes": notification.document_bytes,
+        "publishedBy": notification.published_by,
+    });
     v1::BlueprintNotification {
         blueprint_id: notification.blueprint_id.to_string(),
         version: version_to_wire(notification.version),
         published_at: timestamp_to_wire(notification.published_at),
         published_by: notification.published_by.clone(),
-        blueprint_summary: Bytes::new(),
+        blueprint_summary: Bytes::from(summary.to_string()),
         r#type: i32::from(notification_type_to_wire(notification.kind)),
         checksum: notification.checksum.clone(),
         sequence_number: version_to_wire(notification.sequence),
@@ -265,8 +311,8 @@ pub fn notification_to_wire(notification: &BlueprintNotification) -> v1::Bluepri
 }
 
 /// Validates a notification a hub pushed: a history id, a blueprint id, a version ≥ 1, a
-/// defined type, a checksum, a summary of at most 4 KiB (then dropped) and a sequence number
-/// not negative.
+/// defined type, a checksum, a summary of at most 4 KiB and a sequence number not negative.
+/// The summary is not kept: a notification only triggers a sync, which brings the entry.
 pub fn notification_from_wire(
     wire: &v1::BlueprintNotification,
 ) -> Result<BlueprintNotification, WireError> {
@@ -289,31 +335,28 @@ pub fn notification_from_wire(
         published_at: timestamp_from_wire("published_at", wire.published_at)?,
         published_by: wire.published_by.clone(),
         checksum: wire.checksum.clone(),
+        document_bytes: 0,
         sequence: version("sequence_number", wire.sequence_number)?,
     })
 }
 
-/// A hub's view of a peer's sync: the hub's version and history, and whether the peer's last
-/// reported version reaches it. The hub keeps no sync times: those fields are 0.
-pub fn checkpoint_to_wire(peer: &HubPeer, status: &HubStatus) -> v1::SyncCheckpoint {
-    let checkpoint_status = if peer.last_sync_version >= status.version {
-        v1::CheckpointStatus::UpToDate
-    } else {
-        v1::CheckpointStatus::Behind
+/// The hub's view of a peer against its register.
+pub fn checkpoint_to_wire(checkpoint: &PeerCheckpoint) -> v1::SyncCheckpoint {
+    let status = match checkpoint.status {
+        CheckpointState::UpToDate => v1::CheckpointStatus::UpToDate,
+        CheckpointState::Behind => v1::CheckpointStatus::Behind,
+        CheckpointState::Diverged => v1::CheckpointStatus::Diverged,
     };
     v1::SyncCheckpoint {
-        peer_id: peer.peer_id.to_string(),
-        current_version: version_to_wire(status.version),
-        last_sync_time: 0,
-        total_blueprints: count_to_wire(status.total_blueprints),
-        central_node_id: status.hub_id.to_string(),
-        next_sync_due: 0,
-        status: i32::from(checkpoint_status),
-        history_id: status
-            .history_id
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        peer_id: checkpoint.peer_id.to_string(),
+        current_version: version_to_wire(checkpoint.version),
+        last_sync_time: optional_timestamp_to_wire(checkpoint.last_sync_at),
+        total_blueprints: count_to_wire(checkpoint.total_blueprints),
+        central_node_id: checkpoint.hub_id.to_string(),
+        next_sync_due: timestamp_to_wire(checkpoint.next_sync_due),
+        status: i32::from(status),
+        history_id: checkpoint.history_id.to_string(),
+        peer_version: version_to_wire(checkpoint.peer_version),
     }
 }
 
@@ -332,25 +375,53 @@ mod tests {
 
     use crate::convert::fixtures::*;
 
+    fn sync_query(
+        scope: SyncScope,
+        history_id: Option<HistoryId>,
+        digest: Option<RegisterDigest>,
+    ) -> SyncQuery {
+        SyncQuery {
+            peer_id: node("peer-1"),
+            session_id: session(),
+            scope,
+            history_id,
+            digest,
+        }
+    }
+
     #[test]
-    fn entries_round_trip_with_their_history() {
+    fn entries_round_trip_with_their_history_and_digest() {
+        let digest = RegisterDigest::EMPTY.then(&entry(1, EntryKind::Published));
         for kind in [EntryKind::Published, EntryKind::Deprecated] {
             let domain = entry(3, kind);
-            let wire = entry_to_wire(&domain, &history());
+            let wire = entry_to_wire(&domain, &history(), Some(digest));
             assert_eq!(wire.register_id, "00000000000000000000000000000000");
-            assert_eq!(entry_from_wire(wire), Ok((history(), domain)));
+            assert_eq!(wire.register_digest, digest.to_string());
+            assert_eq!(
+                entry_from_wire(wire),
+                Ok(ReceivedEntry {
+                    history_id: history(),
+                    entry: domain,
+                    digest: Some(digest),
+                })
+            );
         }
+        let older_hub = entry_to_wire(&entry(3, EntryKind::Published), &history(), None);
+        assert_eq!(entry_from_wire(older_hub).unwrap().digest, None);
+        let mut bad = entry_to_wire(&entry(3, EntryKind::Published), &history(), None);
+        bad.register_digest = "sha256:zz".into();
+        assert_eq!(refused(entry_from_wire(bad)), "register_digest");
     }
 
     #[test]
     fn entries_keep_their_kind_and_kindless_ones_are_read_from_their_activity() {
         for kind in [EntryKind::Published, EntryKind::Updated] {
-            let wire = entry_to_wire(&entry(3, kind), &history());
-            assert_eq!(entry_from_wire(wire).unwrap().1.kind, kind);
+            let wire = entry_to_wire(&entry(3, kind), &history(), None);
+            assert_eq!(entry_from_wire(wire).unwrap().entry.kind, kind);
         }
-        let mut older_hub = entry_to_wire(&entry(3, EntryKind::Updated), &history());
+        let mut older_hub = entry_to_wire(&entry(3, EntryKind::Updated), &history(), None);
         older_hub.kind = v1::NotificationType::Unknown.into();
-        let (_, back) = entry_from_wire(older_hub).unwrap();
+        let back = entry_from_wire(older_hub).unwrap().entry;
         assert_eq!(back.kind, EntryKind::Published);
         assert!(back.is_active);
     }
@@ -362,31 +433,73 @@ mod tests {
             EntryKind::Updated,
             EntryKind::Deprecated,
         ] {
-            let wire = notification_to_wire(&notification(kind));
-            assert!(wire.blueprint_summary.is_empty());
-            assert_eq!(notification_from_wire(&wire), Ok(notification(kind)));
+            let sent = notification(kind);
+            let wire = notification_to_wire(&sent);
+            assert_eq!(
+                notification_from_wire(&wire),
+                Ok(BlueprintNotification {
+                    document_bytes: 0,
+                    ..sent
+                })
+            );
         }
+    }
+
+    /// The summary describes the entry the notification announces, and changes with it.
+    #[test]
+    fn notification_summaries_describe_their_entry() {
+        let summary = |notification: &BlueprintNotification| -> serde_json::Value {
+            serde_json::from_slice(&notification_to_wire(notification).blueprint_summary).unwrap()
+        };
+        let published = notification(EntryKind::Published);
+        let json = summary(&published);
+        assert_eq!(json["blueprintId"], published.blueprint_id.as_str());
+        assert_eq!(json["version"], published.version);
+        assert_eq!(json["kind"], "published");
+        assert_eq!(json["isActive"], true);
+        assert_eq!(json["checksum"], published.checksum.as_str());
+        assert_eq!(json["documentBytes"], published.document_bytes);
+        let deprecated = summary(&notification(EntryKind::Deprecated));
+        assert_eq!(
+            (&deprecated["kind"], &deprecated["isActive"]),
+            (&"deprecated".into(), &false.into())
+        );
+        let bigger = BlueprintNotification {
+            document_bytes: 999,
+            version: 8,
+            ..published
+        };
+        let json = summary(&bigger);
+        assert_eq!(
+            (json["documentBytes"].clone(), json["version"].clone()),
+            (999.into(), 8.into())
+        );
+        assert!(notification_to_wire(&bigger).blueprint_summary.len() <= MAX_SUMMARY_BYTES);
     }
 
     #[test]
     fn sync_requests_carry_scope_and_history() {
-        let full = sync_request_to_wire(&node("peer-1"), &session(), &SyncScope::Full, None, NOW);
+        let full = sync_request_to_wire(&sync_query(SyncScope::Full, None, None), NOW);
         let query = sync_request_from_wire(&full).unwrap();
         assert!(query.full_sync);
         assert_eq!(query.last_known_version, 0);
         assert_eq!(query.history_id, None);
+        assert_eq!(query.digest, None);
         assert_eq!(query.max_blueprints, None);
+        let digest = RegisterDigest::EMPTY.then(&entry(1, EntryKind::Published));
         let after = sync_request_to_wire(
-            &node("peer-1"),
-            &session(),
-            &SyncScope::After(41),
-            Some(&history()),
+            &sync_query(SyncScope::After(41), Some(history()), Some(digest)),
             NOW,
         );
         let query = sync_request_from_wire(&after).unwrap();
         assert!(!query.full_sync);
         assert_eq!(query.last_known_version, 41);
         assert_eq!(query.history_id, Some(history()));
+        assert_eq!(query.digest, Some(digest));
+        assert_eq!(
+            query.clone().into_query(SyncScope::After(41)),
+            sync_query(SyncScope::After(41), Some(history()), Some(digest))
+        );
         let limited = v1::SyncRequest {
             max_blueprints: 5,
             ..after
@@ -399,8 +512,7 @@ mod tests {
 
     #[test]
     fn sync_requests_need_a_history_id_format() {
-        let mut wire =
-            sync_request_to_wire(&node("p"), &session(), &SyncScope::After(3), None, NOW);
+        let mut wire = sync_request_to_wire(&sync_query(SyncScope::After(3), None, None), NOW);
         for bad in ["nope", "ABABABABABABABABABABABABABABABAB", &"a".repeat(33)] {
             wire.history_id = bad.into();
             assert_eq!(
@@ -447,7 +559,7 @@ mod tests {
             blueprint_document: Bytes::from_static(b"{}"),
             ..wire_entry()
         };
-        let (_, entry) = entry_from_wire(tampered).unwrap();
+        let entry = entry_from_wire(tampered).unwrap().entry;
         assert!(!entry.checksum_holds());
     }
 

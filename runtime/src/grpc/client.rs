@@ -5,10 +5,12 @@
 //! take none (opening a push stream, disconnecting). Everything the hub sends is validated by
 //! `herald-proto`'s conversions; an invalid answer is a refusal.
 //!
-//! Errors: `NOT_FOUND` (unknown session) → `UnknownSession`; `FAILED_PRECONDITION` (a hub
-//! calling a hub, another history), `INVALID_ARGUMENT`, `PERMISSION_DENIED`, `UNAUTHENTICATED` →
-//! `Refused`; every other code, transport errors and timeouts → `Unreachable`. It does not
-//! retry: the actors own the backoff and the choice of hub.
+//! Errors: `NOT_FOUND` (unknown session), and a heartbeat's `FAILED_PRECONDITION` (no session
+//! at all) → `UnknownSession`; an incremental sync's `FAILED_PRECONDITION` (another history, a
+//! diverged replica) → `NeedsFullSync`; other `FAILED_PRECONDITION` (a hub calling a hub),
+//! `INVALID_ARGUMENT`, `PERMISSION_DENIED`, `UNAUTHENTICATED` → `Refused`; every other code,
+//! transport errors and timeouts → `Unreachable`. It does not retry: the actors own the
+//! backoff and the choice of hub.
 
 use std::collections::HashMap;
 use std::future::{Future, ready};
@@ -22,10 +24,10 @@ use tonic::{Code, Request, Status};
 use tracing::{debug, warn};
 
 use herald_actors::TokioClock;
-use herald_actors::ports::{Clock, HubLink, HubLinkError, SyncRequest, error_chain};
+use herald_actors::ports::{Clock, HubLink, HubLinkError, SyncedEntries, error_chain};
 use herald_messages::{
     BlueprintNotification, ConnectRequest, HeartbeatAck, HeartbeatRequest, HistoryId, HubEndpoint,
-    MAX_DOCUMENT_BYTES, NodeId, SessionGrant, SessionId, SyncScope, SystemRegisterEntry,
+    MAX_DOCUMENT_BYTES, NodeId, SessionGrant, SessionId, SyncQuery, SyncScope, SystemRegisterEntry,
 };
 use herald_proto::convert::{self, WireError};
 use herald_proto::v1;
@@ -148,7 +150,18 @@ impl HubLink for GrpcHubLink {
     ) -> Result<HeartbeatAck, HubLinkError> {
         let wire = convert::heartbeat::heartbeat_to_wire(&beat);
         let mut client = HeartbeatClient::new(self.channel(hub)?);
-        let response = within(deadline, client.send_heartbeat(timed(wire, deadline))).await?;
+        // FAILED_PRECONDITION: the hub holds no session of this peer (it restarted, or forgot
+        // a silent peer): connect again, as for an unknown session.
+        let send = async {
+            client
+                .send_heartbeat(timed(wire, deadline))
+                .await
+                .map_err(|status| match status.code() {
+                    Code::FailedPrecondition => Status::not_found(status.message()),
+                    _ => status,
+                })
+        };
+        let response = within(deadline, send).await?;
         convert::heartbeat::heartbeat_ack_from_wire(&response.into_inner())
             .map_err(|err| invalid_answer(hub, &err))
     }
@@ -159,46 +172,57 @@ impl HubLink for GrpcHubLink {
     async fn sync(
         &self,
         hub: &HubEndpoint,
-        request: SyncRequest,
+        query: SyncQuery,
         deadline: Duration,
-    ) -> Result<Vec<SystemRegisterEntry>, HubLinkError> {
-        let wire = convert::system_register::sync_request_to_wire(
-            &request.peer_id,
-            &request.session_id,
-            &request.scope,
-            request.history_id.as_ref(),
-            self.clock.now(),
-        );
+    ) -> Result<SyncedEntries, HubLinkError> {
+        let wire = convert::system_register::sync_request_to_wire(&query, self.clock.now());
         let mut client = self.sync_client(hub)?;
         let collect = async {
-            let response = match request.scope {
-                SyncScope::Full => client.full_sync(timed(wire, deadline)).await,
-                SyncScope::After(_) => client.incremental_sync(timed(wire, deadline)).await,
+            let response = match query.scope {
+                SyncScope::Full => client
+                    .full_sync(timed(wire, deadline))
+                    .await
+                    .map_err(link_error),
+                // The hub refuses an incremental sync the peer cannot follow (another history,
+                // a diverged replica): a full sync is needed.
+                SyncScope::After(_) => client
+                    .incremental_sync(timed(wire, deadline))
+                    .await
+                    .map_err(|status| match status.code() {
+                        Code::FailedPrecondition => {
+                            HubLinkError::NeedsFullSync(status.message().to_owned())
+                        }
+                        _ => link_error(status),
+                    }),
             };
-            let mut stream = response.map_err(link_error)?.into_inner();
-            let mut check = EntryCheck::new(&request);
-            let mut entries: Vec<SystemRegisterEntry> = Vec::new();
+            let mut stream = match response {
+                Ok(response) => response.into_inner(),
+                Err(err) => return Err(err),
+            };
+            let mut check = EntryCheck::new(&query);
+            let mut synced = SyncedEntries::default();
             while let Some(wire_entry) = stream.message().await.map_err(link_error)? {
-                let (history, entry) = convert::system_register::entry_from_wire(wire_entry)
-                    .map_err(|err| {
+                let received =
+                    convert::system_register::entry_from_wire(wire_entry).map_err(|err| {
                         HubLinkError::Refused(format!(
                             "hub {} sent an invalid entry (#{}): {err}",
                             hub.id,
-                            entries.len() + 1
+                            synced.entries.len() + 1
                         ))
                     })?;
                 check
-                    .accept(&history, &entry)
+                    .accept(&received.history_id, &received.entry)
                     .map_err(|reason| HubLinkError::Refused(format!("hub {}: {reason}", hub.id)))?;
-                entries.push(entry);
+                synced.digest = received.digest;
+                synced.entries.push(received.entry);
             }
-            Ok::<_, HubLinkError>(entries)
+            Ok::<_, HubLinkError>(synced)
         };
-        let entries = tokio::time::timeout(deadline, collect)
+        let synced = tokio::time::timeout(deadline, collect)
             .await
             .map_err(|_| timed_out(deadline))??;
-        debug!(hub = %hub.id, scope = ?request.scope, entries = entries.len(), "synced");
-        Ok(entries)
+        debug!(hub = %hub.id, scope = ?query.scope, entries = synced.entries.len(), "synced");
+        Ok(synced)
     }
 
     /// The stream ends when the hub ends it, the connection breaks, or the hub sends an
@@ -283,15 +307,15 @@ struct EntryCheck {
 }
 
 impl EntryCheck {
-    fn new(request: &SyncRequest) -> Self {
-        match request.scope {
+    fn new(query: &SyncQuery) -> Self {
+        match query.scope {
             SyncScope::Full => Self {
                 after: 0,
                 history: None,
             },
             SyncScope::After(version) => Self {
                 after: version,
-                history: request.history_id.clone(),
+                history: query.history_id.clone(),
             },
         }
     }
@@ -395,12 +419,13 @@ mod tests {
         }
     }
 
-    fn request(scope: SyncScope, history: Option<HistoryId>) -> SyncRequest {
-        SyncRequest {
+    fn request(scope: SyncScope, history: Option<HistoryId>) -> SyncQuery {
+        SyncQuery {
             peer_id: NodeId::parse("peer-1").unwrap(),
             session_id: SessionId::parse("s").unwrap(),
             scope,
             history_id: history,
+            digest: None,
         }
     }
 

@@ -31,9 +31,9 @@ use tracing::{Instrument, Span, debug, debug_span, error, warn};
 use herald_actors::ports::{BoxError, Clock, error_chain};
 use herald_actors::{ActorSlot, SlotError};
 use herald_messages::{
-    AuthorityError, HubPeer, NodeId, SyncScope, SystemRegisterAuthorityMsg as AuthorityMsg,
+    AuthorityError, NodeId, SyncScope, SystemRegisterAuthorityMsg as AuthorityMsg,
 };
-use herald_proto::convert::{self, SessionQuery, WireError};
+use herald_proto::convert::{self, WireError};
 use herald_proto::v1;
 use herald_proto::v1::central_node_connection_server::{
     CentralNodeConnection, CentralNodeConnectionServer,
@@ -140,58 +140,49 @@ impl HubGrpc {
         ))
     }
 
-    /// The peer holding this session, or `NOT_FOUND`.
-    async fn session_peer(&self, query: SessionQuery) -> Result<HubPeer, Status> {
-        let peers = self.ask(AuthorityMsg::Peers).await?;
-        peers
-            .into_iter()
-            .find(|peer| peer.peer_id == query.peer_id && peer.session_id == query.session_id)
-            .ok_or_else(|| {
-                authority_status(AuthorityError::UnknownSession {
-                    peer: query.peer_id,
-                    session: query.session_id,
-                })
-            })
-    }
-
-    /// The entries of a sync; `full`: every active blueprint, else those after the peer's
-    /// version (refused when the peer's history is not this hub's: it needs a full sync).
+    /// The entries of a sync for the peer's session: `full`, the latest entry of every
+    /// blueprint; else those after the peer's version (refused with `FAILED_PRECONDITION` when
+    /// the peer must sync in full). Each entry carries the register's digest at its version.
     async fn sync(
         &self,
         wire: &v1::SyncRequest,
         full: bool,
     ) -> Result<Response<EntryStream>, Status> {
-        let query = convert::system_register::sync_request_from_wire(wire).map_err(wire_status)?;
+        let fields = convert::system_register::sync_request_from_wire(wire).map_err(wire_status)?;
+        let limit = fields.max_blueprints.unwrap_or(usize::MAX);
+        let after = fields.last_known_version;
         let scope = if full {
             SyncScope::Full
         } else {
-            SyncScope::After(query.last_known_version)
+            SyncScope::After(after)
         };
+        let query = fields.into_query(scope);
         let set = self
-            .ask_authority(|reply| AuthorityMsg::Entries { scope, reply })
+            .ask_authority(|reply| AuthorityMsg::Entries { query, reply })
             .await?;
-        if let Some(theirs) = query.history_id.as_ref().filter(|_| !full)
-            && *theirs != set.history_id
-        {
-            return Err(Status::failed_precondition(format!(
-                "the peer's history {theirs} is not this hub's history {}: a full sync is needed",
-                set.history_id
-            )));
-        }
-        let limit = query.max_blueprints.unwrap_or(usize::MAX);
         debug!(
             full,
-            after = query.last_known_version,
+            after,
             entries = set.entries.len().min(limit),
             version = set.version,
             "sync"
         );
         let history = set.history_id;
-        let entries = set
-            .entries
+        let digests = set
+            .digests
             .into_iter()
-            .take(limit)
-            .map(move |entry| Ok(convert::system_register::entry_to_wire(&entry, &history)));
+            .map(Some)
+            .chain(std::iter::repeat(None));
+        let entries =
+            set.entries
+                .into_iter()
+                .zip(digests)
+                .take(limit)
+                .map(move |(entry, digest)| {
+                    Ok(convert::system_register::entry_to_wire(
+                        &entry, &history, digest,
+                    ))
+                });
         Ok(Response::new(stream::iter(entries).boxed()))
     }
 }
@@ -343,11 +334,15 @@ impl Heartbeat for HubGrpc {
         async move {
             let query = convert::session_query_from_wire(&wire.peer_id, &wire.session_id)
                 .map_err(wire_status)?;
-            let peer = self.session_peer(query).await?;
-            let status = self.ask(AuthorityMsg::Status).await?;
+            let status = self
+                .ask_authority(|reply| AuthorityMsg::HeartbeatStatus {
+                    peer_id: query.peer_id,
+                    session_id: query.session_id,
+                    reply,
+                })
+                .await?;
             Ok(Response::new(convert::heartbeat::heartbeat_status_to_wire(
-                &peer,
-                status.version,
+                &status,
             )))
         }
         .instrument(span)
@@ -432,10 +427,15 @@ impl SystemRegisterSync for HubGrpc {
         async move {
             let query = convert::session_query_from_wire(&wire.peer_id, &wire.session_id)
                 .map_err(wire_status)?;
-            let peer = self.session_peer(query).await?;
-            let status = self.ask(AuthorityMsg::Status).await?;
+            let checkpoint = self
+                .ask_authority(|reply| AuthorityMsg::Checkpoint {
+                    peer_id: query.peer_id,
+                    session_id: query.session_id,
+                    reply,
+                })
+                .await?;
             Ok(Response::new(convert::system_register::checkpoint_to_wire(
-                &peer, &status,
+                &checkpoint,
             )))
         }
         .instrument(span)
@@ -535,9 +535,10 @@ fn authority_status(err: AuthorityError) -> Status {
     match err {
         AuthorityError::Invalid(_) => Status::invalid_argument(message),
         // FR-031: the message says hubs do not connect to hubs.
-        AuthorityError::HubCaller(_) | AuthorityError::AlreadyDeprecated(_) => {
-            Status::failed_precondition(message)
-        }
+        AuthorityError::HubCaller(_)
+        | AuthorityError::AlreadyDeprecated(_)
+        | AuthorityError::NotConnected(_)
+        | AuthorityError::NeedsFullSync(_) => Status::failed_precondition(message),
         AuthorityError::UnknownSession { .. } | AuthorityError::NotFound(_) => {
             Status::not_found(message)
         }

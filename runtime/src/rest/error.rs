@@ -132,6 +132,10 @@ impl From<NodeError> for ApiError {
             NodeError::Hub(AuthorityError::HubCaller(_)) => {
                 Self::new(StatusCode::FORBIDDEN, reason)
             }
+            // Answers of the peer-facing gRPC calls; the REST API makes none of them.
+            NodeError::Hub(AuthorityError::NotConnected(_) | AuthorityError::NeedsFullSync(_)) => {
+                Self::new(StatusCode::CONFLICT, reason)
+            }
             NodeError::Hub(AuthorityError::Unavailable(_) | AuthorityError::NotReady(_)) => {
                 unavailable(reason)
             }

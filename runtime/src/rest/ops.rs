@@ -36,7 +36,8 @@ pub async fn sync_status(State(state): State<RestState>) -> Result<Json<SyncRepo
     }))
 }
 
-/// `GET /health`: 200 healthy or degraded, 503 unhealthy (the node is stopped).
+/// `GET /health`: 200 healthy or degraded, 503 unhealthy (the node is stopped, or its hub
+/// serves only part of its register).
 pub async fn health(State(state): State<RestState>) -> Response {
     let api = &state.api;
     let mut report = HealthReport {
@@ -62,16 +63,20 @@ pub async fn health(State(state): State<RestState>) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response();
         }
     }
-    let (pool, resync, hub, connection) = tokio::join!(
+    let (pool, resync, hub, connection, replica) = tokio::join!(
         api.pool_status(),
         api.sync_state(),
         api.hub_status(),
-        api.connection_status()
+        api.connection_status(),
+        api.replica_status()
     );
     let pool = unless_role_missing(pool);
     let resync = unless_role_missing(resync);
     let hub = unless_role_missing(hub).ok().flatten();
     let connection = unless_role_missing(connection).ok().flatten();
+    let replica = unless_role_missing(replica).ok().flatten();
+    // A hub serving only part of its register is unhealthy: its peers cannot get the rest.
+    let mut unserved = false;
     let stopped = [pool.as_ref().err(), resync.as_ref().err()]
         .into_iter()
         .flatten()
@@ -93,7 +98,22 @@ pub async fn health(State(state): State<RestState>) -> Response {
             RegisterState::Corrupt(reason) => {
                 failures.push(format!("system register refused: {reason}"))
             }
+            RegisterState::Blocked { last_good, reason } => {
+                unserved = true;
+                failures.push(format!(
+                    "system register served up to version {last_good} only: {reason}"
+                ));
+            }
         }
+    }
+    if let Some(diverged) = replica
+        .as_ref()
+        .and_then(|replica| replica.diverged.as_ref())
+    {
+        failures.push(format!(
+            "diverged: the system register replica differs from its hub's; a full sync is \
+             repairing it ({diverged})"
+        ));
     }
     if let Some(connection) = &connection {
         match connection.state {
@@ -117,7 +137,7 @@ pub async fn health(State(state): State<RestState>) -> Response {
         resync.as_ref(),
         failures,
     );
-    report.status = match (stopped, report.reasons.is_empty()) {
+    report.status = match (stopped || unserved, report.reasons.is_empty()) {
         (true, _) => HealthStatus::Unhealthy,
         (false, true) => HealthStatus::Healthy,
         (false, false) => HealthStatus::Degraded,

@@ -243,6 +243,7 @@ mod tests {
             version,
             synced_at: Timestamp::from_unix_millis(1_700_000_000_500),
             hub_id: NodeId::parse("hub-1").unwrap(),
+            digest: None,
         }
     }
 
