@@ -24,6 +24,7 @@ use herald::parts::messages::{
     SyncQuery, SyncScope, SystemRegisterAuthorityMsg,
 };
 use herald::parts::runtime::config::RawHubConfig;
+use herald::parts::runtime::grpc::proto::tonic;
 use herald::parts::runtime::grpc::proto::tonic::Code;
 use herald::parts::runtime::grpc::proto::v1;
 use herald::parts::runtime::grpc::proto::v1::central_node_connection_client::CentralNodeConnectionClient;
@@ -787,4 +788,321 @@ async fn stopping_the_server_ends_push_streams_and_closes_the_port() {
         .await
         .unwrap_err();
     assert!(matches!(err, HubLinkError::Unreachable(_)), "{err:?}");
+}
+
+// ---- the contract as a client written from the .proto sees it (issue 7) ----
+
+/// A raw client's session: connect with the wire request a foreign peer would send.
+async fn raw_session(hub: &TestHub, peer: &str) -> v1::ConnectionResponse {
+    let mut central = CentralNodeConnectionClient::connect(hub.url())
+        .await
+        .unwrap();
+    central
+        .connect_to_central_node(wire_connect(peer, "Peer"))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn wire_sync(
+    peer: &str,
+    session: &str,
+    version: i64,
+    history: &str,
+    digest: &str,
+) -> v1::SyncRequest {
+    v1::SyncRequest {
+        peer_id: peer.into(),
+        last_known_version: version,
+        full_sync: false,
+        session_id: session.into(),
+        max_blueprints: 0,
+        request_time: now_millis(),
+        history_id: history.into(),
+        register_digest: digest.into(),
+    }
+}
+
+async fn drain(
+    response: Result<tonic::Response<tonic::Streaming<v1::SystemRegisterEntry>>, tonic::Status>,
+) -> Result<Vec<v1::SystemRegisterEntry>, tonic::Status> {
+    let mut stream = response?.into_inner();
+    let mut entries = Vec::new();
+    while let Some(entry) = stream.message().await? {
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// Regression (issue 7, item 2): `FullSync` and `IncrementalSync` for `peer_id="stranger"`,
+/// `session_id="x"` returned the whole register; a heartbeat from a peer that never connected
+/// got NOT_FOUND where `heartbeat.proto` promises FAILED_PRECONDITION.
+#[tokio::test]
+async fn every_rpc_checks_the_session_with_the_promised_codes() {
+    let hub = TestHub::start("hub-1").await;
+    hub.publish("a", 1).await;
+    let mut sync = SystemRegisterSyncClient::connect(hub.url()).await.unwrap();
+    let full = drain(
+        sync.full_sync(v1::SyncRequest {
+            full_sync: true,
+            ..wire_sync("stranger", "x", 0, "", "")
+        })
+        .await,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(full.code(), Code::NotFound, "{full:?}");
+    let incremental = drain(
+        sync.incremental_sync(wire_sync("stranger", "x", 0, "", ""))
+            .await,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(incremental.code(), Code::NotFound, "{incremental:?}");
+    let subscribe = sync
+        .subscribe_to_push_notifications(v1::SubscriptionRequest {
+            peer_id: "stranger".into(),
+            session_id: "x".into(),
+            subscribe_time: now_millis(),
+            filters: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(subscribe.code(), Code::NotFound);
+    let checkpoint = sync
+        .get_sync_checkpoint(v1::CheckpointRequest {
+            peer_id: "stranger".into(),
+            session_id: "x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(checkpoint.code(), Code::NotFound);
+
+    let mut heartbeat = HeartbeatClient::connect(hub.url()).await.unwrap();
+    let never_connected = heartbeat
+        .send_heartbeat(wire_beat("stranger", "x", now_millis()))
+        .await
+        .unwrap_err();
+    assert_eq!(never_connected.code(), Code::FailedPrecondition);
+    let session = raw_session(&hub, "peer-1").await.session_id;
+    let wrong_session = heartbeat
+        .send_heartbeat(wire_beat("peer-1", "not-the-session", now_millis()))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_session.code(), Code::NotFound);
+    let entries = drain(
+        sync.full_sync(v1::SyncRequest {
+            full_sync: true,
+            ..wire_sync("peer-1", &session, 0, "", "")
+        })
+        .await,
+    )
+    .await
+    .unwrap();
+    assert_eq!(entries.len(), 2, "the session's own sync is served");
+    hub.stop().await;
+}
+
+/// Regression (issue 7, item 1): a peer *ahead* of its hub was treated as up to date
+/// everywhere: `IncrementalSync` from head+1 (or from 2^63-1) answered OK with 0 entries, a
+/// heartbeat beyond the head got NONE, `GetSyncCheckpoint` said UP_TO_DATE.
+#[tokio::test]
+async fn a_peer_ahead_of_its_hub_or_with_other_entries_is_told_to_sync_in_full() {
+    let hub = TestHub::start("hub-1").await;
+    hub.publish("a", 1).await;
+    let grant = raw_session(&hub, "peer-1").await;
+    let (session, history) = (grant.session_id.clone(), grant.history_id.clone());
+    let head = grant.current_system_register_version;
+    assert!(!grant.register_digest.is_empty(), "{grant:?}");
+    let mut sync = SystemRegisterSyncClient::connect(hub.url()).await.unwrap();
+    for ahead in [head + 1, i64::MAX] {
+        let refused = drain(
+            sync.incremental_sync(wire_sync("peer-1", &session, ahead, &history, ""))
+                .await,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::FailedPrecondition,
+            "{ahead}: {refused:?}"
+        );
+        assert!(refused.message().contains("ahead"), "{}", refused.message());
+    }
+    let entries = drain(
+        sync.incremental_sync(wire_sync("peer-1", &session, 0, &history, ""))
+            .await,
+    )
+    .await
+    .unwrap();
+    let at_head = entries.last().unwrap().register_digest.clone();
+    assert_eq!(
+        at_head, grant.register_digest,
+        "entries carry the digest at their version"
+    );
+    let other = format!("sha256:{}", "0".repeat(63) + "1");
+    let differs = drain(
+        sync.incremental_sync(wire_sync("peer-1", &session, head, &history, &other))
+            .await,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(differs.code(), Code::FailedPrecondition);
+    assert!(
+        differs.message().contains("differs"),
+        "{}",
+        differs.message()
+    );
+    assert!(
+        drain(
+            sync.incremental_sync(wire_sync("peer-1", &session, head, &history, &at_head))
+                .await
+        )
+        .await
+        .unwrap()
+        .is_empty(),
+        "the same digest at the head: up to date"
+    );
+
+    let mut heartbeat = HeartbeatClient::connect(hub.url()).await.unwrap();
+    let beat = |version: i64, digest: &str| v1::HeartbeatMessage {
+        last_sync_version: version,
+        register_digest: digest.into(),
+        ..wire_beat("peer-1", &session, now_millis())
+    };
+    let action = |ack: v1::HeartbeatAcknowledgement| ack.recommended_action;
+    let ahead = heartbeat
+        .send_heartbeat(beat(head + 5, &at_head))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(action(ahead), i32::from(v1::RecommendedAction::FullSync));
+    let older_peer = heartbeat
+        .send_heartbeat(beat(head + 5, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        action(older_peer),
+        i32::from(v1::RecommendedAction::Sync),
+        "a peer that sends no digest predates FULL_SYNC"
+    );
+    let different = heartbeat
+        .send_heartbeat(beat(head, &other))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        action(different),
+        i32::from(v1::RecommendedAction::FullSync)
+    );
+    let checkpoint = sync
+        .get_sync_checkpoint(v1::CheckpointRequest {
+            peer_id: "peer-1".into(),
+            session_id: session.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(checkpoint.status, i32::from(v1::CheckpointStatus::Diverged));
+    let same = heartbeat
+        .send_heartbeat(beat(head, &at_head))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(action(same.clone()), i32::from(v1::RecommendedAction::None));
+    assert_eq!(same.register_digest, at_head);
+    hub.stop().await;
+}
+
+/// Regression (issue 7, item 3): `GetHeartbeatStatus` always answered zeros and HEALTHY;
+/// checkpoints carried no times; `PeerInfo.port` was sent as 0; notifications had no summary.
+/// Each field now changes when the fact behind it does.
+#[tokio::test]
+async fn status_answers_follow_the_facts() {
+    let hub = TestHub::start("hub-1").await;
+    let link = link("peer-1");
+    let grant = connect(&link, &hub, "peer-1").await;
+    let peers = hub.handle.hub_peers().await.unwrap();
+    assert_eq!(
+        peers[0].address, "peer-1.local:7000",
+        "host and port arrive whole"
+    );
+
+    let mut heartbeat = HeartbeatClient::connect(hub.url()).await.unwrap();
+    let status_request = v1::HeartbeatStatusRequest {
+        peer_id: "peer-1".into(),
+        session_id: grant.session_id.to_string(),
+    };
+    let before = heartbeat
+        .get_heartbeat_status(status_request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before.total_heartbeats_received, 0);
+    for _ in 0..3 {
+        link.heartbeat(
+            &hub.endpoint,
+            beat("peer-1", &grant.session_id, 0),
+            DEADLINE,
+        )
+        .await
+        .unwrap();
+    }
+    let after = heartbeat
+        .get_heartbeat_status(status_request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.total_heartbeats_received, 3);
+    assert!(after.last_heartbeat_time > 0);
+    assert!(after.is_healthy);
+    assert_eq!(after.version_lag, i64::try_from(grant.version).unwrap());
+    assert!(after.average_latency_ms >= 0.0);
+
+    let mut sync = SystemRegisterSyncClient::connect(hub.url()).await.unwrap();
+    let checkpoint_request = v1::CheckpointRequest {
+        peer_id: "peer-1".into(),
+        session_id: grant.session_id.to_string(),
+    };
+    let unsynced = sync
+        .get_sync_checkpoint(checkpoint_request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unsynced.last_sync_time, 0);
+    assert!(unsynced.next_sync_due > 0);
+    link.sync(
+        &hub.endpoint,
+        sync_request("peer-1", &grant, SyncScope::Full),
+        DEADLINE,
+    )
+    .await
+    .unwrap();
+    let synced = sync
+        .get_sync_checkpoint(checkpoint_request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(synced.last_sync_time > 0, "{synced:?}");
+    assert_eq!(synced.next_sync_due, synced.last_sync_time + 5 * 60 * 1000);
+
+    let mut pushes = sync
+        .subscribe_to_push_notifications(v1::SubscriptionRequest {
+            peer_id: "peer-1".into(),
+            session_id: grant.session_id.to_string(),
+            subscribe_time: now_millis(),
+            filters: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let version = hub.publish("summarised", 7).await;
+    let notification = pushes.message().await.unwrap().unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&notification.blueprint_summary).unwrap();
+    assert_eq!(summary["blueprintId"], "summarised");
+    assert_eq!(summary["version"], version);
+    assert_eq!(summary["documentBytes"], r#"{"n":7}"#.len());
+    hub.stop().await;
 }

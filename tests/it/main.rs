@@ -7,6 +7,7 @@ mod support;
 
 mod acceptance;
 mod blueprint_stores;
+mod divergence;
 mod grpc;
 mod hub_requirements;
 mod hubs;
