@@ -11,8 +11,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::process::RoleProcess;
 use crate::support::eventually;
+use crate::support::process::RoleProcess;
+use crate::support::redis::RedisServer;
 
 /// Short peer timings: a heartbeat every 200 ms, a periodic sync every 2 s.
 const FAST_PEER: &[&str] = &[
@@ -77,7 +78,11 @@ async fn a_hub_restored_from_a_backup_is_followed_not_the_lost_entries() {
     std::fs::remove_dir_all(hub_dir.path()).unwrap();
     copy_dir(backup.path(), hub_dir.path());
     let hub = RoleProcess::hub_on_port(port, &hub_args).await;
-    assert_eq!(view(&hub).await["version"], 6, "the restored hub is back at version 6");
+    assert_eq!(
+        view(&hub).await["version"],
+        6,
+        "the restored hub is back at version 6"
+    );
     for n in 1..=5 {
         publish(&hub, &format!("new-{n}")).await;
     }
@@ -102,17 +107,21 @@ async fn a_hub_restored_from_a_backup_is_followed_not_the_lost_entries() {
 /// Waits until the peer's replica shows the hub's register: history, version, and every
 /// blueprint with its version, activity and checksum. Returns the peer's view.
 async fn same_register(peer: &RoleProcess, hub: &RoleProcess) -> Value {
-    eventually("the peer's replica to equal the hub's register", CONVERGE, || async {
-        let (theirs, ours) = (view(hub).await, view(peer).await);
-        let equal = theirs["historyId"] == ours["historyId"]
-            && theirs["version"] == ours["version"]
-            && theirs["blueprints"] == ours["blueprints"];
-        if equal {
-            Ok(ours)
-        } else {
-            Err(json!({"hub": theirs, "peer": ours}).to_string())
-        }
-    })
+    eventually(
+        "the peer's replica to equal the hub's register",
+        CONVERGE,
+        || async {
+            let (theirs, ours) = (view(hub).await, view(peer).await);
+            let equal = theirs["historyId"] == ours["historyId"]
+                && theirs["version"] == ours["version"]
+                && theirs["blueprints"] == ours["blueprints"];
+            if equal {
+                Ok(ours)
+            } else {
+                Err(json!({"hub": theirs, "peer": ours}).to_string())
+            }
+        },
+    )
     .await
 }
 
@@ -160,4 +169,121 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// Keys of the system register in Redis (default prefix `herald`).
+const ENTRIES_KEY: &str = "herald:{sysreg}:entries";
+const VERSION_KEY: &str = "herald:{sysreg}:version";
+const APPENDED_CHANNEL: &str = "herald:{sysreg}:appended";
+
+/// Issue 7, item 4: integrity over availability. Regression: a hub catching up from a shared
+/// store skipped an entry that failed its checksum and served a register with a gap that peers
+/// never filled. Now the hub serves up to the last sound version, says so (`/health` 503
+/// naming the version, gRPC status UNHEALTHY), refuses appends, keeps reading, and serves
+/// everything again once the entry reads sound; a peer never sees a gap.
+#[tokio::test]
+async fn a_corrupt_entry_in_a_shared_redis_blocks_the_hub_at_the_last_good_version() {
+    let redis = RedisServer::start();
+    let hub = RoleProcess::hub_on_free_port(&["--node-id", "n0", "--redis", &redis.url()]).await;
+    let peer_dir = TempDir::new().unwrap();
+    let hub_flag = format!("n0={}", hub.grpc_url());
+    let mut peer_args = vec![
+        "--node-id",
+        "peer-a",
+        "--data-dir",
+        peer_dir.path().to_str().unwrap(),
+        "--hub",
+        &hub_flag,
+    ];
+    peer_args.extend_from_slice(FAST_PEER);
+    let peer = RoleProcess::peer(&peer_args).await;
+    publish(&hub, "sound").await;
+    same_register(&peer, &hub).await;
+
+    // "Another hub" appends version 3 whose document does not match its checksum.
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stored: String = redis::cmd("HGET")
+        .arg(ENTRIES_KEY)
+        .arg(2)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut sound: Value = serde_json::from_str(&stored).unwrap();
+    sound["version"] = json!(3);
+    sound["blueprintId"] = json!("third");
+    sound["kind"] = json!("published");
+    let mut tampered = sound.clone();
+    tampered["document"] = json!(r#"{"tampered":true}"#);
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(ENTRIES_KEY)
+        .arg(3)
+        .arg(tampered.to_string())
+        .cmd("SET")
+        .arg(VERSION_KEY)
+        .arg(3)
+        .cmd("PUBLISH")
+        .arg(APPENDED_CHANNEL)
+        .arg(3)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let health = eventually("the hub to report the bad entry", CONVERGE, || async {
+        let health = hub.get_json("/health").await;
+        if health.status == StatusCode::SERVICE_UNAVAILABLE {
+            Ok(health.body)
+        } else {
+            Err(format!("{health:?}"))
+        }
+    })
+    .await;
+    let reasons = health["reasons"].to_string();
+    assert!(
+        reasons.contains("version 2") && reasons.contains("entry 3"),
+        "{health}"
+    );
+    assert_eq!(
+        view(&hub).await["version"],
+        2,
+        "served up to the last sound version"
+    );
+    let refused = hub
+        .post_json(
+            "/api/system-register/blueprints",
+            json!({"blueprintId": "refused", "document": {}}),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{refused:?}"
+    );
+    // The peer keeps the sound register, without a gap.
+    assert_eq!(view(&peer).await["version"], 2);
+
+    // The entry is repaired in the store: the hub takes it and serves everything again.
+    let _: () = redis::cmd("HSET")
+        .arg(ENTRIES_KEY)
+        .arg(3)
+        .arg(sound.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    eventually("the hub to serve version 3 again", CONVERGE, || async {
+        let health = hub.get_json("/health").await;
+        let version = view(&hub).await["version"].clone();
+        if health.status == StatusCode::OK && version == 3 {
+            Ok(())
+        } else {
+            Err(format!("{health:?}, version {version}"))
+        }
+    })
+    .await;
+    let followed = same_register(&peer, &hub).await;
+    assert!(blueprint_ids(&followed).contains(&"third".to_owned()));
 }
