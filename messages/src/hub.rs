@@ -198,7 +198,7 @@ pub struct HeartbeatAck {
 /// Which entries a sync asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncScope {
-    /// Every active blueprint's latest entry.
+    /// The latest entry of every blueprint, deprecations included.
     Full,
     /// Every entry with a version above this one.
     After(u64),
