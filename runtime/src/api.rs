@@ -87,13 +87,12 @@ impl NodeApi {
 
     /// Applies a bulk request (optionally a full sync of all local public registers).
     pub async fn bulk_advertise(&self, request: BulkAdvertise) -> Result<BulkOutcome, NodeError> {
-        let outcome = call(
+        try_call(
             self.pool()?,
             |reply| AdvertisementPoolMsg::Bulk(request, reply),
             self.timeout,
         )
-        .await?;
-        Ok(outcome?)
+        .await
     }
 
     /// *Available Registers*: every live public register, merged across sources.
@@ -108,13 +107,12 @@ impl NodeApi {
     // ---- register role: ground truth and resync driver ----
 
     pub async fn create_register(&self, new: NewRegister) -> Result<Register, NodeError> {
-        let result = call(
+        try_call(
             self.driver()?,
             |reply| ResyncDriverMsg::CreateRegister(new, reply),
             self.timeout,
         )
-        .await?;
-        Ok(result?)
+        .await
     }
 
     pub async fn update_register(
@@ -122,38 +120,34 @@ impl NodeApi {
         id: RegisterId,
         patch: RegisterPatch,
     ) -> Result<Register, NodeError> {
-        let result = call(
+        try_call(
             self.driver()?,
             |reply| ResyncDriverMsg::UpdateRegister(id, patch, reply),
             self.timeout,
         )
-        .await?;
-        Ok(result?)
+        .await
     }
 
     pub async fn delete_register(&self, id: RegisterId) -> Result<(), NodeError> {
-        let result = call(
+        try_call(
             self.driver()?,
             |reply| ResyncDriverMsg::DeleteRegister(id, reply),
             self.timeout,
         )
-        .await?;
-        Ok(result?)
+        .await
     }
 
     pub async fn get_register(&self, id: RegisterId) -> Result<Register, NodeError> {
-        let result = call(
+        try_call(
             self.driver()?,
             |reply| ResyncDriverMsg::GetRegister(id, reply),
             self.timeout,
         )
-        .await?;
-        Ok(result?)
+        .await
     }
 
     pub async fn list_registers(&self) -> Result<Vec<Register>, NodeError> {
-        let result = call(self.driver()?, ResyncDriverMsg::ListRegisters, self.timeout).await?;
-        Ok(result?)
+        try_call(self.driver()?, ResyncDriverMsg::ListRegisters, self.timeout).await
     }
 
     /// The resync driver's record of its pushes (spec 030 `AdvertisementSyncState`).
@@ -173,13 +167,12 @@ impl NodeApi {
         &self,
         request: PublishRequest,
     ) -> Result<Arc<SystemRegisterEntry>, NodeError> {
-        let result = call(
+        try_call(
             self.authority()?,
             |reply| SystemRegisterAuthorityMsg::Publish(request, reply),
             self.timeout,
         )
-        .await?;
-        Ok(result?)
+        .await
     }
 
     /// Deprecates a blueprint; returns the deprecation entry.
@@ -188,7 +181,7 @@ impl NodeApi {
         blueprint_id: BlueprintId,
         by: String,
     ) -> Result<Arc<SystemRegisterEntry>, NodeError> {
-        let result = call(
+        try_call(
             self.authority()?,
             |reply| SystemRegisterAuthorityMsg::Deprecate {
                 blueprint_id,
@@ -197,8 +190,7 @@ impl NodeApi {
             },
             self.timeout,
         )
-        .await?;
-        Ok(result?)
+        .await
     }
 
     pub async fn hub_status(&self) -> Result<HubStatus, NodeError> {
@@ -345,6 +337,18 @@ impl NodeApi {
             .as_ref()
             .ok_or(NodeError::RoleNotEnabled("peer with hubs"))
     }
+}
+
+/// A call whose answer is itself a `Result`: the actor's refusal becomes the `NodeError`.
+async fn try_call<M: Message, T: Send + 'static, E: Send + 'static>(
+    slot: &ActorSlot<M>,
+    request: impl FnOnce(ractor::RpcReplyPort<Result<T, E>>) -> M,
+    timeout: Duration,
+) -> Result<T, NodeError>
+where
+    NodeError: From<E>,
+{
+    Ok(call(slot, request, timeout).await??)
 }
 
 async fn call<M: Message, T: Send + 'static>(
