@@ -15,3 +15,4 @@ mod redb_stores;
 mod redis_ad_store;
 mod requirements;
 mod rest_api;
+mod tidy;
