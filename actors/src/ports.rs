@@ -491,14 +491,13 @@ mod tests {
             vec![entry("a", 0, "{}"), entry("b", 1, "{}")],
         ];
         for (entries, version) in conflicts.iter().zip([2, 2, 0]) {
-            let planned = restore_plan(entries);
-            assert!(
-                matches!(
-                    planned,
-                    Err(BlueprintStoreError::Conflict(RestoreConflict::Entry { version: v })) if v == version
-                ),
-                "{entries:?}: {planned:?}"
-            );
+            let conflict = match restore_plan(entries) {
+                Err(BlueprintStoreError::Conflict(RestoreConflict::Entry { version })) => {
+                    Some(version)
+                }
+                _ => None,
+            };
+            assert_eq!(conflict, Some(version), "{entries:?}");
         }
         let mut deprecated = entry("a", 2, "{}").as_ref().clone();
         deprecated.kind = EntryKind::Deprecated;

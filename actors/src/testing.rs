@@ -485,7 +485,7 @@ impl InMemoryBlueprintStore {
     /// Plays a store that lost its last `count` acknowledged appends (a Redis restarted from an
     /// AOF written every second, a failover to a lagging replica, a file restored from a
     /// backup): the entries above `head - count` are gone and the version counter is moved back
-    /// to that version, so the store would issue those versions again.
+    /// to that version (a hub holding more is then `Behind` when it appends).
     pub fn lose_last(&self, count: u64) {
         let mut records = self.lock();
         let kept = records.version.saturating_sub(count);

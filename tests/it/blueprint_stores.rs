@@ -1092,6 +1092,33 @@ async fn restore_contract_conflicts_write_nothing() {
             "{what}: {refused:?}"
         );
 
+        // A conflict found after a version the store lacks: the missing one is not written
+        // either (every check comes before the first write). The store holds 1, 2 and
+        // another entry at 4, not 3.
+        subject.roll_back().await;
+        let hub = subject.hub();
+        let elsewhere = Arc::new(draft("elsewhere").at_version(4));
+        let gapped = [&held.entries[..2], &[Arc::clone(&elsewhere)]].concat();
+        hub.restore(&held.genesis, &gapped).await.unwrap();
+        let refused = hub.restore(&held.genesis, &held.entries).await;
+        assert!(
+            matches!(
+                refused,
+                Err(BlueprintStoreError::Conflict(RestoreConflict::Entry {
+                    version: 4
+                }))
+            ),
+            "{what}: {refused:?}"
+        );
+        let stored = hub.load().await.unwrap().unwrap();
+        assert_eq!(
+            versions(&stored.entries),
+            [1, 2, 4],
+            "{what}: nothing written"
+        );
+        assert_eq!(stored.entries[2], *elsewhere, "{what}");
+        drop(hub);
+
         // Wiped, then a hub that started afresh created another history.
         subject.wipe().await;
         let fresh = subject

@@ -13,8 +13,8 @@
 //! versions are allocated atomically, and a refused call (`Behind`, `Conflict`) aborts its
 //! transaction before writing anything. `restore` reads and compares every given version first,
 //! then writes the genesis and the missing entries and moves `next_version` up (never down).
-//! `head` is one read transaction (the genesis and the counter). `load` reads everything in one read
-//! transaction (a consistent snapshot) and reports any record it cannot decode as `Corrupt`,
+//! `head` is one read transaction (the genesis and the counter). `load` reads everything in one
+//! read transaction (a consistent snapshot) and reports any record it cannot decode as `Corrupt`,
 //! naming it: a hub must refuse a damaged register rather than serve part of it. All redb work
 //! runs on tokio's blocking pool; redb's error types never leave this file.
 //!

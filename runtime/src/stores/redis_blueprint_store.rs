@@ -496,7 +496,8 @@ const BEHIND: i64 = -4;
 /// Answers `{code, entries written, genesis written (0/1), counter after, detail}` where code
 /// is `RESTORED`, `OTHER_HISTORY` (detail: the stored history id), `OTHER_ENTRY` or
 /// `UNDECODABLE_ENTRY` (detail: the version), `UNDECODABLE_GENESIS`, `RESTORE_ORPHANS` or
-/// `RESTORE_BAD_COUNTER`. Every check comes before the first write: a refused restore writes nothing.
+/// `RESTORE_BAD_COUNTER`. Every check comes before the first write: a refused restore writes
+/// nothing.
 const RESTORE_SCRIPT: &str = r"
 local stored = redis.call('GET', KEYS[1])
 local genesis_written = 0
