@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use herald_messages::{
     AdKey, Advertisement, BlueprintNotification, BulkAdvertise, BulkOutcome, Checkpoint,
-    ConnectRequest, EntryDraft, Genesis, HeartbeatAck, HeartbeatRequest, HubEndpoint, NodeId,
-    PoolMeta, Register, RegisterDigest, RegisterId, SessionGrant, SessionId, SyncQuery,
+    ConnectRequest, EntryDraft, Genesis, HeartbeatAck, HeartbeatRequest, HistoryId, HubEndpoint,
+    NodeId, PoolMeta, Register, RegisterDigest, RegisterId, SessionGrant, SessionId, SyncQuery,
     SystemRegisterEntry, Timestamp,
 };
 
@@ -152,7 +152,11 @@ pub trait Clock: Send + Sync + 'static {
 /// Where a hub keeps the system register (redb for one hub; Redis shared by several hubs).
 ///
 /// The store allocates versions: an append gets the next version atomically, whichever hub
-/// sharing the store calls it.
+/// sharing the store calls it. **No version is ever issued twice**: every hub holds the whole
+/// register in memory, and an append states the version its hub holds (`known_head`); a store
+/// whose head is below it lost entries that hub holds (wiped, or it lost its last acknowledged
+/// writes) and refuses with `Behind`, writing nothing. The hub then writes back what it holds
+/// with `restore` (same versions, same checksums) and appends again.
 #[async_trait]
 pub trait BlueprintStore: Send + Sync + 'static {
     /// The genesis record and every entry ordered by version; `None` when the register was
@@ -168,8 +172,38 @@ pub trait BlueprintStore: Send + Sync + 'static {
         seed: Vec<EntryDraft>,
     ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError>;
 
-    /// Appends one entry at the next version, atomically.
-    async fn append(&self, draft: EntryDraft) -> Result<SystemRegisterEntry, BlueprintStoreError>;
+    /// Appends one entry at the next version (the store's head + 1), atomically, provided the
+    /// store's head is at least `known_head`, the version the calling hub holds. A head above
+    /// it is normal (other hubs appended). A head below it is `Behind` and nothing is appended.
+    /// With `known_head` 0, an append to a register never created is `Corrupt`.
+    async fn append(
+        &self,
+        draft: EntryDraft,
+        known_head: u64,
+    ) -> Result<SystemRegisterEntry, BlueprintStoreError>;
+
+    /// Writes back what a hub holds, in one atomic step: the genesis record if the store lacks
+    /// it, and every given entry the store lacks, at its own version and with its own checksum;
+    /// then moves the version counter up to the highest given version (never down), and
+    /// announces the new head to `watch`ers so other hubs catch up.
+    ///
+    /// An entry the store already holds at a given version must be the same entry (same
+    /// blueprint, kind and checksum; the stored one is kept): otherwise, or when the stored
+    /// genesis has another history id, the answer is `Conflict` and nothing is written. So a
+    /// repeated restore, two hubs restoring the same register at once, or one restoring a
+    /// prefix of what another restores all succeed and leave one register. `entries` may come
+    /// in any order; the same entry given twice counts once, two different ones for one
+    /// version are a `Conflict`. The store does not check checksums or gaps: give it every
+    /// entry the hub holds, or at least every one above the store's head.
+    async fn restore(
+        &self,
+        genesis: &Genesis,
+        entries: &[Arc<SystemRegisterEntry>],
+    ) -> Result<RestoreReport, BlueprintStoreError>;
+
+    /// The stored genesis' history id and the version counter, in one cheap read: how a hub
+    /// checks that the store still holds what it holds. `None` when there is no genesis record.
+    async fn head(&self) -> Result<Option<StoreHead>, BlueprintStoreError>;
 
     /// Entries with a version above `after`, ordered.
     async fn entries_after(
@@ -177,8 +211,9 @@ pub trait BlueprintStore: Send + Sync + 'static {
         after: u64,
     ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError>;
 
-    /// Versions appended by anyone sharing the store (other hubs included), as they happen; `None`
-    /// when this store has a single writer (the caller then knows of every append itself).
+    /// Versions appended (or restored) by anyone sharing the store (other hubs included), as they
+    /// happen; `None` when this store has a single writer (the caller then knows of every append
+    /// itself).
     async fn watch(&self) -> Result<Option<BoxStream<'static, u64>>, BlueprintStoreError>;
 
     fn describe(&self) -> String;
@@ -191,6 +226,26 @@ pub struct StoredRegister {
     pub entries: Vec<SystemRegisterEntry>,
 }
 
+/// Where a stored register stands (`BlueprintStore::head`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHead {
+    /// The stored genesis' history id.
+    pub history_id: HistoryId,
+    /// The version counter: the last version the store issued (0 before the first entry).
+    pub version: u64,
+}
+
+/// What a `BlueprintStore::restore` wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Given entries the store lacked and now holds (0: it held them all).
+    pub entries_written: usize,
+    /// Whether the store lacked the genesis record and now holds it (it had been wiped).
+    pub genesis_written: bool,
+    /// The store's version counter after the restore: at least the highest given version.
+    pub head: u64,
+}
+
 /// Why a blueprint store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BlueprintStoreError {
@@ -200,8 +255,66 @@ pub enum BlueprintStoreError {
     /// Another hub created the register first: load it.
     #[error("the system register already exists")]
     AlreadyCreated,
+    /// The store's head is below the version this hub holds: the store lost entries this hub
+    /// holds (it was wiped, or lost its last acknowledged appends). Nothing was appended:
+    /// restore them (`BlueprintStore::restore`), then retry.
+    #[error("the blueprint store is behind this hub: its head is version {store_head}")]
+    Behind { store_head: u64 },
+    /// The store holds another register than the one given to `restore` (another history, or
+    /// another entry at some version). Nothing was written; retrying will not help: the hub
+    /// must not write to this store until a human decides which register is right.
+    #[error("the blueprint store holds a different register")]
+    Conflict(#[source] RestoreConflict),
     #[error("blueprint store corrupt: {what}")]
     Corrupt { what: String },
+}
+
+/// How the store's register differs from the one a hub tried to restore.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreConflict {
+    /// The stored genesis belongs to another history.
+    #[error("the stored history is {stored}, the restored one is {restored}")]
+    History {
+        stored: HistoryId,
+        restored: HistoryId,
+    },
+    /// The store holds another entry at `version` (another blueprint, kind or checksum), or the
+    /// restore itself gave two different entries for it.
+    #[error("another entry is stored at version {version}")]
+    Entry { version: u64 },
+}
+
+/// The entries of a `restore` as adapters write them: ordered by version, each version once.
+/// Two different entries for one version (see `same_entry`) are a `Conflict`; an entry at
+/// version 0 (no entry has it) is one too.
+pub fn restore_plan(
+    entries: &[Arc<SystemRegisterEntry>],
+) -> Result<Vec<&SystemRegisterEntry>, BlueprintStoreError> {
+    let mut plan: Vec<&SystemRegisterEntry> = entries.iter().map(AsRef::as_ref).collect();
+    plan.sort_by_key(|entry| entry.version);
+    plan.dedup_by(|later, earlier| later.version == earlier.version && same_entry(later, earlier));
+    let repeated = plan
+        .windows(2)
+        .find(|pair| pair[0].version == pair[1].version);
+    if let Some(pair) = repeated {
+        return Err(entry_conflict(pair[0].version));
+    }
+    if plan.first().is_some_and(|entry| entry.version == 0) {
+        return Err(entry_conflict(0));
+    }
+    Ok(plan)
+}
+
+/// Whether a stored entry is the one a restore gives for its version: same blueprint, kind and
+/// checksum (the same publication; other fields are whatever the store kept).
+pub fn same_entry(stored: &SystemRegisterEntry, restored: &SystemRegisterEntry) -> bool {
+    stored.blueprint_id == restored.blueprint_id
+        && stored.kind == restored.kind
+        && stored.checksum == restored.checksum
+}
+
+fn entry_conflict(version: u64) -> BlueprintStoreError {
+    BlueprintStoreError::Conflict(RestoreConflict::Entry { version })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,4 +429,81 @@ pub enum HubLinkError {
     /// from the hub's register. Sync in full.
     #[error("a full sync is needed: {0}")]
     NeedsFullSync(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use herald_messages::{BlueprintId, EntryKind};
+
+    use super::*;
+
+    fn entry(blueprint: &str, version: u64, document: &str) -> Arc<SystemRegisterEntry> {
+        let draft = EntryDraft {
+            blueprint_id: BlueprintId::parse(blueprint).unwrap(),
+            kind: EntryKind::Published,
+            document: document.to_owned().into(),
+            published_at: Timestamp::from_unix_millis(1_700_000_000_000),
+            published_by: "admin".to_owned(),
+            transaction_id: "tx".to_owned(),
+            metadata: BTreeMap::new(),
+        };
+        Arc::new(draft.at_version(version))
+    }
+
+    fn planned(entries: &[Arc<SystemRegisterEntry>]) -> Vec<u64> {
+        restore_plan(entries)
+            .unwrap()
+            .iter()
+            .map(|entry| entry.version)
+            .collect()
+    }
+
+    #[test]
+    fn a_restore_plan_is_ordered_with_each_version_once() {
+        let (one, two, three) = (
+            entry("a", 1, "{}"),
+            entry("b", 2, "{}"),
+            entry("c", 3, "{}"),
+        );
+        assert_eq!(planned(&[]), Vec::<u64>::new());
+        assert_eq!(
+            planned(&[three.clone(), one.clone(), two.clone()]),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            planned(&[one.clone(), two.clone(), one, two.clone(), two]),
+            [1, 2]
+        );
+        // The same publication stored with other details is the same entry.
+        let mut restyled = three.as_ref().clone();
+        restyled.published_by = "someone else".to_owned();
+        assert_eq!(planned(&[three, Arc::new(restyled)]), [3]);
+    }
+
+    #[test]
+    fn two_entries_for_one_version_or_version_zero_conflict() {
+        let conflicts = [
+            vec![
+                entry("a", 1, "{}"),
+                entry("b", 2, "{}"),
+                entry("c", 2, "{}"),
+            ],
+            vec![entry("a", 2, "{}"), entry("a", 2, "[]")],
+            vec![entry("a", 0, "{}"), entry("b", 1, "{}")],
+        ];
+        for (entries, version) in conflicts.iter().zip([2, 2, 0]) {
+            let conflict = match restore_plan(entries) {
+                Err(BlueprintStoreError::Conflict(RestoreConflict::Entry { version })) => {
+                    Some(version)
+                }
+                _ => None,
+            };
+            assert_eq!(conflict, Some(version), "{entries:?}");
+        }
+        let mut deprecated = entry("a", 2, "{}").as_ref().clone();
+        deprecated.kind = EntryKind::Deprecated;
+        assert!(!same_entry(&entry("a", 2, "{}"), &deprecated));
+    }
 }

@@ -396,12 +396,24 @@ impl SystemRegisterAuthorityActorState {
         self.append(draft).await
     }
 
-    /// Appends a drafted entry through the store, which gives it the next version.
+    /// Appends a drafted entry through the store, which gives it the next version, unless the
+    /// store lost entries this hub holds (`Behind`): then nothing is appended.
     async fn append(
         &mut self,
         draft: EntryDraft,
     ) -> Result<Arc<SystemRegisterEntry>, AuthorityError> {
-        let entry = self.store.append(draft).await.map_err(unavailable)?;
+        let held = self.book.version();
+        let entry = match self.store.append(draft, held).await {
+            Ok(entry) => entry,
+            Err(BlueprintStoreError::Behind { store_head }) => {
+                warn!(store = %self.store.describe(), store_head, held, "the blueprint store lost entries this hub holds; refusing to append");
+                return Err(AuthorityError::Unavailable(format!(
+                    "the blueprint store lost entries this hub holds (its head is version \
+                     {store_head}, this hub holds version {held}); nothing was appended"
+                )));
+            }
+            Err(err) => return Err(unavailable(err)),
+        };
         let version = entry.version;
         let mut placed = self.book.appended(entry.clone());
         if let Appended::Gap { .. } = placed {

@@ -20,8 +20,9 @@ use herald_messages::{
 
 use crate::ports::{
     AdBatch, AdStore, BlueprintStore, BlueprintStoreError, GroundTruth, GroundTruthError, PoolLink,
-    PoolLinkError, PublicRegisters, ReplicaStore, ReplicaStoreError, StoreError, StoredPool,
-    StoredRegister, StoredReplica,
+    PoolLinkError, PublicRegisters, ReplicaStore, ReplicaStoreError, RestoreConflict,
+    RestoreReport, StoreError, StoreHead, StoredPool, StoredRegister, StoredReplica, restore_plan,
+    same_entry,
 };
 
 fn down_error(what: &str) -> Box<dyn std::error::Error + Send + Sync> {
@@ -353,6 +354,63 @@ struct BlueprintRecords {
 }
 
 impl BlueprintRecords {
+    /// `BlueprintStore::restore` under the lock: checks everything, then writes.
+    fn restore(
+        &mut self,
+        genesis: &Genesis,
+        entries: &[Arc<SystemRegisterEntry>],
+    ) -> Result<RestoreReport, BlueprintStoreError> {
+        let plan = restore_plan(entries)?;
+        let genesis_written = match &self.genesis {
+            Some(stored) if stored.history_id != genesis.history_id => {
+                return Err(BlueprintStoreError::Conflict(RestoreConflict::History {
+                    stored: stored.history_id.clone(),
+                    restored: genesis.history_id.clone(),
+                }));
+            }
+            Some(_) => false,
+            None if !self.entries.is_empty() || self.version > 0 => {
+                return Err(BlueprintStoreError::Corrupt {
+                    what: "entries or a version counter are stored but the genesis record is \
+                           missing"
+                        .to_owned(),
+                });
+            }
+            None => true,
+        };
+        let mut missing = Vec::new();
+        for entry in plan {
+            match self.entries.get(&entry.version) {
+                None => missing.push(entry),
+                Some(BlueprintRecord::Entry(stored)) if same_entry(stored, entry) => {}
+                Some(BlueprintRecord::Entry(_)) => {
+                    return Err(BlueprintStoreError::Conflict(RestoreConflict::Entry {
+                        version: entry.version,
+                    }));
+                }
+                Some(BlueprintRecord::Undecodable) => {
+                    return Err(BlueprintStoreError::Corrupt {
+                        what: format!("entry at version {} does not decode", entry.version),
+                    });
+                }
+            }
+        }
+        if genesis_written {
+            self.genesis = Some(genesis.clone());
+        }
+        let entries_written = missing.len();
+        for entry in missing {
+            self.version = self.version.max(entry.version);
+            self.entries
+                .insert(entry.version, BlueprintRecord::Entry(entry.clone()));
+        }
+        Ok(RestoreReport {
+            entries_written,
+            genesis_written,
+            head: self.version,
+        })
+    }
+
     fn entries_after(&self, after: u64) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError> {
         let Some(first) = after.checked_add(1) else {
             return Ok(Vec::new());
@@ -383,6 +441,7 @@ pub struct InMemoryBlueprintStore {
     single_writer: bool,
     down: Arc<AtomicBool>,
     appends: Arc<AtomicUsize>,
+    restores: Arc<AtomicUsize>,
 }
 
 impl Default for InMemoryBlueprintStore {
@@ -401,6 +460,7 @@ impl InMemoryBlueprintStore {
             single_writer: false,
             down: Arc::default(),
             appends: Arc::default(),
+            restores: Arc::default(),
         }
     }
 
@@ -420,6 +480,22 @@ impl InMemoryBlueprintStore {
     /// Plays a store that lost everything (a restarted Redis without persistence).
     pub fn wipe(&self) {
         *self.lock() = BlueprintRecords::default();
+    }
+
+    /// Plays a store that lost its last `count` acknowledged appends (a Redis restarted from an
+    /// AOF written every second, a failover to a lagging replica, a file restored from a
+    /// backup): the entries above `head - count` are gone and the version counter is moved back
+    /// to that version (a hub holding more is then `Behind` when it appends).
+    pub fn lose_last(&self, count: u64) {
+        let mut records = self.lock();
+        let kept = records.version.saturating_sub(count);
+        records.entries.retain(|version, _| *version <= kept);
+        records.version = kept;
+    }
+
+    /// The version counter: the last version allocated.
+    pub fn version(&self) -> u64 {
+        self.lock().version
     }
 
     /// Plays tampering: the document of the entry at `version` changes, its checksum does not
@@ -467,6 +543,11 @@ impl InMemoryBlueprintStore {
     /// Successful appends so far (`create` not counted).
     pub fn appends(&self) -> usize {
         self.appends.load(Ordering::SeqCst)
+    }
+
+    /// Successful restores so far (those that wrote nothing included).
+    pub fn restores(&self) -> usize {
+        self.restores.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> MutexGuard<'_, BlueprintRecords> {
@@ -533,9 +614,18 @@ impl BlueprintStore for InMemoryBlueprintStore {
         Ok(entries)
     }
 
-    async fn append(&self, draft: EntryDraft) -> Result<SystemRegisterEntry, BlueprintStoreError> {
+    async fn append(
+        &self,
+        draft: EntryDraft,
+        known_head: u64,
+    ) -> Result<SystemRegisterEntry, BlueprintStoreError> {
         self.check()?;
         let mut records = self.lock();
+        if records.version < known_head {
+            return Err(BlueprintStoreError::Behind {
+                store_head: records.version,
+            });
+        }
         if records.genesis.is_none() {
             return Err(BlueprintStoreError::Corrupt {
                 what: "cannot append: the system register does not exist".to_owned(),
@@ -550,6 +640,39 @@ impl BlueprintStore for InMemoryBlueprintStore {
         self.appends.fetch_add(1, Ordering::SeqCst);
         self.announce(entry.version);
         Ok(entry)
+    }
+
+    async fn restore(
+        &self,
+        genesis: &Genesis,
+        entries: &[Arc<SystemRegisterEntry>],
+    ) -> Result<RestoreReport, BlueprintStoreError> {
+        self.check()?;
+        let report = self.lock().restore(genesis, entries)?;
+        self.restores.fetch_add(1, Ordering::SeqCst);
+        let wrote = report.genesis_written || report.entries_written > 0;
+        if wrote && report.head > 0 {
+            self.announce(report.head);
+        }
+        Ok(report)
+    }
+
+    async fn head(&self) -> Result<Option<StoreHead>, BlueprintStoreError> {
+        self.check()?;
+        let records = self.lock();
+        let Some(genesis) = &records.genesis else {
+            if records.entries.is_empty() && records.version == 0 {
+                return Ok(None);
+            }
+            return Err(BlueprintStoreError::Corrupt {
+                what: "entries or a version counter are stored but the genesis record is missing"
+                    .to_owned(),
+            });
+        };
+        Ok(Some(StoreHead {
+            history_id: genesis.history_id.clone(),
+            version: records.version,
+        }))
     }
 
     async fn entries_after(

@@ -10,7 +10,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use herald::parts::actors::ports::{
-    BlueprintStore, BlueprintStoreError, ReplicaStore, StoredReplica,
+    BlueprintStore, BlueprintStoreError, ReplicaStore, RestoreConflict, RestoreReport, StoreHead,
+    StoredRegister, StoredReplica,
 };
 use herald::parts::actors::testing::{InMemoryBlueprintStore, InMemoryReplicaStore};
 use herald::parts::messages::{
@@ -132,7 +133,7 @@ async fn blueprint_contract(store: &dyn BlueprintStore) {
     assert!(store.entries_after(0).await.unwrap().is_empty(), "{what}");
     assert!(
         matches!(
-            store.append(draft("early")).await,
+            store.append(draft("early"), 0).await,
             Err(BlueprintStoreError::Corrupt { .. })
         ),
         "{what}: append before create"
@@ -153,7 +154,7 @@ async fn blueprint_contract(store: &dyn BlueprintStore) {
         "{what}: second create"
     );
 
-    let appended = store.append(draft("a")).await.unwrap();
+    let appended = store.append(draft("a"), 2).await.unwrap();
     assert_eq!(appended, draft("a").at_version(3), "{what}");
     let loaded = store.load().await.unwrap().unwrap();
     assert_eq!(loaded.genesis, genesis(1), "{what}");
@@ -281,7 +282,7 @@ async fn redis_round_trip_uses_the_documented_keys_and_values() {
         .await
         .unwrap();
     store.create(&genesis(1), seed()).await.unwrap();
-    let appended = store.append(draft("a")).await.unwrap();
+    let appended = store.append(draft("a"), 2).await.unwrap();
     assert_eq!(appended.version, 3);
     // `create` announces its last seed, `append` its version.
     let mut messages = appended_channel.on_message();
@@ -408,7 +409,7 @@ async fn a_hundred_concurrent_appends_from_four_hubs_get_consecutive_versions() 
     let appends: Vec<_> = (0..100)
         .map(|n| {
             let hub = Arc::clone(&hubs[n % hubs.len()]);
-            tokio::spawn(async move { hub.append(draft(&format!("blueprint-{n}"))).await })
+            tokio::spawn(async move { hub.append(draft(&format!("blueprint-{n}")), 2).await })
         })
         .collect();
     let mut got: BTreeMap<u64, SystemRegisterEntry> = BTreeMap::new();
@@ -462,13 +463,13 @@ async fn watch_on_one_hub_sees_the_versions_appended_through_another() {
     assert_eq!(first, Some(2));
 
     for n in 0..5 {
-        hub_b.append(draft(&format!("b-{n}"))).await.unwrap();
+        hub_b.append(draft(&format!("b-{n}")), 2 + n).await.unwrap();
     }
     let seen = watch_until(&mut watch, 3..=7).await;
     assert_eq!(seen, [3, 4, 5, 6, 7], "one message per append, in order");
 
     // Its own appends are announced too.
-    hub_a.append(draft("a")).await.unwrap();
+    hub_a.append(draft("a"), 7).await.unwrap();
     watch_until(&mut watch, [8]).await;
 }
 
@@ -493,7 +494,10 @@ async fn watch_replaces_a_dropped_subscription_without_missing_appends() {
             .await
             .unwrap();
         assert_eq!(killed, 1, "round {round}: one subscription to kill");
-        let appended = hub_b.append(draft(&format!("b-{round}"))).await.unwrap();
+        let appended = hub_b
+            .append(draft(&format!("b-{round}")), 2 + round)
+            .await
+            .unwrap();
         watch_until(&mut watch, [appended.version]).await;
     }
 }
@@ -503,7 +507,7 @@ async fn undecodable_or_misplaced_entries_make_the_register_corrupt() {
     let server = RedisServer::start();
     let store = redis_store(&server);
     store.create(&genesis(1), seed()).await.unwrap();
-    store.append(draft("a")).await.unwrap();
+    store.append(draft("a"), 2).await.unwrap();
     let mut conn = raw(&server).await;
 
     hset(&mut conn, "2", b"{not json").await;
@@ -565,7 +569,7 @@ async fn undecodable_or_misplaced_entries_make_the_register_corrupt() {
         Err(BlueprintStoreError::Corrupt { .. })
     ));
     assert!(matches!(
-        store.append(draft("b")).await,
+        store.append(draft("b"), 3).await,
         Err(BlueprintStoreError::Corrupt { .. })
     ));
 }
@@ -584,7 +588,7 @@ async fn redis_down_makes_every_call_fail_fast_with_unavailable() {
     );
     assert_unavailable("load", store.load()).await;
     assert_unavailable("create", store.create(&genesis(1), seed())).await;
-    assert_unavailable("append", store.append(draft("a"))).await;
+    assert_unavailable("append", store.append(draft("a"), 0)).await;
     assert_unavailable("entries_after", store.entries_after(0)).await;
     let started = Instant::now();
     let watch = store.watch().await;
@@ -604,32 +608,716 @@ async fn after_an_empty_restart_the_stores_work_again_and_the_watch_recovers() {
     let mut server = RedisServer::start();
     let (hub_a, hub_b) = (redis_store(&server), redis_store(&server));
     hub_a.create(&genesis(1), seed()).await.unwrap();
-    hub_b.append(draft("a")).await.unwrap();
+    hub_b.append(draft("a"), 2).await.unwrap();
     let mut watch = hub_a.watch().await.unwrap().unwrap();
     watch_until(&mut watch, [3]).await;
 
     server.kill();
     assert_unavailable("load", hub_a.load()).await;
-    assert_unavailable("append", hub_b.append(draft("b"))).await;
+    assert_unavailable("append", hub_b.append(draft("b"), 3)).await;
 
     server.restart();
     // The restarted server is empty (no AOF in tests): the register is gone, and the stores
     // say so rather than fail. The first calls after the restart succeed (one retry on the
-    // fresh connection; the scripts are loaded again after NOSCRIPT).
+    // fresh connection; the scripts are loaded again after NOSCRIPT): a hub holding version 3
+    // learns that the store is behind it.
     assert_eq!(hub_a.load().await.unwrap(), None);
     assert!(matches!(
-        hub_b.append(draft("b")).await,
-        Err(BlueprintStoreError::Corrupt { .. })
+        hub_b.append(draft("b"), 3).await,
+        Err(BlueprintStoreError::Behind { store_head: 0 })
     ));
+    // Hubs that start afresh create a new register (hub_a plays one that loaded it).
     let seeded = hub_b.create(&genesis(2), seed()).await.unwrap();
     assert_eq!(versions(&seeded), [1, 2]);
-    assert_eq!(hub_a.append(draft("c")).await.unwrap().version, 3);
+    assert_eq!(hub_a.append(draft("c"), 2).await.unwrap().version, 3);
     let loaded = hub_b.load().await.unwrap().unwrap();
     assert_eq!(loaded.genesis, genesis(2));
     assert_eq!(versions(&loaded.entries), [1, 2, 3]);
 
     // The watch subscribed again and reports what happened since (the current version first,
     // then new appends).
-    hub_b.append(draft("d")).await.unwrap();
+    hub_b.append(draft("d"), 3).await.unwrap();
     watch_until(&mut watch, [4]).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hubs repair their shared store (issue 7, item 7 of "Why", deliverable 8): the same behaviour
+// from every implementation, each losing data the way its technology does.
+// ---------------------------------------------------------------------------------------------
+
+/// A blueprint store under test: the first hub's handle, a second hub's handle on the same data,
+/// and the ways the store loses data (wiped; rolled back to an earlier state, its counter
+/// included, as a Redis on `appendfsync everysec` or a redb file restored from a backup does).
+enum Subject {
+    Memory {
+        store: InMemoryBlueprintStore,
+        /// The version counter at `backup`.
+        backup: Option<u64>,
+    },
+    Redb {
+        dir: tempfile::TempDir,
+        /// `None` only while the file is being damaged.
+        store: Option<Arc<RedbBlueprintStore>>,
+    },
+    Redis {
+        server: RedisServer,
+        store: Arc<RedisBlueprintStore>,
+        /// The version counter at `backup`.
+        backup: Option<u64>,
+    },
+}
+
+impl Subject {
+    /// One of each implementation: in memory, redb on a temporary directory, Redis on its own
+    /// server.
+    async fn all() -> Vec<Subject> {
+        let dir = tempfile::tempdir().unwrap();
+        let redb = RedbBlueprintStore::open(&dir.path().join(REDB_FILE))
+            .await
+            .unwrap();
+        let server = RedisServer::start();
+        let redis = Arc::new(redis_store(&server));
+        vec![
+            Subject::Memory {
+                store: InMemoryBlueprintStore::new(),
+                backup: None,
+            },
+            Subject::Redb {
+                dir,
+                store: Some(Arc::new(redb)),
+            },
+            Subject::Redis {
+                server,
+                store: redis,
+                backup: None,
+            },
+        ]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Subject::Memory { .. } => "memory",
+            Subject::Redb { .. } => "redb",
+            Subject::Redis { .. } => "redis",
+        }
+    }
+
+    /// The first hub's store. Do not hold it across `wipe`, `backup` or `roll_back` (redb
+    /// reopens its file then).
+    fn hub(&self) -> Arc<dyn BlueprintStore> {
+        match self {
+            Subject::Memory { store, .. } => Arc::new(store.clone()),
+            Subject::Redb { store, .. } => store.clone().expect("the redb store is open"),
+            Subject::Redis { store, .. } => store.clone(),
+        }
+    }
+
+    /// Another hub sharing the data: a clone of the fake, the same redb instance (one file has
+    /// one writer process), a second Redis store with its own connection.
+    fn other_hub(&self) -> Arc<dyn BlueprintStore> {
+        match self {
+            Subject::Redis { server, .. } => Arc::new(redis_store(server)),
+            _ => self.hub(),
+        }
+    }
+
+    /// Loses everything (a `FLUSHALL`, a deleted redb file).
+    async fn wipe(&mut self) {
+        match self {
+            Subject::Memory { store, .. } => store.wipe(),
+            Subject::Redb { dir, store } => {
+                close(store);
+                std::fs::remove_file(dir.path().join(REDB_FILE)).unwrap();
+                reopen(dir, store).await;
+            }
+            Subject::Redis { server, .. } => {
+                let _: () = redis::cmd("FLUSHALL")
+                    .query_async(&mut raw(server).await)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Remembers the current state for `roll_back`.
+    async fn backup(&mut self) {
+        match self {
+            Subject::Memory { store, backup } => *backup = Some(store.version()),
+            Subject::Redb { dir, store } => {
+                close(store);
+                std::fs::copy(dir.path().join(REDB_FILE), dir.path().join(REDB_BACKUP)).unwrap();
+                reopen(dir, store).await;
+            }
+            Subject::Redis { server, backup, .. } => {
+                *backup = Some(redis_counter(&mut raw(server).await).await);
+            }
+        }
+    }
+
+    /// Goes back to the state of the last `backup`: the entries written since are lost and
+    /// the version counter goes back with them.
+    async fn roll_back(&mut self) {
+        match self {
+            Subject::Memory { store, backup } => {
+                let kept = backup.expect("a backup was taken");
+                store.lose_last(store.version() - kept);
+            }
+            Subject::Redb { dir, store } => {
+                close(store);
+                std::fs::copy(dir.path().join(REDB_BACKUP), dir.path().join(REDB_FILE)).unwrap();
+                reopen(dir, store).await;
+            }
+            Subject::Redis { server, backup, .. } => {
+                let kept = backup.expect("a backup was taken");
+                redis_roll_back(&mut raw(server).await, kept).await;
+            }
+        }
+    }
+}
+
+const REDB_FILE: &str = "sysreg.redb";
+const REDB_BACKUP: &str = "sysreg.backup.redb";
+
+/// Closes the redb store (the test must hold no other handle on it).
+fn close(store: &mut Option<Arc<RedbBlueprintStore>>) {
+    let open = store.take().expect("the redb store is open");
+    let only = Arc::into_inner(open);
+    assert!(
+        only.is_some(),
+        "a test still holds the redb store while damaging its file"
+    );
+}
+
+async fn reopen(dir: &tempfile::TempDir, store: &mut Option<Arc<RedbBlueprintStore>>) {
+    let reopened = RedbBlueprintStore::open(&dir.path().join(REDB_FILE))
+        .await
+        .unwrap();
+    *store = Some(Arc::new(reopened));
+}
+
+async fn redis_counter(conn: &mut MultiplexedConnection) -> u64 {
+    let counter: Option<u64> = redis::cmd("GET")
+        .arg("herald:{sysreg}:version")
+        .query_async(conn)
+        .await
+        .unwrap();
+    counter.unwrap_or(0)
+}
+
+/// What Redis looks like after losing its writes since `kept` (an AOF cut short): the entries
+/// above `kept` are gone and the counter is back at `kept`.
+async fn redis_roll_back(conn: &mut MultiplexedConnection, kept: u64) {
+    let head = redis_counter(conn).await;
+    for version in kept + 1..=head {
+        let _: () = redis::cmd("HDEL")
+            .arg("herald:{sysreg}:entries")
+            .arg(version)
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("herald:{sysreg}:version")
+        .arg(kept)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// What a hub holds in memory: the genesis and every entry, in order.
+#[derive(Clone)]
+struct Held {
+    genesis: Genesis,
+    entries: Vec<Arc<SystemRegisterEntry>>,
+}
+
+impl Held {
+    /// Creates the register (history 1, two seed entries) through `store`.
+    async fn create(store: &dyn BlueprintStore) -> Held {
+        let seeded = store.create(&genesis(1), seed()).await.unwrap();
+        Held {
+            genesis: genesis(1),
+            entries: seeded.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// The version this hub holds.
+    fn head(&self) -> u64 {
+        self.entries.last().map_or(0, |entry| entry.version)
+    }
+
+    /// Appends one entry per name through `store`, stating the version this hub holds.
+    async fn append(&mut self, store: &dyn BlueprintStore, names: &[&str]) {
+        for name in names {
+            let entry = store.append(draft(name), self.head()).await.unwrap();
+            assert_eq!(entry.version, self.head() + 1, "{}", store.describe());
+            self.entries.push(Arc::new(entry));
+        }
+    }
+
+    fn register(&self) -> StoredRegister {
+        StoredRegister {
+            genesis: self.genesis.clone(),
+            entries: self
+                .entries
+                .iter()
+                .map(|entry| entry.as_ref().clone())
+                .collect(),
+        }
+    }
+
+    fn store_head(&self) -> StoreHead {
+        StoreHead {
+            history_id: self.genesis.history_id.clone(),
+            version: self.head(),
+        }
+    }
+}
+
+/// A hub holding versions 1–4 (two seeds, two appends), and a backup of the store at version 2.
+async fn held_with_backup_at_two(subject: &mut Subject) -> Held {
+    let held = Held::create(subject.hub().as_ref()).await;
+    subject.backup().await;
+    let mut held = held;
+    held.append(subject.hub().as_ref(), &["a", "b"]).await;
+    held
+}
+
+fn report(entries_written: usize, genesis_written: bool, head: u64) -> RestoreReport {
+    RestoreReport {
+        entries_written,
+        genesis_written,
+        head,
+    }
+}
+
+/// Issue 7 (7): after Redis lost its last acknowledged appends, the next publication re-issued
+/// their versions with other content. An append now states the version its hub holds and a
+/// store below it refuses, writing nothing; a store above it (other hubs appended) is normal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_contract_an_append_is_refused_when_the_store_is_behind() {
+    for mut subject in Subject::all().await {
+        let what = subject.name();
+        let held = held_with_backup_at_two(&mut subject).await;
+        subject.roll_back().await;
+
+        let refused = subject.hub().append(draft("late"), held.head()).await;
+        assert!(
+            matches!(refused, Err(BlueprintStoreError::Behind { store_head: 2 })),
+            "{what}: {refused:?}"
+        );
+        let stored = subject.hub().load().await.unwrap().unwrap();
+        assert_eq!(versions(&stored.entries), [1, 2], "{what}");
+        let head = subject.hub().head().await.unwrap().unwrap();
+        assert_eq!(head.version, 2, "{what}: the counter did not move");
+
+        // A hub that knows only version 1 appends at the store's head + 1.
+        let appended = subject.other_hub().append(draft("c"), 1).await.unwrap();
+        assert_eq!(appended.version, 3, "{what}");
+
+        // A wiped store is behind everyone who holds anything, and stays empty.
+        subject.wipe().await;
+        let refused = subject.hub().append(draft("late"), held.head()).await;
+        assert!(
+            matches!(refused, Err(BlueprintStoreError::Behind { store_head: 0 })),
+            "{what}: {refused:?}"
+        );
+        assert_eq!(subject.hub().load().await.unwrap(), None, "{what}");
+        assert_eq!(subject.hub().head().await.unwrap(), None, "{what}");
+    }
+}
+
+/// Issue 7 (7): a wiped shared store was never repaired. The hub writes back what it holds:
+/// same genesis, versions and checksums; the head is what the hub holds, and the watch tells.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_contract_into_an_empty_store() {
+    for mut subject in Subject::all().await {
+        let what = subject.name();
+        let held = held_with_backup_at_two(&mut subject).await;
+        assert_eq!(
+            subject.hub().head().await.unwrap(),
+            Some(held.store_head()),
+            "{what}"
+        );
+        subject.wipe().await;
+        assert_eq!(subject.hub().head().await.unwrap(), None, "{what}");
+
+        let hub = subject.hub();
+        let mut watch = hub.watch().await.unwrap().expect("a shared store");
+        let restored = hub.restore(&held.genesis, &held.entries).await.unwrap();
+        assert_eq!(restored, report(4, true, 4), "{what}");
+        watch_until(&mut watch, [4]).await;
+        drop((watch, hub));
+
+        assert_eq!(
+            subject.hub().load().await.unwrap(),
+            Some(held.register()),
+            "{what}"
+        );
+        assert_eq!(
+            subject.hub().head().await.unwrap(),
+            Some(held.store_head()),
+            "{what}"
+        );
+        assert_eq!(
+            subject.hub().entries_after(2).await.unwrap(),
+            held.register().entries[2..],
+            "{what}"
+        );
+    }
+}
+
+/// Issue 7 (7): the store lost its last acknowledged appends (the counter went back with them).
+/// The hub writes back exactly those, and the versions it holds are the store's again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_contract_after_the_store_lost_its_last_entries() {
+    for mut subject in Subject::all().await {
+        let what = subject.name();
+        let held = held_with_backup_at_two(&mut subject).await;
+        subject.roll_back().await;
+        assert_eq!(
+            subject.hub().head().await.unwrap().map(|head| head.version),
+            Some(2),
+            "{what}"
+        );
+
+        let restored = subject
+            .hub()
+            .restore(&held.genesis, &held.entries)
+            .await
+            .unwrap();
+        assert_eq!(restored, report(2, false, 4), "{what}");
+        assert_eq!(
+            subject.hub().load().await.unwrap(),
+            Some(held.register()),
+            "{what}"
+        );
+        assert_eq!(
+            subject.hub().head().await.unwrap(),
+            Some(held.store_head()),
+            "{what}"
+        );
+    }
+}
+
+/// A store that holds everything given (again, or more: other hubs appended since) is left as
+/// it is; a restore never moves the counter down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_contract_of_entries_the_store_holds_writes_nothing() {
+    for subject in Subject::all().await {
+        let what = subject.name();
+        let hub = subject.hub();
+        let mut held = Held::create(hub.as_ref()).await;
+        held.append(hub.as_ref(), &["a", "b"]).await;
+
+        let again = hub.restore(&held.genesis, &held.entries).await.unwrap();
+        assert_eq!(again, report(0, false, 4), "{what}");
+        let prefix = hub
+            .restore(&held.genesis, &held.entries[..1])
+            .await
+            .unwrap();
+        assert_eq!(
+            prefix,
+            report(0, false, 4),
+            "{what}: the counter never goes down"
+        );
+        // Given twice, out of order: each version counts once.
+        let shuffled: Vec<_> = held
+            .entries
+            .iter()
+            .rev()
+            .chain(&held.entries)
+            .cloned()
+            .collect();
+        let shuffled = hub.restore(&held.genesis, &shuffled).await.unwrap();
+        assert_eq!(shuffled, report(0, false, 4), "{what}");
+        let nothing = hub.restore(&held.genesis, &[]).await.unwrap();
+        assert_eq!(nothing, report(0, false, 4), "{what}");
+
+        // Another hub appended version 5: restoring 1–4 leaves it.
+        let fifth = subject.other_hub().append(draft("e"), 4).await.unwrap();
+        let behind = hub.restore(&held.genesis, &held.entries).await.unwrap();
+        assert_eq!(behind, report(0, false, 5), "{what}");
+        let stored = hub.load().await.unwrap().unwrap();
+        assert_eq!(stored.entries.last(), Some(&fifth), "{what}");
+        assert_eq!(versions(&stored.entries), [1, 2, 3, 4, 5], "{what}");
+    }
+}
+
+/// A store that holds another register than the hub's is not overwritten: another entry at a
+/// version the hub holds, or another history, is a `Conflict` and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_contract_conflicts_write_nothing() {
+    for mut subject in Subject::all().await {
+        let what = subject.name();
+        let held = held_with_backup_at_two(&mut subject).await;
+
+        // Lost 3 and 4; a hub that knew only 2 appended another entry at 3.
+        subject.roll_back().await;
+        let other = subject.other_hub().append(draft("other"), 2).await.unwrap();
+        assert_eq!(other.version, 3, "{what}");
+        let refused = subject.hub().restore(&held.genesis, &held.entries).await;
+        assert!(
+            matches!(
+                refused,
+                Err(BlueprintStoreError::Conflict(RestoreConflict::Entry {
+                    version: 3
+                }))
+            ),
+            "{what}: {refused:?}"
+        );
+        let stored = subject.hub().load().await.unwrap().unwrap();
+        assert_eq!(
+            versions(&stored.entries),
+            [1, 2, 3],
+            "{what}: nothing written"
+        );
+        assert_eq!(stored.entries[2], other, "{what}");
+        assert_eq!(
+            subject.hub().head().await.unwrap().unwrap().version,
+            3,
+            "{what}"
+        );
+
+        // The same version twice with different entries in one restore.
+        let mut twice = held.entries.clone();
+        twice.push(Arc::new(draft("twin").at_version(4)));
+        let refused = subject.hub().restore(&held.genesis, &twice).await;
+        assert!(
+            matches!(
+                refused,
+                Err(BlueprintStoreError::Conflict(RestoreConflict::Entry {
+                    version: 4
+                }))
+            ),
+            "{what}: {refused:?}"
+        );
+
+        // A conflict found after a version the store lacks: the missing one is not written
+        // either (every check comes before the first write). The store holds 1, 2 and
+        // another entry at 4, not 3.
+        subject.roll_back().await;
+        let hub = subject.hub();
+        let elsewhere = Arc::new(draft("elsewhere").at_version(4));
+        let gapped = [&held.entries[..2], &[Arc::clone(&elsewhere)]].concat();
+        hub.restore(&held.genesis, &gapped).await.unwrap();
+        let refused = hub.restore(&held.genesis, &held.entries).await;
+        assert!(
+            matches!(
+                refused,
+                Err(BlueprintStoreError::Conflict(RestoreConflict::Entry {
+                    version: 4
+                }))
+            ),
+            "{what}: {refused:?}"
+        );
+        let stored = hub.load().await.unwrap().unwrap();
+        assert_eq!(
+            versions(&stored.entries),
+            [1, 2, 4],
+            "{what}: nothing written"
+        );
+        assert_eq!(stored.entries[2], *elsewhere, "{what}");
+        drop(hub);
+
+        // Wiped, then a hub that started afresh created another history.
+        subject.wipe().await;
+        let fresh = subject
+            .other_hub()
+            .create(&genesis(2), seed())
+            .await
+            .unwrap();
+        let refused = subject.hub().restore(&held.genesis, &held.entries).await;
+        let Err(BlueprintStoreError::Conflict(RestoreConflict::History { stored, restored })) =
+            refused
+        else {
+            panic!("{what}: expected a history conflict, got {refused:?}");
+        };
+        assert_eq!(stored, genesis(2).history_id, "{what}");
+        assert_eq!(restored, genesis(1).history_id, "{what}");
+        let stored = subject.hub().load().await.unwrap().unwrap();
+        assert_eq!(stored.genesis, genesis(2), "{what}: nothing written");
+        assert_eq!(stored.entries, fresh, "{what}");
+        assert_eq!(
+            subject.hub().head().await.unwrap().unwrap().version,
+            2,
+            "{what}"
+        );
+    }
+}
+
+/// Two hubs restoring at once, the same register or one a prefix of the other's, both
+/// succeed, between them write each entry once, and leave one register.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_contract_two_concurrent_restores_agree() {
+    for mut subject in Subject::all().await {
+        let what = subject.name();
+        let held = held_with_backup_at_two(&mut subject).await;
+        for round in 0..10 {
+            subject.wipe().await;
+            let (hub_a, hub_b) = (subject.hub(), subject.other_hub());
+            let prefix = if round % 2 == 0 { 4 } else { 1 + round % 3 };
+            let (a, b) = tokio::join!(
+                hub_a.restore(&held.genesis, &held.entries),
+                hub_b.restore(&held.genesis, &held.entries[..prefix]),
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!(
+                a.entries_written + b.entries_written,
+                4,
+                "{what}, round {round}: {a:?} {b:?}"
+            );
+            assert!(
+                a.genesis_written != b.genesis_written,
+                "{what}, round {round}: one wrote the genesis: {a:?} {b:?}"
+            );
+            assert_eq!(a.head, 4, "{what}, round {round}");
+            assert!(b.head >= prefix as u64, "{what}, round {round}: {b:?}");
+            drop((hub_a, hub_b));
+            assert_eq!(
+                subject.hub().load().await.unwrap(),
+                Some(held.register()),
+                "{what}, round {round}"
+            );
+        }
+    }
+}
+
+/// After a restore, versions go on from the restored head: nothing is issued twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_contract_an_append_after_a_restore_gets_the_next_version() {
+    for mut subject in Subject::all().await {
+        let what = subject.name();
+        let mut held = held_with_backup_at_two(&mut subject).await;
+        for damage in ["wiped", "rolled back"] {
+            if damage == "wiped" {
+                subject.wipe().await;
+            } else {
+                subject.roll_back().await;
+            }
+            let hub = subject.hub();
+            assert!(
+                matches!(
+                    hub.append(draft("refused"), held.head()).await,
+                    Err(BlueprintStoreError::Behind { .. })
+                ),
+                "{what}, {damage}"
+            );
+            hub.restore(&held.genesis, &held.entries).await.unwrap();
+            let next = held.head() + 1;
+            held.append(hub.as_ref(), &[&format!("after-{next}")]).await;
+            assert_eq!(held.head(), next, "{what}, {damage}");
+            assert_eq!(
+                hub.load().await.unwrap(),
+                Some(held.register()),
+                "{what}, {damage}"
+            );
+            assert_eq!(
+                hub.head().await.unwrap(),
+                Some(held.store_head()),
+                "{what}, {damage}"
+            );
+        }
+    }
+}
+
+/// Issue 7 (7) on Redis itself: `FLUSHALL` under a running hub (its watch open), `restore`,
+/// and the store holds exactly the restored register under the documented keys; the hub's own
+/// watch and a new one yield the restored head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restore_after_flushall_brings_back_exactly_the_register() {
+    let server = RedisServer::start();
+    let (hub_a, hub_b) = (redis_store(&server), redis_store(&server));
+    let mut held = Held::create(&hub_a).await;
+    held.append(&hub_b, &["a", "b", "c"]).await;
+    let mut watch = hub_a.watch().await.unwrap().unwrap();
+    watch_until(&mut watch, [5]).await;
+    let mut conn = raw(&server).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    assert!(all_keys(&mut conn).await.is_empty());
+    assert!(matches!(
+        hub_b.append(draft("d"), held.head()).await,
+        Err(BlueprintStoreError::Behind { store_head: 0 })
+    ));
+    assert!(
+        all_keys(&mut conn).await.is_empty(),
+        "a refused append writes nothing"
+    );
+
+    let restored = hub_b.restore(&held.genesis, &held.entries).await.unwrap();
+    assert_eq!(restored, report(5, true, 5));
+    watch_until(&mut watch, [5]).await;
+    let mut fresh_watch = hub_a.watch().await.unwrap().unwrap();
+    watch_until(&mut fresh_watch, [5]).await;
+
+    assert_eq!(hub_a.load().await.unwrap(), Some(held.register()));
+    assert_eq!(
+        all_keys(&mut conn).await,
+        [
+            "herald:{sysreg}:entries",
+            "herald:{sysreg}:genesis",
+            "herald:{sysreg}:version"
+        ]
+    );
+    assert_eq!(redis_counter(&mut conn).await, 5);
+    // Each stored value is the entry's own JSON, as an append would have stored it.
+    let fields: BTreeMap<String, Vec<u8>> = redis::cmd("HGETALL")
+        .arg("herald:{sysreg}:entries")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for entry in &held.entries {
+        assert_eq!(
+            fields[&entry.version.to_string()],
+            serde_json::to_vec(entry.as_ref()).unwrap()
+        );
+    }
+    assert_eq!(
+        hub_a.append(draft("d"), held.head()).await.unwrap().version,
+        6
+    );
+}
+
+/// An entry stored with other JSON bytes but the same blueprint, kind and checksum (e.g. written
+/// by another herald version) is the same entry; another checksum is a conflict; an
+/// undecodable one is corruption. And a restore works after `SCRIPT FLUSH` (NOSCRIPT reload).
+#[tokio::test]
+async fn redis_restore_compares_entries_by_blueprint_kind_and_checksum() {
+    let server = RedisServer::start();
+    let store = redis_store(&server);
+    let mut held = Held::create(&store).await;
+    held.append(&store, &["a"]).await;
+    let same = store.restore(&held.genesis, &held.entries).await.unwrap();
+    assert_eq!(same, report(0, false, 3));
+    let mut conn = raw(&server).await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let mut restyled = held.entries[2].as_ref().clone();
+    restyled.published_by = "someone else".to_owned();
+    restyled
+        .metadata
+        .insert("extra".to_owned(), "field".to_owned());
+    hset(&mut conn, "3", &serde_json::to_vec(&restyled).unwrap()).await;
+    let same = store.restore(&held.genesis, &held.entries).await.unwrap();
+    assert_eq!(same, report(0, false, 3));
+
+    let mut tampered = restyled;
+    tampered.checksum = SystemRegisterEntry::checksum_of(b"{}");
+    hset(&mut conn, "3", &serde_json::to_vec(&tampered).unwrap()).await;
+    assert!(matches!(
+        store.restore(&held.genesis, &held.entries).await,
+        Err(BlueprintStoreError::Conflict(RestoreConflict::Entry {
+            version: 3
+        }))
+    ));
+
+    hset(&mut conn, "3", b"{not json").await;
+    assert!(matches!(
+        store.restore(&held.genesis, &held.entries).await,
+        Err(BlueprintStoreError::Corrupt { what }) if what.contains("version 3")
+    ));
 }

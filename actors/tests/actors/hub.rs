@@ -481,3 +481,35 @@ async fn silent_sessions_are_swept_after_session_expiry() {
     );
     hub.shutdown().await;
 }
+
+/// Issue 7 (7): a shared store that lost the hub's last entries (or everything) made the next
+/// publication re-issue their versions with other content. Now the store refuses an append
+/// below the version the hub holds: the publication fails (`Unavailable`, saying why) and
+/// nothing lands at a version the hub already holds. (Until the authority restores the store.)
+#[tokio::test(start_paused = true)]
+async fn a_publication_on_a_store_that_lost_entries_issues_no_version_twice() {
+    let store = InMemoryBlueprintStore::new();
+    let hub = hub_on(&store).await;
+    hub.publish("a", "[1]").await.unwrap();
+    hub.publish("b", "[2]").await.unwrap();
+    let held = store.entries();
+    assert_eq!(hub.version().await, 3);
+
+    store.lose_last(2);
+    let refused = hub.publish("c", "[3]").await.unwrap_err();
+    let AuthorityError::Unavailable(why) = &refused else {
+        panic!("expected Unavailable, got {refused:?}");
+    };
+    assert!(why.contains("lost entries"), "{why}");
+    assert_eq!(store.entries(), held[..1], "nothing appended");
+
+    store.wipe();
+    assert!(matches!(
+        hub.publish("c", "[3]").await,
+        Err(AuthorityError::Unavailable(_))
+    ));
+    assert!(store.entries().is_empty(), "nothing appended");
+    assert_eq!(store.appends(), 2);
+    assert_eq!(hub.version().await, 3, "the hub still holds its register");
+    hub.shutdown().await;
+}

@@ -7,16 +7,22 @@
 //!   its version too; `load` checks that both agree);
 //! - `system_register_meta`: `"next_version"` → the version the next append gets.
 //!
-//! `create` and `append` are one durable write transaction each. redb runs one write transaction
-//! at a time, so reading the counter, writing the entry and bumping the counter cannot interleave
-//! with another append: versions are allocated atomically. `load` reads everything in one read
-//! transaction (a consistent snapshot) and reports any record it cannot decode as `Corrupt`,
+//! `create`, `append` and `restore` are one durable write transaction each. redb runs one write
+//! transaction at a time, so reading the counter, comparing it with the hub's `known_head`,
+//! writing the entry and bumping the counter cannot interleave with another append or restore:
+//! versions are allocated atomically, and a refused call (`Behind`, `Conflict`) aborts its
+//! transaction before writing anything. `restore` reads and compares every given version first,
+//! then writes the genesis and the missing entries and moves `next_version` up (never down).
+//! `head` is one read transaction (the genesis and the counter). `load` reads everything in one
+//! read transaction (a consistent snapshot) and reports any record it cannot decode as `Corrupt`,
 //! naming it: a hub must refuse a damaged register rather than serve part of it. All redb work
 //! runs on tokio's blocking pool; redb's error types never leave this file.
 //!
 //! Deliberately not done here: checking checksums and the order of versions (the authority
-//! validates the register it loads). `watch` reports the appends made through this instance, so
-//! hubs of one process sharing it (an embedded deployment, the demo) see each other's.
+//! validates the register it loads). `watch` reports the appends and restores made through this
+//! instance, so hubs of one process sharing it (an embedded deployment, the demo) see each
+//! other's. A redb file loses entries only when it is replaced (a backup restored): the hub
+//! that still holds them restores them through `restore`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +38,10 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use herald_actors::ports::{BlueprintStore, BlueprintStoreError, StoredRegister};
+use herald_actors::ports::{
+    BlueprintStore, BlueprintStoreError, RestoreConflict, RestoreReport, StoreHead, StoredRegister,
+    restore_plan, same_entry,
+};
 use herald_messages::{EntryDraft, Genesis, SystemRegisterEntry};
 
 use super::redb_file::{self, RedbFailure, RedbOpenError};
@@ -135,9 +144,19 @@ impl BlueprintStore for RedbBlueprintStore {
         .await
     }
 
-    async fn append(&self, draft: EntryDraft) -> Result<SystemRegisterEntry, BlueprintStoreError> {
+    async fn append(
+        &self,
+        draft: EntryDraft,
+        known_head: u64,
+    ) -> Result<SystemRegisterEntry, BlueprintStoreError> {
         self.blocking(move |db| {
             let txn = db.begin_write()?;
+            let version = next_version(&txn)?;
+            let store_head = version.saturating_sub(1);
+            if store_head < known_head {
+                txn.abort()?;
+                return Ok(Err(BlueprintStoreError::Behind { store_head }));
+            }
             let created = txn.open_table(GENESIS)?.get(GENESIS_KEY)?.is_some();
             if !created {
                 txn.abort()?;
@@ -146,10 +165,6 @@ impl BlueprintStore for RedbBlueprintStore {
                         .to_owned(),
                 )));
             }
-            let version = txn
-                .open_table(META)?
-                .get(NEXT_VERSION)?
-                .map_or(1, |value| value.value());
             let taken = txn.open_table(ENTRIES)?.get(version)?.is_some();
             if taken {
                 txn.abort()?;
@@ -169,6 +184,82 @@ impl BlueprintStore for RedbBlueprintStore {
             // Nobody watching is fine.
             let _ = self.appended.send(entry.version);
         })
+    }
+
+    async fn restore(
+        &self,
+        genesis: &Genesis,
+        entries: &[Arc<SystemRegisterEntry>],
+    ) -> Result<RestoreReport, BlueprintStoreError> {
+        let plan: Vec<(u64, SystemRegisterEntry)> = restore_plan(entries)?
+            .into_iter()
+            .map(|entry| (entry.version, entry.clone()))
+            .collect();
+        let genesis = genesis.clone();
+        let report = self
+            .blocking(move |db| {
+                let txn = db.begin_write()?;
+                let missing = match missing_entries(&txn, &genesis, &plan)? {
+                    Ok(missing) => missing,
+                    Err(err) => {
+                        txn.abort()?;
+                        return Ok(Err(err));
+                    }
+                };
+                let genesis_written = txn.open_table(GENESIS)?.get(GENESIS_KEY)?.is_none();
+                if genesis_written {
+                    let json = serde_json::to_vec(&genesis).expect("a genesis record encodes");
+                    txn.open_table(GENESIS)?
+                        .insert(GENESIS_KEY, json.as_slice())?;
+                }
+                let mut next = next_version(&txn)?;
+                {
+                    let mut table = txn.open_table(ENTRIES)?;
+                    for (version, entry) in &missing {
+                        table.insert(*version, encode(entry).as_slice())?;
+                        next = next.max(version.saturating_add(1));
+                    }
+                }
+                txn.open_table(META)?.insert(NEXT_VERSION, next)?;
+                txn.commit()?;
+                Ok(Ok(RestoreReport {
+                    entries_written: missing.len(),
+                    genesis_written,
+                    head: next.saturating_sub(1),
+                }))
+            })
+            .await?;
+        let wrote = report.genesis_written || report.entries_written > 0;
+        if wrote && report.head > 0 {
+            // Nobody watching is fine.
+            let _ = self.appended.send(report.head);
+        }
+        Ok(report)
+    }
+
+    async fn head(&self) -> Result<Option<StoreHead>, BlueprintStoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read()?;
+            let genesis = match read_genesis(&txn)? {
+                Some(Ok(genesis)) => genesis,
+                Some(Err(err)) => return Ok(Err(err)),
+                None if has_entries(&txn)? => {
+                    return Ok(Err(corrupt(
+                        "entries are stored but the genesis record is missing".to_owned(),
+                    )));
+                }
+                None => return Ok(Ok(None)),
+            };
+            let next = txn
+                .open_table(META)?
+                .get(NEXT_VERSION)?
+                .map_or(1, |value| value.value());
+            Ok(Ok(Some(StoreHead {
+                history_id: genesis.history_id,
+                version: next.saturating_sub(1),
+            })))
+        })
+        .await
     }
 
     async fn entries_after(
@@ -223,6 +314,72 @@ fn read_genesis(
     let genesis = serde_json::from_slice::<Genesis>(value.value())
         .map_err(|err| corrupt(format!("the genesis record does not decode: {err}")));
     Ok(Some(genesis))
+}
+
+/// The version the next append gets (1 before the first).
+fn next_version(txn: &WriteTransaction) -> Result<u64, redb::Error> {
+    Ok(txn
+        .open_table(META)?
+        .get(NEXT_VERSION)?
+        .map_or(1, |value| value.value()))
+}
+
+/// The planned entries of a restore that the store lacks, or why the restore must write nothing
+/// (another history, another entry at a version, a record that does not decode). Reads only.
+#[allow(clippy::type_complexity)] // redb's failure outside, the store's answer inside
+fn missing_entries(
+    txn: &WriteTransaction,
+    genesis: &Genesis,
+    plan: &[(u64, SystemRegisterEntry)],
+) -> Result<Result<Vec<(u64, SystemRegisterEntry)>, BlueprintStoreError>, redb::Error> {
+    let stored_genesis = {
+        let table = txn.open_table(GENESIS)?;
+        let value = table.get(GENESIS_KEY)?;
+        value.map(|value| {
+            serde_json::from_slice::<Genesis>(value.value())
+                .map_err(|err| corrupt(format!("the genesis record does not decode: {err}")))
+        })
+    };
+    match stored_genesis {
+        Some(Err(err)) => return Ok(Err(err)),
+        Some(Ok(stored)) if stored.history_id != genesis.history_id => {
+            return Ok(Err(BlueprintStoreError::Conflict(
+                RestoreConflict::History {
+                    stored: stored.history_id,
+                    restored: genesis.history_id.clone(),
+                },
+            )));
+        }
+        Some(Ok(_)) => {}
+        None => {
+            let orphans = !txn.open_table(ENTRIES)?.is_empty()?
+                || txn.open_table(META)?.get(NEXT_VERSION)?.is_some();
+            if orphans {
+                return Ok(Err(corrupt(
+                    "entries or a version counter are stored but the genesis record is missing"
+                        .to_owned(),
+                )));
+            }
+        }
+    }
+    let table = txn.open_table(ENTRIES)?;
+    let mut missing = Vec::new();
+    for (version, entry) in plan {
+        let Some(value) = table.get(*version)? else {
+            missing.push((*version, entry.clone()));
+            continue;
+        };
+        let stored = match decode(*version, value.value()) {
+            Ok(stored) => stored,
+            Err(err) => return Ok(Err(err)),
+        };
+        if !same_entry(&stored, entry) {
+            return Ok(Err(BlueprintStoreError::Conflict(RestoreConflict::Entry {
+                version: *version,
+            })));
+        }
+    }
+    Ok(Ok(missing))
 }
 
 fn has_entries(txn: &ReadTransaction) -> Result<bool, redb::Error> {
@@ -336,7 +493,7 @@ mod tests {
 
         let seeded = store.create(&genesis(), seed()).await.unwrap();
         assert_eq!(seeded, vec![seed().remove(0).at_version(1)]);
-        let appended = store.append(draft("a", r#"{"a":1}"#)).await.unwrap();
+        let appended = store.append(draft("a", r#"{"a":1}"#), 1).await.unwrap();
         assert_eq!(appended, draft("a", r#"{"a":1}"#).at_version(2));
         assert!(appended.checksum_holds());
 
@@ -357,13 +514,13 @@ mod tests {
         {
             let store = open(&path).await;
             store.create(&genesis(), seed()).await.unwrap();
-            store.append(draft("a", "{}")).await.unwrap();
+            store.append(draft("a", "{}"), 1).await.unwrap();
         }
         let reopened = open(&path).await;
         let loaded = reopened.load().await.unwrap().unwrap();
         assert_eq!(loaded.genesis, genesis());
         assert_eq!(versions(&loaded.entries), [1, 2]);
-        let next = reopened.append(draft("b", "{}")).await.unwrap();
+        let next = reopened.append(draft("b", "{}"), 2).await.unwrap();
         assert_eq!(next.version, 3);
     }
 
@@ -391,7 +548,7 @@ mod tests {
             .unwrap();
         let appends = (0..50).map(|n| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.append(draft(&format!("b{n}"), "{}")).await })
+            tokio::spawn(async move { store.append(draft(&format!("b{n}"), "{}"), 2).await })
         });
         let mut allocated: Vec<u64> = Vec::new();
         for append in appends {
@@ -415,8 +572,8 @@ mod tests {
         let store = open(&dir.path().join("sysreg.redb")).await;
         assert!(store.entries_after(0).await.unwrap().is_empty());
         store.create(&genesis(), seed()).await.unwrap();
-        for name in ["a", "b", "c"] {
-            store.append(draft(name, "{}")).await.unwrap();
+        for (name, held) in [("a", 1), ("b", 2), ("c", 3)] {
+            store.append(draft(name, "{}"), held).await.unwrap();
         }
         assert_eq!(
             versions(&store.entries_after(0).await.unwrap()),
@@ -432,8 +589,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir.path().join("sysreg.redb")).await;
         store.create(&genesis(), seed()).await.unwrap();
-        store.append(draft("a", "{}")).await.unwrap();
-        store.append(draft("b", "{}")).await.unwrap();
+        store.append(draft("a", "{}"), 1).await.unwrap();
+        store.append(draft("b", "{}"), 2).await.unwrap();
         raw_insert(&store, 2, b"{not json");
 
         let loaded = store.load().await;
@@ -501,7 +658,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir.path().join("sysreg.redb")).await;
         assert!(matches!(
-            store.append(draft("a", "{}")).await,
+            store.append(draft("a", "{}"), 0).await,
             Err(BlueprintStoreError::Corrupt { .. })
         ));
         assert_eq!(store.load().await.unwrap(), None);
@@ -518,6 +675,6 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(store.append(draft("a", "{}")).await.unwrap().version, 1);
+        assert_eq!(store.append(draft("a", "{}"), 0).await.unwrap().version, 1);
     }
 }

@@ -9,7 +9,8 @@
 //! - `{prefix}:{sysreg}:version`: the version counter (the last version allocated);
 //! - `{prefix}:{sysreg}:request:{token}`: for 10 minutes after an append, the version it got
 //!   (see "Connection" below);
-//! - channel `{prefix}:{sysreg}:appended`: each append publishes its version (decimal).
+//! - channel `{prefix}:{sysreg}:appended`: each append publishes its version, each restore that
+//!   wrote something the counter after it (decimal).
 //!
 //! Why a HASH and not a ZSET: a version is the hash's field, so a version can hold exactly one
 //! entry, a damaged entry is found and named by its version, and `entries_after` is an `HMGET`
@@ -17,21 +18,35 @@
 //! member, would accept two members with one score, and buys only a range query that the
 //! counter already gives us.
 //!
-//! Atomicity: `create` and `append` are each one Lua script (`EVALSHA`; loaded with
-//! `SCRIPT LOAD` on first use and again after `NOSCRIPT`, e.g. after a Redis restart). Redis runs
-//! one script at a time, so checking the genesis, allocating versions with `INCR`, storing the
-//! entries and publishing cannot interleave with another hub's append. The entry JSON is built
-//! here with the version left out (`head` and `tail`, cut where the version goes); the script
-//! stores `head .. version .. tail`, which is exactly the JSON of the entry at its version. The
-//! checksum covers only the document, so it holds.
+//! Scripts: `create`, `append` and `restore` are each one Lua script (`EVALSHA`; loaded with
+//! `SCRIPT LOAD` on first use and again after `NOSCRIPT`, e.g. after a Redis restart):
+//! - `create` (`CREATE_SCRIPT`): the genesis, the counter and the seed entries, unless a genesis
+//!   exists;
+//! - `append` (`APPEND_SCRIPT`): refuses with `Behind` when the counter is below the hub's
+//!   `known_head`, else `INCR`s the counter and stores the entry under the new version;
+//! - `restore` (`RESTORE_SCRIPT`): compares the stored genesis' history id and every given
+//!   version the store holds (blueprint, kind, checksum, decoded with Redis' `cjson` unless the
+//!   stored JSON is byte for byte the given one), and only when nothing conflicts writes the
+//!   genesis if absent, the missing entries, and the counter if it was below the highest given
+//!   version (never lowers it).
+//!
+//! Atomicity: Redis runs one script at a time, so checking the genesis and the counter,
+//! allocating versions with `INCR`, storing the entries and publishing cannot interleave with
+//! another hub's append or restore. A script refuses (`Behind`, `Conflict`) before its first
+//! write: Redis does not roll a script back, so every check comes first. The entry JSON of an
+//! append is built here with the version left out (`head` and `tail`, cut where the version
+//! goes); the script stores `head .. version .. tail`, which is exactly the JSON of the entry at
+//! its version. The checksum covers only the document, so it holds. A restore stores each
+//! entry's own JSON. `head` reads the genesis and the counter in one `MULTI` pipeline.
 //!
 //! Connection (`RedisConnection`, shared with `RedisAdStore`): `new` only parses the URL, the
 //! first call builds a lazy `ConnectionManager` with short timeouts and no internal retries, and
 //! a call that finds its connection dead is sent once more on the fresh connection. That retry is
 //! safe: reads are idempotent; `create` treats a genesis identical to its own (same random
-//! history id) as its own earlier attempt; and each `append` carries a request token, so a
+//! history id) as its own earlier attempt; each `append` carries a request token, so a
 //! retried append whose first attempt did land returns the version it got instead of appending
-//! twice.
+//! twice; and a repeated `restore` finds its entries identical (it then reports that it wrote
+//! nothing).
 //!
 //! Watch: a dedicated pub/sub connection subscribed to the channel, driven by a background task
 //! that re-subscribes with capped backoff (100 ms doubling to 5 s, jittered) whenever the
@@ -43,8 +58,11 @@
 //!
 //! Durability: a version is durable only if Redis persists it. Run the shared Redis with AOF
 //! (`appendonly yes`, `appendfsync everysec` or `always`); without it, a Redis restart loses the
-//! register, and `load` then answers `None` as for a register never created. This adapter does
-//! not check the server's configuration.
+//! register, and `load` then answers `None` as for a register never created. With `everysec`,
+//! or after a failover to a lagging replica, Redis may lose its last acknowledged appends, the
+//! counter with them: the hubs' `known_head` makes the next append answer `Behind` instead of
+//! issuing those versions again, and a hub that holds them writes them back with `restore`.
+//! This adapter does not check the server's configuration.
 //!
 //! Deliberately not done here: checksums and the order of versions (the authority validates the
 //! register), the Redis Cluster client (the layout is cluster-safe, the adapter speaks to one
@@ -60,15 +78,16 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use redis::aio::{PubSubSink, PubSubStream};
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, ServerErrorKind};
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use herald_actors::ports::{
-    BlueprintStore, BlueprintStoreError, BoxError, StoredRegister, error_chain,
+    BlueprintStore, BlueprintStoreError, BoxError, RestoreConflict, RestoreReport, StoreHead,
+    StoredRegister, error_chain, restore_plan,
 };
 use herald_actors::{Backoff, BackoffConfig};
-use herald_messages::{EntryDraft, Genesis, SystemRegisterEntry};
+use herald_messages::{EntryDraft, Genesis, HistoryId, SystemRegisterEntry};
 
 use super::redis_connection::{
     CONNECTION_TIMEOUT, RESPONSE_TIMEOUT, RedisConnection, RedisOpenError, Request, check_prefix,
@@ -96,6 +115,7 @@ impl RedisBlueprintStore {
                 keys: Keys::new(prefix),
                 create_script: CachedScript::new(CREATE_SCRIPT),
                 append_script: CachedScript::new(APPEND_SCRIPT),
+                restore_script: CachedScript::new(RESTORE_SCRIPT),
                 request_nonce: random_nonce(),
                 next_request: AtomicU64::new(0),
                 description,
@@ -164,7 +184,7 @@ impl BlueprintStore for RedisBlueprintStore {
             args.push(template.head.into_bytes());
             args.push(template.tail.into_bytes());
         }
-        let outcome = self
+        let outcome: i64 = self
             .inner
             .eval(
                 &self.inner.create_script,
@@ -189,17 +209,22 @@ impl BlueprintStore for RedisBlueprintStore {
         }
     }
 
-    async fn append(&self, draft: EntryDraft) -> Result<SystemRegisterEntry, BlueprintStoreError> {
+    async fn append(
+        &self,
+        draft: EntryDraft,
+        known_head: u64,
+    ) -> Result<SystemRegisterEntry, BlueprintStoreError> {
         let keys = &self.inner.keys;
         let request_key = self.inner.next_request_key();
         let template = EntryTemplate::new(&draft);
-        let args: [Vec<u8>; 4] = [
+        let args: [Vec<u8>; 5] = [
             keys.channel.clone().into_bytes(),
             template.head.into_bytes(),
             template.tail.into_bytes(),
             REQUEST_MEMORY.as_secs().to_string().into_bytes(),
+            known_head.to_string().into_bytes(),
         ];
-        let outcome = self
+        let (outcome, version): (i64, i64) = self
             .inner
             .eval(
                 &self.inner.append_script,
@@ -207,7 +232,16 @@ impl BlueprintStore for RedisBlueprintStore {
                 &args,
             )
             .await?;
+        let version = u64::try_from(version).map_err(|_| {
+            corrupt(format!(
+                "the append script answered version {version}, which this adapter never returns"
+            ))
+        })?;
         match outcome {
+            APPENDED if version > 0 => Ok(draft.at_version(version)),
+            BEHIND => Err(BlueprintStoreError::Behind {
+                store_head: version,
+            }),
             NOT_CREATED => Err(corrupt(
                 "cannot append: the system register does not exist (no genesis record; \
                  was Redis restarted without persistence?)"
@@ -221,13 +255,115 @@ impl BlueprintStore for RedisBlueprintStore {
             BAD_COUNTER => Err(corrupt(
                 "cannot append: the version counter is not a number".to_owned(),
             )),
-            version => match u64::try_from(version) {
-                Ok(version) if version > 0 => Ok(draft.at_version(version)),
-                _ => Err(corrupt(format!(
-                    "the append script answered {version}, which this adapter never returns"
-                ))),
-            },
+            other => Err(corrupt(format!(
+                "the append script answered {other} (version {version}), which this adapter \
+                 never returns"
+            ))),
         }
+    }
+
+    async fn restore(
+        &self,
+        genesis: &Genesis,
+        entries: &[Arc<SystemRegisterEntry>],
+    ) -> Result<RestoreReport, BlueprintStoreError> {
+        let keys = &self.inner.keys;
+        let plan = restore_plan(entries)?;
+        let highest = plan.last().map_or(0, |entry| entry.version);
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(4 + 5 * plan.len());
+        args.push(keys.channel.clone().into_bytes());
+        args.push(serde_json::to_vec(genesis).expect("a genesis record encodes as JSON"));
+        args.push(genesis.history_id.as_str().as_bytes().to_vec());
+        args.push(highest.to_string().into_bytes());
+        for entry in plan {
+            args.push(entry.version.to_string().into_bytes());
+            args.push(entry.blueprint_id.as_str().as_bytes().to_vec());
+            args.push(kind_json(entry).into_bytes());
+            args.push(entry.checksum.clone().into_bytes());
+            args.push(encode(entry));
+        }
+        let (outcome, written, genesis_written, head, detail): RestoreOutcome = self
+            .inner
+            .eval(
+                &self.inner.restore_script,
+                &[&keys.genesis, &keys.entries, &keys.version],
+                &args,
+            )
+            .await?;
+        let conflicting_version = || {
+            decimal(detail.as_bytes()).ok_or_else(|| {
+                corrupt(format!(
+                    "the restore script named version {detail:?}, which is not a number"
+                ))
+            })
+        };
+        match outcome {
+            RESTORED => Ok(RestoreReport {
+                entries_written: usize::try_from(written)
+                    .map_err(|_| corrupt(format!("the restore script wrote {written} entries")))?,
+                genesis_written: genesis_written == 1,
+                head: parse_counter(head.as_bytes())?,
+            }),
+            OTHER_HISTORY => Err(BlueprintStoreError::Conflict(RestoreConflict::History {
+                stored: HistoryId::parse(&detail).map_err(|err| {
+                    corrupt(format!(
+                        "the stored genesis has an invalid history id: {err}"
+                    ))
+                })?,
+                restored: genesis.history_id.clone(),
+            })),
+            OTHER_ENTRY => Err(BlueprintStoreError::Conflict(RestoreConflict::Entry {
+                version: conflicting_version()?,
+            })),
+            UNDECODABLE_ENTRY => Err(corrupt(format!(
+                "entry at version {} does not decode",
+                conflicting_version()?
+            ))),
+            UNDECODABLE_GENESIS => Err(corrupt(
+                "the genesis record does not decode (or has no history id)".to_owned(),
+            )),
+            RESTORE_ORPHANS => Err(corrupt(
+                "entries or a version counter are stored but the genesis record is missing"
+                    .to_owned(),
+            )),
+            RESTORE_BAD_COUNTER => Err(corrupt(
+                "cannot restore: the version counter is not a number".to_owned(),
+            )),
+            other => Err(corrupt(format!(
+                "the restore script answered {other}, which this adapter never returns"
+            ))),
+        }
+    }
+
+    async fn head(&self) -> Result<Option<StoreHead>, BlueprintStoreError> {
+        let keys = &self.inner.keys;
+        let mut pipe = Pipeline::with_capacity(3);
+        pipe.atomic()
+            .get(&keys.genesis)
+            .get(&keys.version)
+            .exists(&keys.entries);
+        let (genesis, counter, has_entries): (Option<Vec<u8>>, Option<Vec<u8>>, bool) = self
+            .inner
+            .connection
+            .query(Request::Pipeline(&pipe))
+            .await
+            .map_err(store_error)?;
+        let counter = counter.as_deref().map(parse_counter).transpose()?;
+        let Some(genesis) = genesis else {
+            if counter.is_some() || has_entries {
+                return Err(corrupt(
+                    "entries or a version counter are stored but the genesis record is missing"
+                        .to_owned(),
+                ));
+            }
+            return Ok(None);
+        };
+        let genesis: Genesis = serde_json::from_slice(&genesis)
+            .map_err(|err| corrupt(format!("the genesis record does not decode: {err}")))?;
+        Ok(Some(StoreHead {
+            history_id: genesis.history_id,
+            version: counter.unwrap_or(0),
+        }))
     }
 
     async fn entries_after(
@@ -331,24 +467,90 @@ const ALREADY_CREATED: i64 = -1;
 const ORPHANS: i64 = -2;
 
 /// `append`: KEYS genesis, entries, version, request; ARGV channel, head, tail, seconds to
-/// remember the request. Answers the version (> 0), `NOT_CREATED`, `VERSION_TAKEN` or
-/// `BAD_COUNTER`.
+/// remember the request, the hub's known head. Answers `{APPENDED, version}`,
+/// `{BEHIND, counter}`, `{NOT_CREATED, 0}`, `{VERSION_TAKEN, 0}` or `{BAD_COUNTER, 0}`. Every
+/// check comes before the first write.
 const APPEND_SCRIPT: &str = r"
 local done = redis.call('GET', KEYS[4])
-if done then return tonumber(done) end
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if done then return {0, tonumber(done)} end
 local current = tonumber(redis.call('GET', KEYS[3]) or '0')
-if not current then return -3 end
-if redis.call('HEXISTS', KEYS[2], string.format('%d', current + 1)) == 1 then return -2 end
+if not current then return {-3, 0} end
+if current < tonumber(ARGV[5]) then return {-4, current} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
+if redis.call('HEXISTS', KEYS[2], string.format('%d', current + 1)) == 1 then return {-2, 0} end
 local version = string.format('%d', redis.call('INCR', KEYS[3]))
 redis.call('HSET', KEYS[2], version, ARGV[2] .. version .. ARGV[3])
 redis.call('SET', KEYS[4], version, 'EX', ARGV[4])
 redis.call('PUBLISH', ARGV[1], version)
-return tonumber(version)
+return {0, tonumber(version)}
 ";
+const APPENDED: i64 = 0;
 const NOT_CREATED: i64 = -1;
 const VERSION_TAKEN: i64 = -2;
 const BAD_COUNTER: i64 = -3;
+const BEHIND: i64 = -4;
+
+/// `restore`: KEYS genesis, entries, version; ARGV channel, genesis JSON, its history id, the
+/// highest given version (decimal, `0` for none), then five per entry, ordered by version and
+/// each version once: version, blueprint id, kind (as in the JSON), checksum, entry JSON.
+/// Answers `{code, entries written, genesis written (0/1), counter after, detail}` where code
+/// is `RESTORED`, `OTHER_HISTORY` (detail: the stored history id), `OTHER_ENTRY` or
+/// `UNDECODABLE_ENTRY` (detail: the version), `UNDECODABLE_GENESIS`, `RESTORE_ORPHANS` or
+/// `RESTORE_BAD_COUNTER`. Every check comes before the first write: a refused restore writes
+/// nothing.
+const RESTORE_SCRIPT: &str = r"
+local stored = redis.call('GET', KEYS[1])
+local genesis_written = 0
+if stored then
+  local ok, genesis = pcall(cjson.decode, stored)
+  if not ok or type(genesis) ~= 'table' or type(genesis.historyId) ~= 'string' then
+    return {-4, 0, 0, '0', ''}
+  end
+  if genesis.historyId ~= ARGV[3] then return {-1, 0, 0, '0', genesis.historyId} end
+elseif redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
+  return {-5, 0, 0, '0', ''}
+else
+  genesis_written = 1
+end
+local counter = redis.call('GET', KEYS[3]) or '0'
+local current = tonumber(counter)
+if not current then return {-6, 0, 0, '0', ''} end
+local missing = {}
+for i = 5, #ARGV, 5 do
+  local held = redis.call('HGET', KEYS[2], ARGV[i])
+  if not held then
+    missing[#missing + 1] = i
+  elseif held ~= ARGV[i + 4] then
+    local ok, entry = pcall(cjson.decode, held)
+    if not ok or type(entry) ~= 'table' then return {-3, 0, 0, '0', ARGV[i]} end
+    if entry.blueprintId ~= ARGV[i + 1] or entry.kind ~= ARGV[i + 2]
+        or entry.checksum ~= ARGV[i + 3] then
+      return {-2, 0, 0, '0', ARGV[i]}
+    end
+  end
+end
+if genesis_written == 1 then redis.call('SET', KEYS[1], ARGV[2]) end
+for _, i in ipairs(missing) do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 4])
+end
+local raised = tonumber(ARGV[4]) > current
+if raised then counter = ARGV[4] end
+if raised or genesis_written == 1 then redis.call('SET', KEYS[3], counter) end
+if (genesis_written == 1 or #missing > 0) and counter ~= '0' then
+  redis.call('PUBLISH', ARGV[1], counter)
+end
+return {0, #missing, genesis_written, counter, ''}
+";
+const RESTORED: i64 = 0;
+const OTHER_HISTORY: i64 = -1;
+const OTHER_ENTRY: i64 = -2;
+const UNDECODABLE_ENTRY: i64 = -3;
+const UNDECODABLE_GENESIS: i64 = -4;
+const RESTORE_ORPHANS: i64 = -5;
+const RESTORE_BAD_COUNTER: i64 = -6;
+
+/// The restore script's answer: code, entries written, genesis written, counter, detail.
+type RestoreOutcome = (i64, i64, i64, String, String);
 
 /// What the store and its watch tasks share.
 struct Inner {
@@ -356,6 +558,7 @@ struct Inner {
     keys: Keys,
     create_script: CachedScript,
     append_script: CachedScript,
+    restore_script: CachedScript,
     /// Random per store: with `next_request`, makes append request tokens unique across hubs.
     request_nonce: String,
     next_request: AtomicU64,
@@ -442,12 +645,12 @@ impl EntryTemplate {
 
 impl Inner {
     /// Runs a script with `EVALSHA`, loading it first when Redis does not know it yet.
-    async fn eval(
+    async fn eval<T: FromRedisValue>(
         &self,
         script: &CachedScript,
         keys: &[&str],
         args: &[Vec<u8>],
-    ) -> Result<i64, BlueprintStoreError> {
+    ) -> Result<T, BlueprintStoreError> {
         let sha = match script.sha() {
             Some(sha) => sha,
             None => self.load_script(script).await?,
@@ -668,6 +871,19 @@ fn parse_version_field(field: &[u8]) -> Result<u64, BlueprintStoreError> {
                 String::from_utf8_lossy(field)
             ))
         })
+}
+
+/// An entry's own JSON, as `load` decodes it.
+fn encode(entry: &SystemRegisterEntry) -> Vec<u8> {
+    serde_json::to_vec(entry).expect("an entry encodes as JSON (documents are UTF-8 JSON text)")
+}
+
+/// An entry's kind as its JSON spells it (`published`, …), for the restore script to compare.
+fn kind_json(entry: &SystemRegisterEntry) -> String {
+    serde_json::to_value(entry.kind)
+        .ok()
+        .and_then(|kind| kind.as_str().map(str::to_owned))
+        .expect("an entry kind encodes as a JSON string (a unit variant)")
 }
 
 /// Decodes the entry stored at `version`.
