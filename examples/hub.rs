@@ -46,6 +46,10 @@ struct Args {
     /// A peer silent for this long loses its session.
     #[arg(long)]
     session_expiry_ms: Option<u64>,
+    /// How often to check that a shared store still holds the register (and write back what
+    /// it lost).
+    #[arg(long)]
+    store_check_interval_ms: Option<u64>,
 }
 
 #[tokio::main]
@@ -62,6 +66,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             redis_url: args.redis,
             heartbeat_interval_ms: args.heartbeat_interval_ms,
             session_expiry_ms: args.session_expiry_ms,
+            store_check_interval_ms: args.store_check_interval_ms,
             ..RawHubConfig::default()
         }),
         ..RawNodeConfig::default()

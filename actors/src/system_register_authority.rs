@@ -51,6 +51,9 @@ pub struct AuthorityConfig {
     /// Notifications queued per subscriber before it is dropped as too slow.
     pub subscriber_queue: usize,
     pub sweep_interval: Duration,
+    /// How often the hub checks that a shared store still holds its register (and writes back
+    /// what it lost).
+    pub store_check_interval: Duration,
     /// Backoff while the store cannot be read at start.
     pub store_backoff: BackoffConfig,
 }
@@ -64,6 +67,7 @@ impl Default for AuthorityConfig {
             session_expiry: Duration::from_secs(150),
             subscriber_queue: 256,
             sweep_interval: Duration::from_secs(10),
+            store_check_interval: Duration::from_secs(10),
             store_backoff: BackoffConfig::DEFAULT,
         }
     }
@@ -106,6 +110,9 @@ impl Actor for SystemRegisterAuthority {
         let sweep = myself.send_interval(args.config.sweep_interval, || {
             SystemRegisterAuthorityMsg::Sweep
         });
+        let check = myself.send_interval(args.config.store_check_interval, || {
+            SystemRegisterAuthorityMsg::StoreAdvanced(u64::MAX)
+        });
         Ok(SystemRegisterAuthorityActorState {
             backoff: Backoff::new(args.config.store_backoff),
             blocked_backoff: Backoff::new(args.config.store_backoff),
@@ -113,7 +120,7 @@ impl Actor for SystemRegisterAuthority {
             book: AuthorityState::new(args.hub_id, args.config, args.clock.now()),
             store: args.store,
             clock: args.clock,
-            tasks: vec![sweep],
+            tasks: vec![sweep, check],
         })
     }
 
@@ -226,8 +233,13 @@ impl Actor for SystemRegisterAuthority {
                     let _ = reply.send(state.book.peers());
                 }
                 SystemRegisterAuthorityMsg::StoreAdvanced(version) => {
+                    if version != u64::MAX {
+                        state.book.announced(version);
+                    }
+                    // u64::MAX: a periodic or re-watch check, which also finds a store that lost
+                    // what this hub holds.
                     if state.book.is_serving()
-                        && version > state.book.version()
+                        && (version > state.book.version() || version == u64::MAX)
                         && let Err(err) = state.catch_up().await
                     {
                         warn!(err = %error_chain(&err), "cannot read entries appended by another hub; retrying at the next one");
@@ -402,15 +414,29 @@ impl SystemRegisterAuthorityActorState {
         &mut self,
         draft: EntryDraft,
     ) -> Result<Arc<SystemRegisterEntry>, AuthorityError> {
-        let held = self.book.version();
-        let entry = match self.store.append(draft, held).await {
+        let entry = match self
+            .store
+            .append(draft.clone(), self.book.append_floor())
+            .await
+        {
             Ok(entry) => entry,
             Err(BlueprintStoreError::Behind { store_head }) => {
-                warn!(store = %self.store.describe(), store_head, held, "the blueprint store lost entries this hub holds; refusing to append");
-                return Err(AuthorityError::Unavailable(format!(
-                    "the blueprint store lost entries this hub holds (its head is version \
-                     {store_head}, this hub holds version {held}); nothing was appended"
-                )));
+                // Written back first, same versions and checksums: no version is issued twice.
+                self.restore(store_head).await.map_err(unavailable)?;
+                self.catch_up().await.map_err(unavailable)?;
+                self.book.writable()?;
+                let floor = self.book.append_floor();
+                match self.store.append(draft, floor).await {
+                    Ok(entry) => entry,
+                    Err(BlueprintStoreError::Behind { store_head }) => {
+                        return Err(AuthorityError::Unavailable(format!(
+                            "the shared store lost version {floor}, which another hub appended \
+                             and this hub has not read (the store is at version {store_head}); \
+                             waiting for the hub that holds it to write it back"
+                        )));
+                    }
+                    Err(err) => return Err(unavailable(err)),
+                }
             }
             Err(err) => return Err(unavailable(err)),
         };
@@ -436,8 +462,33 @@ impl SystemRegisterAuthorityActorState {
         }
     }
 
-    /// Takes in the entries appended after our version (by other hubs sharing the store).
+    /// Brings the register and the store in line: takes in the entries appended after our
+    /// version (by other hubs sharing the store), and writes back what a store that lost data
+    /// lacks (a wiped or rolled-back Redis). A store holding another history, or another entry
+    /// at a version this hub holds, blocks appends until it is in line again.
     async fn catch_up(&mut self) -> Result<(), BlueprintStoreError> {
+        let held = self.book.version();
+        let history = self.book.history_id().cloned();
+        match self.store.head().await? {
+            None => return self.restore(0).await,
+            Some(head) if Some(&head.history_id) != history.as_ref() => {
+                self.block_on_store(format!(
+                    "the shared store holds another system register (history {}, this hub's is {})",
+                    head.history_id,
+                    history.map(|h| h.to_string()).unwrap_or_default()
+                ));
+                return Ok(());
+            }
+            Some(head) if head.version < held => return self.restore(head.version).await,
+            Some(_) => {
+                if self.book.store_in_line() {
+                    info!(
+                        version = held,
+                        "the shared store holds this hub's register again; appends resume"
+                    );
+                }
+            }
+        }
         let was_blocked = self.book.is_blocked();
         let entries = self.store.entries_after(self.book.version()).await?;
         let caught = self.book.catch_up(entries);
@@ -469,6 +520,52 @@ impl SystemRegisterAuthorityActorState {
         self.blocked_retry = Some(myself.send_after(delay, || {
             SystemRegisterAuthorityMsg::StoreAdvanced(u64::MAX)
         }));
+    }
+
+    /// Writes back, atomically, the genesis and every entry above `store_head` that the store
+    /// lost, with their versions and checksums; another hub doing the same at once agrees.
+    async fn restore(&mut self, store_head: u64) -> Result<(), BlueprintStoreError> {
+        let Some(genesis) = self.book.genesis().cloned() else {
+            return Ok(());
+        };
+        let entries = self.book.entries_above(store_head);
+        match self.store.restore(&genesis, &entries).await {
+            Ok(report) => {
+                if report.entries_written > 0 || report.genesis_written {
+                    warn!(
+                        store = %self.store.describe(),
+                        store_head,
+                        written = report.entries_written,
+                        genesis = report.genesis_written,
+                        head = report.head,
+                        "the shared store had lost entries this hub holds; wrote them back"
+                    );
+                    metrics::counter!("herald_hub_store_repairs_total", "node" => self.book.hub_id().to_string())
+                        .increment(1);
+                }
+                if self.book.store_in_line() {
+                    info!("the shared store holds this hub's register again; appends resume");
+                }
+                Ok(())
+            }
+            Err(BlueprintStoreError::Conflict(conflict)) => {
+                self.block_on_store(format!(
+                    "the shared store cannot take this hub's register back: {conflict}"
+                ));
+                error!(store = %self.store.describe(), %conflict, "the shared store holds other entries than this hub; appends refused until it is repaired");
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn block_on_store(&mut self, reason: String) {
+        if !self.book.is_blocked() {
+            error!(store = %self.store.describe(), %reason, "refusing appends");
+            metrics::counter!("herald_hub_blocked_total", "node" => self.book.hub_id().to_string())
+                .increment(1);
+        }
+        self.book.block_on_store(reason);
     }
 
     fn report_dropped(&self, dropped: &[NodeId]) {

@@ -140,6 +140,9 @@ pub struct RawHubConfig {
     pub session_expiry_ms: Option<u64>,
     /// Notifications queued per subscriber before it is dropped as too slow (256).
     pub subscriber_queue: Option<usize>,
+    /// How often the hub checks that a shared store still holds its register, and writes back
+    /// what it lost (10 000).
+    pub store_check_interval_ms: Option<u64>,
 }
 
 /// Raw register-role settings.
@@ -626,6 +629,11 @@ impl RawHubConfig {
                 defaults.session_expiry,
             )?,
             subscriber_queue,
+            store_check_interval: duration(
+                "hub.store_check_interval_ms",
+                self.store_check_interval_ms,
+                defaults.store_check_interval,
+            )?,
             ..defaults
         };
         Ok(HubRoleConfig {

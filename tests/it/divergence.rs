@@ -287,3 +287,136 @@ async fn a_corrupt_entry_in_a_shared_redis_blocks_the_hub_at_the_last_good_versi
     let followed = same_register(&peer, &hub).await;
     assert!(blueprint_ids(&followed).contains(&"third".to_owned()));
 }
+
+/// Issue 7, item 7: a shared Redis that loses data under running hubs is repaired by them.
+/// Regression: a wiped Redis made every append fail for good (UNAVAILABLE), and one that lost
+/// its last acknowledged appends made the next publication re-issue their versions with other
+/// content. Two hub processes and a peer: wipe (`FLUSHALL`), then truncate (the last two entries
+/// and the counter rolled back); each time the hubs write the register back, appends resume at
+/// the next version, and the peer's replica never diverges from the hubs'.
+#[tokio::test]
+async fn hubs_write_back_a_shared_redis_that_was_wiped_or_truncated() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let hub_args = |id: &'static str| {
+        vec![
+            "--node-id".to_owned(),
+            id.to_owned(),
+            "--redis".to_owned(),
+            url.clone(),
+            "--store-check-interval-ms".to_owned(),
+            "200".to_owned(),
+        ]
+    };
+    let (n0_args, n1_args) = (hub_args("n0"), hub_args("n1"));
+    let n0 = RoleProcess::hub_on_free_port(&as_strs(&n0_args)).await;
+    let n1 = RoleProcess::hub_on_free_port(&as_strs(&n1_args)).await;
+    let peer_dir = TempDir::new().unwrap();
+    let hub_flags = [
+        format!("n0={}", n0.grpc_url()),
+        format!("n1={}", n1.grpc_url()),
+    ];
+    let mut peer_args = vec![
+        "--node-id",
+        "peer-a",
+        "--data-dir",
+        peer_dir.path().to_str().unwrap(),
+        "--hub",
+        &hub_flags[0],
+        "--hub",
+        &hub_flags[1],
+    ];
+    peer_args.extend_from_slice(FAST_PEER);
+    let peer = RoleProcess::peer(&peer_args).await;
+    for n in 1..=4 {
+        publish(&n0, &format!("before-{n}")).await;
+    }
+    let before = same_register(&peer, &n1).await;
+    assert_eq!(before["version"], 5);
+    let mut conn = redis::Client::open(url.clone())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+
+    // Wiped: the periodic check writes the register back before anyone publishes.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    eventually("the hubs to write the register back", CONVERGE, || async {
+        let counter: Option<u64> = redis::cmd("GET")
+            .arg(VERSION_KEY)
+            .query_async(&mut conn.clone())
+            .await
+            .unwrap();
+        match counter {
+            Some(5) => Ok(()),
+            other => Err(format!("counter {other:?}")),
+        }
+    })
+    .await;
+    let after_wipe = publish(&n1, "after-wipe").await;
+    assert_eq!(after_wipe["version"], 6, "{after_wipe}");
+
+    // Truncated: the last two acknowledged entries are lost and the counter rolled back.
+    let _: () = redis::pipe()
+        .cmd("HDEL")
+        .arg(ENTRIES_KEY)
+        .arg(5)
+        .arg(6)
+        .cmd("SET")
+        .arg(VERSION_KEY)
+        .arg(4)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // n0 may not have read version 6 (n1 appended it): it refuses to append until n1 has
+    // written it back, rather than issue version 6 again.
+    let after_truncation = eventually("a publication on n0 to succeed", CONVERGE, || async {
+        let reply = n0
+            .post_json(
+                "/api/system-register/blueprints",
+                json!({"blueprintId": "after-truncation", "document": {}, "publishedBy": "t"}),
+            )
+            .await;
+        match reply.status {
+            StatusCode::CREATED => Ok(reply.body),
+            _ => Err(format!("{reply:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        after_truncation["version"], 7,
+        "no version is issued twice: {after_truncation}"
+    );
+    let stored: std::collections::HashMap<u64, String> = redis::cmd("HGETALL")
+        .arg(ENTRIES_KEY)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut versions: Vec<u64> = stored.keys().copied().collect();
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (1..=7).collect::<Vec<_>>(),
+        "the store holds every version again"
+    );
+
+    let repaired = same_register(&peer, &n0).await;
+    let ids = blueprint_ids(&repaired);
+    for id in ["before-4", "after-wipe", "after-truncation"] {
+        assert!(ids.contains(&id.to_owned()), "{id} missing: {repaired}");
+    }
+    let n1_view = view(&n1).await;
+    assert_eq!(
+        n1_view["blueprints"], repaired["blueprints"],
+        "both hubs agree"
+    );
+    let replica = sync_status(&peer).await["replica"].clone();
+    assert_eq!(
+        replica["repairs"], 0,
+        "the replica never diverged: {replica}"
+    );
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}

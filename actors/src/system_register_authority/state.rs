@@ -95,6 +95,11 @@ pub struct AuthorityState {
     sessions: HashMap<NodeId, PeerSession>,
     subscribers: Vec<Subscriber>,
     started_at: Timestamp,
+    /// The block (if any) comes from the store's state, not from an entry: a clean store check
+    /// ends it.
+    store_block: bool,
+    /// The highest version a shared store announced (appended by any hub), read or not.
+    announced: u64,
 }
 
 /// The register in memory.
@@ -302,6 +307,8 @@ impl AuthorityState {
             sessions: HashMap::new(),
             subscribers: Vec::new(),
             started_at,
+            store_block: false,
+            announced: 0,
         }
     }
 
@@ -511,7 +518,7 @@ impl AuthorityState {
                 caught.tampered = Some(entry.version);
                 return caught;
             }
-            if self.is_blocked() {
+            if self.is_blocked() && !self.store_block {
                 self.register.state = Some(RegisterState::Ready);
                 caught.unblocked = true;
             }
@@ -520,6 +527,48 @@ impl AuthorityState {
             caught.taken += 1;
         }
         caught
+    }
+
+    /// The shared store cannot be reconciled with this register (it holds another history, or
+    /// another entry at a version this hub holds): served as it is, appends refused, until a
+    /// check finds the store in line again (`store_in_line`).
+    pub fn block_on_store(&mut self, reason: String) {
+        self.block(reason);
+        self.store_block = true;
+    }
+
+    /// A check found the store holding this register's history, up to at least its version:
+    /// a block the store caused ends. Returns whether one did.
+    pub fn store_in_line(&mut self) -> bool {
+        if !(self.store_block && self.is_blocked()) {
+            return false;
+        }
+        self.store_block = false;
+        self.register.state = Some(RegisterState::Ready);
+        true
+    }
+
+    /// A shared store announced that some hub appended up to `version`.
+    pub fn announced(&mut self, version: u64) {
+        self.announced = self.announced.max(version);
+    }
+
+    /// The lowest head a store may have for this hub to append: every version it holds, and
+    /// every version it heard announced (a store that lost an entry this hub never read must
+    /// get it back from the hub that holds it before anyone appends: no version is issued
+    /// twice).
+    pub fn append_floor(&self) -> u64 {
+        self.register.version().max(self.announced)
+    }
+
+    /// The genesis record, once the register is loaded.
+    pub fn genesis(&self) -> Option<&Genesis> {
+        self.register.genesis.as_ref()
+    }
+
+    /// Every entry above `version`, in order: what a store that lost them needs written back.
+    pub fn entries_above(&self, version: u64) -> Vec<Arc<SystemRegisterEntry>> {
+        self.register.entries(&SyncScope::After(version))
     }
 
     fn block(&mut self, reason: String) {

@@ -483,11 +483,12 @@ async fn silent_sessions_are_swept_after_session_expiry() {
 }
 
 /// Issue 7 (7): a shared store that lost the hub's last entries (or everything) made the next
-/// publication re-issue their versions with other content. Now the store refuses an append
-/// below the version the hub holds: the publication fails (`Unavailable`, saying why) and
-/// nothing lands at a version the hub already holds. (Until the authority restores the store.)
+/// publication re-issue their versions with other content, and a wiped store refused every
+/// append for good. Now the store refuses an append below the version the hub holds, the hub
+/// writes back what it holds (same versions, same checksums), then appends: no version is
+/// issued twice, and the store holds the whole register again.
 #[tokio::test(start_paused = true)]
-async fn a_publication_on_a_store_that_lost_entries_issues_no_version_twice() {
+async fn a_publication_on_a_store_that_lost_entries_restores_them_first() {
     let store = InMemoryBlueprintStore::new();
     let hub = hub_on(&store).await;
     hub.publish("a", "[1]").await.unwrap();
@@ -496,20 +497,64 @@ async fn a_publication_on_a_store_that_lost_entries_issues_no_version_twice() {
     assert_eq!(hub.version().await, 3);
 
     store.lose_last(2);
-    let refused = hub.publish("c", "[3]").await.unwrap_err();
-    let AuthorityError::Unavailable(why) = &refused else {
-        panic!("expected Unavailable, got {refused:?}");
-    };
-    assert!(why.contains("lost entries"), "{why}");
-    assert_eq!(store.entries(), held[..1], "nothing appended");
+    let c = hub.publish("c", "[3]").await.unwrap();
+    assert_eq!(c.version, 4, "the next version, not a lost one again");
+    let entries = store.entries();
+    assert_eq!(
+        entries[..3],
+        held[..],
+        "the lost entries are back, unchanged"
+    );
+    assert_eq!(entries[3].blueprint_id, blueprint("c"));
+
+    let genesis = store.genesis();
+    store.wipe();
+    let d = hub.publish("d", "[4]").await.unwrap();
+    assert_eq!(d.version, 5);
+    assert_eq!(store.genesis(), genesis, "the same history, written back");
+    let versions: Vec<u64> = store.entries().iter().map(|e| e.version).collect();
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(store.restores(), 2);
+    hub.shutdown().await;
+}
+
+/// Issue 7 (8): a wiped shared store is written back by the periodic check, before anyone
+/// publishes; two hubs on the store doing it at once agree on one register.
+#[tokio::test(start_paused = true)]
+async fn two_hubs_write_a_wiped_store_back_within_the_check_interval() {
+    let store = InMemoryBlueprintStore::new();
+    let config = AuthorityConfig::default();
+    let first = start_hub("hub-0", store.clone(), config.clone()).await;
+    first.ready().await;
+    let second = start_hub("hub-1", store.clone(), config.clone()).await;
+    second.ready().await;
+    first.publish("a", "[1]").await.unwrap();
+    first.publish("b", "[2]").await.unwrap();
+    eventually(
+        "the second hub caught up",
+        Duration::from_secs(30),
+        || async { second.version().await == 3 },
+    )
+    .await;
+    let held = store.entries();
+    let genesis = store.genesis();
 
     store.wipe();
-    assert!(matches!(
-        hub.publish("c", "[3]").await,
-        Err(AuthorityError::Unavailable(_))
-    ));
-    assert!(store.entries().is_empty(), "nothing appended");
-    assert_eq!(store.appends(), 2);
-    assert_eq!(hub.version().await, 3, "the hub still holds its register");
-    hub.shutdown().await;
+    pass(config.store_check_interval + Duration::from_secs(1)).await;
+    assert_eq!(store.genesis(), genesis);
+    assert_eq!(
+        store.entries(),
+        held,
+        "both hubs wrote back the same register"
+    );
+    let c = second.publish("c", "[3]").await.unwrap();
+    assert_eq!(c.version, 4);
+    eventually(
+        "the first hub took version 4",
+        Duration::from_secs(30),
+        || async { first.version().await == 4 },
+    )
+    .await;
+    first.shutdown().await;
+    second.shutdown().await;
 }
