@@ -45,7 +45,7 @@ use herald::{
     RawRegisterConfig, Register, RegisterId, Snapshot, StoreOverrides,
 };
 
-// Shared with `benches/hub.rs`; this bench does not use all of it (`Report::note`,
+// Shared with `benches/hub/`; this bench does not use all of it (`Report::note`,
 // `Samples::extend_if`).
 #[allow(dead_code)]
 #[path = "support/mod.rs"]

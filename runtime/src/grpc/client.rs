@@ -45,7 +45,17 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message accepted from a hub: an entry with the largest document, its metadata and
 /// fields (tonic's default is 4 MiB).
-const MAX_MESSAGE_BYTES: usize = MAX_DOCUMENT_BYTES + 64 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = MAX_DOCUMENT_BYTES + 64 * 1024;
+
+/// The channel settings of every connection to a hub (connect timeout, `TCP_NODELAY`, HTTP/2
+/// keep-alive). Public so that benchmarks measure raw clients on exactly these settings.
+pub fn hub_endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT))
+}
 
 /// Reaches hubs over gRPC.
 pub struct GrpcHubLink {
@@ -90,7 +100,7 @@ impl GrpcHubLink {
         if let Some(channel) = channels.get(&hub.url) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(hub.url.clone()).map_err(|err| {
+        let endpoint = hub_endpoint(&hub.url).map_err(|err| {
             HubLinkError::Refused(format!(
                 "hub {} has an unusable URL {:?}: {}",
                 hub.id,
@@ -98,12 +108,7 @@ impl GrpcHubLink {
                 error_chain(&err)
             ))
         })?;
-        let channel = endpoint
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .connect_lazy();
+        let channel = endpoint.connect_lazy();
         channels.insert(hub.url.clone(), channel.clone());
         Ok(channel)
     }

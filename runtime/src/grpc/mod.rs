@@ -9,7 +9,7 @@
 pub mod client;
 pub mod server;
 
-pub use client::GrpcHubLink;
+pub use client::{GrpcHubLink, MAX_MESSAGE_BYTES, hub_endpoint};
 pub use server::{GrpcServer, HubGrpc, ServeError, serve};
 
 /// The contracts: generated clients and servers, and the conversions (for hosts and tests that
