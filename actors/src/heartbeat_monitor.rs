@@ -358,7 +358,7 @@ impl HeartbeatMonitorState {
                     let waited_ms = u64::try_from(now.duration_since(report.sent_at).as_millis())
                         .unwrap_or(u64::MAX);
                     // Rate-limited: a process that keeps stalling would log every interval.
-                    if self.excused == 1 || self.excused.is_power_of_two() {
+                    if self.excused.is_power_of_two() {
                         info!(hub = %session.hub.id, %error, stall_ms, waited_ms, excused = self.excused, missed = self.missed, "heartbeat failed while this process stalled; not counted as a miss");
                     } else {
                         debug!(hub = %session.hub.id, %error, stall_ms, waited_ms, excused = self.excused, "heartbeat failed while this process stalled; not counted as a miss");

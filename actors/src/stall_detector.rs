@@ -27,6 +27,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::debug;
 
+use herald_messages::NodeId;
+
 /// Default period of the ticker: a tenth of a second measures stalls to about that precision
 /// at the cost of ten wake-ups a second.
 pub const DEFAULT_STALL_TICK: Duration = Duration::from_millis(100);
@@ -173,10 +175,12 @@ impl StallDetector {
         self.lock().clone()
     }
 
-    /// Spawns the ticker on the current tokio runtime. It runs until `StallTicker::stop`.
-    pub fn start(self: &Arc<Self>) -> StallTicker {
+    /// Spawns the ticker of `node`'s detector on the current tokio runtime. It runs until
+    /// `StallTicker::stop`.
+    pub fn start(self: &Arc<Self>, node: &NodeId) -> StallTicker {
         let detector = Arc::clone(self);
         let period = self.period();
+        let node = node.to_string();
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(period);
             // After a stall, one late tick and then a period from it: no burst of catch-up ticks.
@@ -185,8 +189,9 @@ impl StallDetector {
                 ticks.tick().await;
                 if let Some(stall) = detector.tick(Instant::now()) {
                     let stall_ms = u64::try_from(stall.length().as_millis()).unwrap_or(u64::MAX);
-                    debug!(stall_ms, "this process stalled");
-                    metrics::counter!("herald_own_stalls_total").increment(1);
+                    debug!(%node, stall_ms, "this process stalled");
+                    metrics::counter!("herald_own_stalls_total", "node" => node.clone())
+                        .increment(1);
                 }
             }
         });
@@ -360,7 +365,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_ticker_sees_the_clock_jump_while_it_cannot_run() {
         let detector = Arc::new(StallDetector::new(PERIOD, Instant::now()));
-        let ticker = detector.start();
+        let ticker = detector.start(&NodeId::parse("ticking").unwrap());
         tokio::time::sleep(ms(1_000)).await;
         assert_eq!(
             detector.record().stalls().count(),

@@ -221,7 +221,7 @@ impl Node {
         }
 
         // Ticking before the first actor starts; stopped on every way out from here.
-        let stall_ticker = stalls.start();
+        let stall_ticker = stalls.start(&node_id);
         let (failure_tx, failure_rx) = watch::channel(None);
         let spawned = Actor::spawn(
             None,

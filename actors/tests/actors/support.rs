@@ -796,7 +796,7 @@ pub async fn start_peer(
         options.stall_tick,
         tokio::time::Instant::now(),
     ));
-    let stall_ticker = stalls.start();
+    let stall_ticker = stalls.start(&peer_id);
     let connection_args = CentralNodeConnectionArgs {
         peer_id: peer_id.clone(),
         address: format!("http://{id}:8080"),
