@@ -212,7 +212,8 @@ pub struct StallTicker {
 }
 
 impl StallTicker {
-    /// Stops the ticker and waits until it is gone.
+    /// Stops the ticker and waits until it is gone. Stop it after the actors that ask the
+    /// detector: without its ticker, a detector sees a stall in progress from its last tick on.
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
