@@ -53,6 +53,13 @@ struct Args {
     /// Consecutive missed heartbeats before failing over.
     #[arg(long)]
     missed_heartbeats: Option<u32>,
+    /// A failed heartbeat is not a miss when this process itself stalled for longer than this
+    /// share of the heartbeat deadline while it waited (0.25).
+    #[arg(long)]
+    own_stall_share: Option<f64>,
+    /// Period of the ticker that measures this process's own stalls.
+    #[arg(long)]
+    stall_tick_ms: Option<u64>,
     /// Deadline of one connection attempt.
     #[arg(long)]
     connect_timeout_ms: Option<u64>,
@@ -93,11 +100,13 @@ async fn main() -> anyhow::Result<ExitCode> {
             heartbeat_interval_ms: args.heartbeat_interval_ms,
             heartbeat_timeout_ms: args.heartbeat_interval_ms,
             missed_heartbeats: args.missed_heartbeats,
+            own_stall_share: args.own_stall_share,
             connect_timeout_ms: args.connect_timeout_ms,
             sync_interval_ms: args.sync_interval_secs.map(|secs| secs * 1_000),
             isolated_backoff_max_ms: args.isolated_backoff_max_ms,
             ..RawPeerConfig::default()
         }),
+        stall_tick_ms: args.stall_tick_ms,
         ..RawNodeConfig::default()
     };
     support::serve("peer", raw).await

@@ -4,6 +4,8 @@
 //! - `ports`: traits for stores, links and the clock. Adapters live in `herald-runtime`; this
 //!   crate never names a driver (redis, redb, mongodb, tonic, axum).
 //! - `slot`: stable addresses of supervised actors; `backoff`: delays for retries.
+//! - `stall_detector`: this process's own scheduling lag, for actors that judge others by
+//!   deadlines.
 //! - `testing` (feature): in-memory fakes of the ports.
 
 pub mod advertisement_pool;
@@ -16,6 +18,7 @@ pub mod pool_link;
 pub mod ports;
 pub mod resync_driver;
 pub mod slot;
+pub mod stall_detector;
 pub mod supervisor;
 pub mod system_register_authority;
 pub mod system_register_replica;
@@ -33,6 +36,7 @@ pub use hub_link::LocalHubLink;
 pub use pool_link::LocalPoolLink;
 pub use resync_driver::{ResyncConfig, ResyncDriver, ResyncDriverArgs};
 pub use slot::{ActorSlot, SlotError};
+pub use stall_detector::{DEFAULT_STALL_TICK, Stall, StallDetector, StallRecord, StallTicker};
 pub use supervisor::{ChildSpec, NodeSupervisor, NodeSupervisorArgs, RestartPolicy};
 pub use system_register_authority::{
     AuthorityConfig, SystemRegisterAuthority, SystemRegisterAuthorityArgs,

@@ -11,8 +11,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
 use herald_actors::{
-    AuthorityConfig, BackoffConfig, ConnectionConfig, HeartbeatConfig, PoolConfig, ReplicaConfig,
-    RestartPolicy, ResyncConfig,
+    AuthorityConfig, BackoffConfig, ConnectionConfig, DEFAULT_STALL_TICK, HeartbeatConfig,
+    PoolConfig, ReplicaConfig, RestartPolicy, ResyncConfig,
 };
 use herald_messages::{HubEndpoint, NodeId};
 
@@ -22,6 +22,8 @@ pub const DEFAULT_REDIS_PREFIX: &str = "herald";
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default deadline of a push to a peer's HTTP API.
 pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The shortest period of the stall detector's ticker: tokio's timers have 1 ms resolution.
+const MIN_STALL_TICK: Duration = Duration::from_millis(1);
 
 /// A configuration value that breaks a rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +68,9 @@ pub struct RawNodeConfig {
     pub restart_backoff_max_ms: Option<u64>,
     /// Deadline of calls to local actors (10 000).
     pub call_timeout_ms: Option<u64>,
+    /// Period of the ticker that measures this process's own stalls (100, or the shortest stall
+    /// that excuses a missed heartbeat if that is less; at most that when given).
+    pub stall_tick_ms: Option<u64>,
 }
 
 /// Raw peer-role settings.
@@ -97,6 +102,10 @@ pub struct RawPeerConfig {
     pub heartbeat_interval_ms: Option<u64>,
     pub heartbeat_timeout_ms: Option<u64>,
     pub missed_heartbeats: Option<u32>,
+    /// A failed heartbeat is not a miss when, while it waited, this process itself stalled
+    /// (SIGSTOP, a paused VM, an overloaded host) for longer than this share of the heartbeat
+    /// deadline, in `(0, 1]` (0.25).
+    pub own_stall_share: Option<f64>,
     /// Deadline of one connection attempt (10 000) and attempts per hub before the ring moves
     /// on (2).
     pub connect_timeout_ms: Option<u64>,
@@ -174,6 +183,8 @@ pub struct NodeConfig {
     pub hub: Option<HubRoleConfig>,
     pub restart: RestartPolicy,
     pub call_timeout: Duration,
+    /// Period of the node's stall detector (see `herald_actors::StallDetector`).
+    pub stall_tick: Duration,
     /// Rendered by `GET /metrics` when the host installed a Prometheus recorder.
     pub metrics: Option<PrometheusHandle>,
 }
@@ -189,6 +200,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("hub", &self.hub)
             .field("restart", &self.restart)
             .field("call_timeout", &self.call_timeout)
+            .field("stall_tick", &self.stall_tick)
             .field("metrics", &self.metrics.is_some())
             .finish()
     }
@@ -359,6 +371,7 @@ impl RawNodeConfig {
             window: duration("restart_window_ms", self.restart_window_ms, defaults.window)?,
             stop_timeout: defaults.stop_timeout,
         };
+        let stall_tick = stall_tick(self.stall_tick_ms, peer.as_ref())?;
         Ok(NodeConfig {
             node_id,
             data_dir,
@@ -372,6 +385,7 @@ impl RawNodeConfig {
                 self.call_timeout_ms,
                 DEFAULT_CALL_TIMEOUT,
             )?,
+            stall_tick,
             metrics: None,
         })
     }
@@ -522,6 +536,16 @@ impl RawPeerConfig {
             Some(limit) => limit,
             None => heartbeat_defaults.missed_limit,
         };
+        let own_stall_share = match self.own_stall_share {
+            None => heartbeat_defaults.own_stall_share,
+            Some(share) if share > 0.0 && share <= 1.0 => share,
+            Some(share) => {
+                return Err(ConfigError::new(
+                    "peer.own_stall_share",
+                    format!("{share} is not in (0, 1]: a share of the heartbeat deadline"),
+                ));
+            }
+        };
         let heartbeat = HeartbeatConfig {
             interval: duration(
                 "peer.heartbeat_interval_ms",
@@ -534,6 +558,7 @@ impl RawPeerConfig {
                 heartbeat_defaults.timeout,
             )?,
             missed_limit,
+            own_stall_share,
         };
         let replica_defaults = ReplicaConfig::default();
         let replica = ReplicaConfig {
@@ -759,6 +784,31 @@ impl NodeConfig {
     }
 }
 
+/// The stall detector's period: given, or `DEFAULT_STALL_TICK`; never longer than the shortest
+/// stall a judge asks about (the heartbeat's `own_stall_share` of its deadline), which a
+/// coarser ticker would not see in time.
+fn stall_tick(millis: Option<u64>, peer: Option<&PeerRoleConfig>) -> Result<Duration, ConfigError> {
+    let finest = peer
+        .and_then(|peer| peer.hub_connection.as_ref())
+        .map(|hubs| hubs.heartbeat.own_stall_threshold());
+    let Some(millis) = millis else {
+        let tick = finest.map_or(DEFAULT_STALL_TICK, |finest| DEFAULT_STALL_TICK.min(finest));
+        return Ok(tick.max(MIN_STALL_TICK));
+    };
+    let tick = duration("stall_tick_ms", Some(millis), DEFAULT_STALL_TICK)?;
+    match finest {
+        Some(finest) if tick > finest => Err(ConfigError::new(
+            "stall_tick_ms",
+            format!(
+                "must be at most peer.own_stall_share × peer.heartbeat_timeout_ms ({} ms): a \
+                 coarser ticker misses the stalls that excuse a failed heartbeat",
+                finest.as_millis()
+            ),
+        )),
+        _ => Ok(tick),
+    }
+}
+
 fn duration(
     field: &'static str,
     millis: Option<u64>,
@@ -896,6 +946,71 @@ mod tests {
             let err = raw.clone().validate().expect_err(field);
             assert_eq!(err.field, field, "{err}");
         }
+    }
+
+    fn peer_with_hubs(peer: RawPeerConfig) -> RawNodeConfig {
+        RawNodeConfig {
+            peer: Some(RawPeerConfig {
+                hubs: vec![RawHubEndpoint {
+                    id: "n0".into(),
+                    url: "http://127.0.0.1:1".into(),
+                    priority: None,
+                }],
+                ..peer
+            }),
+            ..peer_only()
+        }
+    }
+
+    #[test]
+    fn own_stalls_are_measured_finer_than_the_stalls_that_excuse_a_miss() {
+        let config = peer_with_hubs(RawPeerConfig::default()).validate().unwrap();
+        let heartbeat = config.peer.unwrap().hub_connection.unwrap().heartbeat;
+        assert_eq!(heartbeat.own_stall_share, 0.25);
+        assert_eq!(config.stall_tick, DEFAULT_STALL_TICK);
+
+        let fast = peer_with_hubs(RawPeerConfig {
+            heartbeat_timeout_ms: Some(200),
+            ..RawPeerConfig::default()
+        });
+        assert_eq!(
+            fast.clone().validate().unwrap().stall_tick,
+            Duration::from_millis(50),
+            "a quarter of a 200 ms deadline"
+        );
+        let coarse = RawNodeConfig {
+            stall_tick_ms: Some(60),
+            ..fast
+        };
+        assert_eq!(coarse.validate().unwrap_err().field, "stall_tick_ms");
+        assert_eq!(
+            RawNodeConfig {
+                stall_tick_ms: Some(500),
+                ..peer_only()
+            }
+            .validate()
+            .unwrap()
+            .stall_tick,
+            Duration::from_millis(500),
+            "no judge, no limit"
+        );
+
+        for share in [0.0, -0.5, 1.5, f64::NAN, f64::INFINITY] {
+            let raw = peer_with_hubs(RawPeerConfig {
+                own_stall_share: Some(share),
+                ..RawPeerConfig::default()
+            });
+            assert_eq!(
+                raw.validate().unwrap_err().field,
+                "peer.own_stall_share",
+                "{share}"
+            );
+        }
+        let raw = RawNodeConfig {
+            stall_tick_ms: Some(0),
+            ..peer_only()
+        };
+        assert_eq!(raw.validate().unwrap_err().field, "stall_tick_ms");
     }
 
     #[test]

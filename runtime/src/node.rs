@@ -1,5 +1,6 @@
 //! `Node::start`: opens the stores, builds the supervision tree for the configured roles,
-//! starts the REST API, and returns a `NodeHandle`. `NodeHandle::shutdown` undoes it in order.
+//! starts the node's stall detector and the REST API, and returns a `NodeHandle`.
+//! `NodeHandle::shutdown` undoes it in order.
 
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -18,8 +19,8 @@ use herald_actors::ports::{
 use herald_actors::{
     ActorSlot, AdvertisementPool, AdvertisementPoolArgs, CentralNodeConnection,
     CentralNodeConnectionArgs, ChildSpec, HeartbeatMonitor, HeartbeatMonitorArgs, LocalPoolLink,
-    NodeSupervisor, NodeSupervisorArgs, ResyncDriver, ResyncDriverArgs, RingMemory,
-    SystemRegisterAuthority, SystemRegisterAuthorityArgs, SystemRegisterReplica,
+    NodeSupervisor, NodeSupervisorArgs, ResyncDriver, ResyncDriverArgs, RingMemory, StallDetector,
+    StallTicker, SystemRegisterAuthority, SystemRegisterAuthorityArgs, SystemRegisterReplica,
     SystemRegisterReplicaArgs, TokioClock,
 };
 use herald_messages::{
@@ -104,6 +105,8 @@ impl Node {
         overrides: StoreOverrides,
     ) -> Result<NodeHandle, StartError> {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+        // One per node: the process's own stalls, for the actors that judge others by deadlines.
+        let stalls = Arc::new(StallDetector::new(config.stall_tick, Instant::now()));
         let node_id = config.node_id.clone();
         let mut children = Vec::new();
 
@@ -201,8 +204,15 @@ impl Node {
         let hub_slots = match hub_connection {
             None => None,
             Some(hub_connection) => Some(
-                peer_hub_children(&node_id, hub_connection, &overrides, &clock, &mut children)
-                    .await?,
+                peer_hub_children(
+                    &node_id,
+                    hub_connection,
+                    &overrides,
+                    &clock,
+                    &stalls,
+                    &mut children,
+                )
+                .await?,
             ),
         };
         let ignored_hubs = config.peer.as_ref().map_or(0, |peer| peer.ignored_hubs);
@@ -210,8 +220,10 @@ impl Node {
             warn!(node = %node_id, ignored_hubs, "this node is a hub: not dialing the configured hubs (FR-027)");
         }
 
+        // Ticking before the first actor starts; stopped on every way out from here.
+        let stall_ticker = stalls.start(&node_id);
         let (failure_tx, failure_rx) = watch::channel(None);
-        let (supervisor, supervisor_join) = Actor::spawn(
+        let spawned = Actor::spawn(
             None,
             NodeSupervisor,
             NodeSupervisorArgs {
@@ -221,8 +233,14 @@ impl Node {
                 failure: failure_tx,
             },
         )
-        .await
-        .map_err(StartError::Supervisor)?;
+        .await;
+        let (supervisor, supervisor_join) = match spawned {
+            Ok(spawned) => spawned,
+            Err(err) => {
+                stall_ticker.stop().await;
+                return Err(StartError::Supervisor(err));
+            }
+        };
 
         let api = NodeApi {
             node_id: node_id.clone(),
@@ -251,6 +269,7 @@ impl Node {
                     Err(err) => {
                         stop_supervisor(&supervisor, supervisor_join, config.restart.stop_timeout)
                             .await;
+                        stall_ticker.stop().await;
                         return Err(err);
                     }
                 }
@@ -274,6 +293,7 @@ impl Node {
                         }
                         stop_supervisor(&supervisor, supervisor_join, config.restart.stop_timeout)
                             .await;
+                        stall_ticker.stop().await;
                         return Err(err);
                     }
                 }
@@ -296,6 +316,7 @@ impl Node {
             supervisor_join,
             http,
             grpc,
+            stall_ticker,
             failure: failure_rx,
             stop_timeout: config.restart.stop_timeout,
         })
@@ -310,6 +331,8 @@ pub struct NodeHandle {
     supervisor_join: JoinHandle<()>,
     http: Option<HttpServer>,
     grpc: Option<GrpcServer>,
+    /// The ticker of the node's stall detector; stopped after the actors.
+    stall_ticker: StallTicker,
     failure: watch::Receiver<Option<NodeFailure>>,
     stop_timeout: Duration,
 }
@@ -358,7 +381,8 @@ impl NodeHandle {
     }
 
     /// Stops the REST API and the gRPC server, then the actors in reverse start order (each
-    /// drains its mailbox first), and waits for them. Stores are closed when the actors are gone.
+    /// drains its mailbox first), and waits for them, then the stall detector's ticker. Stores
+    /// are closed when the actors are gone.
     pub async fn shutdown(self) -> ShutdownReport {
         let started = Instant::now();
         if let Some(http) = self.http {
@@ -369,6 +393,7 @@ impl NodeHandle {
         }
         let killed =
             stop_supervisor(&self.supervisor, self.supervisor_join, self.stop_timeout).await;
+        self.stall_ticker.stop().await;
         let report = ShutdownReport {
             killed,
             elapsed: started.elapsed(),
@@ -403,12 +428,14 @@ async fn open_blueprint_store(hub: &HubRoleConfig) -> Result<Arc<dyn BlueprintSt
     }
 }
 
-/// The peer's hub connection, heartbeat monitor and replica, wired to each other by slots.
+/// The peer's hub connection, heartbeat monitor and replica, wired to each other by slots. The
+/// monitor judges the hub by deadlines, so it gets the node's stall detector.
 async fn peer_hub_children(
     node_id: &NodeId,
     config: &HubConnectionConfig,
     overrides: &StoreOverrides,
     clock: &Arc<dyn Clock>,
+    stalls: &Arc<StallDetector>,
     children: &mut Vec<ChildSpec>,
 ) -> Result<PeerHubSlots, StartError> {
     let replica_store = match &overrides.replica_store {
@@ -453,6 +480,7 @@ async fn peer_hub_children(
         clock: Arc::clone(clock),
         connection: slots.connection.clone(),
         replica: slots.replica.clone(),
+        stalls: Arc::clone(stalls),
     };
     let replica_args = SystemRegisterReplicaArgs {
         peer_id: node_id.clone(),

@@ -9,8 +9,9 @@
 //! FR-036), a hung hub (SIGSTOP) passed by deadlines (decision 2), isolation and reconnection
 //! (FR-030), replication and push from any hub (FR-018, FR-019, FR-033, SC-010, SC-016), 100
 //! concurrent publications, incremental resume after a crash and a full sync for another history
-//! (decision 3), a corrupted register refused at start (FR-022, SC-012), and what hubs list as
-//! their peers (FR-027, FR-031, FR-035).
+//! (decision 3), a corrupted register refused at start (FR-022, SC-012), what hubs list as
+//! their peers (FR-027, FR-031, FR-035), and a stopped peer (SIGSTOP) whose failed heartbeats
+//! are excused as its own stalls while a stopped hub is still failed over (issue 7, item 5).
 //!
 //! Each test starts its own Redis, hubs, peers and directories, so they run in parallel.
 //! Measured times are printed (`--nocapture` shows them). Peers run with short timings
@@ -95,6 +96,23 @@ const FAILOVER: Duration = Duration::from_secs(15);
 const CONVERGE: Duration = Duration::from_secs(15);
 /// How long a peer is watched to show that it stays where it is: 7 heartbeats of `FAST_PEER`.
 const NO_FAILBACK_WINDOW: Duration = Duration::from_millis(1_500);
+/// Heartbeat period and deadline of `STALL_PEER`.
+const STALL_HEARTBEAT: Duration = Duration::from_millis(400);
+/// Peer timings of the own-stall tests: heartbeats every 400 ms with a 400 ms deadline, failover
+/// after 2 misses, a stall of 100 ms (a quarter of the deadline) excuses a failed heartbeat; no
+/// periodic sync to add noise.
+const STALL_PEER: &[&str] = &[
+    "--heartbeat-interval-ms",
+    "400",
+    "--missed-heartbeats",
+    "2",
+    "--connect-timeout-ms",
+    "500",
+    "--isolated-backoff-max-ms",
+    "300",
+    "--sync-interval-secs",
+    "300",
+];
 const POLL: Duration = Duration::from_millis(20);
 
 // ---- SC-009, FR-016, FR-017, FR-021: the register is created once ----
@@ -393,6 +411,166 @@ async fn sc014_a_silent_first_hub_costs_one_connect_deadline_not_one_per_attempt
         json!(1),
         "a silent n0 was tried more than once (connected to n1 after {took:?}): {nodes}"
     );
+}
+
+// ---- Issue 7, item 5: the peer's own stalls are not the hub's misses ----
+
+/// Issue 7, item 5 (FR-036): a peer stopped (SIGSTOP) for 3 heartbeat deadlines and continued
+/// keeps its hub and its session, with no failover, through six stops in five rounds
+/// (`StopRound`), two of them on consecutive heartbeats. The heartbeats that were waiting when it stopped fail at its
+/// resume (or are answered by a hub that answered meanwhile), and none is counted as a miss:
+/// they are excused as the peer's own stalls. Regression: a failure within 1.5 × deadline + 1 s
+/// of sending was a miss whatever the peer had been doing (a 1.0 s stall with a heartbeat in
+/// flight was a miss in 2 of 3 tries), and two on consecutive heartbeats failed over.
+#[tokio::test]
+async fn issue7_a_peer_stopped_across_two_deadlines_keeps_its_hub_and_session() {
+    let redis = RedisServer::start();
+    let hubs = Hubs::start(&redis.url(), &[0, 1]).await;
+    let node = Peer::new("stopped-peer", &hubs, STALL_PEER);
+    let peer = node.start().await;
+    let connected = wait_connected(&peer, "n0", SC014_LIMIT).await;
+    let session = connected["sessionId"].clone();
+    assert!(session.is_string(), "{connected}");
+
+    let rounds = [
+        StopRound::PeerAlone,
+        StopRound::HubAnswersWhilePeerStopped,
+        StopRound::HubSilentUntilPeerResumes,
+        StopRound::HubSilentUntilPeerResumes,
+        StopRound::TwiceWhileHubSilent,
+    ];
+    let mut report = Vec::new();
+    for round in rounds {
+        let acks = wait_for_ack(&peer, None).await;
+        let excused_before = counter(&peer, "herald_heartbeat_own_stalls_total").await;
+        if round != StopRound::PeerAlone {
+            hubs.hub(0).signal("STOP");
+            // The experiment's timing, not a wait for an outcome: while the hub is silent a
+            // heartbeat is always waiting (the next goes as the last times out), and past one
+            // deadline one has certainly gone out to the silent hub.
+            tokio::time::sleep(STALL_HEARTBEAT + Duration::from_millis(20)).await;
+        }
+        peer.signal("STOP");
+        if round == StopRound::HubAnswersWhilePeerStopped {
+            hubs.hub(0).signal("CONT");
+        }
+        // How long the peer stands still, not a wait for an outcome.
+        tokio::time::sleep(STALL_HEARTBEAT * 3).await;
+        peer.signal("CONT");
+        if round == StopRound::TwiceWhileHubSilent {
+            // Long enough for the waiting heartbeat to fail and the next to go out to the
+            // silent hub, too short for that one to miss its deadline.
+            tokio::time::sleep(STALL_HEARTBEAT / 4).await;
+            peer.signal("STOP");
+            tokio::time::sleep(STALL_HEARTBEAT * 3).await;
+            peer.signal("CONT");
+        }
+        let resumed = Instant::now();
+        if matches!(
+            round,
+            StopRound::HubSilentUntilPeerResumes | StopRound::TwiceWhileHubSilent
+        ) {
+            hubs.hub(0).signal("CONT");
+        }
+        wait_for_ack(&peer, Some(acks)).await;
+        let recovery = resumed.elapsed();
+        let excused = counter(&peer, "herald_heartbeat_own_stalls_total").await - excused_before;
+        report.push(format!(
+            "{round:?}: excused {excused}, recovered in {recovery:?}"
+        ));
+        if matches!(
+            round,
+            StopRound::HubSilentUntilPeerResumes | StopRound::TwiceWhileHubSilent
+        ) {
+            assert!(
+                excused >= 1.0,
+                "{round:?}: the heartbeat that waited across the stop failed at the resume and \
+                 was not excused"
+            );
+        }
+        let status = connection(&peer).await;
+        assert_eq!(status["failovers"], json!(0), "{round:?}: {status}");
+    }
+    assert_stays_on(&peer, "n0", 0, NO_FAILBACK_WINDOW).await;
+    let status = connection(&peer).await;
+    assert_eq!(status["sessionId"], session, "a new session: {status}");
+    let misses = counter(&peer, "herald_heartbeat_misses_total").await;
+    eprintln!(
+        "issue 7.5 [peer stopped 3 × {STALL_HEARTBEAT:?}]: still on n0, same session, 0 \
+         failovers, {misses} misses counted; SIGCONT → next heartbeat acknowledged:\n  {}",
+        report.join("\n  ")
+    );
+}
+
+/// How a round of `issue7_a_peer_stopped_across_two_deadlines_keeps_its_hub_and_session` stops
+/// the peer. The hub, when it goes silent first, resumes with the peer unless said otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopRound {
+    /// The peer stops alone: a heartbeat is rarely in flight then.
+    PeerAlone,
+    /// The hub goes silent first and resumes while the peer is stopped: it answered the waiting
+    /// heartbeat, but the peer was not running to hear it. At the resume the answer and the
+    /// deadline race: an acknowledgement or an excused failure.
+    HubAnswersWhilePeerStopped,
+    /// The hub goes silent first and resumes just after the peer (a paused host): the waiting
+    /// heartbeat certainly fails at the resume, and is excused.
+    HubSilentUntilPeerResumes,
+    /// As `HubSilentUntilPeerResumes`, with the peer stopped again just after its resume, while
+    /// the next heartbeat waits for the still silent hub: two consecutive heartbeats fail across
+    /// stops of the peer (the old rule counted two misses, a failover).
+    TwiceWhileHubSilent,
+}
+
+/// Issue 7, item 5 (FR-036): own-stall detection does not shield a hub that is really frozen.
+/// With n0 stopped (SIGSTOP) under a running peer, the peer misses 2 heartbeats and fails over to
+/// n1 within its bound: the next heartbeat (one period) and two deadlines, plus scheduling slack
+/// on a loaded machine.
+#[tokio::test]
+async fn issue7_a_stopped_hub_is_still_failed_over_within_its_bound() {
+    let redis = RedisServer::start();
+    let hubs = Hubs::start(&redis.url(), &[0, 1]).await;
+    let node = Peer::new("frozen-hub", &hubs, STALL_PEER);
+    let peer = node.start().await;
+    wait_connected(&peer, "n0", SC014_LIMIT).await;
+    wait_for_ack(&peer, None).await;
+
+    hubs.hub(0).signal("STOP");
+    let stopped_at = Instant::now();
+    let status = wait_connected(&peer, "n1", FAILOVER).await;
+    let took = stopped_at.elapsed();
+    hubs.hub(0).signal("CONT");
+    let excused = counter(&peer, "herald_heartbeat_own_stalls_total").await;
+    let bound = STALL_HEARTBEAT * 3;
+    eprintln!(
+        "issue 7.5 [hub stopped]: peer on n1 after {took:?} (bound {bound:?} + slack); own \
+         stalls excused meanwhile: {excused}"
+    );
+    assert_eq!(status["failovers"], json!(1), "{status}");
+    assert!(
+        took <= bound + Duration::from_secs(1),
+        "failover took {took:?}, bound {bound:?}"
+    );
+    assert_stays_on(&peer, "n1", 1, NO_FAILBACK_WINDOW).await;
+}
+
+/// Waits until the peer has had a heartbeat acknowledged (after `after` acknowledgements, when
+/// given); returns how many it has had.
+async fn wait_for_ack(peer: &RoleProcess, after: Option<f64>) -> f64 {
+    let what = format!("a heartbeat of {} acknowledged", peer.node_id());
+    eventually(&what, FAILOVER, || async {
+        let acks = counter(peer, "herald_heartbeat_latency_seconds_count").await;
+        if acks > after.unwrap_or(0.0) {
+            Ok(acks)
+        } else {
+            Err(format!("{acks} acknowledged"))
+        }
+    })
+    .await
+}
+
+/// A counter of a process's `/metrics` (0 while it was never incremented, hence not rendered).
+async fn counter(process: &RoleProcess, name: &str) -> f64 {
+    gauge(process, name).await.unwrap_or(0.0)
 }
 
 // ---- FR-030: isolated, then back ----

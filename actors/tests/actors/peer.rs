@@ -12,8 +12,8 @@ use herald_messages::{
 };
 
 use crate::support::{
-    Cluster, PeerOptions, TestPeer, blueprint, eventually, node, pass, start_cluster,
-    start_cluster_on, start_cluster_with,
+    Cluster, PeerOptions, TestPeer, blueprint, eventually, node, pass, stall_process,
+    start_cluster, start_cluster_on, start_cluster_with,
 };
 
 /// Two heartbeat intervals and a little: the longest a failover may take (decision 1).
@@ -736,6 +736,113 @@ async fn a_silent_hub_is_failed_over_after_two_missed_deadlines() {
         took <= config.interval + config.timeout * config.missed_limit + Duration::from_secs(1),
         "one interval and two deadlines at most: {took:?}"
     );
+    stop(cluster, peer).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// This process's own stalls (issue 7, item 5)
+// ---------------------------------------------------------------------------------------------
+
+/// A hub that answers every call after this long: slow, but well within the 30 s deadline.
+const SLOW_HUB: Duration = Duration::from_secs(5);
+/// A stall of the peer's own process past the heartbeat deadline (30 s) but under the grace of
+/// the old length-based rule (1.5 × 30 s + 1 s = 46 s), which counted it as a miss.
+const OWN_STALL: Duration = Duration::from_secs(40);
+
+/// Waits until a heartbeat goes out; returns how many were sent by then.
+async fn next_heartbeat(peer: &TestPeer, within: Duration) -> u64 {
+    let before = peer.heartbeats().await.sent;
+    eventually("a heartbeat goes out", within, || async {
+        peer.heartbeats().await.sent > before
+    })
+    .await;
+    peer.heartbeats().await.sent
+}
+
+/// Issue 7, item 5: the peer's own process stalls (`OWN_STALL`, past the deadline) while a
+/// heartbeat waits for a slow but healthy hub, on two consecutive heartbeats. Neither is a miss:
+/// the peer stays on its hub with its session. Regression: a failure that arrived within
+/// 1.5 × deadline + 1 s of sending was a miss whatever this process had been doing, so two such
+/// stalls failed over a healthy hub.
+#[tokio::test(start_paused = true)]
+async fn own_stalls_across_two_heartbeats_to_a_slow_hub_are_not_misses() {
+    let (cluster, peer) = connected(0).await;
+    let config = HeartbeatConfig::default();
+    let session = peer.session().await.unwrap().grant.session_id;
+    cluster.link.set_delay(&cluster.id(0), SLOW_HUB);
+    next_heartbeat(&peer, config.interval * 2).await;
+    for round in 1..=2 {
+        pass(Duration::from_secs(1)).await;
+        stall_process(OWN_STALL).await;
+        // The waiting heartbeat is judged at its deadline, after the stall; the next one goes
+        // out at once (a tick fell due meanwhile), and is the next to stall.
+        next_heartbeat(&peer, Duration::from_secs(1)).await;
+        let report = peer.heartbeats().await;
+        assert_eq!(report.missed, 0, "round {round}: excused, not missed");
+        assert_eq!(peer.connection_status().await.missed_heartbeats, 0);
+    }
+    pass(config.interval * 4).await;
+    let status = peer.connection_status().await;
+    assert_eq!(status.hub_id, Some(cluster.id(0)), "{status:?}");
+    assert_eq!(status.session_id, Some(session), "the same session");
+    assert_eq!(status.failovers, 0);
+    let report = peer.heartbeats().await;
+    assert_eq!(report.missed, 0);
+    assert!(
+        report.last_latency_ms >= Some(5_000),
+        "the slow hub answers again: {report:?}"
+    );
+    stop(cluster, peer).await;
+}
+
+/// The same timing as `own_stalls_across_two_heartbeats_to_a_slow_hub_are_not_misses` with the
+/// hub silent instead of slow and this process running all along: the two heartbeats are
+/// misses and the peer fails over.
+#[tokio::test(start_paused = true)]
+async fn the_same_timing_with_a_silent_hub_and_no_stall_fails_over() {
+    let (cluster, peer) = connected(0).await;
+    let config = HeartbeatConfig::default();
+    cluster.link.set_held(&cluster.id(0), true);
+    next_heartbeat(&peer, config.interval * 2).await;
+    pass(Duration::from_secs(1)).await;
+    pass(OWN_STALL).await;
+    assert_eq!(peer.heartbeats().await.missed, 1, "the first is a miss");
+    assert_eq!(peer.hub().await, Some(cluster.id(0)));
+    pass(Duration::from_secs(1)).await;
+    peer.connected_to(&cluster.id(1), OWN_STALL).await;
+    assert_eq!(peer.connection_status().await.failovers, 1);
+    assert!(
+        peer.stalls.record().stalls().next().is_none(),
+        "this process never stalled"
+    );
+    stop(cluster, peer).await;
+}
+
+/// A stall of this process only postpones the judgement of a hub that is really silent: the
+/// heartbeat that waited across the stall is excused, and the next two, which find the process
+/// running, fail over within two deadlines of its end.
+#[tokio::test(start_paused = true)]
+async fn a_silent_hub_is_still_failed_over_after_an_own_stall() {
+    let (cluster, peer) = connected(0).await;
+    let config = HeartbeatConfig::default();
+    cluster.link.set_held(&cluster.id(0), true);
+    next_heartbeat(&peer, config.interval * 2).await;
+    pass(Duration::from_secs(1)).await;
+    stall_process(OWN_STALL).await;
+    let resumed = tokio::time::Instant::now();
+    next_heartbeat(&peer, Duration::from_secs(1)).await;
+    assert_eq!(peer.heartbeats().await.missed, 0, "excused");
+    peer.connected_to(&cluster.id(1), config.timeout * 3).await;
+    let took = resumed.elapsed();
+    assert!(
+        took >= config.timeout * config.missed_limit,
+        "two deadlines after the stall: {took:?}"
+    );
+    assert!(
+        took <= config.timeout * config.missed_limit + Duration::from_secs(1),
+        "and no more: {took:?}"
+    );
+    assert_eq!(peer.connection_status().await.failovers, 1);
     stop(cluster, peer).await;
 }
 

@@ -27,8 +27,8 @@ use herald_actors::{
     CentralNodeConnectionArgs, ChildSpec, ConnectionConfig, HeartbeatConfig, HeartbeatMonitor,
     HeartbeatMonitorArgs, LocalHubLink, LocalPoolLink, NodeSupervisor, NodeSupervisorArgs,
     PoolConfig, ReplicaConfig, RestartPolicy, ResyncConfig, ResyncDriver, ResyncDriverArgs,
-    RingMemory, SystemRegisterAuthority, SystemRegisterAuthorityArgs, SystemRegisterReplica,
-    SystemRegisterReplicaArgs, TokioClock,
+    RingMemory, StallDetector, StallTicker, SystemRegisterAuthority, SystemRegisterAuthorityArgs,
+    SystemRegisterReplica, SystemRegisterReplicaArgs, TokioClock,
 };
 use herald_messages::{
     AdInput, AdvertisementPoolMsg, AuthorityError, AvailableRegister, BlueprintId,
@@ -231,6 +231,13 @@ pub fn public(n: u8) -> AdInput {
 /// Lets virtual time pass (timers fire, actors run).
 pub async fn pass(duration: Duration) {
     tokio::time::sleep(duration).await;
+}
+
+/// This whole process stalls for `length` (SIGSTOP, a paused VM): the clock jumps while no task
+/// runs, and every timer that fell due meanwhile fires at once afterwards, in any order. The
+/// stall detector's ticker is late like everything else, and sees it.
+pub async fn stall_process(length: Duration) {
+    tokio::time::advance(length).await;
 }
 
 /// Polls on virtual time until `check` holds, for at most `deadline`.
@@ -757,6 +764,8 @@ pub struct PeerOptions {
     pub replica: ReplicaConfig,
     pub store: InMemoryReplicaStore,
     pub policy: RestartPolicy,
+    /// Period of the peer's stall detector.
+    pub stall_tick: Duration,
 }
 
 impl Default for PeerOptions {
@@ -767,6 +776,7 @@ impl Default for PeerOptions {
             replica: ReplicaConfig::default(),
             store: InMemoryReplicaStore::new(),
             policy: RestartPolicy::default(),
+            stall_tick: herald_actors::DEFAULT_STALL_TICK,
         }
     }
 }
@@ -782,6 +792,9 @@ pub struct TestPeer {
     pub replica: ActorSlot<SystemRegisterReplicaMsg>,
     pub store: InMemoryReplicaStore,
     pub failure: watch::Receiver<Option<NodeFailure>>,
+    /// The peer's stall detector and its ticker, as the runtime runs one per node.
+    pub stalls: Arc<StallDetector>,
+    stall_ticker: StallTicker,
 }
 
 pub async fn start_peer(
@@ -795,6 +808,11 @@ pub async fn start_peer(
     let connection = ActorSlot::new(ChildKind::CentralNodeConnection);
     let monitor = ActorSlot::new(ChildKind::HeartbeatMonitor);
     let replica = ActorSlot::new(ChildKind::SystemRegisterReplica);
+    let stalls = Arc::new(StallDetector::new(
+        options.stall_tick,
+        tokio::time::Instant::now(),
+    ));
+    let stall_ticker = stalls.start(&peer_id);
     let connection_args = CentralNodeConnectionArgs {
         peer_id: peer_id.clone(),
         address: format!("http://{id}:8080"),
@@ -815,6 +833,7 @@ pub async fn start_peer(
         clock: Arc::clone(&clock),
         connection: connection.clone(),
         replica: replica.clone(),
+        stalls: Arc::clone(&stalls),
     };
     let replica_args = SystemRegisterReplicaArgs {
         peer_id: peer_id.clone(),
@@ -846,6 +865,8 @@ pub async fn start_peer(
         replica,
         store: options.store,
         failure,
+        stalls,
+        stall_ticker,
     }
 }
 
@@ -948,7 +969,9 @@ impl TestPeer {
         assert!(killed, "{kind} was running");
     }
 
+    /// Stops the tree, then the stall detector's ticker, as the runtime does.
     pub async fn shutdown(self) {
         shutdown_tree(self.supervisor, self.join).await;
+        self.stall_ticker.stop().await;
     }
 }
