@@ -28,6 +28,8 @@ use tokio::time::Instant;
 /// herald demo: both roles in one process, narrated.
 #[derive(Parser)]
 struct Args {
+    #[command(flatten)]
+    log: support::LogArgs,
     /// Data directory (a fresh temporary one by default).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -41,7 +43,7 @@ const TOKEN: &str = "demo-token";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    support::init_tracing("error");
+    support::init_tracing("error", args.log.log_format);
     let temp = tempfile::tempdir()?;
     let data_dir = args.data_dir.unwrap_or_else(|| temp.path().to_path_buf());
     let tour = Instant::now();

@@ -22,6 +22,8 @@ use herald::{RawHubConfig, RawNodeConfig};
 #[derive(Parser)]
 #[command(group = clap::ArgGroup::new("store").required(true).args(["redis", "data_dir"]))]
 struct Args {
+    #[command(flatten)]
+    log: support::LogArgs,
     /// This hub's id (≤ 64 of [A-Za-z0-9_-]).
     #[arg(long)]
     node_id: String,
@@ -55,7 +57,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    support::init_tracing("info");
+    support::init_tracing("info", args.log.log_format);
     let raw = RawNodeConfig {
         node_id: args.node_id,
         data_dir: args.data_dir,

@@ -19,6 +19,8 @@ use herald::{RawHubEndpoint, RawNodeConfig, RawPeerConfig};
 #[derive(Parser)]
 #[command(group = clap::ArgGroup::new("store").required(true).multiple(true).args(["redis", "data_dir"]))]
 struct Args {
+    #[command(flatten)]
+    log: support::LogArgs,
     /// This node's id (≤ 64 of [A-Za-z0-9_-]).
     #[arg(long)]
     node_id: String,
@@ -85,7 +87,7 @@ fn parse_hub(value: &str) -> Result<RawHubEndpoint, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    support::init_tracing("info");
+    support::init_tracing("info", args.log.log_format);
     let raw = RawNodeConfig {
         node_id: args.node_id,
         data_dir: args.data_dir,

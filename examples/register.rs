@@ -19,6 +19,8 @@ use herald::{RawNodeConfig, RawRegisterConfig};
 /// herald register role: registers, and their advertisements pushed to a peer.
 #[derive(Parser)]
 struct Args {
+    #[command(flatten)]
+    log: support::LogArgs,
     /// This node's id (≤ 64 of [A-Za-z0-9_-]).
     #[arg(long)]
     node_id: String,
@@ -48,7 +50,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    support::init_tracing("info");
+    support::init_tracing("info", args.log.log_format);
     let raw = RawNodeConfig {
         node_id: args.node_id,
         data_dir: Some(args.data_dir),

@@ -11,6 +11,7 @@ mod divergence;
 mod grpc;
 mod hub_requirements;
 mod hubs;
+mod logs;
 mod redb_stores;
 mod redis_ad_store;
 mod requirements;

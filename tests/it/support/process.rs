@@ -234,6 +234,23 @@ impl RoleProcess {
     /// Starts `role` and waits for its ready line; on failure the process is gone and the
     /// error quotes its log.
     pub async fn try_start(role: Role, args: &[&str]) -> Result<RoleProcess, String> {
+        Self::try_start_with_env(role, args, &[("NO_COLOR", "1")]).await
+    }
+
+    /// Starts `role` like `start`, with exactly the extra environment `env` (no `NO_COLOR`:
+    /// the process decides about colours itself, as it would under a service manager).
+    pub async fn start_with_env(role: Role, args: &[&str], env: &[(&str, &str)]) -> RoleProcess {
+        match Self::try_start_with_env(role, args, env).await {
+            Ok(process) => process,
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    async fn try_start_with_env(
+        role: Role,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<RoleProcess, String> {
         let binary = role.binary();
         let log_dir = tempfile::Builder::new()
             .prefix(&format!("herald-{}-log-", role.name()))
@@ -249,7 +266,8 @@ impl RoleProcess {
         let spawned_at = Instant::now();
         let mut child = command
             .env_remove("HERALD_ADMIN_TOKEN")
-            .env("NO_COLOR", "1")
+            .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
