@@ -268,10 +268,10 @@ async fn reloaded_remote_ads_are_dropped_unless_confirmed() {
 async fn stale_full_sync_is_refused() {
     let node = start(Options::default()).await;
     let snapshot = |seq, secs: i64| {
-        Some(Snapshot {
+        Some(Snapshot::new(
             seq,
-            read_at: Timestamp::from_unix_millis(secs * 1_000),
-        })
+            Timestamp::from_unix_millis(secs * 1_000),
+        ))
     };
     node.bulk(BulkAdvertise::full(vec![public(1)], snapshot(5, 100)))
         .await
