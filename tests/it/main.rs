@@ -6,6 +6,7 @@
 mod support;
 
 mod acceptance;
+mod ad_stores;
 mod blueprint_stores;
 mod grpc;
 mod hub_requirements;
