@@ -11,6 +11,7 @@ mod blueprint_stores;
 mod grpc;
 mod hub_requirements;
 mod hubs;
+mod pool_scenarios;
 mod redb_stores;
 mod redis_ad_store;
 mod requirements;
