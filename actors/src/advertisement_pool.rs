@@ -167,10 +167,10 @@ impl Actor for AdvertisementPool {
                     let epoch_before = state.book.last_snapshot().and_then(|s| s.epoch);
                     let result = state.book.apply_bulk(&request, now);
                     let epoch_after = state.book.last_snapshot().and_then(|s| s.epoch);
-                    if epoch_after != epoch_before
-                        && let Some(epoch) = epoch_after
+                    if let (Some(before), Some(after)) = (epoch_before, epoch_after)
+                        && before != after
                     {
-                        info!(%epoch, previous = ?epoch_before.map(|e| e.to_string()), "full sync from another ground-truth epoch; snapshot order starts again");
+                        info!(epoch = %after, previous = %before, "full sync from another ground-truth epoch; snapshot order starts again");
                     }
                     let result = match result {
                         Ok(mut outcome) => {
@@ -295,7 +295,14 @@ impl AdvertisementPoolState {
         let batch = self.book.batch();
         let (puts, deletes, scope) = (batch.puts.len(), batch.deletes.len(), batch.scope);
         let started = Instant::now();
-        let previous = self.store.write(&batch, self.config.store_expiry()).await?;
+        let written = self.store.write(&batch, self.config.store_expiry()).await;
+        let previous = match written {
+            Ok(previous) => previous,
+            Err(err) => {
+                self.book.write_failed();
+                return Err(err);
+            }
+        };
         let check = self.book.mark_written(previous.as_ref());
         metrics::histogram!("herald_pool_store_write_seconds", "node" => self.node_id.to_string())
             .record(started.elapsed().as_secs_f64());

@@ -108,7 +108,7 @@ pub struct LoadReport {
 }
 
 /// The pool's book: ads by key, what the store still lacks, and the store's health.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PoolState {
     rules: PoolRules,
     /// This node's ads, by register: the hot path (full syncs), looked up without building keys.
@@ -132,6 +132,9 @@ pub struct PoolState {
     /// The mark the store holds if it kept everything this pool wrote: that of the last batch
     /// written, or the one found by the load. `None` until then, and after a loss.
     mark: Option<StoreMark>,
+    /// The mark of a batch whose write failed: the store may have applied it (a reply lost on
+    /// the way), so finding it is no loss either.
+    mark_in_doubt: Option<StoreMark>,
     /// Generation of the next batch.
     generation: u64,
     /// Random base of this pool's generations; the n-th generation it starts is base + n.
@@ -158,6 +161,7 @@ impl PoolState {
             meta_dirty: false,
             everything_due: true,
             mark: None,
+            mark_in_doubt: None,
             generation: generation_seed.max(1),
             generation_seed,
             generations_started: 0,
@@ -429,10 +433,11 @@ impl PoolState {
         let found = previous.map(StoreMark::of);
         let check = match (self.mark, scope) {
             (None, _) => WriteCheck::Claimed,
-            (Some(expected), _) if found == Some(expected) => WriteCheck::Intact,
+            (Some(_), _) if self.is_our_last_write(found) => WriteCheck::Intact,
             (Some(_), BatchScope::Everything) => WriteCheck::Repaired,
             (Some(_), BatchScope::Changes) => WriteCheck::Lost,
         };
+        self.mark_in_doubt = None;
         self.dirty.clear();
         self.meta_dirty = false;
         self.everything_due = false;
@@ -448,7 +453,14 @@ impl PoolState {
     /// Whether the store's meta record, as read by a check, is this pool's last write. A write
     /// of everything already due will set it right, so it counts as held.
     pub fn store_holds_mark(&self, found: Option<&PoolMeta>) -> bool {
-        self.everything_due || (self.mark.is_some() && found.map(StoreMark::of) == self.mark)
+        self.everything_due || self.is_our_last_write(found.map(StoreMark::of))
+    }
+
+    /// The write of the last `batch()` failed: the store may or may not have applied it.
+    pub fn write_failed(&mut self) {
+        if self.mark.is_some() {
+            self.mark_in_doubt = Some(StoreMark::of(&self.next_meta()));
+        }
     }
 
     /// The store lost what this pool wrote (found by a check or by a batch): everything is
@@ -541,6 +553,10 @@ impl PoolState {
         }
     }
 
+    fn is_our_last_write(&self, found: Option<StoreMark>) -> bool {
+        found.is_some() && (found == self.mark || found == self.mark_in_doubt)
+    }
+
     fn scope(&self) -> BatchScope {
         if self.everything_due {
             BatchScope::Everything
@@ -571,6 +587,7 @@ impl PoolState {
             .wrapping_add(self.generations_started)
             .max(1);
         self.mark = None;
+        self.mark_in_doubt = None;
         self.mark_all_dirty();
     }
 
@@ -1152,6 +1169,25 @@ mod tests {
         assert_eq!(store.write(&mut state), WriteCheck::Lost);
         assert_eq!(state.batch().puts.len(), 2);
         assert_eq!(store.write(&mut state), WriteCheck::Claimed);
+    }
+
+    /// A write that failed may still have reached the store (its reply lost): finding that
+    /// batch's mark later is no loss, and no repair is counted.
+    #[test]
+    fn a_failed_write_that_reached_the_store_is_no_loss() {
+        let (mut state, mut store) = state_and_store();
+        state
+            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .unwrap();
+        let mut reached = store.clone();
+        reached.write(&mut state.clone());
+        state.write_failed();
+        assert!(state.store_holds_mark(reached.meta.as_ref()));
+        assert!(state.store_holds_mark(store.meta.as_ref()));
+        state.mark_all_dirty(); // the retry after the outage writes everything
+        store = reached;
+        assert_eq!(store.write(&mut state), WriteCheck::Intact);
+        assert_eq!(state.store_repairs(), 0);
     }
 
     #[test]
