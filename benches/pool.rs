@@ -238,8 +238,10 @@ impl Bench {
         let adapter = RedisAdStore::new(&self.url, PREFIX, &NodeId::parse(NODE_A)?)?;
         // The adapter alone writes its own copy of the ads (the bench mutates `self` meanwhile).
         let adapter_ads = self.ads.clone();
-        // A batch of changes, as the pool's full syncs are (its meta `SET` has `XX GET`).
-        let batch = AdBatch {
+        // A batch of changes, as the pool's full syncs are (its meta `SET` has `XX GET`). Its
+        // meta record is the pool's current one, read before each write (untimed): the store's
+        // meta record then stays what the pool last wrote, which the pool checks at every write.
+        let mut batch = AdBatch {
             puts: adapter_ads.iter().collect(),
             deletes: Vec::new(),
             meta: serde_json::from_slice::<PoolMeta>(&self.meta_value)?,
@@ -280,6 +282,7 @@ impl Bench {
                     1 => floor.push_if(keep, self.floor_write(false).await?),
                     2 => floor_encode.push_if(keep, self.floor_write(true).await?),
                     3 => {
+                        batch.meta = serde_json::from_slice(&self.current_meta().await?)?;
                         let started = Instant::now();
                         adapter
                             .write(&batch, PoolConfig::default().store_expiry())
@@ -355,18 +358,26 @@ impl Bench {
             .iter()
             .map(|bytes| serde_json::from_slice(bytes))
             .collect::<Result<_, _>>()?;
-        self.meta_value = redis::cmd("GET")
-            .arg(&self.meta_key)
-            .query_async::<Option<Vec<u8>>>(&mut self.raw)
-            .await?
-            .context("the pool's meta record is missing")?;
+        self.meta_value = self.current_meta().await?;
         Ok(())
     }
 
+    /// Node A's meta record as it is now.
+    async fn current_meta(&mut self) -> Result<Vec<u8>> {
+        redis::cmd("GET")
+            .arg(&self.meta_key)
+            .query_async::<Option<Vec<u8>>>(&mut self.raw)
+            .await?
+            .context("the pool's meta record is missing")
+    }
+
     /// The floor of a full sync: the adapter's pipeline, by hand, over a `ConnectionManager`.
+    /// The meta record it writes is the pool's current one, read first (untimed), so that the
+    /// pool's next write finds its own last write there.
     async fn floor_write(&mut self, encode: bool) -> Result<Duration> {
         // The pool's default expiry, as the adapter sends it.
         let expiry_ms = PoolConfig::default().store_expiry().as_millis() as u64;
+        self.meta_value = self.current_meta().await?;
         let started = Instant::now();
         let mut pipe = redis::pipe();
         pipe.atomic();

@@ -35,7 +35,10 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisWrite, ToRedisArgs};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, ParsingError, Pipeline, RedisError, RedisWrite, ToRedisArgs,
+    Value,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -154,7 +157,7 @@ impl AdStore for RedisAdStore {
                 .arg(Json(ad))
                 .arg("PX")
                 .arg(expiry_ms);
-            pipe.add_command(set).ignore();
+            pipe.add_command(set);
         }
         if has_deletes {
             // One DEL for all: the keys share a slot, and it is one reply instead of many.
@@ -163,7 +166,7 @@ impl AdStore for RedisAdStore {
             for key in &batch.deletes {
                 del.arg(self.ad_key(&key.source, &key.register_id));
             }
-            pipe.add_command(del).ignore();
+            pipe.add_command(del);
         }
         let mut set_meta = Cmd::with_capacity(7, self.namespace.len() + 192);
         set_meta
@@ -180,7 +183,7 @@ impl AdStore for RedisAdStore {
         }
         set_meta.arg("GET");
         pipe.add_command(set_meta);
-        let (previous,): (Option<Vec<u8>>,) = self.query(Request::Pipeline(&pipe)).await?;
+        let LastReply(previous) = self.query(Request::Pipeline(&pipe)).await?;
         // A record that does not decode is as good as none: the pool writes everything again,
         // which replaces it.
         Ok(previous.and_then(|value| decode::<PoolMeta>(&value)))
@@ -326,6 +329,22 @@ impl ToRedisArgs for KeyName<'_> {
     {
         write!(out.writer_for_next_arg(), "{self}")
             .expect("writing into a command buffer cannot fail");
+    }
+}
+
+/// The reply of the last command of a `MULTI`/`EXEC` (the meta `SET … GET`): the other replies
+/// are dropped as they are, without marking 10,000 commands `ignore()`d (a hash set entry each).
+struct LastReply(Option<Vec<u8>>);
+
+impl FromRedisValue for LastReply {
+    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
+        let Value::Array(mut replies) = value else {
+            return Err(format!("expected the replies of a transaction, got {value:?}").into());
+        };
+        let last = replies
+            .pop()
+            .ok_or_else(|| ParsingError::from("an empty transaction reply".to_owned()))?;
+        redis::from_redis_value(last).map(LastReply)
     }
 }
 
