@@ -835,6 +835,7 @@ mod tests {
         let config = peer_only().validate().unwrap();
         let peer = config.peer.unwrap();
         assert_eq!(peer.pool.ad_ttl, Duration::from_secs(300));
+        assert_eq!(peer.pool.snapshot_clock_tolerance, Duration::from_secs(60));
         assert_eq!(
             peer.ad_store,
             AdStoreConfig::Embedded {
@@ -842,6 +843,13 @@ mod tests {
             }
         );
         assert!(config.register.is_none() && config.http.is_none());
+        let with_http = RawNodeConfig {
+            http_addr: Some("127.0.0.1:0".into()),
+            admin_token: Some("t".into()),
+            ..peer_only()
+        };
+        let http = with_http.validate().unwrap().http.unwrap();
+        assert_eq!(http.header_timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -875,6 +883,15 @@ mod tests {
                     ..peer_only()
                 },
                 "http_addr",
+            ),
+            (
+                RawNodeConfig {
+                    http_addr: Some("127.0.0.1:0".into()),
+                    admin_token: Some("t".into()),
+                    http_header_timeout_ms: Some(0),
+                    ..peer_only()
+                },
+                "http_header_timeout_ms",
             ),
             (
                 RawNodeConfig {
