@@ -2,7 +2,9 @@
 //!
 //! It drives hyper's connection builder itself instead of `axum::serve`, for what that does not
 //! offer: a header read timeout (a client that trickles its request headers is disconnected after
-//! `header_timeout`, so slow clients cannot hold connections open) and `TCP_NODELAY`. Stopping
+//! `header_timeout`, so slow clients cannot hold connections open; hyper times the next request's
+//! headers from the end of the last response, so a keep-alive connection idle that long closes
+//! too) and `TCP_NODELAY`. Stopping
 //! closes the listener, lets requests in flight finish (idle keep-alive connections close), and
 //! after the caller's deadline aborts what is left.
 //!
