@@ -568,7 +568,7 @@ impl PoolState {
     /// The meta record of the next batch: the current generation, one batch further.
     fn next_meta(&self) -> PoolMeta {
         let write_seq = match self.mark {
-            Some(mark) if mark.generation == self.generation => mark.write_seq + 1,
+            Some(mark) if mark.generation == self.generation => mark.write_seq.wrapping_add(1),
             _ => 1,
         };
         PoolMeta {
