@@ -36,7 +36,7 @@ use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
 use herald::parts::actors::ports::GroundTruth;
-use herald::parts::actors::ports::{AdBatch, AdStore, Clock, StoreError, StoredPool};
+use herald::parts::actors::ports::{AdBatch, AdStore, BatchScope, Clock, StoreError, StoredPool};
 use herald::parts::actors::{PoolConfig, TokioClock};
 use herald::parts::messages::{Advertisement, PoolMeta};
 use herald::parts::runtime::stores::{RedbGroundTruth, RedisAdStore};
@@ -207,13 +207,7 @@ impl Bench {
                 latest_docket_version: version / 2,
             })
             .collect();
-        BulkAdvertise::full(
-            inputs,
-            Some(Snapshot {
-                seq: self.seq,
-                read_at: self.clock.now(),
-            }),
-        )
+        BulkAdvertise::full(inputs, Some(Snapshot::new(self.seq, self.clock.now())))
     }
 
     fn changed_request(&mut self) -> BulkAdvertise {
@@ -229,7 +223,7 @@ impl Bench {
         let noop = start(
             self.peer_config(NODE_NOOP),
             StoreOverrides {
-                ad_store: Some(Arc::new(NoopStore)),
+                ad_store: Some(Arc::new(NoopStore::default())),
                 ..StoreOverrides::default()
             },
         )
@@ -244,10 +238,14 @@ impl Bench {
         let adapter = RedisAdStore::new(&self.url, PREFIX, &NodeId::parse(NODE_A)?)?;
         // The adapter alone writes its own copy of the ads (the bench mutates `self` meanwhile).
         let adapter_ads = self.ads.clone();
-        let batch = AdBatch {
+        // A batch of changes, as the pool's full syncs are (its meta `SET` has `XX GET`). Its
+        // meta record is the pool's current one, read before each write (untimed): the store's
+        // meta record then stays what the pool last wrote, which the pool checks at every write.
+        let mut batch = AdBatch {
             puts: adapter_ads.iter().collect(),
             deletes: Vec::new(),
             meta: serde_json::from_slice::<PoolMeta>(&self.meta_value)?,
+            scope: BatchScope::Changes,
         };
 
         let mut herald = Samples::default();
@@ -274,10 +272,7 @@ impl Bench {
                         // The same content again (a periodic reconciliation with nothing new).
                         let mut again = request;
                         self.seq += 1;
-                        again.snapshot = Some(Snapshot {
-                            seq: self.seq,
-                            read_at: self.clock.now(),
-                        });
+                        again.snapshot = Some(Snapshot::new(self.seq, self.clock.now()));
                         let started = Instant::now();
                         let outcome = node.bulk_advertise(again).await?;
                         let elapsed = started.elapsed();
@@ -287,6 +282,7 @@ impl Bench {
                     1 => floor.push_if(keep, self.floor_write(false).await?),
                     2 => floor_encode.push_if(keep, self.floor_write(true).await?),
                     3 => {
+                        batch.meta = serde_json::from_slice(&self.current_meta().await?)?;
                         let started = Instant::now();
                         adapter
                             .write(&batch, PoolConfig::default().store_expiry())
@@ -362,18 +358,26 @@ impl Bench {
             .iter()
             .map(|bytes| serde_json::from_slice(bytes))
             .collect::<Result<_, _>>()?;
-        self.meta_value = redis::cmd("GET")
-            .arg(&self.meta_key)
-            .query_async::<Option<Vec<u8>>>(&mut self.raw)
-            .await?
-            .context("the pool's meta record is missing")?;
+        self.meta_value = self.current_meta().await?;
         Ok(())
     }
 
+    /// Node A's meta record as it is now.
+    async fn current_meta(&mut self) -> Result<Vec<u8>> {
+        redis::cmd("GET")
+            .arg(&self.meta_key)
+            .query_async::<Option<Vec<u8>>>(&mut self.raw)
+            .await?
+            .context("the pool's meta record is missing")
+    }
+
     /// The floor of a full sync: the adapter's pipeline, by hand, over a `ConnectionManager`.
+    /// The meta record it writes is the pool's current one, read first (untimed), so that the
+    /// pool's next write finds its own last write there.
     async fn floor_write(&mut self, encode: bool) -> Result<Duration> {
         // The pool's default expiry, as the adapter sends it.
         let expiry_ms = PoolConfig::default().store_expiry().as_millis() as u64;
+        self.meta_value = self.current_meta().await?;
         let started = Instant::now();
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -583,10 +587,7 @@ impl Bench {
             .map(|_| {
                 let mut request = same.clone();
                 self.seq += 1;
-                request.snapshot = Some(Snapshot {
-                    seq: self.seq,
-                    read_at: self.clock.now(),
-                });
+                request.snapshot = Some(Snapshot::new(self.seq, self.clock.now()));
                 request
             })
             .collect();
@@ -739,8 +740,11 @@ async fn stop(node: NodeHandle) {
     tokio::time::sleep(SETTLE).await;
 }
 
-/// A store that stores nothing: what the pool costs without its store.
-struct NoopStore;
+/// A store that stores nothing but the meta record: what the pool costs without its store.
+#[derive(Default)]
+struct NoopStore {
+    meta: std::sync::Mutex<Option<PoolMeta>>,
+}
 
 #[async_trait::async_trait]
 impl AdStore for NoopStore {
@@ -748,12 +752,17 @@ impl AdStore for NoopStore {
         Ok(StoredPool::default())
     }
 
-    async fn write(&self, _batch: &AdBatch<'_>, _expiry: Duration) -> Result<(), StoreError> {
-        Ok(())
+    async fn write(
+        &self,
+        batch: &AdBatch<'_>,
+        _expiry: Duration,
+    ) -> Result<Option<PoolMeta>, StoreError> {
+        let mut meta = self.meta.lock().expect("no-op store lock");
+        Ok(meta.replace(batch.meta))
     }
 
-    async fn holds_meta(&self) -> Result<bool, StoreError> {
-        Ok(true)
+    async fn read_meta(&self) -> Result<Option<PoolMeta>, StoreError> {
+        Ok(*self.meta.lock().expect("no-op store lock"))
     }
 
     fn describe(&self) -> String {

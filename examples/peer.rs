@@ -45,6 +45,12 @@ struct Args {
     /// Cap of the backoff between attempts to reach a failed store.
     #[arg(long)]
     store_backoff_max_ms: Option<u64>,
+    /// How far ahead of this node's clock a full sync's snapshot may have been read.
+    #[arg(long)]
+    snapshot_clock_tolerance_ms: Option<u64>,
+    /// Close a connection whose request headers do not all arrive within this.
+    #[arg(long)]
+    http_header_timeout_ms: Option<u64>,
     /// A hub to connect to, as ID=URL (repeatable, in priority order). Needs --data-dir for the
     /// system register replica.
     #[arg(long = "hub", value_parser = parse_hub)]
@@ -93,11 +99,13 @@ async fn main() -> anyhow::Result<ExitCode> {
         data_dir: args.data_dir,
         http_addr: Some(args.http),
         admin_token: Some(args.admin_token),
+        http_header_timeout_ms: args.http_header_timeout_ms,
         peer: Some(RawPeerConfig {
             redis_url: args.redis,
             ad_ttl_ms: args.ad_ttl_secs.map(|secs| secs * 1_000),
             store_check_interval_ms: args.store_check_interval_ms,
             store_backoff_max_ms: args.store_backoff_max_ms,
+            snapshot_clock_tolerance_ms: args.snapshot_clock_tolerance_ms,
             hubs: args.hubs,
             heartbeat_interval_ms: args.heartbeat_interval_ms,
             heartbeat_timeout_ms: args.heartbeat_interval_ms,

@@ -45,6 +45,9 @@ struct Args {
     /// Cap of the backoff between push attempts while the peer is unreachable.
     #[arg(long)]
     resync_backoff_max_ms: Option<u64>,
+    /// Close a connection whose request headers do not all arrive within this.
+    #[arg(long)]
+    http_header_timeout_ms: Option<u64>,
 }
 
 #[tokio::main]
@@ -56,6 +59,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         data_dir: Some(args.data_dir),
         http_addr: Some(args.http),
         admin_token: Some(args.admin_token),
+        http_header_timeout_ms: args.http_header_timeout_ms,
         register: Some(RawRegisterConfig {
             peer_url: Some(args.peer_url),
             peer_token: args.peer_token,

@@ -4,8 +4,15 @@
 //! serving the reloaded ads at once, unverified. Writes go through to the store in one batch per
 //! request, only for what changed (FR-009). When the store fails the pool keeps serving and
 //! accepting from memory, reports `degraded`, remembers what is unwritten and retries with
-//! backoff; when the store is back, or a check finds it emptied, it writes everything again
-//! (FR-010). Every stored ad expires (`ad_ttl` + `store_retention`) unless renewed.
+//! backoff; when the store is back it writes everything again (FR-010). Every stored ad expires
+//! (`ad_ttl` + `store_retention`) unless renewed.
+//!
+//! Nothing acknowledged is lost to a store that forgets: every batch reads the store's meta
+//! record in the same atomic step (see `PoolMeta`). When a batch, or the periodic check, finds
+//! that the store no longer holds this pool's last write (emptied, restarted empty, replaced by
+//! an older copy), the pool writes everything it holds again before it answers the request, and
+//! counts a store repair. `persisted: true` is only answered once the store holds the change
+//! and everything before it.
 //!
 //! Decisions live in `state::PoolState`; this file only sequences I/O and timers.
 
@@ -24,8 +31,8 @@ use herald_messages::{AdvertisementPoolMsg, NodeId, PoolStatus};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::ports::{AdStore, Clock, StoreError, error_chain};
 
-pub use state::LoadReport;
 use state::PoolState;
+pub use state::{LoadReport, PoolRules, WriteCheck};
 
 /// Pool settings (DESIGN §4, §9). The runtime validates them.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,10 +52,16 @@ pub struct PoolConfig {
     pub store_backoff: BackoffConfig,
     /// How long a local withdrawal is remembered against late full syncs.
     pub tombstone_horizon: Duration,
+    /// How far ahead of this node's clock a full sync's snapshot may have been read (`readAt`):
+    /// more is refused as invalid input (the clocks of the register role's host and this one
+    /// differ by less).
+    pub snapshot_clock_tolerance: Duration,
 }
 
 impl PoolConfig {
     pub const DEFAULT_AD_TTL: Duration = Duration::from_secs(300);
+    /// The same bound the hubs put on a peer's clock (they refuse heartbeats from further off).
+    pub const DEFAULT_SNAPSHOT_CLOCK_TOLERANCE: Duration = Duration::from_secs(60);
 
     /// The expiry of every stored record.
     pub fn store_expiry(&self) -> Duration {
@@ -69,6 +82,7 @@ impl Default for PoolConfig {
                 max: Duration::from_secs(10),
             },
             tombstone_horizon: Duration::from_secs(3_600),
+            snapshot_clock_tolerance: Self::DEFAULT_SNAPSHOT_CLOCK_TOLERANCE,
         }
     }
 }
@@ -116,7 +130,14 @@ impl Actor for AdvertisementPool {
             }),
         ];
         Ok(AdvertisementPoolState {
-            book: PoolState::new(args.config.ad_ttl, args.config.tombstone_horizon),
+            book: PoolState::new(
+                PoolRules {
+                    ad_ttl: args.config.ad_ttl,
+                    tombstone_horizon: args.config.tombstone_horizon,
+                    snapshot_clock_tolerance: args.config.snapshot_clock_tolerance,
+                },
+                rand::random(),
+            ),
             backoff: Backoff::new(args.config.store_backoff),
             node_id: args.node_id,
             config: args.config,
@@ -143,7 +164,14 @@ impl Actor for AdvertisementPool {
                 AdvertisementPoolMsg::Load => state.load(&myself).await,
                 AdvertisementPoolMsg::Bulk(request, reply) => {
                     let now = state.clock.now();
+                    let epoch_before = state.book.last_snapshot().and_then(|s| s.epoch);
                     let result = state.book.apply_bulk(&request, now);
+                    let epoch_after = state.book.last_snapshot().and_then(|s| s.epoch);
+                    if let (Some(before), Some(after)) = (epoch_before, epoch_after)
+                        && before != after
+                    {
+                        info!(epoch = %after, previous = %before, "full sync from another ground-truth epoch; snapshot order starts again");
+                    }
                     let result = match result {
                         Ok(mut outcome) => {
                             state.flush(&myself).await;
@@ -219,15 +247,11 @@ impl AdvertisementPoolState {
                     restored = report.restored,
                     discarded = report.discarded,
                     skipped = report.skipped,
+                    continued = report.adopted_mark,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "advertisements reloaded from the store"
                 );
-                if report.skipped > 0 {
-                    warn!(
-                        skipped = report.skipped,
-                        "undecodable advertisement records skipped"
-                    );
-                }
+                self.report_load(&report);
                 self.flush(myself).await;
             }
             Err(err) => self.store_failed(myself, "load", &err),
@@ -245,38 +269,94 @@ impl AdvertisementPoolState {
         }
     }
 
+    /// Writes what the store lacks. When the store turns out to have lost earlier writes, writes
+    /// everything again at once, so that the caller's answer is true when it is given.
     async fn write_unwritten(&mut self) -> Result<(), StoreError> {
         if !self.book.has_unwritten() {
             return Ok(());
         }
+        match self.write_batch().await? {
+            WriteCheck::Intact | WriteCheck::Claimed => Ok(()),
+            WriteCheck::Repaired => {
+                self.store_repaired("a write of everything found the store missing earlier writes; it holds everything again");
+                Ok(())
+            }
+            WriteCheck::Lost => {
+                self.store_repaired("store lost this pool's data; writing everything again");
+                let again = self.write_batch().await?;
+                debug!(?again, "everything written again");
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes `book.batch()` and hands the store's answer to the book.
+    async fn write_batch(&mut self) -> Result<WriteCheck, StoreError> {
         let batch = self.book.batch();
-        let (puts, deletes) = (batch.puts.len(), batch.deletes.len());
+        let (puts, deletes, scope) = (batch.puts.len(), batch.deletes.len(), batch.scope);
         let started = Instant::now();
-        self.store.write(&batch, self.config.store_expiry()).await?;
-        self.book.mark_written();
+        let written = self.store.write(&batch, self.config.store_expiry()).await;
+        let previous = match written {
+            Ok(previous) => previous,
+            Err(err) => {
+                self.book.write_failed();
+                return Err(err);
+            }
+        };
+        let check = self.book.mark_written(previous.as_ref());
         metrics::histogram!("herald_pool_store_write_seconds", "node" => self.node_id.to_string())
             .record(started.elapsed().as_secs_f64());
-        debug!(puts, deletes, "store written");
-        Ok(())
+        debug!(puts, deletes, ?scope, ?check, "store written");
+        Ok(check)
+    }
+
+    /// Logs and counts a store found missing what this pool wrote.
+    fn store_repaired(&self, what: &'static str) {
+        let (local, remote, ..) = self.book.counts();
+        warn!(
+            store = %self.store.describe(),
+            ads = local + remote,
+            local,
+            remote,
+            repairs = self.book.store_repairs(),
+            "{what}"
+        );
+        metrics::counter!("herald_pool_store_repairs_total", "node" => self.node_id.to_string())
+            .increment(1);
     }
 
     async fn check_store(&mut self, myself: &ActorRef<AdvertisementPoolMsg>) {
         if self.book.is_degraded() || !self.book.is_loaded() {
             return;
         }
-        match self.store.holds_meta().await {
-            Ok(true) => {}
-            Ok(false) => {
-                let (local, remote, ..) = self.book.counts();
-                warn!(
-                    store = %self.store.describe(),
-                    ads = local + remote,
-                    "store lost this pool's data; writing everything again"
+        match self.store.read_meta().await {
+            Ok(found) if self.book.store_holds_mark(found.as_ref()) => {}
+            Ok(found) => {
+                debug!(
+                    ?found,
+                    "the store's meta record is not this pool's last write"
                 );
-                self.book.mark_all_dirty();
+                self.book.rewrite_everything();
+                self.store_repaired("store lost this pool's data; writing everything again");
                 self.flush(myself).await;
             }
             Err(err) => self.store_failed(myself, "check", &err),
+        }
+    }
+
+    fn report_load(&self, report: &LoadReport) {
+        if report.skipped > 0 {
+            warn!(
+                skipped = report.skipped,
+                "undecodable advertisement records skipped"
+            );
+        }
+        if let Some(snapshot) = report.refused_snapshot {
+            warn!(
+                seq = snapshot.seq,
+                read_at = %snapshot.read_at,
+                "stored full-sync snapshot refused (read time ahead of this node's clock or seq beyond any store); the next full sync starts the order again"
+            );
         }
     }
 
@@ -294,6 +374,7 @@ impl AdvertisementPoolState {
                         discarded = report.discarded,
                         "late reload merged"
                     );
+                    self.report_load(&report);
                 }
                 Err(err) => return self.store_failed(myself, "load", &err),
             }
@@ -343,6 +424,7 @@ impl AdvertisementPoolState {
             loaded: self.book.is_loaded(),
             store: self.book.store_health().clone(),
             last_snapshot: self.book.last_snapshot(),
+            store_repairs: self.book.store_repairs(),
         }
     }
 

@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use herald_messages::{
     AdKey, Advertisement, BlueprintNotification, BulkAdvertise, BulkOutcome, Checkpoint,
-    ConnectRequest, EntryDraft, Genesis, HeartbeatAck, HeartbeatRequest, HistoryId, HubEndpoint,
-    NodeId, PoolMeta, Register, RegisterDigest, RegisterId, SessionGrant, SessionId, SyncQuery,
-    SystemRegisterEntry, Timestamp,
+    ConnectRequest, EntryDraft, Genesis, GroundTruthEpoch, HeartbeatAck, HeartbeatRequest,
+    HistoryId, HubEndpoint, NodeId, PoolMeta, Register, RegisterDigest, RegisterId, SessionGrant,
+    SessionId, SyncQuery, SystemRegisterEntry, Timestamp,
 };
 
 /// A boxed error from an adapter's driver.
@@ -34,20 +34,36 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 /// Where the advertisement pool keeps its ads (Redis, redb, memory).
 ///
 /// An adapter stores the ads of one node; keys are namespaced by node id so nodes may share a
-/// store. Every write carries an expiry: a pool that dies for good leaves nothing behind for long.
+/// store. Beside the ads it keeps one meta record (`PoolMeta`), which is the pool's mark on the
+/// store: every batch reads the record it replaces in the same atomic step and returns it, so
+/// the pool sees at once when the store lost or rolled back what it wrote. The behaviour every
+/// adapter shares is pinned by the contract suite in `tests/it/ad_stores.rs`.
 #[async_trait]
 pub trait AdStore: Send + Sync + 'static {
-    /// Everything this node stored that has not expired. Records that cannot be decoded are
-    /// skipped and named in `skipped`, never fatal.
+    /// Everything this node stored that the store has not expired. Records that cannot be
+    /// decoded are skipped and named in `skipped`, never fatal.
     async fn load(&self) -> Result<StoredPool, StoreError>;
 
-    /// Writes one batch (puts, deletes and the pool's meta record) as one unit where the store
-    /// allows it, pipelined otherwise. Every put and the meta record expire after `expiry`.
-    async fn write(&self, batch: &AdBatch<'_>, expiry: Duration) -> Result<(), StoreError>;
+    /// Writes one batch (puts, deletes and the pool's meta record) as one atomic unit, and
+    /// returns the meta record the store held just before it (`None` when there was none, or it
+    /// did not decode), read in the same unit.
+    ///
+    /// The meta record is written when the batch is `BatchScope::Everything`, or when the store
+    /// held one already: a batch of changes never recreates a lost record, so a store that lost
+    /// its data keeps saying so until the pool has written everything again.
+    ///
+    /// Stores with a clock of their own (Redis) expire every put and the meta record `expiry`
+    /// after the write; a store that would have to compare wall-clock stamps across runs (redb)
+    /// keeps records until the pool deletes them, since no stored record's life may depend on
+    /// the wall clock staying monotonic across runs.
+    async fn write(
+        &self,
+        batch: &AdBatch<'_>,
+        expiry: Duration,
+    ) -> Result<Option<PoolMeta>, StoreError>;
 
-    /// Whether the store still holds the meta record of the last write: false when it lost its
-    /// data (a restarted, empty Redis) and everything must be written again.
-    async fn holds_meta(&self) -> Result<bool, StoreError>;
+    /// The meta record the store holds now (`None` when it has none, or it does not decode).
+    async fn read_meta(&self) -> Result<Option<PoolMeta>, StoreError>;
 
     /// A short description for logs and status, e.g. `redis://127.0.0.1:6379 (node peer-a)`.
     fn describe(&self) -> String;
@@ -68,6 +84,17 @@ pub struct AdBatch<'a> {
     pub puts: Vec<&'a Advertisement>,
     pub deletes: Vec<&'a AdKey>,
     pub meta: PoolMeta,
+    pub scope: BatchScope,
+}
+
+/// What a batch holds, which decides whether it may create the meta record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BatchScope {
+    /// Changes since the last batch: the meta record is replaced only if the store holds one.
+    #[default]
+    Changes,
+    /// Every ad the pool holds: the meta record is written whatever the store held.
+    Everything,
 }
 
 /// Why a store call failed.
@@ -100,10 +127,13 @@ pub trait GroundTruth: Send + Sync + 'static {
 }
 
 /// The public registers at one revision of the ground truth.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicRegisters {
     pub registers: Vec<Register>,
     pub revision: u64,
+    /// The store's epoch: random, created with the store, never changed. Revisions of two
+    /// epochs do not compare (the store was replaced or re-created).
+    pub epoch: GroundTruthEpoch,
 }
 
 /// Why a ground-truth call failed.

@@ -297,6 +297,7 @@ impl ResyncDriverState {
                 let snapshot = Snapshot {
                     seq: public.revision,
                     read_at,
+                    epoch: Some(public.epoch),
                 };
                 let inputs = public.registers.iter().map(Register::to_ad_input).collect();
                 pool.push(BulkAdvertise::full(inputs, Some(snapshot)))

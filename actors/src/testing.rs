@@ -1,6 +1,7 @@
 //! In-memory fakes of the ports, for tests (feature `testing`). They are the outside world
-//! (stores, a link), never the actors under test, and each can be switched off to play an
-//! outage, wiped to play a store that lost its data, or made to panic to play a bug.
+//! (stores, a link, a clock), never the actors under test, and each can be switched off to play
+//! an outage, wiped to play a store that lost its data, rolled back to play a store restored
+//! from an older copy, made to panic to play a bug, or (the clock) stepped like a system clock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,25 +16,37 @@ use tokio::time::Instant;
 
 use herald_messages::{
     AdKey, Advertisement, BlueprintId, BulkAdvertise, BulkOutcome, Checkpoint, EntryDraft, Genesis,
-    PoolMeta, Register, RegisterId, SystemRegisterEntry,
+    GroundTruthEpoch, PoolMeta, Register, RegisterId, SystemRegisterEntry, Timestamp,
 };
 
 use crate::ports::{
-    AdBatch, AdStore, BlueprintStore, BlueprintStoreError, GroundTruth, GroundTruthError, PoolLink,
-    PoolLinkError, PublicRegisters, ReplicaStore, ReplicaStoreError, RestoreConflict,
-    RestoreReport, StoreError, StoreHead, StoredPool, StoredRegister, StoredReplica, restore_plan,
-    same_entry,
+    AdBatch, AdStore, BatchScope, BlueprintStore, BlueprintStoreError, Clock, GroundTruth,
+    GroundTruthError, PoolLink, PoolLinkError, PublicRegisters, ReplicaStore, ReplicaStoreError,
+    RestoreConflict, RestoreReport, StoreError, StoreHead, StoredPool, StoredRegister,
+    StoredReplica, restore_plan, same_entry,
 };
 
 fn down_error(what: &str) -> Box<dyn std::error::Error + Send + Sync> {
     format!("{what} is switched off").into()
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct AdRecords {
     ads: HashMap<AdKey, (Advertisement, Instant)>,
     meta: Option<(PoolMeta, Instant)>,
 }
+
+impl AdRecords {
+    fn meta_at(&self, now: Instant) -> Option<PoolMeta> {
+        self.meta
+            .filter(|(_, expires)| *expires > now)
+            .map(|(meta, _)| meta)
+    }
+}
+
+/// What an `InMemoryAdStore` held at one moment (`image`), to be put back with `restore`.
+#[derive(Clone)]
+pub struct AdStoreImage(AdRecords);
 
 /// An `AdStore` in memory, with expiry on tokio's clock.
 #[derive(Clone, Default)]
@@ -59,6 +72,22 @@ impl InMemoryAdStore {
     /// Plays a store that lost everything (a restarted Redis without persistence).
     pub fn wipe(&self) {
         *self.lock() = AdRecords::default();
+    }
+
+    /// What the store holds now, to be put back later with `restore`.
+    pub fn image(&self) -> AdStoreImage {
+        AdStoreImage(self.lock().clone())
+    }
+
+    /// Plays a store replaced by an older copy of itself (a backup restored, a failover to a
+    /// lagging replica): it holds what it held when `image` was taken.
+    pub fn restore(&self, image: &AdStoreImage) {
+        *self.lock() = image.0.clone();
+    }
+
+    /// The unexpired meta record.
+    pub fn meta(&self) -> Option<PoolMeta> {
+        self.lock().meta_at(Instant::now())
     }
 
     /// Plays a bug: `load` panics.
@@ -130,10 +159,7 @@ impl AdStore for InMemoryAdStore {
             .filter(|(_, expires)| *expires > now)
             .map(|(ad, _)| ad.clone())
             .collect();
-        let meta = records
-            .meta
-            .filter(|(_, expires)| *expires > now)
-            .map(|(meta, _)| meta);
+        let meta = records.meta_at(now);
         self.loads.fetch_add(1, Ordering::SeqCst);
         Ok(StoredPool {
             ads,
@@ -142,30 +168,37 @@ impl AdStore for InMemoryAdStore {
         })
     }
 
-    async fn write(&self, batch: &AdBatch<'_>, expiry: Duration) -> Result<(), StoreError> {
+    async fn write(
+        &self,
+        batch: &AdBatch<'_>,
+        expiry: Duration,
+    ) -> Result<Option<PoolMeta>, StoreError> {
         self.check()?;
         let panics_left = self.panic_writes.load(Ordering::SeqCst);
         if panics_left > 0 {
             self.panic_writes.store(panics_left - 1, Ordering::SeqCst);
             panic!("injected panic in AdStore::write");
         }
-        let expires = Instant::now() + expiry;
+        let now = Instant::now();
+        let expires = now + expiry;
         let mut records = self.lock();
+        let previous = records.meta_at(now);
         for ad in &batch.puts {
             records.ads.insert(ad.key(), ((*ad).clone(), expires));
         }
         for key in &batch.deletes {
             records.ads.remove(*key);
         }
-        records.meta = Some((batch.meta, expires));
+        if batch.scope == BatchScope::Everything || previous.is_some() {
+            records.meta = Some((batch.meta, expires));
+        }
         self.writes.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        Ok(previous)
     }
 
-    async fn holds_meta(&self) -> Result<bool, StoreError> {
+    async fn read_meta(&self) -> Result<Option<PoolMeta>, StoreError> {
         self.check()?;
-        let now = Instant::now();
-        Ok(self.lock().meta.is_some_and(|(_, expires)| expires > now))
+        Ok(self.lock().meta_at(Instant::now()))
     }
 
     fn describe(&self) -> String {
@@ -173,13 +206,23 @@ impl AdStore for InMemoryAdStore {
     }
 }
 
-#[derive(Default)]
 struct Registers {
     by_id: HashMap<RegisterId, Register>,
     revision: u64,
+    epoch: GroundTruthEpoch,
 }
 
-/// A `GroundTruth` in memory.
+impl Default for Registers {
+    fn default() -> Self {
+        Self {
+            by_id: HashMap::new(),
+            revision: 0,
+            epoch: GroundTruthEpoch::from_bytes(rand::random()),
+        }
+    }
+}
+
+/// A `GroundTruth` in memory, with a random epoch of its own.
 #[derive(Clone, Default)]
 pub struct InMemoryGroundTruth {
     registers: Arc<Mutex<Registers>>,
@@ -193,6 +236,11 @@ impl InMemoryGroundTruth {
 
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// The store's epoch.
+    pub fn epoch(&self) -> GroundTruthEpoch {
+        self.lock().epoch
     }
 
     fn lock(&self) -> MutexGuard<'_, Registers> {
@@ -224,6 +272,7 @@ impl GroundTruth for InMemoryGroundTruth {
         Ok(PublicRegisters {
             registers: public,
             revision: registers.revision,
+            epoch: registers.epoch,
         })
     }
 
@@ -279,6 +328,39 @@ impl GroundTruth for InMemoryGroundTruth {
 
     fn describe(&self) -> String {
         "memory".to_owned()
+    }
+}
+
+/// A wall clock that moves only when told to: set, stepped forward (days) or back (hours) like
+/// a system clock between two runs of a node. Clones share the time.
+#[derive(Clone, Debug)]
+pub struct ManualClock {
+    millis: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl ManualClock {
+    pub fn new(now: Timestamp) -> Self {
+        Self {
+            millis: Arc::new(std::sync::atomic::AtomicI64::new(now.as_unix_millis())),
+        }
+    }
+
+    pub fn set(&self, now: Timestamp) {
+        self.millis.store(now.as_unix_millis(), Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.set(self.now().saturating_add(by));
+    }
+
+    pub fn step_back(&self, by: Duration) {
+        self.set(self.now().saturating_sub(by));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix_millis(self.millis.load(Ordering::SeqCst))
     }
 }
 

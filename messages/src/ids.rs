@@ -1,6 +1,7 @@
-//! Identifiers: register ids (32 lowercase hex characters) and node ids (≤ 64 of `[A-Za-z0-9_-]`).
+//! Identifiers: register ids (32 lowercase hex characters), node ids (≤ 64 of `[A-Za-z0-9_-]`)
+//! and ground-truth epochs (32 lowercase hex characters).
 //!
-//! Both are validated when built, so a value of these types is always well-formed; serde goes
+//! All are validated when built, so a value of these types is always well-formed; serde goes
 //! through the same validation.
 
 use std::fmt;
@@ -156,6 +157,60 @@ impl fmt::Debug for RegisterId {
     }
 }
 
+/// The identity of one ground truth (the register role's store): 32 lowercase hex characters,
+/// random, created with the store and kept for its whole life. A full sync carries it in its
+/// snapshot, so that the pool can tell a newer snapshot of the same store from a snapshot of
+/// another store (a replaced or re-created one), whose revisions are not comparable.
+///
+/// Held inline like `RegisterId`, and `Copy`, so snapshots stay plain values.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroundTruthEpoch([u8; RegisterId::LEN]);
+
+impl GroundTruthEpoch {
+    pub fn parse(value: &str) -> Result<Self, InvalidId> {
+        RegisterId::parse(value)
+            .map(|id| Self(id.0))
+            .map_err(|err| InvalidId {
+                what: "ground truth epoch",
+                ..err
+            })
+    }
+
+    /// Builds the epoch from 16 bytes (random ones, when a store is created) as lowercase hex.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(RegisterId::from_bytes(bytes).0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("an epoch holds ASCII hex digits only")
+    }
+}
+
+impl Serialize for GroundTruthEpoch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for GroundTruthEpoch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = <std::borrow::Cow<'de, str> as Deserialize>::deserialize(deserializer)?;
+        GroundTruthEpoch::parse(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for GroundTruthEpoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for GroundTruthEpoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GroundTruthEpoch({})", self.as_str())
+    }
+}
+
 /// A node (peer) id: 1 to 64 characters of `[A-Za-z0-9_-]`. Keys in shared stores are
 /// namespaced by it, so it must not contain separators.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -227,6 +282,20 @@ mod tests {
         let id = RegisterId::from_bytes([0xab; 16]);
         assert_eq!(id.as_str(), "abababababababababababababababab");
         assert_eq!(RegisterId::parse(id.as_str()), Ok(id));
+    }
+
+    #[test]
+    fn ground_truth_epoch_is_32_lowercase_hex_and_serializes_as_a_string() {
+        let epoch = GroundTruthEpoch::from_bytes([0x5a; 16]);
+        let json = serde_json::to_string(&epoch).unwrap();
+        assert_eq!(json, "\"5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a\"");
+        assert_eq!(
+            serde_json::from_str::<GroundTruthEpoch>(&json).unwrap(),
+            epoch
+        );
+        let err = GroundTruthEpoch::parse("5A5A").unwrap_err();
+        assert_eq!(err.what, "ground truth epoch");
+        assert!(serde_json::from_str::<GroundTruthEpoch>("\"x\"").is_err());
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The advertisement pool's inputs, outputs and message enum (peer role).
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use ractor::RpcReplyPort;
 use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::{NodeId, RegisterId, Timestamp};
+use crate::{GroundTruthEpoch, NodeId, RegisterId, Timestamp};
 
 /// Largest bulk-advertise request accepted (items).
 pub const MAX_BULK_ITEMS: usize = 10_000;
@@ -67,12 +68,107 @@ impl AdInput {
 }
 
 /// Identifies a ground-truth snapshot behind a full sync: `seq` orders snapshots (the register
-/// role uses its store's revision), `read_at` is when it was read.
+/// role uses its store's revision), `read_at` is when it was read, and `epoch` names the store
+/// whose revision `seq` is (absent from clients older than epochs).
+///
+/// A snapshot is input like any other: `validate` refuses a read time ahead of the receiving
+/// node's clock and a revision no store can reach, and `check_jump_from` a revision that grew
+/// faster than any store can count. Snapshots of different epochs are not ordered: a full sync
+/// from another epoch resets the order (see `orders_after`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Snapshot {
     pub seq: u64,
     pub read_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<GroundTruthEpoch>,
+}
+
+/// Largest snapshot `seq` accepted: 2^53 - 1, the largest integer every JSON client reads
+/// exactly. A store bumping its revision a million times a second needs 285 years to get there.
+pub const MAX_SNAPSHOT_SEQ: u64 = (1 << 53) - 1;
+/// How fast a ground truth's revision can grow, at most: revisions per second of read time
+/// between two snapshots. Real stores commit at most tens of thousands of changes a second.
+pub const MAX_SNAPSHOT_SEQ_RATE: u64 = 1_000_000;
+/// A `seq` may always grow by this much between two snapshots, whatever their read times say
+/// (clocks of the register role's host may differ by seconds between its restarts).
+pub const SNAPSHOT_SEQ_SLACK: u64 = 1_000_000;
+
+impl Snapshot {
+    /// A snapshot of revision `seq`, read at `read_at`, with no epoch (as clients older than
+    /// epochs send it).
+    pub fn new(seq: u64, read_at: Timestamp) -> Self {
+        Self {
+            seq,
+            read_at,
+            epoch: None,
+        }
+    }
+
+    /// Checks what a snapshot can be checked against alone: its read time is not before the
+    /// Unix epoch nor more than `tolerance` ahead of `now` (the receiving node's clock), and its
+    /// `seq` is at most `MAX_SNAPSHOT_SEQ`.
+    pub fn validate(&self, now: Timestamp, tolerance: Duration) -> Result<(), InvalidInput> {
+        if self.read_at < Timestamp::EPOCH {
+            return Err(InvalidInput::new(
+                "snapshot.readAt",
+                format!("{} is before the Unix epoch", self.read_at),
+            ));
+        }
+        let latest = now.saturating_add(tolerance);
+        if self.read_at > latest {
+            return Err(InvalidInput::new(
+                "snapshot.readAt",
+                format!(
+                    "{} is {} ms ahead of this node's clock ({now}); at most {} ms are tolerated",
+                    self.read_at,
+                    self.read_at.since(now).as_millis(),
+                    tolerance.as_millis()
+                ),
+            ));
+        }
+        if self.seq > MAX_SNAPSHOT_SEQ {
+            return Err(InvalidInput::new(
+                "snapshot.seq",
+                format!(
+                    "{} is beyond {MAX_SNAPSHOT_SEQ}, which no store reaches",
+                    self.seq
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `self` and `applied` are snapshots of stores whose revisions compare: the same
+    /// epoch, or no epoch on `self` (a client older than epochs: ordered as before epochs).
+    pub fn orders_after(&self, applied: &Snapshot) -> bool {
+        self.epoch.is_none() || self.epoch == applied.epoch
+    }
+
+    /// Refuses a `seq` that grew from `applied.seq` by more than a store can count between the
+    /// two read times (`MAX_SNAPSHOT_SEQ_RATE` a second, plus `SNAPSHOT_SEQ_SLACK`). Only
+    /// meaningful when `orders_after(applied)`.
+    pub fn check_jump_from(&self, applied: &Snapshot) -> Result<(), InvalidInput> {
+        let elapsed = self.read_at.since(applied.read_at);
+        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let allowed = (elapsed_ms / 1_000)
+            .saturating_mul(MAX_SNAPSHOT_SEQ_RATE)
+            .saturating_add(SNAPSHOT_SEQ_SLACK);
+        let jump = self.seq.saturating_sub(applied.seq);
+        if jump > allowed {
+            return Err(InvalidInput::new(
+                "snapshot.seq",
+                format!(
+                    "{} is {jump} revisions past the applied snapshot {} read {} ms earlier; \
+                     no store counts that fast (at most {allowed})",
+                    self.seq,
+                    applied.seq,
+                    elapsed.as_millis()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A batch of advertisements. With `full_sync` the list is the complete set of local public
@@ -210,12 +306,23 @@ pub enum StoreHealth {
     },
 }
 
-/// The pool's bookkeeping persisted beside the ads; its presence also tells the pool that the
-/// store still holds what it wrote (a restarted, empty Redis does not).
+/// The pool's bookkeeping persisted beside the ads, and its mark on the store.
+///
+/// `generation` and `write_seq` say which write the store saw last: the pool picks a random
+/// generation when it writes everything it holds into a store that holds nothing of it, and
+/// counts its batches in `write_seq`. Each batch reads the record it replaces in the same atomic
+/// step, so the pool sees at once when the store lost data (no record: emptied or restarted
+/// empty) or was replaced (another mark: a restored backup, a lagging replica). Only a batch of
+/// everything may create the record; a batch of changes never recreates it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolMeta {
     pub last_snapshot: Option<Snapshot>,
+    /// 0 in a record written before generations existed: the pool writes everything again.
+    #[serde(default)]
+    pub generation: u64,
+    #[serde(default)]
+    pub write_seq: u64,
 }
 
 /// The pool's health and size.
@@ -232,6 +339,10 @@ pub struct PoolStatus {
     pub loaded: bool,
     pub store: StoreHealth,
     pub last_snapshot: Option<Snapshot>,
+    /// Times this pool found its store missing what it had written (emptied, restarted empty,
+    /// or replaced by an older copy) and wrote everything again.
+    #[serde(default)]
+    pub store_repairs: u64,
 }
 
 /// Messages of the `AdvertisementPool` actor.
@@ -257,4 +368,129 @@ pub enum AdvertisementPoolMsg {
     CheckStore,
     /// Internal timer: retry the store after a failure.
     RetryStore,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOLERANCE: Duration = Duration::from_secs(60);
+
+    fn at(millis: i64) -> Timestamp {
+        Timestamp::from_unix_millis(millis)
+    }
+
+    /// Issue 7, scenario B: `{"seq":18446744073709551615,"readAt":9223372036854775807}` was
+    /// accepted and locked every later full sync out.
+    #[test]
+    fn scenario_b_snapshot_from_the_far_future_or_past_any_store_is_invalid() {
+        let now = at(1_700_000_000_000);
+        let bogus: Snapshot =
+            serde_json::from_str(r#"{"seq":18446744073709551615,"readAt":9223372036854775807}"#)
+                .unwrap();
+        let err = bogus.validate(now, TOLERANCE).unwrap_err();
+        assert_eq!(err.field, "snapshot.readAt", "{err}");
+        assert!(err.reason.contains("ahead of this node's clock"), "{err}");
+        let far_seq = Snapshot::new(u64::MAX, now);
+        assert_eq!(
+            far_seq.validate(now, TOLERANCE).unwrap_err().field,
+            "snapshot.seq"
+        );
+        let before_epoch = Snapshot::new(1, at(-1));
+        assert_eq!(
+            before_epoch.validate(now, TOLERANCE).unwrap_err().field,
+            "snapshot.readAt"
+        );
+    }
+
+    #[test]
+    fn read_times_within_the_tolerance_and_the_largest_seq_are_valid() {
+        let now = at(1_700_000_000_000);
+        let ahead = Snapshot::new(MAX_SNAPSHOT_SEQ, now.saturating_add(TOLERANCE));
+        assert_eq!(ahead.validate(now, TOLERANCE), Ok(()));
+        let one_ms_more =
+            Snapshot::new(1, now.saturating_add(TOLERANCE + Duration::from_millis(1)));
+        assert!(one_ms_more.validate(now, TOLERANCE).is_err());
+        assert_eq!(
+            Snapshot::new(0, Timestamp::EPOCH).validate(now, TOLERANCE),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn seq_may_grow_only_as_fast_as_a_store_counts() {
+        let applied = Snapshot::new(100, at(10_000));
+        let slack = Snapshot::new(100 + SNAPSHOT_SEQ_SLACK, at(10_000));
+        assert_eq!(slack.check_jump_from(&applied), Ok(()));
+        let too_far = Snapshot::new(101 + SNAPSHOT_SEQ_SLACK, at(10_000));
+        assert_eq!(
+            too_far.check_jump_from(&applied).unwrap_err().field,
+            "snapshot.seq"
+        );
+        let ten_seconds_later = Snapshot::new(
+            100 + SNAPSHOT_SEQ_SLACK + 10 * MAX_SNAPSHOT_SEQ_RATE,
+            at(20_000),
+        );
+        assert_eq!(ten_seconds_later.check_jump_from(&applied), Ok(()));
+        // Going back is no jump (the order rule decides about it).
+        assert_eq!(Snapshot::new(1, at(0)).check_jump_from(&applied), Ok(()));
+    }
+
+    #[test]
+    fn snapshots_of_other_epochs_are_not_ordered_and_epochless_ones_are() {
+        let one = Some(GroundTruthEpoch::from_bytes([1; 16]));
+        let two = Some(GroundTruthEpoch::from_bytes([2; 16]));
+        let applied = Snapshot {
+            epoch: one,
+            ..Snapshot::new(5, at(5))
+        };
+        let same = Snapshot {
+            epoch: one,
+            ..Snapshot::new(4, at(4))
+        };
+        let other = Snapshot {
+            epoch: two,
+            ..Snapshot::new(4, at(4))
+        };
+        assert!(same.orders_after(&applied));
+        assert!(!other.orders_after(&applied));
+        assert!(Snapshot::new(4, at(4)).orders_after(&applied));
+        assert!(other.orders_after(&Snapshot {
+            epoch: two,
+            ..applied
+        }));
+    }
+
+    /// Issue 7: the `snapshot` object accepted unknown fields while every other body refused
+    /// them.
+    #[test]
+    fn snapshot_refuses_unknown_fields_and_reads_old_and_new_forms() {
+        let err =
+            serde_json::from_str::<Snapshot>(r#"{"seq":1,"readAt":2,"sequence":3}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        let old: Snapshot = serde_json::from_str(r#"{"seq":1,"readAt":2}"#).unwrap();
+        assert_eq!(old, Snapshot::new(1, at(2)));
+        let epoch = GroundTruthEpoch::from_bytes([7; 16]);
+        let new = Snapshot {
+            epoch: Some(epoch),
+            ..Snapshot::new(1, at(2))
+        };
+        let json = serde_json::to_string(&new).unwrap();
+        assert_eq!(json, format!(r#"{{"seq":1,"readAt":2,"epoch":"{epoch}"}}"#));
+        assert_eq!(serde_json::from_str::<Snapshot>(&json).unwrap(), new);
+    }
+
+    #[test]
+    fn pool_meta_written_before_generations_reads_as_generation_zero() {
+        let meta: PoolMeta =
+            serde_json::from_str(r#"{"lastSnapshot":{"seq":3,"readAt":4}}"#).unwrap();
+        assert_eq!(
+            meta,
+            PoolMeta {
+                last_snapshot: Some(Snapshot::new(3, at(4))),
+                generation: 0,
+                write_seq: 0,
+            }
+        );
+    }
 }

@@ -55,6 +55,9 @@ pub struct RawNodeConfig {
     pub http_addr: Option<String>,
     /// Bearer token required by mutating endpoints. Required with `http_addr`.
     pub admin_token: Option<String>,
+    /// A connection whose request headers do not all arrive within this is closed (10 000):
+    /// a client trickling headers cannot hold a connection open.
+    pub http_header_timeout_ms: Option<u64>,
     /// Runs the peer role (advertisement pool) when present.
     pub peer: Option<RawPeerConfig>,
     /// Runs the register role (ground truth and resync driver) when present.
@@ -91,6 +94,9 @@ pub struct RawPeerConfig {
     pub store_check_interval_ms: Option<u64>,
     pub store_backoff_base_ms: Option<u64>,
     pub store_backoff_max_ms: Option<u64>,
+    /// How far ahead of this node's clock a full sync's snapshot may have been read (60 000);
+    /// a `readAt` further ahead is refused with 400.
+    pub snapshot_clock_tolerance_ms: Option<u64>,
     /// Hubs to connect to, in priority order (spec 001 user story 4). None: no hub connection.
     /// Ignored on a node that runs the hub role: hubs never dial hubs (FR-027).
     #[serde(default)]
@@ -210,6 +216,14 @@ impl std::fmt::Debug for NodeConfig {
 pub struct HttpConfig {
     pub addr: SocketAddr,
     pub admin_token: String,
+    /// A connection whose request headers do not all arrive within this is closed.
+    pub header_timeout: Duration,
+}
+
+impl HttpConfig {
+    /// Long enough for any client on a slow link, short enough that a client trickling its
+    /// headers (slowloris) holds a connection for seconds, not for ever.
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -217,6 +231,7 @@ impl std::fmt::Debug for HttpConfig {
         f.debug_struct("HttpConfig")
             .field("addr", &self.addr)
             .field("admin_token", &"<redacted>")
+            .field("header_timeout", &self.header_timeout)
             .finish()
     }
 }
@@ -332,7 +347,16 @@ impl RawNodeConfig {
                         "required with http_addr: mutating endpoints need it",
                     )
                 })?;
-                Some(HttpConfig { addr, admin_token })
+                let header_timeout = duration(
+                    "http_header_timeout_ms",
+                    self.http_header_timeout_ms,
+                    HttpConfig::DEFAULT_HEADER_TIMEOUT,
+                )?;
+                Some(HttpConfig {
+                    addr,
+                    admin_token,
+                    header_timeout,
+                })
             }
         };
         let data_dir = self.data_dir.clone();
@@ -454,6 +478,11 @@ impl RawPeerConfig {
                 defaults.store_backoff,
             )?,
             tombstone_horizon: defaults.tombstone_horizon,
+            snapshot_clock_tolerance: duration_or_zero(
+                "peer.snapshot_clock_tolerance_ms",
+                self.snapshot_clock_tolerance_ms,
+                defaults.snapshot_clock_tolerance,
+            ),
         };
         // A record must outlive several renewals, or one late renewal loses it: the system this
         // replaces set its TTL equal to its refresh period and lost its state at every cycle.
@@ -864,6 +893,7 @@ mod tests {
         let config = peer_only().validate().unwrap();
         let peer = config.peer.unwrap();
         assert_eq!(peer.pool.ad_ttl, Duration::from_secs(300));
+        assert_eq!(peer.pool.snapshot_clock_tolerance, Duration::from_secs(60));
         assert_eq!(
             peer.ad_store,
             AdStoreConfig::Embedded {
@@ -871,6 +901,13 @@ mod tests {
             }
         );
         assert!(config.register.is_none() && config.http.is_none());
+        let with_http = RawNodeConfig {
+            http_addr: Some("127.0.0.1:0".into()),
+            admin_token: Some("t".into()),
+            ..peer_only()
+        };
+        let http = with_http.validate().unwrap().http.unwrap();
+        assert_eq!(http.header_timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -904,6 +941,15 @@ mod tests {
                     ..peer_only()
                 },
                 "http_addr",
+            ),
+            (
+                RawNodeConfig {
+                    http_addr: Some("127.0.0.1:0".into()),
+                    admin_token: Some("t".into()),
+                    http_header_timeout_ms: Some(0),
+                    ..peer_only()
+                },
+                "http_header_timeout_ms",
             ),
             (
                 RawNodeConfig {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
@@ -33,7 +33,7 @@ use crate::config::{
 };
 use crate::grpc::{GrpcHubLink, GrpcServer, HubGrpc};
 use crate::links::HttpPoolLink;
-use crate::rest::{self, RestState};
+use crate::rest::{self, HttpServer, RestState};
 use crate::stores;
 
 /// Why a node could not start. Nothing is left running.
@@ -115,9 +115,7 @@ impl Node {
             Some(peer) => {
                 let store = match &overrides.ad_store {
                     Some(store) => Arc::clone(store),
-                    None => {
-                        stores::open_ad_store(&peer.ad_store, &node_id, Arc::clone(&clock)).await?
-                    }
+                    None => stores::open_ad_store(&peer.ad_store, &node_id).await?,
                 };
                 let slot = ActorSlot::new(ChildKind::AdvertisementPool);
                 let args = AdvertisementPoolArgs {
@@ -285,7 +283,12 @@ impl Node {
                     http.admin_token.clone(),
                     config.metrics.clone(),
                 );
-                match HttpServer::start(http.addr, rest::router(state)).await {
+                let started =
+                    HttpServer::start(http.addr, rest::router(state), http.header_timeout).await;
+                match started.map_err(|source| StartError::Bind {
+                    addr: http.addr,
+                    source,
+                }) {
                     Ok(server) => Some(server),
                     Err(err) => {
                         if let Some(grpc) = grpc {
@@ -306,7 +309,7 @@ impl Node {
             register = api.has_register_role(),
             hub = api.has_hub_role(),
             hub_connection = api.has_hub_connection(),
-            http = ?http.as_ref().map(|h| h.addr),
+            http = ?http.as_ref().map(HttpServer::addr),
             grpc = ?grpc.as_ref().map(GrpcServer::local_addr),
             "node started"
         );
@@ -352,7 +355,7 @@ impl NodeHandle {
 
     /// The address the REST API listens on (useful with port 0).
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().map(|server| server.addr)
+        self.http.as_ref().map(HttpServer::addr)
     }
 
     /// The address the hub's gRPC server listens on (useful with port 0).
@@ -551,43 +554,4 @@ async fn stop_supervisor(
         supervisor.kill();
     }
     killed
-}
-
-/// The REST API's server task.
-struct HttpServer {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    join: JoinHandle<()>,
-}
-
-impl HttpServer {
-    async fn start(addr: SocketAddr, router: axum::Router) -> Result<Self, StartError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let join = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(err) = served {
-                error!(%err, "REST API server failed");
-            }
-        });
-        Ok(Self { addr, stop, join })
-    }
-
-    async fn stop(self, deadline: Duration) {
-        let _ = self.stop.send(());
-        let mut join = self.join;
-        if tokio::time::timeout(deadline, &mut join).await.is_err() {
-            warn!(addr = %self.addr, "REST API did not stop in time; aborting open connections");
-            join.abort();
-        }
-    }
 }

@@ -136,7 +136,7 @@ async fn fr010_peer_keeps_accepting_while_redis_is_killed_and_restarted_empty() 
         ])
         .await,
     );
-    let advertiser = Advertiser::start(Arc::clone(&peer));
+    let advertiser = Advertiser::start(Arc::clone(&peer), 0xf010);
 
     advertiser.wait_for(PER_PHASE).await;
     tokio::task::block_in_place(|| redis.kill());
@@ -199,20 +199,21 @@ async fn fr010_peer_keeps_accepting_while_redis_is_killed_and_restarted_empty() 
 }
 
 /// Advertises registers one by one on a peer from a background task, recording each answer;
-/// any answer but 200 fails the test when it is stopped.
-struct Advertiser {
+/// any answer but 200 fails the test when it is stopped. Its register ids carry `tag`, so that
+/// several advertisers can run at once.
+pub(crate) struct Advertiser {
     outcomes: Arc<Mutex<Vec<Outcome>>>,
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Result<(), String>>,
 }
 
-struct Outcome {
-    register_id: String,
-    persisted: bool,
+pub(crate) struct Outcome {
+    pub(crate) register_id: String,
+    pub(crate) persisted: bool,
 }
 
 impl Advertiser {
-    fn start(peer: Arc<RoleProcess>) -> Advertiser {
+    pub(crate) fn start(peer: Arc<RoleProcess>, tag: u16) -> Advertiser {
         let outcomes = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let recorded = Arc::clone(&outcomes);
@@ -220,7 +221,7 @@ impl Advertiser {
         let task = tokio::spawn(async move {
             let mut n = 0;
             while !stopping.load(Ordering::Relaxed) {
-                let register_id = register_id(0xf010, n);
+                let register_id = register_id(tag, n);
                 n += 1;
                 let reply = peer
                     .post_json(
@@ -247,12 +248,12 @@ impl Advertiser {
         }
     }
 
-    async fn count(&self) -> usize {
+    pub(crate) async fn count(&self) -> usize {
         self.outcomes.lock().await.len()
     }
 
     /// Waits until `count` advertisements were accepted (fails fast if one was refused).
-    async fn wait_for(&self, count: usize) {
+    pub(crate) async fn wait_for(&self, count: usize) {
         wait_until("accepted advertisements", CONVERGE, || async {
             assert!(
                 !self.task.is_finished(),
@@ -263,10 +264,10 @@ impl Advertiser {
         .await;
     }
 
-    async fn stop(self) -> Vec<Outcome> {
+    pub(crate) async fn stop(self) -> Vec<Outcome> {
         self.stop.store(true, Ordering::Relaxed);
         if let Err(failure) = self.task.await.expect("the advertiser task") {
-            panic!("FR-010: an advertisement was not accepted: {failure}");
+            panic!("an advertisement was not accepted: {failure}");
         }
         std::mem::take(&mut *self.outcomes.lock().await)
     }
@@ -670,18 +671,18 @@ async fn binaries_refuse_invalid_configuration_with_exit_code_2() {
 // ---- helpers ----
 
 /// A register id (32 lowercase hex): `tag` names the test, `n` the register.
-fn register_id(tag: u16, n: u32) -> String {
+pub(crate) fn register_id(tag: u16, n: u32) -> String {
     format!("{tag:04x}{n:028x}")
 }
 
-fn temp_dir(prefix: &str) -> TempDir {
+pub(crate) fn temp_dir(prefix: &str) -> TempDir {
     tempfile::Builder::new()
         .prefix(prefix)
         .tempdir()
         .expect("create a temporary directory")
 }
 
-fn path_arg(path: &Path) -> String {
+pub(crate) fn path_arg(path: &Path) -> String {
     path.to_str().expect("a UTF-8 temporary path").to_owned()
 }
 
@@ -689,20 +690,24 @@ fn as_strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
-fn sorted(mut ids: Vec<String>) -> Vec<String> {
+pub(crate) fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
     ids
 }
 
 /// The `advertise` flag of a register created by a test.
 #[derive(Debug, Clone, Copy)]
-enum Advertise {
+pub(crate) enum Advertise {
     Public,
     Private,
 }
 
 /// Creates `count` registers (`POST /api/registers` → 201); returns their ids, sorted.
-async fn create_registers(register: &RoleProcess, count: usize, kind: Advertise) -> Vec<String> {
+pub(crate) async fn create_registers(
+    register: &RoleProcess,
+    count: usize,
+    kind: Advertise,
+) -> Vec<String> {
     let (label, advertise) = match kind {
         Advertise::Public => ("public", true),
         Advertise::Private => ("private", false),
@@ -725,14 +730,14 @@ async fn create_registers(register: &RoleProcess, count: usize, kind: Advertise)
 
 /// The body of a reply with the expected status.
 #[track_caller]
-fn expect(reply: Reply, status: StatusCode) -> Value {
+pub(crate) fn expect(reply: Reply, status: StatusCode) -> Value {
     assert_eq!(reply.status, status, "{reply:?}");
     reply.body
 }
 
 /// Polls the peer until its available ids are exactly `expected` (sorted); returns the list.
 /// Panics after `deadline` with the last list seen.
-async fn wait_for_available(
+pub(crate) async fn wait_for_available(
     peer: &RoleProcess,
     what: &str,
     expected: &[String],
@@ -766,7 +771,7 @@ fn assert_all_verified(available: &[Value]) {
     }
 }
 
-async fn health_status(process: &RoleProcess) -> String {
+pub(crate) async fn health_status(process: &RoleProcess) -> String {
     let reply = process.get_json("/health").await;
     reply.body["status"].as_str().unwrap_or_default().to_owned()
 }

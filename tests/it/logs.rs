@@ -14,7 +14,12 @@ async fn redirected_logs_carry_no_escape_sequences() {
     let dir = TempDir::new().unwrap();
     let mut peer = RoleProcess::start_with_env(
         Role::Peer,
-        &["--node-id", "peer-logs", "--data-dir", dir.path().to_str().unwrap()],
+        &[
+            "--node-id",
+            "peer-logs",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
         &[("RUST_LOG", "debug")],
     )
     .await;
@@ -51,8 +56,8 @@ async fn json_logs_are_one_object_per_line_with_span_fields() {
     let log = peer.log();
     let mut with_span = 0;
     for line in log.lines() {
-        let event: Value = serde_json::from_str(line)
-            .unwrap_or_else(|err| panic!("not JSON ({err}): {line:?}"));
+        let event: Value =
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line:?}"));
         for key in ["timestamp", "level", "target", "fields"] {
             assert!(event.get(key).is_some(), "no {key}: {line}");
         }
@@ -61,5 +66,8 @@ async fn json_logs_are_one_object_per_line_with_span_fields() {
         }
     }
     assert!(log.lines().count() > 3, "too little was logged: {log}");
-    assert!(with_span > 0, "no event carried an actor's span with its node: {log}");
+    assert!(
+        with_span > 0,
+        "no event carried an actor's span with its node: {log}"
+    );
 }

@@ -6,12 +6,14 @@
 mod support;
 
 mod acceptance;
+mod ad_stores;
 mod blueprint_stores;
 mod divergence;
 mod grpc;
 mod hub_requirements;
 mod hubs;
 mod logs;
+mod pool_scenarios;
 mod redb_stores;
 mod redis_ad_store;
 mod requirements;

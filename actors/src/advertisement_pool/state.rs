@@ -2,7 +2,15 @@
 //! request, a gossip, a reload or a sweep changes, and what must be written to the store.
 //!
 //! Every method takes `now` from the caller. Writes are not done here: changed keys are marked
-//! dirty and `batch()` turns them into one store write.
+//! dirty and `batch()` turns them into one store write; `mark_written` takes the meta record the
+//! store held before that write and says whether the store had kept everything (the generation
+//! rule, see `PoolMeta`).
+//!
+//! Clock rule: stamps read from the store were taken on another run's clock, which may have
+//! been stepped since. A reloaded remote ad lives for one `ad_ttl` from its reload (unverified)
+//! unless its peer confirms it, whatever its stored `refreshed_at` says; a reloaded local ad
+//! lives until withdrawn or removed by a full sync; stored stamps later than the reload are
+//! taken as the reload time.
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,7 +27,49 @@ use herald_messages::{
     PoolError, PoolMeta, RegisterId, Snapshot, StoreHealth, SyncState, Timestamp,
 };
 
-use crate::ports::{AdBatch, StoredPool};
+use crate::ports::{AdBatch, BatchScope, StoredPool};
+
+/// The rules the book applies, from the pool's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolRules {
+    /// How long a remote ad stays live after its last gossip, and a reloaded one after its reload.
+    pub ad_ttl: Duration,
+    /// How long a local withdrawal is remembered against late full syncs.
+    pub tombstone_horizon: Duration,
+    /// How far ahead of this node's clock a snapshot's `readAt` may be.
+    pub snapshot_clock_tolerance: Duration,
+}
+
+/// What the store said about its content when it took a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCheck {
+    /// The store held this pool's last write: nothing was lost.
+    Intact,
+    /// The first batch of a generation, into a store that held no mark of this pool to compare
+    /// with (a new store, or one found without data): it wrote everything.
+    Claimed,
+    /// A batch of everything found the store missing earlier writes; it holds everything again.
+    Repaired,
+    /// A batch of changes found the store missing earlier writes: the book now wants everything
+    /// written again, under a new generation, at once.
+    Lost,
+}
+
+/// Which write a store holds: the generation and batch count of its meta record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StoreMark {
+    generation: u64,
+    write_seq: u64,
+}
+
+impl StoreMark {
+    fn of(meta: &PoolMeta) -> Self {
+        Self {
+            generation: meta.generation,
+            write_seq: meta.write_seq,
+        }
+    }
+}
 
 /// One advertisement in memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +77,9 @@ struct Entry {
     ad: Advertisement,
     /// False after a reload until the source confirms the ad again.
     verified: bool,
+    /// For a reloaded remote ad not confirmed yet: when it stops being live (one `ad_ttl` after
+    /// its reload, on this run's clock), whatever its stored stamps say.
+    grace_until: Option<Timestamp>,
 }
 
 /// How an upsert changed the book.
@@ -42,17 +95,22 @@ enum Upsert {
 pub struct LoadReport {
     /// Ads taken from the store (served at once, unverified).
     pub restored: usize,
-    /// Stored ads that had expired or were overtaken by changes made while the store was away.
+    /// Stored ads overtaken by changes made while the store was away.
     pub discarded: usize,
     /// Records the store could not decode.
     pub skipped: usize,
+    /// A stored snapshot refused like any input (a read time ahead of this node's clock, a seq
+    /// no store reaches): it no longer orders full syncs.
+    pub refused_snapshot: Option<Snapshot>,
+    /// Whether the store held a mark of this pool to continue from; when not, everything is
+    /// written again under a new generation.
+    pub adopted_mark: bool,
 }
 
 /// The pool's book: ads by key, what the store still lacks, and the store's health.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PoolState {
-    ad_ttl: Duration,
-    tombstone_horizon: Duration,
+    rules: PoolRules,
     /// This node's ads, by register: the hot path (full syncs), looked up without building keys.
     local: FastMap<RegisterId, Entry>,
     /// Other peers' ads.
@@ -69,15 +127,30 @@ pub struct PoolState {
     /// Keys whose state (present or removed) the store does not hold yet.
     dirty: FastSet<AdKey>,
     meta_dirty: bool,
+    /// The next batch must hold every ad; it may create the store's meta record.
+    everything_due: bool,
+    /// The mark the store holds if it kept everything this pool wrote: that of the last batch
+    /// written, or the one found by the load. `None` until then, and after a loss.
+    mark: Option<StoreMark>,
+    /// The mark of a batch whose write failed: the store may have applied it (a reply lost on
+    /// the way), so finding it is no loss either.
+    mark_in_doubt: Option<StoreMark>,
+    /// Generation of the next batch.
+    generation: u64,
+    /// Random base of this pool's generations; the n-th generation it starts is base + n.
+    generation_seed: u64,
+    generations_started: u64,
+    store_repairs: u64,
     loaded: bool,
     store: StoreHealth,
 }
 
 impl PoolState {
-    pub fn new(ad_ttl: Duration, tombstone_horizon: Duration) -> Self {
+    /// `generation_seed` is random (the actor draws it): it keeps the generations of two pools,
+    /// or of two runs of one pool, apart.
+    pub fn new(rules: PoolRules, generation_seed: u64) -> Self {
         Self {
-            ad_ttl,
-            tombstone_horizon,
+            rules,
             local: FastMap::default(),
             remote: FastMap::default(),
             withdrawn: FastMap::default(),
@@ -85,7 +158,14 @@ impl PoolState {
             session_full_sync: None,
             session_gossip: HashSet::new(),
             dirty: FastSet::default(),
-            meta_dirty: true,
+            meta_dirty: false,
+            everything_due: true,
+            mark: None,
+            mark_in_doubt: None,
+            generation: generation_seed.max(1),
+            generation_seed,
+            generations_started: 0,
+            store_repairs: 0,
             loaded: false,
             store: StoreHealth::Healthy,
         }
@@ -98,8 +178,11 @@ impl PoolState {
         now: Timestamp,
     ) -> Result<BulkOutcome, PoolError> {
         request.validate()?;
+        if let Some(snapshot) = &request.snapshot {
+            snapshot.validate(now, self.rules.snapshot_clock_tolerance)?;
+        }
         if request.full_sync {
-            self.check_snapshot(request.snapshot)?;
+            self.check_snapshot_order(request.snapshot)?;
         }
         let read_at = request.snapshot.map_or(now, |snapshot| snapshot.read_at);
         let mut outcome = BulkOutcome {
@@ -182,14 +265,18 @@ impl PoolState {
 
     /// Takes in what the store held. Ads already in memory are newer and stay; stored ads
     /// overtaken by what happened while the store was unreachable are discarded (and deleted
-    /// from the store); the rest are served at once, unverified.
+    /// from the store); the rest are served at once, unverified, under the clock rule (module
+    /// doc). The store's mark is adopted when it has one; otherwise everything is written again.
     pub fn merge_loaded(&mut self, stored: StoredPool, now: Timestamp) -> LoadReport {
         let mut report = LoadReport {
             skipped: stored.skipped.len(),
             ..LoadReport::default()
         };
         self.local.reserve(stored.ads.len());
-        for ad in stored.ads {
+        for mut ad in stored.ads {
+            // Stamped on another run's clock: never later than now on this one.
+            ad.changed_at = ad.changed_at.min(now);
+            ad.refreshed_at = ad.refreshed_at.min(now);
             let in_memory = match &ad.source {
                 AdSource::Local => self.local.contains_key(&ad.register_id),
                 AdSource::Remote(_) => self.remote.contains_key(&ad.key()),
@@ -197,14 +284,19 @@ impl PoolState {
             if in_memory {
                 continue;
             }
-            if self.overtaken(&ad, now) {
+            if self.overtaken(&ad) {
                 report.discarded += 1;
                 self.dirty.insert(ad.key());
                 continue;
             }
+            let grace_until = match ad.source {
+                AdSource::Local => None,
+                AdSource::Remote(_) => Some(now.saturating_add(self.rules.ad_ttl)),
+            };
             let entry = Entry {
                 ad,
                 verified: false,
+                grace_until,
             };
             match &entry.ad.source {
                 AdSource::Local => {
@@ -216,16 +308,38 @@ impl PoolState {
             }
             report.restored += 1;
         }
-        let stored_snapshot = stored.meta.and_then(|meta| meta.last_snapshot);
-        match (stored_snapshot, self.last_snapshot) {
-            (Some(stored), None) => self.last_snapshot = Some(stored),
-            (Some(stored), Some(current)) if stored.seq > current.seq => {
-                self.last_snapshot = Some(stored)
-            }
-            _ => {}
+        let mut stored_snapshot = stored.meta.as_ref().and_then(|meta| meta.last_snapshot);
+        if let Some(snapshot) = stored_snapshot
+            && snapshot
+                .validate(now, self.rules.snapshot_clock_tolerance)
+                .is_err()
+        {
+            // Accepted before snapshots were validated, or read before this node's clock was
+            // stepped back: input like any other, it no longer orders full syncs.
+            report.refused_snapshot = Some(snapshot);
+            stored_snapshot = None;
+            self.meta_dirty = true;
         }
-        // Write the meta record whatever was found: it marks the store as holding our data.
-        self.meta_dirty = true;
+        let merged_snapshot = match (stored_snapshot, self.last_snapshot) {
+            (Some(stored), None) => Some(stored),
+            (Some(stored), Some(current)) if stored.seq > current.seq => Some(stored),
+            (_, current) => current,
+        };
+        if merged_snapshot != stored_snapshot {
+            self.meta_dirty = true;
+        }
+        self.last_snapshot = merged_snapshot;
+        match stored.meta.filter(|meta| meta.generation != 0) {
+            Some(meta) => {
+                // The store holds our mark: continue its generation.
+                self.mark = Some(StoreMark::of(&meta));
+                self.generation = meta.generation;
+                self.everything_due = false;
+                report.adopted_mark = true;
+            }
+            // A new or emptied store, or one written before generations: claim it.
+            None => self.start_generation(),
+        }
         self.loaded = true;
         report
     }
@@ -236,14 +350,14 @@ impl PoolState {
         let expired: Vec<AdKey> = self
             .remote
             .iter()
-            .filter(|(_, entry)| !self.is_live(&entry.ad, now))
+            .filter(|(_, entry)| !self.is_live(entry, now))
             .map(|(key, _)| key.clone())
             .collect();
         let count = expired.len();
         for key in expired {
             self.remove(key);
         }
-        let horizon = now.saturating_sub(self.tombstone_horizon);
+        let horizon = now.saturating_sub(self.rules.tombstone_horizon);
         self.withdrawn
             .retain(|_, withdrawn_at| *withdrawn_at > horizon);
         count
@@ -253,7 +367,7 @@ impl PoolState {
     pub fn available(&self, now: Timestamp) -> Vec<AvailableRegister> {
         let mut live: Vec<&Entry> = self
             .entries()
-            .filter(|entry| entry.ad.is_public && self.is_live(&entry.ad, now))
+            .filter(|entry| entry.ad.is_public && self.is_live(entry, now))
             .collect();
         // By register, then local first and remote peers by id: names come from the most
         // authoritative source.
@@ -288,15 +402,14 @@ impl PoolState {
     }
 
     /// The write that brings the store up to date: current ads for dirty keys that exist,
-    /// deletes for those that do not, and the meta record. It borrows the book: nothing is
-    /// copied on the way to the store.
+    /// deletes for those that do not, and the meta record with the next mark. It borrows the
+    /// book: nothing is copied on the way to the store.
     pub fn batch(&self) -> AdBatch<'_> {
         let mut batch = AdBatch {
             puts: Vec::with_capacity(self.dirty.len()),
             deletes: Vec::new(),
-            meta: PoolMeta {
-                last_snapshot: self.last_snapshot,
-            },
+            meta: self.next_meta(),
+            scope: self.scope(),
         };
         for key in &self.dirty {
             match self.entry(key) {
@@ -311,19 +424,65 @@ impl PoolState {
         self.meta_dirty || !self.dirty.is_empty()
     }
 
-    /// The store took the last `batch()`.
-    pub fn mark_written(&mut self) {
+    /// The store took the last `batch()`; `previous` is the meta record it held just before.
+    /// Says whether the store had kept everything; after `Lost` the book wants everything
+    /// written again (a new generation) and `batch()` gives that write.
+    pub fn mark_written(&mut self, previous: Option<&PoolMeta>) -> WriteCheck {
+        let written = StoreMark::of(&self.next_meta());
+        let scope = self.scope();
+        let found = previous.map(StoreMark::of);
+        let check = match (self.mark, scope) {
+            (None, _) => WriteCheck::Claimed,
+            (Some(_), _) if self.is_our_last_write(found) => WriteCheck::Intact,
+            (Some(_), BatchScope::Everything) => WriteCheck::Repaired,
+            (Some(_), BatchScope::Changes) => WriteCheck::Lost,
+        };
+        self.mark_in_doubt = None;
         self.dirty.clear();
         self.meta_dirty = false;
+        self.everything_due = false;
+        self.mark = Some(written);
+        match check {
+            WriteCheck::Repaired => self.store_repairs += 1,
+            WriteCheck::Lost => self.rewrite_everything(),
+            WriteCheck::Intact | WriteCheck::Claimed => {}
+        }
+        check
     }
 
-    /// Everything must be written again (renewal of expiries, or a store that lost its data).
+    /// Whether the store's meta record, as read by a check, is this pool's last write. A write
+    /// of everything already due will set it right, so it counts as held.
+    pub fn store_holds_mark(&self, found: Option<&PoolMeta>) -> bool {
+        self.everything_due || self.is_our_last_write(found.map(StoreMark::of))
+    }
+
+    /// The write of the last `batch()` failed: the store may or may not have applied it.
+    pub fn write_failed(&mut self) {
+        if self.mark.is_some() {
+            self.mark_in_doubt = Some(StoreMark::of(&self.next_meta()));
+        }
+    }
+
+    /// The store lost what this pool wrote (found by a check or by a batch): everything is
+    /// written again, under a new generation.
+    pub fn rewrite_everything(&mut self) {
+        self.store_repairs += 1;
+        self.start_generation();
+    }
+
+    /// Everything must be written again (renewal of expiries, a store back from an outage).
     pub fn mark_all_dirty(&mut self) {
         self.dirty.reserve(self.local.len() + self.remote.len());
         self.dirty
             .extend(self.local.keys().map(|id| AdKey::local(id.clone())));
         self.dirty.extend(self.remote.keys().cloned());
         self.meta_dirty = true;
+        self.everything_due = true;
+    }
+
+    /// Times the store was found missing what this pool wrote.
+    pub fn store_repairs(&self) -> u64 {
+        self.store_repairs
     }
 
     pub fn store_health(&self) -> &StoreHealth {
@@ -382,20 +541,69 @@ impl PoolState {
         }
     }
 
-    fn is_live(&self, ad: &Advertisement, now: Timestamp) -> bool {
-        match ad.source {
+    fn is_live(&self, entry: &Entry, now: Timestamp) -> bool {
+        match (&entry.ad.source, entry.grace_until) {
             // Local ads are authoritative: they live until withdrawn or removed by a full sync.
-            AdSource::Local => true,
-            AdSource::Remote(_) => now < ad.refreshed_at.saturating_add(self.ad_ttl),
+            (AdSource::Local, _) => true,
+            // Reloaded and not confirmed yet: one TTL from the reload (the clock rule).
+            (AdSource::Remote(_), Some(until)) => now < until,
+            (AdSource::Remote(_), None) => {
+                now < entry.ad.refreshed_at.saturating_add(self.rules.ad_ttl)
+            }
         }
     }
 
-    fn check_snapshot(&self, offered: Option<Snapshot>) -> Result<(), PoolError> {
+    fn is_our_last_write(&self, found: Option<StoreMark>) -> bool {
+        found.is_some() && (found == self.mark || found == self.mark_in_doubt)
+    }
+
+    fn scope(&self) -> BatchScope {
+        if self.everything_due {
+            BatchScope::Everything
+        } else {
+            BatchScope::Changes
+        }
+    }
+
+    /// The meta record of the next batch: the current generation, one batch further.
+    fn next_meta(&self) -> PoolMeta {
+        let write_seq = match self.mark {
+            Some(mark) if mark.generation == self.generation => mark.write_seq.wrapping_add(1),
+            _ => 1,
+        };
+        PoolMeta {
+            last_snapshot: self.last_snapshot,
+            generation: self.generation,
+            write_seq,
+        }
+    }
+
+    /// Starts a new generation: the store is taken to hold nothing of this pool, and the next
+    /// batch writes everything (and creates the meta record).
+    fn start_generation(&mut self) {
+        self.generations_started += 1;
+        self.generation = self
+            .generation_seed
+            .wrapping_add(self.generations_started)
+            .max(1);
+        self.mark = None;
+        self.mark_in_doubt = None;
+        self.mark_all_dirty();
+    }
+
+    /// The order of full syncs: a snapshot of the same epoch (or one without an epoch) that is
+    /// older in both revision and read time than the last one applied is a delayed one and is
+    /// refused; a revision that jumped further than a store can count is invalid. A snapshot of
+    /// another epoch starts a new order.
+    fn check_snapshot_order(&self, offered: Option<Snapshot>) -> Result<(), PoolError> {
         let (Some(offered), Some(applied)) = (offered, self.last_snapshot) else {
             return Ok(());
         };
-        // Older in both revision and read time: a delayed snapshot. A lower revision read later
-        // means the ground truth was reset, and the newer read wins.
+        if !offered.orders_after(&applied) {
+            return Ok(());
+        }
+        offered.check_jump_from(&applied)?;
+        // A lower revision read later means the ground truth was reset, and the newer read wins.
         if offered.seq < applied.seq && offered.read_at <= applied.read_at {
             return Err(PoolError::StaleSnapshot {
                 offered_seq: offered.seq,
@@ -467,7 +675,7 @@ impl PoolState {
     }
 
     /// Whether a stored ad was overtaken while the store was unreachable (or simply expired).
-    fn overtaken(&self, ad: &Advertisement, now: Timestamp) -> bool {
+    fn overtaken(&self, ad: &Advertisement) -> bool {
         match &ad.source {
             AdSource::Local => {
                 let withdrawn_since = self
@@ -479,7 +687,8 @@ impl PoolState {
                     .is_some_and(|read_at| ad.changed_at <= read_at);
                 withdrawn_since || full_synced_since
             }
-            AdSource::Remote(peer) => !self.is_live(ad, now) || self.session_gossip.contains(peer),
+            // Reloaded remote ads get their grace whatever their stamps say (the clock rule).
+            AdSource::Remote(peer) => self.session_gossip.contains(peer),
         }
     }
 }
@@ -500,6 +709,7 @@ fn new_entry(input: &AdInput, source: AdSource, now: Timestamp) -> Entry {
             changed_at: now,
         },
         verified: true,
+        grace_until: None,
     }
 }
 
@@ -508,6 +718,7 @@ fn new_entry(input: &AdInput, source: AdSource, now: Timestamp) -> Entry {
 /// overwrite a newer one.
 fn refresh(entry: &mut Entry, input: &AdInput, now: Timestamp) -> Upsert {
     entry.verified = true;
+    entry.grace_until = None;
     let ad = &mut entry.ad;
     ad.refreshed_at = now;
     let name_changes = input.name.is_some() && input.name != ad.name;
@@ -537,6 +748,8 @@ fn refresh(entry: &mut Entry, input: &AdInput, now: Timestamp) -> Upsert {
 
 #[cfg(test)]
 mod tests {
+    use herald_messages::{MAX_SNAPSHOT_SEQ_RATE, SNAPSHOT_SEQ_SLACK};
+
     use super::*;
 
     const TTL: Duration = Duration::from_secs(300);
@@ -549,10 +762,50 @@ mod tests {
         Timestamp::from_unix_millis(secs * 1_000)
     }
 
+    const RULES: PoolRules = PoolRules {
+        ad_ttl: TTL,
+        tombstone_horizon: Duration::from_secs(3_600),
+        snapshot_clock_tolerance: Duration::from_secs(60),
+    };
+
+    /// A book that has not loaded its store yet.
+    fn unloaded() -> PoolState {
+        PoolState::new(RULES, 1_000)
+    }
+
+    /// Plays a store that keeps what it is given: it holds the meta record as a store adapter
+    /// would (a batch of changes never creates it).
+    #[derive(Debug, Default, Clone)]
+    struct Store {
+        meta: Option<PoolMeta>,
+    }
+
+    impl Store {
+        /// Writes `state.batch()` and tells the book what the store held before.
+        fn write(&mut self, state: &mut PoolState) -> WriteCheck {
+            let (meta, scope) = {
+                let batch = state.batch();
+                (batch.meta, batch.scope)
+            };
+            let previous = self.meta;
+            if scope == BatchScope::Everything || previous.is_some() {
+                self.meta = Some(meta);
+            }
+            state.mark_written(previous.as_ref())
+        }
+    }
+
+    /// A book loaded from an empty store, its first write done.
+    fn state_and_store() -> (PoolState, Store) {
+        let mut state = unloaded();
+        state.merge_loaded(StoredPool::default(), at(0));
+        let mut store = Store::default();
+        assert_eq!(store.write(&mut state), WriteCheck::Claimed);
+        (state, store)
+    }
+
     fn state() -> PoolState {
-        let mut state = PoolState::new(TTL, Duration::from_secs(3_600));
-        state.loaded = true;
-        state
+        state_and_store().0
     }
 
     fn public(n: u8, name: Option<&str>, version: u64) -> AdInput {
@@ -564,7 +817,7 @@ mod tests {
     }
 
     fn full(inputs: Vec<AdInput>, seq: u64, read_at: Timestamp) -> BulkAdvertise {
-        BulkAdvertise::full(inputs, Some(Snapshot { seq, read_at }))
+        BulkAdvertise::full(inputs, Some(Snapshot::new(seq, read_at)))
     }
 
     fn ids(state: &PoolState, now: Timestamp) -> Vec<RegisterId> {
@@ -577,13 +830,13 @@ mod tests {
 
     #[test]
     fn fr009_advertise_then_repeat_writes_once() {
-        let mut state = state();
+        let (mut state, mut store) = state_and_store();
         let first = state
             .apply_bulk(&BulkAdvertise::one(public(1, Some("a"), 1)), at(1))
             .unwrap();
         assert_eq!((first.added, first.unchanged), (1, 0));
         assert_eq!(state.batch().puts.len(), 1);
-        state.mark_written();
+        assert_eq!(store.write(&mut state), WriteCheck::Intact);
         let again = state
             .apply_bulk(&BulkAdvertise::one(public(1, Some("a"), 1)), at(2))
             .unwrap();
@@ -708,11 +961,11 @@ mod tests {
 
     #[test]
     fn invalid_request_changes_nothing() {
-        let mut state = state();
+        let (mut state, mut store) = state_and_store();
         state
             .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
             .unwrap();
-        state.mark_written();
+        store.write(&mut state);
         let duplicate = full(vec![public(2, None, 0), public(2, None, 0)], 1, at(2));
         assert!(matches!(
             state.apply_bulk(&duplicate, at(3)),
@@ -761,7 +1014,7 @@ mod tests {
 
     #[test]
     fn reload_serves_unverified_until_a_full_sync_confirms() {
-        let mut state = PoolState::new(TTL, Duration::from_secs(3_600));
+        let mut state = unloaded();
         let stored_ad = |n: u8| Advertisement {
             register_id: id(n),
             source: AdSource::Local,
@@ -801,7 +1054,7 @@ mod tests {
 
     #[test]
     fn a_late_load_does_not_resurrect_what_changed_meanwhile() {
-        let mut state = PoolState::new(TTL, Duration::from_secs(3_600));
+        let mut state = unloaded();
         // The store was down at start: a withdrawal and a full sync happened in memory first.
         state
             .apply_bulk(&BulkAdvertise::one(AdInput::withdraw(id(1))), at(50))
@@ -837,5 +1090,375 @@ mod tests {
             2,
             "the overtaken stored ads are deleted: {batch:?}"
         );
+    }
+
+    fn stored(source: AdSource, n: u8, stamped: Timestamp) -> Advertisement {
+        Advertisement {
+            register_id: id(n),
+            source,
+            sync_state: SyncState::Active,
+            is_public: true,
+            latest_version: 1,
+            latest_docket_version: 0,
+            name: None,
+            description: None,
+            refreshed_at: stamped,
+            changed_at: stamped,
+        }
+    }
+
+    fn peer() -> NodeId {
+        NodeId::parse("peer-b").unwrap()
+    }
+
+    /// Issue 7, scenario A: after the store lost everything, one batch of changes recreated the
+    /// meta record and hid the loss (930 of 999 acknowledged ads lost). The batch's answer now
+    /// says so, and the next batch holds everything, under a new generation.
+    #[test]
+    fn scenario_a_a_batch_of_changes_into_an_emptied_store_asks_for_everything_again() {
+        let (mut state, mut store) = state_and_store();
+        for n in 1..=3 {
+            state
+                .apply_bulk(&BulkAdvertise::one(public(n, None, 0)), at(1))
+                .unwrap();
+        }
+        assert_eq!(store.write(&mut state), WriteCheck::Intact);
+        let generation = store.meta.unwrap().generation;
+
+        store = Store::default(); // FLUSHALL, or a restart without persistence
+        state
+            .apply_bulk(&BulkAdvertise::one(public(4, None, 0)), at(2))
+            .unwrap();
+        assert_eq!(store.write(&mut state), WriteCheck::Lost);
+        assert_eq!(
+            store.meta, None,
+            "a batch of changes never recreates the record"
+        );
+        assert!(state.has_unwritten());
+        let again = state.batch();
+        assert_eq!(again.scope, BatchScope::Everything);
+        assert_eq!(again.puts.len(), 4);
+        assert_ne!(again.meta.generation, generation);
+        assert_eq!(again.meta.write_seq, 1);
+        assert_eq!(store.write(&mut state), WriteCheck::Claimed);
+        assert!(!state.has_unwritten());
+        assert_eq!(state.store_repairs(), 1);
+        assert!(state.store_holds_mark(store.meta.as_ref()));
+    }
+
+    /// A store replaced by an older copy of itself (a restored backup, a failover to a lagging
+    /// replica) still has a meta record, but not the last one: the next batch notices.
+    #[test]
+    fn a_store_rolled_back_to_an_older_copy_is_noticed_by_the_next_batch_and_the_check() {
+        let (mut state, mut store) = state_and_store();
+        let older = store.clone();
+        state
+            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .unwrap();
+        assert_eq!(store.write(&mut state), WriteCheck::Intact);
+        assert!(
+            !state.store_holds_mark(older.meta.as_ref()),
+            "the check sees it"
+        );
+        assert!(state.store_holds_mark(store.meta.as_ref()));
+
+        store = older;
+        state
+            .apply_bulk(&BulkAdvertise::one(public(2, None, 0)), at(2))
+            .unwrap();
+        assert_eq!(store.write(&mut state), WriteCheck::Lost);
+        assert_eq!(state.batch().puts.len(), 2);
+        assert_eq!(store.write(&mut state), WriteCheck::Claimed);
+    }
+
+    /// A write that failed may still have reached the store (its reply lost): finding that
+    /// batch's mark later is no loss, and no repair is counted.
+    #[test]
+    fn a_failed_write_that_reached_the_store_is_no_loss() {
+        let (mut state, mut store) = state_and_store();
+        state
+            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .unwrap();
+        let mut reached = store.clone();
+        reached.write(&mut state.clone());
+        state.write_failed();
+        assert!(state.store_holds_mark(reached.meta.as_ref()));
+        assert!(state.store_holds_mark(store.meta.as_ref()));
+        state.mark_all_dirty(); // the retry after the outage writes everything
+        store = reached;
+        assert_eq!(store.write(&mut state), WriteCheck::Intact);
+        assert_eq!(state.store_repairs(), 0);
+    }
+
+    #[test]
+    fn a_check_that_finds_no_record_makes_the_next_batch_everything() {
+        let (mut state, mut store) = state_and_store();
+        state
+            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .unwrap();
+        store.write(&mut state);
+        assert!(!state.store_holds_mark(None));
+        state.rewrite_everything();
+        assert!(state.store_holds_mark(None), "a write of everything is due");
+        assert_eq!(state.batch().scope, BatchScope::Everything);
+        assert_eq!(state.batch().puts.len(), 1);
+        store = Store::default();
+        assert_eq!(store.write(&mut state), WriteCheck::Claimed);
+        assert_eq!(state.store_repairs(), 1);
+    }
+
+    /// Renewal writes everything: when the store lost data meanwhile, that write repaired it.
+    #[test]
+    fn a_renewal_into_an_emptied_store_counts_a_repair_and_needs_nothing_more() {
+        let (mut state, mut store) = state_and_store();
+        state
+            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .unwrap();
+        store.write(&mut state);
+        store = Store::default();
+        state.mark_all_dirty();
+        assert_eq!(store.write(&mut state), WriteCheck::Repaired);
+        assert!(!state.has_unwritten());
+        assert_eq!(state.store_repairs(), 1);
+        assert!(state.store_holds_mark(store.meta.as_ref()));
+    }
+
+    #[test]
+    fn a_load_continues_the_stored_generation_and_claims_a_store_without_one() {
+        let mut state = unloaded();
+        let meta = PoolMeta {
+            last_snapshot: None,
+            generation: 77,
+            write_seq: 12,
+        };
+        let report = state.merge_loaded(
+            StoredPool {
+                ads: vec![stored(AdSource::Local, 1, at(1))],
+                meta: Some(meta),
+                skipped: vec![],
+            },
+            at(5),
+        );
+        assert!(report.adopted_mark);
+        assert!(
+            !state.has_unwritten(),
+            "nothing to write after a clean load"
+        );
+        assert!(state.store_holds_mark(Some(&meta)));
+        state
+            .apply_bulk(&BulkAdvertise::one(public(2, None, 0)), at(6))
+            .unwrap();
+        let batch = state.batch();
+        assert_eq!(
+            (batch.scope, batch.meta.generation, batch.meta.write_seq),
+            (BatchScope::Changes, 77, 13)
+        );
+
+        // A record written before generations: everything is written again.
+        let mut legacy = unloaded();
+        let report = legacy.merge_loaded(
+            StoredPool {
+                ads: vec![stored(AdSource::Local, 1, at(1))],
+                meta: Some(PoolMeta::default()),
+                skipped: vec![],
+            },
+            at(5),
+        );
+        assert!(!report.adopted_mark);
+        let batch = legacy.batch();
+        assert_eq!((batch.scope, batch.puts.len()), (BatchScope::Everything, 1));
+    }
+
+    /// Issue 7, item 6: stored stamps decided liveness on the wall clock of another run, so a
+    /// clock stepped forward dropped every reloaded remote ad and one stepped back kept them
+    /// for hours. A reloaded remote ad now lives one TTL from its reload, unverified.
+    #[test]
+    fn reloaded_remote_ads_live_one_ttl_from_the_reload_whatever_their_stamps_say() {
+        let loaded_at = at(1_000_000);
+        let days_ago = loaded_at.saturating_sub(Duration::from_secs(3 * 86_400));
+        let hours_ahead = loaded_at.saturating_add(Duration::from_secs(6 * 3_600));
+        let remote_of = |n, stamped| stored(AdSource::Remote(peer()), n, stamped);
+        let mut state = unloaded();
+        let report = state.merge_loaded(
+            StoredPool {
+                ads: vec![
+                    remote_of(1, days_ago),
+                    remote_of(2, hours_ahead),
+                    stored(AdSource::Local, 3, days_ago),
+                ],
+                meta: None,
+                skipped: vec![],
+            },
+            loaded_at,
+        );
+        assert_eq!((report.restored, report.discarded), (3, 0));
+        let just_before = loaded_at.saturating_add(TTL - Duration::from_millis(1));
+        assert_eq!(ids(&state, just_before), vec![id(1), id(2), id(3)]);
+        assert!(state.available(just_before).iter().all(|a| !a.verified));
+        let after_ttl = loaded_at.saturating_add(TTL);
+        assert_eq!(
+            ids(&state, after_ttl),
+            vec![id(3)],
+            "local ads are authoritative"
+        );
+        assert_eq!(state.sweep(after_ttl), 2);
+
+        // A gossip confirms a reloaded ad: from then on the usual TTL after the last gossip.
+        let mut state = unloaded();
+        state.merge_loaded(
+            StoredPool {
+                ads: vec![remote_of(1, hours_ahead)],
+                meta: None,
+                skipped: vec![],
+            },
+            loaded_at,
+        );
+        let confirmed_at = loaded_at.saturating_add(Duration::from_secs(200));
+        state.apply_gossip(&peer(), &[public(1, None, 0)], confirmed_at);
+        assert_eq!(ids(&state, after_ttl), vec![id(1)]);
+        assert!(state.available(after_ttl)[0].verified);
+        assert!(ids(&state, confirmed_at.saturating_add(TTL)).is_empty());
+    }
+
+    /// After a clock step back, a reloaded local ad stamped "in the future" must not outlast a
+    /// full sync read now: stamps are taken as the reload time at most.
+    #[test]
+    fn a_reloaded_local_ad_stamped_in_the_future_is_still_removed_by_a_full_sync() {
+        let loaded_at = at(1_000_000);
+        let hours_ahead = loaded_at.saturating_add(Duration::from_secs(6 * 3_600));
+        let mut state = unloaded();
+        state.merge_loaded(
+            StoredPool {
+                ads: vec![stored(AdSource::Local, 1, hours_ahead)],
+                meta: None,
+                skipped: vec![],
+            },
+            loaded_at,
+        );
+        let read_at = loaded_at.saturating_add(Duration::from_secs(1));
+        let outcome = state
+            .apply_bulk(&full(vec![public(2, None, 0)], 1, read_at), read_at)
+            .unwrap();
+        assert_eq!((outcome.added, outcome.removed), (1, 1));
+        assert_eq!(ids(&state, read_at), vec![id(2)]);
+    }
+
+    /// Issue 7, scenario B: a snapshot read "in 292 million years" at seq 2^64-1 was applied
+    /// and persisted, and every later full sync was refused as stale. It is invalid input now.
+    #[test]
+    fn scenario_b_a_snapshot_from_the_future_is_invalid_and_changes_nothing() {
+        let mut state = state();
+        state
+            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .unwrap();
+        let bogus = BulkAdvertise::full(
+            vec![],
+            Some(Snapshot::new(
+                u64::MAX,
+                Timestamp::from_unix_millis(i64::MAX),
+            )),
+        );
+        let err = state.apply_bulk(&bogus, at(2)).unwrap_err();
+        assert!(
+            matches!(&err, PoolError::Invalid(invalid) if invalid.field == "snapshot.readAt"),
+            "{err}"
+        );
+        assert_eq!(ids(&state, at(3)), vec![id(1)]);
+        assert_eq!(state.last_snapshot(), None);
+        let far_seq = full(vec![], u64::MAX, at(2));
+        assert!(matches!(
+            state.apply_bulk(&far_seq, at(3)),
+            Err(PoolError::Invalid(invalid)) if invalid.field == "snapshot.seq"
+        ));
+        // The legitimate full sync goes through.
+        state
+            .apply_bulk(&full(vec![public(2, None, 0)], 5, at(3)), at(4))
+            .unwrap();
+        assert_eq!(ids(&state, at(5)), vec![id(2)]);
+    }
+
+    #[test]
+    fn a_seq_jump_no_store_can_make_is_invalid() {
+        let mut state = state();
+        state
+            .apply_bulk(&full(vec![], 10, at(100)), at(100))
+            .unwrap();
+        let jump = full(
+            vec![],
+            10 + SNAPSHOT_SEQ_SLACK + 2 * MAX_SNAPSHOT_SEQ_RATE,
+            at(101),
+        );
+        assert!(matches!(
+            state.apply_bulk(&jump, at(101)),
+            Err(PoolError::Invalid(invalid)) if invalid.field == "snapshot.seq"
+        ));
+        let plausible = full(vec![], 10 + SNAPSHOT_SEQ_SLACK, at(101));
+        assert!(state.apply_bulk(&plausible, at(101)).is_ok());
+    }
+
+    /// The recovery rule: a full sync from another ground-truth epoch starts the order again,
+    /// so a peer holding a snapshot that no later one can beat accepts the register role's.
+    #[test]
+    fn a_full_sync_from_another_epoch_starts_the_order_again_and_one_without_epoch_is_ordered() {
+        let epoch = |n: u8| Some(herald_messages::GroundTruthEpoch::from_bytes([n; 16]));
+        let snapshot = |seq, secs, of| Snapshot {
+            epoch: of,
+            ..Snapshot::new(seq, at(secs))
+        };
+        let mut state = state();
+        let applied = snapshot(900, 50, epoch(1));
+        state
+            .apply_bulk(&BulkAdvertise::full(vec![], Some(applied)), at(50))
+            .unwrap();
+        let older_same_epoch = snapshot(5, 40, epoch(1));
+        assert!(matches!(
+            state.apply_bulk(&BulkAdvertise::full(vec![], Some(older_same_epoch)), at(51)),
+            Err(PoolError::StaleSnapshot { .. })
+        ));
+        let older_without_epoch = Snapshot::new(5, at(40));
+        assert!(matches!(
+            state.apply_bulk(
+                &BulkAdvertise::full(vec![], Some(older_without_epoch)),
+                at(51)
+            ),
+            Err(PoolError::StaleSnapshot { .. })
+        ));
+        let other_epoch = snapshot(5, 40, epoch(2));
+        state
+            .apply_bulk(
+                &BulkAdvertise::full(vec![public(1, None, 0)], Some(other_epoch)),
+                at(51),
+            )
+            .unwrap();
+        assert_eq!(state.last_snapshot(), Some(other_epoch));
+        assert_eq!(ids(&state, at(52)), vec![id(1)]);
+    }
+
+    /// Recovery of a peer that accepted a bad snapshot before snapshots were validated: the
+    /// stored snapshot is input too, and is dropped at load.
+    #[test]
+    fn a_stored_snapshot_from_the_future_is_dropped_at_load() {
+        let mut state = unloaded();
+        let poisoned = Snapshot::new(u64::MAX, Timestamp::from_unix_millis(i64::MAX));
+        let report = state.merge_loaded(
+            StoredPool {
+                ads: vec![],
+                meta: Some(PoolMeta {
+                    last_snapshot: Some(poisoned),
+                    generation: 3,
+                    write_seq: 4,
+                }),
+                skipped: vec![],
+            },
+            at(10),
+        );
+        assert_eq!(report.refused_snapshot, Some(poisoned));
+        assert_eq!(state.last_snapshot(), None);
+        assert!(
+            state.has_unwritten(),
+            "the meta record is written without it"
+        );
+        assert_eq!(state.batch().meta.last_snapshot, None);
+        state.apply_bulk(&full(vec![], 1, at(10)), at(11)).unwrap();
     }
 }

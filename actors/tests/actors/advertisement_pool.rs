@@ -172,6 +172,54 @@ async fn an_emptied_store_is_noticed_and_written_again() {
     node.shutdown().await;
 }
 
+/// Issue 7, scenario A: after the store lost everything, one advertise was answered
+/// `persisted: true` and its write recreated the meta record, so the periodic check saw nothing
+/// wrong and the earlier ads stayed lost. The write itself now finds the loss and writes
+/// everything again before it answers, with no time passing.
+#[tokio::test(start_paused = true)]
+async fn scenario_a_a_write_into_an_emptied_store_writes_everything_before_it_answers() {
+    let node = start(Options::default()).await;
+    for n in 1..=3 {
+        node.advertise(public(n)).await;
+    }
+    node.store.wipe();
+    let outcome = node.advertise(public(4)).await;
+    assert!(outcome.persisted, "{outcome:?}");
+    let stored: Vec<_> = node
+        .store
+        .stored()
+        .into_iter()
+        .map(|ad| ad.register_id)
+        .collect();
+    assert_eq!(stored, vec![id(1), id(2), id(3), id(4)]);
+    assert!(node.store.meta().is_some());
+    let status = node.status().await;
+    assert_eq!(
+        (status.store_repairs, status.dirty_ads),
+        (1, 0),
+        "{status:?}"
+    );
+    node.shutdown().await;
+}
+
+/// A store replaced by an older copy of itself (a restored backup, a failover to a lagging
+/// replica) keeps a meta record, but not this pool's last one: the periodic check notices
+/// even when nothing is written.
+#[tokio::test(start_paused = true)]
+async fn a_store_rolled_back_to_an_older_copy_is_noticed_by_the_check_and_written_again() {
+    let node = start(Options::default()).await;
+    node.advertise(public(1)).await;
+    let older = node.store.image();
+    node.advertise(public(2)).await;
+    node.advertise(public(3)).await;
+    node.store.restore(&older);
+    assert_eq!(node.store.stored().len(), 1);
+    pass(PoolConfig::default().store_check_interval + Duration::from_secs(1)).await;
+    assert_eq!(node.store.stored().len(), 3);
+    assert_eq!(node.status().await.store_repairs, 1);
+    node.shutdown().await;
+}
+
 /// Stored ads carry an expiry that the pool renews long before it runs out; a pool that stops
 /// for good leaves nothing behind once the expiry has passed.
 #[tokio::test(start_paused = true)]
@@ -268,10 +316,10 @@ async fn reloaded_remote_ads_are_dropped_unless_confirmed() {
 async fn stale_full_sync_is_refused() {
     let node = start(Options::default()).await;
     let snapshot = |seq, secs: i64| {
-        Some(Snapshot {
+        Some(Snapshot::new(
             seq,
-            read_at: Timestamp::from_unix_millis(secs * 1_000),
-        })
+            Timestamp::from_unix_millis(secs * 1_000),
+        ))
     };
     node.bulk(BulkAdvertise::full(vec![public(1)], snapshot(5, 100)))
         .await

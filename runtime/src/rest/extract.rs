@@ -107,15 +107,20 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
     kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
 }
 
+/// 413: a body over `MAX_BODY_BYTES`, read or declared.
+pub(crate) fn body_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "request body larger than {} MiB",
+            MAX_BODY_BYTES / (1024 * 1024)
+        ),
+    )
+}
+
 fn body_error(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "request body larger than {} MiB",
-                MAX_BODY_BYTES / (1024 * 1024)
-            ),
-        );
+        return body_too_large();
     }
     ApiError::bad_request(format!(
         "cannot read the request body: {}",

@@ -1,15 +1,18 @@
 //! The REST API (axum), JSON camelCase, compatible with the service it replaces.
 //!
-//! Rooms: `peer` (advertise, bulk advertise, available), `register` (register CRUD), `ops`
-//! (health, sync status, metrics), `auth` (the admin token), `extract` (JSON body and path id
-//! extractors that answer in our error shape), `error` (`ApiError`, the one place where
-//! failures become status codes).
+//! Rooms: `peer` (advertise, bulk advertise, available), `register` (register CRUD), `hub`
+//! (connection, system register, publishing), `ops` (health, sync status, metrics), `auth` (the
+//! admin token), `extract` (JSON body and path id extractors that answer in our error shape),
+//! `error` (`ApiError`, the one place where failures become status codes), `server`
+//! (`HttpServer`: HTTP/1.1 with a header read timeout).
 //!
 //! Every route exists whatever the roles; a route of a role the node does not run answers 404.
 //! Mutating requests need `Authorization: Bearer <admin token>`; reads are open. Every error is
 //! `{"error": reason, "field"?: field}`. Handlers are thin: parse and validate, one `NodeApi`
 //! call, map the result; nothing here keeps state of its own.
-//! It does not bind or serve: `node` does, with the router built here.
+//! A request whose declared `Content-Length` is over the body limit is refused with 413 before
+//! anything reads its body: a client that sent `Expect: 100-continue` gets the 413 at once
+//! instead of `100 Continue` and an upload that would be thrown away.
 
 mod auth;
 mod error;
@@ -18,14 +21,15 @@ mod hub;
 mod ops;
 mod peer;
 mod register;
+mod server;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{Method, Uri};
+use axum::http::{Method, Uri, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::time::Instant;
@@ -35,6 +39,7 @@ use crate::api::{NodeApi, NodeError};
 
 use error::ApiError;
 pub use extract::MAX_BODY_BYTES;
+pub(crate) use server::HttpServer;
 
 /// What the handlers share: the node's API, the admin token, the host's metrics recorder.
 #[derive(Clone)]
@@ -116,6 +121,7 @@ pub fn router(state: RestState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_declared_oversize))
         .layer(middleware::from_fn(trace_request))
         .with_state(state)
 }
@@ -137,6 +143,21 @@ async fn trace_request(request: Request, next: Next) -> Response {
     span.record("latency_ms", latency_ms);
     span.in_scope(|| debug!(status, latency_ms, "request served"));
     response
+}
+
+/// 413 for a request whose declared `Content-Length` is over the limit, before its body is read
+/// (so hyper never answers `Expect: 100-continue` with `100 Continue`).
+async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    let limit = u64::try_from(MAX_BODY_BYTES).expect("the body limit fits in u64");
+    if declared.is_some_and(|length| length > limit) {
+        return extract::body_too_large().into_response();
+    }
+    next.run(request).await
 }
 
 async fn require_peer_role(

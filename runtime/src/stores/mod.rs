@@ -23,7 +23,7 @@ mod redis_connection;
 use std::path::Path;
 use std::sync::Arc;
 
-use herald_actors::ports::{AdStore, Clock, GroundTruth};
+use herald_actors::ports::{AdStore, GroundTruth};
 use herald_messages::NodeId;
 
 pub use redb_ad_store::RedbAdStore;
@@ -43,7 +43,6 @@ use crate::node::StartError;
 pub async fn open_ad_store(
     config: &AdStoreConfig,
     node_id: &NodeId,
-    clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn AdStore>, StartError> {
     match config {
         AdStoreConfig::Redis { url, prefix } => {
@@ -56,13 +55,14 @@ pub async fn open_ad_store(
             Ok(Arc::new(store))
         }
         AdStoreConfig::Embedded { path } => {
-            let store = RedbAdStore::open(path, node_id, clock)
-                .await
-                .map_err(|source| StartError::Store {
-                    what: "advertisement store",
-                    location: path.display().to_string(),
-                    source: Box::new(source),
-                })?;
+            let store =
+                RedbAdStore::open(path, node_id)
+                    .await
+                    .map_err(|source| StartError::Store {
+                        what: "advertisement store",
+                        location: path.display().to_string(),
+                        source: Box::new(source),
+                    })?;
             Ok(Arc::new(store))
         }
     }

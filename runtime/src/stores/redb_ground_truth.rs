@@ -4,7 +4,10 @@
 //! - `registers`: register id → JSON of `Register`;
 //! - `public_registers`: register id → `()`, the ids with `advertise = true`, so that
 //!   `public_registers` is an indexed read rather than a scan of every register;
-//! - `ground_truth_meta`: `"revision"` → the store's revision (u64).
+//! - `ground_truth_meta`: `"revision"` → the store's revision (u64);
+//! - `ground_truth_epoch`: `"epoch"` → the store's epoch (32 hex characters), drawn at random when
+//!   the file is created (or first opened by a version that knows epochs) and never changed: a
+//!   full sync carries it, so that the pool can tell this store's revisions from another's.
 //!
 //! Every change (create, replace, delete) is one durable write transaction that updates the
 //! register, the index and the revision together; the revision only grows, across reopen too, and
@@ -25,7 +28,7 @@ use redb::{
 };
 
 use herald_actors::ports::{GroundTruth, GroundTruthError, PublicRegisters};
-use herald_messages::{Register, RegisterId};
+use herald_messages::{GroundTruthEpoch, Register, RegisterId};
 
 use super::redb_file::{self, RedbFailure, RedbOpenError};
 
@@ -88,9 +91,14 @@ impl GroundTruth for RedbGroundTruth {
                 }
             }
             let revision = read_revision(&txn)?;
+            let epoch = match read_epoch(&txn)? {
+                Ok(epoch) => epoch,
+                Err(err) => return Ok(Err(err)),
+            };
             Ok(Ok(PublicRegisters {
                 registers: public,
                 revision,
+                epoch,
             }))
         })
         .await
@@ -191,12 +199,33 @@ const REGISTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("registers"
 const PUBLIC: TableDefinition<&str, ()> = TableDefinition::new("public_registers");
 const META: TableDefinition<&str, u64> = TableDefinition::new("ground_truth_meta");
 const REVISION: &str = "revision";
+const EPOCH_TABLE: TableDefinition<&str, &str> = TableDefinition::new("ground_truth_epoch");
+const EPOCH: &str = "epoch";
 
+/// Creates the tables, and the epoch when the file has none.
 fn create_tables(txn: &WriteTransaction) -> Result<(), redb::Error> {
     txn.open_table(REGISTERS)?;
     txn.open_table(PUBLIC)?;
     txn.open_table(META)?;
+    let mut epoch = txn.open_table(EPOCH_TABLE)?;
+    if epoch.get(EPOCH)?.is_none() {
+        let created = GroundTruthEpoch::from_bytes(rand::random());
+        epoch.insert(EPOCH, created.as_str())?;
+    }
     Ok(())
+}
+
+/// The store's epoch; an unreadable one makes the store corrupt (its snapshots could not be
+/// ordered).
+fn read_epoch(
+    txn: &ReadTransaction,
+) -> Result<Result<GroundTruthEpoch, GroundTruthError>, redb::Error> {
+    let table = txn.open_table(EPOCH_TABLE)?;
+    let Some(value) = table.get(EPOCH)? else {
+        return Ok(Err(corrupt("the ground truth has no epoch".to_owned())));
+    };
+    Ok(GroundTruthEpoch::parse(value.value())
+        .map_err(|err| corrupt(format!("the ground truth's epoch: {err}"))))
 }
 
 /// Stores `register` under the next revision and keeps the index in step, inside `txn`.
@@ -291,10 +320,9 @@ mod tests {
         let truth = open(&dir.path().join("registers.redb")).await;
         assert_eq!(truth.list().await.unwrap(), Vec::new());
         assert_eq!(truth.get(&id(1)).await.unwrap(), None);
-        assert_eq!(
-            truth.public_registers().await.unwrap(),
-            PublicRegisters::default()
-        );
+        let empty = truth.public_registers().await.unwrap();
+        assert!(empty.registers.is_empty());
+        assert_eq!(empty.revision, 0);
 
         let created = truth.create(register(2, true)).await.unwrap();
         assert_eq!(created.revision, 1);
@@ -364,6 +392,24 @@ mod tests {
         assert_eq!(after.revision, 11);
         let replaced = truth.get(&id(3)).await.unwrap().unwrap();
         assert_eq!(replaced.revision, 8);
+    }
+
+    /// The epoch is what lets a pool tell a newer snapshot of this store from a snapshot of a
+    /// re-created one: it stays across reopening, and a new file gets another.
+    #[tokio::test]
+    async fn the_epoch_is_created_with_the_file_and_kept_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registers.redb");
+        let first = open(&path).await.public_registers().await.unwrap().epoch;
+        let again = open(&path).await.public_registers().await.unwrap().epoch;
+        assert_eq!(first, again);
+        let other = open(&dir.path().join("other.redb"))
+            .await
+            .public_registers()
+            .await
+            .unwrap()
+            .epoch;
+        assert_ne!(first, other);
     }
 
     #[tokio::test]

@@ -7,14 +7,23 @@
 //! - `{prefix}:{node_id}:remote:{peer_id}:{register_id}`,
 //! - `{prefix}:{node_id}:meta` (the pool's `PoolMeta`).
 //!
-//! Values are the JSON of `Advertisement` / `PoolMeta`; every key expires (`SET … PX`).
+//! Values are the JSON of `Advertisement` / `PoolMeta`; every key expires (`SET … PX`), on
+//! Redis's own clock.
+//!
+//! A batch is one `MULTI`/`EXEC`: the puts and the `DEL` (their replies ignored), then the meta
+//! record as `SET meta … PX ms GET`, whose reply is the record it replaced, read atomically with
+//! the batch. A batch of changes adds `XX`, so it never recreates a meta record that the store
+//! lost (a `FLUSHALL`, a restart without persistence): the pool compares the old record with its
+//! last write and writes everything again when they differ.
 //!
 //! Connection (`RedisConnection`, shared with `RedisBlueprintStore`): `new` only parses the URL,
 //! so a node starts while Redis is down. The first call builds a `ConnectionManager` that
 //! connects lazily and fails fast (short connection and response timeouts, no internal retries);
 //! a failure comes back as `StoreError::Unavailable` and the next call connects again. A call
 //! that finds its connection dropped (Redis restarted) is retried once on a fresh connection:
-//! every request here is idempotent.
+//! every request here is idempotent in what it stores. (A batch applied twice answers, the second
+//! time, with its own meta record instead of the pool's last one: the pool then writes
+//! everything again, which is wasteful but never wrong.)
 //!
 //! Deliberately not done here: backoff and re-persisting after an outage (the pool actor does
 //! that), deciding freshness (the pool decides from `refreshed_at`), the Redis Cluster client
@@ -26,11 +35,14 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisWrite, ToRedisArgs};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, ParsingError, Pipeline, RedisError, RedisWrite, ToRedisArgs,
+    Value,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use herald_actors::ports::{AdBatch, AdStore, StoreError, StoredPool};
+use herald_actors::ports::{AdBatch, AdStore, BatchScope, StoreError, StoredPool};
 use herald_messages::{AdKey, AdSource, Advertisement, NodeId, PoolMeta, RegisterId};
 
 use super::redis_connection::{RedisConnection, RedisOpenError, Request, check_prefix};
@@ -129,7 +141,11 @@ impl AdStore for RedisAdStore {
         Ok(pool)
     }
 
-    async fn write(&self, batch: &AdBatch<'_>, expiry: Duration) -> Result<(), StoreError> {
+    async fn write(
+        &self,
+        batch: &AdBatch<'_>,
+        expiry: Duration,
+    ) -> Result<Option<PoolMeta>, StoreError> {
         let expiry_ms = expiry_millis(expiry);
         let has_deletes = !batch.deletes.is_empty();
         let mut pipe = Pipeline::with_capacity(batch.puts.len() + usize::from(has_deletes) + 1);
@@ -152,7 +168,7 @@ impl AdStore for RedisAdStore {
             }
             pipe.add_command(del);
         }
-        let mut set_meta = Cmd::with_capacity(5, self.namespace.len() + 128);
+        let mut set_meta = Cmd::with_capacity(7, self.namespace.len() + 192);
         set_meta
             .arg("SET")
             .arg(KeyName::Meta {
@@ -161,16 +177,25 @@ impl AdStore for RedisAdStore {
             .arg(Json(&batch.meta))
             .arg("PX")
             .arg(expiry_ms);
+        if batch.scope == BatchScope::Changes {
+            // Never recreate a lost meta record: only a batch of everything may.
+            set_meta.arg("XX");
+        }
+        set_meta.arg("GET");
         pipe.add_command(set_meta);
-        self.query::<()>(Request::Pipeline(&pipe)).await
+        let LastReply(previous) = self.query(Request::Pipeline(&pipe)).await?;
+        // A record that does not decode is as good as none: the pool writes everything again,
+        // which replaces it.
+        Ok(previous.and_then(|value| decode::<PoolMeta>(&value)))
     }
 
-    async fn holds_meta(&self) -> Result<bool, StoreError> {
-        let mut exists = Cmd::new();
-        exists.arg("EXISTS").arg(KeyName::Meta {
+    async fn read_meta(&self) -> Result<Option<PoolMeta>, StoreError> {
+        let mut get = Cmd::new();
+        get.arg("GET").arg(KeyName::Meta {
             namespace: &self.namespace,
         });
-        self.query(Request::Cmd(&exists)).await
+        let value: Option<Vec<u8>> = self.query(Request::Cmd(&get)).await?;
+        Ok(value.and_then(|value| decode::<PoolMeta>(&value)))
     }
 
     fn describe(&self) -> String {
@@ -194,8 +219,8 @@ enum StoredKey {
 
 impl RedisAdStore {
     /// Sends `request` through the shared connection, which sends it once more when it finds
-    /// the connection dead. Safe: every request here is idempotent, and a `MULTI`/`EXEC` cut
-    /// short is not applied.
+    /// the connection dead. Safe: every request here is idempotent in what it stores, and a
+    /// `MULTI`/`EXEC` cut short is not applied.
     async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, StoreError> {
         self.connection.query(request).await.map_err(store_error)
     }
@@ -304,6 +329,22 @@ impl ToRedisArgs for KeyName<'_> {
     {
         write!(out.writer_for_next_arg(), "{self}")
             .expect("writing into a command buffer cannot fail");
+    }
+}
+
+/// The reply of the last command of a `MULTI`/`EXEC` (the meta `SET … GET`): the other replies
+/// are dropped as they are, without marking 10,000 commands `ignore()`d (a hash set entry each).
+struct LastReply(Option<Vec<u8>>);
+
+impl FromRedisValue for LastReply {
+    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
+        let Value::Array(mut replies) = value else {
+            return Err(format!("expected the replies of a transaction, got {value:?}").into());
+        };
+        let last = replies
+            .pop()
+            .ok_or_else(|| ParsingError::from("an empty transaction reply".to_owned()))?;
+        redis::from_redis_value(last).map(LastReply)
     }
 }
 

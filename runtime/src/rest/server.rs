@@ -1,0 +1,110 @@
+//! `HttpServer`: serves the REST router over HTTP/1.1 on a listener it binds, until stopped.
+//!
+//! It drives hyper's connection builder itself instead of `axum::serve`, for what that does not
+//! offer: a header read timeout (a client that trickles its request headers is disconnected after
+//! `header_timeout`, so slow clients cannot hold connections open; hyper times the next request's
+//! headers from the end of the last response, so a keep-alive connection idle that long closes
+//! too) and `TCP_NODELAY`. Stopping
+//! closes the listener, lets requests in flight finish (idle keep-alive connections close), and
+//! after the caller's deadline aborts what is left.
+//!
+//! Not here: the routes and their limits (`rest::router`; a declared body over the limit is
+//! refused there before it is read), TLS, and HTTP/2 (no client of this API speaks it).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{debug, error, warn};
+
+/// Pause after a failed `accept` (out of file descriptors, say) before trying again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// The REST API's server task.
+pub(crate) struct HttpServer {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    join: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Binds `addr` and serves `router` from a task.
+    pub(crate) async fn start(
+        addr: SocketAddr,
+        router: Router,
+        header_timeout: Duration,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let join = tokio::spawn(serve(listener, router, header_timeout, stopped));
+        Ok(Self { addr, stop, join })
+    }
+
+    /// The address it listens on (the bound port when asked for port 0).
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, waits up to `deadline` for requests in flight, then aborts the rest.
+    pub(crate) async fn stop(self, deadline: Duration) {
+        let _ = self.stop.send(());
+        let mut join = self.join;
+        if tokio::time::timeout(deadline, &mut join).await.is_err() {
+            warn!(addr = %self.addr, "REST API did not stop in time; aborting open connections");
+            join.abort();
+        }
+    }
+}
+
+/// Accepts connections until `stopped`, then shuts them down gracefully. Connections run in a
+/// `JoinSet` owned by this task: aborting the task aborts them too.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if let Err(err) = stream.set_nodelay(true) {
+                        debug!(%peer, %err, "cannot set TCP_NODELAY");
+                    }
+                    let service = TowerToHyperService::new(router.clone());
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection);
+                    connections.spawn(async move {
+                        // A client that goes away or sends garbage ends its own connection only.
+                        if let Err(err) = connection.await {
+                            debug!(%peer, %err, "HTTP connection ended with an error");
+                        }
+                    });
+                }
+                Err(err) => {
+                    error!(%err, "cannot accept an HTTP connection");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    while connections.join_next().await.is_some() {}
+}
