@@ -1,11 +1,17 @@
-//! herald's actors, the node supervisor, and the ports they need.
+//! herald's actors, the node supervisor, the wiring of a node's tree, and the ports they need.
 //!
-//! - `advertisement_pool`, `resync_driver`: the actors (one per file); `supervisor`: the root.
+//! - The actors (one per file, each with its message enum in `herald-messages`):
+//!   `advertisement_pool` and `resync_driver` (peer and register roles),
+//!   `system_register_authority` (hub role), `central_node_connection`, `heartbeat_monitor` and
+//!   `system_register_replica` (a peer's hub side). Decisions with real logic live in pure
+//!   state types beside them (`advertisement_pool/state.rs`, `system_register_authority/state.rs`).
+//! - `supervisor`: the root, restarting children one-for-one; `wiring`: the one place that says
+//!   which actors each role runs and how they reach each other (`NodeTree`).
 //! - `ports`: traits for stores, links and the clock. Adapters live in `herald-runtime`; this
-//!   crate never names a driver (redis, redb, mongodb, tonic, axum).
-//! - `slot`: stable addresses of supervised actors; `backoff`: delays for retries.
-//! - `stall_detector`: this process's own scheduling lag, for actors that judge others by
-//!   deadlines.
+//!   crate never names a driver (redis, redb, mongodb, tonic, axum; the tidy test checks).
+//! - `slot`: stable addresses of supervised actors; `backoff`: delays for retries;
+//!   `stall_detector`: this process's own scheduling stalls; `clock`, `pool_link`, `hub_link`:
+//!   in-process implementations of ports.
 //! - `testing` (feature): in-memory fakes of the ports.
 
 pub mod advertisement_pool;
@@ -24,6 +30,7 @@ pub mod system_register_authority;
 pub mod system_register_replica;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod wiring;
 
 pub use advertisement_pool::{AdvertisementPool, AdvertisementPoolArgs, PoolConfig};
 pub use backoff::{Backoff, BackoffConfig};
@@ -44,3 +51,4 @@ pub use system_register_authority::{
 pub use system_register_replica::{
     ReplicaConfig, SystemRegisterReplica, SystemRegisterReplicaArgs,
 };
+pub use wiring::{HubConnectionParts, NodeTree, PeerHubSlots, StartedTree};

@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use ractor::Message;
 
+pub use herald_actors::PeerHubSlots;
 use herald_actors::{ActorSlot, SlotError};
 use herald_messages::{
     AdInput, AdvertisementPoolMsg, AdvertisementSyncState, AuthorityError, AvailableRegister,
     BlueprintId, BulkAdvertise, BulkOutcome, CentralNodeConnectionMsg, ChildKind, ChildReport,
-    ConnectionStatus, HeartbeatMonitorMsg, HubPeer, HubReport, HubStatus, NewRegister, NodeId,
-    NodeSupervisorMsg, PoolError, PoolStatus, PublishRequest, Register, RegisterError, RegisterId,
-    RegisterPatch, ReplicaStatus, ResyncDriverMsg, SyncTrigger, SystemRegisterAuthorityMsg,
-    SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView,
+    ConnectionStatus, HubPeer, HubReport, HubStatus, NewRegister, NodeId, NodeSupervisorMsg,
+    PoolError, PoolStatus, PublishRequest, Register, RegisterError, RegisterId, RegisterPatch,
+    ReplicaStatus, ResyncDriverMsg, SyncTrigger, SystemRegisterAuthorityMsg, SystemRegisterEntry,
+    SystemRegisterReplicaMsg, SystemRegisterView,
 };
 
 /// Why a call to a node failed.
@@ -34,14 +35,6 @@ pub enum NodeError {
     /// The node's supervisor is gone: the node was shut down or gave up.
     #[error("the node is stopped")]
     Stopped,
-}
-
-/// The slots of a peer's hub connection, heartbeat monitor and system register replica.
-#[derive(Clone)]
-pub struct PeerHubSlots {
-    pub connection: ActorSlot<CentralNodeConnectionMsg>,
-    pub monitor: ActorSlot<HeartbeatMonitorMsg>,
-    pub replica: ActorSlot<SystemRegisterReplicaMsg>,
 }
 
 /// Typed access to a node's actors.

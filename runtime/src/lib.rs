@@ -10,6 +10,8 @@ pub mod grpc;
 pub mod links;
 pub mod node;
 pub mod rest;
+pub mod server;
+pub mod start_error;
 pub mod stores;
 
 pub use api::{NodeApi, NodeError};

@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorRef};
+use ractor::ActorRef;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -17,54 +17,21 @@ use herald_actors::ports::{
     AdStore, BlueprintStore, Clock, GroundTruth, HubLink, PoolLink, ReplicaStore,
 };
 use herald_actors::{
-    ActorSlot, AdvertisementPool, AdvertisementPoolArgs, CentralNodeConnection,
-    CentralNodeConnectionArgs, ChildSpec, HeartbeatMonitor, HeartbeatMonitorArgs, LocalPoolLink,
-    NodeSupervisor, NodeSupervisorArgs, ResyncDriver, ResyncDriverArgs, RingMemory, StallDetector,
-    StallTicker, SystemRegisterAuthority, SystemRegisterAuthorityArgs, SystemRegisterReplica,
-    SystemRegisterReplicaArgs, TokioClock,
+    ActorSlot, HubConnectionParts, LocalPoolLink, NodeTree, StallDetector, StallTicker, TokioClock,
 };
 use herald_messages::{
-    ChildKind, NodeFailure, NodeId, NodeSupervisorMsg, RegisterState, SystemRegisterAuthorityMsg,
+    AdvertisementPoolMsg, ChildKind, NodeFailure, NodeId, NodeSupervisorMsg, RegisterState,
+    SystemRegisterAuthorityMsg,
 };
 
-use crate::api::{NodeApi, PeerHubSlots};
-use crate::config::{
-    BlueprintStoreConfig, HubConnectionConfig, HubRoleConfig, NodeConfig, PoolLinkConfig,
-};
+use crate::api::NodeApi;
+use crate::config::{HubConnectionConfig, NodeConfig, PoolLinkConfig, RegisterRoleConfig};
 use crate::grpc::{GrpcHubLink, GrpcServer, HubGrpc};
 use crate::links::HttpPoolLink;
 use crate::rest::{self, HttpServer, RestState};
+use crate::server::ServerTask;
+pub use crate::start_error::StartError;
 use crate::stores;
-
-/// Why a node could not start. Nothing is left running.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot open the {what} at {location}")]
-    Store {
-        what: &'static str,
-        location: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error("cannot listen on {addr}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot build the pool link to {url}")]
-    PoolLink {
-        url: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error("cannot start the node supervisor")]
-    Supervisor(#[source] ractor::SpawnErr),
-    /// The hub's stored system register failed validation: the hub refuses to serve it rather
-    /// than re-create it (FR-022).
-    #[error("the system register was refused: {0}")]
-    SystemRegisterRefused(String),
-}
 
 /// How a shutdown went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +75,7 @@ impl Node {
         // One per node: the process's own stalls, for the actors that judge others by deadlines.
         let stalls = Arc::new(StallDetector::new(config.stall_tick, Instant::now()));
         let node_id = config.node_id.clone();
-        let mut children = Vec::new();
+        let mut tree = NodeTree::new(node_id.clone(), Arc::clone(&clock));
 
         let pool = match &config.peer {
             None => None,
@@ -117,20 +84,9 @@ impl Node {
                     Some(store) => Arc::clone(store),
                     None => stores::open_ad_store(&peer.ad_store, &node_id).await?,
                 };
-                let slot = ActorSlot::new(ChildKind::AdvertisementPool);
-                let args = AdvertisementPoolArgs {
-                    node_id: node_id.clone(),
-                    config: peer.pool.clone(),
-                    store,
-                    clock: Arc::clone(&clock),
-                };
-                children.push(ChildSpec::new(slot.clone(), move || {
-                    (AdvertisementPool, args.clone())
-                }));
-                Some(slot)
+                Some(tree.pool(peer.pool.clone(), store))
             }
         };
-
         let driver = match &config.register {
             None => None,
             Some(register) => {
@@ -138,80 +94,32 @@ impl Node {
                     Some(truth) => Arc::clone(truth),
                     None => stores::open_ground_truth(&register.ground_truth_path).await?,
                 };
-                let link: Arc<dyn PoolLink> = match (&register.pool_link, &pool) {
-                    (PoolLinkConfig::Local, Some(pool)) => {
-                        Arc::new(LocalPoolLink::new(pool.clone(), config.call_timeout))
-                    }
-                    (PoolLinkConfig::Local, None) => {
-                        unreachable!("validation requires a peer role for a local pool link")
-                    }
-                    (
-                        PoolLinkConfig::Http {
-                            base_url,
-                            token,
-                            timeout,
-                        },
-                        _,
-                    ) => Arc::new(HttpPoolLink::new(base_url, token, *timeout).map_err(
-                        |source| StartError::PoolLink {
-                            url: base_url.clone(),
-                            source: Box::new(source),
-                        },
-                    )?),
-                };
-                let slot = ActorSlot::new(ChildKind::ResyncDriver);
-                let args = ResyncDriverArgs {
-                    node_id: node_id.clone(),
-                    config: register.resync.clone(),
-                    truth,
-                    pool: link,
-                    clock: Arc::clone(&clock),
-                };
-                children.push(ChildSpec::new(slot.clone(), move || {
-                    (ResyncDriver, args.clone())
-                }));
-                Some(slot)
+                let link = pool_link(register, pool.as_ref(), config.call_timeout)?;
+                Some(tree.resync_driver(register.resync.clone(), truth, link))
             }
         };
-
         let authority = match &config.hub {
             None => None,
             Some(hub) => {
                 let store = match &overrides.blueprint_store {
                     Some(store) => Arc::clone(store),
-                    None => open_blueprint_store(hub).await?,
+                    None => stores::open_blueprint_store(&hub.store).await?,
                 };
-                let slot = ActorSlot::new(ChildKind::SystemRegisterAuthority);
-                let args = SystemRegisterAuthorityArgs {
-                    hub_id: node_id.clone(),
-                    config: hub.authority.clone(),
-                    store,
-                    clock: Arc::clone(&clock),
-                };
-                children.push(ChildSpec::new(slot.clone(), move || {
-                    (SystemRegisterAuthority, args.clone())
-                }));
-                Some(slot)
+                Some(tree.authority(hub.authority.clone(), store))
             }
         };
-
         let hub_connection = config
             .peer
             .as_ref()
             .and_then(|peer| peer.hub_connection.as_ref());
         let hub_slots = match hub_connection {
             None => None,
-            Some(hub_connection) => Some(
-                peer_hub_children(
-                    &node_id,
-                    hub_connection,
-                    &overrides,
-                    &clock,
-                    &stalls,
-                    &mut children,
-                )
-                .await?,
-            ),
+            Some(hub_connection) => {
+                let parts =
+                    hub_connection_parts(&node_id, hub_connection, &overrides, &clock, &stalls)
+                        .await?;
+                Some(tree.hub_connection(parts))
+            }
         };
         let ignored_hubs = config.peer.as_ref().map_or(0, |peer| peer.ignored_hubs);
         if ignored_hubs > 0 {
@@ -220,25 +128,14 @@ impl Node {
 
         // Ticking before the first actor starts; stopped on every way out from here.
         let stall_ticker = stalls.start(&node_id);
-        let (failure_tx, failure_rx) = watch::channel(None);
-        let spawned = Actor::spawn(
-            None,
-            NodeSupervisor,
-            NodeSupervisorArgs {
-                node_id: node_id.clone(),
-                children,
-                policy: config.restart,
-                failure: failure_tx,
-            },
-        )
-        .await;
-        let (supervisor, supervisor_join) = match spawned {
-            Ok(spawned) => spawned,
+        let tree = match tree.start(config.restart).await {
+            Ok(tree) => tree,
             Err(err) => {
                 stall_ticker.stop().await;
                 return Err(StartError::Supervisor(err));
             }
         };
+        let (supervisor, supervisor_join, failure_rx) = (tree.supervisor, tree.join, tree.failure);
 
         let api = NodeApi {
             node_id: node_id.clone(),
@@ -260,7 +157,12 @@ impl Node {
                         Arc::clone(&clock),
                         config.call_timeout,
                     );
-                    GrpcServer::start(hub.grpc_addr, services).await
+                    GrpcServer::start(hub.grpc_addr, services)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            addr: hub.grpc_addr,
+                            source,
+                        })
                 };
                 match started.await {
                     Ok(server) => Some(server),
@@ -309,8 +211,8 @@ impl Node {
             register = api.has_register_role(),
             hub = api.has_hub_role(),
             hub_connection = api.has_hub_connection(),
-            http = ?http.as_ref().map(HttpServer::addr),
-            grpc = ?grpc.as_ref().map(GrpcServer::local_addr),
+            http = ?http.as_ref().map(ServerTask::addr),
+            grpc = ?grpc.as_ref().map(ServerTask::addr),
             "node started"
         );
         Ok(NodeHandle {
@@ -332,8 +234,8 @@ pub struct NodeHandle {
     api: NodeApi,
     supervisor: ActorRef<NodeSupervisorMsg>,
     supervisor_join: JoinHandle<()>,
-    http: Option<HttpServer>,
-    grpc: Option<GrpcServer>,
+    http: Option<ServerTask>,
+    grpc: Option<ServerTask>,
     /// The ticker of the node's stall detector; stopped after the actors.
     stall_ticker: StallTicker,
     failure: watch::Receiver<Option<NodeFailure>>,
@@ -355,12 +257,12 @@ impl NodeHandle {
 
     /// The address the REST API listens on (useful with port 0).
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().map(HttpServer::addr)
+        self.http.as_ref().map(ServerTask::addr)
     }
 
     /// The address the hub's gRPC server listens on (useful with port 0).
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
-        self.grpc.as_ref().map(GrpcServer::local_addr)
+        self.grpc.as_ref().map(ServerTask::addr)
     }
 
     /// The failure that stopped the node, if it gave up on an actor.
@@ -406,53 +308,50 @@ impl NodeHandle {
     }
 }
 
-async fn open_blueprint_store(hub: &HubRoleConfig) -> Result<Arc<dyn BlueprintStore>, StartError> {
-    match &hub.store {
-        BlueprintStoreConfig::Embedded { path } => {
-            let store = stores::RedbBlueprintStore::open(path)
-                .await
-                .map_err(|source| StartError::Store {
-                    what: "system register store",
-                    location: path.display().to_string(),
-                    source: Box::new(source),
-                })?;
-            Ok(Arc::new(store))
+/// How the register role reaches its pool: this node's own (a local slot), or a peer's over
+/// HTTP.
+fn pool_link(
+    register: &RegisterRoleConfig,
+    pool: Option<&ActorSlot<AdvertisementPoolMsg>>,
+    call_timeout: Duration,
+) -> Result<Arc<dyn PoolLink>, StartError> {
+    match (&register.pool_link, pool) {
+        (PoolLinkConfig::Local, Some(pool)) => {
+            Ok(Arc::new(LocalPoolLink::new(pool.clone(), call_timeout)))
         }
-        BlueprintStoreConfig::Redis { url, prefix } => {
-            let store = stores::RedisBlueprintStore::new(url, prefix).map_err(|source| {
-                StartError::Store {
-                    what: "system register store",
-                    location: url.clone(),
+        (PoolLinkConfig::Local, None) => {
+            unreachable!("validation requires a peer role for a local pool link")
+        }
+        (
+            PoolLinkConfig::Http {
+                base_url,
+                token,
+                timeout,
+            },
+            _,
+        ) => {
+            let link = HttpPoolLink::new(base_url, token, *timeout).map_err(|source| {
+                StartError::PoolLink {
+                    url: base_url.clone(),
                     source: Box::new(source),
                 }
             })?;
-            Ok(Arc::new(store))
+            Ok(Arc::new(link))
         }
     }
 }
 
-/// The peer's hub connection, heartbeat monitor and replica, wired to each other by slots. The
-/// monitor judges the hub by deadlines, so it gets the node's stall detector.
-async fn peer_hub_children(
+/// The ports of a peer's hub side: its replica store and its link to hubs (gRPC by default).
+async fn hub_connection_parts(
     node_id: &NodeId,
     config: &HubConnectionConfig,
     overrides: &StoreOverrides,
     clock: &Arc<dyn Clock>,
     stalls: &Arc<StallDetector>,
-    children: &mut Vec<ChildSpec>,
-) -> Result<PeerHubSlots, StartError> {
+) -> Result<HubConnectionParts, StartError> {
     let replica_store = match &overrides.replica_store {
         Some(store) => Arc::clone(store),
-        None => {
-            let store = stores::RedbReplicaStore::open(&config.replica_dir)
-                .await
-                .map_err(|source| StartError::Store {
-                    what: "system register replica",
-                    location: config.replica_dir.display().to_string(),
-                    source: Box::new(source),
-                })?;
-            Arc::new(store) as Arc<dyn ReplicaStore>
-        }
+        None => stores::open_replica_store(&config.replica_dir).await?,
     };
     let link: Arc<dyn HubLink> = match &overrides.hub_link {
         Some(link) => Arc::clone(link),
@@ -461,49 +360,15 @@ async fn peer_hub_children(
                 .with_clock(Arc::clone(clock)),
         ),
     };
-    let slots = PeerHubSlots {
-        connection: ActorSlot::new(ChildKind::CentralNodeConnection),
-        monitor: ActorSlot::new(ChildKind::HeartbeatMonitor),
-        replica: ActorSlot::new(ChildKind::SystemRegisterReplica),
-    };
-    let connection_args = CentralNodeConnectionArgs {
-        peer_id: node_id.clone(),
+    Ok(HubConnectionParts {
         address: config.advertised_address.clone(),
-        config: config.connection.clone(),
-        link: Arc::clone(&link),
-        clock: Arc::clone(clock),
-        monitor: slots.monitor.clone(),
-        replica: slots.replica.clone(),
-        ring_memory: RingMemory::new(),
-    };
-    let monitor_args = HeartbeatMonitorArgs {
-        peer_id: node_id.clone(),
-        config: config.heartbeat.clone(),
-        link: Arc::clone(&link),
-        clock: Arc::clone(clock),
-        connection: slots.connection.clone(),
-        replica: slots.replica.clone(),
-        stalls: Arc::clone(stalls),
-    };
-    let replica_args = SystemRegisterReplicaArgs {
-        peer_id: node_id.clone(),
-        config: config.replica.clone(),
-        store: replica_store,
+        connection: config.connection.clone(),
+        heartbeat: config.heartbeat.clone(),
+        replica: config.replica.clone(),
+        replica_store,
         link,
-        clock: Arc::clone(clock),
-        connection: slots.connection.clone(),
-    };
-    // The replica first: it replays its store while the connection dials.
-    children.push(ChildSpec::new(slots.replica.clone(), move || {
-        (SystemRegisterReplica, replica_args.clone())
-    }));
-    children.push(ChildSpec::new(slots.connection.clone(), move || {
-        (CentralNodeConnection, connection_args.clone())
-    }));
-    children.push(ChildSpec::new(slots.monitor.clone(), move || {
-        (HeartbeatMonitor, monitor_args.clone())
-    }));
-    Ok(slots)
+        stalls: Arc::clone(stalls),
+    })
 }
 
 /// Waits until the hub's system register is loaded and validated. A register that failed

@@ -736,7 +736,7 @@ async fn an_authority_that_does_not_answer_is_unavailable() {
         .unwrap();
     let hub = HubEndpoint {
         id: node("hub-1"),
-        url: format!("http://{}", server.local_addr()),
+        url: format!("http://{}", server.addr()),
         priority: 0,
     };
     let mut raw = CentralNodeConnectionClient::connect(hub.url.clone())

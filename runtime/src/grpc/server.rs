@@ -1,6 +1,6 @@
 //! The hub's gRPC server: `HubGrpc` implements the services `CentralNodeConnection`,
 //! `Heartbeat` and `SystemRegisterSync` over the `SystemRegisterAuthority`'s slot;
-//! `GrpcServer` runs them on a TCP listener (like the REST server in `node`), `serve` on any
+//! `GrpcServer` runs them on a TCP listener (a `ServerTask`, like the REST API), `serve` on any
 //! incoming stream (a simulated network's listener).
 //!
 //! Every handler validates and converts the request (`INVALID_ARGUMENT` on a `WireError`),
@@ -20,13 +20,12 @@ use std::time::Duration;
 use futures::stream::{self, BoxStream, StreamExt};
 use ractor::RpcReplyPort;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpIncoming};
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{Instrument, Span, debug, debug_span, error, warn};
+use tracing::{Instrument, Span, debug, debug_span, error};
 
 use herald_actors::ports::{BoxError, Clock, error_chain};
 use herald_actors::{ActorSlot, SlotError};
@@ -41,7 +40,7 @@ use herald_proto::v1::central_node_connection_server::{
 use herald_proto::v1::heartbeat_server::{Heartbeat, HeartbeatServer};
 use herald_proto::v1::system_register_sync_server::{SystemRegisterSync, SystemRegisterSyncServer};
 
-use crate::node::StartError;
+use crate::server::ServerTask;
 
 /// Heartbeat acknowledgements buffered per `MonitorHeartbeat` stream: one beat is answered
 /// before the next is read, so a handful is plenty.
@@ -475,54 +474,26 @@ where
         .map_err(|err| ServeError(Box::new(err)))
 }
 
-/// The hub's gRPC server task, on a TCP listener.
-pub struct GrpcServer {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    join: JoinHandle<()>,
-}
+/// The hub's gRPC server, on a TCP listener.
+pub struct GrpcServer;
 
 impl GrpcServer {
-    /// Listens on `addr` (port 0: any free port; see `local_addr`) with `TCP_NODELAY`, and
-    /// serves `hub`. Must be called inside a tokio runtime.
-    pub async fn start(addr: SocketAddr, hub: HubGrpc) -> Result<Self, StartError> {
-        let incoming = TcpIncoming::bind(addr)
-            .map_err(|source| StartError::Bind { addr, source })?
-            .with_nodelay(Some(true));
-        let local_addr = incoming
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let join = tokio::spawn(async move {
-            let stopped = async {
-                let _ = stopped.await;
-            };
-            if let Err(err) = serve(incoming, hub, stopped).await {
-                error!(addr = %local_addr, err = %error_chain(&err), "gRPC server failed");
-            }
-        });
+    /// Listens on `addr` (port 0: any free port; see `ServerTask::addr`) with `TCP_NODELAY`,
+    /// and serves `hub` from a task until it is stopped: then it ends the long-lived streams,
+    /// stops accepting and lets open calls finish. Must be called inside a tokio runtime.
+    pub async fn start(addr: SocketAddr, hub: HubGrpc) -> std::io::Result<ServerTask> {
+        let incoming = TcpIncoming::bind(addr)?.with_nodelay(Some(true));
+        let local_addr = incoming.local_addr()?;
         debug!(addr = %local_addr, "gRPC server listening");
-        Ok(Self {
-            addr: local_addr,
-            stop,
-            join,
-        })
-    }
-
-    /// The address it listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting, ends the long-lived streams, and waits up to `deadline` for open calls;
-    /// then aborts the server task.
-    pub async fn stop(self, deadline: Duration) {
-        let _ = self.stop.send(());
-        let mut join = self.join;
-        if tokio::time::timeout(deadline, &mut join).await.is_err() {
-            warn!(addr = %self.addr, "gRPC server did not stop in time; aborting it");
-            join.abort();
-        }
+        Ok(ServerTask::spawn(
+            "gRPC server",
+            local_addr,
+            move |stopping| async move {
+                if let Err(err) = serve(incoming, hub, stopping).await {
+                    error!(addr = %local_addr, err = %error_chain(&err), "gRPC server failed");
+                }
+            },
+        ))
     }
 }
 

@@ -20,47 +20,29 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
-use tracing::{debug, error, warn};
+use tokio::task::JoinSet;
+use tracing::{debug, error};
+
+use crate::server::{ServerTask, Stopping};
 
 /// Pause after a failed `accept` (out of file descriptors, say) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// The REST API's server task.
-pub(crate) struct HttpServer {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    join: JoinHandle<()>,
-}
+/// The REST API's server.
+pub(crate) struct HttpServer;
 
 impl HttpServer {
-    /// Binds `addr` and serves `router` from a task.
+    /// Binds `addr` and serves `router` from a task until the task is stopped.
     pub(crate) async fn start(
         addr: SocketAddr,
         router: Router,
         header_timeout: Duration,
-    ) -> std::io::Result<Self> {
+    ) -> std::io::Result<ServerTask> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let join = tokio::spawn(serve(listener, router, header_timeout, stopped));
-        Ok(Self { addr, stop, join })
-    }
-
-    /// The address it listens on (the bound port when asked for port 0).
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting, waits up to `deadline` for requests in flight, then aborts the rest.
-    pub(crate) async fn stop(self, deadline: Duration) {
-        let _ = self.stop.send(());
-        let mut join = self.join;
-        if tokio::time::timeout(deadline, &mut join).await.is_err() {
-            warn!(addr = %self.addr, "REST API did not stop in time; aborting open connections");
-            join.abort();
-        }
+        Ok(ServerTask::spawn("REST API", addr, move |stopping| {
+            serve(listener, router, header_timeout, stopping)
+        }))
     }
 }
 
@@ -70,8 +52,9 @@ async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
-    mut stopped: oneshot::Receiver<()>,
+    stopping: Stopping,
 ) {
+    tokio::pin!(stopping);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut builder = http1::Builder::new();
@@ -80,7 +63,7 @@ async fn serve(
         .header_read_timeout(header_timeout);
     loop {
         tokio::select! {
-            _ = &mut stopped => break,
+            () = &mut stopping => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     if let Err(err) = stream.set_nodelay(true) {

@@ -23,7 +23,7 @@ mod redis_connection;
 use std::path::Path;
 use std::sync::Arc;
 
-use herald_actors::ports::{AdStore, GroundTruth};
+use herald_actors::ports::{AdStore, BlueprintStore, GroundTruth, ReplicaStore};
 use herald_messages::NodeId;
 
 pub use redb_ad_store::RedbAdStore;
@@ -35,8 +35,8 @@ pub use redis_ad_store::RedisAdStore;
 pub use redis_blueprint_store::RedisBlueprintStore;
 pub use redis_connection::RedisOpenError;
 
-use crate::config::AdStoreConfig;
-use crate::node::StartError;
+use crate::config::{AdStoreConfig, BlueprintStoreConfig};
+use crate::start_error::StartError;
 
 /// Opens the configured ad store. Redis connects lazily (a node starts while Redis is down and
 /// runs degraded); a redb file is opened (and created) now.
@@ -78,4 +78,45 @@ pub async fn open_ground_truth(path: &Path) -> Result<Arc<dyn GroundTruth>, Star
             source: Box::new(source),
         })?;
     Ok(Arc::new(truth))
+}
+
+/// Opens the configured system register store: redb (one hub) now, Redis (shared by hubs)
+/// lazily.
+pub async fn open_blueprint_store(
+    config: &BlueprintStoreConfig,
+) -> Result<Arc<dyn BlueprintStore>, StartError> {
+    match config {
+        BlueprintStoreConfig::Embedded { path } => {
+            let store =
+                RedbBlueprintStore::open(path)
+                    .await
+                    .map_err(|source| StartError::Store {
+                        what: "system register store",
+                        location: path.display().to_string(),
+                        source: Box::new(source),
+                    })?;
+            Ok(Arc::new(store))
+        }
+        BlueprintStoreConfig::Redis { url, prefix } => {
+            let store =
+                RedisBlueprintStore::new(url, prefix).map_err(|source| StartError::Store {
+                    what: "system register store",
+                    location: url.clone(),
+                    source: Box::new(source),
+                })?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Opens (and creates) a peer's replica of the system register in `dir`.
+pub async fn open_replica_store(dir: &Path) -> Result<Arc<dyn ReplicaStore>, StartError> {
+    let store = RedbReplicaStore::open(dir)
+        .await
+        .map_err(|source| StartError::Store {
+            what: "system register replica",
+            location: dir.display().to_string(),
+            source: Box::new(source),
+        })?;
+    Ok(Arc::new(store))
 }

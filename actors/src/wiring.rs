@@ -1,0 +1,214 @@
+//! The one wiring of a node's supervision tree: which actors each role runs, in which order,
+//! with which slots between them. The runtime (`Node::start_with`) and the paused-time actor
+//! tests both build their trees here, so a test runs the wiring production runs.
+//!
+//! Ports come in (stores, links, the clock), slots come out; nothing here names a driver or
+//! opens a store. The start order is the order roles are added: the pool before the resync
+//! driver that pushes to it, and on a peer with hubs the replica before the connection (it
+//! replays its store while the connection dials) before the heartbeat monitor.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorRef, SpawnErr};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use herald_messages::{
+    AdvertisementPoolMsg, CentralNodeConnectionMsg, ChildKind, HeartbeatMonitorMsg, NodeFailure,
+    NodeId, NodeSupervisorMsg, ResyncDriverMsg, SystemRegisterAuthorityMsg,
+    SystemRegisterReplicaMsg,
+};
+
+use crate::advertisement_pool::{AdvertisementPool, AdvertisementPoolArgs, PoolConfig};
+use crate::central_node_connection::{
+    CentralNodeConnection, CentralNodeConnectionArgs, ConnectionConfig, RingMemory,
+};
+use crate::heartbeat_monitor::{HeartbeatConfig, HeartbeatMonitor, HeartbeatMonitorArgs};
+use crate::ports::{AdStore, BlueprintStore, Clock, GroundTruth, HubLink, PoolLink, ReplicaStore};
+use crate::resync_driver::{ResyncConfig, ResyncDriver, ResyncDriverArgs};
+use crate::slot::ActorSlot;
+use crate::stall_detector::StallDetector;
+use crate::supervisor::{ChildSpec, NodeSupervisor, NodeSupervisorArgs, RestartPolicy};
+use crate::system_register_authority::{
+    AuthorityConfig, SystemRegisterAuthority, SystemRegisterAuthorityArgs,
+};
+use crate::system_register_replica::{
+    ReplicaConfig, SystemRegisterReplica, SystemRegisterReplicaArgs,
+};
+
+/// A node's supervision tree before it starts: the children of each role, in start order.
+pub struct NodeTree {
+    node_id: NodeId,
+    clock: Arc<dyn Clock>,
+    children: Vec<ChildSpec>,
+}
+
+/// The slots of a peer's hub connection, heartbeat monitor and system register replica.
+#[derive(Clone)]
+pub struct PeerHubSlots {
+    pub connection: ActorSlot<CentralNodeConnectionMsg>,
+    pub monitor: ActorSlot<HeartbeatMonitorMsg>,
+    pub replica: ActorSlot<SystemRegisterReplicaMsg>,
+}
+
+/// What a peer's hub side runs on.
+pub struct HubConnectionParts {
+    /// Where this peer says it can be reached (told to hubs).
+    pub address: String,
+    pub connection: ConnectionConfig,
+    pub heartbeat: HeartbeatConfig,
+    pub replica: ReplicaConfig,
+    pub replica_store: Arc<dyn ReplicaStore>,
+    pub link: Arc<dyn HubLink>,
+    /// The node's own-stall detector: the monitor judges the hub by deadlines.
+    pub stalls: Arc<StallDetector>,
+}
+
+/// A started tree.
+pub struct StartedTree {
+    pub supervisor: ActorRef<NodeSupervisorMsg>,
+    pub join: JoinHandle<()>,
+    /// Set when the supervisor gives up on an actor (its restart budget ran out).
+    pub failure: watch::Receiver<Option<NodeFailure>>,
+}
+
+impl NodeTree {
+    pub fn new(node_id: NodeId, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            node_id,
+            clock,
+            children: Vec::new(),
+        }
+    }
+
+    /// Peer role: the advertisement pool over `store`.
+    pub fn pool(
+        &mut self,
+        config: PoolConfig,
+        store: Arc<dyn AdStore>,
+    ) -> ActorSlot<AdvertisementPoolMsg> {
+        let slot = ActorSlot::new(ChildKind::AdvertisementPool);
+        let args = AdvertisementPoolArgs {
+            node_id: self.node_id.clone(),
+            config,
+            store,
+            clock: Arc::clone(&self.clock),
+        };
+        self.children.push(ChildSpec::new(slot.clone(), move || {
+            (AdvertisementPool, args.clone())
+        }));
+        slot
+    }
+
+    /// Register role: the resync driver, pushing `truth` to a pool through `pool`.
+    pub fn resync_driver(
+        &mut self,
+        config: ResyncConfig,
+        truth: Arc<dyn GroundTruth>,
+        pool: Arc<dyn PoolLink>,
+    ) -> ActorSlot<ResyncDriverMsg> {
+        let slot = ActorSlot::new(ChildKind::ResyncDriver);
+        let args = ResyncDriverArgs {
+            node_id: self.node_id.clone(),
+            config,
+            truth,
+            pool,
+            clock: Arc::clone(&self.clock),
+        };
+        self.children.push(ChildSpec::new(slot.clone(), move || {
+            (ResyncDriver, args.clone())
+        }));
+        slot
+    }
+
+    /// Hub role: the system register's authority over `store`.
+    pub fn authority(
+        &mut self,
+        config: AuthorityConfig,
+        store: Arc<dyn BlueprintStore>,
+    ) -> ActorSlot<SystemRegisterAuthorityMsg> {
+        let slot = ActorSlot::new(ChildKind::SystemRegisterAuthority);
+        let args = SystemRegisterAuthorityArgs {
+            hub_id: self.node_id.clone(),
+            config,
+            store,
+            clock: Arc::clone(&self.clock),
+        };
+        self.children.push(ChildSpec::new(slot.clone(), move || {
+            (SystemRegisterAuthority, args.clone())
+        }));
+        slot
+    }
+
+    /// Peer with hubs: the replica, the connection and the heartbeat monitor, reaching each
+    /// other through their slots, in that start order.
+    pub fn hub_connection(&mut self, parts: HubConnectionParts) -> PeerHubSlots {
+        let slots = PeerHubSlots {
+            connection: ActorSlot::new(ChildKind::CentralNodeConnection),
+            monitor: ActorSlot::new(ChildKind::HeartbeatMonitor),
+            replica: ActorSlot::new(ChildKind::SystemRegisterReplica),
+        };
+        let replica_args = SystemRegisterReplicaArgs {
+            peer_id: self.node_id.clone(),
+            config: parts.replica,
+            store: parts.replica_store,
+            link: Arc::clone(&parts.link),
+            clock: Arc::clone(&self.clock),
+            connection: slots.connection.clone(),
+        };
+        let connection_args = CentralNodeConnectionArgs {
+            peer_id: self.node_id.clone(),
+            address: parts.address,
+            config: parts.connection,
+            link: Arc::clone(&parts.link),
+            clock: Arc::clone(&self.clock),
+            monitor: slots.monitor.clone(),
+            replica: slots.replica.clone(),
+            // Outlives every restart of the connection: a crash is not a failback.
+            ring_memory: RingMemory::new(),
+        };
+        let monitor_args = HeartbeatMonitorArgs {
+            peer_id: self.node_id.clone(),
+            config: parts.heartbeat,
+            link: parts.link,
+            clock: Arc::clone(&self.clock),
+            connection: slots.connection.clone(),
+            replica: slots.replica.clone(),
+            stalls: parts.stalls,
+        };
+        self.children
+            .push(ChildSpec::new(slots.replica.clone(), move || {
+                (SystemRegisterReplica, replica_args.clone())
+            }));
+        self.children
+            .push(ChildSpec::new(slots.connection.clone(), move || {
+                (CentralNodeConnection, connection_args.clone())
+            }));
+        self.children
+            .push(ChildSpec::new(slots.monitor.clone(), move || {
+                (HeartbeatMonitor, monitor_args.clone())
+            }));
+        slots
+    }
+
+    /// Starts the supervisor, which starts the children in the order the roles were added.
+    pub async fn start(self, policy: RestartPolicy) -> Result<StartedTree, SpawnErr> {
+        let (failure_tx, failure) = watch::channel(None);
+        let (supervisor, join) = Actor::spawn(
+            None,
+            NodeSupervisor,
+            NodeSupervisorArgs {
+                node_id: self.node_id,
+                children: self.children,
+                policy,
+                failure: failure_tx,
+            },
+        )
+        .await?;
+        Ok(StartedTree {
+            supervisor,
+            join,
+            failure,
+        })
+    }
+}
