@@ -12,23 +12,20 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use ractor::{Actor, ActorRef};
+use ractor::ActorRef;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use herald_actors::hub_link::PartitionableHubLink;
-use herald_actors::ports::{Clock, HubLink, HubLinkError, PoolLink, SyncedEntries};
+use herald_actors::ports::{Clock, HubLink, HubLinkError, SyncedEntries};
 use herald_actors::testing::{
     InMemoryAdStore, InMemoryBlueprintStore, InMemoryGroundTruth, InMemoryReplicaStore, LinkSwitch,
     SwitchablePoolLink,
 };
 use herald_actors::{
-    ActorSlot, AdvertisementPool, AdvertisementPoolArgs, AuthorityConfig, CentralNodeConnection,
-    CentralNodeConnectionArgs, ChildSpec, ConnectionConfig, HeartbeatConfig, HeartbeatMonitor,
-    HeartbeatMonitorArgs, LocalHubLink, LocalPoolLink, NodeSupervisor, NodeSupervisorArgs,
-    PoolConfig, ReplicaConfig, RestartPolicy, ResyncConfig, ResyncDriver, ResyncDriverArgs,
-    RingMemory, StallDetector, StallTicker, SystemRegisterAuthority, SystemRegisterAuthorityArgs,
-    SystemRegisterReplica, SystemRegisterReplicaArgs, TokioClock,
+    ActorSlot, AuthorityConfig, ConnectionConfig, HeartbeatConfig, HubConnectionParts,
+    LocalHubLink, LocalPoolLink, NodeTree, PoolConfig, ReplicaConfig, RestartPolicy, ResyncConfig,
+    StallDetector, StallTicker, TokioClock,
 };
 use herald_messages::{
     AdInput, AdvertisementPoolMsg, AuthorityError, AvailableRegister, BlueprintId,
@@ -83,59 +80,32 @@ pub struct TestNode {
 pub async fn start(options: Options) -> TestNode {
     let node_id = NodeId::parse("node-under-test").unwrap();
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-    let pool = ActorSlot::new(ChildKind::AdvertisementPool);
-    let driver = ActorSlot::new(ChildKind::ResyncDriver);
-    let mut children = Vec::new();
-    if let Some(config) = options.pool {
-        let args = AdvertisementPoolArgs {
-            node_id: node_id.clone(),
-            config,
-            store: Arc::new(options.store.clone()),
-            clock: Arc::clone(&clock),
-        };
-        children.push(ChildSpec::new(pool.clone(), move || {
-            (AdvertisementPool, args.clone())
-        }));
-    }
+    let mut tree = NodeTree::new(node_id, clock);
+    // A node without a pool still needs the slot the driver's link points at.
+    let pool = match options.pool {
+        Some(config) => tree.pool(config, Arc::new(options.store.clone())),
+        None => ActorSlot::new(ChildKind::AdvertisementPool),
+    };
     let mut link_switch = None;
-    if let Some(config) = options.resync {
-        let (link, switch) =
-            SwitchablePoolLink::new(LocalPoolLink::new(pool.clone(), CALL), options.link_down);
-        link_switch = Some(switch);
-        let link: Arc<dyn PoolLink> = Arc::new(link);
-        let args = ResyncDriverArgs {
-            node_id: node_id.clone(),
-            config,
-            truth: Arc::new(options.truth.clone()),
-            pool: link,
-            clock,
-        };
-        children.push(ChildSpec::new(driver.clone(), move || {
-            (ResyncDriver, args.clone())
-        }));
-    }
-    let (failure_tx, failure) = watch::channel(None);
-    let (supervisor, join) = Actor::spawn(
-        None,
-        NodeSupervisor,
-        NodeSupervisorArgs {
-            node_id,
-            children,
-            policy: options.policy,
-            failure: failure_tx,
-        },
-    )
-    .await
-    .unwrap();
+    let driver = match options.resync {
+        Some(config) => {
+            let (link, switch) =
+                SwitchablePoolLink::new(LocalPoolLink::new(pool.clone(), CALL), options.link_down);
+            link_switch = Some(switch);
+            tree.resync_driver(config, Arc::new(options.truth.clone()), Arc::new(link))
+        }
+        None => ActorSlot::new(ChildKind::ResyncDriver),
+    };
+    let tree = tree.start(options.policy).await.unwrap();
     TestNode {
-        supervisor,
-        join,
+        supervisor: tree.supervisor,
+        join: tree.join,
         pool,
         driver,
         store: options.store,
         truth: options.truth,
         link: link_switch,
-        failure,
+        failure: tree.failure,
     }
 }
 
@@ -268,31 +238,6 @@ pub fn blueprint(name: &str) -> BlueprintId {
     BlueprintId::parse(name).unwrap()
 }
 
-async fn spawn_supervisor(
-    node_id: NodeId,
-    children: Vec<ChildSpec>,
-    policy: RestartPolicy,
-) -> (
-    ActorRef<NodeSupervisorMsg>,
-    JoinHandle<()>,
-    watch::Receiver<Option<NodeFailure>>,
-) {
-    let (failure_tx, failure) = watch::channel(None);
-    let (supervisor, join) = Actor::spawn(
-        None,
-        NodeSupervisor,
-        NodeSupervisorArgs {
-            node_id,
-            children,
-            policy,
-            failure: failure_tx,
-        },
-    )
-    .await
-    .unwrap();
-    (supervisor, join, failure)
-}
-
 async fn children_of(supervisor: &ActorRef<NodeSupervisorMsg>) -> Vec<ChildReport> {
     ractor::call_t!(supervisor, NodeSupervisorMsg::Children, 5_000).unwrap()
 }
@@ -320,25 +265,16 @@ pub async fn start_hub(
     config: AuthorityConfig,
 ) -> TestHub {
     let hub_id = node(id);
-    let authority = ActorSlot::new(ChildKind::SystemRegisterAuthority);
-    let args = SystemRegisterAuthorityArgs {
-        hub_id: hub_id.clone(),
-        config,
-        store: Arc::new(store.clone()),
-        clock: Arc::new(TokioClock::new()),
-    };
-    let children = vec![ChildSpec::new(authority.clone(), move || {
-        (SystemRegisterAuthority, args.clone())
-    })];
-    let (supervisor, join, failure) =
-        spawn_supervisor(hub_id.clone(), children, RestartPolicy::default()).await;
+    let mut tree = NodeTree::new(hub_id.clone(), Arc::new(TokioClock::new()));
+    let authority = tree.authority(config, Arc::new(store.clone()));
+    let tree = tree.start(RestartPolicy::default()).await.unwrap();
     TestHub {
         id: hub_id,
-        supervisor,
-        join,
+        supervisor: tree.supervisor,
+        join: tree.join,
         authority,
         store,
-        failure,
+        failure: tree.failure,
     }
 }
 
@@ -804,67 +740,34 @@ pub async fn start_peer(
     options: PeerOptions,
 ) -> TestPeer {
     let peer_id = node(id);
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-    let connection = ActorSlot::new(ChildKind::CentralNodeConnection);
-    let monitor = ActorSlot::new(ChildKind::HeartbeatMonitor);
-    let replica = ActorSlot::new(ChildKind::SystemRegisterReplica);
     let stalls = Arc::new(StallDetector::new(
         options.stall_tick,
         tokio::time::Instant::now(),
     ));
     let stall_ticker = stalls.start(&peer_id);
-    let connection_args = CentralNodeConnectionArgs {
-        peer_id: peer_id.clone(),
+    let mut tree = NodeTree::new(peer_id.clone(), Arc::new(TokioClock::new()));
+    let slots = tree.hub_connection(HubConnectionParts {
         address: format!("http://{id}:8080"),
-        config: ConnectionConfig {
+        connection: ConnectionConfig {
             hubs,
             ..options.connection
         },
-        link: Arc::clone(&link),
-        clock: Arc::clone(&clock),
-        monitor: monitor.clone(),
-        replica: replica.clone(),
-        ring_memory: RingMemory::new(),
-    };
-    let monitor_args = HeartbeatMonitorArgs {
-        peer_id: peer_id.clone(),
-        config: options.heartbeat,
-        link: Arc::clone(&link),
-        clock: Arc::clone(&clock),
-        connection: connection.clone(),
-        replica: replica.clone(),
-        stalls: Arc::clone(&stalls),
-    };
-    let replica_args = SystemRegisterReplicaArgs {
-        peer_id: peer_id.clone(),
-        config: options.replica,
-        store: Arc::new(options.store.clone()),
+        heartbeat: options.heartbeat,
+        replica: options.replica,
+        replica_store: Arc::new(options.store.clone()),
         link,
-        clock,
-        connection: connection.clone(),
-    };
-    let children = vec![
-        ChildSpec::new(connection.clone(), move || {
-            (CentralNodeConnection, connection_args.clone())
-        }),
-        ChildSpec::new(monitor.clone(), move || {
-            (HeartbeatMonitor, monitor_args.clone())
-        }),
-        ChildSpec::new(replica.clone(), move || {
-            (SystemRegisterReplica, replica_args.clone())
-        }),
-    ];
-    let (supervisor, join, failure) =
-        spawn_supervisor(peer_id.clone(), children, options.policy).await;
+        stalls: Arc::clone(&stalls),
+    });
+    let tree = tree.start(options.policy).await.unwrap();
     TestPeer {
         id: peer_id,
-        supervisor,
-        join,
-        connection,
-        monitor,
-        replica,
+        supervisor: tree.supervisor,
+        join: tree.join,
+        connection: slots.connection,
+        monitor: slots.monitor,
+        replica: slots.replica,
         store: options.store,
-        failure,
+        failure: tree.failure,
         stalls,
         stall_ticker,
     }
