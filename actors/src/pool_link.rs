@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use herald_messages::{AdvertisementPoolMsg, BulkAdvertise, BulkOutcome};
+use herald_messages::{AdvertisementPoolMsg, BulkAdvertise, BulkOutcome, Validate};
 
 use crate::ports::{PoolLink, PoolLinkError};
 use crate::slot::ActorSlot;
@@ -26,6 +26,10 @@ impl LocalPoolLink {
 #[async_trait]
 impl PoolLink for LocalPoolLink {
     async fn push(&self, request: BulkAdvertise) -> Result<BulkOutcome, PoolLinkError> {
+        // The way into this node's pool: validated here, once.
+        let request = request
+            .validated()
+            .map_err(|err| PoolLinkError::Refused(err.to_string()))?;
         let answer = self
             .pool
             .call(

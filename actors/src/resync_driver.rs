@@ -25,7 +25,7 @@ use tracing::{Instrument, debug, info, warn};
 use herald_messages::{
     AdInput, AdvertisementSyncState, BulkAdvertise, MAX_BULK_ITEMS, NewRegister, NodeId,
     PushReport, Register, RegisterError, RegisterId, RegisterPatch, ResyncDriverMsg, Snapshot,
-    SyncStatus,
+    SyncStatus, Valid,
 };
 
 use crate::backoff::{Backoff, BackoffConfig, random_up_to};
@@ -206,8 +206,8 @@ impl Actor for ResyncDriver {
 }
 
 impl ResyncDriverState {
-    async fn create(&mut self, new: NewRegister) -> Result<Register, RegisterError> {
-        new.validate()?;
+    async fn create(&mut self, new: Valid<NewRegister>) -> Result<Register, RegisterError> {
+        let new = new.into_inner();
         let now = self.clock.now();
         let register = Register {
             register_id: new
@@ -231,9 +231,8 @@ impl ResyncDriverState {
     async fn update(
         &mut self,
         id: &RegisterId,
-        patch: RegisterPatch,
+        patch: Valid<RegisterPatch>,
     ) -> Result<(Register, Register), RegisterError> {
-        patch.validate()?;
         let before = self
             .truth
             .get(id)

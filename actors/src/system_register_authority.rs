@@ -30,6 +30,7 @@ use tracing::{Instrument, debug, error, info, warn};
 use herald_messages::{
     AuthorityError, BlueprintId, EntryDraft, HistoryId, NodeId, NodeType, PublishRequest,
     RecommendedAction, RegisterId, SessionId, SystemRegisterAuthorityMsg, SystemRegisterEntry,
+    Valid,
 };
 
 use crate::backoff::{Backoff, BackoffConfig};
@@ -382,10 +383,9 @@ impl SystemRegisterAuthorityActorState {
 
     async fn publish(
         &mut self,
-        request: PublishRequest,
+        request: Valid<PublishRequest>,
     ) -> Result<Arc<SystemRegisterEntry>, AuthorityError> {
         self.book.ready()?;
-        request.validate()?;
         // Decide on what other hubs appended before (an update or a new publication).
         self.catch_up().await.map_err(unavailable)?;
         let draft = self

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::ids::{string_id_impls, truncate_for_error};
 use crate::{
     BlueprintId, BlueprintNotification, Checkpoint, HistoryId, InvalidId, InvalidInput, NodeId,
-    PublishRequest, RegisterDigest, SystemRegisterEntry, SystemRegisterView, Timestamp,
+    PublishRequest, RegisterDigest, SystemRegisterEntry, SystemRegisterView, Timestamp, Valid,
 };
 
 /// A hub as a peer is configured to know it; lower `priority` is tried first.
@@ -390,7 +390,7 @@ pub struct Subscription {
 pub enum SystemRegisterAuthorityMsg {
     /// Publish a blueprint, or update it when it exists.
     Publish(
-        PublishRequest,
+        Valid<PublishRequest>,
         RpcReplyPort<Result<Arc<SystemRegisterEntry>, AuthorityError>>,
     ),
     Deprecate {

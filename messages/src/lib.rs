@@ -14,6 +14,7 @@ mod resync;
 mod supervisor;
 mod system_register;
 mod time;
+mod valid;
 
 pub use advertisement::{AdKey, AdSource, Advertisement, SyncState};
 pub use hub::{
@@ -41,3 +42,4 @@ pub use system_register::{
     SystemRegisterView,
 };
 pub use time::Timestamp;
+pub use valid::{Valid, Validate};

@@ -7,7 +7,7 @@ use ractor::RpcReplyPort;
 use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::{GroundTruthEpoch, NodeId, RegisterId, Timestamp};
+use crate::{GroundTruthEpoch, NodeId, RegisterId, Timestamp, Valid};
 
 /// Largest bulk-advertise request accepted (items).
 pub const MAX_BULK_ITEMS: usize = 10_000;
@@ -349,7 +349,10 @@ pub struct PoolStatus {
 #[derive(RactorMessage)]
 pub enum AdvertisementPoolMsg {
     /// Advertise, update or withdraw (single or full sync).
-    Bulk(BulkAdvertise, RpcReplyPort<Result<BulkOutcome, PoolError>>),
+    Bulk(
+        Valid<BulkAdvertise>,
+        RpcReplyPort<Result<BulkOutcome, PoolError>>,
+    ),
     /// The complete list of a remote peer's public local ads (an empty list withdraws all).
     Gossip {
         peer: NodeId,

@@ -4,7 +4,7 @@ use ractor::RpcReplyPort;
 use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::{NewRegister, Register, RegisterError, RegisterId, RegisterPatch, Timestamp};
+use crate::{NewRegister, Register, RegisterError, RegisterId, RegisterPatch, Timestamp, Valid};
 
 /// Where the driver stands with the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -43,10 +43,13 @@ pub struct AdvertisementSyncState {
 /// Messages of the `ResyncDriver` actor.
 #[derive(RactorMessage)]
 pub enum ResyncDriverMsg {
-    CreateRegister(NewRegister, RpcReplyPort<Result<Register, RegisterError>>),
+    CreateRegister(
+        Valid<NewRegister>,
+        RpcReplyPort<Result<Register, RegisterError>>,
+    ),
     UpdateRegister(
         RegisterId,
-        RegisterPatch,
+        Valid<RegisterPatch>,
         RpcReplyPort<Result<Register, RegisterError>>,
     ),
     DeleteRegister(RegisterId, RpcReplyPort<Result<(), RegisterError>>),

@@ -1,5 +1,6 @@
 //! `NodeApi`: typed access to a running node's actors, shared by the embedding host (through
-//! `NodeHandle`) and the REST API. Cheap to clone. Every call has a deadline.
+//! `NodeHandle`) and the REST API. Cheap to clone. Every call has a deadline. It is the way in:
+//! a request is validated here, once (`Validate`), and the actor takes the `Valid` value.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use herald_messages::{
     ConnectionStatus, HubPeer, HubReport, HubStatus, NewRegister, NodeId, NodeSupervisorMsg,
     PoolError, PoolStatus, PublishRequest, Register, RegisterError, RegisterId, RegisterPatch,
     ReplicaStatus, ResyncDriverMsg, SyncTrigger, SystemRegisterAuthorityMsg, SystemRegisterEntry,
-    SystemRegisterReplicaMsg, SystemRegisterView,
+    SystemRegisterReplicaMsg, SystemRegisterView, Validate,
 };
 
 /// Why a call to a node failed.
@@ -80,6 +81,7 @@ impl NodeApi {
 
     /// Applies a bulk request (optionally a full sync of all local public registers).
     pub async fn bulk_advertise(&self, request: BulkAdvertise) -> Result<BulkOutcome, NodeError> {
+        let request = request.validated().map_err(PoolError::Invalid)?;
         try_call(
             self.pool()?,
             |reply| AdvertisementPoolMsg::Bulk(request, reply),
@@ -100,6 +102,7 @@ impl NodeApi {
     // ---- register role: ground truth and resync driver ----
 
     pub async fn create_register(&self, new: NewRegister) -> Result<Register, NodeError> {
+        let new = new.validated().map_err(RegisterError::Invalid)?;
         try_call(
             self.driver()?,
             |reply| ResyncDriverMsg::CreateRegister(new, reply),
@@ -113,6 +116,7 @@ impl NodeApi {
         id: RegisterId,
         patch: RegisterPatch,
     ) -> Result<Register, NodeError> {
+        let patch = patch.validated().map_err(RegisterError::Invalid)?;
         try_call(
             self.driver()?,
             |reply| ResyncDriverMsg::UpdateRegister(id, patch, reply),
@@ -160,6 +164,7 @@ impl NodeApi {
         &self,
         request: PublishRequest,
     ) -> Result<Arc<SystemRegisterEntry>, NodeError> {
+        let request = request.validated().map_err(AuthorityError::Invalid)?;
         try_call(
             self.authority()?,
             |reply| SystemRegisterAuthorityMsg::Publish(request, reply),

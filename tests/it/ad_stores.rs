@@ -17,7 +17,7 @@ use herald::parts::actors::{AdvertisementPool, AdvertisementPoolArgs, PoolConfig
 use herald::parts::messages::{
     AdInput, AdKey, AdSource, Advertisement, AdvertisementPoolMsg, AvailableRegister,
     BulkAdvertise, BulkOutcome, NodeId, PoolError, PoolMeta, PoolStatus, RegisterId, Snapshot,
-    SyncState, Timestamp,
+    SyncState, Timestamp, Validate,
 };
 use herald::parts::runtime::stores::{RedbAdStore, RedisAdStore};
 use ractor::{Actor, ActorRef};
@@ -342,6 +342,7 @@ impl PoolRun {
     }
 
     async fn bulk(&self, request: BulkAdvertise) -> Result<BulkOutcome, PoolError> {
+        let request = request.validated()?;
         ractor::call_t!(self.actor, AdvertisementPoolMsg::Bulk, CALL, request).unwrap()
     }
 

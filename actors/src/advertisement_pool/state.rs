@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use herald_messages::{
     AdInput, AdKey, AdSource, Advertisement, AvailableRegister, BulkAdvertise, BulkOutcome, NodeId,
-    PoolError, PoolMeta, RegisterId, Snapshot, StoreHealth, SyncState, Timestamp,
+    PoolError, PoolMeta, RegisterId, Snapshot, StoreHealth, SyncState, Timestamp, Valid,
 };
 
 use crate::ports::{AdBatch, BatchScope, StoredPool};
@@ -171,13 +171,14 @@ impl PoolState {
         }
     }
 
-    /// Applies an advertise / withdraw / full-sync request. A refused request changes nothing.
+    /// Applies an advertise / withdraw / full-sync request (validated on its way in; the
+    /// snapshot's age and order are judged here, against `now`). A refused request changes
+    /// nothing.
     pub fn apply_bulk(
         &mut self,
-        request: &BulkAdvertise,
+        request: &Valid<BulkAdvertise>,
         now: Timestamp,
     ) -> Result<BulkOutcome, PoolError> {
-        request.validate()?;
         if let Some(snapshot) = &request.snapshot {
             snapshot.validate(now, self.rules.snapshot_clock_tolerance)?;
         }
@@ -750,7 +751,22 @@ fn refresh(entry: &mut Entry, input: &AdInput, now: Timestamp) -> Upsert {
 mod tests {
     use herald_messages::{MAX_SNAPSHOT_SEQ_RATE, SNAPSHOT_SEQ_SLACK};
 
+    use herald_messages::Validate;
+
     use super::*;
+
+    impl PoolState {
+        /// `apply_bulk` for a request as the tests build it: validated on the way in, as
+        /// `NodeApi` and the links do.
+        fn bulk(
+            &mut self,
+            request: &BulkAdvertise,
+            now: Timestamp,
+        ) -> Result<BulkOutcome, PoolError> {
+            let request = request.clone().validated()?;
+            self.apply_bulk(&request, now)
+        }
+    }
 
     const TTL: Duration = Duration::from_secs(300);
 
@@ -832,13 +848,13 @@ mod tests {
     fn fr009_advertise_then_repeat_writes_once() {
         let (mut state, mut store) = state_and_store();
         let first = state
-            .apply_bulk(&BulkAdvertise::one(public(1, Some("a"), 1)), at(1))
+            .bulk(&BulkAdvertise::one(public(1, Some("a"), 1)), at(1))
             .unwrap();
         assert_eq!((first.added, first.unchanged), (1, 0));
         assert_eq!(state.batch().puts.len(), 1);
         assert_eq!(store.write(&mut state), WriteCheck::Intact);
         let again = state
-            .apply_bulk(&BulkAdvertise::one(public(1, Some("a"), 1)), at(2))
+            .bulk(&BulkAdvertise::one(public(1, Some("a"), 1)), at(2))
             .unwrap();
         assert_eq!((again.added, again.updated, again.unchanged), (0, 0, 1));
         assert!(
@@ -853,13 +869,13 @@ mod tests {
         let mut first = public(1, Some("orders"), 5);
         first.description = Some("all orders".into());
         first.latest_docket_version = 3;
-        state.apply_bulk(&BulkAdvertise::one(first), at(1)).unwrap();
+        state.bulk(&BulkAdvertise::one(first), at(1)).unwrap();
         let bare = AdInput {
             latest_version: 2,
             latest_docket_version: 1,
             ..AdInput::public(id(1))
         };
-        let outcome = state.apply_bulk(&BulkAdvertise::one(bare), at(2)).unwrap();
+        let outcome = state.bulk(&BulkAdvertise::one(bare), at(2)).unwrap();
         assert_eq!(outcome.unchanged, 1);
         let shown = &state.available(at(3))[0];
         assert_eq!(shown.name.as_deref(), Some("orders"));
@@ -871,15 +887,15 @@ mod tests {
     fn fr011_full_sync_removes_unlisted_local_ads_but_not_remote_ones() {
         let mut state = state();
         state
-            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
             .unwrap();
         state
-            .apply_bulk(&BulkAdvertise::one(public(2, None, 0)), at(1))
+            .bulk(&BulkAdvertise::one(public(2, None, 0)), at(1))
             .unwrap();
         let peer = NodeId::parse("peer-b").unwrap();
         state.apply_gossip(&peer, &[public(9, None, 0)], at(1));
         let outcome = state
-            .apply_bulk(&full(vec![public(2, None, 0)], 1, at(5)), at(6))
+            .bulk(&full(vec![public(2, None, 0)], 1, at(5)), at(6))
             .unwrap();
         assert_eq!(outcome.removed, 1);
         assert_eq!(ids(&state, at(7)), vec![id(2), id(9)]);
@@ -889,9 +905,9 @@ mod tests {
     fn fr011_empty_full_sync_is_legal_and_removes_every_local_ad() {
         let mut state = state();
         state
-            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
             .unwrap();
-        let outcome = state.apply_bulk(&full(vec![], 1, at(2)), at(3)).unwrap();
+        let outcome = state.bulk(&full(vec![], 1, at(2)), at(3)).unwrap();
         assert_eq!((outcome.processed, outcome.removed), (0, 1));
         assert!(state.available(at(4)).is_empty());
     }
@@ -900,10 +916,10 @@ mod tests {
     fn stale_snapshot_is_rejected_and_changes_nothing() {
         let mut state = state();
         state
-            .apply_bulk(&full(vec![public(1, None, 0)], 7, at(10)), at(11))
+            .bulk(&full(vec![public(1, None, 0)], 7, at(10)), at(11))
             .unwrap();
         let err = state
-            .apply_bulk(&full(vec![public(2, None, 0)], 6, at(9)), at(12))
+            .bulk(&full(vec![public(2, None, 0)], 6, at(9)), at(12))
             .unwrap_err();
         assert!(matches!(
             err,
@@ -917,7 +933,7 @@ mod tests {
         // The same snapshot again is a harmless repeat.
         assert!(
             state
-                .apply_bulk(&full(vec![public(1, None, 0)], 7, at(10)), at(14))
+                .bulk(&full(vec![public(1, None, 0)], 7, at(10)), at(14))
                 .is_ok()
         );
     }
@@ -926,10 +942,10 @@ mod tests {
     fn a_reset_ground_truth_is_accepted_when_read_later() {
         let mut state = state();
         state
-            .apply_bulk(&full(vec![public(1, None, 0)], 50, at(10)), at(11))
+            .bulk(&full(vec![public(1, None, 0)], 50, at(10)), at(11))
             .unwrap();
         let outcome = state
-            .apply_bulk(&full(vec![public(2, None, 0)], 1, at(20)), at(21))
+            .bulk(&full(vec![public(2, None, 0)], 1, at(20)), at(21))
             .unwrap();
         assert_eq!((outcome.added, outcome.removed), (1, 1));
     }
@@ -940,21 +956,21 @@ mod tests {
         // Snapshot read at t=10 lists register 1; it was withdrawn at t=12 and register 2 was
         // advertised at t=13, before the snapshot arrived at t=15.
         state
-            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
             .unwrap();
         state
-            .apply_bulk(&BulkAdvertise::one(AdInput::withdraw(id(1))), at(12))
+            .bulk(&BulkAdvertise::one(AdInput::withdraw(id(1))), at(12))
             .unwrap();
         state
-            .apply_bulk(&BulkAdvertise::one(public(2, None, 0)), at(13))
+            .bulk(&BulkAdvertise::one(public(2, None, 0)), at(13))
             .unwrap();
         state
-            .apply_bulk(&full(vec![public(1, None, 0)], 3, at(10)), at(15))
+            .bulk(&full(vec![public(1, None, 0)], 3, at(10)), at(15))
             .unwrap();
         assert_eq!(ids(&state, at(16)), vec![id(2)]);
         // A snapshot read after both changes is applied in full.
         state
-            .apply_bulk(&full(vec![public(1, None, 0)], 4, at(20)), at(21))
+            .bulk(&full(vec![public(1, None, 0)], 4, at(20)), at(21))
             .unwrap();
         assert_eq!(ids(&state, at(22)), vec![id(1)]);
     }
@@ -963,12 +979,12 @@ mod tests {
     fn invalid_request_changes_nothing() {
         let (mut state, mut store) = state_and_store();
         state
-            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
             .unwrap();
         store.write(&mut state);
         let duplicate = full(vec![public(2, None, 0), public(2, None, 0)], 1, at(2));
         assert!(matches!(
-            state.apply_bulk(&duplicate, at(3)),
+            state.bulk(&duplicate, at(3)),
             Err(PoolError::Invalid(_))
         ));
         assert_eq!(ids(&state, at(4)), vec![id(1)]);
@@ -994,7 +1010,7 @@ mod tests {
         let mut state = state();
         let peer = NodeId::parse("peer-b").unwrap();
         state
-            .apply_bulk(&BulkAdvertise::one(public(1, Some("local name"), 4)), at(0))
+            .bulk(&BulkAdvertise::one(public(1, Some("local name"), 4)), at(0))
             .unwrap();
         state.apply_gossip(
             &peer,
@@ -1040,7 +1056,7 @@ mod tests {
         assert_eq!(shown.len(), 2);
         assert!(shown.iter().all(|a| !a.verified));
         state
-            .apply_bulk(&full(vec![public(1, None, 0)], 1, at(101)), at(102))
+            .bulk(&full(vec![public(1, None, 0)], 1, at(101)), at(102))
             .unwrap();
         let shown = state.available(at(103));
         assert_eq!(shown.len(), 1);
@@ -1057,10 +1073,10 @@ mod tests {
         let mut state = unloaded();
         // The store was down at start: a withdrawal and a full sync happened in memory first.
         state
-            .apply_bulk(&BulkAdvertise::one(AdInput::withdraw(id(1))), at(50))
+            .bulk(&BulkAdvertise::one(AdInput::withdraw(id(1))), at(50))
             .unwrap();
         state
-            .apply_bulk(&full(vec![public(3, None, 0)], 2, at(60)), at(61))
+            .bulk(&full(vec![public(3, None, 0)], 2, at(60)), at(61))
             .unwrap();
         let local = |n: u8, changed: i64| Advertisement {
             register_id: id(n),
@@ -1119,7 +1135,7 @@ mod tests {
         let (mut state, mut store) = state_and_store();
         for n in 1..=3 {
             state
-                .apply_bulk(&BulkAdvertise::one(public(n, None, 0)), at(1))
+                .bulk(&BulkAdvertise::one(public(n, None, 0)), at(1))
                 .unwrap();
         }
         assert_eq!(store.write(&mut state), WriteCheck::Intact);
@@ -1127,7 +1143,7 @@ mod tests {
 
         store = Store::default(); // FLUSHALL, or a restart without persistence
         state
-            .apply_bulk(&BulkAdvertise::one(public(4, None, 0)), at(2))
+            .bulk(&BulkAdvertise::one(public(4, None, 0)), at(2))
             .unwrap();
         assert_eq!(store.write(&mut state), WriteCheck::Lost);
         assert_eq!(
@@ -1153,7 +1169,7 @@ mod tests {
         let (mut state, mut store) = state_and_store();
         let older = store.clone();
         state
-            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
             .unwrap();
         assert_eq!(store.write(&mut state), WriteCheck::Intact);
         assert!(
@@ -1164,7 +1180,7 @@ mod tests {
 
         store = older;
         state
-            .apply_bulk(&BulkAdvertise::one(public(2, None, 0)), at(2))
+            .bulk(&BulkAdvertise::one(public(2, None, 0)), at(2))
             .unwrap();
         assert_eq!(store.write(&mut state), WriteCheck::Lost);
         assert_eq!(state.batch().puts.len(), 2);
@@ -1177,7 +1193,7 @@ mod tests {
     fn a_failed_write_that_reached_the_store_is_no_loss() {
         let (mut state, mut store) = state_and_store();
         state
-            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
             .unwrap();
         let mut reached = store.clone();
         reached.write(&mut state.clone());
@@ -1194,7 +1210,7 @@ mod tests {
     fn a_check_that_finds_no_record_makes_the_next_batch_everything() {
         let (mut state, mut store) = state_and_store();
         state
-            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
             .unwrap();
         store.write(&mut state);
         assert!(!state.store_holds_mark(None));
@@ -1212,7 +1228,7 @@ mod tests {
     fn a_renewal_into_an_emptied_store_counts_a_repair_and_needs_nothing_more() {
         let (mut state, mut store) = state_and_store();
         state
-            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
             .unwrap();
         store.write(&mut state);
         store = Store::default();
@@ -1246,7 +1262,7 @@ mod tests {
         );
         assert!(state.store_holds_mark(Some(&meta)));
         state
-            .apply_bulk(&BulkAdvertise::one(public(2, None, 0)), at(6))
+            .bulk(&BulkAdvertise::one(public(2, None, 0)), at(6))
             .unwrap();
         let batch = state.batch();
         assert_eq!(
@@ -1337,7 +1353,7 @@ mod tests {
         );
         let read_at = loaded_at.saturating_add(Duration::from_secs(1));
         let outcome = state
-            .apply_bulk(&full(vec![public(2, None, 0)], 1, read_at), read_at)
+            .bulk(&full(vec![public(2, None, 0)], 1, read_at), read_at)
             .unwrap();
         assert_eq!((outcome.added, outcome.removed), (1, 1));
         assert_eq!(ids(&state, read_at), vec![id(2)]);
@@ -1349,7 +1365,7 @@ mod tests {
     fn scenario_b_a_snapshot_from_the_future_is_invalid_and_changes_nothing() {
         let mut state = state();
         state
-            .apply_bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
+            .bulk(&BulkAdvertise::one(public(1, None, 0)), at(1))
             .unwrap();
         let bogus = BulkAdvertise::full(
             vec![],
@@ -1358,7 +1374,7 @@ mod tests {
                 Timestamp::from_unix_millis(i64::MAX),
             )),
         );
-        let err = state.apply_bulk(&bogus, at(2)).unwrap_err();
+        let err = state.bulk(&bogus, at(2)).unwrap_err();
         assert!(
             matches!(&err, PoolError::Invalid(invalid) if invalid.field == "snapshot.readAt"),
             "{err}"
@@ -1367,12 +1383,12 @@ mod tests {
         assert_eq!(state.last_snapshot(), None);
         let far_seq = full(vec![], u64::MAX, at(2));
         assert!(matches!(
-            state.apply_bulk(&far_seq, at(3)),
+            state.bulk(&far_seq, at(3)),
             Err(PoolError::Invalid(invalid)) if invalid.field == "snapshot.seq"
         ));
         // The legitimate full sync goes through.
         state
-            .apply_bulk(&full(vec![public(2, None, 0)], 5, at(3)), at(4))
+            .bulk(&full(vec![public(2, None, 0)], 5, at(3)), at(4))
             .unwrap();
         assert_eq!(ids(&state, at(5)), vec![id(2)]);
     }
@@ -1380,20 +1396,18 @@ mod tests {
     #[test]
     fn a_seq_jump_no_store_can_make_is_invalid() {
         let mut state = state();
-        state
-            .apply_bulk(&full(vec![], 10, at(100)), at(100))
-            .unwrap();
+        state.bulk(&full(vec![], 10, at(100)), at(100)).unwrap();
         let jump = full(
             vec![],
             10 + SNAPSHOT_SEQ_SLACK + 2 * MAX_SNAPSHOT_SEQ_RATE,
             at(101),
         );
         assert!(matches!(
-            state.apply_bulk(&jump, at(101)),
+            state.bulk(&jump, at(101)),
             Err(PoolError::Invalid(invalid)) if invalid.field == "snapshot.seq"
         ));
         let plausible = full(vec![], 10 + SNAPSHOT_SEQ_SLACK, at(101));
-        assert!(state.apply_bulk(&plausible, at(101)).is_ok());
+        assert!(state.bulk(&plausible, at(101)).is_ok());
     }
 
     /// The recovery rule: a full sync from another ground-truth epoch starts the order again,
@@ -1408,16 +1422,16 @@ mod tests {
         let mut state = state();
         let applied = snapshot(900, 50, epoch(1));
         state
-            .apply_bulk(&BulkAdvertise::full(vec![], Some(applied)), at(50))
+            .bulk(&BulkAdvertise::full(vec![], Some(applied)), at(50))
             .unwrap();
         let older_same_epoch = snapshot(5, 40, epoch(1));
         assert!(matches!(
-            state.apply_bulk(&BulkAdvertise::full(vec![], Some(older_same_epoch)), at(51)),
+            state.bulk(&BulkAdvertise::full(vec![], Some(older_same_epoch)), at(51)),
             Err(PoolError::StaleSnapshot { .. })
         ));
         let older_without_epoch = Snapshot::new(5, at(40));
         assert!(matches!(
-            state.apply_bulk(
+            state.bulk(
                 &BulkAdvertise::full(vec![], Some(older_without_epoch)),
                 at(51)
             ),
@@ -1425,7 +1439,7 @@ mod tests {
         ));
         let other_epoch = snapshot(5, 40, epoch(2));
         state
-            .apply_bulk(
+            .bulk(
                 &BulkAdvertise::full(vec![public(1, None, 0)], Some(other_epoch)),
                 at(51),
             )
@@ -1459,6 +1473,6 @@ mod tests {
             "the meta record is written without it"
         );
         assert_eq!(state.batch().meta.last_snapshot, None);
-        state.apply_bulk(&full(vec![], 1, at(10)), at(11)).unwrap();
+        state.bulk(&full(vec![], 1, at(10)), at(11)).unwrap();
     }
 }

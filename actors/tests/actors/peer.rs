@@ -276,7 +276,12 @@ async fn a_burst_of_publications_is_coalesced() {
                     metadata: std::collections::BTreeMap::new(),
                 };
                 hub.call(
-                    |reply| herald_messages::SystemRegisterAuthorityMsg::Publish(request, reply),
+                    |reply| {
+                        herald_messages::SystemRegisterAuthorityMsg::Publish(
+                            herald_messages::Validate::validated(request).unwrap(),
+                            reply,
+                        )
+                    },
                     crate::support::CALL,
                 )
                 .await

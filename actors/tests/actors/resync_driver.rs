@@ -8,7 +8,7 @@ use herald_messages::{
     AdInput, BulkAdvertise, ChildKind, RegisterPatch, ResyncDriverMsg, SyncStatus,
 };
 
-use crate::support::{CALL, Options, eventually, id, pass, start};
+use crate::support::{CALL, Options, eventually, id, pass, start, valid};
 
 fn resync() -> Option<ResyncConfig> {
     Some(ResyncConfig::default())
@@ -92,7 +92,7 @@ async fn fr007_fr008_changes_reach_the_pool_at_once() {
         async move {
             driver
                 .call(
-                    |reply| ResyncDriverMsg::UpdateRegister(id(n), patch, reply),
+                    |reply| ResyncDriverMsg::UpdateRegister(id(n), valid(patch), reply),
                     CALL,
                 )
                 .await

@@ -5,7 +5,7 @@ use std::time::Duration;
 use herald_actors::RestartPolicy;
 use herald_messages::{AdvertisementPoolMsg, BulkAdvertise, ChildKind};
 
-use crate::support::{CALL, Options, eventually, id, public, start};
+use crate::support::{CALL, Options, eventually, id, public, start, valid};
 
 /// A panic in the pool restarts it, and it comes back with the state of its store.
 #[tokio::test(start_paused = true)]
@@ -18,7 +18,7 @@ async fn panic_in_the_pool_restarts_it_with_its_state() {
     let crashed = node
         .pool
         .call(
-            |reply| AdvertisementPoolMsg::Bulk(BulkAdvertise::one(public(4)), reply),
+            |reply| AdvertisementPoolMsg::Bulk(valid(BulkAdvertise::one(public(4))), reply),
             CALL,
         )
         .await;
@@ -61,7 +61,7 @@ async fn messages_sent_during_a_restart_are_not_lost() {
             let pool = pool.clone();
             tokio::spawn(async move {
                 pool.call(
-                    |reply| AdvertisementPoolMsg::Bulk(BulkAdvertise::one(public(n)), reply),
+                    |reply| AdvertisementPoolMsg::Bulk(valid(BulkAdvertise::one(public(n))), reply),
                     CALL,
                 )
                 .await

@@ -36,7 +36,7 @@ use herald_messages::{
     PoolError, PoolStatus, PublishRequest, Register, RegisterId, RegisterState, ReplicaStatus,
     ResyncDriverMsg, SessionGrant, SessionId, Subscription, SyncQuery, SyncScope,
     SystemRegisterAuthorityMsg, SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView,
-    Timestamp,
+    Timestamp, Valid, Validate,
 };
 
 pub const CALL: Duration = Duration::from_secs(5);
@@ -111,6 +111,7 @@ pub async fn start(options: Options) -> TestNode {
 
 impl TestNode {
     pub async fn bulk(&self, request: BulkAdvertise) -> Result<BulkOutcome, PoolError> {
+        let request = request.validated()?;
         self.pool
             .call(|reply| AdvertisementPoolMsg::Bulk(request, reply), CALL)
             .await
@@ -165,7 +166,10 @@ impl TestNode {
             latest_docket_version: 0,
         };
         self.driver
-            .call(|reply| ResyncDriverMsg::CreateRegister(new, reply), CALL)
+            .call(
+                |reply| ResyncDriverMsg::CreateRegister(valid(new), reply),
+                CALL,
+            )
             .await
             .unwrap()
             .unwrap()
@@ -184,6 +188,11 @@ impl TestNode {
         assert!(killed.is_empty(), "children had to be killed: {killed:?}");
         self.join.await.unwrap();
     }
+}
+
+/// A request validated as `NodeApi` and the links validate it on its way in.
+pub fn valid<T: Validate>(request: T) -> Valid<T> {
+    request.validated().unwrap()
 }
 
 pub fn id(n: u8) -> RegisterId {
@@ -319,7 +328,7 @@ impl TestHub {
         };
         self.authority
             .call(
-                |reply| SystemRegisterAuthorityMsg::Publish(request, reply),
+                |reply| SystemRegisterAuthorityMsg::Publish(valid(request), reply),
                 CALL,
             )
             .await

@@ -70,7 +70,6 @@ pub async fn publish(
         published_by: body.published_by.unwrap_or_else(|| "admin".to_owned()),
         metadata: body.metadata,
     };
-    request.validate()?;
     let entry = state.api.publish_blueprint(request).await?;
     Ok((StatusCode::CREATED, Json(EntryBody::from(&entry))).into_response())
 }

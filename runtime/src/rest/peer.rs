@@ -1,15 +1,18 @@
 //! Peer-role endpoints: the advertisement pool's bulk and single advertise, and
 //! *Available Registers*.
 //!
-//! Each handler parses and validates, makes one `NodeApi` call and maps its result; a request
-//! that fails validation never reaches the pool.
+//! Each handler parses, makes one `NodeApi` call (which validates the request, once, before it
+//! reaches the pool) and maps its result.
 
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use herald_messages::{AdInput, AvailableRegister, BulkAdvertise, BulkOutcome, RegisterId};
+use herald_messages::{
+    AdInput, AvailableRegister, BulkAdvertise, BulkOutcome, PoolError, RegisterId,
+};
 
+use crate::api::NodeError;
 use crate::rest::RestState;
 use crate::rest::error::ApiError;
 use crate::rest::extract::{ApiJson, PathId};
@@ -19,7 +22,6 @@ pub async fn bulk_advertise(
     State(state): State<RestState>,
     ApiJson(request): ApiJson<BulkAdvertise>,
 ) -> Result<Json<BulkOutcome>, ApiError> {
-    request.validate()?;
     Ok(Json(state.api.bulk_advertise(request).await?))
 }
 
@@ -31,14 +33,21 @@ pub async fn advertise(
     ApiJson(body): ApiJson<AdvertiseBody>,
 ) -> Result<Json<BulkOutcome>, ApiError> {
     let request = BulkAdvertise::one(body.into_input(register_id));
-    request.validate().map_err(|mut invalid| {
-        // The body is one advertisement: name its fields as the client sent them.
-        if let Some(field) = invalid.field.strip_prefix("advertisements[0].") {
-            invalid.field = field.to_owned();
-        }
-        invalid
-    })?;
-    Ok(Json(state.api.bulk_advertise(request).await?))
+    let outcome = state
+        .api
+        .bulk_advertise(request)
+        .await
+        .map_err(|err| match err {
+            // The body is one advertisement: name its fields as the client sent them.
+            NodeError::Pool(PoolError::Invalid(mut invalid)) => {
+                if let Some(field) = invalid.field.strip_prefix("advertisements[0].") {
+                    invalid.field = field.to_owned();
+                }
+                ApiError::from(invalid)
+            }
+            other => ApiError::from(other),
+        })?;
+    Ok(Json(outcome))
 }
 
 /// `GET /api/registers/available`

@@ -19,7 +19,6 @@ pub async fn create(
     State(state): State<RestState>,
     ApiJson(new): ApiJson<NewRegister>,
 ) -> Result<Response, ApiError> {
-    new.validate()?;
     let register = state.api.create_register(new).await?;
     let location = HeaderValue::from_str(&format!("/api/registers/{}", register.register_id))
         .expect("a register id is lowercase hex, a valid header value");
@@ -37,7 +36,6 @@ pub async fn update(
     PathId(register_id): PathId<RegisterId>,
     ApiJson(patch): ApiJson<RegisterPatch>,
 ) -> Result<Json<Register>, ApiError> {
-    patch.validate()?;
     Ok(Json(state.api.update_register(register_id, patch).await?))
 }
 
