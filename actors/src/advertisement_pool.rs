@@ -22,12 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
 use herald_messages::{AdvertisementPoolMsg, NodeId, PoolStatus};
 
+use crate::actor_kit::{MessageName, Pending, Timers, message_span};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::ports::{AdStore, Clock, StoreError, error_chain};
 
@@ -106,8 +106,8 @@ pub struct AdvertisementPoolState {
     clock: Arc<dyn Clock>,
     book: PoolState,
     backoff: Backoff,
-    retry: Option<JoinHandle<Result<(), ractor::MessagingErr<AdvertisementPoolMsg>>>>,
-    timers: Vec<JoinHandle<()>>,
+    retry: Pending,
+    _timers: Timers,
 }
 
 impl Actor for AdvertisementPool {
@@ -122,13 +122,16 @@ impl Actor for AdvertisementPool {
     ) -> Result<AdvertisementPoolState, ActorProcessingErr> {
         // The replay is the first message; whatever callers send meanwhile waits behind it.
         myself.cast(AdvertisementPoolMsg::Load)?;
-        let timers = vec![
-            myself.send_interval(args.config.sweep_interval, || AdvertisementPoolMsg::Sweep),
-            myself.send_interval(args.config.renew_interval, || AdvertisementPoolMsg::Renew),
-            myself.send_interval(args.config.store_check_interval, || {
-                AdvertisementPoolMsg::CheckStore
-            }),
-        ];
+        let mut timers = Timers::new();
+        timers.every(&myself, args.config.sweep_interval, || {
+            AdvertisementPoolMsg::Sweep
+        });
+        timers.every(&myself, args.config.renew_interval, || {
+            AdvertisementPoolMsg::Renew
+        });
+        timers.every(&myself, args.config.store_check_interval, || {
+            AdvertisementPoolMsg::CheckStore
+        });
         Ok(AdvertisementPoolState {
             book: PoolState::new(
                 PoolRules {
@@ -143,8 +146,8 @@ impl Actor for AdvertisementPool {
             config: args.config,
             store: args.store,
             clock: args.clock,
-            retry: None,
-            timers,
+            retry: Pending::new(),
+            _timers: timers,
         })
     }
 
@@ -154,7 +157,7 @@ impl Actor for AdvertisementPool {
         msg: AdvertisementPoolMsg,
         state: &mut AdvertisementPoolState,
     ) -> Result<(), ActorProcessingErr> {
-        let span = tracing::debug_span!("advertisement_pool", node = %state.node_id, msg = message_name(&msg));
+        let span = message_span("advertisement_pool", &state.node_id, &msg);
         let reads_only = matches!(
             msg,
             AdvertisementPoolMsg::Available(_) | AdvertisementPoolMsg::Status(_)
@@ -218,20 +221,6 @@ impl Actor for AdvertisementPool {
         }
         .instrument(span)
         .await;
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<AdvertisementPoolMsg>,
-        state: &mut AdvertisementPoolState,
-    ) -> Result<(), ActorProcessingErr> {
-        for timer in state.timers.drain(..) {
-            timer.abort();
-        }
-        if let Some(retry) = state.retry.take() {
-            retry.abort();
-        }
         Ok(())
     }
 }
@@ -361,7 +350,6 @@ impl AdvertisementPoolState {
     }
 
     async fn retry_store(&mut self, myself: &ActorRef<AdvertisementPoolMsg>) {
-        self.retry = None;
         if !self.book.is_degraded() {
             return;
         }
@@ -407,10 +395,8 @@ impl AdvertisementPoolState {
         } else {
             debug!(%reason, ?delay, "store still unavailable");
         }
-        if let Some(previous) = self.retry.take() {
-            previous.abort();
-        }
-        self.retry = Some(myself.send_after(delay, || AdvertisementPoolMsg::RetryStore));
+        self.retry
+            .after(myself, delay, || AdvertisementPoolMsg::RetryStore);
     }
 
     fn status(&self) -> PoolStatus {
@@ -443,16 +429,18 @@ impl AdvertisementPoolState {
     }
 }
 
-fn message_name(msg: &AdvertisementPoolMsg) -> &'static str {
-    match msg {
-        AdvertisementPoolMsg::Bulk(..) => "bulk",
-        AdvertisementPoolMsg::Gossip { .. } => "gossip",
-        AdvertisementPoolMsg::Available(_) => "available",
-        AdvertisementPoolMsg::Status(_) => "status",
-        AdvertisementPoolMsg::Load => "load",
-        AdvertisementPoolMsg::Sweep => "sweep",
-        AdvertisementPoolMsg::Renew => "renew",
-        AdvertisementPoolMsg::CheckStore => "check_store",
-        AdvertisementPoolMsg::RetryStore => "retry_store",
+impl MessageName for AdvertisementPoolMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            AdvertisementPoolMsg::Bulk(..) => "bulk",
+            AdvertisementPoolMsg::Gossip { .. } => "gossip",
+            AdvertisementPoolMsg::Available(_) => "available",
+            AdvertisementPoolMsg::Status(_) => "status",
+            AdvertisementPoolMsg::Load => "load",
+            AdvertisementPoolMsg::Sweep => "sweep",
+            AdvertisementPoolMsg::Renew => "renew",
+            AdvertisementPoolMsg::CheckStore => "check_store",
+            AdvertisementPoolMsg::RetryStore => "retry_store",
+        }
     }
 }

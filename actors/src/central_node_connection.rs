@@ -19,8 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
-use tokio::task::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{Instrument, debug, info, warn};
 
 use herald_messages::{
@@ -29,6 +28,7 @@ use herald_messages::{
     SystemRegisterReplicaMsg, Timestamp,
 };
 
+use crate::actor_kit::{MessageName, Pending, message_span};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::ports::{Clock, HubLink, HubLinkError, error_chain};
 use crate::slot::ActorSlot;
@@ -120,7 +120,7 @@ pub struct CentralNodeConnectionState {
     backoff: Backoff,
     /// Identifies the attempt whose answer is awaited; older answers are ignored.
     attempt_id: u64,
-    timer: Option<JoinHandle<Result<(), MessagingErr<CentralNodeConnectionMsg>>>>,
+    timer: Pending,
 }
 
 /// Where the state machine is.
@@ -235,7 +235,7 @@ impl Actor for CentralNodeConnection {
             last_latency_ms: None,
             last_error: None,
             attempt_id: 0,
-            timer: None,
+            timer: Pending::new(),
         })
     }
 
@@ -245,11 +245,7 @@ impl Actor for CentralNodeConnection {
         msg: CentralNodeConnectionMsg,
         state: &mut CentralNodeConnectionState,
     ) -> Result<(), ActorProcessingErr> {
-        let span = tracing::debug_span!(
-            "central_node_connection",
-            node = %state.args.peer_id,
-            msg = message_name(&msg)
-        );
+        let span = message_span("central_node_connection", &state.args.peer_id, &msg);
         async move {
             match msg {
                 CentralNodeConnectionMsg::Attempt => state.attempt(&myself),
@@ -289,9 +285,7 @@ impl Actor for CentralNodeConnection {
         _myself: ActorRef<CentralNodeConnectionMsg>,
         state: &mut CentralNodeConnectionState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(timer) = state.timer.take() {
-            timer.abort();
-        }
+        state.timer.cancel();
         // A clean stop says goodbye, so the hub frees the session at once.
         if let Phase::Connected(session) = &state.phase {
             let link = Arc::clone(&state.args.link);
@@ -317,7 +311,6 @@ impl CentralNodeConnectionState {
 
     /// Starts the attempt the phase names (Connecting), or a new round (Isolated).
     fn attempt(&mut self, myself: &ActorRef<CentralNodeConnectionMsg>) {
-        self.timer = None;
         let hub_index = match &self.phase {
             Phase::Connecting { hub, .. } => *hub,
             Phase::Isolated => {
@@ -550,10 +543,8 @@ impl CentralNodeConnectionState {
     }
 
     fn schedule_attempt(&mut self, myself: &ActorRef<CentralNodeConnectionMsg>, delay: Duration) {
-        if let Some(previous) = self.timer.take() {
-            previous.abort();
-        }
-        self.timer = Some(myself.send_after(delay, || CentralNodeConnectionMsg::Attempt));
+        self.timer
+            .after(myself, delay, || CentralNodeConnectionMsg::Attempt);
     }
 
     fn set_phase(&mut self, phase: Phase) {
@@ -618,16 +609,18 @@ fn phase_state(phase: &Phase) -> ConnectionState {
     }
 }
 
-fn message_name(msg: &CentralNodeConnectionMsg) -> &'static str {
-    match msg {
-        CentralNodeConnectionMsg::Failover { .. } => "failover",
-        CentralNodeConnectionMsg::Reconnect { .. } => "reconnect",
-        CentralNodeConnectionMsg::HeartbeatReport { .. } => "heartbeat_report",
-        CentralNodeConnectionMsg::Current(_) => "current",
-        CentralNodeConnectionMsg::Status(_) => "status",
-        CentralNodeConnectionMsg::Hubs(_) => "hubs",
-        CentralNodeConnectionMsg::Attempt => "attempt",
-        CentralNodeConnectionMsg::AttemptFinished(_) => "attempt_finished",
+impl MessageName for CentralNodeConnectionMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            CentralNodeConnectionMsg::Failover { .. } => "failover",
+            CentralNodeConnectionMsg::Reconnect { .. } => "reconnect",
+            CentralNodeConnectionMsg::HeartbeatReport { .. } => "heartbeat_report",
+            CentralNodeConnectionMsg::Current(_) => "current",
+            CentralNodeConnectionMsg::Status(_) => "status",
+            CentralNodeConnectionMsg::Hubs(_) => "hubs",
+            CentralNodeConnectionMsg::Attempt => "attempt",
+            CentralNodeConnectionMsg::AttemptFinished(_) => "attempt_finished",
+        }
     }
 }
 

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info, warn};
 
@@ -29,6 +28,7 @@ use herald_messages::{
     SystemRegisterReplicaMsg,
 };
 
+use crate::actor_kit::{MessageName, Timers, message_span};
 use crate::ports::{Clock, HubLink, HubLinkError, error_chain};
 use crate::slot::ActorSlot;
 use crate::stall_detector::{Stall, StallDetector};
@@ -104,7 +104,7 @@ pub struct HeartbeatMonitorState {
     /// Consecutive failures excused by a stall of this process (logged with a rate limit).
     excused: u32,
     report: HeartbeatReport,
-    ticker: Option<JoinHandle<()>>,
+    _timers: Timers,
 }
 
 /// The stall of this process that excuses a heartbeat sent at `sent_at` and failed at
@@ -140,7 +140,8 @@ impl Actor for HeartbeatMonitor {
                 let _ = me.cast(HeartbeatMonitorMsg::SessionStarted(session));
             }
         });
-        let ticker = myself.send_interval(args.config.interval, || HeartbeatMonitorMsg::Tick);
+        let mut timers = Timers::new();
+        timers.every(&myself, args.config.interval, || HeartbeatMonitorMsg::Tick);
         Ok(HeartbeatMonitorState {
             args,
             session: None,
@@ -151,7 +152,7 @@ impl Actor for HeartbeatMonitor {
             refusals: 0,
             excused: 0,
             report: HeartbeatReport::default(),
-            ticker: Some(ticker),
+            _timers: timers,
         })
     }
 
@@ -161,7 +162,7 @@ impl Actor for HeartbeatMonitor {
         msg: HeartbeatMonitorMsg,
         state: &mut HeartbeatMonitorState,
     ) -> Result<(), ActorProcessingErr> {
-        let span = tracing::debug_span!("heartbeat_monitor", node = %state.args.peer_id);
+        let span = message_span("heartbeat_monitor", &state.args.peer_id, &msg);
         async move {
             match msg {
                 HeartbeatMonitorMsg::SessionStarted(session) => {
@@ -197,17 +198,6 @@ impl Actor for HeartbeatMonitor {
         }
         .instrument(span)
         .await;
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<HeartbeatMonitorMsg>,
-        state: &mut HeartbeatMonitorState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(ticker) = state.ticker.take() {
-            ticker.abort();
-        }
         Ok(())
     }
 }
@@ -413,6 +403,18 @@ impl HeartbeatMonitorState {
             return ReplicaPosition::default();
         }
         position
+    }
+}
+
+impl MessageName for HeartbeatMonitorMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            HeartbeatMonitorMsg::SessionStarted(_) => "session_started",
+            HeartbeatMonitorMsg::SessionEnded => "session_ended",
+            HeartbeatMonitorMsg::Status(_) => "status",
+            HeartbeatMonitorMsg::Tick => "tick",
+            HeartbeatMonitorMsg::BeatFinished(_) => "beat_finished",
+        }
     }
 }
 

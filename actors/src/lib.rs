@@ -14,6 +14,7 @@
 //!   in-process implementations of ports.
 //! - `testing` (feature): in-memory fakes of the ports.
 
+pub mod actor_kit;
 pub mod advertisement_pool;
 pub mod backoff;
 pub mod central_node_connection;

@@ -17,8 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
-use tokio::task::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
@@ -28,6 +27,7 @@ use herald_messages::{
     SyncStatus, Valid,
 };
 
+use crate::actor_kit::{MessageName, Pending, message_span};
 use crate::backoff::{Backoff, BackoffConfig, random_up_to};
 use crate::ports::{Clock, GroundTruth, GroundTruthError, PoolLink, error_chain};
 
@@ -69,8 +69,6 @@ pub struct ResyncDriverArgs {
     pub clock: Arc<dyn Clock>,
 }
 
-type TimerHandle = JoinHandle<Result<(), MessagingErr<ResyncDriverMsg>>>;
-
 pub struct ResyncDriverState {
     node_id: NodeId,
     config: ResyncConfig,
@@ -85,10 +83,10 @@ pub struct ResyncDriverState {
     in_flight: bool,
     backoff: Backoff,
     /// Set while waiting out the backoff after a failure: nothing is pushed until it fires.
-    retry: Option<TimerHandle>,
+    retry: Pending,
     /// When the next periodic full sync is due (before jitter); set after the first success.
     next_due: Option<Instant>,
-    periodic: Option<TimerHandle>,
+    periodic: Pending,
 }
 
 impl Actor for ResyncDriver {
@@ -117,9 +115,9 @@ impl Actor for ResyncDriver {
             want_full_sync: false,
             pending: BTreeMap::new(),
             in_flight: false,
-            retry: None,
+            retry: Pending::new(),
             next_due: None,
-            periodic: None,
+            periodic: Pending::new(),
         })
     }
 
@@ -129,8 +127,7 @@ impl Actor for ResyncDriver {
         msg: ResyncDriverMsg,
         state: &mut ResyncDriverState,
     ) -> Result<(), ActorProcessingErr> {
-        let span =
-            tracing::debug_span!("resync_driver", node = %state.node_id, msg = message_name(&msg));
+        let span = message_span("resync_driver", &state.node_id, &msg);
         async move {
             match msg {
                 ResyncDriverMsg::CreateRegister(new, reply) => {
@@ -178,7 +175,7 @@ impl Actor for ResyncDriver {
                     state.schedule_periodic(&myself);
                 }
                 ResyncDriverMsg::Retry => {
-                    state.retry = None;
+                    state.retry.cancel();
                     state.want_full_sync = true;
                 }
                 ResyncDriverMsg::PushFinished(report) => state.on_push_finished(&myself, report),
@@ -187,20 +184,6 @@ impl Actor for ResyncDriver {
         }
         .instrument(span)
         .await;
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<ResyncDriverMsg>,
-        state: &mut ResyncDriverState,
-    ) -> Result<(), ActorProcessingErr> {
-        for timer in [state.retry.take(), state.periodic.take()]
-            .into_iter()
-            .flatten()
-        {
-            timer.abort();
-        }
         Ok(())
     }
 }
@@ -272,7 +255,7 @@ impl ResyncDriverState {
 
     /// Starts the next push if none is running and no backoff is pending.
     fn pump(&mut self, myself: &ActorRef<ResyncDriverMsg>) {
-        if self.in_flight || self.retry.is_some() {
+        if self.in_flight || self.retry.is_pending() {
             return;
         }
         let started_at = self.clock.now();
@@ -363,10 +346,7 @@ impl ResyncDriverState {
                 } else {
                     debug!(%error, failures, ?delay, "push failed again");
                 }
-                if let Some(previous) = self.retry.take() {
-                    previous.abort();
-                }
-                self.retry = Some(myself.send_after(delay, || ResyncDriverMsg::Retry));
+                self.retry.after(myself, delay, || ResyncDriverMsg::Retry);
             }
         }
     }
@@ -387,14 +367,12 @@ impl ResyncDriverState {
             .interval
             .mul_f64(self.config.interval_jitter.clamp(0.0, 1.0));
         let fire_in = (due - now) + random_up_to(spread);
-        if self.retry.is_none() {
+        if !self.retry.is_pending() {
             let wall = self.clock.now().saturating_add(fire_in);
             self.sync.next_full_sync = Some(wall);
         }
-        if let Some(previous) = self.periodic.take() {
-            previous.abort();
-        }
-        self.periodic = Some(myself.send_after(fire_in, || ResyncDriverMsg::PeriodicTick));
+        self.periodic
+            .after(myself, fire_in, || ResyncDriverMsg::PeriodicTick);
     }
 }
 
@@ -427,17 +405,19 @@ fn register_error(err: GroundTruthError) -> RegisterError {
     }
 }
 
-fn message_name(msg: &ResyncDriverMsg) -> &'static str {
-    match msg {
-        ResyncDriverMsg::CreateRegister(..) => "create_register",
-        ResyncDriverMsg::UpdateRegister(..) => "update_register",
-        ResyncDriverMsg::DeleteRegister(..) => "delete_register",
-        ResyncDriverMsg::GetRegister(..) => "get_register",
-        ResyncDriverMsg::ListRegisters(_) => "list_registers",
-        ResyncDriverMsg::SyncState(_) => "sync_state",
-        ResyncDriverMsg::ResyncNow => "resync_now",
-        ResyncDriverMsg::PeriodicTick => "periodic_tick",
-        ResyncDriverMsg::Retry => "retry",
-        ResyncDriverMsg::PushFinished(_) => "push_finished",
+impl MessageName for ResyncDriverMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            ResyncDriverMsg::CreateRegister(..) => "create_register",
+            ResyncDriverMsg::UpdateRegister(..) => "update_register",
+            ResyncDriverMsg::DeleteRegister(..) => "delete_register",
+            ResyncDriverMsg::GetRegister(..) => "get_register",
+            ResyncDriverMsg::ListRegisters(_) => "list_registers",
+            ResyncDriverMsg::SyncState(_) => "sync_state",
+            ResyncDriverMsg::ResyncNow => "resync_now",
+            ResyncDriverMsg::PeriodicTick => "periodic_tick",
+            ResyncDriverMsg::Retry => "retry",
+            ResyncDriverMsg::PushFinished(_) => "push_finished",
+        }
     }
 }

@@ -21,6 +21,7 @@ use tracing::{Instrument, error, info, warn};
 
 use herald_messages::{ChildKind, ChildReport, NodeFailure, NodeId, NodeSupervisorMsg};
 
+use crate::actor_kit::{MessageName, message_span};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::slot::ActorSlot;
 
@@ -294,7 +295,7 @@ impl Actor for NodeSupervisor {
         msg: NodeSupervisorMsg,
         state: &mut NodeSupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        let span = tracing::debug_span!("node_supervisor", node = %state.node_id);
+        let span = message_span("node_supervisor", &state.node_id, &msg);
         async move {
             match msg {
                 NodeSupervisorMsg::Restart(kind) => {
@@ -366,6 +367,17 @@ impl Actor for NodeSupervisor {
             state.stop_children().await;
         }
         Ok(())
+    }
+}
+
+impl MessageName for NodeSupervisorMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            NodeSupervisorMsg::Restart(_) => "restart",
+            NodeSupervisorMsg::Kill(..) => "kill",
+            NodeSupervisorMsg::Children(_) => "children",
+            NodeSupervisorMsg::Shutdown(_) => "shutdown",
+        }
     }
 }
 

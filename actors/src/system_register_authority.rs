@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, warn};
 
 use herald_messages::{
@@ -33,6 +32,7 @@ use herald_messages::{
     Valid,
 };
 
+use crate::actor_kit::{MessageName, Pending, Timers, message_span};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::ports::{BlueprintStore, BlueprintStoreError, Clock, StoredRegister, error_chain};
 
@@ -93,8 +93,8 @@ pub struct SystemRegisterAuthorityActorState {
     backoff: Backoff,
     /// Backoff of the reads that retry an entry which blocked the register.
     blocked_backoff: Backoff,
-    blocked_retry: Option<JoinHandle<Result<(), ractor::MessagingErr<SystemRegisterAuthorityMsg>>>>,
-    tasks: Vec<JoinHandle<()>>,
+    blocked_retry: Pending,
+    timers: Timers,
 }
 
 impl Actor for SystemRegisterAuthority {
@@ -108,20 +108,21 @@ impl Actor for SystemRegisterAuthority {
         args: SystemRegisterAuthorityArgs,
     ) -> Result<SystemRegisterAuthorityActorState, ActorProcessingErr> {
         myself.cast(SystemRegisterAuthorityMsg::Load)?;
-        let sweep = myself.send_interval(args.config.sweep_interval, || {
+        let mut timers = Timers::new();
+        timers.every(&myself, args.config.sweep_interval, || {
             SystemRegisterAuthorityMsg::Sweep
         });
-        let check = myself.send_interval(args.config.store_check_interval, || {
+        timers.every(&myself, args.config.store_check_interval, || {
             SystemRegisterAuthorityMsg::StoreAdvanced(u64::MAX)
         });
         Ok(SystemRegisterAuthorityActorState {
             backoff: Backoff::new(args.config.store_backoff),
             blocked_backoff: Backoff::new(args.config.store_backoff),
-            blocked_retry: None,
+            blocked_retry: Pending::new(),
             book: AuthorityState::new(args.hub_id, args.config, args.clock.now()),
             store: args.store,
             clock: args.clock,
-            tasks: vec![sweep, check],
+            timers,
         })
     }
 
@@ -131,11 +132,7 @@ impl Actor for SystemRegisterAuthority {
         msg: SystemRegisterAuthorityMsg,
         state: &mut SystemRegisterAuthorityActorState,
     ) -> Result<(), ActorProcessingErr> {
-        let span = tracing::debug_span!(
-            "system_register_authority",
-            node = %state.book.hub_id(),
-            msg = message_name(&msg)
-        );
+        let span = message_span("system_register_authority", state.book.hub_id(), &msg);
         async move {
             match msg {
                 SystemRegisterAuthorityMsg::Load => state.load(&myself).await,
@@ -262,20 +259,6 @@ impl Actor for SystemRegisterAuthority {
         .await;
         Ok(())
     }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<SystemRegisterAuthorityMsg>,
-        state: &mut SystemRegisterAuthorityActorState,
-    ) -> Result<(), ActorProcessingErr> {
-        for task in state.tasks.drain(..) {
-            task.abort();
-        }
-        if let Some(retry) = state.blocked_retry.take() {
-            retry.abort();
-        }
-        Ok(())
-    }
 }
 
 impl SystemRegisterAuthorityActorState {
@@ -378,7 +361,7 @@ impl SystemRegisterAuthorityActorState {
             }
             .in_current_span(),
         );
-        self.tasks.push(task);
+        self.timers.keep(&task);
     }
 
     async fn publish(
@@ -513,13 +496,10 @@ impl SystemRegisterAuthorityActorState {
 
     /// Reads the store again after a backoff while an entry blocks the register.
     fn retry_blocked(&mut self, myself: &ActorRef<SystemRegisterAuthorityMsg>) {
-        if let Some(previous) = self.blocked_retry.take() {
-            previous.abort();
-        }
         let delay = self.blocked_backoff.next_delay();
-        self.blocked_retry = Some(myself.send_after(delay, || {
+        self.blocked_retry.after(myself, delay, || {
             SystemRegisterAuthorityMsg::StoreAdvanced(u64::MAX)
-        }));
+        });
     }
 
     /// Writes back, atomically, the genesis and every entry above `store_head` that the store
@@ -597,23 +577,25 @@ fn unavailable(err: BlueprintStoreError) -> AuthorityError {
     AuthorityError::Unavailable(error_chain(&err))
 }
 
-fn message_name(msg: &SystemRegisterAuthorityMsg) -> &'static str {
-    match msg {
-        SystemRegisterAuthorityMsg::Publish(..) => "publish",
-        SystemRegisterAuthorityMsg::Deprecate { .. } => "deprecate",
-        SystemRegisterAuthorityMsg::Connect(..) => "connect",
-        SystemRegisterAuthorityMsg::Disconnect { .. } => "disconnect",
-        SystemRegisterAuthorityMsg::Heartbeat(..) => "heartbeat",
-        SystemRegisterAuthorityMsg::Entries { .. } => "entries",
-        SystemRegisterAuthorityMsg::HeartbeatStatus { .. } => "heartbeat_status",
-        SystemRegisterAuthorityMsg::Checkpoint { .. } => "checkpoint",
-        SystemRegisterAuthorityMsg::Subscribe { .. } => "subscribe",
-        SystemRegisterAuthorityMsg::Get(..) => "get",
-        SystemRegisterAuthorityMsg::View(_) => "view",
-        SystemRegisterAuthorityMsg::Status(_) => "status",
-        SystemRegisterAuthorityMsg::Peers(_) => "peers",
-        SystemRegisterAuthorityMsg::Load => "load",
-        SystemRegisterAuthorityMsg::StoreAdvanced(_) => "store_advanced",
-        SystemRegisterAuthorityMsg::Sweep => "sweep",
+impl MessageName for SystemRegisterAuthorityMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            SystemRegisterAuthorityMsg::Publish(..) => "publish",
+            SystemRegisterAuthorityMsg::Deprecate { .. } => "deprecate",
+            SystemRegisterAuthorityMsg::Connect(..) => "connect",
+            SystemRegisterAuthorityMsg::Disconnect { .. } => "disconnect",
+            SystemRegisterAuthorityMsg::Heartbeat(..) => "heartbeat",
+            SystemRegisterAuthorityMsg::Entries { .. } => "entries",
+            SystemRegisterAuthorityMsg::HeartbeatStatus { .. } => "heartbeat_status",
+            SystemRegisterAuthorityMsg::Checkpoint { .. } => "checkpoint",
+            SystemRegisterAuthorityMsg::Subscribe { .. } => "subscribe",
+            SystemRegisterAuthorityMsg::Get(..) => "get",
+            SystemRegisterAuthorityMsg::View(_) => "view",
+            SystemRegisterAuthorityMsg::Status(_) => "status",
+            SystemRegisterAuthorityMsg::Peers(_) => "peers",
+            SystemRegisterAuthorityMsg::Load => "load",
+            SystemRegisterAuthorityMsg::StoreAdvanced(_) => "store_advanced",
+            SystemRegisterAuthorityMsg::Sweep => "sweep",
+        }
     }
 }

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, warn};
 
 use herald_messages::{
@@ -30,6 +29,7 @@ use herald_messages::{
     SyncTrigger, SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView,
 };
 
+use crate::actor_kit::{MessageName, Pending, Timers, message_span};
 use crate::ports::{Clock, HubLink, HubLinkError, ReplicaStore, error_chain};
 use crate::slot::ActorSlot;
 
@@ -85,8 +85,9 @@ pub struct SystemRegisterReplicaState {
     sync_failures: u32,
     stream_ends: u32,
     status: ReplicaStatus,
-    subscription: Option<JoinHandle<()>>,
-    timers: Vec<JoinHandle<()>>,
+    /// The task forwarding the current push stream.
+    subscription: Pending,
+    _timers: Timers,
 }
 
 /// The replica in memory: the latest entry of each blueprint, and the checkpoint.
@@ -217,7 +218,8 @@ impl Actor for SystemRegisterReplica {
         args: SystemRegisterReplicaArgs,
     ) -> Result<SystemRegisterReplicaState, ActorProcessingErr> {
         myself.cast(SystemRegisterReplicaMsg::Load)?;
-        let periodic = myself.send_interval(args.config.sync_interval, || {
+        let mut timers = Timers::new();
+        timers.every(&myself, args.config.sync_interval, || {
             SystemRegisterReplicaMsg::SyncNow(SyncTrigger::Periodic)
         });
         Ok(SystemRegisterReplicaState {
@@ -244,8 +246,8 @@ impl Actor for SystemRegisterReplica {
             },
             sync_failures: 0,
             stream_ends: 0,
-            subscription: None,
-            timers: vec![periodic],
+            subscription: Pending::new(),
+            _timers: timers,
         })
     }
 
@@ -255,16 +257,14 @@ impl Actor for SystemRegisterReplica {
         msg: SystemRegisterReplicaMsg,
         state: &mut SystemRegisterReplicaState,
     ) -> Result<(), ActorProcessingErr> {
-        let span = tracing::debug_span!("system_register_replica", node = %state.args.peer_id, msg = message_name(&msg));
+        let span = message_span("system_register_replica", &state.args.peer_id, &msg);
         async move {
             match msg {
                 SystemRegisterReplicaMsg::Load => state.load(&myself).await,
                 SystemRegisterReplicaMsg::SessionStarted(session) => state.on_session(&myself, session),
                 SystemRegisterReplicaMsg::SessionEnded => {
                     state.session = None;
-                    if let Some(subscription) = state.subscription.take() {
-                        subscription.abort();
-                    }
+                    state.subscription.cancel();
                 }
                 SystemRegisterReplicaMsg::SyncNow(trigger) => state.sync(&myself, trigger),
                 SystemRegisterReplicaMsg::Notified(notification) => {
@@ -316,17 +316,6 @@ impl Actor for SystemRegisterReplica {
         }
         .instrument(span)
         .await;
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<SystemRegisterReplicaMsg>,
-        state: &mut SystemRegisterReplicaState,
-    ) -> Result<(), ActorProcessingErr> {
-        for task in state.timers.drain(..).chain(state.subscription.take()) {
-            task.abort();
-        }
         Ok(())
     }
 }
@@ -388,9 +377,7 @@ impl SystemRegisterReplicaState {
     /// the end, so a hub that refuses at once is not called in a busy loop; a resubscription
     /// that succeeds syncs, to catch up what was published while the stream was down.
     fn subscribe(&mut self, myself: &ActorRef<SystemRegisterReplicaMsg>, kind: Resubscription) {
-        if let Some(previous) = self.subscription.take() {
-            previous.abort();
-        }
+        self.subscription.cancel();
         let Some(session) = self.session.clone() else {
             return;
         };
@@ -398,7 +385,7 @@ impl SystemRegisterReplicaState {
         let peer_id = self.args.peer_id.clone();
         let delay = self.args.config.resubscribe_delay;
         let me = myself.clone();
-        self.subscription = Some(tokio::spawn(
+        let forwarding = tokio::spawn(
             async move {
                 let session_id = session.grant.session_id.clone();
                 let reason = match link.subscribe(&session.hub, &peer_id, &session_id).await {
@@ -423,7 +410,8 @@ impl SystemRegisterReplicaState {
                 let _ = me.cast(SystemRegisterReplicaMsg::SubscriptionEnded { session_id, reason });
             }
             .in_current_span(),
-        ));
+        );
+        self.subscription.task(&forwarding);
     }
 
     /// Starts a sync unless one is running (then one more runs after it).
@@ -665,20 +653,22 @@ impl SystemRegisterReplicaState {
     }
 }
 
-fn message_name(msg: &SystemRegisterReplicaMsg) -> &'static str {
-    match msg {
-        SystemRegisterReplicaMsg::SessionStarted(_) => "session_started",
-        SystemRegisterReplicaMsg::SessionEnded => "session_ended",
-        SystemRegisterReplicaMsg::SyncNow(_) => "sync_now",
-        SystemRegisterReplicaMsg::Notified(_) => "notified",
-        SystemRegisterReplicaMsg::Get(..) => "get",
-        SystemRegisterReplicaMsg::Position(_) => "position",
-        SystemRegisterReplicaMsg::Diverged { .. } => "diverged",
-        SystemRegisterReplicaMsg::View(_) => "view",
-        SystemRegisterReplicaMsg::Status(_) => "status",
-        SystemRegisterReplicaMsg::Load => "load",
-        SystemRegisterReplicaMsg::SyncFinished(_) => "sync_finished",
-        SystemRegisterReplicaMsg::SubscriptionEnded { .. } => "subscription_ended",
+impl MessageName for SystemRegisterReplicaMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            SystemRegisterReplicaMsg::SessionStarted(_) => "session_started",
+            SystemRegisterReplicaMsg::SessionEnded => "session_ended",
+            SystemRegisterReplicaMsg::SyncNow(_) => "sync_now",
+            SystemRegisterReplicaMsg::Notified(_) => "notified",
+            SystemRegisterReplicaMsg::Get(..) => "get",
+            SystemRegisterReplicaMsg::Position(_) => "position",
+            SystemRegisterReplicaMsg::Diverged { .. } => "diverged",
+            SystemRegisterReplicaMsg::View(_) => "view",
+            SystemRegisterReplicaMsg::Status(_) => "status",
+            SystemRegisterReplicaMsg::Load => "load",
+            SystemRegisterReplicaMsg::SyncFinished(_) => "sync_finished",
+            SystemRegisterReplicaMsg::SubscriptionEnded { .. } => "subscription_ended",
+        }
     }
 }
 

@@ -326,9 +326,11 @@ impl TestHub {
             published_by: "admin".into(),
             metadata: BTreeMap::new(),
         };
+        // Validated on the way in, as `NodeApi` does.
+        let request = request.validated().map_err(AuthorityError::Invalid)?;
         self.authority
             .call(
-                |reply| SystemRegisterAuthorityMsg::Publish(valid(request), reply),
+                |reply| SystemRegisterAuthorityMsg::Publish(request, reply),
                 CALL,
             )
             .await
