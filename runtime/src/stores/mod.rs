@@ -6,7 +6,8 @@
 //! - `redb_blueprint_store`: `BlueprintStore` in a redb file (one hub, the embedded default).
 //! - `redis_blueprint_store`: `BlueprintStore` on Redis (several hubs share one register).
 //! - `redb_replica_store`: `ReplicaStore` in a redb file plus a JSON checkpoint file (peers).
-//! - `redb_file`, `redis_connection`: what the redb and the Redis adapters share.
+//! - `redb_file`, `redis_connection`: what the redb and the Redis adapters share;
+//!   `stored_entry`: how every system register store keeps an entry.
 //!
 //! Driver errors (`redis::RedisError`, `redb::Error`) are mapped to the port's error enum here
 //! and never leave this module.
@@ -19,6 +20,7 @@ mod redb_replica_store;
 mod redis_ad_store;
 mod redis_blueprint_store;
 mod redis_connection;
+mod stored_entry;
 
 use std::path::Path;
 use std::sync::Arc;

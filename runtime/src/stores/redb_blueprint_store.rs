@@ -45,6 +45,7 @@ use herald_actors::ports::{
 use herald_messages::{EntryDraft, Genesis, SystemRegisterEntry};
 
 use super::redb_file::{self, RedbFailure, RedbOpenError};
+use super::stored_entry::decode_entry;
 
 /// One hub's system register in a redb file.
 pub struct RedbBlueprintStore {
@@ -369,7 +370,7 @@ fn missing_entries(
             missing.push((*version, entry.clone()));
             continue;
         };
-        let stored = match decode(*version, value.value()) {
+        let stored = match decode_entry(*version, value.value()) {
             Ok(stored) => stored,
             Err(err) => return Ok(Err(err)),
         };
@@ -399,7 +400,7 @@ fn read_entries(
     let mut entries = Vec::new();
     for record in table.range(first..)? {
         let (key, value) = record?;
-        match decode(key.value(), value.value()) {
+        match decode_entry(key.value(), value.value()) {
             Ok(entry) => entries.push(entry),
             Err(err) => return Ok(Err(err)),
         }
@@ -412,18 +413,6 @@ fn encode(entry: &SystemRegisterEntry) -> Vec<u8> {
 }
 
 /// Decodes the entry stored at `version`.
-fn decode(version: u64, bytes: &[u8]) -> Result<SystemRegisterEntry, BlueprintStoreError> {
-    let entry: SystemRegisterEntry = serde_json::from_slice(bytes)
-        .map_err(|err| corrupt(format!("entry at version {version} does not decode: {err}")))?;
-    if entry.version != version {
-        return Err(corrupt(format!(
-            "the record at version {version} holds an entry of version {}",
-            entry.version
-        )));
-    }
-    Ok(entry)
-}
-
 fn corrupt(what: String) -> BlueprintStoreError {
     BlueprintStoreError::Corrupt { what }
 }

@@ -92,6 +92,7 @@ use herald_messages::{EntryDraft, Genesis, HistoryId, SystemRegisterEntry};
 use super::redis_connection::{
     CONNECTION_TIMEOUT, RESPONSE_TIMEOUT, RedisConnection, RedisOpenError, Request, check_prefix,
 };
+use super::stored_entry::decode_entry;
 
 /// The system register in Redis, shared by the hubs that use the same URL and prefix. Cheap to
 /// share (`Arc<dyn BlueprintStore>`); all calls but `watch` go through one multiplexed
@@ -155,7 +156,7 @@ impl BlueprintStore for RedisBlueprintStore {
         let mut entries = Vec::with_capacity(fields.len());
         for (field, value) in &fields {
             let version = parse_version_field(field)?;
-            entries.push(decode(version, value)?);
+            entries.push(decode_entry(version, value)?);
         }
         entries.sort_by_key(|entry| entry.version);
         if let Some(last) = entries.last() {
@@ -401,7 +402,7 @@ impl BlueprintStore for RedisBlueprintStore {
             .into_iter()
             .zip(values)
             .map(|(version, value)| match value {
-                Some(value) => decode(version, &value),
+                Some(value) => decode_entry(version, &value),
                 None => Err(corrupt(format!(
                     "entry at version {version} is missing (the counter is at {counter})"
                 ))),
@@ -887,18 +888,6 @@ fn kind_json(entry: &SystemRegisterEntry) -> String {
 }
 
 /// Decodes the entry stored at `version`.
-fn decode(version: u64, bytes: &[u8]) -> Result<SystemRegisterEntry, BlueprintStoreError> {
-    let entry: SystemRegisterEntry = serde_json::from_slice(bytes)
-        .map_err(|err| corrupt(format!("entry at version {version} does not decode: {err}")))?;
-    if entry.version != version {
-        return Err(corrupt(format!(
-            "the record at version {version} holds an entry of version {}",
-            entry.version
-        )));
-    }
-    Ok(entry)
-}
-
 /// 16 random hex digits, from the standard library's randomly keyed hasher.
 fn random_nonce() -> String {
     let mut hasher = std::hash::RandomState::new().build_hasher();
