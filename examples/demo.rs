@@ -17,11 +17,11 @@ use std::time::Duration;
 use clap::Parser;
 use std::sync::Arc;
 
-use herald::parts::messages::{BlueprintId, ConnectionState, PublishRequest};
-use herald::parts::runtime::stores::RedbBlueprintStore;
+use herald::stores::RedbBlueprintStore;
 use herald::{
-    ChildKind, NewRegister, Node, NodeHandle, RawHubConfig, RawHubEndpoint, RawNodeConfig,
-    RawPeerConfig, RawRegisterConfig, RegisterPatch, StoreOverrides,
+    BlueprintId, ChildKind, ConnectionState, NewRegister, Node, NodeHandle, PublishRequest,
+    RawHubConfig, RawHubEndpoint, RawNodeConfig, RawPeerConfig, RawRegisterConfig, RegisterPatch,
+    StoreOverrides,
 };
 use tokio::time::Instant;
 

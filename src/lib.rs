@@ -3,13 +3,17 @@
 //! Keeps a peer network's view of *who serves which register* correct through restarts,
 //! crashes and outages.
 //!
-//! A node runs any subset of two roles (more arrive with the hub work):
+//! A node runs any subset of three roles:
 //! - **register**: owns which registers exist and which are public (the ground truth), and its
 //!   `ResyncDriver` pushes every public register to the pool at start-up, on every change, and
 //!   periodically as a full sync;
 //! - **peer**: its `AdvertisementPool` holds advertisements in Redis or an embedded store with
 //!   an in-memory mirror, reloads them on restart, serves *Available Registers*, and keeps
-//!   working while its store is down.
+//!   working while its store is down; with hubs configured, its `CentralNodeConnection`,
+//!   `HeartbeatMonitor` and `SystemRegisterReplica` keep a durable replica of the hubs' system
+//!   register, failing over between hubs;
+//! - **hub**: its `SystemRegisterAuthority` owns the system register (versioned blueprints) and
+//!   serves peers over gRPC.
 //!
 //! Each part is a supervised ractor actor that replays its state from its store when restarted.
 //!
@@ -56,11 +60,24 @@ pub use herald_runtime::{
     RawNodeConfig, RawPeerConfig, RawRegisterConfig, ShutdownReport, StartError, StoreOverrides,
 };
 
+/// The peer and register roles' types.
 pub use herald_messages::{
     AdInput, AdvertisementSyncState, AvailableRegister, BulkAdvertise, BulkOutcome, ChildKind,
     ChildReport, NewRegister, NodeFailure, NodeId, PoolError, PoolStatus, Register, RegisterError,
     RegisterId, RegisterPatch, Snapshot, StoreHealth, SyncStatus, Timestamp,
 };
+
+/// The hub role's and a peer's hub-side types: blueprints, the system register, connection and
+/// replica status.
+pub use herald_messages::{
+    AuthorityError, BlueprintId, BlueprintSummary, Checkpoint, ConnectionState, ConnectionStatus,
+    EntryKind, HistoryId, HubPeer, HubReport, HubStatus, PublishRequest, RegisterState,
+    ReplicaStatus, SystemRegisterEntry, SystemRegisterView,
+};
+
+/// The store adapters, for hosts that hand a node their own (`Node::start_with`), for example
+/// several hubs in one process sharing one system register.
+pub use herald_runtime::stores;
 
 /// The building blocks, for hosts that wire their own tree or write their own adapters.
 pub mod parts {
