@@ -24,6 +24,8 @@ use herald::{RawHubConfig, RawNodeConfig};
 struct Args {
     #[command(flatten)]
     log: support::LogArgs,
+    #[command(flatten)]
+    cluster: support::ClusterArgs,
     /// This hub's id (≤ 64 of [A-Za-z0-9_-]).
     #[arg(long)]
     node_id: String,
@@ -71,6 +73,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             store_check_interval_ms: args.store_check_interval_ms,
             ..RawHubConfig::default()
         }),
+        cluster: args.cluster.config(),
         ..RawNodeConfig::default()
     };
     support::serve("hub", raw).await

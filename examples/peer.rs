@@ -21,6 +21,8 @@ use herald::{RawHubEndpoint, RawNodeConfig, RawPeerConfig};
 struct Args {
     #[command(flatten)]
     log: support::LogArgs,
+    #[command(flatten)]
+    cluster: support::ClusterArgs,
     /// This node's id (≤ 64 of [A-Za-z0-9_-]).
     #[arg(long)]
     node_id: String,
@@ -117,6 +119,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             ..RawPeerConfig::default()
         }),
         stall_tick_ms: args.stall_tick_ms,
+        cluster: args.cluster.config(),
         ..RawNodeConfig::default()
     };
     support::serve("peer", raw).await

@@ -1,9 +1,12 @@
 //! The register role as a process: the ground truth (embedded store), its REST API, and the
-//! resync driver that feeds a peer's pool over HTTP.
+//! resync driver that feeds a peer's pool, over HTTP or over the cluster.
 //!
 //! ```text
 //! cargo run --example register -- --node-id reg-a --http 127.0.0.1:8081 --data-dir /tmp/reg-a \
 //!     --peer-url http://127.0.0.1:8080 --admin-token secret [--resync-interval-secs 300]
+//! cargo run --example register -- --node-id reg-a --http 127.0.0.1:8081 --data-dir /tmp/reg-a \
+//!     --peer-node-id peer-a --cluster-listen 127.0.0.1:7001 --cluster-seed 127.0.0.1:7000 \
+//!     --cookie s3cret --admin-token secret
 //! ```
 //! Prints `herald register ready node=<id> http=<addr>` on stdout once it serves.
 
@@ -21,6 +24,8 @@ use herald::{RawNodeConfig, RawRegisterConfig};
 struct Args {
     #[command(flatten)]
     log: support::LogArgs,
+    #[command(flatten)]
+    cluster: support::ClusterArgs,
     /// This node's id (≤ 64 of [A-Za-z0-9_-]).
     #[arg(long)]
     node_id: String,
@@ -30,9 +35,17 @@ struct Args {
     /// Directory of the embedded register store.
     #[arg(long)]
     data_dir: PathBuf,
-    /// Base URL of the peer whose pool this node feeds.
+    /// Base URL of the peer whose pool this node feeds (over HTTP).
+    #[arg(
+        long,
+        required_unless_present = "peer_node_id",
+        conflicts_with = "peer_node_id"
+    )]
+    peer_url: Option<String>,
+    /// Node id of the peer whose pool this node feeds over the cluster (needs
+    /// --cluster-listen; no URL needed).
     #[arg(long)]
-    peer_url: String,
+    peer_node_id: Option<String>,
     /// Bearer token for this node's mutating endpoints (and the peer's, unless --peer-token).
     #[arg(long, env = "HERALD_ADMIN_TOKEN")]
     admin_token: String,
@@ -61,12 +74,14 @@ async fn main() -> anyhow::Result<ExitCode> {
         admin_token: Some(args.admin_token),
         http_header_timeout_ms: args.http_header_timeout_ms,
         register: Some(RawRegisterConfig {
-            peer_url: Some(args.peer_url),
+            peer_url: args.peer_url,
+            peer_node_id: args.peer_node_id,
             peer_token: args.peer_token,
             resync_interval_ms: args.resync_interval_secs.map(|secs| secs * 1_000),
             resync_backoff_max_ms: args.resync_backoff_max_ms,
             ..RawRegisterConfig::default()
         }),
+        cluster: args.cluster.config(),
         ..RawNodeConfig::default()
     };
     support::serve("register", raw).await

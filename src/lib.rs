@@ -16,6 +16,9 @@
 //!   serves peers over gRPC.
 //!
 //! Each part is a supervised ractor actor that replays its state from its store when restarted.
+//! Nodes of one deployment form a cluster (`RawClusterConfig`): they find each other through
+//! seeds, watch each other's liveness, and list each other at `GET /api/cluster/members`; a
+//! register node reaches its peer's pool through it by node id.
 //!
 //! ## Embedding
 //!
@@ -56,9 +59,14 @@
 //! environment variables, and binds only the addresses it is given.
 
 pub use herald_runtime::{
-    ConfigError, Node, NodeApi, NodeConfig, NodeError, NodeHandle, RawHubConfig, RawHubEndpoint,
-    RawNodeConfig, RawPeerConfig, RawRegisterConfig, ShutdownReport, StartError, StoreOverrides,
+    ConfigError, Node, NodeApi, NodeConfig, NodeError, NodeHandle, RawClusterConfig, RawHubConfig,
+    RawHubEndpoint, RawNodeConfig, RawPeerConfig, RawRegisterConfig, ShutdownReport, StartError,
+    StoreOverrides,
 };
+
+/// The cluster: members as a node sees them, and the handle that watches them.
+pub use herald_messages::{ClusterMember, ClusterSummary, MemberInfo, MemberState, Role};
+pub use herald_runtime::cluster::ClusterHandle;
 
 /// The peer and register roles' types.
 pub use herald_messages::{

@@ -157,6 +157,11 @@ pub trait PoolLink: Send + Sync + 'static {
     async fn push(&self, request: BulkAdvertise) -> Result<BulkOutcome, PoolLinkError>;
     /// `local` or the peer's URL, for logs and status.
     fn describe(&self) -> String;
+    /// After a failed push: resolves when the link sees the pool become reachable again, so
+    /// the retry need not wait out its backoff. `None` (the default): the link cannot tell.
+    fn until_ready(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 /// Why a push failed.

@@ -6,7 +6,8 @@
 //! - Then it pushes a full sync every `interval`, jittered, on a schedule measured from the
 //!   first success rather than from the end of the last push (FR-006).
 //! - A create, a change of the advertise flag or of an advertised register, or a delete is
-//!   pushed at once (FR-007, FR-008); a failed push falls back to a full sync after the backoff.
+//!   pushed at once (FR-007, FR-008); a failed push falls back to a full sync after the backoff,
+//!   or as soon as the link sees the pool back (`PoolLink::until_ready`, the cluster link).
 //!
 //! Pushes run in a task, one at a time, so the driver keeps answering CRUD while a push waits
 //! on a slow pool; changes made meanwhile are coalesced per register and pushed next.
@@ -84,6 +85,9 @@ pub struct ResyncDriverState {
     backoff: Backoff,
     /// Set while waiting out the backoff after a failure: nothing is pushed until it fires.
     retry: Pending,
+    /// After a failure, the link's word that the pool is back (`PoolLink::until_ready`): it
+    /// ends the backoff early.
+    ready_wake: Pending,
     /// When the next periodic full sync is due (before jitter); set after the first success.
     next_due: Option<Instant>,
     periodic: Pending,
@@ -116,6 +120,7 @@ impl Actor for ResyncDriver {
             pending: BTreeMap::new(),
             in_flight: false,
             retry: Pending::new(),
+            ready_wake: Pending::new(),
             next_due: None,
             periodic: Pending::new(),
         })
@@ -176,6 +181,7 @@ impl Actor for ResyncDriver {
                 }
                 ResyncDriverMsg::Retry => {
                     state.retry.cancel();
+                    state.ready_wake.cancel();
                     state.want_full_sync = true;
                 }
                 ResyncDriverMsg::PushFinished(report) => state.on_push_finished(&myself, report),
@@ -347,6 +353,15 @@ impl ResyncDriverState {
                     debug!(%error, failures, ?delay, "push failed again");
                 }
                 self.retry.after(myself, delay, || ResyncDriverMsg::Retry);
+                if let Some(ready) = self.pool.until_ready() {
+                    let myself = myself.clone();
+                    let wake = tokio::spawn(async move {
+                        ready.await;
+                        debug!("the pool is reachable again; retrying before the backoff ends");
+                        let _ = myself.cast(ResyncDriverMsg::Retry);
+                    });
+                    self.ready_wake.task(&wake);
+                }
             }
         }
     }

@@ -191,6 +191,13 @@ impl NodeTree {
         slots
     }
 
+    /// A child the runtime builds (the cluster link, which names ractor_cluster). It starts
+    /// first, whatever the order it is added in: the others may reach other nodes through it,
+    /// and it stops last.
+    pub fn first(&mut self, spec: ChildSpec) {
+        self.children.insert(0, spec);
+    }
+
     /// Starts the supervisor, which starts the children in the order the roles were added.
     pub async fn start(self, policy: RestartPolicy) -> Result<StartedTree, SpawnErr> {
         let (failure_tx, failure) = watch::channel(None);

@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use herald::{Node, NodeHandle, RawNodeConfig};
+use herald::{Node, NodeHandle, RawClusterConfig, RawNodeConfig};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -26,6 +26,54 @@ pub struct LogArgs {
     /// Log format on stderr: `text` (colours only on a terminal) or `json` (one object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// The cluster flags every role binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Join the deployment's cluster, accepting members on this address (ip:port; port 0 picks
+    /// one). Needs --cookie.
+    #[arg(long)]
+    pub cluster_listen: Option<String>,
+    /// Where members dial this node (host:port), when it differs from --cluster-listen.
+    #[arg(long)]
+    pub cluster_advertise: Option<String>,
+    /// A member to dial at start (host:port, repeatable); the rest is learned from it.
+    #[arg(long = "cluster-seed")]
+    pub cluster_seeds: Vec<String>,
+    /// The deployment's shared secret: members with another cookie are never admitted.
+    #[arg(long, env = "HERALD_CLUSTER_COOKIE", hide_env_values = true)]
+    pub cookie: Option<String>,
+    /// Period of liveness pings to each member (and their deadline).
+    #[arg(long)]
+    pub liveness_interval_ms: Option<u64>,
+    /// Pings missed in a row before a member is suspected (3).
+    #[arg(long)]
+    pub suspect_after_misses: Option<u32>,
+    /// A suspect member is called unreachable after this long.
+    #[arg(long)]
+    pub unreachable_after_ms: Option<u64>,
+    /// Cap of the backoff between redials of a member.
+    #[arg(long)]
+    pub reconnect_backoff_max_ms: Option<u64>,
+}
+
+impl ClusterArgs {
+    /// The cluster section, when --cluster-listen was given.
+    pub fn config(self) -> Option<RawClusterConfig> {
+        let listen = self.cluster_listen?;
+        Some(RawClusterConfig {
+            listen,
+            advertised_address: self.cluster_advertise,
+            seeds: self.cluster_seeds,
+            cookie: self.cookie,
+            liveness_interval_ms: self.liveness_interval_ms,
+            suspect_after_misses: self.suspect_after_misses,
+            unreachable_after_ms: self.unreachable_after_ms,
+            reconnect_backoff_max_ms: self.reconnect_backoff_max_ms,
+            ..RawClusterConfig::default()
+        })
+    }
 }
 
 /// Logs to stderr in `format`; `RUST_LOG` overrides the `default` level.
@@ -51,7 +99,8 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 
 /// Runs a role binary: validates the configuration (exit code 2 naming the field when it is
 /// invalid), starts the node (exit code 1 with the reason when it cannot), prints
-/// `herald <role> ready node=<id> http=<addr>[ grpc=<addr>]` on stdout, and serves until stopped.
+/// `herald <role> ready node=<id> http=<addr>[ grpc=<addr>][ cluster=<addr>]` on stdout, and
+/// serves until stopped.
 pub async fn serve(role: &str, raw: RawNodeConfig) -> anyhow::Result<ExitCode> {
     let config = match raw.validate() {
         Ok(config) => config.with_metrics(install_metrics()?),
@@ -71,13 +120,14 @@ pub async fn serve(role: &str, raw: RawNodeConfig) -> anyhow::Result<ExitCode> {
         }
     };
     let http = node.http_addr().expect("role binaries always serve HTTP");
-    match node.grpc_addr() {
-        Some(grpc) => println!(
-            "herald {role} ready node={} http={http} grpc={grpc}",
-            node.node_id()
-        ),
-        None => println!("herald {role} ready node={} http={http}", node.node_id()),
+    let mut line = format!("herald {role} ready node={} http={http}", node.node_id());
+    if let Some(grpc) = node.grpc_addr() {
+        line.push_str(&format!(" grpc={grpc}"));
     }
+    if let Some(cluster) = node.cluster_addr() {
+        line.push_str(&format!(" cluster={cluster}"));
+    }
+    println!("{line}");
     run_until_stopped(node).await
 }
 

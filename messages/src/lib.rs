@@ -6,6 +6,7 @@
 //! `RactorMessage` derive (ractor's `cluster` feature is on for the whole workspace).
 
 mod advertisement;
+mod cluster;
 mod hub;
 mod ids;
 mod pool;
@@ -17,6 +18,7 @@ mod time;
 mod valid;
 
 pub use advertisement::{AdKey, AdSource, Advertisement, SyncState};
+pub use cluster::{ClusterMember, ClusterSummary, MemberInfo, MemberState, Role};
 pub use hub::{
     AttemptReport, AuthorityError, BeatFailure, BeatReport, CentralNodeConnectionMsg,
     CheckpointState, ConnectRequest, ConnectionState, ConnectionStatus, EntrySet, HeartbeatAck,

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ChildKind {
+    /// The node's cluster membership (`herald-runtime`'s `cluster::ClusterLink`).
+    ClusterLink,
     AdvertisementPool,
     ResyncDriver,
     SystemRegisterAuthority,
@@ -25,6 +27,7 @@ impl ChildKind {
             ChildKind::CentralNodeConnection => "central_node_connection",
             ChildKind::HeartbeatMonitor => "heartbeat_monitor",
             ChildKind::SystemRegisterReplica => "system_register_replica",
+            ChildKind::ClusterLink => "cluster_link",
         }
     }
 }

@@ -7,15 +7,18 @@ use std::time::Duration;
 
 use ractor::Message;
 
+use crate::cluster::ClusterHandle;
+
 pub use herald_actors::PeerHubSlots;
 use herald_actors::{ActorSlot, SlotError};
 use herald_messages::{
     AdInput, AdvertisementPoolMsg, AdvertisementSyncState, AuthorityError, AvailableRegister,
     BlueprintId, BulkAdvertise, BulkOutcome, CentralNodeConnectionMsg, ChildKind, ChildReport,
-    ConnectionStatus, HubPeer, HubReport, HubStatus, NewRegister, NodeId, NodeSupervisorMsg,
-    PoolError, PoolStatus, PublishRequest, Register, RegisterError, RegisterId, RegisterPatch,
-    ReplicaStatus, ResyncDriverMsg, SyncTrigger, SystemRegisterAuthorityMsg, SystemRegisterEntry,
-    SystemRegisterReplicaMsg, SystemRegisterView, Validate,
+    ClusterMember, ClusterSummary, ConnectionStatus, HubPeer, HubReport, HubStatus, NewRegister,
+    NodeId, NodeSupervisorMsg, PoolError, PoolStatus, PublishRequest, Register, RegisterError,
+    RegisterId, RegisterPatch, ReplicaStatus, ResyncDriverMsg, SyncTrigger,
+    SystemRegisterAuthorityMsg, SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView,
+    Validate,
 };
 
 /// Why a call to a node failed.
@@ -36,6 +39,9 @@ pub enum NodeError {
     /// The node's supervisor is gone: the node was shut down or gave up.
     #[error("the node is stopped")]
     Stopped,
+    /// The node has no cluster configuration.
+    #[error("this node is not in a cluster")]
+    NotClustered,
 }
 
 /// Typed access to a node's actors.
@@ -47,6 +53,7 @@ pub struct NodeApi {
     pub(crate) authority: Option<ActorSlot<SystemRegisterAuthorityMsg>>,
     pub(crate) hub: Option<PeerHubSlots>,
     pub(crate) supervisor: ractor::ActorRef<NodeSupervisorMsg>,
+    pub(crate) cluster: Option<ClusterHandle>,
     pub(crate) timeout: Duration,
 }
 
@@ -281,6 +288,29 @@ impl NodeApi {
     pub fn sync_replica_now(&self) -> Result<(), NodeError> {
         let replica = &self.hub_slots()?.replica;
         Ok(replica.cast(SystemRegisterReplicaMsg::SyncNow(SyncTrigger::Operator))?)
+    }
+
+    // ---- cluster ----
+
+    /// Whether this node is in a cluster.
+    pub fn is_clustered(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// Every member of the cluster as this node sees it, itself first (FR-028, FR-037). Read
+    /// from the membership's last published view: it never waits.
+    pub fn cluster_members(&self) -> Result<Vec<ClusterMember>, NodeError> {
+        Ok(self.cluster()?.members())
+    }
+
+    /// Members by state; `NotClustered` without a cluster.
+    pub fn cluster_summary(&self) -> Result<ClusterSummary, NodeError> {
+        Ok(self.cluster()?.summary())
+    }
+
+    /// The membership's read side, for hosts that watch it.
+    pub fn cluster(&self) -> Result<&ClusterHandle, NodeError> {
+        self.cluster.as_ref().ok_or(NodeError::NotClustered)
     }
 
     // ---- supervision ----

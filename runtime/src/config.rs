@@ -16,6 +16,8 @@ use herald_actors::{
 };
 use herald_messages::{HubEndpoint, NodeId};
 
+use crate::cluster::{ClusterConfig, MembershipConfig};
+
 /// Default key prefix in a shared Redis.
 pub const DEFAULT_REDIS_PREFIX: &str = "herald";
 /// Default deadline of a call to a local actor (REST → pool, driver → pool).
@@ -64,6 +66,9 @@ pub struct RawNodeConfig {
     pub register: Option<RawRegisterConfig>,
     /// Runs the hub role (the authoritative system register and its gRPC server) when present.
     pub hub: Option<RawHubConfig>,
+    /// Joins the deployment's cluster (membership, liveness, the register-to-peer link) when
+    /// present.
+    pub cluster: Option<RawClusterConfig>,
     /// Failures of one actor tolerated within `restart_window_ms` before the node stops (5).
     pub restart_max: Option<u32>,
     pub restart_window_ms: Option<u64>,
@@ -169,6 +174,9 @@ pub struct RawRegisterConfig {
     pub peer_url: Option<String>,
     /// Bearer token of the peer's API (defaults to `admin_token`).
     pub peer_token: Option<String>,
+    /// The node id of the peer whose pool this node feeds over the cluster (needs `cluster`;
+    /// instead of `peer_url`).
+    pub peer_node_id: Option<String>,
     /// Period of the reconciling full sync (300 000).
     pub resync_interval_ms: Option<u64>,
     /// Backoff after a failed push: base (1 000) and cap (60 000).
@@ -176,6 +184,43 @@ pub struct RawRegisterConfig {
     pub resync_backoff_max_ms: Option<u64>,
     /// Deadline of one push to the peer (10 000).
     pub push_timeout_ms: Option<u64>,
+}
+
+/// Raw cluster settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClusterConfig {
+    /// Where this node accepts members' connections, e.g. `10.0.0.5:7000` (port 0 picks one).
+    pub listen: String,
+    /// Where members dial this node (`host:port`), when it differs from `listen`; required when
+    /// `listen` is a wildcard address.
+    pub advertised_address: Option<String>,
+    /// Members to dial at start (`host:port`); the rest of the cluster is learned from them.
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// The deployment's shared secret; required.
+    pub cookie: Option<String>,
+    /// Period of liveness pings (1 000); a ping's deadline (the period).
+    pub liveness_interval_ms: Option<u64>,
+    pub ping_timeout_ms: Option<u64>,
+    /// Pings missed in a row before a member is suspected and its session closed (3).
+    pub suspect_after_misses: Option<u32>,
+    /// Suspect for this long: unreachable (10 000).
+    pub unreachable_after_ms: Option<u64>,
+    /// A member learned from others and unreachable this long is forgotten (3 600 000).
+    pub forget_after_ms: Option<u64>,
+    /// Deadline of one dial, connect to ready session (5 000).
+    pub connect_timeout_ms: Option<u64>,
+    /// A connection that does not authenticate within this is closed (5 000).
+    pub handshake_timeout_ms: Option<u64>,
+    /// Backoff between redials of one member: base (200) and cap (10 000).
+    pub reconnect_backoff_base_ms: Option<u64>,
+    pub reconnect_backoff_max_ms: Option<u64>,
+    /// Members this node connects to at most (64).
+    pub max_members: Option<usize>,
+    /// A missed ping is not counted when this process stalled for longer than this share of
+    /// the ping deadline meanwhile, in `(0, 1]` (0.25).
+    pub own_stall_share: Option<f64>,
 }
 
 /// A validated node configuration.
@@ -187,6 +232,7 @@ pub struct NodeConfig {
     pub peer: Option<PeerRoleConfig>,
     pub register: Option<RegisterRoleConfig>,
     pub hub: Option<HubRoleConfig>,
+    pub cluster: Option<ClusterConfig>,
     pub restart: RestartPolicy,
     pub call_timeout: Duration,
     /// Period of the node's stall detector (see `herald_actors::StallDetector`).
@@ -204,6 +250,10 @@ impl std::fmt::Debug for NodeConfig {
             .field("peer", &self.peer)
             .field("register", &self.register)
             .field("hub", &self.hub)
+            .field(
+                "cluster",
+                &self.cluster.as_ref().map(|cluster| cluster.listen),
+            )
             .field("restart", &self.restart)
             .field("call_timeout", &self.call_timeout)
             .field("stall_tick", &self.stall_tick)
@@ -301,6 +351,8 @@ pub enum PoolLinkConfig {
         token: String,
         timeout: Duration,
     },
+    /// A peer's pool on another node of the cluster, by node id.
+    Cluster { peer: NodeId, timeout: Duration },
 }
 
 impl std::fmt::Debug for PoolLinkConfig {
@@ -314,6 +366,11 @@ impl std::fmt::Debug for PoolLinkConfig {
                 .field("base_url", base_url)
                 .field("timeout", timeout)
                 .finish_non_exhaustive(),
+            PoolLinkConfig::Cluster { peer, timeout } => f
+                .debug_struct("Cluster")
+                .field("peer", peer)
+                .field("timeout", timeout)
+                .finish(),
         }
     }
 }
@@ -377,11 +434,20 @@ impl RawNodeConfig {
             None => None,
             Some(raw) => Some(raw.validate(&need_data_dir)?),
         };
+        let cluster = match self.cluster {
+            None => None,
+            Some(raw) => Some(raw.validate()?),
+        };
         let register = match self.register {
             None => None,
             Some(raw) => {
                 let ground_truth_path = need_data_dir("register role")?.join("registers.redb");
-                Some(raw.validate(ground_truth_path, admin_token.as_deref(), peer.is_some())?)
+                Some(raw.validate(
+                    ground_truth_path,
+                    admin_token.as_deref(),
+                    peer.is_some(),
+                    cluster.is_some(),
+                )?)
             }
         };
         let defaults = RestartPolicy::default();
@@ -395,7 +461,7 @@ impl RawNodeConfig {
             window: duration("restart_window_ms", self.restart_window_ms, defaults.window)?,
             stop_timeout: defaults.stop_timeout,
         };
-        let stall_tick = stall_tick(self.stall_tick_ms, peer.as_ref())?;
+        let stall_tick = stall_tick(self.stall_tick_ms, peer.as_ref(), cluster.as_ref())?;
         Ok(NodeConfig {
             node_id,
             data_dir,
@@ -403,6 +469,7 @@ impl RawNodeConfig {
             peer,
             register,
             hub,
+            cluster,
             restart,
             call_timeout: duration(
                 "call_timeout_ms",
@@ -749,9 +816,35 @@ impl RawRegisterConfig {
         ground_truth_path: PathBuf,
         admin_token: Option<&str>,
         local_peer: bool,
+        clustered: bool,
     ) -> Result<RegisterRoleConfig, ConfigError> {
-        let pool_link = match self.peer_url {
-            Some(url) => {
+        let push_timeout = duration(
+            "register.push_timeout_ms",
+            self.push_timeout_ms,
+            DEFAULT_PUSH_TIMEOUT,
+        )?;
+        let pool_link = match (self.peer_url, self.peer_node_id) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "register.peer_node_id",
+                    "give peer_url or peer_node_id, not both",
+                ));
+            }
+            (None, Some(peer)) => {
+                let peer = NodeId::parse(&peer)
+                    .map_err(|err| ConfigError::new("register.peer_node_id", err.to_string()))?;
+                if !clustered {
+                    return Err(ConfigError::new(
+                        "register.peer_node_id",
+                        "needs the cluster section (the peer is found through the membership)",
+                    ));
+                }
+                PoolLinkConfig::Cluster {
+                    peer,
+                    timeout: push_timeout,
+                }
+            }
+            (Some(url), None) => {
                 plain_url("register.peer_url", &url, &["http://"])?;
                 let token = self
                     .peer_token
@@ -765,18 +858,14 @@ impl RawRegisterConfig {
                 PoolLinkConfig::Http {
                     base_url: url.trim_end_matches('/').to_owned(),
                     token,
-                    timeout: duration(
-                        "register.push_timeout_ms",
-                        self.push_timeout_ms,
-                        DEFAULT_PUSH_TIMEOUT,
-                    )?,
+                    timeout: push_timeout,
                 }
             }
-            None if local_peer => PoolLinkConfig::Local,
-            None => {
+            (None, None) if local_peer => PoolLinkConfig::Local,
+            (None, None) => {
                 return Err(ConfigError::new(
                     "register.peer_url",
-                    "required when this node does not run the peer role",
+                    "required when this node does not run the peer role (or peer_node_id with a cluster)",
                 ));
             }
         };
@@ -805,6 +894,143 @@ impl RawRegisterConfig {
     }
 }
 
+impl RawClusterConfig {
+    fn validate(self) -> Result<ClusterConfig, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|err| {
+            ConfigError::new(
+                "cluster.listen",
+                format!("{:?} is not ip:port ({err})", self.listen),
+            )
+        })?;
+        let cookie = match self.cookie {
+            None => {
+                return Err(ConfigError::new(
+                    "cluster.cookie",
+                    "required with cluster.listen: members prove they belong with it",
+                ));
+            }
+            Some(cookie) if cookie.trim().is_empty() => {
+                return Err(ConfigError::new("cluster.cookie", "must not be empty"));
+            }
+            Some(cookie) => cookie,
+        };
+        if let Some(address) = &self.advertised_address {
+            host_port("cluster.advertised_address", address)?;
+        } else if listen.ip().is_unspecified() {
+            return Err(ConfigError::new(
+                "cluster.advertised_address",
+                format!("required when cluster.listen is a wildcard address ({listen})"),
+            ));
+        }
+        for seed in &self.seeds {
+            host_port("cluster.seeds", seed)?;
+        }
+        let liveness_interval = duration(
+            "cluster.liveness_interval_ms",
+            self.liveness_interval_ms,
+            ClusterConfig::DEFAULT_LIVENESS_INTERVAL,
+        )?;
+        let ping_timeout = duration(
+            "cluster.ping_timeout_ms",
+            self.ping_timeout_ms,
+            liveness_interval,
+        )?;
+        let suspect_after = match self.suspect_after_misses {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "cluster.suspect_after_misses",
+                    "must be at least 1",
+                ));
+            }
+            Some(misses) => misses,
+            None => ClusterConfig::DEFAULT_SUSPECT_AFTER,
+        };
+        let max_members = match self.max_members {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "cluster.max_members",
+                    "must be at least 1",
+                ));
+            }
+            Some(max) => max,
+            None => ClusterConfig::DEFAULT_MAX_MEMBERS,
+        };
+        let own_stall_share = match self.own_stall_share {
+            None => herald_actors::heartbeat_monitor::DEFAULT_OWN_STALL_SHARE,
+            Some(share) if share > 0.0 && share <= 1.0 => share,
+            Some(share) => {
+                return Err(ConfigError::new(
+                    "cluster.own_stall_share",
+                    format!("{share} is not in (0, 1]: a share of the ping deadline"),
+                ));
+            }
+        };
+        let membership = MembershipConfig {
+            liveness_interval,
+            suspect_after,
+            unreachable_after: duration(
+                "cluster.unreachable_after_ms",
+                self.unreachable_after_ms,
+                ClusterConfig::DEFAULT_UNREACHABLE_AFTER,
+            )?,
+            forget_after: duration(
+                "cluster.forget_after_ms",
+                self.forget_after_ms,
+                ClusterConfig::DEFAULT_FORGET_AFTER,
+            )?,
+            connect_timeout: duration(
+                "cluster.connect_timeout_ms",
+                self.connect_timeout_ms,
+                ClusterConfig::DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            reconnect: backoff(
+                (
+                    "cluster.reconnect_backoff_base_ms",
+                    self.reconnect_backoff_base_ms,
+                ),
+                (
+                    "cluster.reconnect_backoff_max_ms",
+                    self.reconnect_backoff_max_ms,
+                ),
+                BackoffConfig {
+                    base: Duration::from_millis(200),
+                    max: Duration::from_secs(10),
+                },
+            )?,
+            max_members,
+        };
+        Ok(ClusterConfig {
+            listen,
+            advertised_address: self.advertised_address,
+            seeds: self.seeds,
+            cookie,
+            membership,
+            ping_timeout,
+            handshake_timeout: duration(
+                "cluster.handshake_timeout_ms",
+                self.handshake_timeout_ms,
+                ClusterConfig::DEFAULT_HANDSHAKE_TIMEOUT,
+            )?,
+            own_stall_share,
+        })
+    }
+}
+
+/// Checks that `value` is `host:port` with a port number.
+fn host_port(field: &'static str, value: &str) -> Result<(), ConfigError> {
+    let valid = value.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0)
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("{value:?} is not host:port"),
+        ))
+    }
+}
+
 impl NodeConfig {
     /// Lets `GET /metrics` render the host's Prometheus recorder.
     pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
@@ -816,10 +1042,17 @@ impl NodeConfig {
 /// The stall detector's period: given, or `DEFAULT_STALL_TICK`; never longer than the shortest
 /// stall a judge asks about (the heartbeat's `own_stall_share` of its deadline), which a
 /// coarser ticker would not see in time.
-fn stall_tick(millis: Option<u64>, peer: Option<&PeerRoleConfig>) -> Result<Duration, ConfigError> {
+fn stall_tick(
+    millis: Option<u64>,
+    peer: Option<&PeerRoleConfig>,
+    cluster: Option<&ClusterConfig>,
+) -> Result<Duration, ConfigError> {
     let finest = peer
         .and_then(|peer| peer.hub_connection.as_ref())
-        .map(|hubs| hubs.heartbeat.own_stall_threshold());
+        .map(|hubs| hubs.heartbeat.own_stall_threshold())
+        .into_iter()
+        .chain(cluster.map(ClusterConfig::own_stall_threshold))
+        .min();
     let Some(millis) = millis else {
         let tick = finest.map_or(DEFAULT_STALL_TICK, |finest| DEFAULT_STALL_TICK.min(finest));
         return Ok(tick.max(MIN_STALL_TICK));
@@ -829,8 +1062,9 @@ fn stall_tick(millis: Option<u64>, peer: Option<&PeerRoleConfig>) -> Result<Dura
         Some(finest) if tick > finest => Err(ConfigError::new(
             "stall_tick_ms",
             format!(
-                "must be at most peer.own_stall_share × peer.heartbeat_timeout_ms ({} ms): a \
-                 coarser ticker misses the stalls that excuse a failed heartbeat",
+                "must be at most the shortest stall that excuses a miss ({} ms: \
+                 peer.own_stall_share × peer.heartbeat_timeout_ms, cluster.own_stall_share × \
+                 cluster.ping_timeout_ms): a coarser ticker misses those stalls",
                 finest.as_millis()
             ),
         )),
@@ -1174,5 +1408,143 @@ mod tests {
                 timeout: DEFAULT_PUSH_TIMEOUT
             }
         );
+    }
+
+    fn clustered(cluster: RawClusterConfig) -> RawNodeConfig {
+        RawNodeConfig {
+            cluster: Some(cluster),
+            ..peer_only()
+        }
+    }
+
+    fn cluster_on(listen: &str) -> RawClusterConfig {
+        RawClusterConfig {
+            listen: listen.into(),
+            cookie: Some("c00kie".into()),
+            ..RawClusterConfig::default()
+        }
+    }
+
+    #[test]
+    fn cluster_defaults_and_bound() {
+        let config = clustered(RawClusterConfig {
+            seeds: vec!["10.0.0.1:7000".into(), "hub-a.example:7000".into()],
+            ..cluster_on("127.0.0.1:7000")
+        })
+        .validate()
+        .unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.membership.liveness_interval, Duration::from_secs(1));
+        assert_eq!(cluster.ping_timeout, Duration::from_secs(1));
+        assert_eq!(cluster.membership.suspect_after, 3);
+        assert_eq!(
+            cluster.suspicion_bound(),
+            Duration::from_secs(5),
+            "3 missed pings, the last one's deadline, one interval of phase"
+        );
+        assert_eq!(cluster.seeds.len(), 2);
+        assert_eq!(cluster.membership.max_members, 64);
+    }
+
+    #[test]
+    fn cluster_errors_name_the_field() {
+        let cases: Vec<(RawClusterConfig, &str)> = vec![
+            (
+                RawClusterConfig {
+                    cookie: None,
+                    ..cluster_on("127.0.0.1:7000")
+                },
+                "cluster.cookie",
+            ),
+            (
+                RawClusterConfig {
+                    cookie: Some("  ".into()),
+                    ..cluster_on("127.0.0.1:7000")
+                },
+                "cluster.cookie",
+            ),
+            (cluster_on("localhost"), "cluster.listen"),
+            (cluster_on("0.0.0.0:7000"), "cluster.advertised_address"),
+            (
+                RawClusterConfig {
+                    seeds: vec!["10.0.0.1".into()],
+                    ..cluster_on("127.0.0.1:7000")
+                },
+                "cluster.seeds",
+            ),
+            (
+                RawClusterConfig {
+                    suspect_after_misses: Some(0),
+                    ..cluster_on("127.0.0.1:7000")
+                },
+                "cluster.suspect_after_misses",
+            ),
+            (
+                RawClusterConfig {
+                    own_stall_share: Some(1.5),
+                    ..cluster_on("127.0.0.1:7000")
+                },
+                "cluster.own_stall_share",
+            ),
+            (
+                RawClusterConfig {
+                    liveness_interval_ms: Some(0),
+                    ..cluster_on("127.0.0.1:7000")
+                },
+                "cluster.liveness_interval_ms",
+            ),
+        ];
+        for (raw, field) in cases {
+            let err = clustered(raw).validate().expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+        }
+        let wildcard = clustered(RawClusterConfig {
+            advertised_address: Some("10.0.0.5:7000".into()),
+            ..cluster_on("0.0.0.0:7000")
+        });
+        assert!(wildcard.validate().is_ok());
+    }
+
+    #[test]
+    fn a_register_node_names_its_peer_by_id_only_in_a_cluster() {
+        let register = |peer_url: Option<&str>, cluster: Option<RawClusterConfig>| RawNodeConfig {
+            node_id: "reg-a".into(),
+            data_dir: Some("/tmp/x".into()),
+            admin_token: Some("secret".into()),
+            register: Some(RawRegisterConfig {
+                peer_url: peer_url.map(str::to_owned),
+                peer_node_id: Some("peer-a".into()),
+                ..RawRegisterConfig::default()
+            }),
+            cluster,
+            ..RawNodeConfig::default()
+        };
+        let config = register(None, Some(cluster_on("127.0.0.1:0")))
+            .validate()
+            .unwrap();
+        assert_eq!(
+            config.register.unwrap().pool_link,
+            PoolLinkConfig::Cluster {
+                peer: NodeId::parse("peer-a").unwrap(),
+                timeout: DEFAULT_PUSH_TIMEOUT
+            }
+        );
+        let lone = register(None, None).validate().unwrap_err();
+        assert_eq!(lone.field, "register.peer_node_id");
+        let both = register(Some("http://p:1"), Some(cluster_on("127.0.0.1:0")))
+            .validate()
+            .unwrap_err();
+        assert_eq!(both.field, "register.peer_node_id");
+    }
+
+    #[test]
+    fn the_stall_ticker_is_finer_than_the_cluster_s_excused_stall() {
+        let config = clustered(RawClusterConfig {
+            liveness_interval_ms: Some(100),
+            ..cluster_on("127.0.0.1:0")
+        })
+        .validate()
+        .unwrap();
+        assert_eq!(config.stall_tick, Duration::from_millis(25));
     }
 }

@@ -2,9 +2,11 @@
 //! wiring of the supervision tree. The only crate that names drivers.
 //!
 //! Rooms: `config` (raw → validated), `node` (start, handle, shutdown), `api` (typed calls),
-//! `stores/` (port adapters), `links/` (other nodes), `rest/` (axum API).
+//! `stores/` (port adapters), `links/` (other nodes over HTTP), `cluster/` (membership and the
+//! gateway over ractor_cluster), `rest/` (axum API).
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod grpc;
 pub mod links;
@@ -16,7 +18,7 @@ pub mod stores;
 
 pub use api::{NodeApi, NodeError};
 pub use config::{
-    ConfigError, NodeConfig, RawHubConfig, RawHubEndpoint, RawNodeConfig, RawPeerConfig,
-    RawRegisterConfig,
+    ConfigError, NodeConfig, RawClusterConfig, RawHubConfig, RawHubEndpoint, RawNodeConfig,
+    RawPeerConfig, RawRegisterConfig,
 };
 pub use node::{Node, NodeHandle, ShutdownReport, StartError, StoreOverrides};

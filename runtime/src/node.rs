@@ -17,14 +17,19 @@ use herald_actors::ports::{
     AdStore, BlueprintStore, Clock, GroundTruth, HubLink, PoolLink, ReplicaStore,
 };
 use herald_actors::{
-    ActorSlot, HubConnectionParts, LocalPoolLink, NodeTree, StallDetector, StallTicker, TokioClock,
+    ActorSlot, ChildSpec, HubConnectionParts, LocalPoolLink, NodeTree, StallDetector, StallTicker,
+    TokioClock,
 };
 use herald_messages::{
-    AdvertisementPoolMsg, ChildKind, NodeFailure, NodeId, NodeSupervisorMsg, RegisterState,
-    SystemRegisterAuthorityMsg,
+    AdvertisementPoolMsg, ChildKind, MemberInfo, NodeFailure, NodeId, NodeSupervisorMsg,
+    RegisterState, Role, SystemRegisterAuthorityMsg,
 };
 
 use crate::api::NodeApi;
+use crate::cluster::{
+    ClusterConfig, ClusterGuard, ClusterHandle, ClusterLink, ClusterLinkArgs, ClusterPoolLink,
+    ClusterShared, GatewayClient,
+};
 use crate::config::{HubConnectionConfig, NodeConfig, PoolLinkConfig, RegisterRoleConfig};
 use crate::grpc::{GrpcHubLink, GrpcServer, HubGrpc};
 use crate::links::HttpPoolLink;
@@ -76,6 +81,10 @@ impl Node {
         let stalls = Arc::new(StallDetector::new(config.stall_tick, Instant::now()));
         let node_id = config.node_id.clone();
         let mut tree = NodeTree::new(node_id.clone(), Arc::clone(&clock));
+        let cluster = match &config.cluster {
+            None => None,
+            Some(cluster) => Some(NodeCluster::bind(&config, cluster, clock.as_ref())?),
+        };
 
         let pool = match &config.peer {
             None => None,
@@ -94,7 +103,13 @@ impl Node {
                     Some(truth) => Arc::clone(truth),
                     None => stores::open_ground_truth(&register.ground_truth_path).await?,
                 };
-                let link = pool_link(register, pool.as_ref(), config.call_timeout)?;
+                let link = pool_link(
+                    register,
+                    pool.as_ref(),
+                    cluster.as_ref(),
+                    &clock,
+                    config.call_timeout,
+                )?;
                 Some(tree.resync_driver(register.resync.clone(), truth, link))
             }
         };
@@ -121,6 +136,21 @@ impl Node {
                 Some(tree.hub_connection(parts))
             }
         };
+        if let (Some(cluster), Some(settings)) = (&cluster, &config.cluster) {
+            let slot = ActorSlot::new(ChildKind::ClusterLink);
+            let args = ClusterLinkArgs {
+                node_id: node_id.clone(),
+                config: settings.clone(),
+                listener: Arc::clone(&cluster.listener),
+                shared: Arc::clone(&cluster.shared),
+                clock: Arc::clone(&clock),
+                stalls: Arc::clone(&stalls),
+                pool: pool.clone(),
+                hub_connection: hub_slots.as_ref().map(|slots| slots.connection.clone()),
+                call_timeout: config.call_timeout,
+            };
+            tree.first(ChildSpec::new(slot, move || (ClusterLink, args.clone())));
+        }
         let ignored_hubs = config.peer.as_ref().map_or(0, |peer| peer.ignored_hubs);
         if ignored_hubs > 0 {
             warn!(node = %node_id, ignored_hubs, "this node is a hub: not dialing the configured hubs (FR-027)");
@@ -144,6 +174,7 @@ impl Node {
             authority: authority.clone(),
             hub: hub_slots,
             supervisor: supervisor.clone(),
+            cluster: cluster.as_ref().map(|cluster| cluster.handle.clone()),
             timeout: config.call_timeout,
         };
 
@@ -205,8 +236,15 @@ impl Node {
             }
         };
 
+        if let Some(cluster) = &cluster {
+            cluster.shared.set_addresses(
+                http.as_ref().map(|http| http.addr().to_string()),
+                grpc.as_ref().map(|grpc| grpc.addr().to_string()),
+            );
+        }
         info!(
             node = %node_id,
+            cluster = ?cluster.as_ref().map(|cluster| cluster.address),
             peer = api.has_peer_role(),
             register = api.has_register_role(),
             hub = api.has_hub_role(),
@@ -222,9 +260,74 @@ impl Node {
             http,
             grpc,
             stall_ticker,
+            cluster,
             failure: failure_rx,
             stop_timeout: config.restart.stop_timeout,
         })
+    }
+}
+
+/// A node's place in the cluster, held by its handle: the listening socket (kept across
+/// restarts of the cluster link), the shared view, and the one-node-per-process guard.
+struct NodeCluster {
+    listener: Arc<std::net::TcpListener>,
+    /// The bound listen address.
+    address: SocketAddr,
+    shared: Arc<ClusterShared>,
+    handle: ClusterHandle,
+    _guard: ClusterGuard,
+}
+
+impl NodeCluster {
+    fn bind(
+        config: &NodeConfig,
+        cluster: &ClusterConfig,
+        clock: &dyn Clock,
+    ) -> Result<Self, StartError> {
+        let guard = ClusterGuard::acquire()?;
+        let bind_error = |source| StartError::Bind {
+            addr: cluster.listen,
+            source,
+        };
+        let listener = std::net::TcpListener::bind(cluster.listen).map_err(bind_error)?;
+        let address = listener.local_addr().map_err(bind_error)?;
+        let roles = [
+            (config.peer.is_some(), Role::Peer),
+            (config.register.is_some(), Role::Register),
+            (config.hub.is_some(), Role::Hub),
+        ]
+        .into_iter()
+        .filter_map(|(runs, role)| runs.then_some(role))
+        .collect();
+        let me = MemberInfo {
+            node_id: config.node_id.clone(),
+            // Below 2^53: exact as a JSON number in every client.
+            incarnation: rand::random::<u64>() >> 11,
+            revision: 0,
+            roles,
+            cluster_address: cluster
+                .advertised_address
+                .clone()
+                .unwrap_or_else(|| address.to_string()),
+            http_address: None,
+            grpc_address: None,
+            started_at: clock.now(),
+            current_hub: None,
+            hub_connection: None,
+        };
+        let (shared, handle) = ClusterShared::new(me);
+        Ok(Self {
+            listener: Arc::new(listener),
+            address,
+            shared,
+            handle,
+            _guard: guard,
+        })
+    }
+
+    fn client(&self, clock: &Arc<dyn Clock>) -> GatewayClient {
+        let me = self.shared.me();
+        GatewayClient::new(me.node_id, me.incarnation, Arc::clone(clock))
     }
 }
 
@@ -238,6 +341,8 @@ pub struct NodeHandle {
     grpc: Option<ServerTask>,
     /// The ticker of the node's stall detector; stopped after the actors.
     stall_ticker: StallTicker,
+    /// Released (listener closed, guard dropped) after the actors stopped.
+    cluster: Option<NodeCluster>,
     failure: watch::Receiver<Option<NodeFailure>>,
     stop_timeout: Duration,
 }
@@ -263,6 +368,11 @@ impl NodeHandle {
     /// The address the hub's gRPC server listens on (useful with port 0).
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
         self.grpc.as_ref().map(ServerTask::addr)
+    }
+
+    /// The address this node accepts cluster members on (useful with port 0).
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.cluster.as_ref().map(|cluster| cluster.address)
     }
 
     /// The failure that stopped the node, if it gave up on an actor.
@@ -299,6 +409,7 @@ impl NodeHandle {
         let killed =
             stop_supervisor(&self.supervisor, self.supervisor_join, self.stop_timeout).await;
         self.stall_ticker.stop().await;
+        drop(self.cluster);
         let report = ShutdownReport {
             killed,
             elapsed: started.elapsed(),
@@ -309,13 +420,24 @@ impl NodeHandle {
 }
 
 /// How the register role reaches its pool: this node's own (a local slot), or a peer's over
-/// HTTP.
+/// HTTP or over the cluster.
 fn pool_link(
     register: &RegisterRoleConfig,
     pool: Option<&ActorSlot<AdvertisementPoolMsg>>,
+    cluster: Option<&NodeCluster>,
+    clock: &Arc<dyn Clock>,
     call_timeout: Duration,
 ) -> Result<Arc<dyn PoolLink>, StartError> {
     match (&register.pool_link, pool) {
+        (PoolLinkConfig::Cluster { peer, timeout }, _) => {
+            let cluster = cluster.expect("validation requires a cluster for a cluster pool link");
+            Ok(Arc::new(ClusterPoolLink::new(
+                peer.clone(),
+                cluster.handle.clone(),
+                cluster.client(clock),
+                *timeout,
+            )))
+        }
         (PoolLinkConfig::Local, Some(pool)) => {
             Ok(Arc::new(LocalPoolLink::new(pool.clone(), call_timeout)))
         }

@@ -25,6 +25,8 @@ pub enum StartError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error(transparent)]
+    SecondClusterNode(#[from] crate::cluster::SecondClusterNode),
     #[error("cannot start the node supervisor")]
     Supervisor(#[source] ractor::SpawnErr),
     /// The hub's stored system register failed validation: the hub refuses to serve it rather

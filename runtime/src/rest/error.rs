@@ -108,7 +108,7 @@ impl From<NodeError> for ApiError {
     fn from(err: NodeError) -> Self {
         let reason = err.to_string();
         match err {
-            NodeError::RoleNotEnabled(_) => Self::not_found(reason),
+            NodeError::RoleNotEnabled(_) | NodeError::NotClustered => Self::not_found(reason),
             NodeError::Pool(PoolError::Invalid(invalid)) => invalid.into(),
             NodeError::Pool(PoolError::StaleSnapshot { .. }) => {
                 Self::new(StatusCode::CONFLICT, reason).with_field("snapshot.seq")

@@ -111,6 +111,7 @@ pub fn router(state: RestState) -> Router {
         ));
     let ops = Router::new()
         .route("/api/sync/status", get(ops::sync_status))
+        .route("/api/cluster/members", get(ops::cluster_members))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics));
     Router::new()

@@ -1,4 +1,5 @@
-//! Operations endpoints served whatever the roles: `/health`, `/api/sync/status`, `/metrics`.
+//! Operations endpoints served whatever the roles: `/health`, `/api/sync/status`, `/metrics`,
+//! and the cluster's `/api/cluster/members`.
 //!
 //! They only read. `/health` decides healthy / degraded / unhealthy from what the actors
 //! report; it never probes a store itself.
@@ -10,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use herald_messages::{
-    AdvertisementSyncState, ChildReport, ConnectionState, ConnectionStatus, HubStatus, NodeId,
-    PoolStatus, RegisterState, ReplicaStatus, StoreHealth, SyncStatus,
+    AdvertisementSyncState, ChildReport, ClusterMember, ClusterSummary, ConnectionState,
+    ConnectionStatus, HubStatus, NodeId, PoolStatus, RegisterState, ReplicaStatus, StoreHealth,
+    SyncStatus,
 };
 
 use crate::api::NodeError;
@@ -33,7 +35,16 @@ pub async fn sync_status(State(state): State<RestState>) -> Result<Json<SyncRepo
         pool: unless_role_missing(pool)?,
         resync: unless_role_missing(resync)?,
         replica: unless_role_missing(replica)?,
+        cluster: state.api.cluster_summary().ok(),
     }))
+}
+
+/// `GET /api/cluster/members`: every member as this node sees it, itself first; 404 outside a
+/// cluster.
+pub async fn cluster_members(
+    State(state): State<RestState>,
+) -> Result<Json<Vec<ClusterMember>>, ApiError> {
+    Ok(Json(state.api.cluster_members()?))
 }
 
 /// `GET /health`: 200 healthy or degraded, 503 unhealthy (the node is stopped, or its hub
@@ -51,6 +62,7 @@ pub async fn health(State(state): State<RestState>) -> Response {
         store: None,
         hub: None,
         connection: None,
+        cluster: api.cluster_summary().ok(),
         actors: Vec::new(),
         reasons: Vec::new(),
     };
@@ -129,6 +141,9 @@ pub async fn health(State(state): State<RestState>) -> Response {
             }
         }
     }
+    if let Some(isolation) = report.cluster.as_ref().and_then(ClusterSummary::isolation) {
+        failures.push(isolation);
+    }
     report.hub = hub;
     report.connection = connection;
     report.reasons = degradations(
@@ -167,6 +182,8 @@ pub struct SyncReport {
     resync: Option<AdvertisementSyncState>,
     /// The peer's system register replica; `null` without hubs.
     replica: Option<ReplicaStatus>,
+    /// Cluster members by state; `null` outside a cluster.
+    cluster: Option<ClusterSummary>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -191,6 +208,9 @@ struct HealthReport {
     /// The connection to hubs; `null` without hubs.
     #[serde(skip_serializing_if = "Option::is_none")]
     connection: Option<ConnectionStatus>,
+    /// Cluster members by state; absent outside a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterSummary>,
     actors: Vec<ChildReport>,
     /// Why the node is not healthy.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -1,0 +1,356 @@
+//! `ClusterGateway`: the one actor of a node that other nodes can reach. It decodes their
+//! frames (fallibly: bad bytes are refused, logged with the member's name and counted), drops
+//! requests that arrive after their deadline, and answers:
+//!
+//! - `Ping` and `Describe` at once, from the view the cluster link publishes (never through
+//!   another mailbox, so a busy node still answers pings on time);
+//! - `PoolPush` in a task, through this node's pool slot, so a long full sync never holds up a
+//!   ping.
+//!
+//! Every handler is idempotent: a late duplicate of a ping or a description changes nothing, and
+//! a repeated push is the same bulk request again (the pool's snapshot rules order full syncs).
+//!
+//! A request's age is measured without synchronized clocks: the gateway keeps, per member
+//! incarnation, the smallest `receive time − sent time` of recent requests (transit plus clock
+//! offset, as NTP's clock filter does) and takes anything beyond that as time the request spent
+//! waiting: in a frozen process's socket buffer, or a stalled sender.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, warn};
+
+use herald_actors::ActorSlot;
+use herald_actors::actor_kit::MessageName;
+use herald_actors::ports::Clock;
+use herald_messages::{AdvertisementPoolMsg, NodeId, Validate};
+
+use super::view::ClusterView;
+use super::wire::{
+    self, Frame, GatewayMsg, KnownMember, MAX_REQUEST_BYTES, Reply, Request, RequestBody,
+};
+
+/// Requests sampled per member for the transit estimate.
+const TRANSIT_SAMPLES: usize = 16;
+/// A transfer whose call has not come within this is dropped.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes of unfinished transfers held at most, from all members together.
+const MAX_TRANSFER_BYTES: usize = 2 * MAX_REQUEST_BYTES;
+
+/// The process-group scope and group every node's gateway joins.
+pub const PG_SCOPE: &str = "herald";
+pub const PG_GROUP: &str = "gateways";
+const NAME_PREFIX: &str = "herald.gateway.";
+
+/// The registered name of `node`'s gateway (ractor carries it to the other nodes).
+pub fn gateway_name(node: &NodeId) -> String {
+    format!("{NAME_PREFIX}{node}")
+}
+
+/// The node a gateway's name belongs to.
+pub fn gateway_node(name: &str) -> Option<NodeId> {
+    NodeId::parse(name.strip_prefix(NAME_PREFIX)?).ok()
+}
+
+pub struct ClusterGateway;
+
+#[derive(Clone)]
+pub struct GatewayArgs {
+    pub node_id: NodeId,
+    pub view: watch::Receiver<Arc<ClusterView>>,
+    pub pool: Option<ActorSlot<AdvertisementPoolMsg>>,
+    pub clock: Arc<dyn Clock>,
+    /// Deadline of a call to the pool, at most the request's own.
+    pub call_timeout: Duration,
+}
+
+pub struct GatewayState {
+    args: GatewayArgs,
+    transit: HashMap<NodeId, Transit>,
+    transfers: HashMap<(NodeId, u64), Transfer>,
+    transfer_bytes: usize,
+}
+
+/// The smallest recent `receive − sent` of one member's requests.
+struct Transit {
+    incarnation: u64,
+    samples: VecDeque<i64>,
+}
+
+struct Transfer {
+    next_index: u32,
+    bytes: Vec<u8>,
+    started: Instant,
+}
+
+impl Actor for ClusterGateway {
+    type Msg = GatewayMsg;
+    type State = GatewayState;
+    type Arguments = GatewayArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<GatewayMsg>,
+        args: GatewayArgs,
+    ) -> Result<GatewayState, ActorProcessingErr> {
+        ractor::pg::join_scoped(
+            PG_SCOPE.to_owned(),
+            PG_GROUP.to_owned(),
+            vec![myself.get_cell()],
+        );
+        Ok(GatewayState {
+            args,
+            transit: HashMap::new(),
+            transfers: HashMap::new(),
+            transfer_bytes: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<GatewayMsg>,
+        msg: GatewayMsg,
+        state: &mut GatewayState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = tracing::debug_span!("actor", actor = "cluster_gateway", node = %state.args.node_id, msg = msg.name());
+        async move {
+            match msg {
+                GatewayMsg::Part(bytes) => state.on_part(&bytes),
+                GatewayMsg::Call(bytes, reply) => state.on_call(&bytes, reply),
+            }
+        }
+        .instrument(span)
+        .await;
+        Ok(())
+    }
+}
+
+impl MessageName for GatewayMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            GatewayMsg::Part(_) => "part",
+            GatewayMsg::Call(..) => "call",
+        }
+    }
+}
+
+impl GatewayState {
+    fn on_part(&mut self, bytes: &[u8]) {
+        self.drop_old_transfers();
+        let (from, frame) = match wire::decode(bytes) {
+            Ok(decoded) => decoded,
+            Err(err) => return refused(err.from.as_ref(), &err.reason),
+        };
+        let Frame::Part {
+            transfer,
+            index,
+            bytes,
+        } = frame
+        else {
+            return refused(Some(&from), "a part message that is not a part");
+        };
+        let key = (from.clone(), transfer);
+        if index == 0 {
+            if let Some(old) = self.transfers.remove(&key) {
+                self.transfer_bytes -= old.bytes.len();
+            }
+            self.transfers.insert(
+                key.clone(),
+                Transfer {
+                    next_index: 0,
+                    bytes: Vec::new(),
+                    started: Instant::now(),
+                },
+            );
+        }
+        let Some(entry) = self.transfers.get_mut(&key) else {
+            return refused(Some(&from), "a part of a transfer that did not start");
+        };
+        let too_big = entry.bytes.len() + bytes.len() > MAX_REQUEST_BYTES
+            || self.transfer_bytes + bytes.len() > MAX_TRANSFER_BYTES;
+        if entry.next_index != index || too_big {
+            let reason = if too_big {
+                "a transfer over the size limit"
+            } else {
+                "a part out of order"
+            };
+            if let Some(old) = self.transfers.remove(&key) {
+                self.transfer_bytes -= old.bytes.len();
+            }
+            return refused(Some(&from), reason);
+        }
+        entry.next_index += 1;
+        self.transfer_bytes += bytes.len();
+        entry.bytes.extend_from_slice(&bytes);
+    }
+
+    fn on_call(&mut self, bytes: &[u8], reply: RpcReplyPort<Vec<u8>>) {
+        let me = self.args.node_id.clone();
+        let (from, request) = match self.request_of(bytes) {
+            Ok(decoded) => decoded,
+            Err((from, reason)) => {
+                refused(from.as_ref(), &reason);
+                let _ = reply.send(wire::encode_reply(&me, &Reply::Refused { reason }));
+                return;
+            }
+        };
+        let kind = request.body.name();
+        if let Some(age) = self.stale(&from, &request) {
+            debug!(member = %from, request = kind, age_ms = age, deadline_ms = request.deadline_ms, "request arrived after its deadline; not applied");
+            metrics::counter!("herald_cluster_stale_requests_total", "node" => me.to_string(), "member" => from.to_string()).increment(1);
+            let _ = reply.send(wire::encode_reply(&me, &Reply::Stale { age_ms: age }));
+            return;
+        }
+        let view = Arc::clone(&self.args.view.borrow());
+        match request.body {
+            RequestBody::Ping => {
+                let answer = Reply::Pong {
+                    incarnation: view.me.incarnation,
+                    revision: view.me.revision,
+                    view_hash: view.view_hash,
+                };
+                let _ = reply.send(wire::encode_reply(&me, &answer));
+            }
+            RequestBody::Describe => {
+                let answer = Reply::Described {
+                    info: view.me.clone(),
+                    view: view
+                        .known
+                        .iter()
+                        .map(|(node_id, address)| KnownMember {
+                            node_id: node_id.clone(),
+                            address: address.clone(),
+                        })
+                        .collect(),
+                    view_hash: view.view_hash,
+                };
+                let _ = reply.send(wire::encode_reply(&me, &answer));
+            }
+            RequestBody::PoolPush { request: push } => {
+                let pool = self.args.pool.clone();
+                let deadline =
+                    Duration::from_millis(request.deadline_ms).min(self.args.call_timeout);
+                tokio::spawn(
+                    async move {
+                        let answer = push_to_pool(pool, push, deadline).await;
+                        if let Reply::Refused { reason } = &answer {
+                            warn!(member = %from, %reason, "push refused");
+                        }
+                        let _ = reply.send(wire::encode_reply(&me, &answer));
+                    }
+                    .in_current_span(),
+                );
+            }
+        }
+    }
+
+    /// The request in `bytes`, whole or assembled from its parts.
+    fn request_of(&mut self, bytes: &[u8]) -> Result<(NodeId, Request), (Option<NodeId>, String)> {
+        let (from, frame) = wire::decode(bytes).map_err(|err| (err.from, err.reason))?;
+        match frame {
+            Frame::Request(request) => Ok((from, request)),
+            Frame::Assembled { transfer, parts } => {
+                let Some(entry) = self.transfers.remove(&(from.clone(), transfer)) else {
+                    return Err((Some(from), format!("transfer {transfer} has no parts here")));
+                };
+                self.transfer_bytes -= entry.bytes.len();
+                if entry.next_index != parts {
+                    return Err((
+                        Some(from),
+                        format!(
+                            "transfer {transfer}: {} of {parts} parts arrived",
+                            entry.next_index
+                        ),
+                    ));
+                }
+                let request = wire::decode_request_body(&from, &entry.bytes)
+                    .map_err(|err| (Some(from.clone()), err.reason))?;
+                Ok((from, request))
+            }
+            Frame::Reply(_) | Frame::Part { .. } => {
+                Err((Some(from), "a call that is not a request".to_owned()))
+            }
+        }
+    }
+
+    /// How long the request waited beyond the member's usual transit, if longer than its
+    /// deadline. Samples the request either way.
+    fn stale(&mut self, from: &NodeId, request: &Request) -> Option<u64> {
+        let now = self.args.clock.now().as_unix_millis();
+        let sample = now.saturating_sub(request.sent_at_ms);
+        let transit = self.transit.entry(from.clone()).or_insert_with(|| Transit {
+            incarnation: request.incarnation,
+            samples: VecDeque::with_capacity(TRANSIT_SAMPLES),
+        });
+        if transit.incarnation != request.incarnation {
+            // A restarted member: its clock may be another.
+            transit.incarnation = request.incarnation;
+            transit.samples.clear();
+        }
+        let usual = transit.samples.iter().copied().min().unwrap_or(sample);
+        if transit.samples.len() == TRANSIT_SAMPLES {
+            transit.samples.pop_front();
+        }
+        transit.samples.push_back(sample);
+        let waited = u64::try_from(sample.saturating_sub(usual)).unwrap_or(0);
+        (waited > request.deadline_ms).then_some(waited)
+    }
+
+    fn drop_old_transfers(&mut self) {
+        let now = Instant::now();
+        let mut freed = 0;
+        self.transfers.retain(|(from, transfer), entry| {
+            let keep = now.saturating_duration_since(entry.started) < TRANSFER_TIMEOUT;
+            if !keep {
+                debug!(member = %from, transfer, "dropping a transfer whose call never came");
+                freed += entry.bytes.len();
+            }
+            keep
+        });
+        self.transfer_bytes -= freed;
+    }
+}
+
+async fn push_to_pool(
+    pool: Option<ActorSlot<AdvertisementPoolMsg>>,
+    push: herald_messages::BulkAdvertise,
+    deadline: Duration,
+) -> Reply {
+    let Some(pool) = pool else {
+        return Reply::Refused {
+            reason: "this node does not run the peer role".to_owned(),
+        };
+    };
+    let push = match push.validated() {
+        Ok(push) => push,
+        Err(err) => {
+            return Reply::Refused {
+                reason: err.to_string(),
+            };
+        }
+    };
+    match pool
+        .call(|reply| AdvertisementPoolMsg::Bulk(push, reply), deadline)
+        .await
+    {
+        Ok(Ok(outcome)) => Reply::Pushed { outcome },
+        // Invalid input or a stale snapshot: the pool decided.
+        Ok(Err(err)) => Reply::Refused {
+            reason: err.to_string(),
+        },
+        Err(err) => Reply::Unavailable {
+            reason: format!("the pool did not answer: {err}"),
+        },
+    }
+}
+
+/// Logs and counts bytes a member sent that are not a valid request.
+fn refused(from: Option<&NodeId>, reason: &str) {
+    let member = from.map_or_else(|| "unknown".to_owned(), NodeId::to_string);
+    warn!(%member, %reason, "refused a cluster message");
+    metrics::counter!("herald_cluster_refused_messages_total", "member" => member).increment(1);
+}
