@@ -56,6 +56,9 @@ pub struct ClusterArgs {
     /// Cap of the backoff between redials of a member.
     #[arg(long)]
     pub reconnect_backoff_max_ms: Option<u64>,
+    /// Deadline of one dial, from connecting to a ready session (5000).
+    #[arg(long)]
+    pub cluster_connect_timeout_ms: Option<u64>,
 }
 
 impl ClusterArgs {
@@ -71,6 +74,7 @@ impl ClusterArgs {
             suspect_after_misses: self.suspect_after_misses,
             unreachable_after_ms: self.unreachable_after_ms,
             reconnect_backoff_max_ms: self.reconnect_backoff_max_ms,
+            connect_timeout_ms: self.cluster_connect_timeout_ms,
             ..RawClusterConfig::default()
         })
     }

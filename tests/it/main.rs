@@ -8,6 +8,7 @@ mod support;
 mod acceptance;
 mod ad_stores;
 mod blueprint_stores;
+mod cluster;
 mod divergence;
 mod grpc;
 mod hub_requirements;

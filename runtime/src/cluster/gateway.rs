@@ -354,3 +354,239 @@ fn refused(from: Option<&NodeId>, reason: &str) {
     warn!(%member, %reason, "refused a cluster message");
     metrics::counter!("herald_cluster_refused_messages_total", "member" => member).increment(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_actors::testing::{InMemoryAdStore, ManualClock};
+    use herald_actors::{AdvertisementPool, AdvertisementPoolArgs, PoolConfig};
+    use herald_messages::{
+        AdInput, BulkAdvertise, ChildKind, MemberInfo, RegisterId, Role, Timestamp,
+    };
+
+    use crate::cluster::ClusterShared;
+    use crate::cluster::wire::{Frame, PART_BYTES};
+
+    fn node(id: &str) -> NodeId {
+        NodeId::parse(id).unwrap()
+    }
+
+    struct Fixture {
+        gateway: ActorRef<GatewayMsg>,
+        store: Arc<InMemoryAdStore>,
+        clock: ManualClock,
+        _shared: Arc<ClusterShared>,
+    }
+
+    /// A real gateway in front of a real pool (in-memory store), on a clock the test sets.
+    async fn fixture(me: &str) -> Fixture {
+        let clock = ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
+        let store = Arc::new(InMemoryAdStore::new());
+        let pool = ActorSlot::new(ChildKind::AdvertisementPool);
+        let (actor, _) = Actor::spawn(
+            None,
+            AdvertisementPool,
+            AdvertisementPoolArgs {
+                node_id: node(me),
+                config: PoolConfig::default(),
+                store: store.clone(),
+                clock: Arc::new(clock.clone()),
+            },
+        )
+        .await
+        .unwrap();
+        pool.attach(actor);
+        let (shared, _) = ClusterShared::new(MemberInfo {
+            node_id: node(me),
+            incarnation: 42,
+            revision: 3,
+            roles: vec![Role::Peer],
+            cluster_address: "127.0.0.1:1".into(),
+            http_address: None,
+            grpc_address: None,
+            started_at: clock.now(),
+            current_hub: None,
+            hub_connection: None,
+        });
+        let (gateway, _) = Actor::spawn(
+            Some(gateway_name(&node(me))),
+            ClusterGateway,
+            GatewayArgs {
+                node_id: node(me),
+                view: shared.subscribe(),
+                pool: Some(pool),
+                clock: Arc::new(clock.clone()),
+                call_timeout: Duration::from_secs(5),
+            },
+        )
+        .await
+        .unwrap();
+        Fixture {
+            gateway,
+            store,
+            clock,
+            _shared: shared,
+        }
+    }
+
+    impl Fixture {
+        async fn send(&self, bytes: Vec<u8>) -> Reply {
+            let answer = self
+                .gateway
+                .call(
+                    |reply| GatewayMsg::Call(bytes, reply),
+                    Some(Duration::from_secs(5)),
+                )
+                .await
+                .unwrap();
+            let ractor::rpc::CallResult::Success(bytes) = answer else {
+                panic!("no answer");
+            };
+            match wire::decode(&bytes).unwrap() {
+                (_, Frame::Reply(reply)) => reply,
+                (_, other) => panic!("not a reply: {other:?}"),
+            }
+        }
+
+        /// A request from `from` that left its sender `age` ago by the sender's clock.
+        fn request(
+            &self,
+            from: &str,
+            incarnation: u64,
+            age: Duration,
+            body: RequestBody,
+        ) -> Vec<u8> {
+            let sent_at = self.clock.now().saturating_sub(age);
+            wire::encode_request(
+                &node(from),
+                &Request {
+                    incarnation,
+                    sent_at_ms: sent_at.as_unix_millis(),
+                    deadline_ms: 1_000,
+                    body,
+                },
+            )
+        }
+    }
+
+    fn push(ids: std::ops::Range<u32>) -> RequestBody {
+        RequestBody::PoolPush {
+            request: BulkAdvertise {
+                advertisements: ids
+                    .map(|i| AdInput::public(RegisterId::parse(&format!("{i:032x}")).unwrap()))
+                    .collect(),
+                full_sync: false,
+                snapshot: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_pings_from_the_published_view() {
+        let fixture = fixture("gw-ping").await;
+        let reply = fixture
+            .send(fixture.request("m1", 1, Duration::ZERO, RequestBody::Ping))
+            .await;
+        assert_eq!(
+            reply,
+            Reply::Pong {
+                incarnation: 42,
+                revision: 3,
+                view_hash: crate::cluster::membership::view_hash(&[]),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_bytes_are_refused_and_the_gateway_keeps_serving() {
+        let fixture = fixture("gw-bad").await;
+        for garbage in [
+            Vec::new(),
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            vec![0xff; 4096],
+            {
+                let mut cut = fixture.request("m1", 1, Duration::ZERO, push(0..3));
+                cut.truncate(cut.len() / 2);
+                cut
+            },
+        ] {
+            let reply = fixture.send(garbage).await;
+            assert!(matches!(reply, Reply::Refused { .. }), "{reply:?}");
+        }
+        let part = wire::split_request(
+            &node("m1"),
+            &fixture.request("m1", 1, Duration::ZERO, RequestBody::Ping),
+            9,
+        )
+        .1;
+        let reply = fixture.send(part).await;
+        assert!(
+            matches!(&reply, Reply::Refused { reason } if reason.contains("no parts")),
+            "{reply:?}"
+        );
+        let reply = fixture
+            .send(fixture.request("m1", 1, Duration::ZERO, RequestBody::Ping))
+            .await;
+        assert!(matches!(reply, Reply::Pong { .. }), "{reply:?}");
+        assert!(fixture.store.stored().is_empty(), "nothing applied");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_waited_past_its_deadline_is_not_applied() {
+        let fixture = fixture("gw-stale").await;
+        // The member's usual transit: its clock is 30 s behind ours, requests take no time.
+        let behind = Duration::from_secs(30);
+        let reply = fixture
+            .send(fixture.request("m1", 1, behind, RequestBody::Ping))
+            .await;
+        assert!(matches!(reply, Reply::Pong { .. }));
+        let reply = fixture
+            .send(fixture.request("m1", 1, behind, push(0..1)))
+            .await;
+        assert!(
+            matches!(reply, Reply::Pushed { outcome } if outcome.added == 1),
+            "{reply:?}"
+        );
+        // One that sat 5 s in a socket buffer (deadline 1 s): refused as stale.
+        let late = behind + Duration::from_secs(5);
+        let reply = fixture
+            .send(fixture.request("m1", 1, late, push(1..2)))
+            .await;
+        assert!(
+            matches!(reply, Reply::Stale { age_ms } if age_ms >= 5_000),
+            "{reply:?}"
+        );
+        assert_eq!(
+            fixture.store.stored().len(),
+            1,
+            "the stale push was not applied"
+        );
+        // A restarted member (new incarnation) may run on another clock: measured afresh.
+        let reply = fixture
+            .send(fixture.request("m1", 2, late, push(2..3)))
+            .await;
+        assert!(matches!(reply, Reply::Pushed { .. }), "{reply:?}");
+    }
+
+    #[tokio::test]
+    async fn a_request_larger_than_a_frame_arrives_in_parts() {
+        let fixture = fixture("gw-parts").await;
+        let mut body = push(0..10_000);
+        if let RequestBody::PoolPush { request } = &mut body {
+            for ad in &mut request.advertisements {
+                ad.description = Some("d".repeat(500));
+            }
+        }
+        let whole = fixture.request("m1", 1, Duration::ZERO, body);
+        assert!(whole.len() > PART_BYTES);
+        let (parts, call) = wire::split_request(&node("m1"), &whole, 7);
+        for part in parts {
+            fixture.gateway.cast(GatewayMsg::Part(part)).unwrap();
+        }
+        let reply = fixture.send(call).await;
+        assert!(
+            matches!(reply, Reply::Pushed { outcome } if outcome.added == 10_000),
+            "{reply:?}"
+        );
+    }
+}

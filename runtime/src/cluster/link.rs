@@ -132,6 +132,11 @@ impl ClusterShared {
         self.lock().clone()
     }
 
+    /// A reader of the published view (the gateway's).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.view.subscribe()
+    }
+
     /// Records where this node's REST and gRPC servers listen (known once they bound).
     pub fn set_addresses(&self, http: Option<String>, grpc: Option<String>) {
         self.update(|me| {
@@ -245,7 +250,7 @@ impl Actor for ClusterLink {
             ClusterGateway,
             GatewayArgs {
                 node_id: args.node_id.clone(),
-                view: args.shared.view.subscribe(),
+                view: args.shared.subscribe(),
                 pool: args.pool.clone(),
                 clock: Arc::clone(&args.clock),
                 call_timeout: args.call_timeout,
@@ -552,8 +557,7 @@ impl ClusterLinkState {
                     .stall_longer_than(threshold, sent_at, now, now)
                 {
                     debug!(member = %node, stall_ms = stall.length().as_millis() as u64, "ping missed while this process stalled; not counted");
-                    self.membership.ping_excused(node);
-                    return Vec::new();
+                    return self.membership.ping_excused(node);
                 }
                 debug!(member = %node, %reason, "ping missed");
                 self.membership.ping_missed(node, now)

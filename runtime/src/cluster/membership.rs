@@ -99,6 +99,9 @@ struct Member {
     last_seen: Option<Instant>,
     misses: u32,
     ping_in_flight: bool,
+    /// A tick came while a ping was in flight: the next ping goes out as soon as it ends, so
+    /// a member is pinged every period even when each ping takes its whole deadline.
+    ping_owed: bool,
     last_rtt: Option<Duration>,
     describe_in_flight: bool,
     /// The view hash of its last answer: a change asks for a new description.
@@ -263,9 +266,13 @@ impl Membership {
                 forget.push(node.clone());
                 continue;
             }
-            if member.connected && !member.ping_in_flight {
-                member.ping_in_flight = true;
-                actions.push(Action::Ping { node: node.clone() });
+            if member.connected {
+                if member.ping_in_flight {
+                    member.ping_owed = true;
+                } else {
+                    member.ping_in_flight = true;
+                    actions.push(Action::Ping { node: node.clone() });
+                }
             }
         }
         for node in forget {
@@ -324,6 +331,7 @@ impl Membership {
         member.connected = true;
         member.misses = 0;
         member.ping_in_flight = false;
+        member.ping_owed = false;
         member.last_seen = Some(now);
         member.dial.succeeded(now);
         set_state(
@@ -350,6 +358,7 @@ impl Membership {
         };
         member.connected = false;
         member.ping_in_flight = false;
+        member.ping_owed = false;
         member.describe_in_flight = false;
         if member.state == MemberState::Ready {
             // A clean loss: redial at once (a kill shows as unreachable when that fails).
@@ -405,7 +414,7 @@ impl Membership {
         let Some(member) = self.members.get_mut(node) else {
             return Vec::new();
         };
-        member.ping_in_flight = false;
+        let mut actions = member.ping_ended(node);
         member.misses = 0;
         member.last_seen = Some(now);
         member.last_rtt = Some(pong.rtt);
@@ -425,9 +434,9 @@ impl Membership {
         } || member.view_hash != Some(pong.view_hash);
         if stale && !member.describe_in_flight {
             member.describe_in_flight = true;
-            return vec![Action::Describe { node: node.clone() }];
+            actions.push(Action::Describe { node: node.clone() });
         }
-        Vec::new()
+        actions
     }
 
     /// A ping to `node` was not answered in time (and this process did not stall meanwhile).
@@ -435,14 +444,16 @@ impl Membership {
         let Some(member) = self.members.get_mut(node) else {
             return Vec::new();
         };
-        member.ping_in_flight = false;
+        let next = member.ping_ended(node);
         if !member.connected {
             return Vec::new();
         }
         member.misses = member.misses.saturating_add(1);
         if member.misses < self.config.suspect_after || member.state != MemberState::Ready {
-            return Vec::new();
+            return next;
         }
+        member.ping_owed = false;
+        member.ping_in_flight = false;
         set_state(
             &mut self.transitions,
             node,
@@ -455,9 +466,10 @@ impl Membership {
     }
 
     /// A ping to `node` failed while this process itself stalled: not held against it.
-    pub fn ping_excused(&mut self, node: &NodeId) {
-        if let Some(member) = self.members.get_mut(node) {
-            member.ping_in_flight = false;
+    pub fn ping_excused(&mut self, node: &NodeId) -> Vec<Action> {
+        match self.members.get_mut(node) {
+            Some(member) => member.ping_ended(node),
+            None => Vec::new(),
         }
     }
 
@@ -601,6 +613,17 @@ impl Membership {
 }
 
 impl Member {
+    /// A ping ended: the owed one goes out now, if a tick came meanwhile.
+    fn ping_ended(&mut self, node: &NodeId) -> Vec<Action> {
+        self.ping_in_flight = false;
+        if self.ping_owed && self.connected {
+            self.ping_owed = false;
+            self.ping_in_flight = true;
+            return vec![Action::Ping { node: node.clone() }];
+        }
+        Vec::new()
+    }
+
     fn new(address: Option<String>, reconnect: BackoffConfig, now: Instant) -> Self {
         Self {
             address,
@@ -612,6 +635,7 @@ impl Member {
             last_seen: None,
             misses: 0,
             ping_in_flight: false,
+            ping_owed: false,
             last_rtt: None,
             describe_in_flight: false,
             view_hash: None,
@@ -844,6 +868,30 @@ mod tests {
         let transitions = membership.take_transitions();
         assert_eq!(transitions.len(), 1);
         assert_eq!(transitions[0].to, Some(MemberState::Suspect));
+    }
+
+    #[test]
+    fn a_ping_that_takes_its_whole_deadline_does_not_slow_the_pings_down() {
+        let now = Instant::now();
+        let mut membership = joined(now);
+        let period = config().liveness_interval;
+        // The tick comes just before the ping's deadline ends: the ping is owed, not skipped.
+        membership.tick(now + period);
+        assert!(
+            membership.tick(now + period * 2).is_empty(),
+            "one ping in flight"
+        );
+        assert_eq!(
+            membership.ping_missed(&node("b"), now + period * 2),
+            [Action::Ping { node: node("b") }],
+            "the owed ping goes out when the missed one ends"
+        );
+        membership.ping_missed(&node("b"), now + period * 3);
+        assert_eq!(
+            membership.ping_missed(&node("b"), now + period * 3),
+            [Action::Close { node: node("b") }],
+            "3 misses in 3 periods"
+        );
     }
 
     #[test]

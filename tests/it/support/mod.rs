@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod fault_proxy;
 pub mod process;
 pub mod redis;
 

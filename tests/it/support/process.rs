@@ -98,6 +98,8 @@ pub struct RoleProcess {
     http: SocketAddr,
     /// The gRPC address a hub printed in its ready line.
     grpc: Option<SocketAddr>,
+    /// The cluster address a clustered node printed in its ready line.
+    cluster: Option<SocketAddr>,
     base_url: String,
     client: reqwest::Client,
     spawned_at: Instant,
@@ -266,6 +268,7 @@ impl RoleProcess {
         let spawned_at = Instant::now();
         let mut child = command
             .env_remove("HERALD_ADMIN_TOKEN")
+            .env_remove("HERALD_CLUSTER_COOKIE")
             .env_remove("NO_COLOR")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -284,7 +287,12 @@ impl RoleProcess {
             )
         };
         let ready = wait_for_line(lines, &prefix, READY_DEADLINE).await;
-        let grpc = ready.as_deref().and_then(parse_ready_grpc);
+        let grpc = ready
+            .as_deref()
+            .and_then(|line| parse_ready_field(line, "grpc="));
+        let cluster = ready
+            .as_deref()
+            .and_then(|line| parse_ready_field(line, "cluster="));
         let fields = ready
             .as_deref()
             .and_then(|line| parse_ready(line, &prefix))
@@ -313,6 +321,7 @@ impl RoleProcess {
             base_url: format!("http://{http}"),
             http,
             grpc,
+            cluster,
             client: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(10))
@@ -331,6 +340,7 @@ impl RoleProcess {
         let mut child = Command::new(binary)
             .args(args)
             .env_remove("HERALD_ADMIN_TOKEN")
+            .env_remove("HERALD_CLUSTER_COOKIE")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -384,6 +394,33 @@ impl RoleProcess {
     }
 
     /// When the process was spawned.
+    /// The address it accepts cluster members on (clustered nodes print it).
+    pub fn cluster_addr(&self) -> SocketAddr {
+        self.cluster
+            .unwrap_or_else(|| panic!("{} is not clustered", self.node_id))
+    }
+
+    /// `GET /api/cluster/members`.
+    pub async fn members(&self) -> Vec<Value> {
+        let reply = self.get_json("/api/cluster/members").await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        reply.body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// The state `node` has in this node's member list, if listed.
+    pub async fn member_state(&self, node: &str) -> Option<String> {
+        self.members()
+            .await
+            .iter()
+            .find(|member| member["nodeId"] == node)
+            .and_then(|member| member["state"].as_str().map(str::to_owned))
+    }
+
+    /// The pid of the process.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     pub fn spawned_at(&self) -> Instant {
         self.spawned_at
     }
@@ -687,10 +724,10 @@ fn parse_ready(line: &str, prefix: &str) -> Option<(String, SocketAddr)> {
     Some((node_id?, http?))
 }
 
-/// The `grpc=<addr>` field of a ready line (hubs print it).
-fn parse_ready_grpc(line: &str) -> Option<SocketAddr> {
+/// An address field of a ready line: `grpc=` (hubs print it), `cluster=` (clustered nodes).
+fn parse_ready_field(line: &str, name: &str) -> Option<SocketAddr> {
     line.split_whitespace()
-        .find_map(|field| field.strip_prefix("grpc="))
+        .find_map(|field| field.strip_prefix(name))
         .and_then(|value| value.parse().ok())
 }
 
@@ -744,12 +781,17 @@ mod tests {
             Some(("n0".into(), "127.0.0.1:8090".parse().unwrap()))
         );
         assert_eq!(
-            parse_ready_grpc(hub),
+            parse_ready_field(hub, "grpc="),
             Some("127.0.0.1:50051".parse().unwrap())
         );
         assert_eq!(
-            parse_ready_grpc("herald peer ready node=p http=127.0.0.1:1"),
+            parse_ready_field("herald peer ready node=p http=127.0.0.1:1", "grpc="),
             None
+        );
+        let clustered = "herald peer ready node=p http=127.0.0.1:1 cluster=127.0.0.1:7000";
+        assert_eq!(
+            parse_ready_field(clustered, "cluster="),
+            Some("127.0.0.1:7000".parse().unwrap())
         );
     }
 }
