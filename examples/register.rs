@@ -55,6 +55,10 @@ struct Args {
     /// Period of the reconciling full sync.
     #[arg(long)]
     resync_interval_secs: Option<u64>,
+    /// Deadline of one push to the peer (over the cluster: including the wait for the peer to
+    /// be ready).
+    #[arg(long)]
+    push_timeout_ms: Option<u64>,
     /// Cap of the backoff between push attempts while the peer is unreachable.
     #[arg(long)]
     resync_backoff_max_ms: Option<u64>,
@@ -79,6 +83,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             peer_token: args.peer_token,
             resync_interval_ms: args.resync_interval_secs.map(|secs| secs * 1_000),
             resync_backoff_max_ms: args.resync_backoff_max_ms,
+            push_timeout_ms: args.push_timeout_ms,
             ..RawRegisterConfig::default()
         }),
         cluster: args.cluster.config(),

@@ -365,7 +365,7 @@ async fn a_node_with_the_wrong_cookie_is_never_admitted() {
             cookie: Some("not-the-cookie"),
             ..Join::seeded(&seed)
         },
-        &["--peer-node-id", "cookie-p1"],
+        &["--peer-node-id", "cookie-p1", "--push-timeout-ms", "300"],
     )
     .await;
     let reply = intruder
@@ -406,11 +406,14 @@ async fn a_node_with_the_wrong_cookie_is_never_admitted() {
         "nothing it sent is applied"
     );
     assert!(states(&intruder).await.is_empty());
-    let status = intruder.get_json("/api/sync/status").await.body;
-    assert!(
-        status["resync"]["consecutiveFailures"].as_u64() >= Some(1),
-        "{status}"
-    );
+    eventually("the intruder's pushes to fail", CONVERGE, || async {
+        let status = intruder.get_json("/api/sync/status").await.body;
+        match status["resync"]["consecutiveFailures"].as_u64() {
+            Some(failures) if failures >= 1 => Ok(()),
+            _ => Err(status.to_string()),
+        }
+    })
+    .await;
 }
 
 /// Issue 8 item 4: a register node started before its peer converges once the peer appears,
@@ -432,6 +435,8 @@ async fn a_register_node_feeds_its_peer_by_node_id() {
             "feed-peer",
             "--resync-backoff-max-ms",
             "60000",
+            "--push-timeout-ms",
+            "500",
         ],
     )
     .await;

@@ -56,18 +56,27 @@ impl ClusterPoolLink {
 #[async_trait]
 impl PoolLink for ClusterPoolLink {
     async fn push(&self, request: BulkAdvertise) -> Result<BulkOutcome, PoolLinkError> {
-        let view = self.cluster.view();
-        let Some(gateway) = view.ready_gateway(&self.peer) else {
-            let state = view.state_of(&self.peer).map_or_else(
+        // A peer not ready yet (this node just started, the peer is reconnecting) gets the
+        // push's deadline to become ready, as an HTTP peer gets it to answer.
+        let started = tokio::time::Instant::now();
+        let Some(gateway) = self.cluster.ready_gateway(&self.peer, self.timeout).await else {
+            let state = self.cluster.view().state_of(&self.peer).map_or_else(
                 || "not a known member".to_owned(),
                 |state| state.to_string(),
             );
-            return Err(self.failed(None, unreachable(format!("peer {} is {state}", self.peer))));
+            return Err(self.failed(
+                None,
+                unreachable(format!(
+                    "peer {} is {state} (waited {:?})",
+                    self.peer, self.timeout
+                )),
+            ));
         };
+        let deadline = self.timeout.saturating_sub(started.elapsed());
         let id = Some(gateway.get_id());
         match self
             .client
-            .call(&gateway, RequestBody::PoolPush { request }, self.timeout)
+            .call(&gateway, RequestBody::PoolPush { request }, deadline)
             .await
         {
             Ok(Reply::Pushed { outcome }) => Ok(outcome),
