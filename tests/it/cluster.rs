@@ -55,6 +55,8 @@ struct Join {
     seeds: Vec<SocketAddr>,
     advertise: Option<SocketAddr>,
     cookie: Option<&'static str>,
+    /// Another liveness period than `LIVENESS_MS`.
+    liveness_ms: Option<u64>,
 }
 
 impl Join {
@@ -75,7 +77,7 @@ impl Join {
             "--cookie".to_owned(),
             self.cookie.unwrap_or(COOKIE).to_owned(),
             "--liveness-interval-ms".to_owned(),
-            LIVENESS_MS.to_string(),
+            self.liveness_ms.unwrap_or(LIVENESS_MS).to_string(),
             "--unreachable-after-ms".to_owned(),
             "1000".to_owned(),
             "--reconnect-backoff-max-ms".to_owned(),
@@ -349,6 +351,64 @@ async fn a_frozen_member_is_suspected_within_the_bound_and_comes_back() {
     for node in [&p1, &p2, &p3] {
         assert_eq!(link_restarts(node).await, 0, "{}", node.node_id());
     }
+}
+
+/// Issue 8 item 1: a node's own stall is not held against the others. p1 suspects after a
+/// single missed ping; every connection crosses a proxy that delays it (50 ms each way), so a
+/// ping is often in flight when p1 is frozen. p1 is frozen (SIGSTOP, 300 ms) until a ping that timed out during
+/// a freeze was excused; and it never suspected p2, whose pings it would have missed had it
+/// counted them. (p2 tolerates many misses, so it keeps its session to p1 through the freezes.)
+#[tokio::test]
+async fn a_resumed_member_does_not_blame_the_others_for_its_own_stall() {
+    let (port1, port2) = (free_port(), free_port());
+    let proxy1 = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], port1))).await;
+    let proxy2 = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], port2))).await;
+    for proxy in [&proxy1, &proxy2] {
+        proxy.set(Fault::Delay(Duration::from_millis(50)));
+    }
+    let p1 = start(
+        Role::Peer,
+        "own-p1",
+        &Join {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], port1))),
+            advertise: Some(proxy1.addr()),
+            liveness_ms: Some(200),
+            ..Join::default()
+        },
+        &["--suspect-after-misses", "1"],
+    )
+    .await;
+    let p2 = start(
+        Role::Peer,
+        "own-p2",
+        &Join {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], port2))),
+            advertise: Some(proxy2.addr()),
+            ..Join::seeded(&[proxy1.addr()])
+        },
+        &["--suspect-after-misses", "100"],
+    )
+    .await;
+    until_all(&p1, &["own-p2"], "ready").await;
+    until_all(&p2, &["own-p1"], "ready").await;
+
+    let mut freezes = 0;
+    while p1.counter("herald_cluster_own_stalls_total").await < 1.0 {
+        freezes += 1;
+        assert!(freezes <= 30, "no ping was in flight in 30 freezes");
+        p1.signal("STOP");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        p1.signal("CONT");
+        until_all(&p1, &["own-p2"], "ready").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eprintln!("a ping was excused after {freezes} freeze(s)");
+    assert_eq!(
+        p1.counter("herald_cluster_suspicions_total").await,
+        0.0,
+        "the resumed member suspected the other for its own stall"
+    );
+    assert_eq!(states(&p1).await, [("own-p2".into(), "ready".into())]);
 }
 
 /// Issue 8 item 6: a node with the wrong cookie is never listed, and what it would send (a

@@ -442,7 +442,7 @@ async fn issue7_a_peer_stopped_across_two_deadlines_keeps_its_hub_and_session() 
     let mut report = Vec::new();
     for round in rounds {
         let acks = wait_for_ack(&peer, None).await;
-        let excused_before = counter(&peer, "herald_heartbeat_own_stalls_total").await;
+        let excused_before = peer.counter("herald_heartbeat_own_stalls_total").await;
         if round != StopRound::PeerAlone {
             hubs.hub(0).signal("STOP");
             // The experiment's timing, not a wait for an outcome: while the hub is silent a
@@ -474,7 +474,7 @@ async fn issue7_a_peer_stopped_across_two_deadlines_keeps_its_hub_and_session() 
         }
         wait_for_ack(&peer, Some(acks)).await;
         let recovery = resumed.elapsed();
-        let excused = counter(&peer, "herald_heartbeat_own_stalls_total").await - excused_before;
+        let excused = peer.counter("herald_heartbeat_own_stalls_total").await - excused_before;
         report.push(format!(
             "{round:?}: excused {excused}, recovered in {recovery:?}"
         ));
@@ -494,7 +494,7 @@ async fn issue7_a_peer_stopped_across_two_deadlines_keeps_its_hub_and_session() 
     assert_stays_on(&peer, "n0", 0, NO_FAILBACK_WINDOW).await;
     let status = connection(&peer).await;
     assert_eq!(status["sessionId"], session, "a new session: {status}");
-    let misses = counter(&peer, "herald_heartbeat_misses_total").await;
+    let misses = peer.counter("herald_heartbeat_misses_total").await;
     eprintln!(
         "issue 7.5 [peer stopped 3 × {STALL_HEARTBEAT:?}]: still on n0, same session, 0 \
          failovers, {misses} misses counted; SIGCONT → next heartbeat acknowledged:\n  {}",
@@ -539,7 +539,7 @@ async fn issue7_a_stopped_hub_is_still_failed_over_within_its_bound() {
     let status = wait_connected(&peer, "n1", FAILOVER).await;
     let took = stopped_at.elapsed();
     hubs.hub(0).signal("CONT");
-    let excused = counter(&peer, "herald_heartbeat_own_stalls_total").await;
+    let excused = peer.counter("herald_heartbeat_own_stalls_total").await;
     let bound = STALL_HEARTBEAT * 3;
     eprintln!(
         "issue 7.5 [hub stopped]: peer on n1 after {took:?} (bound {bound:?} + slack); own \
@@ -558,7 +558,7 @@ async fn issue7_a_stopped_hub_is_still_failed_over_within_its_bound() {
 async fn wait_for_ack(peer: &RoleProcess, after: Option<f64>) -> f64 {
     let what = format!("a heartbeat of {} acknowledged", peer.node_id());
     eventually(&what, FAILOVER, || async {
-        let acks = counter(peer, "herald_heartbeat_latency_seconds_count").await;
+        let acks = peer.counter("herald_heartbeat_latency_seconds_count").await;
         if acks > after.unwrap_or(0.0) {
             Ok(acks)
         } else {
@@ -566,11 +566,6 @@ async fn wait_for_ack(peer: &RoleProcess, after: Option<f64>) -> f64 {
         }
     })
     .await
-}
-
-/// A counter of a process's `/metrics` (0 while it was never incremented, hence not rendered).
-async fn counter(process: &RoleProcess, name: &str) -> f64 {
-    gauge(process, name).await.unwrap_or(0.0)
 }
 
 // ---- FR-030: isolated, then back ----
@@ -704,7 +699,7 @@ async fn sc016_publications_updates_and_deprecations_on_any_hub_are_pushed_to_th
     // A publication before the peer's subscription reached n0 would only arrive with the next
     // heartbeat: wait until n0 counts the subscriber.
     eventually("n0 to count the peer's subscription", CONVERGE, || async {
-        let subscribers = gauge(hubs.hub(0), "herald_hub_subscribers").await;
+        let subscribers = hubs.hub(0).metric("herald_hub_subscribers").await;
         if subscribers == Some(1.0) {
             Ok(())
         } else {
@@ -1541,25 +1536,6 @@ fn version_of(entry: &Value) -> u64 {
 /// `GET /api/hub/peers` of a hub.
 async fn hub_peers(hub: &RoleProcess) -> Value {
     expect(hub.get_json("/api/hub/peers").await, StatusCode::OK)
-}
-
-/// The value of an unlabelled-but-`node` gauge in a process's `/metrics`, if rendered.
-async fn gauge(process: &RoleProcess, name: &str) -> Option<f64> {
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("{}/metrics", process.base_url()))
-        .send()
-        .await
-        .unwrap();
-    let text = response.text().await.unwrap();
-    text.lines()
-        .find(|line| {
-            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
 }
 
 fn list(value: &Value) -> &Vec<Value> {

@@ -557,6 +557,7 @@ impl ClusterLinkState {
                     .stall_longer_than(threshold, sent_at, now, now)
                 {
                     debug!(member = %node, stall_ms = stall.length().as_millis() as u64, "ping missed while this process stalled; not counted");
+                    metrics::counter!("herald_cluster_own_stalls_total", "node" => self.args.node_id.to_string()).increment(1);
                     return self.membership.ping_excused(node);
                 }
                 debug!(member = %node, %reason, "ping missed");

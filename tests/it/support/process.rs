@@ -416,6 +416,28 @@ impl RoleProcess {
             .and_then(|member| member["state"].as_str().map(str::to_owned))
     }
 
+    /// The first sample of metric `name` in its `/metrics` (any labels), if rendered.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.base_url))
+            .send()
+            .await
+            .expect("GET /metrics");
+        let text = response.text().await.expect("the metrics text");
+        text.lines()
+            .find(|line| {
+                line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+    }
+
+    /// A counter in its `/metrics`: 0 while never incremented (hence not rendered).
+    pub async fn counter(&self, name: &str) -> f64 {
+        self.metric(name).await.unwrap_or(0.0)
+    }
+
     /// The pid of the process.
     pub fn pid(&self) -> u32 {
         self.pid
