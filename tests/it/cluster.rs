@@ -303,6 +303,35 @@ async fn a_killed_member_is_unreachable_then_ready_again_after_its_restart() {
     assert_eq!(link_restarts(&p2).await, 0);
 }
 
+/// A member stopped with SIGTERM says it is leaving: the others forget it at once (not
+/// suspect, not unreachable, not redialed); started again, it is a member again.
+#[tokio::test]
+async fn a_member_that_shuts_down_leaves_the_cluster() {
+    let p1 = peer("leave-p1", &Join::default()).await;
+    let p2_join = Join {
+        listen: Some(SocketAddr::from(([127, 0, 0, 1], free_port()))),
+        ..Join::seeded(&[p1.cluster_addr()])
+    };
+    let mut p2 = peer("leave-p2", &p2_join).await;
+    until_all(&p1, &["leave-p2"], "ready").await;
+
+    p2.terminate().await;
+    eventually("the leaving member forgotten", CONVERGE, || async {
+        let seen = states(&p1).await;
+        if seen.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    assert_eq!(p1.counter("herald_cluster_suspicions_total").await, 0.0);
+
+    let back = peer("leave-p2", &p2_join).await;
+    until_all(&p1, &["leave-p2"], "ready").await;
+    until_all(&back, &["leave-p1"], "ready").await;
+}
+
 /// Issue 8 item 6: a member frozen with SIGSTOP is suspected by the others within the
 /// configured bound (its sessions closed); after SIGCONT it reconnects, and every node lists
 /// every other ready again, without restarting anything.

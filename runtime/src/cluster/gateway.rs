@@ -4,6 +4,7 @@
 //!
 //! - `Ping` and `Describe` at once, from the view the cluster link publishes (never through
 //!   another mailbox, so a busy node still answers pings on time);
+//! - `Leave` by telling the link (the member is forgotten, not suspected);
 //! - `PoolPush` in a task, through this node's pool slot, so a long full sync never holds up a
 //!   ping.
 //!
@@ -66,6 +67,8 @@ pub struct GatewayArgs {
     pub clock: Arc<dyn Clock>,
     /// Deadline of a call to the pool, at most the request's own.
     pub call_timeout: Duration,
+    /// Told when a member says it is leaving.
+    pub on_leave: Arc<dyn Fn(NodeId) + Send + Sync>,
 }
 
 pub struct GatewayState {
@@ -229,6 +232,10 @@ impl GatewayState {
                     view_hash: view.view_hash,
                 };
                 let _ = reply.send(wire::encode_reply(&me, &answer));
+            }
+            RequestBody::Leave => {
+                (self.args.on_leave)(from);
+                let _ = reply.send(wire::encode_reply(&me, &Reply::Acknowledged));
             }
             RequestBody::PoolPush { request: push } => {
                 let pool = self.args.pool.clone();
@@ -417,6 +424,7 @@ mod tests {
                 pool: Some(pool),
                 clock: Arc::new(clock.clone()),
                 call_timeout: Duration::from_secs(5),
+                on_leave: Arc::new(|_| {}),
             },
         )
         .await

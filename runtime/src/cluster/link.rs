@@ -45,6 +45,9 @@ use super::transport::{self, Origin};
 use super::view::{ClusterHandle, ClusterView};
 use super::wire::{GatewayMsg, Reply, RequestBody};
 
+/// How long a leaving node waits for its members to take note.
+const LEAVE_DEADLINE: Duration = Duration::from_millis(500);
+
 /// The link's messages (local only).
 #[derive(ractor_cluster::RactorMessage)]
 pub enum ClusterLinkMsg {
@@ -72,6 +75,8 @@ pub enum ClusterLinkMsg {
     Republish,
     /// A gateway joined or left the process group.
     Gateways(GroupChangeMessage),
+    /// A member said it is leaving (graceful shutdown).
+    Left(NodeId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +98,7 @@ impl MessageName for ClusterLinkMsg {
             ClusterLinkMsg::HubState { .. } => "hub_state",
             ClusterLinkMsg::Republish => "republish",
             ClusterLinkMsg::Gateways(_) => "gateways",
+            ClusterLinkMsg::Left(_) => "left",
         }
     }
 }
@@ -118,6 +124,7 @@ impl ClusterShared {
             known: Vec::new(),
             view_hash: view_hash(&[]),
             gateways: HashMap::new(),
+            departed: Vec::new(),
             summary,
         };
         let (sender, receiver) = watch::channel(Arc::new(view));
@@ -254,6 +261,12 @@ impl Actor for ClusterLink {
                 pool: args.pool.clone(),
                 clock: Arc::clone(&args.clock),
                 call_timeout: args.call_timeout,
+                on_leave: {
+                    let link = myself.clone();
+                    Arc::new(move |node| {
+                        let _ = link.cast(ClusterLinkMsg::Left(node));
+                    })
+                },
             },
             myself.get_cell(),
         )
@@ -336,6 +349,11 @@ impl Actor for ClusterLink {
                     state.on_gateways(change);
                     Vec::new()
                 }
+                ClusterLinkMsg::Left(node) => {
+                    state.gateways.remove(&node);
+                    state.membership.departed(&node, now);
+                    Vec::new()
+                }
             };
             state.execute(&myself, actions);
             state.report_transitions();
@@ -378,7 +396,19 @@ impl Actor for ClusterLink {
         _myself: ActorRef<ClusterLinkMsg>,
         state: &mut ClusterLinkState,
     ) -> Result<(), ActorProcessingErr> {
-        // Close every session now, so members see this node leave at once.
+        // Tell every member this node is leaving (so they forget it instead of suspecting it and
+        // redialing), each within a short deadline, then close every session.
+        let leaving = state.gateways.values().map(|gateway| {
+            state
+                .client
+                .call(gateway, RequestBody::Leave, LEAVE_DEADLINE)
+        });
+        let told = futures::future::join_all(leaving).await;
+        let acknowledged = told
+            .iter()
+            .filter(|reply| matches!(reply, Ok(Reply::Acknowledged)))
+            .count();
+        info!(node = %state.args.node_id, members = told.len(), acknowledged, "left the cluster");
         state.server.stop(Some("node shutting down".to_owned()));
         Ok(())
     }
@@ -776,6 +806,7 @@ impl ClusterLinkState {
             members,
             known,
             gateways,
+            departed: self.membership.departed_members(),
             summary,
         };
         self.args.shared.view.send_replace(Arc::new(view));

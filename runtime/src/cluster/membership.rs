@@ -161,6 +161,9 @@ pub struct Membership {
     transitions: Vec<Transition>,
     /// Members not added because `max_members` was reached (reported once each).
     over_limit: Vec<NodeId>,
+    /// Members that left gracefully, and when: not dialed, not re-added from others' views
+    /// (which may still list them) until `forget_after` has passed, unless they dial in again.
+    departed: BTreeMap<NodeId, Instant>,
 }
 
 impl Membership {
@@ -195,6 +198,7 @@ impl Membership {
             next_dial: 0,
             transitions: Vec::new(),
             over_limit: Vec::new(),
+            departed: BTreeMap::new(),
         }
     }
 
@@ -292,6 +296,9 @@ impl Membership {
                 seed.dial.failed(now);
             }
         }
+        let forget_after = self.config.forget_after;
+        self.departed
+            .retain(|_, left| now.saturating_duration_since(*left) < forget_after);
         self.due_dials(now, &mut actions);
         actions
     }
@@ -307,6 +314,7 @@ impl Membership {
         if *node == self.me {
             return Vec::new();
         }
+        self.departed.remove(node);
         if let Some(address) = dialed {
             for seed in &mut self.seeds {
                 if seed.address == address {
@@ -349,6 +357,31 @@ impl Membership {
             actions.push(Action::Describe { node: node.clone() });
         }
         actions
+    }
+
+    /// `node` said it is leaving (a graceful shutdown): it is forgotten at once, not suspected,
+    /// not redialed (unless it is a seed, whose address is dialed again with backoff).
+    pub fn departed(&mut self, node: &NodeId, now: Instant) {
+        if let Some(member) = self.members.remove(node) {
+            self.transitions.push(Transition {
+                node: node.clone(),
+                from: Some(member.state),
+                to: None,
+                reason: "left the cluster",
+            });
+        }
+        for seed in &mut self.seeds {
+            if seed.node.as_ref() == Some(node) {
+                seed.node = None;
+                seed.dial.failed(now);
+            }
+        }
+        self.departed.insert(node.clone(), now);
+    }
+
+    /// Members that left gracefully within `forget_after`.
+    pub fn departed_members(&self) -> Vec<NodeId> {
+        self.departed.keys().cloned().collect()
     }
 
     /// Every session to `node` is gone.
@@ -489,7 +522,7 @@ impl Membership {
             member.info = Some(info);
         }
         for (id, address) in view {
-            if *id == self.me || *address == self.my_address {
+            if *id == self.me || *address == self.my_address || self.departed.contains_key(id) {
                 continue;
             }
             let known = self.members.len();
@@ -1038,6 +1071,51 @@ mod tests {
             membership.take_over_limit().len(),
             20 - (config().max_members - 1)
         );
+    }
+
+    #[test]
+    fn a_member_that_leaves_is_forgotten_at_once_and_not_relearned_from_others() {
+        let now = Instant::now();
+        let mut membership = joined(now);
+        let view = vec![(node("c"), "c:1".to_owned())];
+        membership.described(
+            &node("b"),
+            info("b", "b:1", 1),
+            &view,
+            view_hash(&view),
+            now,
+        );
+        membership.session_ready(&node("c"), Some("c:1"), now);
+        membership.take_transitions();
+        membership.departed(&node("c"), now);
+        assert_eq!(membership.state_of(&node("c")), None);
+        let transitions = membership.take_transitions();
+        assert_eq!(transitions[0].reason, "left the cluster");
+        assert!(dials(&membership.tick(now)).is_empty(), "not redialed");
+        // b still lists c for a while: c is not added back.
+        membership.described(
+            &node("b"),
+            info("b", "b:1", 2),
+            &view,
+            view_hash(&view),
+            now,
+        );
+        assert_eq!(membership.state_of(&node("c")), None);
+        assert_eq!(membership.departed_members(), [node("c")]);
+        // c restarts and dials in: a member again.
+        membership.session_ready(&node("c"), None, now);
+        assert_eq!(membership.state_of(&node("c")), Some(MemberState::Ready));
+        assert!(membership.departed_members().is_empty());
+    }
+
+    #[test]
+    fn a_seed_that_leaves_is_dialed_again_by_its_address() {
+        let now = Instant::now();
+        let mut membership = joined(now);
+        membership.departed(&node("b"), now);
+        assert_eq!(membership.state_of(&node("b")), None);
+        let later = now + config().reconnect.max;
+        assert_eq!(dials(&membership.tick(later)), ["b:1"]);
     }
 
     #[test]

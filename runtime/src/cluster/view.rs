@@ -25,6 +25,8 @@ pub struct ClusterView {
     pub view_hash: u64,
     /// The gateways of members with a ready session.
     pub gateways: HashMap<NodeId, ActorRef<GatewayMsg>>,
+    /// Members that left gracefully (not unreachable), recently.
+    pub departed: Vec<NodeId>,
     pub summary: ClusterSummary,
 }
 

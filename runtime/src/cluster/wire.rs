@@ -60,6 +60,9 @@ pub enum RequestBody {
     Describe,
     /// A push to the receiver's advertisement pool (register role to peer role).
     PoolPush { request: BulkAdvertise },
+    /// The sender is shutting down: forget it now rather than suspect it. Answered with
+    /// `Reply::Acknowledged`.
+    Leave,
 }
 
 impl RequestBody {
@@ -68,6 +71,7 @@ impl RequestBody {
             RequestBody::Ping => "ping",
             RequestBody::Describe => "describe",
             RequestBody::PoolPush { .. } => "pool_push",
+            RequestBody::Leave => "leave",
         }
     }
 }
@@ -98,6 +102,8 @@ pub enum Reply {
     Pushed {
         outcome: BulkOutcome,
     },
+    /// Taken note of (a leave).
+    Acknowledged,
     /// The request breaks a rule (bad bytes, invalid input): retrying it will not help.
     Refused {
         reason: String,
