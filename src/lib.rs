@@ -53,7 +53,8 @@
 
 pub use herald_runtime::{
     ConfigError, Node, NodeApi, NodeConfig, NodeError, NodeHandle, RawHubConfig, RawHubEndpoint,
-    RawNodeConfig, RawPeerConfig, RawRegisterConfig, ShutdownReport, StartError, StoreOverrides,
+    RawMongoConfig, RawNodeConfig, RawPeerConfig, RawRegisterConfig, ShutdownReport, StartError,
+    StoreOverrides,
 };
 
 pub use herald_messages::{

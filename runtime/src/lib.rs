@@ -16,7 +16,7 @@ pub mod stores;
 
 pub use api::{NodeApi, NodeError};
 pub use config::{
-    ConfigError, NodeConfig, RawHubConfig, RawHubEndpoint, RawNodeConfig, RawPeerConfig,
-    RawRegisterConfig,
+    ConfigError, NodeConfig, RawHubConfig, RawHubEndpoint, RawMongoConfig, RawNodeConfig,
+    RawPeerConfig, RawRegisterConfig,
 };
 pub use node::{Node, NodeHandle, ShutdownReport, StartError, StoreOverrides};

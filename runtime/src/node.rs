@@ -92,7 +92,7 @@ impl Node {
             Some(register) => {
                 let truth = match &overrides.ground_truth {
                     Some(truth) => Arc::clone(truth),
-                    None => stores::open_ground_truth(&register.ground_truth_path).await?,
+                    None => stores::open_ground_truth(&register.ground_truth).await?,
                 };
                 let link = pool_link(register, pool.as_ref(), config.call_timeout)?;
                 Some(tree.resync_driver(register.resync.clone(), truth, link))

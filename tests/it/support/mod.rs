@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod mongo;
 pub mod process;
 pub mod redis;
 
