@@ -396,3 +396,82 @@ async fn mongo_down_means_unavailable_fast_and_the_stores_recover_after_a_restar
     assert_eq!(ads.read_meta().await.unwrap(), None);
     let _watch = blueprints.watch().await.unwrap().unwrap();
 }
+
+/// Issue 10, deliverable 1: a node whose MongoDB is unreachable at start does not exit: it
+/// starts, reports its store degraded and its resync driver retrying, and retries with
+/// backoff; once MongoDB answers, the pool loads, writes, and the register role's full sync
+/// goes through, with no restart of anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_while_mongodb_is_down_runs_degraded_and_recovers() {
+    if skip_unless_own_server("a_node_started_while_mongodb_is_down").is_some() {
+        return;
+    }
+    let mut server = MongoServer::start();
+    server.kill();
+    let raw = herald::RawNodeConfig {
+        node_id: "peer-mongo".into(),
+        peer: Some(herald::RawPeerConfig {
+            store_backoff_max_ms: Some(2_000),
+            ..herald::RawPeerConfig::default()
+        }),
+        register: Some(herald::RawRegisterConfig {
+            resync_backoff_max_ms: Some(2_000),
+            ..herald::RawRegisterConfig::default()
+        }),
+        mongodb: Some(herald::RawMongoConfig {
+            url: server.url(),
+            database: Some(server.database().to_owned()),
+            server_selection_timeout_ms: Some(500),
+            ..herald::RawMongoConfig::default()
+        }),
+        call_timeout_ms: Some(30_000),
+        ..herald::RawNodeConfig::default()
+    };
+    let node = herald::Node::start(raw.validate().unwrap())
+        .await
+        .expect("a node starts while MongoDB is down");
+    let api = node.api();
+    crate::support::wait_until(
+        "the node reports its stores degraded",
+        Duration::from_secs(30),
+        || async {
+            let pool = api.pool_status().await.ok()?;
+            let sync = api.sync_state().await.ok()?;
+            let degraded = matches!(pool.store, herald::StoreHealth::Degraded { .. });
+            (degraded
+                && sync.status == herald::SyncStatus::Retrying
+                && sync.consecutive_failures >= 2)
+                .then_some(())
+        },
+    )
+    .await;
+
+    server.restart();
+    crate::support::wait_until(
+        "the node healthy on MongoDB",
+        Duration::from_secs(60),
+        || async {
+            let pool = api.pool_status().await.ok()?;
+            let sync = api.sync_state().await.ok()?;
+            (pool.store == herald::StoreHealth::Healthy
+                && pool.loaded
+                && sync.status == herald::SyncStatus::InSync)
+                .then_some(())
+        },
+    )
+    .await;
+    let outcome = api
+        .advertise(herald::AdInput::public(RegisterId::from_bytes([5; 16])))
+        .await
+        .unwrap();
+    assert!(outcome.persisted, "{outcome:?}");
+    let children = api.children().await.unwrap();
+    assert!(
+        children
+            .iter()
+            .all(|child| child.running && child.restarts == 0),
+        "{children:?}"
+    );
+    let report = node.shutdown().await;
+    assert!(report.killed.is_empty(), "{report:?}");
+}
