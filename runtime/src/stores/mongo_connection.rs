@@ -248,8 +248,15 @@ fn worth_retrying(err: &Error) -> bool {
             | ErrorKind::Io(_)
             | ErrorKind::ConnectionPoolCleared { .. }
     );
-    err.contains_label(TRANSIENT_TRANSACTION_ERROR) && !unreachable
+    let conflict = matches!(error_code(err), Some(WRITE_CONFLICT | NO_SUCH_TRANSACTION));
+    (err.contains_label(TRANSIENT_TRANSACTION_ERROR) || conflict) && !unreachable
 }
+
+/// MongoDB's code for a write conflict between two transactions (labelled transient by MongoDB;
+/// not every MongoDB-wire server labels it).
+const WRITE_CONFLICT: i32 = 112;
+/// MongoDB's code for a transaction the server already aborted (e.g. after a conflict).
+const NO_SUCH_TRANSACTION: i32 = 251;
 
 /// A pause between two attempts of a conflicting transaction: up to 2 ms doubling to 64 ms.
 fn conflict_pause(conflicts: u32) -> Duration {
