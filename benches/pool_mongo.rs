@@ -13,8 +13,8 @@
 //! 1. **Full sync**: `bulk_advertise(BulkAdvertise::full(..))` on a running peer node whose pool
 //!    writes through to MongoDB, until the reply (`persisted == true`); every iteration changes
 //!    every ad. Floor: the adapter's transaction written by hand with the driver and documents
-//!    built beforehand: `findOneAndReplace` of the meta record, one `deleteMany` of the 10,000
-//!    keys, one `insertMany` of the 10,000 documents, commit. Beside it: `MongoAdStore::write`
+//!    built beforehand: `findOneAndReplace` of the meta record, ten `update` commands of 1,000
+//!    replace-upserts each, commit. Beside it: `MongoAdStore::write`
 //!    alone.
 //! 2. **Restart reload**: `Node::start` on the same database and node id until the first
 //!    `available()` lists all 10,000 ads. Floor: the driver's `find` of the node's `_id` range
@@ -292,7 +292,7 @@ impl Bench {
              HERALD_MONGODB_URL; until the reply, written through)"
         ));
         report.row(
-            "floor: raw driver transaction: `findOneAndReplace` meta + `deleteMany` 10,000 keys + `insertMany` 10,000 pre-built documents",
+            "floor: raw driver transaction: `findOneAndReplace` meta + 10 × `update` of 1,000 replace-upserts of pre-built documents",
             &floor,
             None,
         );
@@ -323,14 +323,19 @@ impl Bench {
             .find_one_and_replace(doc! { "_id": NODE_A }, meta.clone())
             .session(&mut session)
             .await?;
-        self.ads()
-            .delete_many(doc! { "_id": { "$in": keys } })
-            .session(&mut session)
-            .await?;
-        self.ads()
-            .insert_many(documents)
-            .session(&mut session)
-            .await?;
+        // The puts as the adapter sends them: `update` commands of 1,000 replace-upserts each.
+        let database = self.client.database(DATABASE);
+        for (keys, documents) in keys.chunks(1_000).zip(documents.chunks(1_000)) {
+            let statements: Vec<Document> = keys
+                .iter()
+                .zip(documents)
+                .map(|(key, record)| doc! { "q": { "_id": key }, "u": record.clone(), "upsert": true })
+                .collect();
+            database
+                .run_command(doc! { "update": "advertisements", "updates": statements })
+                .session(&mut session)
+                .await?;
+        }
         session.commit_transaction().await?;
         Ok(())
     }

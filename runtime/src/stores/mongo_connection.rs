@@ -102,6 +102,10 @@ impl MongoConnection {
         })
     }
 
+    pub(super) fn database(&self) -> &Database {
+        &self.database
+    }
+
     pub(super) fn collection(&self, name: &str) -> Collection<Document> {
         self.database.collection(name)
     }
