@@ -6,6 +6,8 @@
 //!     --data-dir /tmp/n0 --admin-token secret
 //! cargo run --example hub -- --node-id n1 --grpc 127.0.0.1:50052 --http 127.0.0.1:8091 \
 //!     --redis redis://127.0.0.1:6379 --admin-token secret     # hubs sharing one register
+//! cargo run --example hub -- --node-id n2 --grpc 127.0.0.1:50053 --http 127.0.0.1:8092 \
+//!     --mongodb mongodb://127.0.0.1:27017/?replicaSet=rs0 --admin-token secret   # or on MongoDB
 //! ```
 //! Prints `herald hub ready node=<id> http=<addr> grpc=<addr>` on stdout once it serves.
 
@@ -20,7 +22,7 @@ use herald::{RawHubConfig, RawNodeConfig};
 
 /// herald hub role: the system register, served to peers over gRPC.
 #[derive(Parser)]
-#[command(group = clap::ArgGroup::new("store").required(true).args(["redis", "data_dir"]))]
+#[command(group = clap::ArgGroup::new("store").required(true).args(["redis", "mongodb", "data_dir"]))]
 struct Args {
     #[command(flatten)]
     log: support::LogArgs,
@@ -41,6 +43,13 @@ struct Args {
     /// Directory of the embedded system register (one hub).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// MongoDB (a replica set) holding this node's state instead of the embedded store, e.g.
+    /// `mongodb://db-1:27017,db-2:27017/?replicaSet=rs0`.
+    #[arg(long)]
+    mongodb: Option<String>,
+    /// Database of herald's collections on --mongodb (herald).
+    #[arg(long, requires = "mongodb")]
+    mongodb_db: Option<String>,
     /// Bearer token for publishing and deprecating.
     #[arg(long, env = "HERALD_ADMIN_TOKEN")]
     admin_token: String,
@@ -63,6 +72,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let raw = RawNodeConfig {
         node_id: args.node_id,
         data_dir: args.data_dir,
+        mongodb: support::mongodb(args.mongodb, args.mongodb_db),
         http_addr: Some(args.http),
         admin_token: Some(args.admin_token),
         hub: Some(RawHubConfig {

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example peer -- --node-id peer-a --http 127.0.0.1:8080 --data-dir /tmp/peer-a --admin-token secret
 //! cargo run --example peer -- --node-id peer-a --http 127.0.0.1:8080 --redis redis://127.0.0.1:6379 --admin-token secret
+//! cargo run --example peer -- --node-id peer-a --http 127.0.0.1:8080 --mongodb mongodb://127.0.0.1:27017/?replicaSet=rs0 --admin-token secret
 //! ```
 //! Prints `herald peer ready node=<id> http=<addr>` on stdout once it serves.
 
@@ -17,7 +18,7 @@ use herald::{RawHubEndpoint, RawNodeConfig, RawPeerConfig};
 
 /// herald peer role: advertisement pool and REST API.
 #[derive(Parser)]
-#[command(group = clap::ArgGroup::new("store").required(true).multiple(true).args(["redis", "data_dir"]))]
+#[command(group = clap::ArgGroup::new("store").required(true).multiple(true).args(["redis", "mongodb", "data_dir"]))]
 struct Args {
     #[command(flatten)]
     log: support::LogArgs,
@@ -32,9 +33,16 @@ struct Args {
     /// Redis URL of the ad store.
     #[arg(long)]
     redis: Option<String>,
-    /// Directory of the embedded ad store (when not using Redis).
+    /// Directory of the embedded ad store (when not using Redis or MongoDB).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// MongoDB (a replica set) holding this node's state instead of the embedded store, e.g.
+    /// `mongodb://db-1:27017,db-2:27017/?replicaSet=rs0`.
+    #[arg(long)]
+    mongodb: Option<String>,
+    /// Database of herald's collections on --mongodb (herald).
+    #[arg(long, requires = "mongodb")]
+    mongodb_db: Option<String>,
     /// Bearer token for mutating endpoints.
     #[arg(long, env = "HERALD_ADMIN_TOKEN")]
     admin_token: String,
@@ -99,6 +107,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let raw = RawNodeConfig {
         node_id: args.node_id,
         data_dir: args.data_dir,
+        mongodb: support::mongodb(args.mongodb, args.mongodb_db),
         http_addr: Some(args.http),
         admin_token: Some(args.admin_token),
         http_header_timeout_ms: args.http_header_timeout_ms,

@@ -1,5 +1,5 @@
-//! The register role as a process: the ground truth (embedded store), its REST API, and the
-//! resync driver that feeds a peer's pool, over HTTP or over the cluster.
+//! The register role as a process: the ground truth (embedded store, or MongoDB), its REST
+//! API, and the resync driver that feeds a peer's pool, over HTTP or over the cluster.
 //!
 //! ```text
 //! cargo run --example register -- --node-id reg-a --http 127.0.0.1:8081 --data-dir /tmp/reg-a \
@@ -7,6 +7,9 @@
 //! cargo run --example register -- --node-id reg-a --http 127.0.0.1:8081 --data-dir /tmp/reg-a \
 //!     --peer-node-id peer-a --cluster-listen 127.0.0.1:7001 --cluster-seed 127.0.0.1:7000 \
 //!     --cookie s3cret --admin-token secret
+//! cargo run --example register -- --node-id reg-a --http 127.0.0.1:8081 \
+//!     --mongodb mongodb://127.0.0.1:27017/?replicaSet=rs0 --mongodb-db herald \
+//!     --peer-url http://127.0.0.1:8080 --admin-token secret
 //! ```
 //! Prints `herald register ready node=<id> http=<addr>` on stdout once it serves.
 
@@ -21,6 +24,7 @@ use herald::{RawNodeConfig, RawRegisterConfig};
 
 /// herald register role: registers, and their advertisements pushed to a peer.
 #[derive(Parser)]
+#[command(group = clap::ArgGroup::new("store").required(true).args(["mongodb", "data_dir"]))]
 struct Args {
     #[command(flatten)]
     log: support::LogArgs,
@@ -32,9 +36,16 @@ struct Args {
     /// REST API address (port 0 picks a free port).
     #[arg(long)]
     http: String,
-    /// Directory of the embedded register store.
+    /// Directory of the embedded register store (when not using MongoDB).
     #[arg(long)]
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
+    /// MongoDB (a replica set) holding this node's state instead of the embedded store, e.g.
+    /// `mongodb://db-1:27017,db-2:27017/?replicaSet=rs0`.
+    #[arg(long)]
+    mongodb: Option<String>,
+    /// Database of herald's collections on --mongodb (herald).
+    #[arg(long, requires = "mongodb")]
+    mongodb_db: Option<String>,
     /// Base URL of the peer whose pool this node feeds (over HTTP).
     #[arg(
         long,
@@ -73,7 +84,8 @@ async fn main() -> anyhow::Result<ExitCode> {
     support::init_tracing("info", args.log.log_format);
     let raw = RawNodeConfig {
         node_id: args.node_id,
-        data_dir: Some(args.data_dir),
+        data_dir: args.data_dir,
+        mongodb: support::mongodb(args.mongodb, args.mongodb_db),
         http_addr: Some(args.http),
         admin_token: Some(args.admin_token),
         http_header_timeout_ms: args.http_header_timeout_ms,

@@ -60,8 +60,8 @@
 
 pub use herald_runtime::{
     ConfigError, Node, NodeApi, NodeConfig, NodeError, NodeHandle, RawClusterConfig, RawHubConfig,
-    RawHubEndpoint, RawNodeConfig, RawPeerConfig, RawRegisterConfig, ShutdownReport, StartError,
-    StoreOverrides,
+    RawHubEndpoint, RawMongoConfig, RawNodeConfig, RawPeerConfig, RawRegisterConfig,
+    ShutdownReport, StartError, StoreOverrides,
 };
 
 /// The cluster: members as a node sees them, and the handle that watches them.

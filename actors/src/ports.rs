@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use herald_messages::{
-    AdKey, Advertisement, BlueprintNotification, BulkAdvertise, BulkOutcome, Checkpoint,
+    AdInput, AdKey, Advertisement, BlueprintNotification, BulkAdvertise, BulkOutcome, Checkpoint,
     ConnectRequest, EntryDraft, Genesis, GroundTruthEpoch, HeartbeatAck, HeartbeatRequest,
     HistoryId, HubEndpoint, NodeId, PoolMeta, Register, RegisterDigest, RegisterId, SessionGrant,
     SessionId, SyncQuery, SystemRegisterEntry, Timestamp,
@@ -113,7 +113,8 @@ pub enum StoreError {
 #[async_trait]
 pub trait GroundTruth: Send + Sync + 'static {
     /// Every register with `advertise = true` (an indexed read, not a scan of all registers),
-    /// and the store's revision at the time of the read.
+    /// as much of it as a push needs, and the store's revision at the time of the read (the
+    /// revision is read first: the registers are at least that recent, never older).
     async fn public_registers(&self) -> Result<PublicRegisters, GroundTruthError>;
     async fn get(&self, id: &RegisterId) -> Result<Option<Register>, GroundTruthError>;
     async fn list(&self) -> Result<Vec<Register>, GroundTruthError>;
@@ -123,13 +124,24 @@ pub trait GroundTruth: Send + Sync + 'static {
     async fn replace(&self, register: Register) -> Result<Register, GroundTruthError>;
     /// Deletes a register; `Ok(false)` when there was none.
     async fn delete(&self, id: &RegisterId) -> Result<bool, GroundTruthError>;
+
+    /// The ids of registers changed by anyone sharing the store (an operator editing it
+    /// directly included, and this process's own changes), as they happen, from the moment
+    /// this returns; an id may come more than once. The stream ends when the store can no
+    /// longer tell: the caller then reads everything again and watches anew. `None` when the
+    /// store cannot be changed behind this process's back (an embedded file), the default.
+    async fn watch(&self) -> Result<Option<BoxStream<'static, RegisterId>>, GroundTruthError> {
+        Ok(None)
+    }
+
     fn describe(&self) -> String;
 }
 
 /// The public registers at one revision of the ground truth.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicRegisters {
-    pub registers: Vec<Register>,
+    /// What a push needs of each public register (`Register::to_ad_input`), ordered by id.
+    pub registers: Vec<AdInput>,
     pub revision: u64,
     /// The store's epoch: random, created with the store, never changed. Revisions of two
     /// epochs do not compare (the store was replaced or re-created).

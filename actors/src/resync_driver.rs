@@ -8,16 +8,23 @@
 //! - A create, a change of the advertise flag or of an advertised register, or a delete is
 //!   pushed at once (FR-007, FR-008); a failed push falls back to a full sync after the backoff,
 //!   or as soon as the link sees the pool back (`PoolLink::until_ready`, the cluster link).
+//! - A register changed behind its back (an operator editing a shared store such as MongoDB
+//!   directly) is pushed at once too, when the ground truth can be watched
+//!   (`GroundTruth::watch`): the driver reads the changed register and pushes its ad, unless it
+//!   is what the driver's own change already pushed. The watch is opened before the first full
+//!   sync; one that ends or fails is reopened after a backoff and followed by a full sync
+//!   (changes may have been missed meanwhile). The periodic full sync stays the safety net.
 //!
 //! Pushes run in a task, one at a time, so the driver keeps answering CRUD while a push waits
 //! on a slow pool; changes made meanwhile are coalesced per register and pushed next.
 //! State replayed on restart: none is needed: the ground truth is the store, and a restarted
 //! driver starts with a full sync.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
@@ -91,6 +98,16 @@ pub struct ResyncDriverState {
     /// When the next periodic full sync is due (before jitter); set after the first success.
     next_due: Option<Instant>,
     periodic: Pending,
+    /// Whether a full sync was ever started: a watch opened after that may have missed changes.
+    full_sync_started: bool,
+    /// The task forwarding the ground truth's watch, or the timer that reopens it.
+    watch: Pending,
+    watch_backoff: Backoff,
+    /// Whether the ground truth's watch is open.
+    watching: bool,
+    /// While watching: what the driver's own changes made of each register it changed, so that
+    /// the watch's echo of them is not pushed a second time.
+    own_changes: HashMap<RegisterId, AdInput>,
 }
 
 impl Actor for ResyncDriver {
@@ -103,6 +120,8 @@ impl Actor for ResyncDriver {
         myself: ActorRef<ResyncDriverMsg>,
         args: ResyncDriverArgs,
     ) -> Result<ResyncDriverState, ActorProcessingErr> {
+        // The watch first: changes made after the first full sync's read are then not missed.
+        myself.cast(ResyncDriverMsg::WatchTruth)?;
         myself.cast(ResyncDriverMsg::ResyncNow)?;
         let sync = AdvertisementSyncState {
             pool: args.pool.describe(),
@@ -110,6 +129,7 @@ impl Actor for ResyncDriver {
         };
         Ok(ResyncDriverState {
             backoff: Backoff::new(args.config.backoff),
+            watch_backoff: Backoff::new(args.config.backoff),
             node_id: args.node_id,
             config: args.config,
             truth: args.truth,
@@ -123,6 +143,10 @@ impl Actor for ResyncDriver {
             ready_wake: Pending::new(),
             next_due: None,
             periodic: Pending::new(),
+            full_sync_started: false,
+            watch: Pending::new(),
+            watching: false,
+            own_changes: HashMap::new(),
         })
     }
 
@@ -137,25 +161,28 @@ impl Actor for ResyncDriver {
             match msg {
                 ResyncDriverMsg::CreateRegister(new, reply) => {
                     let result = state.create(new).await;
-                    if let Ok(register) = &result
-                        && register.advertise
-                    {
-                        state.enqueue(register.to_ad_input());
+                    if let Ok(register) = &result {
+                        state.note_own_change(register.to_ad_input());
+                        if register.advertise {
+                            state.enqueue(register.to_ad_input());
+                        }
                     }
                     let _ = reply.send(result);
                 }
                 ResyncDriverMsg::UpdateRegister(id, patch, reply) => {
                     let result = state.update(&id, patch).await;
-                    if let Ok((before, after)) = &result
-                        && (before.advertise || after.advertise)
-                    {
-                        state.enqueue(after.to_ad_input());
+                    if let Ok((before, after)) = &result {
+                        state.note_own_change(after.to_ad_input());
+                        if before.advertise || after.advertise {
+                            state.enqueue(after.to_ad_input());
+                        }
                     }
                     let _ = reply.send(result.map(|(_, after)| after));
                 }
                 ResyncDriverMsg::DeleteRegister(id, reply) => {
                     let result = state.delete(&id).await;
                     if result.is_ok() {
+                        state.note_own_change(AdInput::withdraw(id.clone()));
                         state.enqueue(AdInput::withdraw(id));
                     }
                     let _ = reply.send(result);
@@ -185,6 +212,12 @@ impl Actor for ResyncDriver {
                     state.want_full_sync = true;
                 }
                 ResyncDriverMsg::PushFinished(report) => state.on_push_finished(&myself, report),
+                ResyncDriverMsg::WatchTruth => state.open_watch(&myself).await,
+                ResyncDriverMsg::TruthChanged(id) => state.on_truth_changed(id).await,
+                ResyncDriverMsg::TruthWatchEnded => {
+                    warn!(truth = %state.truth.describe(), "ground truth watch ended; reopening it");
+                    state.watch_lost(&myself);
+                }
             }
             state.pump(&myself);
         }
@@ -249,6 +282,87 @@ impl ResyncDriverState {
         }
     }
 
+    /// Opens the ground truth's watch and forwards it to this actor; after a failure, tries
+    /// again after the backoff. A watch opened after a full sync started may have missed
+    /// changes: a full sync follows.
+    async fn open_watch(&mut self, myself: &ActorRef<ResyncDriverMsg>) {
+        self.watch.cancel();
+        let mut changes = match self.truth.watch().await {
+            Ok(None) => return,
+            Ok(Some(changes)) => changes,
+            Err(err) => {
+                let delay = self.watch_backoff.next_delay();
+                warn!(truth = %self.truth.describe(), err = %error_chain(&err), ?delay, "cannot watch the ground truth; retrying");
+                self.watch
+                    .after(myself, delay, || ResyncDriverMsg::WatchTruth);
+                return;
+            }
+        };
+        debug!(truth = %self.truth.describe(), "watching the ground truth");
+        self.watching = true;
+        if self.full_sync_started {
+            self.want_full_sync = true;
+        }
+        let forward_to = myself.clone();
+        let task = tokio::spawn(
+            async move {
+                while let Some(id) = changes.next().await {
+                    if forward_to.cast(ResyncDriverMsg::TruthChanged(id)).is_err() {
+                        return;
+                    }
+                }
+                let _ = forward_to.cast(ResyncDriverMsg::TruthWatchEnded);
+            }
+            .in_current_span(),
+        );
+        self.watch.task(&task);
+    }
+
+    /// The watch ended: changes may be missed until it is reopened, after the backoff (the
+    /// full sync that follows a reopened watch covers them).
+    fn watch_lost(&mut self, myself: &ActorRef<ResyncDriverMsg>) {
+        self.watching = false;
+        self.own_changes.clear();
+        let delay = self.watch_backoff.next_delay();
+        self.watch
+            .after(myself, delay, || ResyncDriverMsg::WatchTruth);
+    }
+
+    /// A register changed (perhaps behind this driver's back): push what it is now, unless
+    /// the driver's own change already pushed exactly that. A register that cannot be read is
+    /// left to a full sync.
+    async fn on_truth_changed(&mut self, id: RegisterId) {
+        self.watch_backoff.reset();
+        let now = match self.truth.get(&id).await {
+            Ok(Some(register)) => register.to_ad_input(),
+            Ok(None) => AdInput::withdraw(id.clone()),
+            Err(err) => {
+                debug!(register = %id, err = %error_chain(&err), "cannot read a changed register; a full sync will");
+                self.want_full_sync = true;
+                return;
+            }
+        };
+        if self.own_changes.get(&id) == Some(&now) {
+            self.own_changes.remove(&id);
+            return;
+        }
+        self.own_changes.remove(&id);
+        info!(register = %id, public = now.is_public, "register changed in the ground truth; pushing it");
+        self.enqueue(now);
+    }
+
+    /// Remembers what the driver's own change made of a register, while the watch will echo
+    /// it. Bounded: past the limit it forgets them all (a few changes are pushed twice).
+    fn note_own_change(&mut self, input: AdInput) {
+        if !self.watching {
+            return;
+        }
+        if self.own_changes.len() >= MAX_BULK_ITEMS {
+            self.own_changes.clear();
+        }
+        self.own_changes.insert(input.register_id.clone(), input);
+    }
+
     fn enqueue(&mut self, input: AdInput) {
         if self.pending.len() >= MAX_BULK_ITEMS {
             // More changes than one request may carry: a full sync covers them all.
@@ -268,6 +382,7 @@ impl ResyncDriverState {
         let pool = Arc::clone(&self.pool);
         if self.want_full_sync {
             self.want_full_sync = false;
+            self.full_sync_started = true;
             // The snapshot includes every change made so far.
             self.pending.clear();
             self.in_flight = true;
@@ -287,8 +402,7 @@ impl ResyncDriverState {
                     read_at,
                     epoch: Some(public.epoch),
                 };
-                let inputs = public.registers.iter().map(Register::to_ad_input).collect();
-                pool.push(BulkAdvertise::full(inputs, Some(snapshot)))
+                pool.push(BulkAdvertise::full(public.registers, Some(snapshot)))
                     .await
                     .map_err(|err| format!("pushing to the pool: {}", error_chain(&err)))?;
                 Ok(count)
@@ -433,6 +547,9 @@ impl MessageName for ResyncDriverMsg {
             ResyncDriverMsg::PeriodicTick => "periodic_tick",
             ResyncDriverMsg::Retry => "retry",
             ResyncDriverMsg::PushFinished(_) => "push_finished",
+            ResyncDriverMsg::WatchTruth => "watch_truth",
+            ResyncDriverMsg::TruthChanged(_) => "truth_changed",
+            ResyncDriverMsg::TruthWatchEnded => "truth_watch_ended",
         }
     }
 }

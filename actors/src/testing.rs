@@ -15,8 +15,8 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use herald_messages::{
-    AdKey, Advertisement, BlueprintId, BulkAdvertise, BulkOutcome, Checkpoint, EntryDraft, Genesis,
-    GroundTruthEpoch, PoolMeta, Register, RegisterId, SystemRegisterEntry, Timestamp,
+    AdInput, AdKey, Advertisement, BlueprintId, BulkAdvertise, BulkOutcome, Checkpoint, EntryDraft,
+    Genesis, GroundTruthEpoch, PoolMeta, Register, RegisterId, SystemRegisterEntry, Timestamp,
 };
 
 use crate::ports::{
@@ -222,16 +222,60 @@ impl Default for Registers {
     }
 }
 
-/// A `GroundTruth` in memory, with a random epoch of its own.
+/// A `GroundTruth` in memory, with a random epoch of its own. `watchable()` makes one that can
+/// be watched and changed behind the driver's back, as a shared store (MongoDB) can.
 #[derive(Clone, Default)]
 pub struct InMemoryGroundTruth {
     registers: Arc<Mutex<Registers>>,
     down: Arc<AtomicBool>,
+    /// The watchers' channel, when the fake can be watched; replaced to end every watch.
+    changes: Option<Arc<Mutex<broadcast::Sender<RegisterId>>>>,
 }
 
 impl InMemoryGroundTruth {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A ground truth that can be watched (`GroundTruth::watch`), like a shared store.
+    pub fn watchable() -> Self {
+        let (sender, _) = broadcast::channel(GROUND_TRUTH_WATCH_BUFFER);
+        Self {
+            changes: Some(Arc::new(Mutex::new(sender))),
+            ..Self::default()
+        }
+    }
+
+    /// Stores `register` as an operator editing the store directly would: no revision is
+    /// assigned, and watchers are told.
+    pub fn put_behind_the_back(&self, register: Register) {
+        let id = register.register_id.clone();
+        self.lock().by_id.insert(id.clone(), register);
+        self.announce(id);
+    }
+
+    /// Deletes a register as an operator editing the store directly would.
+    pub fn delete_behind_the_back(&self, id: &RegisterId) {
+        self.lock().by_id.remove(id);
+        self.announce(id.clone());
+    }
+
+    /// Ends every open watch (a broken change stream); later watches work again.
+    pub fn end_watches(&self) {
+        if let Some(changes) = &self.changes {
+            let (fresh, _) = broadcast::channel(GROUND_TRUTH_WATCH_BUFFER);
+            *changes.lock().expect("fake ground truth watch lock") = fresh;
+        }
+    }
+
+    fn announce(&self, id: RegisterId) {
+        if let Some(changes) = &self.changes {
+            // Nobody watching is fine.
+            let _ = changes
+                .lock()
+                .expect("fake ground truth watch lock")
+                .send(id);
+        }
     }
 
     pub fn set_down(&self, down: bool) {
@@ -262,11 +306,11 @@ impl GroundTruth for InMemoryGroundTruth {
     async fn public_registers(&self) -> Result<PublicRegisters, GroundTruthError> {
         self.check()?;
         let registers = self.lock();
-        let mut public: Vec<Register> = registers
+        let mut public: Vec<AdInput> = registers
             .by_id
             .values()
             .filter(|r| r.advertise)
-            .cloned()
+            .map(Register::to_ad_input)
             .collect();
         public.sort_by(|a, b| a.register_id.cmp(&b.register_id));
         Ok(PublicRegisters {
@@ -299,6 +343,8 @@ impl GroundTruth for InMemoryGroundTruth {
         registers
             .by_id
             .insert(register.register_id.clone(), register.clone());
+        drop(registers);
+        self.announce(register.register_id.clone());
         Ok(register)
     }
 
@@ -313,6 +359,8 @@ impl GroundTruth for InMemoryGroundTruth {
         registers
             .by_id
             .insert(register.register_id.clone(), register.clone());
+        drop(registers);
+        self.announce(register.register_id.clone());
         Ok(register)
     }
 
@@ -323,13 +371,37 @@ impl GroundTruth for InMemoryGroundTruth {
         if existed {
             registers.revision += 1;
         }
+        drop(registers);
+        if existed {
+            self.announce(id.clone());
+        }
         Ok(existed)
+    }
+
+    async fn watch(&self) -> Result<Option<BoxStream<'static, RegisterId>>, GroundTruthError> {
+        self.check()?;
+        let Some(changes) = &self.changes else {
+            return Ok(None);
+        };
+        let receiver = changes
+            .lock()
+            .expect("fake ground truth watch lock")
+            .subscribe();
+        // A watcher that fell behind missed changes: its stream ends, as a broken change
+        // stream's does.
+        let ids = futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.ok().map(|id| (id, receiver))
+        });
+        Ok(Some(ids.boxed()))
     }
 
     fn describe(&self) -> String {
         "memory".to_owned()
     }
 }
+
+/// Changes buffered for a slow watcher of the fake ground truth.
+const GROUND_TRUTH_WATCH_BUFFER: usize = 1_024;
 
 /// A wall clock that moves only when told to: set, stepped forward (days) or back (hours) like
 /// a system clock between two runs of a node. Clones share the time.

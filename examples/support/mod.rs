@@ -96,6 +96,15 @@ pub fn init_tracing(default: &str, format: LogFormat) {
     }
 }
 
+/// The MongoDB section of a configuration from `--mongodb URL` and `--mongodb-db NAME`.
+pub fn mongodb(url: Option<String>, database: Option<String>) -> Option<herald::RawMongoConfig> {
+    url.map(|url| herald::RawMongoConfig {
+        url,
+        database,
+        ..herald::RawMongoConfig::default()
+    })
+}
+
 /// Installs the process-wide Prometheus recorder that `GET /metrics` renders.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(PrometheusBuilder::new().install_recorder()?)

@@ -64,6 +64,12 @@ pub enum ResyncDriverMsg {
     Retry,
     /// Internal: a push task finished.
     PushFinished(PushReport),
+    /// Internal: (re)open the ground truth's watch (at start, then after it ended or failed).
+    WatchTruth,
+    /// Internal: the ground truth's watch says this register changed.
+    TruthChanged(RegisterId),
+    /// Internal: the ground truth's watch ended (changes may be missed until it is reopened).
+    TruthWatchEnded,
 }
 
 /// How a push task ended (internal to the driver).

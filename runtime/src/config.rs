@@ -24,6 +24,17 @@ pub const DEFAULT_REDIS_PREFIX: &str = "herald";
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default deadline of a push to a peer's HTTP API.
 pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default database of the MongoDB stores.
+pub const DEFAULT_MONGODB_DATABASE: &str = "herald";
+/// Default deadline of one connection attempt to MongoDB: short, so a node that starts while
+/// MongoDB is down reports it at once and retries with backoff.
+pub const DEFAULT_MONGODB_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default wait for a usable MongoDB server (the replica set's primary) before a call fails
+/// as unavailable: long enough for an election, short enough to degrade rather than hang.
+pub const DEFAULT_MONGODB_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default deadline of one store call on MongoDB, transaction retries included (a batch of
+/// 10,000 ads is one call).
+pub const DEFAULT_MONGODB_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// The shortest period of the stall detector's ticker: tokio's timers have 1 ms resolution.
 const MIN_STALL_TICK: Duration = Duration::from_millis(1);
 
@@ -79,6 +90,28 @@ pub struct RawNodeConfig {
     /// Period of the ticker that measures this process's own stalls (100, or the shortest stall
     /// that excuses a missed heartbeat if that is less; at most that when given).
     pub stall_tick_ms: Option<u64>,
+    /// The MongoDB (a replica set) every role of this node keeps its state in, unless the role
+    /// names a Redis (`peer.redis_url`, `hub.redis_url`): the peer's ads, the register role's
+    /// ground truth, the hub's system register. No `data_dir` is needed for them then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mongodb: Option<RawMongoConfig>,
+}
+
+/// Raw MongoDB settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMongoConfig {
+    /// `mongodb://[user:password@]host[:port][,host…]/[?options]`. Transactions and change
+    /// streams need a replica set (a single-node one will do).
+    pub url: String,
+    /// Database of herald's collections (`herald`).
+    pub database: Option<String>,
+    /// Deadline of one connection attempt (2 000).
+    pub connect_timeout_ms: Option<u64>,
+    /// Wait for a usable server before a call fails as unavailable (5 000).
+    pub server_selection_timeout_ms: Option<u64>,
+    /// Deadline of one store call, transaction retries included (30 000).
+    pub operation_timeout_ms: Option<u64>,
 }
 
 /// Raw peer-role settings.
@@ -320,6 +353,39 @@ pub enum BlueprintStoreConfig {
     Embedded { path: PathBuf },
     /// Redis shared by several hubs.
     Redis { url: String, prefix: String },
+    /// MongoDB shared by several hubs.
+    Mongo(MongoConfig),
+}
+
+/// A validated MongoDB connection: where, which database, how long to wait.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MongoConfig {
+    pub url: String,
+    pub database: String,
+    pub connect_timeout: Duration,
+    pub server_selection_timeout: Duration,
+    pub operation_timeout: Duration,
+}
+
+impl std::fmt::Debug for MongoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoConfig")
+            .field("url", &without_credentials(&self.url))
+            .field("database", &self.database)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("server_selection_timeout", &self.server_selection_timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .finish()
+    }
+}
+
+/// Where the register role keeps its registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroundTruthConfig {
+    /// A redb file in the data directory.
+    Embedded { path: PathBuf },
+    /// MongoDB (collection `registers`).
+    Mongo(MongoConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,12 +398,13 @@ pub enum AdStoreConfig {
         url: String,
         prefix: String,
     },
+    Mongo(MongoConfig),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegisterRoleConfig {
-    /// The redb file of the ground truth.
-    pub ground_truth_path: PathBuf,
+    /// Where the registers are kept.
+    pub ground_truth: GroundTruthConfig,
     pub pool_link: PoolLinkConfig,
     pub resync: ResyncConfig,
 }
@@ -425,14 +492,15 @@ impl RawNodeConfig {
                 )
             })
         };
+        let mongodb = self.mongodb.map(RawMongoConfig::validate).transpose()?;
         let is_hub = self.hub.is_some();
         let peer = match self.peer {
             None => None,
-            Some(raw) => Some(raw.validate(&node_id, is_hub, &need_data_dir)?),
+            Some(raw) => Some(raw.validate(&node_id, is_hub, mongodb.as_ref(), &need_data_dir)?),
         };
         let hub = match self.hub {
             None => None,
-            Some(raw) => Some(raw.validate(&need_data_dir)?),
+            Some(raw) => Some(raw.validate(mongodb.as_ref(), &need_data_dir)?),
         };
         let cluster = match self.cluster {
             None => None,
@@ -441,9 +509,15 @@ impl RawNodeConfig {
         let register = match self.register {
             None => None,
             Some(raw) => {
-                let ground_truth_path = need_data_dir("register role")?.join("registers.redb");
+                let ground_truth = match &mongodb {
+                    Some(mongodb) => GroundTruthConfig::Mongo(mongodb.clone()),
+                    None => GroundTruthConfig::Embedded {
+                        path: need_data_dir("register role without mongodb")?
+                            .join("registers.redb"),
+                    },
+                };
                 Some(raw.validate(
-                    ground_truth_path,
+                    ground_truth,
                     admin_token.as_deref(),
                     peer.is_some(),
                     cluster.is_some(),
@@ -487,6 +561,7 @@ impl RawPeerConfig {
         self,
         node_id: &NodeId,
         is_hub: bool,
+        mongodb: Option<&MongoConfig>,
         need_data_dir: &dyn Fn(&'static str) -> Result<PathBuf, ConfigError>,
     ) -> Result<PeerRoleConfig, ConfigError> {
         let hub_connection = if is_hub || self.hubs.is_empty() {
@@ -512,8 +587,12 @@ impl RawPeerConfig {
                 }
                 AdStoreConfig::Redis { url, prefix }
             }
-            None => AdStoreConfig::Embedded {
-                path: need_data_dir("peer role without redis_url")?.join("advertisements.redb"),
+            None => match mongodb {
+                Some(mongodb) => AdStoreConfig::Mongo(mongodb.clone()),
+                None => AdStoreConfig::Embedded {
+                    path: need_data_dir("peer role without redis_url or mongodb")?
+                        .join("advertisements.redb"),
+                },
             },
         };
         let defaults = PoolConfig::default();
@@ -682,6 +761,7 @@ impl RawPeerConfig {
 impl RawHubConfig {
     fn validate(
         self,
+        mongodb: Option<&MongoConfig>,
         need_data_dir: &dyn Fn(&'static str) -> Result<PathBuf, ConfigError>,
     ) -> Result<HubRoleConfig, ConfigError> {
         let grpc_addr: SocketAddr = self.grpc_addr.parse().map_err(|err| {
@@ -713,8 +793,12 @@ impl RawHubConfig {
                         .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
                 }
             }
-            None => BlueprintStoreConfig::Embedded {
-                path: need_data_dir("hub role without redis_url")?.join("system-register.redb"),
+            None => match mongodb {
+                Some(mongodb) => BlueprintStoreConfig::Mongo(mongodb.clone()),
+                None => BlueprintStoreConfig::Embedded {
+                    path: need_data_dir("hub role without redis_url or mongodb")?
+                        .join("system-register.redb"),
+                },
             },
         };
         let defaults = AuthorityConfig::default();
@@ -813,7 +897,7 @@ fn glob_matches(glob: &str, text: &str) -> bool {
 impl RawRegisterConfig {
     fn validate(
         self,
-        ground_truth_path: PathBuf,
+        ground_truth: GroundTruthConfig,
         admin_token: Option<&str>,
         local_peer: bool,
         clustered: bool,
@@ -887,7 +971,7 @@ impl RawRegisterConfig {
             )?,
         };
         Ok(RegisterRoleConfig {
-            ground_truth_path,
+            ground_truth,
             pool_link,
             resync,
         })
@@ -1016,6 +1100,66 @@ impl RawClusterConfig {
     }
 }
 
+impl RawMongoConfig {
+    fn validate(self) -> Result<MongoConfig, ConfigError> {
+        if self.url.starts_with("mongodb+srv://") {
+            return Err(ConfigError::new(
+                "mongodb.url",
+                "mongodb+srv:// needs DNS SRV lookups, which this build leaves out; list the \
+                 hosts in a mongodb:// URL",
+            ));
+        }
+        if !self.url.starts_with("mongodb://") || self.url.len() == "mongodb://".len() {
+            return Err(ConfigError::new(
+                "mongodb.url",
+                format!(
+                    "{:?} is not a mongodb://host[:port] URL",
+                    without_credentials(&self.url)
+                ),
+            ));
+        }
+        let database = self
+            .database
+            .unwrap_or_else(|| DEFAULT_MONGODB_DATABASE.to_owned());
+        // MongoDB's rules for database names (on every platform), less than 64 bytes.
+        let database_ok = !database.is_empty()
+            && database.len() < 64
+            && !database.chars().any(|c| {
+                matches!(
+                    c,
+                    '/' | '\\' | '.' | ' ' | '"' | '$' | '*' | '<' | '>' | ':' | '|' | '?' | '\0'
+                )
+            });
+        if !database_ok {
+            return Err(ConfigError::new(
+                "mongodb.database",
+                format!(
+                    "{database:?}: 1 to 63 bytes, none of / \\ . space \" $ * < > : | ? or NUL"
+                ),
+            ));
+        }
+        Ok(MongoConfig {
+            url: self.url,
+            database,
+            connect_timeout: duration(
+                "mongodb.connect_timeout_ms",
+                self.connect_timeout_ms,
+                DEFAULT_MONGODB_CONNECT_TIMEOUT,
+            )?,
+            server_selection_timeout: duration(
+                "mongodb.server_selection_timeout_ms",
+                self.server_selection_timeout_ms,
+                DEFAULT_MONGODB_SERVER_SELECTION_TIMEOUT,
+            )?,
+            operation_timeout: duration(
+                "mongodb.operation_timeout_ms",
+                self.operation_timeout_ms,
+                DEFAULT_MONGODB_OPERATION_TIMEOUT,
+            )?,
+        })
+    }
+}
+
 /// Checks that `value` is `host:port` with a port number.
 fn host_port(field: &'static str, value: &str) -> Result<(), ConfigError> {
     let valid = value.rsplit_once(':').is_some_and(|(host, port)| {
@@ -1028,6 +1172,18 @@ fn host_port(field: &'static str, value: &str) -> Result<(), ConfigError> {
             field,
             format!("{value:?} is not host:port"),
         ))
+    }
+}
+
+/// A URL with its `user:password@` left out, for logs and errors.
+pub(crate) fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
     }
 }
 
@@ -1546,5 +1702,160 @@ mod tests {
         .validate()
         .unwrap();
         assert_eq!(config.stall_tick, Duration::from_millis(25));
+    }
+
+    fn on_mongodb(mongodb: RawMongoConfig) -> RawNodeConfig {
+        RawNodeConfig {
+            node_id: "node-m".into(),
+            admin_token: Some("secret".into()),
+            peer: Some(RawPeerConfig::default()),
+            register: Some(RawRegisterConfig::default()),
+            hub: Some(RawHubConfig {
+                grpc_addr: "127.0.0.1:0".into(),
+                ..RawHubConfig::default()
+            }),
+            mongodb: Some(mongodb),
+            ..RawNodeConfig::default()
+        }
+    }
+
+    fn mongodb_url(url: &str) -> RawMongoConfig {
+        RawMongoConfig {
+            url: url.into(),
+            ..RawMongoConfig::default()
+        }
+    }
+
+    /// Every role keeps its state in MongoDB when it is given, without a data directory, with
+    /// the documented defaults; a role that names a Redis keeps Redis.
+    #[test]
+    fn mongodb_serves_every_role_without_a_data_dir() {
+        let config = on_mongodb(mongodb_url(
+            "mongodb://db-1:27017,db-2:27017/?replicaSet=rs0",
+        ))
+        .validate()
+        .unwrap();
+        let expected = MongoConfig {
+            url: "mongodb://db-1:27017,db-2:27017/?replicaSet=rs0".into(),
+            database: "herald".into(),
+            connect_timeout: DEFAULT_MONGODB_CONNECT_TIMEOUT,
+            server_selection_timeout: DEFAULT_MONGODB_SERVER_SELECTION_TIMEOUT,
+            operation_timeout: DEFAULT_MONGODB_OPERATION_TIMEOUT,
+        };
+        assert_eq!(
+            config.peer.unwrap().ad_store,
+            AdStoreConfig::Mongo(expected.clone())
+        );
+        assert_eq!(
+            config.register.unwrap().ground_truth,
+            GroundTruthConfig::Mongo(expected.clone())
+        );
+        assert_eq!(
+            config.hub.unwrap().store,
+            BlueprintStoreConfig::Mongo(expected)
+        );
+
+        let mut raw = on_mongodb(RawMongoConfig {
+            database: Some("herald_test".into()),
+            connect_timeout_ms: Some(100),
+            server_selection_timeout_ms: Some(200),
+            operation_timeout_ms: Some(300),
+            ..mongodb_url("mongodb://127.0.0.1:27017")
+        });
+        raw.peer = Some(RawPeerConfig {
+            redis_url: Some("redis://127.0.0.1:6379".into()),
+            ..RawPeerConfig::default()
+        });
+        let config = raw.validate().unwrap();
+        assert!(matches!(
+            config.peer.unwrap().ad_store,
+            AdStoreConfig::Redis { .. }
+        ));
+        let GroundTruthConfig::Mongo(mongodb) = config.register.unwrap().ground_truth else {
+            panic!("the register role is on MongoDB");
+        };
+        assert_eq!(mongodb.database, "herald_test");
+        assert_eq!(
+            (
+                mongodb.connect_timeout,
+                mongodb.server_selection_timeout,
+                mongodb.operation_timeout
+            ),
+            (
+                Duration::from_millis(100),
+                Duration::from_millis(200),
+                Duration::from_millis(300)
+            )
+        );
+    }
+
+    #[test]
+    fn mongodb_errors_name_the_field_and_hide_the_password() {
+        let cases = [
+            (mongodb_url("postgres://u:hunter2@db/x"), "mongodb.url"),
+            (mongodb_url("mongodb://"), "mongodb.url"),
+            (mongodb_url("mongodb+srv://cluster.example"), "mongodb.url"),
+            (
+                RawMongoConfig {
+                    database: Some("a.b".into()),
+                    ..mongodb_url("mongodb://db")
+                },
+                "mongodb.database",
+            ),
+            (
+                RawMongoConfig {
+                    database: Some(String::new()),
+                    ..mongodb_url("mongodb://db")
+                },
+                "mongodb.database",
+            ),
+            (
+                RawMongoConfig {
+                    database: Some("d".repeat(64)),
+                    ..mongodb_url("mongodb://db")
+                },
+                "mongodb.database",
+            ),
+            (
+                RawMongoConfig {
+                    connect_timeout_ms: Some(0),
+                    ..mongodb_url("mongodb://db")
+                },
+                "mongodb.connect_timeout_ms",
+            ),
+            (
+                RawMongoConfig {
+                    server_selection_timeout_ms: Some(0),
+                    ..mongodb_url("mongodb://db")
+                },
+                "mongodb.server_selection_timeout_ms",
+            ),
+            (
+                RawMongoConfig {
+                    operation_timeout_ms: Some(0),
+                    ..mongodb_url("mongodb://db")
+                },
+                "mongodb.operation_timeout_ms",
+            ),
+        ];
+        for (mongodb, field) in cases {
+            let err = on_mongodb(mongodb).validate().expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        let config = on_mongodb(mongodb_url("mongodb://admin:hunter2@db:27017/?w=1"))
+            .validate()
+            .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("mongodb://db:27017/?w=1"), "{shown}");
+        assert_eq!(
+            without_credentials("mongodb://a%40b:p@ss@h1,h2/db"),
+            "mongodb://h1,h2/db"
+        );
+        assert_eq!(
+            without_credentials("mongodb://h/db?x=a@b"),
+            "mongodb://h/db?x=a@b"
+        );
     }
 }

@@ -18,7 +18,7 @@ pub mod stores;
 
 pub use api::{NodeApi, NodeError};
 pub use config::{
-    ConfigError, NodeConfig, RawClusterConfig, RawHubConfig, RawHubEndpoint, RawNodeConfig,
-    RawPeerConfig, RawRegisterConfig,
+    ConfigError, NodeConfig, RawClusterConfig, RawHubConfig, RawHubEndpoint, RawMongoConfig,
+    RawNodeConfig, RawPeerConfig, RawRegisterConfig,
 };
 pub use node::{Node, NodeHandle, ShutdownReport, StartError, StoreOverrides};

@@ -101,7 +101,7 @@ impl Node {
             Some(register) => {
                 let truth = match &overrides.ground_truth {
                     Some(truth) => Arc::clone(truth),
-                    None => stores::open_ground_truth(&register.ground_truth_path).await?,
+                    None => stores::open_ground_truth(&register.ground_truth).await?,
                 };
                 let link = pool_link(
                     register,

@@ -1,7 +1,9 @@
 //! The advertisement stores: one contract that every `AdStore` keeps alike (the in-memory fake,
-//! redb, Redis against a real `redis-server`), so that actor tests on the fake say something
-//! about production; and the clock rule across two runs of a real pool on redb and on Redis,
-//! with the injected clock stepped forward by days and back by hours in between.
+//! redb, Redis against a real `redis-server`, MongoDB against the MongoDB-wire stand-in
+//! SecantusDB or `HERALD_MONGODB_URL`: CI verifies the MongoDB adapter against a stand-in, not
+//! against MongoDB), so that actor tests on the fake say something about production; and the
+//! clock rule across two runs of a real pool on redb, Redis and MongoDB, with the injected
+//! clock stepped forward by days and back by hours in between.
 //!
 //! Adapter details (key layout, corrupt records, outages) are tested beside each adapter and in
 //! `redis_ad_store`.
@@ -19,11 +21,12 @@ use herald::parts::messages::{
     BulkAdvertise, BulkOutcome, NodeId, PoolError, PoolMeta, PoolStatus, RegisterId, Snapshot,
     SyncState, Timestamp, Validate,
 };
-use herald::parts::runtime::stores::{RedbAdStore, RedisAdStore};
+use herald::parts::runtime::stores::{MongoAdStore, RedbAdStore, RedisAdStore};
 use ractor::{Actor, ActorRef};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
+use crate::support::mongo::MongoServer;
 use crate::support::redis::RedisServer;
 use crate::support::wait_until;
 
@@ -178,6 +181,22 @@ impl Subject for Redis {
     }
 }
 
+struct Mongo {
+    server: MongoServer,
+    store: MongoAdStore,
+}
+
+#[async_trait]
+impl Subject for Mongo {
+    fn store(&self) -> &dyn AdStore {
+        &self.store
+    }
+
+    async fn wipe(&mut self) {
+        self.server.wipe().await;
+    }
+}
+
 /// What every `AdStore` does, whatever it is made of.
 async fn ad_store_contract(subject: &mut dyn Subject) {
     let what = subject.store().describe();
@@ -308,6 +327,11 @@ async fn every_ad_store_keeps_the_same_contract() {
     let server = RedisServer::start();
     let store = RedisAdStore::new(&server.url(), "herald", &node("peer-a")).unwrap();
     ad_store_contract(&mut Redis { server, store }).await;
+    let server = MongoServer::start();
+    let store = MongoAdStore::open(&server.config(), &node("peer-a"))
+        .await
+        .unwrap();
+    ad_store_contract(&mut Mongo { server, store }).await;
 }
 
 // ---- the clock rule across two runs ----
@@ -485,6 +509,21 @@ async fn clock_stepped_forward_by_days_and_back_by_hours_between_runs_on_redis()
     clock_steps_between_runs(async || -> Arc<dyn AdStore> {
         let store: Arc<dyn AdStore> =
             Arc::new(RedisAdStore::new(&url, "herald", &node("clock-peer")).unwrap());
+        store
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn clock_stepped_forward_by_days_and_back_by_hours_between_runs_on_mongodb() {
+    let server = MongoServer::start();
+    let config = server.config();
+    clock_steps_between_runs(async || -> Arc<dyn AdStore> {
+        let store: Arc<dyn AdStore> = Arc::new(
+            MongoAdStore::open(&config, &node("clock-peer"))
+                .await
+                .unwrap(),
+        );
         store
     })
     .await;

@@ -1,7 +1,10 @@
 //! The system register's stores: `RedisBlueprintStore` against real `redis-server` processes
 //! (one per test, real time) — the key layout, atomic versions across several hubs, the watch,
-//! corruption and outages — and one contract that the redb adapters and the in-memory fakes
-//! must keep alike, so that actor tests on the fakes say something about production.
+//! corruption and outages — and one contract that the redb adapters, the in-memory fakes and
+//! `MongoBlueprintStore` (against the MongoDB-wire stand-in SecantusDB, or
+//! `HERALD_MONGODB_URL`: CI verifies it against a stand-in, not against MongoDB) must keep
+//! alike, so that actor tests on the fakes say something about production. MongoDB's own
+//! layout, concurrency and outage tests are in `mongo_stores`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,10 +21,13 @@ use herald::parts::messages::{
     BlueprintId, Checkpoint, EntryDraft, EntryKind, Genesis, HistoryId, NodeId, RegisterId,
     SystemRegisterEntry, Timestamp,
 };
-use herald::parts::runtime::stores::{RedbBlueprintStore, RedbReplicaStore, RedisBlueprintStore};
+use herald::parts::runtime::stores::{
+    MongoBlueprintStore, RedbBlueprintStore, RedbReplicaStore, RedisBlueprintStore,
+};
 use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
+use crate::support::mongo::MongoServer;
 use crate::support::redis::RedisServer;
 
 /// An unavailable store must say so well within this (it fails in about a second at most).
@@ -256,6 +262,10 @@ async fn every_blueprint_store_keeps_the_same_contract() {
 
     blueprint_contract(&InMemoryBlueprintStore::new()).await;
     blueprint_contract(&InMemoryBlueprintStore::single_writer()).await;
+
+    let server = MongoServer::start();
+    let mongo = MongoBlueprintStore::open(&server.config()).await.unwrap();
+    blueprint_contract(&mongo).await;
 }
 
 #[tokio::test]
@@ -665,11 +675,19 @@ enum Subject {
         /// The version counter at `backup`.
         backup: Option<u64>,
     },
+    Mongo {
+        server: MongoServer,
+        store: Arc<MongoBlueprintStore>,
+        /// A second hub: another client on the same database.
+        other: Arc<MongoBlueprintStore>,
+        /// The version counter at `backup`.
+        backup: Option<u64>,
+    },
 }
 
 impl Subject {
-    /// One of each implementation: in memory, redb on a temporary directory, Redis on its own
-    /// server.
+    /// One of each implementation: in memory, redb on a temporary directory, Redis and MongoDB
+    /// (the stand-in) on servers of their own.
     async fn all() -> Vec<Subject> {
         let dir = tempfile::tempdir().unwrap();
         let redb = RedbBlueprintStore::open(&dir.path().join(REDB_FILE))
@@ -691,7 +709,20 @@ impl Subject {
                 store: redis,
                 backup: None,
             },
+            Subject::mongo().await,
         ]
+    }
+
+    async fn mongo() -> Subject {
+        let server = MongoServer::start();
+        let store = Arc::new(MongoBlueprintStore::open(&server.config()).await.unwrap());
+        let other = Arc::new(MongoBlueprintStore::open(&server.config()).await.unwrap());
+        Subject::Mongo {
+            server,
+            store,
+            other,
+            backup: None,
+        }
     }
 
     fn name(&self) -> &'static str {
@@ -699,6 +730,7 @@ impl Subject {
             Subject::Memory { .. } => "memory",
             Subject::Redb { .. } => "redb",
             Subject::Redis { .. } => "redis",
+            Subject::Mongo { .. } => "mongodb (stand-in)",
         }
     }
 
@@ -709,6 +741,7 @@ impl Subject {
             Subject::Memory { store, .. } => Arc::new(store.clone()),
             Subject::Redb { store, .. } => store.clone().expect("the redb store is open"),
             Subject::Redis { store, .. } => store.clone(),
+            Subject::Mongo { store, .. } => store.clone(),
         }
     }
 
@@ -717,6 +750,7 @@ impl Subject {
     fn other_hub(&self) -> Arc<dyn BlueprintStore> {
         match self {
             Subject::Redis { server, .. } => Arc::new(redis_store(server)),
+            Subject::Mongo { other, .. } => other.clone(),
             _ => self.hub(),
         }
     }
@@ -736,6 +770,7 @@ impl Subject {
                     .await
                     .unwrap();
             }
+            Subject::Mongo { server, .. } => server.wipe().await,
         }
     }
 
@@ -750,6 +785,9 @@ impl Subject {
             }
             Subject::Redis { server, backup, .. } => {
                 *backup = Some(redis_counter(&mut raw(server).await).await);
+            }
+            Subject::Mongo { server, backup, .. } => {
+                *backup = Some(mongo_counter(server).await);
             }
         }
     }
@@ -770,6 +808,10 @@ impl Subject {
             Subject::Redis { server, backup, .. } => {
                 let kept = backup.expect("a backup was taken");
                 redis_roll_back(&mut raw(server).await, kept).await;
+            }
+            Subject::Mongo { server, backup, .. } => {
+                let kept = backup.expect("a backup was taken");
+                mongo_roll_back(server, kept).await;
             }
         }
     }
@@ -820,6 +862,41 @@ async fn redis_roll_back(conn: &mut MultiplexedConnection, kept: u64) {
         .arg("herald:{sysreg}:version")
         .arg(kept)
         .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// The version counter of the MongoDB store (0 without a register).
+pub(crate) async fn mongo_counter(server: &MongoServer) -> u64 {
+    let meta = server
+        .database_handle()
+        .await
+        .collection::<mongodb::bson::Document>("system_register_meta");
+    let record = meta
+        .find_one(mongodb::bson::doc! { "_id": "register" })
+        .await
+        .unwrap();
+    record.map_or(0, |record| {
+        record.get_i64("version").unwrap().unsigned_abs()
+    })
+}
+
+/// What MongoDB looks like after losing its writes since `kept` (a restored backup, or a
+/// failover to a lagging member with a weak write concern): the entries above `kept` are gone
+/// and the counter is back at `kept`.
+pub(crate) async fn mongo_roll_back(server: &MongoServer, kept: u64) {
+    use mongodb::bson::{Document, doc};
+    let db = server.database_handle().await;
+    let kept = i64::try_from(kept).unwrap();
+    db.collection::<Document>("system_register_blueprints")
+        .delete_many(doc! { "version": { "$gt": kept } })
+        .await
+        .unwrap();
+    db.collection::<Document>("system_register_meta")
+        .update_one(
+            doc! { "_id": "register" },
+            doc! { "$set": { "version": kept } },
+        )
         .await
         .unwrap();
 }

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use herald_actors::testing::InMemoryGroundTruth;
 use herald_actors::{BackoffConfig, ResyncConfig};
 use herald_messages::{
-    AdInput, BulkAdvertise, ChildKind, RegisterPatch, ResyncDriverMsg, SyncStatus,
+    AdInput, BulkAdvertise, ChildKind, Register, RegisterPatch, ResyncDriverMsg, SyncStatus,
+    Timestamp,
 };
 
 use crate::support::{CALL, Options, eventually, id, pass, start, valid};
@@ -239,5 +241,114 @@ async fn a_restarted_driver_resyncs_from_the_ground_truth() {
         || async { node.available_ids().await == vec![id(1)] },
     )
     .await;
+    node.shutdown().await;
+}
+
+fn by_hand(n: u8, advertise: bool) -> Register {
+    Register {
+        register_id: id(n),
+        name: format!("edited by hand {n}"),
+        description: None,
+        advertise,
+        latest_version: u64::from(n),
+        latest_docket_version: 0,
+        created_at: Timestamp::EPOCH,
+        updated_at: Timestamp::EPOCH,
+        revision: 0,
+    }
+}
+
+/// Issue 10, deliverable 1: a register changed behind the driver's back (an operator editing a
+/// shared ground truth such as MongoDB directly) is pushed at once through the ground truth's
+/// watch, long before the periodic full sync; the driver's own changes, which the watch echoes,
+/// are pushed once; a watch that ends is reopened after a backoff and followed by a full sync,
+/// which brings what changed while nobody watched.
+#[tokio::test(start_paused = true)]
+async fn a_register_changed_behind_the_drivers_back_is_pushed_at_once() {
+    let truth = InMemoryGroundTruth::watchable();
+    let node = start(Options {
+        resync: resync(),
+        truth: truth.clone(),
+        ..Options::default()
+    })
+    .await;
+    eventually("first full sync", Duration::from_secs(5), || async {
+        node.sync_state().await.status == SyncStatus::InSync
+    })
+    .await;
+    let link = node.link.clone().unwrap();
+    let soon = Duration::from_secs(1);
+
+    // The driver's own change: pushed once, its echo from the watch is not pushed again.
+    let before = link.attempts();
+    node.create(1, true).await;
+    pass(soon).await;
+    assert_eq!(
+        link.attempts(),
+        before + 1,
+        "an own change was pushed twice"
+    );
+    assert_eq!(node.available_ids().await, vec![id(1)]);
+
+    // Changes made directly in the store reach the pool at once.
+    truth.put_behind_the_back(by_hand(2, true));
+    eventually("a register added by hand", soon, || async {
+        node.available_ids().await == vec![id(1), id(2)]
+    })
+    .await;
+    let shown = node.available().await;
+    assert_eq!(shown[1].name.as_deref(), Some("edited by hand 2"));
+    truth.put_behind_the_back(by_hand(1, false));
+    truth.delete_behind_the_back(&id(2));
+    eventually(
+        "a register made private and one deleted by hand",
+        soon,
+        || async { node.available_ids().await.is_empty() },
+    )
+    .await;
+    assert_eq!(
+        node.sync_state().await.successful_full_syncs,
+        1,
+        "the watch opened before the first full sync: nothing else was needed"
+    );
+
+    // The watch ends (a broken change stream); a change made meanwhile is not seen by it, but
+    // the full sync that follows the reopened watch brings it, long before the periodic one.
+    truth.end_watches();
+    truth.put_behind_the_back(by_hand(3, true));
+    eventually(
+        "the change missed by the watch",
+        Duration::from_secs(120),
+        || async { node.available_ids().await == vec![id(3)] },
+    )
+    .await;
+    assert_eq!(node.sync_state().await.successful_full_syncs, 2);
+    truth.put_behind_the_back(by_hand(4, true));
+    eventually("a change seen by the reopened watch", soon, || async {
+        node.available_ids().await == vec![id(3), id(4)]
+    })
+    .await;
+    node.shutdown().await;
+}
+
+/// A ground truth that cannot be watched (an embedded file) costs nothing: no watch, no extra
+/// full sync, changes pushed once.
+#[tokio::test(start_paused = true)]
+async fn a_ground_truth_without_a_watch_changes_nothing() {
+    let node = start(Options {
+        resync: resync(),
+        ..Options::default()
+    })
+    .await;
+    eventually("first full sync", Duration::from_secs(5), || async {
+        node.sync_state().await.status == SyncStatus::InSync
+    })
+    .await;
+    let link = node.link.clone().unwrap();
+    let before = link.attempts();
+    node.create(1, true).await;
+    pass(Duration::from_secs(60)).await;
+    assert_eq!(link.attempts(), before + 1);
+    assert_eq!(node.sync_state().await.successful_full_syncs, 1);
     node.shutdown().await;
 }

@@ -6,12 +6,18 @@
 //! - `redb_blueprint_store`: `BlueprintStore` in a redb file (one hub, the embedded default).
 //! - `redis_blueprint_store`: `BlueprintStore` on Redis (several hubs share one register).
 //! - `redb_replica_store`: `ReplicaStore` in a redb file plus a JSON checkpoint file (peers).
-//! - `redb_file`, `redis_connection`: what the redb and the Redis adapters share;
-//!   `stored_entry`: how every system register store keeps an entry.
+//! - `mongo_ad_store`, `mongo_ground_truth`, `mongo_blueprint_store`: `AdStore`,
+//!   `GroundTruth` and `BlueprintStore` on MongoDB (a replica set; shared by nodes and hubs).
+//! - `redb_file`, `redis_connection`, `mongo_connection`: what the redb, the Redis and the
+//!   MongoDB adapters share; `stored_entry`: how every system register store keeps an entry.
 //!
-//! Driver errors (`redis::RedisError`, `redb::Error`) are mapped to the port's error enum here
-//! and never leave this module.
+//! Driver errors (`redis::RedisError`, `redb::Error`, `mongodb::error::Error`) are mapped to the
+//! port's error enum here and never leave this module.
 
+mod mongo_ad_store;
+mod mongo_blueprint_store;
+mod mongo_connection;
+mod mongo_ground_truth;
 mod redb_ad_store;
 mod redb_blueprint_store;
 mod redb_file;
@@ -28,6 +34,10 @@ use std::sync::Arc;
 use herald_actors::ports::{AdStore, BlueprintStore, GroundTruth, ReplicaStore};
 use herald_messages::NodeId;
 
+pub use mongo_ad_store::MongoAdStore;
+pub use mongo_blueprint_store::MongoBlueprintStore;
+pub use mongo_connection::MongoOpenError;
+pub use mongo_ground_truth::MongoGroundTruth;
 pub use redb_ad_store::RedbAdStore;
 pub use redb_blueprint_store::RedbBlueprintStore;
 pub use redb_file::RedbOpenError;
@@ -37,11 +47,11 @@ pub use redis_ad_store::RedisAdStore;
 pub use redis_blueprint_store::RedisBlueprintStore;
 pub use redis_connection::RedisOpenError;
 
-use crate::config::{AdStoreConfig, BlueprintStoreConfig};
+use crate::config::{AdStoreConfig, BlueprintStoreConfig, GroundTruthConfig, MongoConfig};
 use crate::start_error::StartError;
 
-/// Opens the configured ad store. Redis connects lazily (a node starts while Redis is down and
-/// runs degraded); a redb file is opened (and created) now.
+/// Opens the configured ad store. Redis and MongoDB connect lazily (a node starts while they are
+/// down and runs degraded); a redb file is opened (and created) now.
 pub async fn open_ad_store(
     config: &AdStoreConfig,
     node_id: &NodeId,
@@ -67,23 +77,51 @@ pub async fn open_ad_store(
                     })?;
             Ok(Arc::new(store))
         }
+        AdStoreConfig::Mongo(mongodb) => {
+            let store = MongoAdStore::open(mongodb, node_id)
+                .await
+                .map_err(|source| mongo_error("advertisement store", mongodb, source))?;
+            Ok(Arc::new(store))
+        }
     }
 }
 
-/// Opens (and creates) the embedded ground truth.
-pub async fn open_ground_truth(path: &Path) -> Result<Arc<dyn GroundTruth>, StartError> {
-    let truth = RedbGroundTruth::open(path)
-        .await
-        .map_err(|source| StartError::Store {
-            what: "register store",
-            location: path.display().to_string(),
-            source: Box::new(source),
-        })?;
-    Ok(Arc::new(truth))
+/// Opens the configured ground truth: the embedded one is opened (and created) now, MongoDB
+/// connects lazily.
+pub async fn open_ground_truth(
+    config: &GroundTruthConfig,
+) -> Result<Arc<dyn GroundTruth>, StartError> {
+    match config {
+        GroundTruthConfig::Embedded { path } => {
+            let truth = RedbGroundTruth::open(path)
+                .await
+                .map_err(|source| StartError::Store {
+                    what: "register store",
+                    location: path.display().to_string(),
+                    source: Box::new(source),
+                })?;
+            Ok(Arc::new(truth))
+        }
+        GroundTruthConfig::Mongo(mongodb) => {
+            let truth = MongoGroundTruth::open(mongodb)
+                .await
+                .map_err(|source| mongo_error("register store", mongodb, source))?;
+            Ok(Arc::new(truth))
+        }
+    }
 }
 
-/// Opens the configured system register store: redb (one hub) now, Redis (shared by hubs)
-/// lazily.
+/// A MongoDB store that could not be opened (its URL does not parse).
+fn mongo_error(what: &'static str, config: &MongoConfig, source: MongoOpenError) -> StartError {
+    StartError::Store {
+        what,
+        location: crate::config::without_credentials(&config.url),
+        source: Box::new(source),
+    }
+}
+
+/// Opens the configured system register store: redb (one hub) now, Redis or MongoDB (shared by
+/// hubs) lazily.
 pub async fn open_blueprint_store(
     config: &BlueprintStoreConfig,
 ) -> Result<Arc<dyn BlueprintStore>, StartError> {
@@ -106,6 +144,12 @@ pub async fn open_blueprint_store(
                     location: url.clone(),
                     source: Box::new(source),
                 })?;
+            Ok(Arc::new(store))
+        }
+        BlueprintStoreConfig::Mongo(mongodb) => {
+            let store = MongoBlueprintStore::open(mongodb)
+                .await
+                .map_err(|source| mongo_error("system register store", mongodb, source))?;
             Ok(Arc::new(store))
         }
     }

@@ -81,7 +81,7 @@ impl GroundTruth for RedbGroundTruth {
                     ))),
                 };
                 match register {
-                    Ok(register) if register.advertise => public.push(register),
+                    Ok(register) if register.advertise => public.push(register.to_ad_input()),
                     Ok(_) => {
                         return Ok(Err(corrupt(format!(
                             "public index names register {id}, which is not public"
@@ -314,6 +314,10 @@ mod tests {
         registers.iter().map(|r| r.register_id.clone()).collect()
     }
 
+    fn public_ids(registers: &[herald_messages::AdInput]) -> Vec<RegisterId> {
+        registers.iter().map(|r| r.register_id.clone()).collect()
+    }
+
     #[tokio::test]
     async fn create_get_list_round_trip() {
         let dir = tempfile::tempdir().unwrap();
@@ -338,7 +342,7 @@ mod tests {
         assert_eq!(truth.get(&id(2)).await.unwrap(), Some(created.clone()));
         assert_eq!(ids(&truth.list().await.unwrap()), [id(1), id(2)]);
         let public = truth.public_registers().await.unwrap();
-        assert_eq!(public.registers, vec![created]);
+        assert_eq!(public.registers, vec![created.to_ad_input()]);
         assert_eq!(public.revision, 2);
         assert!(
             truth.describe().starts_with("redb:"),
@@ -361,7 +365,7 @@ mod tests {
 
         assert_eq!(truth.list().await.unwrap(), vec![first.clone()]);
         let public = truth.public_registers().await.unwrap();
-        assert_eq!(public.registers, vec![first]);
+        assert_eq!(public.registers, vec![first.to_ad_input()]);
         assert_eq!(
             public.revision, 1,
             "refused changes do not bump the revision"
@@ -376,7 +380,7 @@ mod tests {
             truth.create(register(n, n % 2 == 1)).await.unwrap();
         }
         let before = truth.public_registers().await.unwrap();
-        assert_eq!(ids(&before.registers), [id(1), id(3), id(5)]);
+        assert_eq!(public_ids(&before.registers), [id(1), id(3), id(5)]);
 
         truth.replace(register(1, false)).await.unwrap(); // public → private
         truth.replace(register(2, true)).await.unwrap(); // private → public
@@ -386,8 +390,8 @@ mod tests {
         assert!(truth.delete(&id(4)).await.unwrap()); // a private one goes
 
         let after = truth.public_registers().await.unwrap();
-        assert_eq!(ids(&after.registers), [id(2), id(3)]);
-        assert!(after.registers.iter().all(|r| r.advertise));
+        assert_eq!(public_ids(&after.registers), [id(2), id(3)]);
+        assert!(after.registers.iter().all(|r| r.is_public));
         assert_eq!(ids(&truth.list().await.unwrap()), [id(1), id(2), id(3)]);
         assert_eq!(after.revision, 11);
         let replaced = truth.get(&id(3)).await.unwrap().unwrap();
@@ -434,7 +438,7 @@ mod tests {
         assert_eq!(reopened.revision, 3);
         assert!(!reopened.advertise);
         assert_eq!(
-            ids(&truth.public_registers().await.unwrap().registers),
+            public_ids(&truth.public_registers().await.unwrap().registers),
             [id(3)]
         );
     }
