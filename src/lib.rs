@@ -55,6 +55,8 @@ pub use herald_runtime::{
     ConfigError, Node, NodeApi, NodeConfig, NodeError, NodeHandle, RawHubConfig, RawHubEndpoint,
     RawNodeConfig, RawPeerConfig, RawRegisterConfig, ShutdownReport, StartError, StoreOverrides,
 };
+/// TLS and credentials, and the configuration file (issue 10).
+pub use herald_runtime::{ConfigFileError, RawClientTls, RawPeerCredential, RawServerTls};
 
 pub use herald_messages::{
     AdInput, AdvertisementSyncState, AvailableRegister, BulkAdvertise, BulkOutcome, ChildKind,

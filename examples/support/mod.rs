@@ -1,8 +1,15 @@
-//! What the role binaries share: logging, metrics, and running until a signal.
+//! What the role binaries share: the configuration file and its overrides, logging, metrics,
+//! and running until a signal.
+//!
+//! Where a setting comes from, lowest first: the defaults, the `--config FILE` (TOML, the
+//! fields of `RawNodeConfig`), the `HERALD_*` environment variables, the flags. (clap reads
+//! each flag's variable when the flag is absent, so a flag beats its variable, and either
+//! beats the file.)
 
 #![allow(dead_code)]
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use herald::{Node, NodeHandle, RawNodeConfig};
@@ -26,6 +33,58 @@ pub struct LogArgs {
     /// Log format on stderr: `text` (colours only on a terminal) or `json` (one object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// The configuration file flag every role binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// A TOML configuration file (the fields of `RawNodeConfig`); `HERALD_*` environment
+    /// variables and flags override what it says.
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The configuration file's content (the defaults without one). Prints why and gives exit
+/// code 2 when the file cannot be read or holds an unknown key, a missing one or a value of
+/// the wrong type (named by its path, e.g. `peer.hubs[0].url`).
+pub fn load_config(args: &ConfigArgs) -> Result<RawNodeConfig, ExitCode> {
+    let Some(path) = &args.config else {
+        return Ok(RawNodeConfig::default());
+    };
+    read_config(path).map_err(|why| {
+        eprintln!("{why}");
+        ExitCode::from(2)
+    })
+}
+
+/// Reads and parses a configuration file.
+pub fn read_config(path: &Path) -> Result<RawNodeConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        format!(
+            "cannot read the configuration file {}: {err}",
+            path.display()
+        )
+    })?;
+    RawNodeConfig::from_toml(&text).map_err(|err| format!("{}: {err}", path.display()))
+}
+
+/// Replaces `slot` with `value` when the flag (or its variable) was given.
+pub fn set<T>(slot: &mut Option<T>, value: Option<T>) {
+    if value.is_some() {
+        *slot = value;
+    }
+}
+
+/// Replaces a secret given as a pair of fields (`token`, `token_file`) when either flag was
+/// given: the flag's form replaces both of the file's.
+pub fn set_secret(
+    (token, token_file): (&mut Option<String>, &mut Option<PathBuf>),
+    (flag, flag_file): (Option<String>, Option<PathBuf>),
+) {
+    if flag.is_some() || flag_file.is_some() {
+        *token = flag;
+        *token_file = flag_file;
+    }
 }
 
 /// Logs to stderr in `format`; `RUST_LOG` overrides the `default` level.
@@ -53,6 +112,12 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 /// invalid), starts the node (exit code 1 with the reason when it cannot), prints
 /// `herald <role> ready node=<id> http=<addr>[ grpc=<addr>]` on stdout, and serves until stopped.
 pub async fn serve(role: &str, raw: RawNodeConfig) -> anyhow::Result<ExitCode> {
+    if raw.http_addr.is_none() {
+        eprintln!(
+            "invalid configuration: http_addr: required by the role binaries (--http, or http_addr in the file)"
+        );
+        return Ok(ExitCode::from(2));
+    }
     let config = match raw.validate() {
         Ok(config) => config.with_metrics(install_metrics()?),
         Err(err) => {

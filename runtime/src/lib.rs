@@ -2,7 +2,8 @@
 //! wiring of the supervision tree. The only crate that names drivers.
 //!
 //! Rooms: `config` (raw → validated), `node` (start, handle, shutdown), `api` (typed calls),
-//! `stores/` (port adapters), `links/` (other nodes), `rest/` (axum API).
+//! `stores/` (port adapters), `links/` (other nodes), `rest/` (axum API), `tls` (TLS material
+//! and secrets named by the configuration, read at start).
 
 pub mod api;
 pub mod config;
@@ -13,10 +14,11 @@ pub mod rest;
 pub mod server;
 pub mod start_error;
 pub mod stores;
+pub mod tls;
 
 pub use api::{NodeApi, NodeError};
 pub use config::{
-    ConfigError, NodeConfig, RawHubConfig, RawHubEndpoint, RawNodeConfig, RawPeerConfig,
-    RawRegisterConfig,
+    ConfigError, ConfigFileError, NodeConfig, RawClientTls, RawHubConfig, RawHubEndpoint,
+    RawNodeConfig, RawPeerConfig, RawPeerCredential, RawRegisterConfig, RawServerTls,
 };
 pub use node::{Node, NodeHandle, ShutdownReport, StartError, StoreOverrides};
