@@ -690,8 +690,8 @@ impl RawPeerConfig {
                 .join("replica"),
             tls: client_tls_for(
                 ("peer.hub_tls", self.hub_tls.clone()),
-                self.hubs.iter().any(|hub| hub.url.starts_with("https://")),
-                "no hub URL is https://",
+                (!self.hubs.iter().any(|hub| hub.url.starts_with("https://")))
+                    .then_some("no hub URL is https://"),
             )?,
             token: Secret::from_fields(
                 ("peer.hub_token", self.hub_token.clone()),
@@ -784,8 +784,7 @@ impl RawHubConfig {
             Some(tls) => Some(tls.validate("hub.tls")?),
             None => None,
         };
-        let mutual_tls = tls.as_ref().is_some_and(|tls| tls.client_ca_file.is_some());
-        let peers = peer_credentials(self.peers, mutual_tls)?;
+        let peers = peer_credentials(self.peers, tls.as_ref())?;
         let limits = HubLimits::from_fields(
             ("hub.max_concurrent_streams", self.max_concurrent_streams),
             ("hub.peer_requests_per_sec", self.peer_requests_per_sec),
@@ -822,34 +821,33 @@ fn redis_tls(
     plain_url(field, url, &["redis://", "rediss://", "redis+unix://"])?;
     client_tls_for(
         (tls_field, tls),
-        url.starts_with("rediss://"),
-        "the URL is not rediss://",
+        (!url.starts_with("rediss://")).then_some("the URL is not rediss://"),
     )
 }
 
-/// Validates client TLS settings that only mean something when `applies` (a TLS URL); set
-/// without one, they are refused with `why_not`, since they would be silently ignored.
+/// Validates client TLS settings, which only mean something with a TLS URL: `unused` says
+/// why they would be ignored (no TLS URL), and then they are refused rather than ignored.
 fn client_tls_for(
     (field, tls): (&'static str, Option<RawClientTls>),
-    applies: bool,
-    why_not: &str,
+    unused: Option<&str>,
 ) -> Result<Option<ClientTls>, ConfigError> {
-    match tls {
-        None => Ok(None),
-        Some(_) if !applies => Err(ConfigError::new(
+    match (tls, unused) {
+        (None, _) => Ok(None),
+        (Some(_), Some(why)) => Err(ConfigError::new(
             field,
-            format!("set, but {why_not}: it would be ignored"),
+            format!("set, but {why}: it would be ignored"),
         )),
-        Some(raw) => Ok(Some(raw.validate(field)?)),
+        (Some(raw), None) => Ok(Some(raw.validate(field)?)),
     }
 }
 
 /// The peers a hub lets open sessions: valid, distinct ids, each with a token unless mutual
-/// TLS identifies it.
+/// TLS (the hub's `tls` naming client CAs) identifies it.
 fn peer_credentials(
     raw: Vec<RawPeerCredential>,
-    mutual_tls: bool,
+    tls: Option<&ServerTls>,
 ) -> Result<Vec<PeerCredential>, ConfigError> {
+    let mutual_tls = tls.is_some_and(|tls| tls.client_ca_file.is_some());
     let mut peers: Vec<PeerCredential> = Vec::with_capacity(raw.len());
     for peer in raw {
         let id = NodeId::parse(&peer.id)
@@ -951,8 +949,7 @@ impl RawRegisterConfig {
                 })?;
                 let tls = client_tls_for(
                     ("register.peer_tls", self.peer_tls),
-                    url.starts_with("https://"),
-                    "register.peer_url is not https://",
+                    (!url.starts_with("https://")).then_some("register.peer_url is not https://"),
                 )?;
                 PoolLinkConfig::Http {
                     base_url: url.trim_end_matches('/').to_owned(),

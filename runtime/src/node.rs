@@ -29,7 +29,8 @@ use crate::config::{
     HttpConfig, HubConnectionConfig, HubRoleConfig, NodeConfig, PoolLinkConfig, RegisterRoleConfig,
 };
 use crate::grpc::{
-    GrpcHubLink, GrpcServer, GrpcStartError, HubAuth, HubCredentials, HubGrpc, ServeOptions,
+    ClientCertificates, GrpcHubLink, GrpcServer, GrpcStartError, HubAuth, HubCredentials, HubGrpc,
+    ServeOptions,
 };
 use crate::links::HttpPoolLink;
 use crate::rest::{self, HttpServer, RestState};
@@ -435,7 +436,11 @@ fn hub_guard(
         .map(|tls| tls.load())
         .transpose()
         .map_err(credentials)?;
-    let mutual_tls = tls.as_ref().is_some_and(|pem| pem.client_ca.is_some());
+    let certificates = if tls.as_ref().is_some_and(|pem| pem.client_ca.is_some()) {
+        ClientCertificates::MustNamePeer
+    } else {
+        ClientCertificates::Ignored
+    };
     let mut peers = Vec::with_capacity(hub.peers.len());
     for peer in &hub.peers {
         let token = peer
@@ -446,7 +451,7 @@ fn hub_guard(
             .map_err(credentials)?;
         peers.push((peer.id.to_string(), token));
     }
-    let auth = HubAuth::new(peers, mutual_tls);
+    let auth = HubAuth::new(peers, certificates);
     if auth.is_open() {
         warn!(node = %node_id, "gRPC callers are not authenticated: any client may open a session as any peer (configure hub.peers or hub.tls.client_ca_file)");
     }

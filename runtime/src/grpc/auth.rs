@@ -29,8 +29,18 @@ const BEARER: &str = "Bearer ";
 pub struct HubAuth {
     /// Configured peers and their tokens (`None`: the certificate alone identifies it).
     peers: HashMap<String, Option<String>>,
-    /// Clients present certificates (mutual TLS) that must name the claimed peer.
-    client_certificates: bool,
+    certificates: ClientCertificates,
+}
+
+/// Whether callers' TLS client certificates identify them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientCertificates {
+    /// No mutual TLS: certificates prove nothing about the caller.
+    #[default]
+    Ignored,
+    /// Mutual TLS: the certificate (verified against the client CAs by the handshake) must
+    /// name the peer the request speaks for.
+    MustNamePeer,
 }
 
 impl std::fmt::Debug for HubAuth {
@@ -39,7 +49,7 @@ impl std::fmt::Debug for HubAuth {
         peers.sort();
         f.debug_struct("HubAuth")
             .field("peers", &peers)
-            .field("client_certificates", &self.client_certificates)
+            .field("certificates", &self.certificates)
             .finish()
     }
 }
@@ -56,22 +66,22 @@ impl HubAuth {
         Self::default()
     }
 
-    /// Only `peers` may call, each with its token when it has one (`(peer id, token)`);
-    /// `client_certificates`: the server runs mutual TLS and a client's certificate must name
-    /// the peer it calls as.
+    /// Only `peers` may call (any peer when empty), each with its token when it has one
+    /// (`(peer id, token)`); under mutual TLS, `certificates` says a client's certificate must
+    /// name the peer it calls as.
     pub fn new(
         peers: impl IntoIterator<Item = (String, Option<String>)>,
-        client_certificates: bool,
+        certificates: ClientCertificates,
     ) -> Self {
         Self {
             peers: peers.into_iter().collect(),
-            client_certificates,
+            certificates,
         }
     }
 
     /// Whether every caller is let in.
     pub fn is_open(&self) -> bool {
-        self.peers.is_empty() && !self.client_certificates
+        self.peers.is_empty() && self.certificates == ClientCertificates::Ignored
     }
 
     /// The credentials `request` carries.
@@ -113,7 +123,7 @@ impl HubAuth {
                 }
             }
         }
-        if self.client_certificates {
+        if self.certificates == ClientCertificates::MustNamePeer {
             let Some(leaf) = &caller.leaf else {
                 return Err(Status::unauthenticated("no client certificate"));
             };
@@ -173,7 +183,7 @@ mod tests {
                 ("peer-a".to_owned(), Some("token-a".to_owned())),
                 ("peer-b".to_owned(), Some("token-b".to_owned())),
             ],
-            false,
+            ClientCertificates::Ignored,
         )
     }
 
@@ -208,7 +218,7 @@ mod tests {
 
     #[test]
     fn mutual_tls_needs_a_certificate() {
-        let auth = HubAuth::new([], true);
+        let auth = HubAuth::new([], ClientCertificates::MustNamePeer);
         let refusal = auth.check(&caller(None), "peer-a").unwrap_err();
         assert_eq!(refusal.code(), Code::Unauthenticated);
     }

@@ -13,7 +13,7 @@ pub mod client;
 pub mod limits;
 pub mod server;
 
-pub use auth::HubAuth;
+pub use auth::{ClientCertificates, HubAuth};
 pub use client::{GrpcHubLink, HubCredentials, MAX_MESSAGE_BYTES, hub_endpoint, hub_endpoint_with};
 pub use limits::HubLimits;
 pub use server::{
