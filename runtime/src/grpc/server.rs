@@ -46,7 +46,7 @@ use herald_proto::v1::central_node_connection_server::{
 use herald_proto::v1::heartbeat_server::{Heartbeat, HeartbeatServer};
 use herald_proto::v1::system_register_sync_server::{SystemRegisterSync, SystemRegisterSyncServer};
 
-use super::auth::HubAuth;
+use super::auth::{Caller, HubAuth};
 use super::limits::{HubLimits, PeerRateLimiter};
 use crate::server::ServerTask;
 use crate::tls::ServerPem;
@@ -133,7 +133,7 @@ impl HubGrpc {
         self.admit_caller(&caller, peer_id)
     }
 
-    fn admit_caller(&self, caller: &super::auth::Caller, peer_id: &str) -> Result<(), Status> {
+    fn admit_caller(&self, caller: &Caller, peer_id: &str) -> Result<(), Status> {
         if let Err(refusal) = self.guard.auth.check(caller, peer_id) {
             metrics::counter!("herald_hub_unauthenticated_total").increment(1);
             return Err(refusal);
