@@ -8,6 +8,7 @@
 //!     --redis redis://127.0.0.1:6379 --admin-token secret     # hubs sharing one register
 //! cargo run --example hub -- --node-id n2 --grpc 127.0.0.1:50053 --http 127.0.0.1:8092 \
 //!     --mongodb mongodb://127.0.0.1:27017/?replicaSet=rs0 --admin-token secret   # or on MongoDB
+//! cargo run --example hub -- --config examples/config/hub.toml     # flags and HERALD_* override it
 //! ```
 //! Prints `herald hub ready node=<id> http=<addr> grpc=<addr>` on stdout once it serves.
 
@@ -18,73 +19,129 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use herald::{RawHubConfig, RawNodeConfig};
+use herald::{RawClientTls, RawHubConfig, RawNodeConfig, RawServerTls};
 
 /// herald hub role: the system register, served to peers over gRPC.
 #[derive(Parser)]
-#[command(group = clap::ArgGroup::new("store").required(true).args(["redis", "mongodb", "data_dir"]))]
 struct Args {
+    #[command(flatten)]
+    config: support::ConfigArgs,
     #[command(flatten)]
     log: support::LogArgs,
     #[command(flatten)]
+    mongo: support::MongoArgs,
+    #[command(flatten)]
     cluster: support::ClusterArgs,
     /// This hub's id (≤ 64 of [A-Za-z0-9_-]).
-    #[arg(long)]
-    node_id: String,
+    #[arg(long, env = "HERALD_NODE_ID")]
+    node_id: Option<String>,
     /// gRPC address peers connect to (port 0 picks a free port).
-    #[arg(long)]
-    grpc: String,
+    #[arg(long, env = "HERALD_GRPC")]
+    grpc: Option<String>,
+    /// Serve gRPC over TLS with this certificate chain (PEM) and --grpc-key-file.
+    #[arg(long, env = "HERALD_GRPC_CERT_FILE", requires = "grpc_key_file")]
+    grpc_cert_file: Option<PathBuf>,
+    #[arg(long, env = "HERALD_GRPC_KEY_FILE", requires = "grpc_cert_file")]
+    grpc_key_file: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS), naming the peer's id.
+    #[arg(long, env = "HERALD_GRPC_CLIENT_CA_FILE", requires = "grpc_cert_file")]
+    grpc_client_ca_file: Option<PathBuf>,
     /// REST API address (port 0 picks a free port).
-    #[arg(long)]
-    http: String,
+    #[arg(long, env = "HERALD_HTTP")]
+    http: Option<String>,
+    /// Serve the REST API over HTTPS with this certificate chain (PEM) and --http-key-file.
+    #[arg(long, env = "HERALD_HTTP_CERT_FILE", requires = "http_key_file")]
+    http_cert_file: Option<PathBuf>,
+    #[arg(long, env = "HERALD_HTTP_KEY_FILE", requires = "http_cert_file")]
+    http_key_file: Option<PathBuf>,
     /// Redis holding the system register shared by several hubs (run it with AOF).
-    #[arg(long)]
+    #[arg(long, env = "HERALD_REDIS")]
     redis: Option<String>,
+    /// CA of a `rediss://` Redis (the system's roots without it).
+    #[arg(long, env = "HERALD_REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
     /// Directory of the embedded system register (one hub).
-    #[arg(long)]
+    #[arg(long, env = "HERALD_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// MongoDB (a replica set) holding this node's state instead of the embedded store, e.g.
-    /// `mongodb://db-1:27017,db-2:27017/?replicaSet=rs0`.
-    #[arg(long)]
-    mongodb: Option<String>,
-    /// Database of herald's collections on --mongodb (herald).
-    #[arg(long, requires = "mongodb")]
-    mongodb_db: Option<String>,
-    /// Bearer token for publishing and deprecating.
+    /// Bearer token for publishing and deprecating (prefer --admin-token-file).
     #[arg(long, env = "HERALD_ADMIN_TOKEN")]
-    admin_token: String,
+    admin_token: Option<String>,
+    /// A file holding the admin token.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Heartbeat period told to peers.
-    #[arg(long)]
+    #[arg(long, env = "HERALD_HEARTBEAT_INTERVAL_MS")]
     heartbeat_interval_ms: Option<u64>,
     /// A peer silent for this long loses its session.
-    #[arg(long)]
+    #[arg(long, env = "HERALD_SESSION_EXPIRY_MS")]
     session_expiry_ms: Option<u64>,
     /// How often to check that a shared store still holds the register (and write back what
     /// it lost).
-    #[arg(long)]
+    #[arg(long, env = "HERALD_STORE_CHECK_INTERVAL_MS")]
     store_check_interval_ms: Option<u64>,
+    /// HTTP/2 streams one peer connection may have open at once.
+    #[arg(long, env = "HERALD_MAX_CONCURRENT_STREAMS")]
+    max_concurrent_streams: Option<u32>,
+    /// Requests one peer may make per second, and at once (`RESOURCE_EXHAUSTED` beyond).
+    #[arg(long, env = "HERALD_PEER_REQUESTS_PER_SEC")]
+    peer_requests_per_sec: Option<u32>,
+    #[arg(long, env = "HERALD_PEER_REQUEST_BURST")]
+    peer_request_burst: Option<u32>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     support::init_tracing("info", args.log.log_format);
-    let raw = RawNodeConfig {
-        node_id: args.node_id,
-        data_dir: args.data_dir,
-        mongodb: support::mongodb(args.mongodb, args.mongodb_db),
-        http_addr: Some(args.http),
-        admin_token: Some(args.admin_token),
-        hub: Some(RawHubConfig {
-            grpc_addr: args.grpc,
-            redis_url: args.redis,
-            heartbeat_interval_ms: args.heartbeat_interval_ms,
-            session_expiry_ms: args.session_expiry_ms,
-            store_check_interval_ms: args.store_check_interval_ms,
-            ..RawHubConfig::default()
-        }),
-        cluster: args.cluster.config(),
-        ..RawNodeConfig::default()
+    let mut raw = match support::load_config(&args.config) {
+        Ok(raw) => raw,
+        Err(code) => return Ok(code),
     };
+    apply(&mut raw, args);
     support::serve("hub", raw).await
+}
+
+/// The flags (and their variables) over the file.
+fn apply(raw: &mut RawNodeConfig, args: Args) {
+    if let Some(node_id) = args.node_id {
+        raw.node_id = node_id;
+    }
+    args.mongo.apply(raw);
+    args.cluster.apply(raw);
+    support::set(&mut raw.data_dir, args.data_dir);
+    support::set(&mut raw.http_addr, args.http);
+    support::set_secret(
+        (&mut raw.admin_token, &mut raw.admin_token_file),
+        (args.admin_token, args.admin_token_file),
+    );
+    if let (Some(cert_file), Some(key_file)) = (args.http_cert_file, args.http_key_file) {
+        let tls = raw.http_tls.get_or_insert_with(RawServerTls::default);
+        tls.cert_file = cert_file;
+        tls.key_file = key_file;
+    }
+    let hub = raw.hub.get_or_insert_with(RawHubConfig::default);
+    if let Some(grpc) = args.grpc {
+        hub.grpc_addr = grpc;
+    }
+    if let (Some(cert_file), Some(key_file)) = (args.grpc_cert_file, args.grpc_key_file) {
+        let tls = hub.tls.get_or_insert_with(RawServerTls::default);
+        tls.cert_file = cert_file;
+        tls.key_file = key_file;
+        support::set(&mut tls.client_ca_file, args.grpc_client_ca_file);
+    }
+    support::set(&mut hub.redis_url, args.redis);
+    if let Some(ca_file) = args.redis_ca_file {
+        hub.redis_tls
+            .get_or_insert_with(RawClientTls::default)
+            .ca_file = Some(ca_file);
+    }
+    support::set(&mut hub.heartbeat_interval_ms, args.heartbeat_interval_ms);
+    support::set(&mut hub.session_expiry_ms, args.session_expiry_ms);
+    support::set(
+        &mut hub.store_check_interval_ms,
+        args.store_check_interval_ms,
+    );
+    support::set(&mut hub.max_concurrent_streams, args.max_concurrent_streams);
+    support::set(&mut hub.peer_requests_per_sec, args.peer_requests_per_sec);
+    support::set(&mut hub.peer_request_burst, args.peer_request_burst);
 }

@@ -6,10 +6,11 @@
 //!     --peer-url http://127.0.0.1:8080 --admin-token secret [--resync-interval-secs 300]
 //! cargo run --example register -- --node-id reg-a --http 127.0.0.1:8081 --data-dir /tmp/reg-a \
 //!     --peer-node-id peer-a --cluster-listen 127.0.0.1:7001 --cluster-seed 127.0.0.1:7000 \
-//!     --cookie s3cret --admin-token secret
+//!     --cookie-file /etc/herald/cookie --admin-token secret
 //! cargo run --example register -- --node-id reg-a --http 127.0.0.1:8081 \
 //!     --mongodb mongodb://127.0.0.1:27017/?replicaSet=rs0 --mongodb-db herald \
 //!     --peer-url http://127.0.0.1:8080 --admin-token secret
+//! cargo run --example register -- --config examples/config/register.toml   # flags and HERALD_* override it
 //! ```
 //! Prints `herald register ready node=<id> http=<addr>` on stdout once it serves.
 
@@ -20,61 +21,68 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use herald::{RawNodeConfig, RawRegisterConfig};
+use herald::{RawClientTls, RawNodeConfig, RawRegisterConfig, RawServerTls};
 
 /// herald register role: registers, and their advertisements pushed to a peer.
 #[derive(Parser)]
-#[command(group = clap::ArgGroup::new("store").required(true).args(["mongodb", "data_dir"]))]
 struct Args {
+    #[command(flatten)]
+    config: support::ConfigArgs,
     #[command(flatten)]
     log: support::LogArgs,
     #[command(flatten)]
+    mongo: support::MongoArgs,
+    #[command(flatten)]
     cluster: support::ClusterArgs,
     /// This node's id (≤ 64 of [A-Za-z0-9_-]).
-    #[arg(long)]
-    node_id: String,
+    #[arg(long, env = "HERALD_NODE_ID")]
+    node_id: Option<String>,
     /// REST API address (port 0 picks a free port).
-    #[arg(long)]
-    http: String,
+    #[arg(long, env = "HERALD_HTTP")]
+    http: Option<String>,
+    /// Serve the REST API over HTTPS with this certificate chain (PEM) and --http-key-file.
+    #[arg(long, env = "HERALD_HTTP_CERT_FILE", requires = "http_key_file")]
+    http_cert_file: Option<PathBuf>,
+    #[arg(long, env = "HERALD_HTTP_KEY_FILE", requires = "http_cert_file")]
+    http_key_file: Option<PathBuf>,
     /// Directory of the embedded register store (when not using MongoDB).
-    #[arg(long)]
+    #[arg(long, env = "HERALD_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// MongoDB (a replica set) holding this node's state instead of the embedded store, e.g.
-    /// `mongodb://db-1:27017,db-2:27017/?replicaSet=rs0`.
-    #[arg(long)]
-    mongodb: Option<String>,
-    /// Database of herald's collections on --mongodb (herald).
-    #[arg(long, requires = "mongodb")]
-    mongodb_db: Option<String>,
-    /// Base URL of the peer whose pool this node feeds (over HTTP).
-    #[arg(
-        long,
-        required_unless_present = "peer_node_id",
-        conflicts_with = "peer_node_id"
-    )]
+    /// Base URL of the peer whose pool this node feeds (`http://` or `https://`).
+    #[arg(long, env = "HERALD_PEER_URL")]
     peer_url: Option<String>,
-    /// Node id of the peer whose pool this node feeds over the cluster (needs
-    /// --cluster-listen; no URL needed).
-    #[arg(long)]
+    /// Node id of the peer whose pool this node feeds over the cluster (instead of
+    /// --peer-url; needs the cluster flags).
+    #[arg(long, env = "HERALD_PEER_NODE_ID", conflicts_with = "peer_url")]
     peer_node_id: Option<String>,
-    /// Bearer token for this node's mutating endpoints (and the peer's, unless --peer-token).
+    /// CA of an `https://` peer (the system's roots without it).
+    #[arg(long, env = "HERALD_PEER_CA_FILE")]
+    peer_ca_file: Option<PathBuf>,
+    /// Bearer token for this node's mutating endpoints (and the peer's, unless a peer token
+    /// is given); prefer --admin-token-file.
     #[arg(long, env = "HERALD_ADMIN_TOKEN")]
-    admin_token: String,
+    admin_token: Option<String>,
+    /// A file holding the admin token.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Bearer token of the peer's API, when it differs.
-    #[arg(long)]
+    #[arg(long, env = "HERALD_PEER_TOKEN")]
     peer_token: Option<String>,
+    /// A file holding the peer's token.
+    #[arg(long, env = "HERALD_PEER_TOKEN_FILE")]
+    peer_token_file: Option<PathBuf>,
     /// Period of the reconciling full sync.
-    #[arg(long)]
+    #[arg(long, env = "HERALD_RESYNC_INTERVAL_SECS")]
     resync_interval_secs: Option<u64>,
     /// Deadline of one push to the peer (over the cluster: including the wait for the peer to
     /// be ready).
-    #[arg(long)]
+    #[arg(long, env = "HERALD_PUSH_TIMEOUT_MS")]
     push_timeout_ms: Option<u64>,
     /// Cap of the backoff between push attempts while the peer is unreachable.
-    #[arg(long)]
+    #[arg(long, env = "HERALD_RESYNC_BACKOFF_MAX_MS")]
     resync_backoff_max_ms: Option<u64>,
     /// Close a connection whose request headers do not all arrive within this.
-    #[arg(long)]
+    #[arg(long, env = "HERALD_HTTP_HEADER_TIMEOUT_MS")]
     http_header_timeout_ms: Option<u64>,
 }
 
@@ -82,24 +90,53 @@ struct Args {
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     support::init_tracing("info", args.log.log_format);
-    let raw = RawNodeConfig {
-        node_id: args.node_id,
-        data_dir: args.data_dir,
-        mongodb: support::mongodb(args.mongodb, args.mongodb_db),
-        http_addr: Some(args.http),
-        admin_token: Some(args.admin_token),
-        http_header_timeout_ms: args.http_header_timeout_ms,
-        register: Some(RawRegisterConfig {
-            peer_url: args.peer_url,
-            peer_node_id: args.peer_node_id,
-            peer_token: args.peer_token,
-            resync_interval_ms: args.resync_interval_secs.map(|secs| secs * 1_000),
-            resync_backoff_max_ms: args.resync_backoff_max_ms,
-            push_timeout_ms: args.push_timeout_ms,
-            ..RawRegisterConfig::default()
-        }),
-        cluster: args.cluster.config(),
-        ..RawNodeConfig::default()
+    let mut raw = match support::load_config(&args.config) {
+        Ok(raw) => raw,
+        Err(code) => return Ok(code),
     };
+    apply(&mut raw, args);
     support::serve("register", raw).await
+}
+
+/// The flags (and their variables) over the file.
+fn apply(raw: &mut RawNodeConfig, args: Args) {
+    if let Some(node_id) = args.node_id {
+        raw.node_id = node_id;
+    }
+    args.mongo.apply(raw);
+    args.cluster.apply(raw);
+    support::set(&mut raw.data_dir, args.data_dir);
+    support::set(&mut raw.http_addr, args.http);
+    support::set_secret(
+        (&mut raw.admin_token, &mut raw.admin_token_file),
+        (args.admin_token, args.admin_token_file),
+    );
+    support::set(&mut raw.http_header_timeout_ms, args.http_header_timeout_ms);
+    if let (Some(cert_file), Some(key_file)) = (args.http_cert_file, args.http_key_file) {
+        let tls = raw.http_tls.get_or_insert_with(RawServerTls::default);
+        tls.cert_file = cert_file;
+        tls.key_file = key_file;
+    }
+    let register = raw.register.get_or_insert_with(RawRegisterConfig::default);
+    support::set(&mut register.peer_url, args.peer_url);
+    support::set(&mut register.peer_node_id, args.peer_node_id);
+    support::set(&mut register.push_timeout_ms, args.push_timeout_ms);
+    if let Some(ca_file) = args.peer_ca_file {
+        register
+            .peer_tls
+            .get_or_insert_with(RawClientTls::default)
+            .ca_file = Some(ca_file);
+    }
+    support::set_secret(
+        (&mut register.peer_token, &mut register.peer_token_file),
+        (args.peer_token, args.peer_token_file),
+    );
+    support::set(
+        &mut register.resync_interval_ms,
+        args.resync_interval_secs.map(|secs| secs * 1_000),
+    );
+    support::set(
+        &mut register.resync_backoff_max_ms,
+        args.resync_backoff_max_ms,
+    );
 }

@@ -63,6 +63,8 @@ pub use herald_runtime::{
     RawHubEndpoint, RawMongoConfig, RawNodeConfig, RawPeerConfig, RawRegisterConfig,
     ShutdownReport, StartError, StoreOverrides,
 };
+/// TLS and credentials, and the configuration file (issue 10).
+pub use herald_runtime::{ConfigFileError, RawClientTls, RawPeerCredential, RawServerTls};
 
 /// The cluster: members as a node sees them, and the handle that watches them.
 pub use herald_messages::{ClusterMember, ClusterSummary, MemberInfo, MemberState, Role};

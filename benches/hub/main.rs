@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench hub                          # 31 iterations after 3 warm-ups; 8 failovers each
 //! cargo bench --bench hub -- --iterations 51 --failover-runs 12
+//! cargo bench --bench hub -- --tls-only                 # measurement 5 alone
 //! cargo bench --bench hub -- --help
 //! ```
 //!
@@ -35,6 +36,9 @@
 //!    TCP proxy in front of n0 stops forwarding; connections stay open), the latter also with a
 //!    register of 10,001 blueprints in the peer's replica. The stop falls at phases spread
 //!    evenly over the heartbeat interval.
+//! 5. **Full sync over TLS** beside plaintext (`tls.rs`): a second hub node on the same register
+//!    serving gRPC over TLS and requiring the peer's bearer token; the link's and the raw
+//!    client's full syncs, and a new connection's first call, each over TLS and in plaintext.
 //!
 //! Herald and floor runs are interleaved (the order rotates every iteration) so that the noise
 //! of a shared machine hits both. Run through `cargo test --benches` (no `--bench` argument), it
@@ -92,6 +96,7 @@ mod push;
 mod report;
 mod requests;
 mod sync;
+mod tls;
 
 use failover::*;
 use floor::*;
@@ -136,11 +141,12 @@ const VALIDATION_BATCH: usize = 256;
 const USAGE: &str = "\
 Benchmarks of the hub and the hub connection over gRPC (issue #3); see BENCHMARKS.md.
 
-usage: cargo bench --bench hub [-- --iterations N] [--failover-runs N]
+usage: cargo bench --bench hub [-- --iterations N] [--failover-runs N] [--tls-only]
 
   --iterations N      measured iterations of the syncs and publications (default 31; 3 warm-ups
                       come first)
   --failover-runs N   failovers measured per way of stopping the hub (default 8)
+  --tls-only          only the full sync over TLS beside plaintext (measurement 5)
   --help              this text";
 
 fn main() -> ExitCode {
@@ -173,22 +179,28 @@ fn measure() -> Result<()> {
 struct Options {
     iterations: usize,
     failover_runs: usize,
+    tls_only: bool,
 }
 
 impl Options {
     /// `None` when there is nothing to measure (help, or run as a test).
     fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>> {
         let mut failover_runs = DEFAULT_FAILOVER_RUNS;
+        let mut tls_only = false;
         let iterations = support::parse_args("hub", USAGE, args, |flag, args| {
-            if flag != "--failover-runs" {
-                return Ok(false);
+            match flag {
+                "--failover-runs" => {
+                    failover_runs = support::count_argument(flag, args.next(), 1)?;
+                }
+                "--tls-only" => tls_only = true,
+                _ => return Ok(false),
             }
-            failover_runs = support::count_argument(flag, args.next(), 1)?;
             Ok(true)
         })?;
         Ok(iterations.map(|iterations| Options {
             iterations,
             failover_runs,
+            tls_only,
         }))
     }
 }
@@ -201,7 +213,18 @@ async fn run(options: Options) -> Result<()> {
     let started = Instant::now();
     let mut report = Report::default();
     let mut bench = Bench::start(options.iterations).await?;
+    if options.tls_only {
+        bench.tls_full_sync(&mut report).await?;
+        bench.stop().await;
+        println!(
+            "\n### Results ({BLUEPRINTS} blueprints of {DOCUMENT_BYTES} bytes, {} iterations, TLS only)\n",
+            options.iterations
+        );
+        report.print();
+        return Ok(());
+    }
     bench.full_sync(&mut report).await?;
+    bench.tls_full_sync(&mut report).await?;
     bench.incremental_sync(&mut report).await?;
     bench.push(&mut report, Layout::SharedConnection).await?;
     bench
@@ -242,6 +265,8 @@ struct Bench {
     version: u64,
     /// How long the setup's publications took.
     publications: Duration,
+    /// The hub's register (the TLS hub of measurement 5 serves it too).
+    store: Arc<InMemoryBlueprintStore>,
     dir: tempfile::TempDir,
 }
 
@@ -251,12 +276,8 @@ impl Bench {
             .prefix("herald-bench-hub-")
             .tempdir()
             .context("create a data directory")?;
-        let hub = start_hub(
-            "bench-hub",
-            dir.path(),
-            Arc::new(InMemoryBlueprintStore::single_writer()),
-        )
-        .await?;
+        let store = Arc::new(InMemoryBlueprintStore::single_writer());
+        let hub = start_hub("bench-hub", dir.path(), Arc::clone(&store)).await?;
         let hub_endpoint = endpoint_of("bench-hub", &hub)?;
 
         eprintln!("publishing {BLUEPRINTS} blueprints ...");
@@ -304,6 +325,7 @@ impl Bench {
             published: BLUEPRINTS,
             version,
             publications: elapsed,
+            store,
             dir,
         })
     }

@@ -18,6 +18,9 @@ pub(crate) async fn start_hub(
             heartbeat_timeout_ms: Some(HEARTBEAT_MS),
             // The push subscribers send no heartbeats: keep their sessions for the whole run.
             session_expiry_ms: Some(600_000),
+            // The shared-connection push puts 1,000 subscriptions on one HTTP/2 connection: the
+            // default cap of 100 streams per connection would queue the other 900.
+            max_concurrent_streams: Some(2 * SUBSCRIBERS as u32),
             ..RawHubConfig::default()
         }),
         ..RawNodeConfig::default()

@@ -1,11 +1,18 @@
-//! What the role binaries share: logging, metrics, and running until a signal.
+//! What the role binaries share: the configuration file and its overrides, logging, metrics,
+//! and running until a signal.
+//!
+//! Where a setting comes from, lowest first: the defaults, the `--config FILE` (TOML, the
+//! fields of `RawNodeConfig`), the `HERALD_*` environment variables, the flags. (clap reads
+//! each flag's variable when the flag is absent, so a flag beats its variable, and either
+//! beats the file.)
 
 #![allow(dead_code)]
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use herald::{Node, NodeHandle, RawClusterConfig, RawNodeConfig};
+use herald::{Node, NodeHandle, RawClusterConfig, RawMongoConfig, RawNodeConfig};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -28,55 +35,165 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
+/// The configuration file flag every role binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// A TOML configuration file (the fields of `RawNodeConfig`); `HERALD_*` environment
+    /// variables and flags override what it says.
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The configuration file's content (the defaults without one). Prints why and gives exit
+/// code 2 when the file cannot be read or holds an unknown key, a missing one or a value of
+/// the wrong type (named by its path, e.g. `peer.hubs[0].url`).
+pub fn load_config(args: &ConfigArgs) -> Result<RawNodeConfig, ExitCode> {
+    let Some(path) = &args.config else {
+        return Ok(RawNodeConfig::default());
+    };
+    read_config(path).map_err(|why| {
+        eprintln!("{why}");
+        ExitCode::from(2)
+    })
+}
+
+/// Reads and parses a configuration file.
+pub fn read_config(path: &Path) -> Result<RawNodeConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        format!(
+            "cannot read the configuration file {}: {err}",
+            path.display()
+        )
+    })?;
+    RawNodeConfig::from_toml(&text).map_err(|err| format!("{}: {err}", path.display()))
+}
+
+/// The MongoDB flags every role binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MongoArgs {
+    /// MongoDB (a replica set) holding this node's state instead of the embedded store, e.g.
+    /// `mongodb://db-1:27017,db-2:27017/?replicaSet=rs0`.
+    #[arg(long, env = "HERALD_MONGODB")]
+    pub mongodb: Option<String>,
+    /// Database of herald's collections on MongoDB (herald).
+    #[arg(long, env = "HERALD_MONGODB_DB")]
+    pub mongodb_db: Option<String>,
+}
+
+impl MongoArgs {
+    /// The flags over the file's `mongodb` section.
+    pub fn apply(self, raw: &mut RawNodeConfig) {
+        if self.mongodb.is_none() && self.mongodb_db.is_none() {
+            return;
+        }
+        let mongodb = raw.mongodb.get_or_insert_with(RawMongoConfig::default);
+        if let Some(url) = self.mongodb {
+            mongodb.url = url;
+        }
+        set(&mut mongodb.database, self.mongodb_db);
+    }
+}
+
 /// The cluster flags every role binary takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClusterArgs {
     /// Join the deployment's cluster, accepting members on this address (ip:port; port 0 picks
-    /// one). Needs --cookie.
-    #[arg(long)]
+    /// one). Needs a cookie.
+    #[arg(long, env = "HERALD_CLUSTER_LISTEN")]
     pub cluster_listen: Option<String>,
     /// Where members dial this node (host:port), when it differs from --cluster-listen.
-    #[arg(long)]
+    #[arg(long, env = "HERALD_CLUSTER_ADVERTISE")]
     pub cluster_advertise: Option<String>,
-    /// A member to dial at start (host:port, repeatable); the rest is learned from it.
-    #[arg(long = "cluster-seed")]
+    /// A member to dial at start (host:port, repeatable; comma-separated in the variable); the
+    /// rest is learned from it.
+    #[arg(
+        long = "cluster-seed",
+        env = "HERALD_CLUSTER_SEEDS",
+        value_delimiter = ','
+    )]
     pub cluster_seeds: Vec<String>,
-    /// The deployment's shared secret: members with another cookie are never admitted.
+    /// The deployment's shared secret: members with another cookie are never admitted. Prefer
+    /// --cookie-file.
     #[arg(long, env = "HERALD_CLUSTER_COOKIE", hide_env_values = true)]
     pub cookie: Option<String>,
+    /// A file holding the cookie.
+    #[arg(long, env = "HERALD_CLUSTER_COOKIE_FILE")]
+    pub cookie_file: Option<PathBuf>,
     /// Period of liveness pings to each member (and their deadline).
-    #[arg(long)]
+    #[arg(long, env = "HERALD_LIVENESS_INTERVAL_MS")]
     pub liveness_interval_ms: Option<u64>,
     /// Pings missed in a row before a member is suspected (3).
-    #[arg(long)]
+    #[arg(long, env = "HERALD_SUSPECT_AFTER_MISSES")]
     pub suspect_after_misses: Option<u32>,
     /// A suspect member is called unreachable after this long.
-    #[arg(long)]
+    #[arg(long, env = "HERALD_UNREACHABLE_AFTER_MS")]
     pub unreachable_after_ms: Option<u64>,
     /// Cap of the backoff between redials of a member.
-    #[arg(long)]
+    #[arg(long, env = "HERALD_RECONNECT_BACKOFF_MAX_MS")]
     pub reconnect_backoff_max_ms: Option<u64>,
     /// Deadline of one dial, from connecting to a ready session (5000).
-    #[arg(long)]
+    #[arg(long, env = "HERALD_CLUSTER_CONNECT_TIMEOUT_MS")]
     pub cluster_connect_timeout_ms: Option<u64>,
 }
 
 impl ClusterArgs {
-    /// The cluster section, when --cluster-listen was given.
-    pub fn config(self) -> Option<RawClusterConfig> {
-        let listen = self.cluster_listen?;
-        Some(RawClusterConfig {
-            listen,
-            advertised_address: self.cluster_advertise,
-            seeds: self.cluster_seeds,
-            cookie: self.cookie,
-            liveness_interval_ms: self.liveness_interval_ms,
-            suspect_after_misses: self.suspect_after_misses,
-            unreachable_after_ms: self.unreachable_after_ms,
-            reconnect_backoff_max_ms: self.reconnect_backoff_max_ms,
-            connect_timeout_ms: self.cluster_connect_timeout_ms,
-            ..RawClusterConfig::default()
-        })
+    /// The flags over the file's `cluster` section (created when a cluster flag is given).
+    pub fn apply(self, raw: &mut RawNodeConfig) {
+        let given = self.cluster_listen.is_some()
+            || self.cluster_advertise.is_some()
+            || !self.cluster_seeds.is_empty()
+            || self.cookie.is_some()
+            || self.cookie_file.is_some()
+            || self.liveness_interval_ms.is_some()
+            || self.suspect_after_misses.is_some()
+            || self.unreachable_after_ms.is_some()
+            || self.reconnect_backoff_max_ms.is_some()
+            || self.cluster_connect_timeout_ms.is_some();
+        if !given {
+            return;
+        }
+        let cluster = raw.cluster.get_or_insert_with(RawClusterConfig::default);
+        if let Some(listen) = self.cluster_listen {
+            cluster.listen = listen;
+        }
+        set(&mut cluster.advertised_address, self.cluster_advertise);
+        if !self.cluster_seeds.is_empty() {
+            cluster.seeds = self.cluster_seeds;
+        }
+        set_secret(
+            (&mut cluster.cookie, &mut cluster.cookie_file),
+            (self.cookie, self.cookie_file),
+        );
+        set(&mut cluster.liveness_interval_ms, self.liveness_interval_ms);
+        set(&mut cluster.suspect_after_misses, self.suspect_after_misses);
+        set(&mut cluster.unreachable_after_ms, self.unreachable_after_ms);
+        set(
+            &mut cluster.reconnect_backoff_max_ms,
+            self.reconnect_backoff_max_ms,
+        );
+        set(
+            &mut cluster.connect_timeout_ms,
+            self.cluster_connect_timeout_ms,
+        );
+    }
+}
+
+/// Replaces `slot` with `value` when the flag (or its variable) was given.
+pub fn set<T>(slot: &mut Option<T>, value: Option<T>) {
+    if value.is_some() {
+        *slot = value;
+    }
+}
+
+/// Replaces a secret given as a pair of fields (`token`, `token_file`) when either flag was
+/// given: the flag's form replaces both of the file's.
+pub fn set_secret(
+    (token, token_file): (&mut Option<String>, &mut Option<PathBuf>),
+    (flag, flag_file): (Option<String>, Option<PathBuf>),
+) {
+    if flag.is_some() || flag_file.is_some() {
+        *token = flag;
+        *token_file = flag_file;
     }
 }
 
@@ -96,15 +213,6 @@ pub fn init_tracing(default: &str, format: LogFormat) {
     }
 }
 
-/// The MongoDB section of a configuration from `--mongodb URL` and `--mongodb-db NAME`.
-pub fn mongodb(url: Option<String>, database: Option<String>) -> Option<herald::RawMongoConfig> {
-    url.map(|url| herald::RawMongoConfig {
-        url,
-        database,
-        ..herald::RawMongoConfig::default()
-    })
-}
-
 /// Installs the process-wide Prometheus recorder that `GET /metrics` renders.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(PrometheusBuilder::new().install_recorder()?)
@@ -115,6 +223,12 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 /// `herald <role> ready node=<id> http=<addr>[ grpc=<addr>][ cluster=<addr>]` on stdout, and
 /// serves until stopped.
 pub async fn serve(role: &str, raw: RawNodeConfig) -> anyhow::Result<ExitCode> {
+    if raw.http_addr.is_none() {
+        eprintln!(
+            "invalid configuration: http_addr: required by the role binaries (--http, or http_addr in the file)"
+        );
+        return Ok(ExitCode::from(2));
+    }
     let config = match raw.validate() {
         Ok(config) => config.with_metrics(install_metrics()?),
         Err(err) => {

@@ -17,6 +17,8 @@ use herald_actors::{
 use herald_messages::{HubEndpoint, NodeId};
 
 use crate::cluster::{ClusterConfig, MembershipConfig};
+use crate::grpc::limits::HubLimits;
+pub use crate::tls::{ClientTls, RawClientTls, RawServerTls, Secret, ServerTls};
 
 /// Default key prefix in a shared Redis.
 pub const DEFAULT_REDIS_PREFIX: &str = "herald";
@@ -47,7 +49,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
         Self {
             field,
             reason: reason.into(),
@@ -66,8 +68,13 @@ pub struct RawNodeConfig {
     pub data_dir: Option<PathBuf>,
     /// Address of the REST API (e.g. `127.0.0.1:8080`; port 0 picks a free one). No API when absent.
     pub http_addr: Option<String>,
-    /// Bearer token required by mutating endpoints. Required with `http_addr`.
+    /// Bearer token required by mutating endpoints. Required with `http_addr` (this or
+    /// `admin_token_file`).
     pub admin_token: Option<String>,
+    /// A file holding the admin token (instead of `admin_token`: kept off command lines).
+    pub admin_token_file: Option<PathBuf>,
+    /// Serves the REST API over HTTPS with this certificate (optional: HTTP without it).
+    pub http_tls: Option<RawServerTls>,
     /// A connection whose request headers do not all arrive within this is closed (10 000):
     /// a client trickling headers cannot hold a connection open.
     pub http_header_timeout_ms: Option<u64>,
@@ -118,8 +125,11 @@ pub struct RawMongoConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPeerConfig {
-    /// `redis://host:port[/db]`; the embedded store in `data_dir` when absent.
+    /// `redis://host:port[/db]` or `rediss://` (TLS); the embedded store in `data_dir` when
+    /// absent.
     pub redis_url: Option<String>,
+    /// CA and client certificate for a `rediss://` URL (the system's roots when absent).
+    pub redis_tls: Option<RawClientTls>,
     /// Key prefix in Redis (`herald`).
     pub redis_prefix: Option<String>,
     /// Freshness of a remote ad after its peer's last gossip (300 000).
@@ -158,6 +168,13 @@ pub struct RawPeerConfig {
     pub isolated_backoff_max_ms: Option<u64>,
     /// Periodic replica sync, the fallback for lost notifications (300 000).
     pub sync_interval_ms: Option<u64>,
+    /// CA and client certificate (mutual TLS) for `https://` hubs (the system's roots when
+    /// no CA is given).
+    pub hub_tls: Option<RawClientTls>,
+    /// Bearer token sent with every call to a hub (or `hub_token_file`), for hubs that list
+    /// this peer in `hub.peers`.
+    pub hub_token: Option<String>,
+    pub hub_token_file: Option<PathBuf>,
 }
 
 /// A hub as a peer's configuration names it.
@@ -165,7 +182,7 @@ pub struct RawPeerConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawHubEndpoint {
     pub id: String,
-    /// `http://host:port` of the hub's gRPC server.
+    /// `http://host:port` or `https://host:port` of the hub's gRPC server.
     pub url: String,
     /// Lower is tried first; default: the position in the list.
     pub priority: Option<u32>,
@@ -196,6 +213,32 @@ pub struct RawHubConfig {
     /// How often the hub checks that a shared store still holds its register, and writes back
     /// what it lost (10 000).
     pub store_check_interval_ms: Option<u64>,
+    /// CA and client certificate for a `rediss://` URL.
+    pub redis_tls: Option<RawClientTls>,
+    /// Serves gRPC over TLS with this certificate; with `client_ca_file`, peers must present a
+    /// certificate naming their node id (mutual TLS).
+    pub tls: Option<RawServerTls>,
+    /// The peers allowed to open sessions, each with its bearer token (or none under mutual
+    /// TLS). Empty: any peer (with a certificate naming it, under mutual TLS).
+    #[serde(default)]
+    pub peers: Vec<RawPeerCredential>,
+    /// HTTP/2 streams one connection may have open at once (100).
+    pub max_concurrent_streams: Option<u32>,
+    /// Requests a peer may make per second on average, and at once after a quiet spell
+    /// (50, 100); beyond, `RESOURCE_EXHAUSTED`.
+    pub peer_requests_per_sec: Option<u32>,
+    pub peer_request_burst: Option<u32>,
+}
+
+/// A peer a hub lets open sessions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeerCredential {
+    /// The peer's node id.
+    pub id: String,
+    /// Its bearer token, or a file holding it; neither under mutual TLS alone.
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
 }
 
 /// Raw register-role settings.
@@ -205,8 +248,11 @@ pub struct RawRegisterConfig {
     /// Base URL of the peer whose pool this node feeds (`http://host:port`). When absent the
     /// pool is this node's own peer role.
     pub peer_url: Option<String>,
-    /// Bearer token of the peer's API (defaults to `admin_token`).
+    /// Bearer token of the peer's API (defaults to `admin_token`), or a file holding it.
     pub peer_token: Option<String>,
+    pub peer_token_file: Option<PathBuf>,
+    /// CA and client certificate for an `https://` peer URL.
+    pub peer_tls: Option<RawClientTls>,
     /// The node id of the peer whose pool this node feeds over the cluster (needs `cluster`;
     /// instead of `peer_url`).
     pub peer_node_id: Option<String>,
@@ -231,8 +277,9 @@ pub struct RawClusterConfig {
     /// Members to dial at start (`host:port`); the rest of the cluster is learned from them.
     #[serde(default)]
     pub seeds: Vec<String>,
-    /// The deployment's shared secret; required.
+    /// The deployment's shared secret (or `cookie_file`, a file holding it); one is required.
     pub cookie: Option<String>,
+    pub cookie_file: Option<PathBuf>,
     /// Period of liveness pings (1 000); a ping's deadline (the period).
     pub liveness_interval_ms: Option<u64>,
     pub ping_timeout_ms: Option<u64>,
@@ -298,9 +345,11 @@ impl std::fmt::Debug for NodeConfig {
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     pub addr: SocketAddr,
-    pub admin_token: String,
+    pub admin_token: Secret,
     /// A connection whose request headers do not all arrive within this is closed.
     pub header_timeout: Duration,
+    /// HTTPS when present.
+    pub tls: Option<ServerTls>,
 }
 
 impl HttpConfig {
@@ -315,6 +364,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("addr", &self.addr)
             .field("admin_token", &"<redacted>")
             .field("header_timeout", &self.header_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -338,6 +388,9 @@ pub struct HubConnectionConfig {
     pub replica: ReplicaConfig,
     /// The directory of the replica store (redb file + checkpoint).
     pub replica_dir: PathBuf,
+    /// TLS of `https://` hubs, and the bearer token sent to every hub.
+    pub tls: Option<ClientTls>,
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -345,6 +398,19 @@ pub struct HubRoleConfig {
     pub grpc_addr: SocketAddr,
     pub store: BlueprintStoreConfig,
     pub authority: AuthorityConfig,
+    /// TLS of the gRPC server (mutual when it names client CAs).
+    pub tls: Option<ServerTls>,
+    /// The peers allowed to open sessions; empty: any.
+    pub peers: Vec<PeerCredential>,
+    pub limits: HubLimits,
+}
+
+/// A peer a hub lets open sessions, and the token it must send (none: its certificate alone,
+/// under mutual TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCredential {
+    pub id: NodeId,
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,7 +418,12 @@ pub enum BlueprintStoreConfig {
     /// A redb file in the data directory (one hub).
     Embedded { path: PathBuf },
     /// Redis shared by several hubs.
-    Redis { url: String, prefix: String },
+    Redis {
+        url: String,
+        prefix: String,
+        /// For a `rediss://` URL.
+        tls: Option<ClientTls>,
+    },
     /// MongoDB shared by several hubs.
     Mongo(MongoConfig),
 }
@@ -397,6 +468,8 @@ pub enum AdStoreConfig {
     Redis {
         url: String,
         prefix: String,
+        /// For a `rediss://` URL.
+        tls: Option<ClientTls>,
     },
     Mongo(MongoConfig),
 }
@@ -415,8 +488,10 @@ pub enum PoolLinkConfig {
     Local,
     Http {
         base_url: String,
-        token: String,
+        token: Secret,
         timeout: Duration,
+        /// For an `https://` base URL.
+        tls: Option<ClientTls>,
     },
     /// A peer's pool on another node of the cluster, by node id.
     Cluster { peer: NodeId, timeout: Duration },
@@ -427,11 +502,15 @@ impl std::fmt::Debug for PoolLinkConfig {
         match self {
             PoolLinkConfig::Local => f.write_str("Local"),
             PoolLinkConfig::Http {
-                base_url, timeout, ..
+                base_url,
+                timeout,
+                tls,
+                ..
             } => f
                 .debug_struct("Http")
                 .field("base_url", base_url)
                 .field("timeout", timeout)
+                .field("tls", tls)
                 .finish_non_exhaustive(),
             PoolLinkConfig::Cluster { peer, timeout } => f
                 .debug_struct("Cluster")
@@ -453,12 +532,10 @@ impl RawNodeConfig {
                 "enable at least one role",
             ));
         }
-        let admin_token = match &self.admin_token {
-            Some(token) if token.trim().is_empty() => {
-                return Err(ConfigError::new("admin_token", "must not be empty"));
-            }
-            other => other.clone(),
-        };
+        let admin_token = Secret::from_fields(
+            ("admin_token", self.admin_token.clone()),
+            ("admin_token_file", self.admin_token_file.clone()),
+        )?;
         let http = match &self.http_addr {
             None => None,
             Some(addr) => {
@@ -476,10 +553,15 @@ impl RawNodeConfig {
                     self.http_header_timeout_ms,
                     HttpConfig::DEFAULT_HEADER_TIMEOUT,
                 )?;
+                let tls = match self.http_tls.clone() {
+                    Some(tls) => Some(tls.validate("http_tls")?),
+                    None => None,
+                };
                 Some(HttpConfig {
                     addr,
                     admin_token,
                     header_timeout,
+                    tls,
                 })
             }
         };
@@ -518,7 +600,7 @@ impl RawNodeConfig {
                 };
                 Some(raw.validate(
                     ground_truth,
-                    admin_token.as_deref(),
+                    admin_token.as_ref(),
                     peer.is_some(),
                     cluster.is_some(),
                 )?)
@@ -571,7 +653,7 @@ impl RawPeerConfig {
         };
         let ad_store = match self.redis_url {
             Some(url) => {
-                plain_url("peer.redis_url", &url, &["redis://", "redis+unix://"])?;
+                let tls = redis_tls("peer.redis_url", &url, ("peer.redis_tls", self.redis_tls))?;
                 let prefix = self
                     .redis_prefix
                     .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned());
@@ -585,7 +667,7 @@ impl RawPeerConfig {
                         "must be 1+ characters of [A-Za-z0-9_.-]",
                     ));
                 }
-                AdStoreConfig::Redis { url, prefix }
+                AdStoreConfig::Redis { url, prefix, tls }
             }
             None => match mongodb {
                 Some(mongodb) => AdStoreConfig::Mongo(mongodb.clone()),
@@ -658,7 +740,7 @@ impl RawPeerConfig {
         for (position, raw) in self.hubs.iter().enumerate() {
             let id = NodeId::parse(&raw.id)
                 .map_err(|err| ConfigError::new("peer.hubs.id", err.to_string()))?;
-            plain_url("peer.hubs.url", &raw.url, &["http://"])?;
+            plain_url("peer.hubs.url", &raw.url, &["http://", "https://"])?;
             if hubs.iter().any(|hub| hub.id == id) {
                 return Err(ConfigError::new(
                     "peer.hubs.id",
@@ -754,6 +836,15 @@ impl RawPeerConfig {
             replica,
             replica_dir: need_data_dir("peer role with hubs (system register replica)")?
                 .join("replica"),
+            tls: client_tls_for(
+                ("peer.hub_tls", self.hub_tls.clone()),
+                (!self.hubs.iter().any(|hub| hub.url.starts_with("https://")))
+                    .then_some("no hub URL is https://"),
+            )?,
+            token: Secret::from_fields(
+                ("peer.hub_token", self.hub_token.clone()),
+                ("peer.hub_token_file", self.hub_token_file.clone()),
+            )?,
         })
     }
 }
@@ -785,12 +876,13 @@ impl RawHubConfig {
         }
         let store = match self.redis_url {
             Some(url) => {
-                plain_url("hub.redis_url", &url, &["redis://", "redis+unix://"])?;
+                let tls = redis_tls("hub.redis_url", &url, ("hub.redis_tls", self.redis_tls))?;
                 BlueprintStoreConfig::Redis {
                     url,
                     prefix: self
                         .redis_prefix
                         .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
+                    tls,
                 }
             }
             None => match mongodb {
@@ -841,32 +933,125 @@ impl RawHubConfig {
             )?,
             ..defaults
         };
+        let tls = match self.tls {
+            Some(tls) => Some(tls.validate("hub.tls")?),
+            None => None,
+        };
+        let peers = peer_credentials(self.peers, tls.as_ref())?;
+        let limits = HubLimits::from_fields(
+            ("hub.max_concurrent_streams", self.max_concurrent_streams),
+            ("hub.peer_requests_per_sec", self.peer_requests_per_sec),
+            ("hub.peer_request_burst", self.peer_request_burst),
+        )?;
         Ok(HubRoleConfig {
             grpc_addr,
             store,
             authority,
+            tls,
+            peers,
+            limits,
         })
     }
 }
 
-/// Checks that `url` starts with one of `schemes`. TLS schemes (`https://`, `rediss://`) get
-/// their own answer: this build has no TLS, and accepting them would fail only at run time.
+/// Checks that `url` starts with one of `schemes`.
 fn plain_url(field: &'static str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
     if schemes.iter().any(|scheme| url.starts_with(scheme)) {
         return Ok(());
-    }
-    if url.starts_with("https://") || url.starts_with("rediss://") {
-        return Err(ConfigError::new(
-            field,
-            format!(
-                "{url:?}: TLS is not supported by this build; use a plain URL on a trusted network"
-            ),
-        ));
     }
     Err(ConfigError::new(
         field,
         format!("{url:?} does not start with {}", schemes.join(" or ")),
     ))
+}
+
+/// Checks a Redis URL and the TLS settings that go with it: `redis_tls` only with `rediss://`.
+fn redis_tls(
+    field: &'static str,
+    url: &str,
+    (tls_field, tls): (&'static str, Option<RawClientTls>),
+) -> Result<Option<ClientTls>, ConfigError> {
+    plain_url(field, url, &["redis://", "rediss://", "redis+unix://"])?;
+    client_tls_for(
+        (tls_field, tls),
+        (!url.starts_with("rediss://")).then_some("the URL is not rediss://"),
+    )
+}
+
+/// Validates client TLS settings, which only mean something with a TLS URL: `unused` says
+/// why they would be ignored (no TLS URL), and then they are refused rather than ignored.
+fn client_tls_for(
+    (field, tls): (&'static str, Option<RawClientTls>),
+    unused: Option<&str>,
+) -> Result<Option<ClientTls>, ConfigError> {
+    match (tls, unused) {
+        (None, _) => Ok(None),
+        (Some(_), Some(why)) => Err(ConfigError::new(
+            field,
+            format!("set, but {why}: it would be ignored"),
+        )),
+        (Some(raw), None) => Ok(Some(raw.validate(field)?)),
+    }
+}
+
+/// The peers a hub lets open sessions: valid, distinct ids, each with a token unless mutual
+/// TLS (the hub's `tls` naming client CAs) identifies it.
+fn peer_credentials(
+    raw: Vec<RawPeerCredential>,
+    tls: Option<&ServerTls>,
+) -> Result<Vec<PeerCredential>, ConfigError> {
+    let mutual_tls = tls.is_some_and(|tls| tls.client_ca_file.is_some());
+    let mut peers: Vec<PeerCredential> = Vec::with_capacity(raw.len());
+    for peer in raw {
+        let id = NodeId::parse(&peer.id)
+            .map_err(|err| ConfigError::new("hub.peers.id", err.to_string()))?;
+        if peers.iter().any(|known| known.id == id) {
+            return Err(ConfigError::new(
+                "hub.peers.id",
+                format!("peer {id} is listed twice"),
+            ));
+        }
+        let token = Secret::from_fields(
+            ("hub.peers.token", peer.token),
+            ("hub.peers.token_file", peer.token_file),
+        )?;
+        if token.is_none() && !mutual_tls {
+            return Err(ConfigError::new(
+                "hub.peers.token",
+                format!(
+                    "peer {id} needs a token (or token_file), unless hub.tls.client_ca_file \
+                     identifies peers by their certificates"
+                ),
+            ));
+        }
+        peers.push(PeerCredential { id, token });
+    }
+    Ok(peers)
+}
+
+/// A configuration file's form of `RawNodeConfig` could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration file: {path}: {reason}")]
+pub struct ConfigFileError {
+    /// Where in the file (`peer.hubs[0].url`), or `.` for the whole file.
+    pub path: String,
+    pub reason: String,
+}
+
+impl RawNodeConfig {
+    /// Parses the TOML form of the configuration (the same fields as the serde form). An
+    /// unknown key, a missing one or a value of the wrong type is refused with the key's path.
+    /// The host reads the file; the library reads no configuration file itself.
+    pub fn from_toml(text: &str) -> Result<RawNodeConfig, ConfigFileError> {
+        let deserializer = toml::Deserializer::parse(text).map_err(|err| ConfigFileError {
+            path: ".".to_owned(),
+            reason: err.message().to_owned(),
+        })?;
+        serde_path_to_error::deserialize(deserializer).map_err(|err| ConfigFileError {
+            path: err.path().to_string(),
+            reason: err.inner().message().to_owned(),
+        })
+    }
 }
 
 /// `*` matches any run of characters, `?` any one character; case-insensitive (host names).
@@ -898,7 +1083,7 @@ impl RawRegisterConfig {
     fn validate(
         self,
         ground_truth: GroundTruthConfig,
-        admin_token: Option<&str>,
+        admin_token: Option<&Secret>,
         local_peer: bool,
         clustered: bool,
     ) -> Result<RegisterRoleConfig, ConfigError> {
@@ -929,20 +1114,27 @@ impl RawRegisterConfig {
                 }
             }
             (Some(url), None) => {
-                plain_url("register.peer_url", &url, &["http://"])?;
-                let token = self
-                    .peer_token
-                    .or_else(|| admin_token.map(str::to_owned))
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            "register.peer_token",
-                            "required with peer_url (or set admin_token)",
-                        )
-                    })?;
+                plain_url("register.peer_url", &url, &["http://", "https://"])?;
+                let token = Secret::from_fields(
+                    ("register.peer_token", self.peer_token),
+                    ("register.peer_token_file", self.peer_token_file),
+                )?
+                .or_else(|| admin_token.cloned())
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "register.peer_token",
+                        "required with peer_url (or set admin_token)",
+                    )
+                })?;
+                let tls = client_tls_for(
+                    ("register.peer_tls", self.peer_tls),
+                    (!url.starts_with("https://")).then_some("register.peer_url is not https://"),
+                )?;
                 PoolLinkConfig::Http {
                     base_url: url.trim_end_matches('/').to_owned(),
                     token,
                     timeout: push_timeout,
+                    tls,
                 }
             }
             (None, None) if local_peer => PoolLinkConfig::Local,
@@ -980,24 +1172,28 @@ impl RawRegisterConfig {
 
 impl RawClusterConfig {
     fn validate(self) -> Result<ClusterConfig, ConfigError> {
+        if self.listen.is_empty() {
+            return Err(ConfigError::new(
+                "cluster.listen",
+                "required: where this node accepts members (ip:port)",
+            ));
+        }
         let listen: SocketAddr = self.listen.parse().map_err(|err| {
             ConfigError::new(
                 "cluster.listen",
                 format!("{:?} is not ip:port ({err})", self.listen),
             )
         })?;
-        let cookie = match self.cookie {
-            None => {
-                return Err(ConfigError::new(
-                    "cluster.cookie",
-                    "required with cluster.listen: members prove they belong with it",
-                ));
-            }
-            Some(cookie) if cookie.trim().is_empty() => {
-                return Err(ConfigError::new("cluster.cookie", "must not be empty"));
-            }
-            Some(cookie) => cookie,
-        };
+        let cookie = Secret::from_fields(
+            ("cluster.cookie", self.cookie),
+            ("cluster.cookie_file", self.cookie_file),
+        )?
+        .ok_or_else(|| {
+            ConfigError::new(
+                "cluster.cookie",
+                "required with cluster.listen (or cluster.cookie_file): members prove they belong with it",
+            )
+        })?;
         if let Some(address) = &self.advertised_address {
             host_port("cluster.advertised_address", address)?;
         } else if listen.ip().is_unspecified() {
@@ -1450,17 +1646,112 @@ mod tests {
     }
 
     #[test]
-    fn tls_urls_are_refused_with_a_reason() {
+    fn tls_urls_are_accepted_and_tls_settings_need_one() {
         let raw = RawNodeConfig {
             register: Some(RawRegisterConfig {
                 peer_url: Some("https://peer:8080".into()),
+                peer_tls: Some(RawClientTls {
+                    ca_file: Some("/etc/herald/ca.pem".into()),
+                    ..RawClientTls::default()
+                }),
                 ..RawRegisterConfig::default()
+            }),
+            admin_token: Some("t".into()),
+            peer: Some(RawPeerConfig {
+                redis_url: Some("rediss://redis:6380".into()),
+                ..RawPeerConfig::default()
             }),
             ..peer_only()
         };
-        let err = raw.validate().unwrap_err();
-        assert_eq!(err.field, "register.peer_url");
-        assert!(err.reason.contains("TLS is not supported"), "{err}");
+        let config = raw.clone().validate().unwrap();
+        let PoolLinkConfig::Http { tls, .. } = config.register.unwrap().pool_link else {
+            panic!("an HTTP link");
+        };
+        assert_eq!(tls.unwrap().ca_file, Some("/etc/herald/ca.pem".into()));
+
+        let plain_with_tls = RawNodeConfig {
+            register: Some(RawRegisterConfig {
+                peer_url: Some("http://peer:8080".into()),
+                ..raw.register.clone().unwrap()
+            }),
+            ..raw.clone()
+        };
+        assert_eq!(
+            plain_with_tls.validate().unwrap_err().field,
+            "register.peer_tls"
+        );
+        let redis_with_tls = RawNodeConfig {
+            peer: Some(RawPeerConfig {
+                redis_url: Some("redis://redis:6379".into()),
+                redis_tls: Some(RawClientTls::default()),
+                ..RawPeerConfig::default()
+            }),
+            ..raw
+        };
+        assert_eq!(
+            redis_with_tls.validate().unwrap_err().field,
+            "peer.redis_tls"
+        );
+    }
+
+    #[test]
+    fn hub_peers_need_a_token_unless_certificates_name_them() {
+        let hub = |peers: Vec<RawPeerCredential>, tls: Option<RawServerTls>| RawNodeConfig {
+            hub: Some(RawHubConfig {
+                grpc_addr: "127.0.0.1:0".into(),
+                tls,
+                peers,
+                ..RawHubConfig::default()
+            }),
+            ..peer_only()
+        };
+        let bare = RawPeerCredential {
+            id: "peer-a".into(),
+            ..RawPeerCredential::default()
+        };
+        assert_eq!(
+            hub(vec![bare.clone()], None).validate().unwrap_err().field,
+            "hub.peers.token"
+        );
+        let mutual = RawServerTls {
+            cert_file: "hub.pem".into(),
+            key_file: "hub.key".into(),
+            client_ca_file: Some("peers-ca.pem".into()),
+        };
+        let config = hub(vec![bare.clone()], Some(mutual)).validate().unwrap();
+        assert_eq!(config.hub.unwrap().peers[0].token, None);
+        let with_token = RawPeerCredential {
+            token_file: Some("/run/secrets/peer-a".into()),
+            ..bare
+        };
+        let twice = hub(vec![with_token.clone(), with_token], None);
+        assert_eq!(twice.validate().unwrap_err().field, "hub.peers.id");
+        let limits = RawNodeConfig {
+            hub: Some(RawHubConfig {
+                grpc_addr: "127.0.0.1:0".into(),
+                peer_requests_per_sec: Some(0),
+                ..RawHubConfig::default()
+            }),
+            ..peer_only()
+        };
+        assert_eq!(
+            limits.validate().unwrap_err().field,
+            "hub.peer_requests_per_sec"
+        );
+    }
+
+    #[test]
+    fn configuration_files_name_the_key_they_refuse() {
+        let err = RawNodeConfig::from_toml(
+            "node_id = \"a\"\n[peer]\nredis_url = \"redis://r\"\n[[peer.hubs]]\nid = \"n0\"\nurl = \"http://h\"\npriorty = 1\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "peer.hubs[0].priorty", "{err}");
+        assert!(err.reason.contains("priorty"), "{err}");
+        let err = RawNodeConfig::from_toml("node_id = 7\n").unwrap_err();
+        assert_eq!(err.path, "node_id", "{err}");
+        let raw = RawNodeConfig::from_toml("node_id = \"a\"\n[peer]\nad_ttl_ms = 1000\n").unwrap();
+        assert_eq!(raw.peer.unwrap().ad_ttl_ms, Some(1000));
     }
 
     #[test]
@@ -1561,7 +1852,8 @@ mod tests {
             PoolLinkConfig::Http {
                 base_url: "http://127.0.0.1:9".into(),
                 token: "secret".into(),
-                timeout: DEFAULT_PUSH_TIMEOUT
+                timeout: DEFAULT_PUSH_TIMEOUT,
+                tls: None,
             }
         );
     }

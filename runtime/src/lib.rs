@@ -3,7 +3,8 @@
 //!
 //! Rooms: `config` (raw → validated), `node` (start, handle, shutdown), `api` (typed calls),
 //! `stores/` (port adapters), `links/` (other nodes over HTTP), `cluster/` (membership and the
-//! gateway over ractor_cluster), `rest/` (axum API).
+//! gateway over ractor_cluster), `rest/` (axum API), `tls` (TLS material and secrets named by
+//! the configuration, read at start).
 
 pub mod api;
 pub mod cluster;
@@ -15,10 +16,12 @@ pub mod rest;
 pub mod server;
 pub mod start_error;
 pub mod stores;
+pub mod tls;
 
 pub use api::{NodeApi, NodeError};
 pub use config::{
-    ConfigError, NodeConfig, RawClusterConfig, RawHubConfig, RawHubEndpoint, RawMongoConfig,
-    RawNodeConfig, RawPeerConfig, RawRegisterConfig,
+    ConfigError, ConfigFileError, NodeConfig, RawClientTls, RawClusterConfig, RawHubConfig,
+    RawHubEndpoint, RawMongoConfig, RawNodeConfig, RawPeerConfig, RawPeerCredential,
+    RawRegisterConfig, RawServerTls,
 };
 pub use node::{Node, NodeHandle, ShutdownReport, StartError, StoreOverrides};

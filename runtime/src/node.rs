@@ -30,13 +30,19 @@ use crate::cluster::{
     ClusterConfig, ClusterGuard, ClusterHandle, ClusterLink, ClusterLinkArgs, ClusterPoolLink,
     ClusterShared, GatewayClient,
 };
-use crate::config::{HubConnectionConfig, NodeConfig, PoolLinkConfig, RegisterRoleConfig};
-use crate::grpc::{GrpcHubLink, GrpcServer, HubGrpc};
+use crate::config::{
+    HttpConfig, HubConnectionConfig, HubRoleConfig, NodeConfig, PoolLinkConfig, RegisterRoleConfig,
+};
+use crate::grpc::{
+    ClientCertificates, GrpcHubLink, GrpcServer, GrpcStartError, HubAuth, HubCredentials, HubGrpc,
+    ServeOptions,
+};
 use crate::links::HttpPoolLink;
 use crate::rest::{self, HttpServer, RestState};
 use crate::server::ServerTask;
 pub use crate::start_error::StartError;
 use crate::stores;
+use crate::tls::{CredentialError, ServerPem};
 
 /// How a shutdown went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +148,7 @@ impl Node {
                 node_id: node_id.clone(),
                 config: settings.clone(),
                 listener: Arc::clone(&cluster.listener),
+                cookie: cluster.cookie.clone(),
                 shared: Arc::clone(&cluster.shared),
                 clock: Arc::clone(&clock),
                 stalls: Arc::clone(&stalls),
@@ -181,18 +188,30 @@ impl Node {
         let grpc = match (&config.hub, &authority) {
             (Some(hub), Some(authority)) => {
                 let started = async {
+                    let (tls, auth) = hub_guard(&node_id, hub)?;
                     await_register(&node_id, authority).await?;
                     let services = HubGrpc::new(
                         authority.clone(),
                         node_id.clone(),
                         Arc::clone(&clock),
                         config.call_timeout,
-                    );
-                    GrpcServer::start(hub.grpc_addr, services)
+                    )
+                    .with_auth(auth)
+                    .with_limits(&hub.limits);
+                    let options = ServeOptions::new(tls, &hub.limits);
+                    GrpcServer::start_with(hub.grpc_addr, services, options)
                         .await
-                        .map_err(|source| StartError::Bind {
-                            addr: hub.grpc_addr,
-                            source,
+                        .map_err(|err| match err {
+                            GrpcStartError::Bind(source) => StartError::Bind {
+                                addr: hub.grpc_addr,
+                                source,
+                            },
+                            GrpcStartError::Tls(source) => StartError::Credentials {
+                                link: "hub's gRPC server",
+                                source: CredentialError::Unusable(
+                                    herald_actors::ports::error_chain(&source),
+                                ),
+                            },
                         })
                 };
                 match started.await {
@@ -211,17 +230,17 @@ impl Node {
         let http = match &config.http {
             None => None,
             Some(http) => {
-                let state = RestState::new(
-                    api.clone(),
-                    http.admin_token.clone(),
-                    config.metrics.clone(),
-                );
-                let started =
-                    HttpServer::start(http.addr, rest::router(state), http.header_timeout).await;
-                match started.map_err(|source| StartError::Bind {
-                    addr: http.addr,
-                    source,
-                }) {
+                let started = async {
+                    let (admin_token, tls) = http_credentials(http)?;
+                    let state = RestState::new(api.clone(), admin_token, config.metrics.clone());
+                    HttpServer::start(http.addr, rest::router(state), http.header_timeout, tls)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            addr: http.addr,
+                            source,
+                        })
+                };
+                match started.await {
                     Ok(server) => Some(server),
                     Err(err) => {
                         if let Some(grpc) = grpc {
@@ -271,6 +290,8 @@ impl Node {
 /// restarts of the cluster link), the shared view, and the one-node-per-process guard.
 struct NodeCluster {
     listener: Arc<std::net::TcpListener>,
+    /// The cookie, read from where the configuration says.
+    cookie: String,
     /// The bound listen address.
     address: SocketAddr,
     shared: Arc<ClusterShared>,
@@ -285,6 +306,13 @@ impl NodeCluster {
         clock: &dyn Clock,
     ) -> Result<Self, StartError> {
         let guard = ClusterGuard::acquire()?;
+        let cookie = cluster
+            .cookie
+            .read()
+            .map_err(|source| StartError::Credentials {
+                link: "cluster (its cookie)",
+                source,
+            })?;
         let bind_error = |source| StartError::Bind {
             addr: cluster.listen,
             source,
@@ -318,6 +346,7 @@ impl NodeCluster {
         let (shared, handle) = ClusterShared::new(me);
         Ok(Self {
             listener: Arc::new(listener),
+            cookie,
             address,
             shared,
             handle,
@@ -449,15 +478,25 @@ fn pool_link(
                 base_url,
                 token,
                 timeout,
+                tls,
             },
             _,
         ) => {
-            let link = HttpPoolLink::new(base_url, token, *timeout).map_err(|source| {
-                StartError::PoolLink {
+            let credentials = |source| StartError::Credentials {
+                link: "register's link to its peer",
+                source,
+            };
+            let token = token.read().map_err(credentials)?;
+            let pem = tls
+                .as_ref()
+                .map(|tls| tls.load())
+                .transpose()
+                .map_err(credentials)?;
+            let link = HttpPoolLink::new_with_tls(base_url, &token, *timeout, pem.as_ref())
+                .map_err(|source| StartError::PoolLink {
                     url: base_url.clone(),
                     source: Box::new(source),
-                }
-            })?;
+                })?;
             Ok(Arc::new(link))
         }
     }
@@ -479,7 +518,8 @@ async fn hub_connection_parts(
         Some(link) => Arc::clone(link),
         None => Arc::new(
             GrpcHubLink::new(node_id.clone(), config.advertised_address.clone())
-                .with_clock(Arc::clone(clock)),
+                .with_clock(Arc::clone(clock))
+                .with_credentials(hub_credentials(config)?),
         ),
     };
     Ok(HubConnectionParts {
@@ -491,6 +531,84 @@ async fn hub_connection_parts(
         link,
         stalls: Arc::clone(stalls),
     })
+}
+
+/// What the peer shows hubs: TLS for `https://` hubs, its bearer token.
+fn hub_credentials(config: &HubConnectionConfig) -> Result<HubCredentials, StartError> {
+    let credentials = |source| StartError::Credentials {
+        link: "peer's connection to hubs",
+        source,
+    };
+    let pem = config
+        .tls
+        .as_ref()
+        .map(|tls| tls.load())
+        .transpose()
+        .map_err(credentials)?;
+    let token = config
+        .token
+        .as_ref()
+        .map(|token| token.read())
+        .transpose()
+        .map_err(credentials)?;
+    HubCredentials::new(pem.as_ref(), token.as_deref()).map_err(credentials)
+}
+
+/// The hub's gRPC TLS material and the credentials it requires of peers.
+fn hub_guard(
+    node_id: &NodeId,
+    hub: &HubRoleConfig,
+) -> Result<(Option<ServerPem>, HubAuth), StartError> {
+    let credentials = |source| StartError::Credentials {
+        link: "hub's gRPC server",
+        source,
+    };
+    let tls = hub
+        .tls
+        .as_ref()
+        .map(|tls| tls.load())
+        .transpose()
+        .map_err(credentials)?;
+    let certificates = if tls.as_ref().is_some_and(|pem| pem.client_ca.is_some()) {
+        ClientCertificates::MustNamePeer
+    } else {
+        ClientCertificates::Ignored
+    };
+    let mut peers = Vec::with_capacity(hub.peers.len());
+    for peer in &hub.peers {
+        let token = peer
+            .token
+            .as_ref()
+            .map(|token| token.read())
+            .transpose()
+            .map_err(credentials)?;
+        peers.push((peer.id.to_string(), token));
+    }
+    let auth = HubAuth::new(peers, certificates);
+    if auth.is_open() {
+        warn!(node = %node_id, "gRPC callers are not authenticated: any client may open a session as any peer (configure hub.peers or hub.tls.client_ca_file)");
+    }
+    Ok((tls, auth))
+}
+
+/// The REST API's admin token and TLS configuration.
+fn http_credentials(
+    http: &HttpConfig,
+) -> Result<(String, Option<Arc<rustls::ServerConfig>>), StartError> {
+    let credentials = |source| StartError::Credentials {
+        link: "REST API",
+        source,
+    };
+    let admin_token = http.admin_token.read().map_err(credentials)?;
+    let tls = match &http.tls {
+        None => None,
+        Some(tls) => Some(
+            tls.load()
+                .and_then(|pem| pem.rustls_config(&[b"http/1.1"]))
+                .map_err(credentials)?,
+        ),
+    };
+    Ok((admin_token, tls))
 }
 
 /// Waits until the hub's system register is loaded and validated. A register that failed

@@ -29,6 +29,13 @@ pub enum StartError {
     SecondClusterNode(#[from] crate::cluster::SecondClusterNode),
     #[error("cannot start the node supervisor")]
     Supervisor(#[source] ractor::SpawnErr),
+    /// A certificate, key or secret file named by the configuration could not be read or used.
+    #[error("cannot load the credentials of the {link}")]
+    Credentials {
+        link: &'static str,
+        #[source]
+        source: crate::tls::CredentialError,
+    },
     /// The hub's stored system register failed validation: the hub refuses to serve it rather
     /// than re-create it (FR-022).
     #[error("the system register was refused: {0}")]

@@ -186,6 +186,8 @@ pub struct ClusterLinkArgs {
     pub config: ClusterConfig,
     /// The node's listening socket (bound by `Node::start`, kept across restarts).
     pub listener: Arc<std::net::TcpListener>,
+    /// The deployment's cookie (read by `Node::start`).
+    pub cookie: String,
     pub shared: Arc<ClusterShared>,
     pub clock: Arc<dyn Clock>,
     pub stalls: Arc<StallDetector>,
@@ -240,7 +242,7 @@ impl Actor for ClusterLink {
         // port on loopback, the same cookie, and is never dialed (members dial `listener`).
         let server = NodeServer::new(
             0,
-            args.config.cookie.clone(),
+            args.cookie.clone(),
             args.node_id.to_string(),
             host,
             None,

@@ -24,6 +24,8 @@ mod view;
 pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::tls::Secret;
 use std::time::Duration;
 
 pub use client::{CallError, GatewayClient};
@@ -42,8 +44,9 @@ pub struct ClusterConfig {
     pub advertised_address: Option<String>,
     /// Addresses (`host:port`) dialed at start; the rest of the cluster is learned from them.
     pub seeds: Vec<String>,
-    /// Shared secret of the deployment: a member with another cookie is never admitted.
-    pub cookie: String,
+    /// Shared secret of the deployment: a member with another cookie is never admitted. Read
+    /// when the node starts.
+    pub cookie: Secret,
     pub membership: MembershipConfig,
     /// Deadline of one liveness ping.
     pub ping_timeout: Duration,

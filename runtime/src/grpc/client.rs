@@ -11,6 +11,10 @@
 //! `INVALID_ARGUMENT`, `PERMISSION_DENIED`, `UNAUTHENTICATED` → `Refused`; every other code,
 //! transport errors and timeouts → `Unreachable`. It does not retry: the actors own the
 //! backoff and the choice of hub.
+//!
+//! Credentials (`HubCredentials`): `https://` hubs are reached over TLS (the configured CA, or
+//! the system's roots; a client certificate for mutual TLS), and every request carries the
+//! peer's bearer token when it has one.
 
 use std::collections::HashMap;
 use std::future::{Future, ready};
@@ -19,7 +23,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 use tracing::{debug, warn};
 
@@ -34,6 +39,9 @@ use herald_proto::v1;
 use herald_proto::v1::central_node_connection_client::CentralNodeConnectionClient;
 use herald_proto::v1::heartbeat_client::HeartbeatClient;
 use herald_proto::v1::system_register_sync_client::SystemRegisterSyncClient;
+
+use super::auth::AUTHORIZATION;
+use crate::tls::{ClientPem, CredentialError};
 
 /// Deadline of the calls `HubLink` gives none (DESIGN §9: hub deadlines are 30 s).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
@@ -57,12 +65,89 @@ pub fn hub_endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
         .keep_alive_timeout(KEEPALIVE_TIMEOUT))
 }
 
+/// `hub_endpoint` over TLS for an `https://` URL: `credentials`' CA (or the system's roots)
+/// and client certificate.
+pub fn hub_endpoint_with(
+    url: &str,
+    credentials: &HubCredentials,
+) -> Result<Endpoint, tonic::transport::Error> {
+    let endpoint = hub_endpoint(url)?;
+    if !url.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    endpoint.tls_config(credentials.tls.clone())
+}
+
+/// What a peer shows hubs: the TLS settings of `https://` hubs and its bearer token.
+#[derive(Clone)]
+pub struct HubCredentials {
+    tls: ClientTlsConfig,
+    token: Option<MetadataValue<Ascii>>,
+}
+
+impl Default for HubCredentials {
+    fn default() -> Self {
+        Self {
+            tls: ClientTlsConfig::new().with_native_roots(),
+            token: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for HubCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubCredentials")
+            .field("token", &self.token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubCredentials {
+    /// Trusts `pem`'s CA (the system's roots without one) and presents its client certificate,
+    /// when it has one; sends `token` with every request, when given.
+    pub fn new(pem: Option<&ClientPem>, token: Option<&str>) -> Result<Self, CredentialError> {
+        let mut tls = ClientTlsConfig::new();
+        tls = match pem.and_then(|pem| pem.ca.as_ref()) {
+            Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
+            None => tls.with_native_roots(),
+        };
+        if let Some((cert, key)) = pem.and_then(|pem| pem.identity.as_ref()) {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        let token = match token {
+            None => None,
+            Some(token) => {
+                let mut value =
+                    MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                        CredentialError::Unusable(
+                            "the hub token cannot be sent in gRPC metadata (control characters?)"
+                                .to_owned(),
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(Self { tls, token })
+    }
+
+    /// `message` as a request carrying the bearer token.
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(token) = &self.token {
+            request.metadata_mut().insert(AUTHORIZATION, token.clone());
+        }
+        request
+    }
+}
+
 /// Reaches hubs over gRPC.
 pub struct GrpcHubLink {
     peer_id: NodeId,
     advertised_address: String,
     clock: Arc<dyn Clock>,
     default_deadline: Duration,
+    credentials: HubCredentials,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
@@ -75,8 +160,15 @@ impl GrpcHubLink {
             advertised_address,
             clock: Arc::new(TokioClock::new()),
             default_deadline: DEFAULT_DEADLINE,
+            credentials: HubCredentials::default(),
             channels: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Shows hubs these credentials (TLS for `https://` hubs, a bearer token).
+    pub fn with_credentials(mut self, credentials: HubCredentials) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// Stamps requests with this clock's time instead of the system clock's.
@@ -100,7 +192,7 @@ impl GrpcHubLink {
         if let Some(channel) = channels.get(&hub.url) {
             return Ok(channel.clone());
         }
-        let endpoint = hub_endpoint(&hub.url).map_err(|err| {
+        let endpoint = hub_endpoint_with(&hub.url, &self.credentials).map_err(|err| {
             HubLinkError::Refused(format!(
                 "hub {} has an unusable URL {:?}: {}",
                 hub.id,
@@ -138,7 +230,7 @@ impl HubLink for GrpcHubLink {
         let mut client = CentralNodeConnectionClient::new(self.channel(hub)?);
         let response = within(
             deadline,
-            client.connect_to_central_node(timed(wire, deadline)),
+            client.connect_to_central_node(self.timed(wire, deadline)),
         )
         .await?;
         let grant = convert::central_node::session_grant_from_wire(&response.into_inner())
@@ -159,7 +251,7 @@ impl HubLink for GrpcHubLink {
         // a silent peer): connect again, as for an unknown session.
         let send = async {
             client
-                .send_heartbeat(timed(wire, deadline))
+                .send_heartbeat(self.timed(wire, deadline))
                 .await
                 .map_err(|status| match status.code() {
                     Code::FailedPrecondition => Status::not_found(status.message()),
@@ -185,13 +277,13 @@ impl HubLink for GrpcHubLink {
         let collect = async {
             let response = match query.scope {
                 SyncScope::Full => client
-                    .full_sync(timed(wire, deadline))
+                    .full_sync(self.timed(wire, deadline))
                     .await
                     .map_err(link_error),
                 // The hub refuses an incremental sync the peer cannot follow (another history,
                 // a diverged replica): a full sync is needed.
                 SyncScope::After(_) => client
-                    .incremental_sync(timed(wire, deadline))
+                    .incremental_sync(self.timed(wire, deadline))
                     .await
                     .map_err(|status| match status.code() {
                         Code::FailedPrecondition => {
@@ -247,7 +339,7 @@ impl HubLink for GrpcHubLink {
         // No grpc-timeout on the request: it would bound the whole stream.
         let response = within(
             self.default_deadline,
-            client.subscribe_to_push_notifications(Request::new(wire)),
+            client.subscribe_to_push_notifications(self.credentials.request(wire)),
         )
         .await?;
         let hub_id = hub.id.clone();
@@ -288,7 +380,7 @@ impl HubLink for GrpcHubLink {
         let mut client = CentralNodeConnectionClient::new(self.channel(hub)?);
         let response = within(
             deadline,
-            client.disconnect_from_central_node(timed(wire, deadline)),
+            client.disconnect_from_central_node(self.timed(wire, deadline)),
         )
         .await?
         .into_inner();
@@ -347,11 +439,13 @@ impl EntryCheck {
     }
 }
 
-/// A request carrying its deadline to the hub (`grpc-timeout`).
-fn timed<T>(message: T, deadline: Duration) -> Request<T> {
-    let mut request = Request::new(message);
-    request.set_timeout(deadline);
-    request
+impl GrpcHubLink {
+    /// A request carrying its deadline to the hub (`grpc-timeout`) and the bearer token.
+    fn timed<T>(&self, message: T, deadline: Duration) -> Request<T> {
+        let mut request = self.credentials.request(message);
+        request.set_timeout(deadline);
+        request
+    }
 }
 
 /// Awaits a call for at most `deadline`.

@@ -9,8 +9,13 @@
 //! (documents are `Bytes`: nothing is copied). Push and heartbeat streams are long-lived: they
 //! end when the server stops, so a graceful stop never waits on them.
 //!
-//! It decides nothing about sessions or versions (the authority does), and does no TLS,
-//! authentication or rate limiting yet.
+//! Before anything else, every request (every beat of a heartbeat stream) is admitted: its
+//! credentials must let it speak for the peer id it names (`grpc::auth`: `UNAUTHENTICATED`),
+//! then that peer must be within its request rate (`grpc::limits`: `RESOURCE_EXHAUSTED`). The
+//! server runs over TLS when configured (mutual when it names client CAs) and caps the HTTP/2
+//! streams of one connection (`ServeOptions`).
+//!
+//! It decides nothing about sessions or versions (the authority does).
 
 use std::future::{Future, ready};
 use std::net::SocketAddr;
@@ -24,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpIncoming};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, Span, debug, debug_span, error};
 
@@ -40,7 +46,10 @@ use herald_proto::v1::central_node_connection_server::{
 use herald_proto::v1::heartbeat_server::{Heartbeat, HeartbeatServer};
 use herald_proto::v1::system_register_sync_server::{SystemRegisterSync, SystemRegisterSyncServer};
 
+use super::auth::{Caller, HubAuth};
+use super::limits::{HubLimits, PeerRateLimiter};
 use crate::server::ServerTask;
+use crate::tls::ServerPem;
 
 /// Heartbeat acknowledgements buffered per `MonitorHeartbeat` stream: one beat is answered
 /// before the next is read, so a handful is plenty.
@@ -52,6 +61,15 @@ const TRACED_PEER_CHARS: usize = 64;
 #[derive(Clone)]
 pub struct HubGrpc {
     inner: Arc<HubInner>,
+    guard: Arc<Guard>,
+}
+
+/// What every request passes before it is served.
+#[derive(Default)]
+struct Guard {
+    auth: HubAuth,
+    /// `None`: no rate limit.
+    limiter: Option<PeerRateLimiter>,
 }
 
 struct HubInner {
@@ -81,7 +99,56 @@ impl HubGrpc {
                 call_timeout,
                 closing,
             }),
+            guard: Arc::new(Guard::default()),
         }
+    }
+
+    /// Requires these credentials of every caller (by default anyone may call).
+    pub fn with_auth(mut self, auth: HubAuth) -> Self {
+        self.guard = Arc::new(Guard {
+            auth,
+            limiter: self.guard_limiter(),
+        });
+        self
+    }
+
+    /// Limits each peer's request rate (by default there is no limit).
+    pub fn with_limits(mut self, limits: &HubLimits) -> Self {
+        self.guard = Arc::new(Guard {
+            auth: self.guard.auth.clone(),
+            limiter: Some(PeerRateLimiter::new(limits)),
+        });
+        self
+    }
+
+    fn guard_limiter(&self) -> Option<PeerRateLimiter> {
+        self.guard.limiter.as_ref().map(PeerRateLimiter::renewed)
+    }
+
+    /// Lets a request in when its credentials may speak for `peer_id` (`UNAUTHENTICATED`
+    /// otherwise) and that peer is within its rate (`RESOURCE_EXHAUSTED` otherwise). Nothing
+    /// is validated or asked of the authority before this.
+    fn admit<T>(&self, request: &Request<T>, peer_id: &str) -> Result<(), Status> {
+        let caller = HubAuth::caller(request);
+        self.admit_caller(&caller, peer_id)
+    }
+
+    fn admit_caller(&self, caller: &Caller, peer_id: &str) -> Result<(), Status> {
+        if let Err(refusal) = self.guard.auth.check(caller, peer_id) {
+            metrics::counter!("herald_hub_unauthenticated_total").increment(1);
+            return Err(refusal);
+        }
+        if let Some(limiter) = &self.guard.limiter
+            && let Err(exhausted) = limiter.admit(peer_id)
+        {
+            metrics::counter!("herald_hub_rate_limited_total").increment(1);
+            return Err(Status::resource_exhausted(format!(
+                "peer {} is over its request rate; retry in {} ms",
+                traced_peer(peer_id),
+                exhausted.retry_after.as_millis().max(1)
+            )));
+        }
+        Ok(())
     }
 
     /// Ends every push and heartbeat stream, now and as soon as a new one opens: the server
@@ -194,6 +261,8 @@ impl CentralNodeConnection for HubGrpc {
         &self,
         request: Request<v1::ConnectRequest>,
     ) -> Result<Response<v1::ConnectionResponse>, Status> {
+        self.admit(&request, &request.get_ref().peer_id)
+            .inspect_err(log_refusal)?;
         let wire = request.into_inner();
         let span = self.span("ConnectToCentralNode", &wire.peer_id);
         async move {
@@ -215,6 +284,8 @@ impl CentralNodeConnection for HubGrpc {
         &self,
         request: Request<v1::DisconnectRequest>,
     ) -> Result<Response<v1::DisconnectionResponse>, Status> {
+        self.admit(&request, &request.get_ref().peer_id)
+            .inspect_err(log_refusal)?;
         let wire = request.into_inner();
         let span = self.span("DisconnectFromCentralNode", &wire.peer_id);
         async move {
@@ -242,6 +313,8 @@ impl CentralNodeConnection for HubGrpc {
         &self,
         request: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::CentralNodeStatus>, Status> {
+        self.admit(&request, &request.get_ref().peer_id)
+            .inspect_err(log_refusal)?;
         let wire = request.into_inner();
         let span = self.span("GetCentralNodeStatus", &wire.peer_id);
         async move {
@@ -272,6 +345,8 @@ impl Heartbeat for HubGrpc {
         &self,
         request: Request<v1::HeartbeatMessage>,
     ) -> Result<Response<v1::HeartbeatAcknowledgement>, Status> {
+        self.admit(&request, &request.get_ref().peer_id)
+            .inspect_err(log_refusal)?;
         let wire = request.into_inner();
         let span = self.span("SendHeartbeat", &wire.peer_id);
         self.answer_heartbeat(&wire)
@@ -286,6 +361,8 @@ impl Heartbeat for HubGrpc {
         &self,
         request: Request<Streaming<v1::HeartbeatMessage>>,
     ) -> Result<Response<Self::MonitorHeartbeatStream>, Status> {
+        // The credentials are the stream's; each beat names its peer and is admitted alone.
+        let caller = HubAuth::caller(&request);
         let mut beats = request.into_inner();
         let (answers, answered) = mpsc::channel(MONITOR_BUFFER);
         let hub = self.clone();
@@ -300,7 +377,10 @@ impl Heartbeat for HubGrpc {
                         next = beats.message() => next,
                     };
                     let answer = match next {
-                        Ok(Some(beat)) => hub.answer_heartbeat(&beat).await,
+                        Ok(Some(beat)) => match hub.admit_caller(&caller, &beat.peer_id) {
+                            Ok(()) => hub.answer_heartbeat(&beat).await,
+                            Err(refusal) => Err(refusal),
+                        },
                         Ok(None) => break,
                         Err(status) => {
                             debug!(code = ?status.code(), "heartbeat stream broke");
@@ -328,6 +408,8 @@ impl Heartbeat for HubGrpc {
         &self,
         request: Request<v1::HeartbeatStatusRequest>,
     ) -> Result<Response<v1::HeartbeatStatus>, Status> {
+        self.admit(&request, &request.get_ref().peer_id)
+            .inspect_err(log_refusal)?;
         let wire = request.into_inner();
         let span = self.span("GetHeartbeatStatus", &wire.peer_id);
         async move {
@@ -361,6 +443,8 @@ impl SystemRegisterSync for HubGrpc {
         &self,
         request: Request<v1::SyncRequest>,
     ) -> Result<Response<EntryStream>, Status> {
+        self.admit(&request, &request.get_ref().peer_id)
+            .inspect_err(log_refusal)?;
         let wire = request.into_inner();
         let span = self.span("FullSync", &wire.peer_id);
         self.sync(&wire, true)
@@ -373,6 +457,8 @@ impl SystemRegisterSync for HubGrpc {
         &self,
         request: Request<v1::SyncRequest>,
     ) -> Result<Response<EntryStream>, Status> {
+        self.admit(&request, &request.get_ref().peer_id)
+            .inspect_err(log_refusal)?;
         let wire = request.into_inner();
         let span = self.span("IncrementalSync", &wire.peer_id);
         self.sync(&wire, false)
@@ -387,6 +473,8 @@ impl SystemRegisterSync for HubGrpc {
         &self,
         request: Request<v1::SubscriptionRequest>,
     ) -> Result<Response<Self::SubscribeToPushNotificationsStream>, Status> {
+        self.admit(&request, &request.get_ref().peer_id)
+            .inspect_err(log_refusal)?;
         let wire = request.into_inner();
         let span = self.span("SubscribeToPushNotifications", &wire.peer_id);
         async move {
@@ -421,6 +509,8 @@ impl SystemRegisterSync for HubGrpc {
         &self,
         request: Request<v1::CheckpointRequest>,
     ) -> Result<Response<v1::SyncCheckpoint>, Status> {
+        self.admit(&request, &request.get_ref().peer_id)
+            .inspect_err(log_refusal)?;
         let wire = request.into_inner();
         let span = self.span("GetSyncCheckpoint", &wire.peer_id);
         async move {
@@ -448,6 +538,44 @@ impl SystemRegisterSync for HubGrpc {
 #[error("gRPC server failed")]
 pub struct ServeError(#[source] BoxError);
 
+/// How the server runs: TLS (mutual when it names client CAs) and the HTTP/2 streams one
+/// connection may open at once.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub tls: Option<ServerPem>,
+    /// `None`: no cap (HTTP/2 then lets a client open as many as it likes).
+    pub max_concurrent_streams: Option<u32>,
+}
+
+impl ServeOptions {
+    /// The options of a hub configured with `tls` and `limits`.
+    pub fn new(tls: Option<ServerPem>, limits: &HubLimits) -> Self {
+        Self {
+            tls,
+            max_concurrent_streams: Some(limits.max_concurrent_streams),
+        }
+    }
+
+    fn tls_config(&self) -> Option<ServerTlsConfig> {
+        let pem = self.tls.as_ref()?;
+        let config = ServerTlsConfig::new().identity(Identity::from_pem(&pem.cert, &pem.key));
+        Some(match &pem.client_ca {
+            Some(ca) => config.client_ca_root(Certificate::from_pem(ca)),
+            None => config,
+        })
+    }
+
+    fn builder(&self) -> Result<tonic::transport::Server, ServeError> {
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls_config() {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|err| ServeError(Box::new(err)))?;
+        }
+        Ok(builder.max_concurrent_streams(self.max_concurrent_streams))
+    }
+}
+
 /// Serves the hub's services on `incoming` until `shutdown` resolves; then ends the long-lived
 /// streams, stops accepting and waits for open calls to finish.
 pub async fn serve<I, IO, IE>(
@@ -460,12 +588,28 @@ where
     IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
     IE: Into<BoxError>,
 {
+    serve_with(incoming, hub, &ServeOptions::default(), shutdown).await
+}
+
+/// `serve` with TLS and a cap on concurrent streams.
+pub async fn serve_with<I, IO, IE>(
+    incoming: I,
+    hub: HubGrpc,
+    options: &ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    I: futures::Stream<Item = Result<IO, IE>>,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IE: Into<BoxError>,
+{
     let closing = hub.clone();
     let signal = async move {
         shutdown.await;
         closing.close_streams();
     };
-    tonic::transport::Server::builder()
+    options
+        .builder()?
         .add_service(CentralNodeConnectionServer::new(hub.clone()))
         .add_service(HeartbeatServer::new(hub.clone()))
         .add_service(SystemRegisterSyncServer::new(hub))
@@ -482,19 +626,47 @@ impl GrpcServer {
     /// and serves `hub` from a task until it is stopped: then it ends the long-lived streams,
     /// stops accepting and lets open calls finish. Must be called inside a tokio runtime.
     pub async fn start(addr: SocketAddr, hub: HubGrpc) -> std::io::Result<ServerTask> {
-        let incoming = TcpIncoming::bind(addr)?.with_nodelay(Some(true));
-        let local_addr = incoming.local_addr()?;
-        debug!(addr = %local_addr, "gRPC server listening");
+        Self::start_with(addr, hub, ServeOptions::default())
+            .await
+            .map_err(|err| match err {
+                GrpcStartError::Bind(err) => err,
+                GrpcStartError::Tls(err) => std::io::Error::other(err),
+            })
+    }
+
+    /// `start` with TLS and a cap on concurrent streams. The TLS material is checked before
+    /// the listener is bound.
+    pub async fn start_with(
+        addr: SocketAddr,
+        hub: HubGrpc,
+        options: ServeOptions,
+    ) -> Result<ServerTask, GrpcStartError> {
+        // Fails here, not in the task, on material tonic cannot use.
+        options.builder().map_err(GrpcStartError::Tls)?;
+        let incoming = TcpIncoming::bind(addr)
+            .map_err(GrpcStartError::Bind)?
+            .with_nodelay(Some(true));
+        let local_addr = incoming.local_addr().map_err(GrpcStartError::Bind)?;
+        debug!(addr = %local_addr, tls = options.tls.is_some(), "gRPC server listening");
         Ok(ServerTask::spawn(
             "gRPC server",
             local_addr,
             move |stopping| async move {
-                if let Err(err) = serve(incoming, hub, stopping).await {
+                if let Err(err) = serve_with(incoming, hub, &options, stopping).await {
                     error!(addr = %local_addr, err = %error_chain(&err), "gRPC server failed");
                 }
             },
         ))
     }
+}
+
+/// Why the gRPC server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcStartError {
+    #[error("cannot listen")]
+    Bind(#[source] std::io::Error),
+    #[error("unusable TLS configuration")]
+    Tls(#[source] ServeError),
 }
 
 fn wire_status(err: WireError) -> Status {

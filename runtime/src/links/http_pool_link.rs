@@ -5,6 +5,9 @@
 //! (`Refused`, with the peer's reason), a 5xx, 408, 429, a connection failure or a timeout is
 //! `Unreachable`. `reqwest::Error` never leaves this file. It does not retry: the driver owns
 //! the backoff. It reads no proxy settings from the environment.
+//!
+//! An `https://` base URL is reached over TLS (rustls on aws-lc-rs): the configured CA only, or
+//! the system's roots without one, and a client certificate when configured.
 
 use std::time::Duration;
 
@@ -15,6 +18,8 @@ use serde::Deserialize;
 
 use herald_actors::ports::{PoolLink, PoolLinkError, error_chain};
 use herald_messages::{BulkAdvertise, BulkOutcome};
+
+use crate::tls::ClientPem;
 
 /// Longest wait for a TCP connection: a peer that is down is reported in this time, not after
 /// the whole request timeout. Capped by the request timeout.
@@ -48,6 +53,16 @@ impl HttpPoolLink {
     /// A link to the peer at `base_url` (`http://host:port`), authenticated with `token`; each
     /// push must complete within `timeout`.
     pub fn new(base_url: &str, token: &str, timeout: Duration) -> Result<Self, HttpLinkError> {
+        Self::new_with_tls(base_url, token, timeout, None)
+    }
+
+    /// `new`, trusting only `tls`' CA (when it has one) and presenting its client certificate.
+    pub fn new_with_tls(
+        base_url: &str,
+        token: &str,
+        timeout: Duration,
+        tls: Option<&ClientPem>,
+    ) -> Result<Self, HttpLinkError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         let invalid_url = |reason: String| HttpLinkError::InvalidUrl {
             url: base_url.clone(),
@@ -61,7 +76,19 @@ impl HttpPoolLink {
         let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| HttpLinkError::InvalidToken)?;
         authorization.set_sensitive(true);
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(ca) = tls.and_then(|pem| pem.ca.as_ref()) {
+            let roots = reqwest::Certificate::from_pem_bundle(ca)
+                .map_err(|err| HttpLinkError::Client(error_chain(&err)))?;
+            builder = builder.tls_certs_only(roots);
+        }
+        if let Some((cert, key)) = tls.and_then(|pem| pem.identity.as_ref()) {
+            let pem = [cert.as_slice(), b"\n", key.as_slice()].concat();
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|err| HttpLinkError::Client(error_chain(&err)))?;
+            builder = builder.identity(identity);
+        }
+        let client = builder
             .timeout(timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .redirect(reqwest::redirect::Policy::none())

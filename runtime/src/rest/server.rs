@@ -8,10 +8,16 @@
 //! closes the listener, lets requests in flight finish (idle keep-alive connections close), and
 //! after the caller's deadline aborts what is left.
 //!
+//! With a TLS configuration it serves HTTPS (rustls on aws-lc-rs, ALPN `http/1.1`): each
+//! connection's handshake runs in the connection's own task and must complete within
+//! `header_timeout` too, so a client stalling its handshake holds nothing either.
+//!
 //! Not here: the routes and their limits (`rest::router`; a declared body over the limit is
-//! refused there before it is read), TLS, and HTTP/2 (no client of this API speaks it).
+//! refused there before it is read), the admin token (`rest::auth`), and HTTP/2 (no client of
+//! this API speaks it).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -21,6 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error};
 
 use crate::server::{ServerTask, Stopping};
@@ -32,16 +39,19 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub(crate) struct HttpServer;
 
 impl HttpServer {
-    /// Binds `addr` and serves `router` from a task until the task is stopped.
+    /// Binds `addr` and serves `router` from a task until the task is stopped; HTTPS with `tls`
+    /// when given.
     pub(crate) async fn start(
         addr: SocketAddr,
         router: Router,
         header_timeout: Duration,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> std::io::Result<ServerTask> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let acceptor = tls.map(TlsAcceptor::from);
         Ok(ServerTask::spawn("REST API", addr, move |stopping| {
-            serve(listener, router, header_timeout, stopping)
+            serve(listener, router, header_timeout, acceptor, stopping)
         }))
     }
 }
@@ -52,6 +62,7 @@ async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
+    acceptor: Option<TlsAcceptor>,
     stopping: Stopping,
 ) {
     tokio::pin!(stopping);
@@ -70,12 +81,36 @@ async fn serve(
                         debug!(%peer, %err, "cannot set TCP_NODELAY");
                     }
                     let service = TowerToHyperService::new(router.clone());
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection);
+                    let Some(acceptor) = &acceptor else {
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        let connection = graceful.watch(connection);
+                        connections.spawn(async move {
+                            // A client that goes away or sends garbage ends its own connection
+                            // only.
+                            if let Err(err) = connection.await {
+                                debug!(%peer, %err, "HTTP connection ended with an error");
+                            }
+                        });
+                        continue;
+                    };
+                    let handshake = acceptor.accept(stream);
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
                     connections.spawn(async move {
-                        // A client that goes away or sends garbage ends its own connection only.
-                        if let Err(err) = connection.await {
-                            debug!(%peer, %err, "HTTP connection ended with an error");
+                        let stream = match tokio::time::timeout(header_timeout, handshake).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(err)) => {
+                                debug!(%peer, %err, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        if let Err(err) = watcher.watch(connection).await {
+                            debug!(%peer, %err, "HTTPS connection ended with an error");
                         }
                     });
                 }

@@ -49,6 +49,7 @@ pub use redis_connection::RedisOpenError;
 
 use crate::config::{AdStoreConfig, BlueprintStoreConfig, GroundTruthConfig, MongoConfig};
 use crate::start_error::StartError;
+use crate::tls::{ClientPem, ClientTls, CredentialError};
 
 /// Opens the configured ad store. Redis and MongoDB connect lazily (a node starts while they are
 /// down and runs degraded); a redb file is opened (and created) now.
@@ -57,13 +58,15 @@ pub async fn open_ad_store(
     node_id: &NodeId,
 ) -> Result<Arc<dyn AdStore>, StartError> {
     match config {
-        AdStoreConfig::Redis { url, prefix } => {
-            let store =
-                RedisAdStore::new(url, prefix, node_id).map_err(|source| StartError::Store {
-                    what: "advertisement store",
-                    location: url.clone(),
-                    source: Box::new(source),
-                })?;
+        AdStoreConfig::Redis { url, prefix, tls } => {
+            let error = |source: Box<dyn std::error::Error + Send + Sync>| StartError::Store {
+                what: "advertisement store",
+                location: url.clone(),
+                source,
+            };
+            let pem = load_tls(tls.as_ref()).map_err(|err| error(Box::new(err)))?;
+            let store = RedisAdStore::new_with_tls(url, prefix, node_id, pem.as_ref())
+                .map_err(|err| error(Box::new(err)))?;
             Ok(Arc::new(store))
         }
         AdStoreConfig::Embedded { path } => {
@@ -137,13 +140,15 @@ pub async fn open_blueprint_store(
                     })?;
             Ok(Arc::new(store))
         }
-        BlueprintStoreConfig::Redis { url, prefix } => {
-            let store =
-                RedisBlueprintStore::new(url, prefix).map_err(|source| StartError::Store {
-                    what: "system register store",
-                    location: url.clone(),
-                    source: Box::new(source),
-                })?;
+        BlueprintStoreConfig::Redis { url, prefix, tls } => {
+            let error = |source: Box<dyn std::error::Error + Send + Sync>| StartError::Store {
+                what: "system register store",
+                location: url.clone(),
+                source,
+            };
+            let pem = load_tls(tls.as_ref()).map_err(|err| error(Box::new(err)))?;
+            let store = RedisBlueprintStore::new_with_tls(url, prefix, pem.as_ref())
+                .map_err(|err| error(Box::new(err)))?;
             Ok(Arc::new(store))
         }
         BlueprintStoreConfig::Mongo(mongodb) => {
@@ -153,6 +158,11 @@ pub async fn open_blueprint_store(
             Ok(Arc::new(store))
         }
     }
+}
+
+/// Reads the TLS material of a Redis URL, when configured.
+fn load_tls(tls: Option<&ClientTls>) -> Result<Option<ClientPem>, CredentialError> {
+    tls.map(ClientTls::load).transpose()
 }
 
 /// Opens (and creates) a peer's replica of the system register in `dir`.

@@ -46,6 +46,7 @@ use herald_actors::ports::{AdBatch, AdStore, BatchScope, StoreError, StoredPool}
 use herald_messages::{AdKey, AdSource, Advertisement, NodeId, PoolMeta, RegisterId};
 
 use super::redis_connection::{RedisConnection, RedisOpenError, Request, check_prefix};
+use crate::tls::ClientPem;
 
 /// The ads of one node in Redis. Cheap to share (`Arc<dyn AdStore>`); all calls go through one
 /// multiplexed connection.
@@ -60,8 +61,18 @@ pub struct RedisAdStore {
 impl RedisAdStore {
     /// Checks the URL and the prefix; does not connect (the first call does).
     pub fn new(url: &str, prefix: &str, node_id: &NodeId) -> Result<Self, RedisOpenError> {
+        Self::new_with_tls(url, prefix, node_id, None)
+    }
+
+    /// `new`, with the CA and client certificate of a `rediss://` URL.
+    pub fn new_with_tls(
+        url: &str,
+        prefix: &str,
+        node_id: &NodeId,
+        tls: Option<&ClientPem>,
+    ) -> Result<Self, RedisOpenError> {
         check_prefix(prefix)?;
-        let connection = RedisConnection::open(url)?;
+        let connection = RedisConnection::open_with_tls(url, tls)?;
         let description = format!("{} (node {node_id})", connection.describe());
         Ok(Self {
             connection,

@@ -93,6 +93,7 @@ use super::redis_connection::{
     CONNECTION_TIMEOUT, RESPONSE_TIMEOUT, RedisConnection, RedisOpenError, Request, check_prefix,
 };
 use super::stored_entry::decode_entry;
+use crate::tls::ClientPem;
 
 /// The system register in Redis, shared by the hubs that use the same URL and prefix. Cheap to
 /// share (`Arc<dyn BlueprintStore>`); all calls but `watch` go through one multiplexed
@@ -104,8 +105,17 @@ pub struct RedisBlueprintStore {
 impl RedisBlueprintStore {
     /// Checks the URL and the prefix; does not connect (the first call does).
     pub fn new(url: &str, prefix: &str) -> Result<Self, RedisOpenError> {
+        Self::new_with_tls(url, prefix, None)
+    }
+
+    /// `new`, with the CA and client certificate of a `rediss://` URL.
+    pub fn new_with_tls(
+        url: &str,
+        prefix: &str,
+        tls: Option<&ClientPem>,
+    ) -> Result<Self, RedisOpenError> {
         check_prefix(prefix)?;
-        let connection = RedisConnection::open(url)?;
+        let connection = RedisConnection::open_with_tls(url, tls)?;
         let description = format!(
             "{} (system register, prefix {prefix})",
             connection.describe()

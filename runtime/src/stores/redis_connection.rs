@@ -1,7 +1,7 @@
 //! What the Redis adapters share: opening a client (and checking a key prefix), and the one
 //! multiplexed connection a store's calls go through.
 //!
-//! `RedisConnection::open` only parses the URL, so a node starts while Redis is down. The first
+//! `RedisConnection::open_with_tls` only parses the URL, so a node starts while Redis is down. The first
 //! query builds a `ConnectionManager` that connects lazily and fails fast (short connection and
 //! response timeouts, no internal retries); a failure comes back to the caller and the next query
 //! connects again. A query that finds its connection dropped (Redis restarted) is sent once more
@@ -12,15 +12,21 @@
 //!
 //! Deliberately not done here: mapping `RedisError` to a port's error enum (each store has its
 //! own `store_error`), backoff (the callers' actors do that), pub/sub (`client()` gives the
-//! watcher its own connection), and TLS (the `redis` crate is built without it).
+//! watcher its own connection). TLS (`rediss://`) is the `redis` crate's, on rustls with
+//! aws-lc-rs: the configured CA (else the system's roots) and client certificate.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, ConnectionAddr, FromRedisValue, Pipeline, RedisError};
+use redis::{
+    Client, ClientTlsConfig, Cmd, ConnectionAddr, FromRedisValue, Pipeline, RedisError,
+    TlsCertificates,
+};
 
 use herald_actors::ports::BoxError;
+
+use crate::tls::ClientPem;
 
 /// A connection attempt fails after this; the caller retries with backoff.
 pub(super) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
@@ -66,9 +72,26 @@ pub(super) enum Request<'a> {
 }
 
 impl RedisConnection {
-    /// Parses the URL; does not connect (the first query does).
-    pub(super) fn open(url: &str) -> Result<Self, RedisOpenError> {
-        let client = Client::open(url).map_err(|err| RedisOpenError::InvalidUrl(Box::new(err)))?;
+    /// Parses the URL; does not connect (the first query does). For `rediss://`, trusts `tls`'
+    /// CA (the system's roots without it) and presents its client certificate.
+    pub(super) fn open_with_tls(
+        url: &str,
+        tls: Option<&ClientPem>,
+    ) -> Result<Self, RedisOpenError> {
+        let client = match tls {
+            None => Client::open(url),
+            Some(pem) => Client::build_with_tls(
+                url,
+                TlsCertificates {
+                    client_tls: pem.identity.as_ref().map(|(cert, key)| ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }),
+                    root_cert: pem.ca.clone(),
+                },
+            ),
+        }
+        .map_err(|err| RedisOpenError::InvalidUrl(Box::new(err)))?;
         Ok(Self {
             client,
             slot: Mutex::new(ConnectionSlot::default()),

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod fault_proxy;
 pub mod mongo;
 pub mod process;

@@ -14,6 +14,8 @@
 //! process id (`INFO server`), so a server started by a parallel test that picked the same
 //! port is never mistaken for ours.
 //!
+//! `start_with` passes extra arguments (TLS on a second port, say) to every start and restart.
+//!
 //! Not done: a server shared by several tests, clusters, and cleanup when the test process
 //! itself is killed (each server dies with its `RedisServer`, on panic too, but not on SIGKILL
 //! of the test binary). `redis-server` must be on `PATH`: `scripts/install-test-deps`.
@@ -35,6 +37,8 @@ pub struct RedisServer {
     port: u16,
     /// `None` after `kill`.
     child: Option<Child>,
+    /// Extra `redis-server` arguments, for restarts too.
+    extra: Vec<String>,
     /// The server's `--dir` and log; removed after the process is killed (field drop order).
     dir: TempDir,
 }
@@ -42,6 +46,11 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers. Panics when it cannot.
     pub fn start() -> RedisServer {
+        Self::start_with(Vec::new())
+    }
+
+    /// `start`, with extra `redis-server` arguments.
+    pub fn start_with(extra: Vec<String>) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("herald-redis-")
             .tempdir()
@@ -50,11 +59,12 @@ impl RedisServer {
         // Another process may take the free port before redis-server binds it: try another.
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            match spawn_ready(port, dir.path()) {
+            match spawn_ready(port, dir.path(), &extra) {
                 Ok(child) => {
                     return RedisServer {
                         port,
                         child: Some(child),
+                        extra,
                         dir,
                     };
                 }
@@ -98,7 +108,7 @@ impl RedisServer {
         self.kill();
         let mut last_failure = String::new();
         for _ in 0..RESTART_ATTEMPTS {
-            match spawn_ready(self.port, self.dir.path()) {
+            match spawn_ready(self.port, self.dir.path(), &self.extra) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -130,7 +140,7 @@ const READY_DEADLINE: Duration = Duration::from_secs(5);
 const POLL_PAUSE: Duration = Duration::from_millis(5);
 const LOG_FILE: &str = "redis.log";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
         .expect("bind 127.0.0.1:0 to find a free port")
@@ -139,7 +149,7 @@ fn free_port() -> u16 {
 
 /// Spawns `redis-server` on `port` and waits until it answers as itself. On failure the
 /// process is gone and the error quotes its log.
-fn spawn_ready(port: u16, dir: &Path) -> Result<Child, String> {
+fn spawn_ready(port: u16, dir: &Path, extra: &[String]) -> Result<Child, String> {
     let log_path = dir.join(LOG_FILE);
     let log =
         File::create(&log_path).map_err(|err| format!("create {}: {err}", log_path.display()))?;
@@ -151,6 +161,7 @@ fn spawn_ready(port: u16, dir: &Path) -> Result<Child, String> {
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
         .arg("--dir")
         .arg(dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
