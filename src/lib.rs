@@ -64,7 +64,9 @@ pub use herald_runtime::{
     ShutdownReport, StartError, StoreOverrides,
 };
 /// TLS and credentials, and the configuration file (issue 10).
-pub use herald_runtime::{ConfigFileError, RawClientTls, RawPeerCredential, RawServerTls};
+pub use herald_runtime::{
+    ConfigFileError, RawClientTls, RawClusterTls, RawPeerCredential, RawServerTls,
+};
 
 /// The cluster: members as a node sees them, and the handle that watches them.
 pub use herald_messages::{ClusterMember, ClusterSummary, MemberInfo, MemberState, Role};

@@ -12,7 +12,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use herald::{Node, NodeHandle, RawClusterConfig, RawMongoConfig, RawNodeConfig};
+use herald::{Node, NodeHandle, RawClusterConfig, RawClusterTls, RawMongoConfig, RawNodeConfig};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -134,6 +134,18 @@ pub struct ClusterArgs {
     /// Deadline of one dial, from connecting to a ready session (5000).
     #[arg(long, env = "HERALD_CLUSTER_CONNECT_TIMEOUT_MS")]
     pub cluster_connect_timeout_ms: Option<u64>,
+    /// Mutual TLS between members: this member's certificate (PEM; it must name the host of
+    /// its advertised address), its key, and the members' CA. All three or none.
+    #[arg(
+        long,
+        env = "HERALD_CLUSTER_TLS_CERT",
+        requires_all = ["cluster_tls_key", "cluster_tls_ca"]
+    )]
+    pub cluster_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "HERALD_CLUSTER_TLS_KEY", requires = "cluster_tls_cert")]
+    pub cluster_tls_key: Option<PathBuf>,
+    #[arg(long, env = "HERALD_CLUSTER_TLS_CA", requires = "cluster_tls_cert")]
+    pub cluster_tls_ca: Option<PathBuf>,
 }
 
 impl ClusterArgs {
@@ -148,7 +160,8 @@ impl ClusterArgs {
             || self.suspect_after_misses.is_some()
             || self.unreachable_after_ms.is_some()
             || self.reconnect_backoff_max_ms.is_some()
-            || self.cluster_connect_timeout_ms.is_some();
+            || self.cluster_connect_timeout_ms.is_some()
+            || self.cluster_tls_cert.is_some();
         if !given {
             return;
         }
@@ -175,6 +188,17 @@ impl ClusterArgs {
             &mut cluster.connect_timeout_ms,
             self.cluster_connect_timeout_ms,
         );
+        if let (Some(cert_file), Some(key_file), Some(ca_file)) = (
+            self.cluster_tls_cert,
+            self.cluster_tls_key,
+            self.cluster_tls_ca,
+        ) {
+            cluster.tls = Some(RawClusterTls {
+                cert_file,
+                key_file,
+                ca_file,
+            });
+        }
     }
 }
 

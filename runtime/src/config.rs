@@ -18,7 +18,9 @@ use herald_messages::{HubEndpoint, NodeId};
 
 use crate::cluster::{ClusterConfig, MembershipConfig};
 use crate::grpc::limits::HubLimits;
-pub use crate::tls::{ClientTls, RawClientTls, RawServerTls, Secret, ServerTls};
+pub use crate::tls::{
+    ClientTls, ClusterTls, RawClientTls, RawClusterTls, RawServerTls, Secret, ServerTls,
+};
 
 /// Default key prefix in a shared Redis.
 pub const DEFAULT_REDIS_PREFIX: &str = "herald";
@@ -280,6 +282,9 @@ pub struct RawClusterConfig {
     /// The deployment's shared secret (or `cookie_file`, a file holding it); one is required.
     pub cookie: Option<String>,
     pub cookie_file: Option<PathBuf>,
+    /// Mutual TLS between members (`{cert_file, key_file, ca_file}`); plaintext when absent
+    /// (the cookie still authenticates, but nothing after the handshake is).
+    pub tls: Option<RawClusterTls>,
     /// Period of liveness pings (1 000); a ping's deadline (the period).
     pub liveness_interval_ms: Option<u64>,
     pub ping_timeout_ms: Option<u64>,
@@ -1279,11 +1284,16 @@ impl RawClusterConfig {
             )?,
             max_members,
         };
+        let tls = match self.tls {
+            None => None,
+            Some(raw) => Some(raw.validate("cluster.tls")?),
+        };
         Ok(ClusterConfig {
             listen,
             advertised_address: self.advertised_address,
             seeds: self.seeds,
             cookie,
+            tls,
             membership,
             ping_timeout,
             handshake_timeout: duration(
@@ -1941,6 +1951,25 @@ mod tests {
                 },
                 "cluster.liveness_interval_ms",
             ),
+            (
+                RawClusterConfig {
+                    tls: Some(RawClusterTls {
+                        cert_file: "node.pem".into(),
+                        key_file: "node-key.pem".into(),
+                        ca_file: PathBuf::new(),
+                    }),
+                    ..cluster_on("127.0.0.1:7000")
+                },
+                "cluster.tls",
+            ),
+            (
+                RawClusterConfig {
+                    cookie_file: Some("/run/secrets/cookie".into()),
+                    ..cluster_on("127.0.0.1:7000")
+                },
+                "cluster.cookie_file",
+            ),
+            (cluster_on(""), "cluster.listen"),
         ];
         for (raw, field) in cases {
             let err = clustered(raw).validate().expect_err(field);

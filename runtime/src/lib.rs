@@ -20,8 +20,8 @@ pub mod tls;
 
 pub use api::{NodeApi, NodeError};
 pub use config::{
-    ConfigError, ConfigFileError, NodeConfig, RawClientTls, RawClusterConfig, RawHubConfig,
-    RawHubEndpoint, RawMongoConfig, RawNodeConfig, RawPeerConfig, RawPeerCredential,
+    ConfigError, ConfigFileError, NodeConfig, RawClientTls, RawClusterConfig, RawClusterTls,
+    RawHubConfig, RawHubEndpoint, RawMongoConfig, RawNodeConfig, RawPeerConfig, RawPeerCredential,
     RawRegisterConfig, RawServerTls,
 };
 pub use node::{Node, NodeHandle, ShutdownReport, StartError, StoreOverrides};

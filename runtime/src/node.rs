@@ -28,7 +28,7 @@ use herald_messages::{
 use crate::api::NodeApi;
 use crate::cluster::{
     ClusterConfig, ClusterGuard, ClusterHandle, ClusterLink, ClusterLinkArgs, ClusterPoolLink,
-    ClusterShared, GatewayClient,
+    ClusterShared, GatewayClient, Security,
 };
 use crate::config::{
     HttpConfig, HubConnectionConfig, HubRoleConfig, NodeConfig, PoolLinkConfig, RegisterRoleConfig,
@@ -149,6 +149,7 @@ impl Node {
                 config: settings.clone(),
                 listener: Arc::clone(&cluster.listener),
                 cookie: cluster.cookie.clone(),
+                security: cluster.security.clone(),
                 shared: Arc::clone(&cluster.shared),
                 clock: Arc::clone(&clock),
                 stalls: Arc::clone(&stalls),
@@ -292,6 +293,7 @@ struct NodeCluster {
     listener: Arc<std::net::TcpListener>,
     /// The cookie, read from where the configuration says.
     cookie: String,
+    security: Security,
     /// The bound listen address.
     address: SocketAddr,
     shared: Arc<ClusterShared>,
@@ -313,6 +315,18 @@ impl NodeCluster {
                 link: "cluster (its cookie)",
                 source,
             })?;
+        let security = match &cluster.tls {
+            None => Security::Plain,
+            Some(tls) => tls
+                .load()
+                .and_then(|(server, client)| {
+                    Security::tls(&server, &client, cluster.handshake_timeout)
+                })
+                .map_err(|source| StartError::Credentials {
+                    link: "cluster (its TLS files)",
+                    source,
+                })?,
+        };
         let bind_error = |source| StartError::Bind {
             addr: cluster.listen,
             source,
@@ -347,6 +361,7 @@ impl NodeCluster {
         Ok(Self {
             listener: Arc::new(listener),
             cookie,
+            security,
             address,
             shared,
             handle,

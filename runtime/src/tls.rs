@@ -46,6 +46,28 @@ pub struct RawClientTls {
     pub key_file: Option<PathBuf>,
 }
 
+/// Mutual TLS between cluster members, as configured: every member presents a certificate
+/// signed by `ca_file` and checks the other's against it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClusterTls {
+    /// This member's certificate chain (PEM), leaf first: it must name the host part of the
+    /// member's advertised cluster address (a DNS name or an IP address).
+    pub cert_file: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// The CA of the deployment's members (PEM).
+    pub ca_file: PathBuf,
+}
+
+/// A validated `RawClusterTls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
+}
+
 /// A validated `RawServerTls`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerTls {
@@ -162,6 +184,37 @@ impl RawServerTls {
             key_file,
             client_ca_file,
         })
+    }
+}
+
+impl RawClusterTls {
+    /// Checks that the three paths are given; `field` names the table (`cluster.tls`).
+    pub(crate) fn validate(self, field: &'static str) -> Result<ClusterTls, ConfigError> {
+        Ok(ClusterTls {
+            cert_file: required_path(field, "cert_file", self.cert_file)?,
+            key_file: required_path(field, "key_file", self.key_file)?,
+            ca_file: required_path(field, "ca_file", self.ca_file)?,
+        })
+    }
+}
+
+impl ClusterTls {
+    /// Reads and checks the files: the member's side as a server (clients must present a
+    /// certificate from the CA) and as a client (its own certificate, the CA's roots).
+    pub fn load(&self) -> Result<(ServerPem, ClientPem), CredentialError> {
+        let cert = read_certificates("cluster certificate file", &self.cert_file)?;
+        let key = read_key("cluster key file", &self.key_file)?;
+        let ca = read_certificates("cluster CA file", &self.ca_file)?;
+        let server = ServerPem {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: Some(ca.clone()),
+        };
+        let client = ClientPem {
+            ca: Some(ca),
+            identity: Some((cert, key)),
+        };
+        Ok((server, client))
     }
 }
 
@@ -300,6 +353,30 @@ impl ServerPem {
         let key = PrivateKeyDer::from_pem_slice(&self.key).map_err(unusable)?;
         let mut config = builder.with_single_cert(chain, key).map_err(unusable)?;
         config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+}
+
+impl ClientPem {
+    /// A rustls client configuration on aws-lc-rs: the configured CAs (the system's roots are
+    /// not loaded here: a client without a CA gets an error), and the identity if any.
+    pub(crate) fn rustls_config(&self) -> Result<Arc<rustls::ClientConfig>, CredentialError> {
+        let Some(ca) = &self.ca else {
+            return Err(unusable("no CA configured"));
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(unusable)?
+            .with_root_certificates(root_store(ca)?);
+        let config = match &self.identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(unusable)?;
+                builder
+                    .with_client_auth_cert(certificates(cert)?, key)
+                    .map_err(unusable)?
+            }
+        };
         Ok(Arc::new(config))
     }
 }

@@ -7,12 +7,14 @@
 //! loaded machine, since every observer is itself a process the scheduler may hold up.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
+use crate::support::certs::Pki;
 use crate::support::eventually;
 use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::process::{Role, RoleProcess, free_port};
@@ -57,6 +59,8 @@ struct Join {
     cookie: Option<&'static str>,
     /// Another liveness period than `LIVENESS_MS`.
     liveness_ms: Option<u64>,
+    /// Mutual TLS: certificate, key, CA.
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 impl Join {
@@ -90,6 +94,15 @@ impl Join {
         }
         if let Some(advertise) = self.advertise {
             args.extend(["--cluster-advertise".to_owned(), advertise.to_string()]);
+        }
+        if let Some((cert, key, ca)) = &self.tls {
+            for (flag, path) in [
+                ("--cluster-tls-cert", cert),
+                ("--cluster-tls-key", key),
+                ("--cluster-tls-ca", ca),
+            ] {
+                args.extend([flag.to_owned(), path.display().to_string()]);
+            }
         }
         args
     }
@@ -665,6 +678,103 @@ async fn partitions_are_noticed_and_heal() {
     proxy2.set(Fault::None);
     until_all(&p1, &["part-p2"], "ready").await;
     until_all(&p2, &["part-p1"], "ready").await;
+}
+
+/// Issue 8 items 5 and 6: members with certificates from the deployment's CA form a cluster
+/// over mutual TLS; a node with a certificate from another CA, and a node speaking plaintext,
+/// are refused and never listed; a client that connects and never says a word delays nobody
+/// (each TLS handshake has its own deadline, beside the others).
+#[tokio::test]
+async fn over_mutual_tls_only_members_with_the_deployments_certificates_get_in() {
+    let pki = Pki::new("cluster");
+    let outsider_pki = Pki::new("outsider");
+    let with = |pki: &Pki, name: &str| {
+        let issued = pki.issue(name, &["127.0.0.1"]);
+        Some((issued.cert, issued.key, pki.ca.clone()))
+    };
+    let p1 = peer(
+        "tls-p1",
+        &Join {
+            tls: with(&pki, "tls-p1"),
+            ..Join::default()
+        },
+    )
+    .await;
+    let seed = [p1.cluster_addr()];
+    // A client that opens a connection to the TLS listener and never sends a byte.
+    let silent = tokio::net::TcpStream::connect(p1.cluster_addr())
+        .await
+        .unwrap();
+    let p2 = peer(
+        "tls-p2",
+        &Join {
+            tls: with(&pki, "tls-p2"),
+            ..Join::seeded(&seed)
+        },
+    )
+    .await;
+    let joined = Instant::now();
+    until_all(&p1, &["tls-p2"], "ready").await;
+    until_all(&p2, &["tls-p1"], "ready").await;
+    let took = joined.elapsed();
+    eprintln!(
+        "mutual TLS: two members ready {took:?} after the second started (a silent connection open)"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "the silent connection held up the handshake of a member ({took:?}; its deadline is 5 s)"
+    );
+
+    let outsider = peer(
+        "tls-outsider",
+        &Join {
+            tls: with(&outsider_pki, "tls-outsider"),
+            ..Join::seeded(&seed)
+        },
+    )
+    .await;
+    let plaintext = peer("tls-plain", &Join::seeded(&seed)).await;
+    eventually(
+        "both refused nodes to report their seed unanswered",
+        CONVERGE,
+        || async {
+            for node in [&outsider, &plaintext] {
+                let health = node.get_json("/health").await.body;
+                if !health["reasons"]
+                    .to_string()
+                    .contains("seeds not answering")
+                {
+                    return Err(health.to_string());
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    eventually("the refusals counted", CONVERGE, || async {
+        match p1.counter("herald_cluster_tls_refused_total").await {
+            refused if refused >= 2.0 => Ok(()),
+            refused => Err(format!("{refused}")),
+        }
+    })
+    .await;
+    for node in [&p1, &p2] {
+        assert_eq!(
+            states(node).await,
+            [(
+                if node.node_id() == "tls-p1" {
+                    "tls-p2"
+                } else {
+                    "tls-p1"
+                }
+                .to_owned(),
+                "ready".to_owned()
+            )],
+            "{} lists only the other member",
+            node.node_id()
+        );
+    }
+    drop(silent);
 }
 
 /// Issue 8 item 1: a node given a listen address and no cookie refuses to start, naming the

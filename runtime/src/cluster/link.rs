@@ -41,7 +41,7 @@ use super::ClusterConfig;
 use super::client::GatewayClient;
 use super::gateway::{ClusterGateway, GatewayArgs, PG_GROUP, PG_SCOPE, gateway_name, gateway_node};
 use super::membership::{Action, DialId, Membership, Pong, view_hash};
-use super::transport::{self, Origin};
+use super::transport::{self, Origin, Security};
 use super::view::{ClusterHandle, ClusterView};
 use super::wire::{GatewayMsg, Reply, RequestBody};
 
@@ -188,6 +188,8 @@ pub struct ClusterLinkArgs {
     pub listener: Arc<std::net::TcpListener>,
     /// The deployment's cookie (read by `Node::start`).
     pub cookie: String,
+    /// Plain TCP or mutual TLS (its files read by `Node::start`).
+    pub security: Security,
     pub shared: Arc<ClusterShared>,
     pub clock: Arc<dyn Clock>,
     pub stalls: Arc<StallDetector>,
@@ -245,7 +247,7 @@ impl Actor for ClusterLink {
             args.cookie.clone(),
             args.node_id.to_string(),
             host,
-            None,
+            Some(args.security.listener_mode()),
             Some(NodeConnectionMode::Isolated),
         )
         .with_listen_addr(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -278,9 +280,20 @@ impl Actor for ClusterLink {
         let mut timers = Timers::new();
         let listener = args.listener.try_clone()?;
         listener.set_nonblocking(true)?;
+        let node = args.node_id.to_string();
+        let refused = Arc::new(move |peer: String, reason: String| {
+            warn!(%peer, %reason, "refused a cluster connection: its TLS handshake failed");
+            metrics::counter!("herald_cluster_tls_refused_total", "node" => node.clone())
+                .increment(1);
+        });
         let accept = tokio::spawn(
-            transport::accept_loop(TcpListener::from_std(listener)?, server.clone())
-                .in_current_span(),
+            transport::accept_loop(
+                TcpListener::from_std(listener)?,
+                server.clone(),
+                args.security.clone(),
+                refused,
+            )
+            .in_current_span(),
         );
         timers.keep(&accept);
         let interval = args.config.membership.liveness_interval;
@@ -670,11 +683,12 @@ impl ClusterLinkState {
                     let server = self.server.clone();
                     let myself = myself.clone();
                     let timeout = self.args.config.membership.connect_timeout;
+                    let security = self.args.security.clone();
                     debug!(dial, %address, "dialing");
                     self.tasks.spawn(
                         async move {
                             if let Err(err) =
-                                transport::dial(&server, dial, &address, timeout).await
+                                transport::dial(&server, dial, &address, timeout, &security).await
                             {
                                 let _ = myself.cast(ClusterLinkMsg::DialFailed {
                                     dial,

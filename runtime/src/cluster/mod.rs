@@ -25,7 +25,7 @@ pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::tls::Secret;
+use crate::tls::{ClusterTls, Secret};
 use std::time::Duration;
 
 pub use client::{CallError, GatewayClient};
@@ -33,6 +33,7 @@ pub use gateway::{ClusterGateway, GatewayArgs, PG_GROUP, PG_SCOPE, gateway_name}
 pub use link::{ClusterLink, ClusterLinkArgs, ClusterLinkMsg, ClusterShared};
 pub use membership::{Membership, MembershipConfig};
 pub use pool_link::ClusterPoolLink;
+pub use transport::Security;
 pub use view::{ClusterHandle, ClusterView};
 
 /// A validated cluster configuration (see `RawClusterConfig`).
@@ -47,6 +48,8 @@ pub struct ClusterConfig {
     /// Shared secret of the deployment: a member with another cookie is never admitted. Read
     /// when the node starts.
     pub cookie: Secret,
+    /// Mutual TLS between members, read when the node starts.
+    pub tls: Option<ClusterTls>,
     pub membership: MembershipConfig,
     /// Deadline of one liveness ping.
     pub ping_timeout: Duration,
