@@ -175,8 +175,7 @@ impl Subject for Redis {
     }
 
     async fn wipe(&mut self) {
-        let client = redis::Client::open(self.server.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut conn = self.server.connection().await;
         let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
     }
 }

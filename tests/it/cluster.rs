@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use crate::support::certs::Pki;
 use crate::support::eventually;
 use crate::support::fault_proxy::{Fault, FaultProxy};
-use crate::support::process::{Role, RoleProcess, free_port};
+use crate::support::free_port;
+use crate::support::process::{Role, RoleProcess};
 
 const COOKIE: &str = "it-cluster-cookie";
 const LIVENESS_MS: u64 = 100;

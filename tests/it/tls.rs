@@ -50,7 +50,8 @@ use herald::{
 };
 
 use crate::support::certs::{Issued, Pki};
-use crate::support::redis::{RedisServer, free_port};
+use crate::support::free_port;
+use crate::support::redis::RedisServer;
 use crate::support::wait_until;
 
 const DEADLINE: Duration = Duration::from_secs(10);

@@ -34,7 +34,9 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::SocketAddr;
+
+use super::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -547,6 +549,16 @@ impl RoleProcess {
     }
 
     /// A GET without the token.
+    /// `GET /api/system-register` (a hub's register, or a peer's replica of it).
+    pub async fn system_register(&self) -> Value {
+        expect(self.get_json("/api/system-register").await, StatusCode::OK)
+    }
+
+    /// `GET /api/sync/status`.
+    pub async fn sync_status(&self) -> Value {
+        expect(self.get_json("/api/sync/status").await, StatusCode::OK)
+    }
+
     pub async fn get_json(&self, path: &str) -> Reply {
         self.send(Method::GET, path, None).await
     }
@@ -608,12 +620,11 @@ impl Drop for RoleProcess {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1 (another process may take it first).
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("bind 127.0.0.1:0 to find a free port")
-        .port()
+/// The body of a reply with the expected status.
+#[track_caller]
+pub fn expect(reply: Reply, status: StatusCode) -> Value {
+    assert_eq!(reply.status, status, "{reply:?}");
+    reply.body
 }
 
 // ---- building and locating the binaries ----
@@ -779,6 +790,16 @@ fn log_tail(path: &Path) -> String {
     let log = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+/// The blueprint ids of a system register view, in its order.
+pub fn blueprint_ids(view: &Value) -> Vec<String> {
+    view["blueprints"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no blueprints: {view}"))
+        .iter()
+        .map(|blueprint| blueprint["blueprintId"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[cfg(test)]
