@@ -65,7 +65,7 @@ pub use herald_runtime::{
 };
 /// TLS and credentials, and the configuration file (issue 10).
 pub use herald_runtime::{
-    ConfigFileError, RawClientTls, RawClusterTls, RawPeerCredential, RawServerTls,
+    ConfigFileError, RawClientTls, RawClusterTls, RawMongoTls, RawPeerCredential, RawServerTls,
 };
 
 /// The cluster: members as a node sees them, and the handle that watches them.
