@@ -1,8 +1,9 @@
 //! The REST API (axum), JSON camelCase, compatible with the service it replaces.
 //!
-//! Rooms: `peer` (advertise, bulk advertise), `available` (*Available Registers*: built once
-//! per version, `ETag`, gzip, paging, one register), `register` (register CRUD), `hub`
-//! (connection, system register, publishing), `ops` (health, sync status, metrics), `auth` (the
+//! Rooms: `page` (the operator's page at `/`), `peer` (advertise, bulk advertise), `available`
+//! (*Available Registers*: built once per version, `ETag`, gzip, paging, one register),
+//! `register` (register CRUD), `hub` (connection, system register, publishing), `ops` (health,
+//! sync status, metrics), `auth` (the
 //! admin token), `extract` (JSON body and path id extractors that answer in our error shape),
 //! `error` (`ApiError`, the one place where failures become status codes), `server`
 //! (`HttpServer`: HTTP/1.1 with a header read timeout).
@@ -21,6 +22,7 @@ mod error;
 mod extract;
 mod hub;
 mod ops;
+mod page;
 mod peer;
 mod register;
 mod server;
@@ -123,7 +125,12 @@ pub fn router(state: RestState) -> Router {
         .route("/api/cluster/members", get(ops::cluster_members))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics));
+    let page = Router::new()
+        .route("/", get(page::index))
+        .route("/ui/app.js", get(page::script))
+        .route("/ui/app.css", get(page::style));
     Router::new()
+        .merge(page)
         .merge(peer)
         .merge(register)
         .merge(hub)
