@@ -93,6 +93,13 @@ impl<T: Send + Sync + 'static> View<T> {
         Arc::clone(&self.receiver.borrow())
     }
 
+    /// The next snapshot published after the last one this reader took (`latest` does not
+    /// count as taking); `None` when the handle is gone (the node was dropped).
+    pub async fn changed(&mut self) -> Option<Arc<T>> {
+        self.receiver.changed().await.ok()?;
+        Some(Arc::clone(&self.receiver.borrow_and_update()))
+    }
+
     /// The first snapshot (the current one included) for which `ready` holds. Waits only for
     /// publications, never for the actor's mailbox; `None` when the handle is gone (the node
     /// was dropped) before one did.

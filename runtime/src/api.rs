@@ -119,6 +119,12 @@ impl NodeApi {
         Ok(self.pool_view().await?.status.clone())
     }
 
+    /// A reader of the pool's publications, to follow its changes (`None` without the peer
+    /// role).
+    pub fn pool_changes(&self) -> Option<View<PoolView>> {
+        self.views.pool.clone()
+    }
+
     /// What the pool last published. Waits only before the pool's first replay of its store
     /// ended (at most the call deadline).
     pub async fn pool_view(&self) -> Result<Arc<PoolView>, NodeError> {

@@ -3,7 +3,7 @@
 //! Rooms: `page` (the operator's page at `/`), `peer` (advertise, bulk advertise), `available`
 //! (*Available Registers*: built once per version, `ETag`, gzip, paging, one register),
 //! `register` (register CRUD), `hub` (connection, system register, publishing), `ops` (health,
-//! sync status, metrics), `auth` (the
+//! sync status, metrics), `events` (`GET /api/events`: changes as server-sent events), `auth` (the
 //! admin token), `extract` (JSON body and path id extractors that answer in our error shape),
 //! `error` (`ApiError`, the one place where failures become status codes), `server`
 //! (`HttpServer`: HTTP/1.1 with a header read timeout).
@@ -19,6 +19,7 @@
 mod auth;
 mod available;
 mod error;
+mod events;
 mod extract;
 mod hub;
 mod ops;
@@ -53,11 +54,15 @@ pub struct RestState {
     admin_token: Arc<str>,
     metrics: Option<PrometheusHandle>,
     available: Arc<available::AvailableCache>,
+    /// `GET /api/events`'s feed: it stops when the last clone of the state is dropped.
+    events: Arc<events::EventFeed>,
 }
 
 impl RestState {
+    /// The handlers' state; starts the node's event feed (call inside a Tokio runtime).
     pub fn new(api: NodeApi, admin_token: String, metrics: Option<PrometheusHandle>) -> Self {
         Self {
+            events: Arc::new(events::EventFeed::start(api.clone())),
             api,
             admin_token: admin_token.into(),
             metrics,
@@ -123,6 +128,7 @@ pub fn router(state: RestState) -> Router {
     let ops = Router::new()
         .route("/api/sync/status", get(ops::sync_status))
         .route("/api/cluster/members", get(ops::cluster_members))
+        .route("/api/events", get(events::events))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics));
     let page = Router::new()
