@@ -701,8 +701,13 @@ async fn full_sync(iterations: usize, report: &mut Report) -> Result<()> {
     );
     report.row(
         &format!(
-            "part: the push request's wire encoding and decoding ({:.1} MiB of JSON, in parts of {} MiB)",
+            "part: the push request's wire encoding and decoding ({:.1} MiB of JSON: {}, {} MiB parts)",
             request_bytes as f64 / (1024.0 * 1024.0),
+            if request_bytes > wire::PART_BYTES {
+                "sent in parts"
+            } else {
+                "one frame"
+            },
             wire::PART_BYTES / (1024 * 1024)
         ),
         &wire_time,
