@@ -804,10 +804,11 @@ impl SyncBench {
             Err(failed) => {
                 self.failures.set(self.failures.get() + 1);
                 eprintln!(
-                    "a full sync failed after {:?} ({} so far): {}",
+                    "a full sync failed after {:?} ({} so far): {}; the peer process's log says:\n{}",
                     started.elapsed(),
                     self.failures.get(),
-                    failed.last_error.as_deref().unwrap_or("?")
+                    failed.last_error.as_deref().unwrap_or("?"),
+                    self.peer.process.log_tail()
                 );
                 ensure!(
                     self.failures.get() <= MAX_FAILED_PUSHES,
