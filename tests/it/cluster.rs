@@ -1,7 +1,8 @@
 //! The cluster (issue 8) with the role binaries as real processes on loopback, in real time,
 //! with short liveness settings (pings every 100 ms, suspicion after 3 misses): a full mesh
 //! from one seed each, kill -9 and restart, SIGSTOP and SIGCONT, a wrong cookie, a register
-//! node feeding its peer by node id, and partitions made by a fault proxy (swallow, cut).
+//! node feeding its peer by node id, partitions made by a fault proxy (swallow, cut), and the
+//! demo's cluster chapter.
 //!
 //! Measured times are printed (`--nocapture` shows them); bounds are asserted with slack for a
 //! loaded machine, since every observer is itself a process the scheduler may hold up.
@@ -18,7 +19,7 @@ use crate::support::certs::Pki;
 use crate::support::eventually;
 use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::free_port;
-use crate::support::process::{Role, RoleProcess};
+use crate::support::process::{Role, RoleProcess, demo_binary};
 
 const COOKIE: &str = "it-cluster-cookie";
 const LIVENESS_MS: u64 = 100;
@@ -807,4 +808,43 @@ async fn a_cluster_without_a_cookie_is_refused() {
     .await;
     assert_eq!(finished.status.code(), Some(2), "{finished:?}");
     assert!(finished.stderr.contains("cluster.cookie"), "{finished:?}");
+}
+
+/// Issue 8 item 8: the demo's cluster chapter runs to its end as a user would see it: a node
+/// joins through one seed and finds the others, a register node feeds its peer by node id, a
+/// frozen member is suspected, and woken it is ready everywhere again.
+#[tokio::test]
+async fn the_demo_tours_a_cluster_of_three_processes() {
+    let demo = demo_binary();
+    // The demo builds the role binaries itself; building them here first keeps that a no-op.
+    let _ = Role::Peer.binary();
+    let run = tokio::process::Command::new(demo)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the demo ends within 120 s")
+        .expect("the demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "reg-c lists both peers ready",
+        "served by peer-a",
+        "suspected by peer-a and reg-c",
+        "peer-b  peer      127.0.0.1",
+        "ready everywhere",
+        "Tour done",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing in:\n{stdout}"
+        );
+    }
 }

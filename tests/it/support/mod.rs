@@ -11,7 +11,6 @@ pub mod redis;
 pub mod tls_terminator;
 
 use std::future::Future;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::time::Duration;
 
@@ -54,13 +53,9 @@ where
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1 (another process may take it first).
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("bind 127.0.0.1:0 to find a free port")
-        .port()
-}
+/// A port that was free a moment ago on 127.0.0.1 (defined beside the role-process harness,
+/// which the bench and the demo include on their own).
+pub use process::free_port;
 
 /// A temporary directory named after the test, removed when dropped.
 pub fn temp_dir(prefix: &str) -> TempDir {
