@@ -37,7 +37,7 @@ impl Driver {
             .unwrap_or_else(|err| {
                 panic!("cannot run chromedriver ({err}): run scripts/install-test-deps")
             });
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         while TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).is_err() {
             assert!(started.elapsed() < DEADLINE, "chromedriver did not listen");
             std::thread::sleep(Duration::from_millis(20));
