@@ -5,7 +5,7 @@
 //! saves a screenshot (`<target>/tmp/herald-page.png`). `scripts/install-test-deps` installs
 //! the browser.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::StatusCode;
 use serde_json::{Map, json};
+use tokio::net::TcpStream;
 
 use crate::support::process::{RoleProcess, expect};
 use crate::support::{eventually, free_port, path_arg, temp_dir};
@@ -27,7 +28,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn start() -> Driver {
+    async fn start() -> Driver {
         let port = free_port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -38,9 +39,12 @@ impl Driver {
                 panic!("cannot run chromedriver ({err}): run scripts/install-test-deps")
             });
         let started = tokio::time::Instant::now();
-        while TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).is_err() {
+        while TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            .await
+            .is_err()
+        {
             assert!(started.elapsed() < DEADLINE, "chromedriver did not listen");
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Driver { child, port }
     }
@@ -122,7 +126,7 @@ async fn the_page_shows_the_nodes_state_follows_its_events_and_escapes_names() {
     advertise(&peer, 1, "first register", true).await;
     advertise(&peer, 2, HOSTILE, true).await;
 
-    let driver = Driver::start();
+    let driver = Driver::start().await;
     let browser = driver.browser().await;
     browser.goto(peer.base_url()).await.unwrap();
 
