@@ -194,8 +194,10 @@ async fn main() -> anyhow::Result<()> {
 
     let http = node.http_addr().expect("demo serves HTTP");
     println!("\nTour done in {}.", ms(tour));
+    println!("The operator's page: http://{http}/ (live while the node runs)");
     if args.keep_running {
-        println!("Serving until ctrl-c. Try:");
+        println!("Serving until ctrl-c. Open the page above, or try:");
+        println!("   curl -N http://{http}/api/events");
         println!("   curl http://{http}/api/registers/available");
         println!("   curl http://{http}/health");
         println!(
