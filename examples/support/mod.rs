@@ -44,19 +44,27 @@ pub struct ConfigArgs {
     /// variables and flags override what it says.
     #[arg(long, env = "HERALD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Reads of /api/… (the operator page's data) need the admin token too; /health, /metrics
+    /// and the page itself stay open.
+    #[arg(long, env = "HERALD_READS_NEED_TOKEN")]
+    pub reads_need_token: bool,
 }
 
 /// The configuration file's content (the defaults without one). Prints why and gives exit
 /// code 2 when the file cannot be read or holds an unknown key, a missing one or a value of
 /// the wrong type (named by its path, e.g. `peer.hubs[0].url`).
 pub fn load_config(args: &ConfigArgs) -> Result<RawNodeConfig, ExitCode> {
-    let Some(path) = &args.config else {
-        return Ok(RawNodeConfig::default());
+    let mut raw = match &args.config {
+        None => RawNodeConfig::default(),
+        Some(path) => read_config(path).map_err(|why| {
+            eprintln!("{why}");
+            ExitCode::from(2)
+        })?,
     };
-    read_config(path).map_err(|why| {
-        eprintln!("{why}");
-        ExitCode::from(2)
-    })
+    if args.reads_need_token {
+        raw.reads_need_token = Some(true);
+    }
+    Ok(raw)
 }
 
 /// Reads and parses a configuration file.

@@ -75,6 +75,9 @@ pub struct RawNodeConfig {
     pub admin_token: Option<String>,
     /// A file holding the admin token (instead of `admin_token`: kept off command lines).
     pub admin_token_file: Option<PathBuf>,
+    /// Reads of `/api/…` (the operator page's data and events included) need the admin token
+    /// too (false: reads are open). `/health`, `/metrics` and the page itself stay open.
+    pub reads_need_token: Option<bool>,
     /// Serves the REST API over HTTPS with this certificate (optional: HTTP without it).
     pub http_tls: Option<RawServerTls>,
     /// A connection whose request headers do not all arrive within this is closed (10 000):
@@ -365,6 +368,8 @@ impl std::fmt::Debug for NodeConfig {
 pub struct HttpConfig {
     pub addr: SocketAddr,
     pub admin_token: Secret,
+    /// `GET /api/…` needs the admin token too.
+    pub reads_need_token: bool,
     /// A connection whose request headers do not all arrive within this is closed.
     pub header_timeout: Duration,
     /// HTTPS when present.
@@ -382,6 +387,7 @@ impl std::fmt::Debug for HttpConfig {
         f.debug_struct("HttpConfig")
             .field("addr", &self.addr)
             .field("admin_token", &"<redacted>")
+            .field("reads_need_token", &self.reads_need_token)
             .field("header_timeout", &self.header_timeout)
             .field("tls", &self.tls)
             .finish()
@@ -589,6 +595,7 @@ impl RawNodeConfig {
                 Some(HttpConfig {
                     addr,
                     admin_token,
+                    reads_need_token: self.reads_need_token.unwrap_or(false),
                     header_timeout,
                     tls,
                 })

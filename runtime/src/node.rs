@@ -235,7 +235,8 @@ impl Node {
             Some(http) => {
                 let started = async {
                     let (admin_token, tls) = http_credentials(http)?;
-                    let state = RestState::new(api.clone(), admin_token, config.metrics.clone());
+                    let state = RestState::new(api.clone(), admin_token, config.metrics.clone())
+                        .with_reads_needing_token(http.reads_need_token);
                     HttpServer::start(http.addr, rest::router(state), http.header_timeout, tls)
                         .await
                         .map_err(|source| StartError::Bind {

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Map, json};
 use tokio::net::TcpStream;
 
-use crate::support::process::{RoleProcess, expect};
+use crate::support::process::{RoleProcess, TOKEN, expect};
 use crate::support::{eventually, free_port, path_arg, temp_dir};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -229,5 +229,83 @@ async fn the_page_shows_the_nodes_state_follows_its_events_and_escapes_names() {
         policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"),
         "{policy}"
     );
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_reads_needing_the_token_the_api_refuses_a_read_without_it_and_the_page_asks() {
+    let data = temp_dir("herald-page-token-");
+    let peer = RoleProcess::peer_on_free_port(&[
+        "--node-id",
+        "page-token",
+        "--data-dir",
+        &path_arg(data.path()),
+        "--reads-need-token",
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", peer.base_url());
+    for path in [
+        "/api/registers/available",
+        "/api/sync/status",
+        "/api/events",
+    ] {
+        let refused = client.get(url(path)).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let allowed = client
+        .get(url("/api/registers/available"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+    for path in ["/health", "/", "/ui/app.js"] {
+        let open = client.get(url(path)).send().await.unwrap();
+        assert_eq!(open.status(), StatusCode::OK, "{path} stays open");
+    }
+
+    // The page asks for the token, then shows the node.
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    browser.goto(peer.base_url()).await.unwrap();
+    eventually("the token prompt", DEADLINE, || async {
+        let prompt = browser.find(Locator::Css("#token-form")).await.unwrap();
+        match prompt.is_displayed().await {
+            Ok(true) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    browser
+        .find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#token-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(
+        "the page to show the node with the token",
+        DEADLINE,
+        || async {
+            let (node, live) = (
+                text_of(&browser, "#node-id").await,
+                text_of(&browser, "#live").await,
+            );
+            if node == "page-token" && live == "live" {
+                Ok(())
+            } else {
+                Err(format!("node {node:?}, live {live:?}"))
+            }
+        },
+    )
+    .await;
     browser.close().await.unwrap();
 }

@@ -1,5 +1,7 @@
 //! The admin token: a route layer that lets reads through and requires
-//! `Authorization: Bearer <admin token>` on every other method, compared in constant time.
+//! `Authorization: Bearer <admin token>` on every other method, compared in constant time;
+//! and, when the operator asks for it (`reads_need_token`), a layer that requires it on reads
+//! of `/api/…` as well.
 //!
 //! There are no users or scopes: one token guards every mutating endpoint.
 
@@ -22,6 +24,20 @@ pub async fn require_admin_for_writes(
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     if !read_only {
+        check_bearer(request.headers(), &state.admin_token)?;
+    }
+    Ok(next.run(request).await)
+}
+
+/// With `reads_need_token`, a read of `/api/…` without the admin token is refused (401);
+/// `/health`, `/metrics` and the page's own files stay open (probes, scrapers, the page's
+/// token prompt).
+pub async fn require_admin_for_api_reads(
+    State(state): State<RestState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if state.reads_need_token && request.uri().path().starts_with("/api/") {
         check_bearer(request.headers(), &state.admin_token)?;
     }
     Ok(next.run(request).await)

@@ -52,6 +52,8 @@ pub(crate) use server::HttpServer;
 pub struct RestState {
     api: NodeApi,
     admin_token: Arc<str>,
+    /// `GET /api/…` needs the admin token too.
+    reads_need_token: bool,
     metrics: Option<PrometheusHandle>,
     available: Arc<available::AvailableCache>,
     /// `GET /api/events`'s feed: it stops when the last clone of the state is dropped.
@@ -65,9 +67,18 @@ impl RestState {
             events: Arc::new(events::EventFeed::start(api.clone())),
             api,
             admin_token: admin_token.into(),
+            reads_need_token: false,
             metrics,
             available: Arc::default(),
         }
+    }
+}
+
+impl RestState {
+    /// Reads of `/api/…` need the admin token too.
+    pub fn with_reads_needing_token(mut self, on: bool) -> Self {
+        self.reads_need_token = on;
+        self
     }
 }
 
@@ -143,6 +154,10 @@ pub fn router(state: RestState) -> Router {
         .merge(ops)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_route)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin_for_api_reads,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(refuse_declared_oversize))
         .layer(middleware::from_fn(trace_request))
