@@ -44,8 +44,13 @@ use crate::ports::{BlueprintStore, BlueprintStoreError, Clock, StoredRegister, e
 pub use state::{Appended, AuthorityState, CaughtUp, SEED_DOCUMENT, genesis_records, sign_entry};
 
 /// Drafts of one publication or deprecation before the hub gives up on a store where other
-/// hubs keep appending first (`Raced`): each retry has caught up with them.
-pub const APPEND_ATTEMPTS: u32 = 8;
+/// hubs keep appending first (`Raced`): each retry has caught up with them. Someone always
+/// wins a race, so this only bounds how unlucky one publication may be under a burst (100 at
+/// once on three hubs loses a few races each).
+pub const APPEND_ATTEMPTS: u32 = 32;
+/// Longest pause before drafting again after a lost race (drawn at random below it, so hubs
+/// racing in step fall out of step).
+const RACE_PAUSE_MAX: Duration = Duration::from_millis(10);
 
 /// Hub settings (DESIGN §6, §9).
 #[derive(Debug, Clone, PartialEq)]
@@ -418,6 +423,8 @@ impl SystemRegisterAuthorityActorState {
                 Err(Raced(head)) => {
                     debug!(attempt, head, "another hub appended first; drafting again");
                     raced_at = head;
+                    let pause = RACE_PAUSE_MAX.mul_f64(rand::random::<f64>());
+                    tokio::time::sleep(pause).await;
                 }
                 Ok(result) => return result,
             }
