@@ -296,6 +296,7 @@ impl SystemRegisterAuthorityActorState {
                         history = %self.book.history_id().map(ToString::to_string).unwrap_or_default(),
                         version = self.book.version(),
                         blueprints = self.book.blueprints(),
+                        signing_key = %self.book.config().signer.as_ref().map_or_else(|| "none: entries go unsigned".to_owned(), |signer| signer.key_id().to_string()),
                         "system register loaded and validated"
                     );
                     self.backoff.reset();

@@ -378,6 +378,7 @@ impl SystemRegisterReplicaState {
                     store = %self.args.store.describe(),
                     blueprints = self.replica.entries.len(),
                     version = self.replica.version(),
+                    trusted_hub_keys = ?self.args.config.trusted_keys,
                     "replica reloaded"
                 );
             }
