@@ -359,6 +359,9 @@ impl PoolRun {
             config,
             store,
             clock: Arc::new(clock.clone()),
+            view: herald::parts::actors::Published::new(
+                herald::parts::messages::PoolView::starting(node("clock-peer"), 1),
+            ),
         };
         let (actor, join) = Actor::spawn(None, AdvertisementPool, args).await.unwrap();
         PoolRun { actor, join }

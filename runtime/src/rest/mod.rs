@@ -1,7 +1,9 @@
 //! The REST API (axum), JSON camelCase, compatible with the service it replaces.
 //!
-//! Rooms: `peer` (advertise, bulk advertise, available), `register` (register CRUD), `hub`
-//! (connection, system register, publishing), `ops` (health, sync status, metrics), `auth` (the
+//! Rooms: `page` (the operator's page at `/`), `peer` (advertise, bulk advertise), `available`
+//! (*Available Registers*: built once per version, `ETag`, gzip, paging, one register),
+//! `register` (register CRUD), `hub` (connection, system register, publishing), `ops` (health,
+//! sync status, metrics), `auth` (the
 //! admin token), `extract` (JSON body and path id extractors that answer in our error shape),
 //! `error` (`ApiError`, the one place where failures become status codes), `server`
 //! (`HttpServer`: HTTP/1.1 with a header read timeout).
@@ -15,10 +17,12 @@
 //! instead of `100 Continue` and an upload that would be thrown away.
 
 mod auth;
+mod available;
 mod error;
 mod extract;
 mod hub;
 mod ops;
+mod page;
 mod peer;
 mod register;
 mod server;
@@ -37,6 +41,7 @@ use tracing::{Instrument, debug, field};
 
 use crate::api::{NodeApi, NodeError};
 
+pub use available::MAX_PAGE_LIMIT;
 use error::ApiError;
 pub use extract::MAX_BODY_BYTES;
 pub(crate) use server::HttpServer;
@@ -47,6 +52,7 @@ pub struct RestState {
     api: NodeApi,
     admin_token: Arc<str>,
     metrics: Option<PrometheusHandle>,
+    available: Arc<available::AvailableCache>,
 }
 
 impl RestState {
@@ -55,6 +61,7 @@ impl RestState {
             api,
             admin_token: admin_token.into(),
             metrics,
+            available: Arc::default(),
         }
     }
 }
@@ -63,7 +70,11 @@ impl RestState {
 pub fn router(state: RestState) -> Router {
     let peer = Router::new()
         .route("/api/registers/bulk-advertise", post(peer::bulk_advertise))
-        .route("/api/registers/available", get(peer::available))
+        .route("/api/registers/available", get(available::available))
+        .route(
+            "/api/registers/available/{registerId}",
+            get(available::available_one),
+        )
         .route(
             "/api/registers/{registerId}/advertise",
             post(peer::advertise),
@@ -114,7 +125,12 @@ pub fn router(state: RestState) -> Router {
         .route("/api/cluster/members", get(ops::cluster_members))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics));
+    let page = Router::new()
+        .route("/", get(page::index))
+        .route("/ui/app.js", get(page::script))
+        .route("/ui/app.css", get(page::style));
     Router::new()
+        .merge(page)
         .merge(peer)
         .merge(register)
         .merge(hub)

@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod mongo;
 pub mod process;
 pub mod redis;
+pub mod tls_terminator;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};

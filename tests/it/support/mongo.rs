@@ -110,6 +110,7 @@ impl MongoServer {
             connect_timeout: Duration::from_secs(1),
             server_selection_timeout: Duration::from_secs(2),
             operation_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 
