@@ -8,6 +8,8 @@
 //!     --redis redis://127.0.0.1:6379 --admin-token secret     # hubs sharing one register
 //! cargo run --example hub -- --node-id n2 --grpc 127.0.0.1:50053 --http 127.0.0.1:8092 \
 //!     --mongodb mongodb://127.0.0.1:27017/?replicaSet=rs0 --admin-token secret   # or on MongoDB
+//! cargo run --example hub -- --node-id n0 --grpc 127.0.0.1:50051 --http 127.0.0.1:8090 \
+//!     --data-dir /tmp/n0 --admin-token secret --signing-key /etc/herald/n0.key.pem   # signed entries
 //! cargo run --example hub -- --config examples/config/hub.toml     # flags and HERALD_* override it
 //! ```
 //! Prints `herald hub ready node=<id> http=<addr> grpc=<addr>` on stdout once it serves.
@@ -87,6 +89,10 @@ struct Args {
     peer_requests_per_sec: Option<u32>,
     #[arg(long, env = "HERALD_PEER_REQUEST_BURST")]
     peer_request_burst: Option<u32>,
+    /// This hub's Ed25519 private key (PKCS#8 PEM, `openssl genpkey -algorithm ed25519`): every
+    /// entry it appends is signed with it.
+    #[arg(long = "signing-key", env = "HERALD_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -144,4 +150,5 @@ fn apply(raw: &mut RawNodeConfig, args: Args) {
     support::set(&mut hub.max_concurrent_streams, args.max_concurrent_streams);
     support::set(&mut hub.peer_requests_per_sec, args.peer_requests_per_sec);
     support::set(&mut hub.peer_request_burst, args.peer_request_burst);
+    support::set(&mut hub.signing_key_file, args.signing_key);
 }

@@ -6,6 +6,8 @@
 //! cargo run --example peer -- --node-id peer-a --http 127.0.0.1:8080 --mongodb mongodb://127.0.0.1:27017/?replicaSet=rs0 --admin-token secret
 //! cargo run --example peer -- --node-id peer-b --http 127.0.0.1:8082 --data-dir /tmp/peer-b --admin-token secret \
 //!     --cluster-listen 127.0.0.1:7002 --cluster-seed 127.0.0.1:7000 --cookie-file /etc/herald/cookie
+//! cargo run --example peer -- --node-id peer-c --http 127.0.0.1:8083 --data-dir /tmp/peer-c --admin-token secret \
+//!     --hub n0=http://127.0.0.1:50051 --trusted-hub-key /etc/herald/n0.pub.pem   # verify signed entries
 //! cargo run --example peer -- --config examples/config/peer.toml   # flags and HERALD_* override it
 //! ```
 //! Prints `herald peer ready node=<id> http=<addr>` on stdout once it serves.
@@ -86,6 +88,15 @@ struct Args {
     /// A file holding the bearer token this peer sends to hubs.
     #[arg(long, env = "HERALD_HUB_TOKEN_FILE")]
     hub_token_file: Option<PathBuf>,
+    /// A hub's public key (PEM, `openssl pkey -pubout`) whose signed system register entries
+    /// this peer accepts (repeatable; comma-separated in the variable). With any, entries not
+    /// signed by one of them are refused; without, signatures are not verified.
+    #[arg(
+        long = "trusted-hub-key",
+        env = "HERALD_TRUSTED_HUB_KEYS",
+        value_delimiter = ','
+    )]
+    trusted_hub_keys: Vec<PathBuf>,
     /// Heartbeat period (and deadline).
     #[arg(long, env = "HERALD_HEARTBEAT_INTERVAL_MS")]
     heartbeat_interval_ms: Option<u64>,
@@ -186,6 +197,9 @@ fn apply(raw: &mut RawNodeConfig, args: Args) {
         (&mut peer.hub_token, &mut peer.hub_token_file),
         (None, args.hub_token_file),
     );
+    if !args.trusted_hub_keys.is_empty() {
+        peer.trusted_hub_keys = args.trusted_hub_keys;
+    }
     support::set(&mut peer.heartbeat_interval_ms, args.heartbeat_interval_ms);
     support::set(&mut peer.heartbeat_timeout_ms, args.heartbeat_interval_ms);
     support::set(&mut peer.missed_heartbeats, args.missed_heartbeats);

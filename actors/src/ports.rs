@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use herald_messages::{
     AdInput, AdKey, Advertisement, BlueprintNotification, BulkAdvertise, BulkOutcome, Checkpoint,
-    ConnectRequest, EntryDraft, Genesis, GroundTruthEpoch, HeartbeatAck, HeartbeatRequest,
-    HistoryId, HubEndpoint, NodeId, PoolMeta, Register, RegisterDigest, RegisterId, SessionGrant,
-    SessionId, SyncQuery, SystemRegisterEntry, Timestamp,
+    ConnectRequest, Genesis, GroundTruthEpoch, HeartbeatAck, HeartbeatRequest, HistoryId,
+    HubEndpoint, NodeId, PoolMeta, Register, RegisterDigest, RegisterId, SessionGrant, SessionId,
+    SyncQuery, SystemRegisterEntry, Timestamp,
 };
 
 /// A boxed error from an adapter's driver.
@@ -198,12 +198,15 @@ pub trait Clock: Send + Sync + 'static {
 
 /// Where a hub keeps the system register (redb for one hub; Redis shared by several hubs).
 ///
-/// The store allocates versions: an append gets the next version atomically, whichever hub
-/// sharing the store calls it. **No version is ever issued twice**: every hub holds the whole
-/// register in memory, and an append states the version its hub holds (`known_head`); a store
-/// whose head is below it lost entries that hub holds (wiped, or it lost its last acknowledged
-/// writes) and refuses with `Behind`, writing nothing. The hub then writes back what it holds
-/// with `restore` (same versions, same checksums) and appends again.
+/// Appends are exact: the hub drafts an entry at the version after the one it holds (so it can
+/// sign the entry with its version, `herald_messages::signed_payload`), and the store writes it
+/// at that version atomically, or refuses and writes nothing: `Raced` when another hub sharing
+/// the store appended first (the hub catches up and drafts again). **No version is ever issued
+/// twice**: every hub holds the whole register in memory, and an append states the version its
+/// hub holds or heard announced (`known_head`); a store whose head is below it lost entries
+/// that hub holds (wiped, or it lost its last acknowledged writes) and refuses with `Behind`,
+/// writing nothing. The hub then writes back what it holds with `restore` (same versions, same
+/// checksums and signatures) and appends again.
 #[async_trait]
 pub trait BlueprintStore: Send + Sync + 'static {
     /// The genesis record and every entry ordered by version; `None` when the register was
@@ -211,21 +214,24 @@ pub trait BlueprintStore: Send + Sync + 'static {
     /// must refuse a damaged register rather than serve part of it.
     async fn load(&self) -> Result<Option<StoredRegister>, BlueprintStoreError>;
 
-    /// Creates the register with its genesis record and seed entries (versions 1, 2, …) in one
-    /// atomic step. `AlreadyCreated` when another hub created it first.
+    /// Creates the register with its genesis record and seed entries in one atomic step. The
+    /// seed entries come at versions 1, 2, … in order (`check_seed`; signed by the hub like any
+    /// entry) and are stored as given. `AlreadyCreated` when another hub created it first.
     async fn create(
         &self,
         genesis: &Genesis,
-        seed: Vec<EntryDraft>,
+        seed: Vec<SystemRegisterEntry>,
     ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError>;
 
-    /// Appends one entry at the next version (the store's head + 1), atomically, provided the
-    /// store's head is at least `known_head`, the version the calling hub holds. A head above
-    /// it is normal (other hubs appended). A head below it is `Behind` and nothing is appended.
-    /// With `known_head` 0, an append to a register never created is `Corrupt`.
+    /// Appends `entry` at exactly its version, atomically, and answers it as stored: provided
+    /// the store's head is at least `known_head` (the version the calling hub holds or heard
+    /// announced) and is exactly `entry.version - 1`. A head below `known_head` is `Behind`; a
+    /// head at least `known_head` but other than `entry.version - 1` is `Raced` (another hub
+    /// appended first); neither writes anything. With `known_head` 0, an append to a register
+    /// never created is `Corrupt`.
     async fn append(
         &self,
-        draft: EntryDraft,
+        entry: SystemRegisterEntry,
         known_head: u64,
     ) -> Result<SystemRegisterEntry, BlueprintStoreError>;
 
@@ -307,6 +313,10 @@ pub enum BlueprintStoreError {
     /// restore them (`BlueprintStore::restore`), then retry.
     #[error("the blueprint store is behind this hub: its head is version {store_head}")]
     Behind { store_head: u64 },
+    /// The store's head moved past the version the entry was drafted after (another hub
+    /// appended first). Nothing was appended: catch up to `head`, draft again, retry.
+    #[error("another hub appended first: the store's head is version {head}")]
+    Raced { head: u64 },
     /// The store holds another register than the one given to `restore` (another history, or
     /// another entry at some version). Nothing was written; retrying will not help: the hub
     /// must not write to this store until a human decides which register is right.
@@ -358,6 +368,41 @@ pub fn same_entry(stored: &SystemRegisterEntry, restored: &SystemRegisterEntry) 
     stored.blueprint_id == restored.blueprint_id
         && stored.kind == restored.kind
         && stored.checksum == restored.checksum
+}
+
+/// What `append` does with the store's `head`: `Ok` to write `entry`, else why not (`Behind`
+/// or `Raced`). Every adapter decides with this, inside its atomic step (the Redis adapter in
+/// Lua, with the same rule).
+pub fn append_check(
+    head: u64,
+    entry: &SystemRegisterEntry,
+    known_head: u64,
+) -> Result<(), BlueprintStoreError> {
+    if head < known_head {
+        return Err(BlueprintStoreError::Behind { store_head: head });
+    }
+    if head.checked_add(1) != Some(entry.version) {
+        return Err(BlueprintStoreError::Raced { head });
+    }
+    Ok(())
+}
+
+/// The seed of a `create`: versions 1, 2, … in order, else `Corrupt` (a caller's mistake that
+/// would store a register failing validation).
+pub fn check_seed(seed: &[SystemRegisterEntry]) -> Result<(), BlueprintStoreError> {
+    let misplaced = seed
+        .iter()
+        .zip(1..)
+        .find(|(entry, version)| entry.version != *version);
+    if let Some((entry, version)) = misplaced {
+        return Err(BlueprintStoreError::Corrupt {
+            what: format!(
+                "cannot create: seed entry {version} is at version {}",
+                entry.version
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn entry_conflict(version: u64) -> BlueprintStoreError {
@@ -482,9 +527,39 @@ pub enum HubLinkError {
 mod tests {
     use std::collections::BTreeMap;
 
-    use herald_messages::{BlueprintId, EntryKind};
+    use herald_messages::{BlueprintId, EntryDraft, EntryKind};
 
     use super::*;
+
+    /// Appends are exact: written only at the head + 1, and never below the hub's known head.
+    #[test]
+    fn an_append_is_written_only_right_after_the_head() {
+        let third = entry("c", 3, "{}");
+        assert!(append_check(2, &third, 2).is_ok());
+        assert!(append_check(2, &third, 0).is_ok());
+        assert!(matches!(
+            append_check(1, &third, 2),
+            Err(BlueprintStoreError::Behind { store_head: 1 })
+        ));
+        assert!(matches!(
+            append_check(3, &third, 2),
+            Err(BlueprintStoreError::Raced { head: 3 })
+        ));
+        assert!(matches!(
+            append_check(1, &third, 1),
+            Err(BlueprintStoreError::Raced { head: 1 })
+        ));
+        assert!(matches!(
+            append_check(u64::MAX, &third, 0),
+            Err(BlueprintStoreError::Raced { .. })
+        ));
+        let seed = [
+            entry("a", 1, "{}").as_ref().clone(),
+            entry("b", 2, "{}").as_ref().clone(),
+        ];
+        assert!(check_seed(&seed).is_ok());
+        assert!(check_seed(&seed[1..]).is_err());
+    }
 
     fn entry(blueprint: &str, version: u64, document: &str) -> Arc<SystemRegisterEntry> {
         let draft = EntryDraft {

@@ -9,6 +9,11 @@
 //! - Publish, update and deprecate each get the next version from the store, atomically even
 //!   when several hubs share it (FR-019); every subscriber gets a notification through its own
 //!   bounded queue, and one that falls behind is dropped, not waited for (FR-033).
+//! - Each entry is drafted at the version after the one this hub holds and signed there with
+//!   the hub's key when it has one (`herald_messages::signed_payload`: history and version
+//!   included); the store writes it at exactly that version or answers `Raced`, and the hub
+//!   catches up and drafts again (at most `APPEND_ATTEMPTS` times). The genesis seed is signed
+//!   too.
 //! - Sessions: `Connect` refuses hubs (FR-031), heartbeats answer `SYNC` to a peer that is behind,
 //!   silent peers are forgotten after `session_expiry`.
 //! - With a shared store, appends by other hubs arrive through the store's watch and reach this
@@ -27,16 +32,25 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{Instrument, debug, error, info, warn};
 
 use herald_messages::{
-    AuthorityError, BlueprintId, EntryDraft, HistoryId, NodeId, NodeType, PublishRequest,
-    RecommendedAction, RegisterId, SessionId, SystemRegisterAuthorityMsg, SystemRegisterEntry,
-    Valid,
+    AuthorityError, BlueprintId, EntryDraft, EntrySigner, HistoryId, NodeId, NodeType,
+    PublishRequest, RecommendedAction, RegisterId, SessionId, SystemRegisterAuthorityMsg,
+    SystemRegisterEntry, Timestamp, Valid,
 };
 
 use crate::actor_kit::{MessageName, Pending, Timers, message_span};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::ports::{BlueprintStore, BlueprintStoreError, Clock, StoredRegister, error_chain};
 
-pub use state::{Appended, AuthorityState, CaughtUp, SEED_DOCUMENT, genesis_records};
+pub use state::{Appended, AuthorityState, CaughtUp, SEED_DOCUMENT, genesis_records, sign_entry};
+
+/// Drafts of one publication or deprecation before the hub gives up on a store where other
+/// hubs keep appending first (`Raced`): each retry has caught up with them. Someone always
+/// wins a race, so this only bounds how unlucky one publication may be under a burst (100 at
+/// once on three hubs loses a few races each).
+pub const APPEND_ATTEMPTS: u32 = 32;
+/// Longest pause before drafting again after a lost race (drawn at random below it, so hubs
+/// racing in step fall out of step).
+const RACE_PAUSE_MAX: Duration = Duration::from_millis(10);
 
 /// Hub settings (DESIGN §6, §9).
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +71,9 @@ pub struct AuthorityConfig {
     pub store_check_interval: Duration,
     /// Backoff while the store cannot be read at start.
     pub store_backoff: BackoffConfig,
+    /// This hub's key: every entry it appends is signed with it. `None`: entries go unsigned
+    /// (peers that trust hub keys refuse them).
+    pub signer: Option<Arc<EntrySigner>>,
 }
 
 impl Default for AuthorityConfig {
@@ -70,6 +87,7 @@ impl Default for AuthorityConfig {
             sweep_interval: Duration::from_secs(10),
             store_check_interval: Duration::from_secs(10),
             store_backoff: BackoffConfig::DEFAULT,
+            signer: None,
         }
     }
 }
@@ -278,6 +296,7 @@ impl SystemRegisterAuthorityActorState {
                         history = %self.book.history_id().map(ToString::to_string).unwrap_or_default(),
                         version = self.book.version(),
                         blueprints = self.book.blueprints(),
+                        signing_key = %self.book.config().signer.as_ref().map_or_else(|| "none: entries go unsigned".to_owned(), |signer| signer.key_id().to_string()),
                         "system register loaded and validated"
                     );
                     self.backoff.reset();
@@ -306,6 +325,11 @@ impl SystemRegisterAuthorityActorState {
             HistoryId::from_bytes(rand::random()),
             transaction_id(),
             self.clock.now(),
+        );
+        let seed = sign_entry(
+            self.book.config().signer.as_deref(),
+            &genesis.history_id,
+            seed.at_version(1),
         );
         match self.store.create(&genesis, vec![seed]).await {
             Ok(entries) => {
@@ -369,12 +393,8 @@ impl SystemRegisterAuthorityActorState {
         request: Valid<PublishRequest>,
     ) -> Result<Arc<SystemRegisterEntry>, AuthorityError> {
         self.book.ready()?;
-        // Decide on what other hubs appended before (an update or a new publication).
-        self.catch_up().await.map_err(unavailable)?;
-        let draft = self
-            .book
-            .publish_draft(request, transaction_id(), self.clock.now())?;
-        self.append(draft).await
+        self.append_drafted(|book, now| book.publish_draft(request.clone(), transaction_id(), now))
+            .await
     }
 
     async fn deprecate(
@@ -383,46 +403,95 @@ impl SystemRegisterAuthorityActorState {
         by: String,
     ) -> Result<Arc<SystemRegisterEntry>, AuthorityError> {
         self.book.ready()?;
-        // Deprecate what is current, appended by whichever hub.
-        self.catch_up().await.map_err(unavailable)?;
-        let draft =
-            self.book
-                .deprecate_draft(blueprint_id, by, transaction_id(), self.clock.now())?;
-        self.append(draft).await
+        self.append_drafted(|book, now| {
+            book.deprecate_draft(blueprint_id.clone(), by.clone(), transaction_id(), now)
+        })
+        .await
     }
 
-    /// Appends a drafted entry through the store, which gives it the next version, unless the
-    /// store lost entries this hub holds (`Behind`): then nothing is appended.
+    /// Drafts an entry on what this hub holds once caught up with the store (an update or a new
+    /// publication, a deprecation of what is current, whichever hub appended it) and appends
+    /// it; when another hub appended first (`Raced`), catches up and drafts again.
+    async fn append_drafted(
+        &mut self,
+        draft: impl Fn(&AuthorityState, Timestamp) -> Result<EntryDraft, AuthorityError>,
+    ) -> Result<Arc<SystemRegisterEntry>, AuthorityError> {
+        let mut raced_at = 0;
+        for attempt in 1..=APPEND_ATTEMPTS {
+            self.catch_up().await.map_err(unavailable)?;
+            let drafted = draft(&self.book, self.clock.now())?;
+            match self.append(drafted).await {
+                Err(Raced(head)) => {
+                    debug!(attempt, head, "another hub appended first; drafting again");
+                    raced_at = head;
+                    let pause = RACE_PAUSE_MAX.mul_f64(rand::random::<f64>());
+                    tokio::time::sleep(pause).await;
+                }
+                Ok(result) => return result,
+            }
+        }
+        Err(AuthorityError::Unavailable(format!(
+            "other hubs appended first {APPEND_ATTEMPTS} times in a row (the store is at \
+             version {raced_at}); try again"
+        )))
+    }
+
+    /// Appends a drafted entry at the version after this hub's, signed, unless another hub
+    /// appended first (`Raced`: nothing appended, draft again) or the store lost entries this
+    /// hub holds (`Behind`: written back first, then appended).
     async fn append(
         &mut self,
         draft: EntryDraft,
-    ) -> Result<Arc<SystemRegisterEntry>, AuthorityError> {
+    ) -> Result<Result<Arc<SystemRegisterEntry>, AuthorityError>, Raced> {
+        let entry = self
+            .book
+            .entry_for(draft, self.book.config().signer.as_deref());
         let entry = match self
             .store
-            .append(draft.clone(), self.book.append_floor())
+            .append(entry.clone(), self.book.append_floor())
             .await
         {
             Ok(entry) => entry,
+            Err(BlueprintStoreError::Raced { head }) => return Err(Raced(head)),
             Err(BlueprintStoreError::Behind { store_head }) => {
                 // Written back first, same versions and checksums: no version is issued twice.
-                self.restore(store_head).await.map_err(unavailable)?;
-                self.catch_up().await.map_err(unavailable)?;
-                self.book.writable()?;
+                if let Err(err) = self.restore(store_head).await {
+                    return Ok(Err(unavailable(err)));
+                }
+                if let Err(err) = self.catch_up().await {
+                    return Ok(Err(unavailable(err)));
+                }
+                if let Err(err) = self.book.writable() {
+                    return Ok(Err(err));
+                }
+                if self.book.version() + 1 != entry.version {
+                    // The catch-up brought entries of other hubs: the draft is stale.
+                    return Err(Raced(self.book.version()));
+                }
                 let floor = self.book.append_floor();
-                match self.store.append(draft, floor).await {
+                match self.store.append(entry, floor).await {
                     Ok(entry) => entry,
+                    Err(BlueprintStoreError::Raced { head }) => return Err(Raced(head)),
                     Err(BlueprintStoreError::Behind { store_head }) => {
-                        return Err(AuthorityError::Unavailable(format!(
+                        return Ok(Err(AuthorityError::Unavailable(format!(
                             "the shared store lost version {floor}, which another hub appended \
                              and this hub has not read (the store is at version {store_head}); \
                              waiting for the hub that holds it to write it back"
-                        )));
+                        ))));
                     }
-                    Err(err) => return Err(unavailable(err)),
+                    Err(err) => return Ok(Err(unavailable(err))),
                 }
             }
-            Err(err) => return Err(unavailable(err)),
+            Err(err) => return Ok(Err(unavailable(err))),
         };
+        Ok(self.place(entry).await)
+    }
+
+    /// Takes in this hub's own appended entry and tells subscribers.
+    async fn place(
+        &mut self,
+        entry: SystemRegisterEntry,
+    ) -> Result<Arc<SystemRegisterEntry>, AuthorityError> {
         let version = entry.version;
         let mut placed = self.book.appended(entry.clone());
         if let Appended::Gap { .. } = placed {
@@ -432,7 +501,7 @@ impl SystemRegisterAuthorityActorState {
         }
         match placed {
             Appended::Taken { entry, dropped } => {
-                info!(blueprint = %entry.blueprint_id, version = entry.version, kind = ?entry.kind, by = %entry.published_by, "system register entry appended");
+                info!(blueprint = %entry.blueprint_id, version = entry.version, kind = ?entry.kind, by = %entry.published_by, signed_by = %entry.signature.as_ref().map(|s| s.key_id.to_string()).unwrap_or_else(|| "nobody".into()), "system register entry appended");
                 metrics::counter!("herald_hub_publications_total", "node" => self.book.hub_id().to_string())
                     .increment(1);
                 self.report_dropped(&dropped);
@@ -568,6 +637,9 @@ impl SystemRegisterAuthorityActorState {
         metrics::gauge!("herald_hub_register_blocked", "node" => node).set(blocked);
     }
 }
+
+/// Another hub appended first; the store is at this version.
+struct Raced(u64);
 
 fn transaction_id() -> String {
     RegisterId::from_bytes(rand::random()).to_string()

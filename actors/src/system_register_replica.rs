@@ -12,6 +12,15 @@
 //! Entries are written to the replica store first and the checkpoint after, atomically, so a
 //! restarted peer resumes incrementally.
 //!
+//! Every entry received is checked once, in the task that fetched it (hashing a large sync
+//! would block the actor): its checksum, and, when the peer trusts hub keys
+//! (`ReplicaConfig::trusted_keys`), its signature as an entry of the session's history
+//! (`herald_messages::TrustedKeys::verify`; an unsigned entry fails). A sync with any entry
+//! that fails is refused whole: the replica keeps its last good version, `refused` names the
+//! entries (and `/health` says degraded) until a sync is accepted, an error is logged with the
+//! hub and the versions, and `herald_replica_refused_entries_total` counts them. With no key
+//! configured nothing is verified but checksums (as before signatures existed).
+//!
 //! Replays on restart: the replica and checkpoint from its store, then the current session from
 //! the connection.
 
@@ -24,9 +33,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{Instrument, debug, error, info, warn};
 
 use herald_messages::{
-    BlueprintId, BlueprintSummary, CentralNodeConnectionMsg, Checkpoint, EntrySet, HubSession,
-    NodeId, ReplicaPosition, ReplicaStatus, SyncFailure, SyncQuery, SyncReport, SyncScope,
-    SyncTrigger, SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView,
+    BlueprintId, BlueprintSummary, CentralNodeConnectionMsg, Checkpoint, EntrySet, HistoryId,
+    HubSession, NodeId, ReplicaPosition, ReplicaStatus, SyncFailure, SyncQuery, SyncReport,
+    SyncScope, SyncTrigger, SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView,
+    TrustedKeys,
 };
 
 use crate::actor_kit::{MessageName, Pending, Timers, message_span};
@@ -42,6 +52,8 @@ pub struct ReplicaConfig {
     pub sync_timeout: Duration,
     /// Pause before subscribing again after the push stream ended.
     pub resubscribe_delay: Duration,
+    /// The hub keys whose signatures this peer accepts; empty: signatures are not verified.
+    pub trusted_keys: TrustedKeys,
 }
 
 impl Default for ReplicaConfig {
@@ -50,6 +62,7 @@ impl Default for ReplicaConfig {
             sync_interval: Duration::from_secs(300),
             sync_timeout: Duration::from_secs(60),
             resubscribe_delay: Duration::from_secs(1),
+            trusted_keys: TrustedKeys::default(),
         }
     }
 }
@@ -177,6 +190,35 @@ enum FullSyncNeed {
     Diverged(String),
 }
 
+/// The entries of a sync this peer must refuse, and why: each that does not match its
+/// checksum or, with trusted keys, is not signed by one of them as an entry of `history`.
+/// `None` when every entry passes.
+fn refusal(
+    entries: &[SystemRegisterEntry],
+    history: &HistoryId,
+    trusted: &TrustedKeys,
+) -> Option<(u64, String)> {
+    let refused: Vec<String> = entries
+        .iter()
+        .filter_map(|entry| {
+            let why = if !entry.checksum_holds() {
+                "does not match its checksum".to_owned()
+            } else {
+                trusted.verify(history, entry).err()?.to_string()
+            };
+            Some(format!(
+                "{} (version {}): {why}",
+                entry.blueprint_id, entry.version
+            ))
+        })
+        .collect();
+    if refused.is_empty() {
+        return None;
+    }
+    let count = u64::try_from(refused.len()).unwrap_or(u64::MAX);
+    Some((count, refused.join("; ")))
+}
+
 fn full_sync_need(checkpoint: Option<&Checkpoint>, session: &HubSession) -> Option<FullSyncNeed> {
     let Some(checkpoint) = checkpoint else {
         return Some(FullSyncNeed::NoCheckpoint);
@@ -243,6 +285,8 @@ impl Actor for SystemRegisterReplica {
                 active_blueprints: 0,
                 diverged: None,
                 repairs: 0,
+                refused: None,
+                refused_entries: 0,
             },
             sync_failures: 0,
             stream_ends: 0,
@@ -334,6 +378,7 @@ impl SystemRegisterReplicaState {
                     store = %self.args.store.describe(),
                     blueprints = self.replica.entries.len(),
                     version = self.replica.version(),
+                    trusted_hub_keys = ?self.args.config.trusted_keys,
                     "replica reloaded"
                 );
             }
@@ -442,6 +487,7 @@ impl SystemRegisterReplicaState {
         };
         let link = Arc::clone(&self.args.link);
         let deadline = self.args.config.sync_timeout;
+        let trusted = self.args.config.trusted_keys.clone();
         let me = myself.clone();
         tokio::spawn(
             async move {
@@ -451,20 +497,16 @@ impl SystemRegisterReplicaState {
                     {
                         // Checked here, in the task: hashing a large sync would block the actor.
                         Ok(Ok(synced))
-                            if synced.entries.iter().any(|entry| !entry.checksum_holds()) =>
+                            if let Some((entries, refused)) =
+                                refusal(&synced.entries, &session.grant.history_id, &trusted) =>
                         {
-                            let tampered: Vec<String> = synced
-                                .entries
-                                .iter()
-                                .filter(|entry| !entry.checksum_holds())
-                                .map(|entry| {
-                                    format!("{} (version {})", entry.blueprint_id, entry.version)
-                                })
-                                .collect();
-                            Err(SyncFailure::Failed(format!(
-                                "sync refused: entries not matching their checksum: {}",
-                                tampered.join(", ")
-                            )))
+                            Err(SyncFailure::Refused {
+                                entries,
+                                reason: format!(
+                                    "sync from hub {} refused: {refused}",
+                                    session.hub.id
+                                ),
+                            })
                         }
                         Ok(Ok(synced)) => {
                             // A full sync carries the latest entry of every blueprint, the newest
@@ -590,7 +632,25 @@ impl SystemRegisterReplicaState {
                     .increment(received as u64);
                 self.sync_failures = 0;
                 self.stream_ends = 0;
+                if let Some(refused) = self.status.refused.take() {
+                    info!(hub = %report.hub_id, version, %refused, "a sync was accepted again after refused entries");
+                }
                 info!(hub = %report.hub_id, kind, received, version = self.replica.version(), blueprints = self.replica.entries.len(), "replica synced");
+            }
+            Err(SyncFailure::Refused { entries, reason }) => {
+                let node = self.args.peer_id.to_string();
+                metrics::counter!("herald_replica_refused_entries_total", "node" => node)
+                    .increment(entries);
+                self.status.refused_entries += entries;
+                let version = self.replica.version();
+                // Rate-limited: a hub serving a forged entry is refused at every sync.
+                if self.status.refused.as_ref() != Some(&reason) {
+                    error!(hub = %report.hub_id, entries, kept_version = version, %reason, "refused entries that fail their signature or checksum; keeping the replica at its last good version");
+                } else {
+                    debug!(hub = %report.hub_id, entries, kept_version = version, "refused the same entries again");
+                }
+                self.status.last_error = Some(reason.clone());
+                self.status.refused = Some(reason);
             }
             Err(SyncFailure::NeedsFullSync(reason)) => {
                 self.mark_diverged(reason);
@@ -678,7 +738,7 @@ mod tests {
 
     use bytes::Bytes;
     use herald_messages::{
-        EntryDraft, EntryKind, HistoryId, HubEndpoint, RegisterDigest, SessionGrant, SessionId,
+        EntryDraft, EntryKind, EntrySigner, HubEndpoint, RegisterDigest, SessionGrant, SessionId,
         Timestamp,
     };
 
@@ -723,6 +783,51 @@ mod tests {
         );
         replica.apply(true, &[entry(5, "c")]);
         assert_eq!(replica.entries.len(), 1, "a full sync replaces everything");
+    }
+
+    /// A sync is refused when an entry fails its checksum, or, with trusted keys, its
+    /// signature (unsigned, another key, another history, tampered); the reason names each
+    /// refused entry by blueprint and version. Without keys only checksums count.
+    #[test]
+    fn entries_failing_checksum_or_signature_are_refused_by_name_and_version() {
+        let hub = EntrySigner::from_bytes([1; 32]);
+        let history = HistoryId::from_bytes([3; 16]);
+        let signed = |version, blueprint| {
+            let mut entry = entry(version, blueprint).as_ref().clone();
+            entry.signature = Some(hub.sign(&history, &entry));
+            entry
+        };
+        let trusted = TrustedKeys::new([hub.trusted_key()]);
+        let none = TrustedKeys::default();
+        let good = [signed(1, "a"), signed(2, "b")];
+        assert_eq!(refusal(&good, &history, &trusted), None);
+        assert_eq!(refusal(&good, &history, &none), None);
+
+        let mut forged = signed(3, "c");
+        forged.document = Bytes::from_static(b"{\"evil\":true}");
+        forged.checksum = SystemRegisterEntry::checksum_of(&forged.document);
+        let unsigned = entry(4, "d").as_ref().clone();
+        let mut tampered = signed(5, "e");
+        tampered.document = Bytes::from_static(b"{}");
+        let sync = [good[0].clone(), forged, unsigned, tampered];
+        let (count, reason) = refusal(&sync, &history, &trusted).unwrap();
+        assert_eq!(count, 3, "{reason}");
+        assert!(
+            reason.contains("c (version 3): its signature by key"),
+            "{reason}"
+        );
+        assert!(reason.contains("d (version 4): unsigned"), "{reason}");
+        assert!(
+            reason.contains("e (version 5): does not match its checksum"),
+            "{reason}"
+        );
+        assert!(!reason.contains("version 1"), "{reason}");
+        assert!(
+            refusal(&good, &HistoryId::from_bytes([4; 16]), &trusted).is_some(),
+            "another history"
+        );
+        let (count, reason) = refusal(&sync, &history, &none).unwrap();
+        assert_eq!((count, reason.contains("version 5")), (1, true), "{reason}");
     }
 
     /// A session syncs in full without a checkpoint, with another history, after isolation,

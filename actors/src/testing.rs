@@ -15,15 +15,15 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use herald_messages::{
-    AdInput, AdKey, Advertisement, BlueprintId, BulkAdvertise, BulkOutcome, Checkpoint, EntryDraft,
-    Genesis, GroundTruthEpoch, PoolMeta, Register, RegisterId, SystemRegisterEntry, Timestamp,
+    AdInput, AdKey, Advertisement, BlueprintId, BulkAdvertise, BulkOutcome, Checkpoint, Genesis,
+    GroundTruthEpoch, PoolMeta, Register, RegisterId, SystemRegisterEntry, Timestamp,
 };
 
 use crate::ports::{
     AdBatch, AdStore, BatchScope, BlueprintStore, BlueprintStoreError, Clock, GroundTruth,
     GroundTruthError, PoolLink, PoolLinkError, PublicRegisters, ReplicaStore, ReplicaStoreError,
     RestoreConflict, RestoreReport, StoreError, StoreHead, StoredPool, StoredRegister,
-    StoredReplica, restore_plan, same_entry,
+    StoredReplica, append_check, check_seed, restore_plan, same_entry,
 };
 
 fn down_error(what: &str) -> Box<dyn std::error::Error + Send + Sync> {
@@ -495,7 +495,7 @@ impl<L: PoolLink> PoolLink for SwitchablePoolLink<L> {
 /// One stored entry of `InMemoryBlueprintStore`: an entry, or a record that no longer decodes.
 #[derive(Debug, Clone)]
 enum BlueprintRecord {
-    Entry(SystemRegisterEntry),
+    Entry(Box<SystemRegisterEntry>),
     Undecodable,
 }
 
@@ -555,8 +555,10 @@ impl BlueprintRecords {
         let entries_written = missing.len();
         for entry in missing {
             self.version = self.version.max(entry.version);
-            self.entries
-                .insert(entry.version, BlueprintRecord::Entry(entry.clone()));
+            self.entries.insert(
+                entry.version,
+                BlueprintRecord::Entry(Box::new(entry.clone())),
+            );
         }
         Ok(RestoreReport {
             entries_written,
@@ -572,7 +574,7 @@ impl BlueprintRecords {
         self.entries
             .range(first..)
             .map(|(version, record)| match record {
-                BlueprintRecord::Entry(entry) => Ok(entry.clone()),
+                BlueprintRecord::Entry(entry) => Ok(entry.as_ref().clone()),
                 BlueprintRecord::Undecodable => Err(BlueprintStoreError::Corrupt {
                     what: format!("entry at version {version} does not decode"),
                 }),
@@ -684,7 +686,7 @@ impl InMemoryBlueprintStore {
             .entries
             .values()
             .filter_map(|record| match record {
-                BlueprintRecord::Entry(entry) => Some(entry.clone()),
+                BlueprintRecord::Entry(entry) => Some(entry.as_ref().clone()),
                 BlueprintRecord::Undecodable => None,
             })
             .collect()
@@ -743,34 +745,33 @@ impl BlueprintStore for InMemoryBlueprintStore {
     async fn create(
         &self,
         genesis: &Genesis,
-        seed: Vec<EntryDraft>,
+        seed: Vec<SystemRegisterEntry>,
     ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError> {
         self.check()?;
+        check_seed(&seed)?;
         let mut records = self.lock();
         if records.genesis.is_some() {
             return Err(BlueprintStoreError::AlreadyCreated);
         }
         records.genesis = Some(genesis.clone());
-        let mut entries = Vec::with_capacity(seed.len());
-        for draft in seed {
-            records.version += 1;
-            let entry = draft.at_version(records.version);
-            records
-                .entries
-                .insert(entry.version, BlueprintRecord::Entry(entry.clone()));
-            entries.push(entry);
+        for entry in &seed {
+            records.version = entry.version;
+            records.entries.insert(
+                entry.version,
+                BlueprintRecord::Entry(Box::new(entry.clone())),
+            );
         }
         let last = records.version;
         drop(records);
         if last > 0 {
             self.announce(last);
         }
-        Ok(entries)
+        Ok(seed)
     }
 
     async fn append(
         &self,
-        draft: EntryDraft,
+        entry: SystemRegisterEntry,
         known_head: u64,
     ) -> Result<SystemRegisterEntry, BlueprintStoreError> {
         self.check()?;
@@ -785,11 +786,12 @@ impl BlueprintStore for InMemoryBlueprintStore {
                 what: "cannot append: the system register does not exist".to_owned(),
             });
         }
-        records.version += 1;
-        let entry = draft.at_version(records.version);
-        records
-            .entries
-            .insert(entry.version, BlueprintRecord::Entry(entry.clone()));
+        append_check(records.version, &entry, known_head)?;
+        records.version = entry.version;
+        records.entries.insert(
+            entry.version,
+            BlueprintRecord::Entry(Box::new(entry.clone())),
+        );
         drop(records);
         self.appends.fetch_add(1, Ordering::SeqCst);
         self.announce(entry.version);

@@ -609,6 +609,14 @@ pub struct ReplicaStatus {
     pub diverged: Option<String>,
     /// Divergences repaired by a full sync since start.
     pub repairs: u64,
+    /// Why the last sync was refused, naming the entries (blueprint and version) that failed
+    /// their checksum or signature, until a sync is accepted (`/health` reports it; the replica
+    /// keeps its last good version meanwhile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// Entries refused since start (each time a sync brought them).
+    #[serde(default)]
+    pub refused_entries: u64,
 }
 
 /// How a sync ended (internal to `SystemRegisterReplica`).
@@ -626,6 +634,9 @@ pub enum SyncFailure {
     UnknownSession(String),
     /// The hub refused an incremental sync: the replica must sync in full.
     NeedsFullSync(String),
+    /// Entries failed their checksum or signature: nothing of the sync was applied. The next
+    /// trigger retries.
+    Refused { entries: u64, reason: String },
     /// Anything else: the next trigger retries.
     Failed(String),
 }
@@ -635,6 +646,7 @@ impl std::fmt::Display for SyncFailure {
         match self {
             SyncFailure::UnknownSession(reason) => write!(f, "unknown session: {reason}"),
             SyncFailure::NeedsFullSync(reason) => write!(f, "a full sync is needed: {reason}"),
+            SyncFailure::Refused { reason, .. } => f.write_str(reason),
             SyncFailure::Failed(reason) => f.write_str(reason),
         }
     }

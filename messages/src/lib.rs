@@ -12,6 +12,7 @@ mod ids;
 mod pool;
 mod register;
 mod resync;
+mod signature;
 mod supervisor;
 mod system_register;
 mod time;
@@ -37,6 +38,10 @@ pub use pool::{
 };
 pub use register::{NewRegister, Register, RegisterError, RegisterPatch};
 pub use resync::{AdvertisementSyncState, PushReport, ResyncDriverMsg, SyncStatus};
+pub use signature::{
+    EntrySignature, EntrySigner, KeyError, KeyId, PAYLOAD_DOMAIN, SignatureError, TrustedKey,
+    TrustedKeys, signed_payload,
+};
 pub use supervisor::{ChildKind, ChildReport, NodeFailure, NodeSupervisorMsg};
 pub use system_register::{
     BlueprintId, BlueprintNotification, BlueprintSummary, Checkpoint, EntryDraft, EntryKind,

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{is_name, string_id_impls, truncate_for_error};
+use crate::signature::EntrySignature;
 use crate::{InvalidId, InvalidInput, NodeId, RegisterId, Timestamp};
 
 /// Largest blueprint document accepted (bytes of JSON).
@@ -127,6 +128,10 @@ pub struct SystemRegisterEntry {
     pub checksum: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// The appending hub's signature (`crate::signature`); `None` from a hub without a signing
+    /// key, and in entries stored before signatures existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<EntrySignature>,
 }
 
 impl SystemRegisterEntry {
@@ -211,7 +216,7 @@ pub struct EntryDraft {
 }
 
 impl EntryDraft {
-    /// The entry at `version`, with its checksum.
+    /// The entry at `version`, with its checksum, unsigned (`EntrySigner::sign` signs it).
     pub fn at_version(self, version: u64) -> SystemRegisterEntry {
         SystemRegisterEntry {
             checksum: SystemRegisterEntry::checksum_of(&self.document),
@@ -224,6 +229,7 @@ impl EntryDraft {
             published_by: self.published_by,
             transaction_id: self.transaction_id,
             metadata: self.metadata,
+            signature: None,
         }
     }
 }
@@ -516,6 +522,7 @@ mod tests {
             transaction_id: "t".into(),
             checksum: "sha256:00".into(),
             metadata: BTreeMap::new(),
+            signature: None,
         };
         let json = serde_json::to_string(&entry).unwrap();
         assert!(json.contains(r#""document":"{\"a\":1}""#), "{json}");

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -14,13 +15,14 @@ use herald_actors::{
     AuthorityConfig, BackoffConfig, ConnectionConfig, DEFAULT_STALL_TICK, HeartbeatConfig,
     PoolConfig, ReplicaConfig, RestartPolicy, ResyncConfig,
 };
-use herald_messages::{HubEndpoint, NodeId};
+use herald_messages::{HubEndpoint, NodeId, TrustedKeys};
 
 use crate::cluster::{ClusterConfig, MembershipConfig};
 use crate::grpc::limits::HubLimits;
 pub use crate::tls::{
     ClientTls, ClusterTls, RawClientTls, RawClusterTls, RawServerTls, Secret, ServerTls,
 };
+use crate::tls::{signing_key, trusted_key};
 
 /// Default key prefix in a shared Redis.
 pub const DEFAULT_REDIS_PREFIX: &str = "herald";
@@ -194,6 +196,11 @@ pub struct RawPeerConfig {
     /// this peer in `hub.peers`.
     pub hub_token: Option<String>,
     pub hub_token_file: Option<PathBuf>,
+    /// Public keys (PEM, `openssl pkey -pubout`) of the hubs whose signed entries this peer
+    /// accepts: with any, an entry that is unsigned or not signed by one of them is refused.
+    /// Empty: signatures are not verified. Read when the configuration is validated.
+    #[serde(default)]
+    pub trusted_hub_keys: Vec<PathBuf>,
 }
 
 /// A hub as a peer's configuration names it.
@@ -247,6 +254,10 @@ pub struct RawHubConfig {
     /// (50, 100); beyond, `RESOURCE_EXHAUSTED`.
     pub peer_requests_per_sec: Option<u32>,
     pub peer_request_burst: Option<u32>,
+    /// This hub's Ed25519 private key (PKCS#8 PEM, `openssl genpkey -algorithm ed25519`): every
+    /// entry it appends is signed with it. None: entries go unsigned. Read when the
+    /// configuration is validated.
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// A peer a hub lets open sessions.
@@ -854,12 +865,18 @@ impl RawPeerConfig {
             own_stall_share,
         };
         let replica_defaults = ReplicaConfig::default();
+        let trusted_keys = self
+            .trusted_hub_keys
+            .iter()
+            .map(|path| trusted_key("peer.trusted_hub_keys", path))
+            .collect::<Result<Vec<_>, _>>()?;
         let replica = ReplicaConfig {
             sync_interval: duration(
                 "peer.sync_interval_ms",
                 self.sync_interval_ms,
                 replica_defaults.sync_interval,
             )?,
+            trusted_keys: TrustedKeys::new(trusted_keys),
             ..replica_defaults
         };
         Ok(HubConnectionConfig {
@@ -967,6 +984,10 @@ impl RawHubConfig {
                 self.store_check_interval_ms,
                 defaults.store_check_interval,
             )?,
+            signer: match &self.signing_key_file {
+                Some(path) => Some(Arc::new(signing_key("hub.signing_key_file", path)?)),
+                None => None,
+            },
             ..defaults
         };
         let tls = match self.tls {
@@ -1749,6 +1770,63 @@ mod tests {
             redis_with_tls.validate().unwrap_err().field,
             "peer.redis_tls"
         );
+    }
+
+    /// A hub's signing key and a peer's trusted hub keys are PEM files read at validation: a
+    /// missing file, or one holding something else, names its field; the key ids agree.
+    #[test]
+    fn signing_and_trusted_hub_keys_are_read_from_pem_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = herald_messages::EntrySigner::from_bytes([9; 32]);
+        let private = dir.path().join("hub.key");
+        let public = dir.path().join("hub.pub");
+        std::fs::write(&private, signer.to_pem()).unwrap();
+        std::fs::write(&public, signer.trusted_key().to_pem()).unwrap();
+        let hub = |key: &std::path::Path| RawNodeConfig {
+            hub: Some(RawHubConfig {
+                grpc_addr: "127.0.0.1:0".into(),
+                signing_key_file: Some(key.to_owned()),
+                ..RawHubConfig::default()
+            }),
+            ..peer_only()
+        };
+        let config = hub(&private).validate().unwrap();
+        let loaded = config.hub.unwrap().authority.signer.unwrap();
+        assert_eq!(loaded.key_id(), signer.key_id());
+        for bad in [public.clone(), dir.path().join("missing.key")] {
+            let err = hub(&bad).validate().unwrap_err();
+            assert_eq!(err.field, "hub.signing_key_file", "{err}");
+            assert!(
+                err.to_string().contains(&bad.display().to_string()),
+                "{err}"
+            );
+        }
+
+        let peer = |keys: Vec<PathBuf>| {
+            peer_with_hubs(RawPeerConfig {
+                trusted_hub_keys: keys,
+                ..RawPeerConfig::default()
+            })
+        };
+        let config = peer(vec![public.clone()]).validate().unwrap();
+        let replica = &config.peer.unwrap().hub_connection.unwrap().replica;
+        assert_eq!(
+            replica.trusted_keys.key_ids().collect::<Vec<_>>(),
+            [signer.key_id()]
+        );
+        let none = peer(Vec::new()).validate().unwrap();
+        assert!(
+            none.peer
+                .unwrap()
+                .hub_connection
+                .unwrap()
+                .replica
+                .trusted_keys
+                .is_empty(),
+            "no key: nothing verified"
+        );
+        let err = peer(vec![public, private]).validate().unwrap_err();
+        assert_eq!(err.field, "peer.trusted_hub_keys", "{err}");
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! and CA files in PEM; bearer tokens inline or in files), checked when the configuration is
 //! validated (`RawServerTls`, `RawClientTls`, `Secret::from_fields`), and read when the node
 //! starts (`ServerTls::load`, `ClientTls::load`, `Secret::read`), so that a missing or broken
-//! file stops the start with its path named instead of failing the first connection.
+//! file stops the start with its path named instead of failing the first connection. The
+//! system register's signing keys (a hub's private key, a peer's trusted hub keys: Ed25519 in
+//! PEM) are read when the configuration is validated (`signing_key`, `trusted_key`), so a bad
+//! key file is a configuration error naming its field.
 //!
 //! The one crypto provider of the build is aws-lc-rs (ractor_cluster forces it; no second
 //! provider such as ring is ever linked): the rustls configurations built here name it
@@ -19,6 +22,8 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
+
+use herald_messages::{EntrySigner, TrustedKey};
 
 use crate::config::ConfigError;
 
@@ -493,6 +498,25 @@ fn root_store(pem: &[u8]) -> Result<rustls::RootCertStore, CredentialError> {
 
 fn unusable(err: impl std::fmt::Display) -> CredentialError {
     CredentialError::Unusable(err.to_string())
+}
+
+/// A hub's signing key from the PEM file at `path` (`field` names it in errors).
+pub(crate) fn signing_key(field: &'static str, path: &Path) -> Result<EntrySigner, ConfigError> {
+    let pem = read_key_file(field, path)?;
+    EntrySigner::from_pem(&pem)
+        .map_err(|err| ConfigError::new(field, format!("{}: {err}", path.display())))
+}
+
+/// A trusted hub public key from the PEM file at `path` (`field` names it in errors).
+pub(crate) fn trusted_key(field: &'static str, path: &Path) -> Result<TrustedKey, ConfigError> {
+    let pem = read_key_file(field, path)?;
+    TrustedKey::from_pem(&pem)
+        .map_err(|err| ConfigError::new(field, format!("{}: {err}", path.display())))
+}
+
+fn read_key_file(field: &'static str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|err| ConfigError::new(field, format!("cannot read {}: {err}", path.display())))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use herald::parts::actors::ports::{
 };
 use herald::parts::actors::testing::{InMemoryBlueprintStore, InMemoryReplicaStore};
 use herald::parts::messages::{
-    Checkpoint, EntryDraft, Genesis, HistoryId, NodeId, SystemRegisterEntry, Timestamp,
+    Checkpoint, Genesis, HistoryId, NodeId, SystemRegisterEntry, Timestamp,
 };
 use herald::parts::runtime::stores::{
     MongoBlueprintStore, RedbBlueprintStore, RedbReplicaStore, RedisBlueprintStore,
@@ -26,7 +26,7 @@ use herald::parts::runtime::stores::{
 use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
-use crate::support::fixtures::{draft, genesis};
+use crate::support::fixtures::{entry, genesis, trusted};
 use crate::support::mongo::MongoServer;
 use crate::support::redis::RedisServer;
 
@@ -36,8 +36,24 @@ const FAIL_FAST: Duration = Duration::from_secs(5);
 /// backoff is capped at 5 s).
 const WATCH_DEADLINE: Duration = Duration::from_secs(15);
 
-fn seed() -> Vec<EntryDraft> {
-    vec![draft("register-creation-v1"), draft("seed-two")]
+fn seed() -> Vec<SystemRegisterEntry> {
+    vec![entry("register-creation-v1", 1), entry("seed-two", 2)]
+}
+
+/// Appends `blueprint` as a hub does: drafted (and signed) after the store's head, drafted
+/// again when another hub appended first (`Raced`, which writes nothing).
+pub(crate) async fn append_racing(
+    store: &dyn BlueprintStore,
+    blueprint: &str,
+) -> SystemRegisterEntry {
+    loop {
+        let head = store.head().await.unwrap().unwrap().version;
+        match store.append(entry(blueprint, head + 1), head).await {
+            Ok(appended) => return appended,
+            Err(BlueprintStoreError::Raced { head: now }) => assert!(now > head),
+            Err(err) => panic!("append of {blueprint}: {err}"),
+        }
+    }
 }
 
 fn versions(entries: &[SystemRegisterEntry]) -> Vec<u64> {
@@ -110,18 +126,14 @@ async fn blueprint_contract(store: &dyn BlueprintStore) {
     assert!(store.entries_after(0).await.unwrap().is_empty(), "{what}");
     assert!(
         matches!(
-            store.append(draft("early"), 0).await,
+            store.append(entry("early", 1), 0).await,
             Err(BlueprintStoreError::Corrupt { .. })
         ),
         "{what}: append before create"
     );
 
     let seeded = store.create(&genesis(1), seed()).await.unwrap();
-    let expected_seed: Vec<SystemRegisterEntry> = seed()
-        .into_iter()
-        .zip(1..)
-        .map(|(draft, version)| draft.at_version(version))
-        .collect();
+    let expected_seed = seed();
     assert_eq!(seeded, expected_seed, "{what}");
     assert!(
         matches!(
@@ -131,8 +143,16 @@ async fn blueprint_contract(store: &dyn BlueprintStore) {
         "{what}: second create"
     );
 
-    let appended = store.append(draft("a"), 2).await.unwrap();
-    assert_eq!(appended, draft("a").at_version(3), "{what}");
+    let appended = store.append(entry("a", 3), 2).await.unwrap();
+    assert_eq!(appended, entry("a", 3), "{what}");
+    // Appends are exact: one drafted after a head that moved is refused and writes nothing.
+    for (late, known) in [(entry("late", 3), 2), (entry("late", 2), 1)] {
+        let raced = store.append(late, known).await;
+        assert!(
+            matches!(raced, Err(BlueprintStoreError::Raced { head: 3 })),
+            "{what}: {raced:?}"
+        );
+    }
     let loaded = store.load().await.unwrap().unwrap();
     assert_eq!(loaded.genesis, genesis(1), "{what}");
     assert_eq!(
@@ -147,6 +167,16 @@ async fn blueprint_contract(store: &dyn BlueprintStore) {
             .all(SystemRegisterEntry::checksum_holds),
         "{what}"
     );
+    // Signatures are kept as signed: every entry still verifies against its hub's key.
+    for stored in &loaded.entries {
+        assert!(stored.signature.is_some(), "{what}: {stored:?}");
+        assert_eq!(
+            trusted().verify(&genesis(1).history_id, stored),
+            Ok(()),
+            "{what}: version {}",
+            stored.version
+        );
+    }
     assert_eq!(
         store.entries_after(2).await.unwrap(),
         vec![appended],
@@ -158,7 +188,7 @@ async fn blueprint_contract(store: &dyn BlueprintStore) {
 /// What every `ReplicaStore` does, whatever it is made of.
 async fn replica_contract(store: &dyn ReplicaStore) {
     let what = store.describe();
-    let entry = |blueprint: &str, version: u64| Arc::new(draft(blueprint).at_version(version));
+    let entry = |blueprint: &str, version: u64| Arc::new(entry(blueprint, version));
     let held = |replica: StoredReplica| -> Vec<(String, u64)> {
         replica
             .entries
@@ -263,7 +293,7 @@ async fn redis_round_trip_uses_the_documented_keys_and_values() {
         .await
         .unwrap();
     store.create(&genesis(1), seed()).await.unwrap();
-    let appended = store.append(draft("a"), 2).await.unwrap();
+    let appended = store.append(entry("a", 3), 2).await.unwrap();
     assert_eq!(appended.version, 3);
     // `create` announces its last seed, `append` its version.
     let mut messages = appended_channel.on_message();
@@ -390,12 +420,14 @@ async fn a_hundred_concurrent_appends_from_four_hubs_get_consecutive_versions() 
     let appends: Vec<_> = (0..100)
         .map(|n| {
             let hub = Arc::clone(&hubs[n % hubs.len()]);
-            tokio::spawn(async move { hub.append(draft(&format!("blueprint-{n}")), 2).await })
+            tokio::spawn(
+                async move { append_racing(hub.as_ref(), &format!("blueprint-{n}")).await },
+            )
         })
         .collect();
     let mut got: BTreeMap<u64, SystemRegisterEntry> = BTreeMap::new();
     for append in appends {
-        let entry = append.await.unwrap().unwrap();
+        let entry = append.await.unwrap();
         assert!(
             got.insert(entry.version, entry).is_none(),
             "a version was given twice"
@@ -444,13 +476,16 @@ async fn watch_on_one_hub_sees_the_versions_appended_through_another() {
     assert_eq!(first, Some(2));
 
     for n in 0..5 {
-        hub_b.append(draft(&format!("b-{n}")), 2 + n).await.unwrap();
+        hub_b
+            .append(entry(&format!("b-{n}"), 3 + n), 2 + n)
+            .await
+            .unwrap();
     }
     let seen = watch_until(&mut watch, 3..=7).await;
     assert_eq!(seen, [3, 4, 5, 6, 7], "one message per append, in order");
 
     // Its own appends are announced too.
-    hub_a.append(draft("a"), 7).await.unwrap();
+    hub_a.append(entry("a", 8), 7).await.unwrap();
     watch_until(&mut watch, [8]).await;
 }
 
@@ -476,7 +511,7 @@ async fn watch_replaces_a_dropped_subscription_without_missing_appends() {
             .unwrap();
         assert_eq!(killed, 1, "round {round}: one subscription to kill");
         let appended = hub_b
-            .append(draft(&format!("b-{round}")), 2 + round)
+            .append(entry(&format!("b-{round}"), 3 + round), 2 + round)
             .await
             .unwrap();
         watch_until(&mut watch, [appended.version]).await;
@@ -488,7 +523,7 @@ async fn undecodable_or_misplaced_entries_make_the_register_corrupt() {
     let server = RedisServer::start();
     let store = redis_store(&server);
     store.create(&genesis(1), seed()).await.unwrap();
-    store.append(draft("a"), 2).await.unwrap();
+    store.append(entry("a", 3), 2).await.unwrap();
     let mut conn = server.connection().await;
 
     hset(&mut conn, "2", b"{not json").await;
@@ -504,7 +539,7 @@ async fn undecodable_or_misplaced_entries_make_the_register_corrupt() {
     assert_eq!(versions(&store.entries_after(2).await.unwrap()), [3]);
 
     // An entry under another version than its own.
-    let moved = serde_json::to_vec(&draft("x").at_version(9)).unwrap();
+    let moved = serde_json::to_vec(&entry("x", 9)).unwrap();
     hset(&mut conn, "2", &moved).await;
     assert!(matches!(
         store.load().await,
@@ -512,7 +547,7 @@ async fn undecodable_or_misplaced_entries_make_the_register_corrupt() {
     ));
 
     // A field that is not a version.
-    let good = serde_json::to_vec(&seed().remove(1).at_version(2)).unwrap();
+    let good = serde_json::to_vec(&seed().remove(1)).unwrap();
     hset(&mut conn, "2", &good).await;
     assert!(store.load().await.unwrap().is_some());
     hset(&mut conn, "two", &good).await;
@@ -529,7 +564,7 @@ async fn undecodable_or_misplaced_entries_make_the_register_corrupt() {
 
     // A tampered document still decodes: the store serves it as stored, and its checksum
     // tells (the authority's validation refuses it).
-    let mut tampered = seed().remove(1).at_version(2);
+    let mut tampered = seed().remove(1);
     tampered.document = r#"{"evil":true}"#.to_owned().into();
     hset(&mut conn, "2", &serde_json::to_vec(&tampered).unwrap()).await;
     let loaded = store.load().await.unwrap().unwrap();
@@ -550,7 +585,7 @@ async fn undecodable_or_misplaced_entries_make_the_register_corrupt() {
         Err(BlueprintStoreError::Corrupt { .. })
     ));
     assert!(matches!(
-        store.append(draft("b"), 3).await,
+        store.append(entry("b", 4), 3).await,
         Err(BlueprintStoreError::Corrupt { .. })
     ));
 }
@@ -569,7 +604,7 @@ async fn redis_down_makes_every_call_fail_fast_with_unavailable() {
     );
     assert_unavailable("load", store.load()).await;
     assert_unavailable("create", store.create(&genesis(1), seed())).await;
-    assert_unavailable("append", store.append(draft("a"), 0)).await;
+    assert_unavailable("append", store.append(entry("a", 1), 0)).await;
     assert_unavailable("entries_after", store.entries_after(0)).await;
     let started = Instant::now();
     let watch = store.watch().await;
@@ -589,13 +624,13 @@ async fn after_an_empty_restart_the_stores_work_again_and_the_watch_recovers() {
     let mut server = RedisServer::start();
     let (hub_a, hub_b) = (redis_store(&server), redis_store(&server));
     hub_a.create(&genesis(1), seed()).await.unwrap();
-    hub_b.append(draft("a"), 2).await.unwrap();
+    hub_b.append(entry("a", 3), 2).await.unwrap();
     let mut watch = hub_a.watch().await.unwrap().unwrap();
     watch_until(&mut watch, [3]).await;
 
     server.kill();
     assert_unavailable("load", hub_a.load()).await;
-    assert_unavailable("append", hub_b.append(draft("b"), 3)).await;
+    assert_unavailable("append", hub_b.append(entry("b", 4), 3)).await;
 
     server.restart();
     // The restarted server is empty (no AOF in tests): the register is gone, and the stores
@@ -604,20 +639,20 @@ async fn after_an_empty_restart_the_stores_work_again_and_the_watch_recovers() {
     // learns that the store is behind it.
     assert_eq!(hub_a.load().await.unwrap(), None);
     assert!(matches!(
-        hub_b.append(draft("b"), 3).await,
+        hub_b.append(entry("b", 4), 3).await,
         Err(BlueprintStoreError::Behind { store_head: 0 })
     ));
     // Hubs that start afresh create a new register (hub_a plays one that loaded it).
     let seeded = hub_b.create(&genesis(2), seed()).await.unwrap();
     assert_eq!(versions(&seeded), [1, 2]);
-    assert_eq!(hub_a.append(draft("c"), 2).await.unwrap().version, 3);
+    assert_eq!(hub_a.append(entry("c", 3), 2).await.unwrap().version, 3);
     let loaded = hub_b.load().await.unwrap().unwrap();
     assert_eq!(loaded.genesis, genesis(2));
     assert_eq!(versions(&loaded.entries), [1, 2, 3]);
 
     // The watch subscribed again and reports what happened since (the current version first,
     // then new appends).
-    hub_b.append(draft("d"), 3).await.unwrap();
+    hub_b.append(entry("d", 4), 3).await.unwrap();
     watch_until(&mut watch, [4]).await;
 }
 
@@ -897,7 +932,10 @@ impl Held {
     /// Appends one entry per name through `store`, stating the version this hub holds.
     async fn append(&mut self, store: &dyn BlueprintStore, names: &[&str]) {
         for name in names {
-            let entry = store.append(draft(name), self.head()).await.unwrap();
+            let entry = store
+                .append(entry(name, self.head() + 1), self.head())
+                .await
+                .unwrap();
             assert_eq!(entry.version, self.head() + 1, "{}", store.describe());
             self.entries.push(Arc::new(entry));
         }
@@ -949,7 +987,10 @@ async fn restore_contract_an_append_is_refused_when_the_store_is_behind() {
         let held = held_with_backup_at_two(&mut subject).await;
         subject.roll_back().await;
 
-        let refused = subject.hub().append(draft("late"), held.head()).await;
+        let refused = subject
+            .hub()
+            .append(entry("late", held.head() + 1), held.head())
+            .await;
         assert!(
             matches!(refused, Err(BlueprintStoreError::Behind { store_head: 2 })),
             "{what}: {refused:?}"
@@ -960,12 +1001,15 @@ async fn restore_contract_an_append_is_refused_when_the_store_is_behind() {
         assert_eq!(head.version, 2, "{what}: the counter did not move");
 
         // A hub that knows only version 1 appends at the store's head + 1.
-        let appended = subject.other_hub().append(draft("c"), 1).await.unwrap();
+        let appended = subject.other_hub().append(entry("c", 3), 1).await.unwrap();
         assert_eq!(appended.version, 3, "{what}");
 
         // A wiped store is behind everyone who holds anything, and stays empty.
         subject.wipe().await;
-        let refused = subject.hub().append(draft("late"), held.head()).await;
+        let refused = subject
+            .hub()
+            .append(entry("late", held.head() + 1), held.head())
+            .await;
         assert!(
             matches!(refused, Err(BlueprintStoreError::Behind { store_head: 0 })),
             "{what}: {refused:?}"
@@ -1083,7 +1127,7 @@ async fn restore_contract_of_entries_the_store_holds_writes_nothing() {
         assert_eq!(nothing, report(0, false, 4), "{what}");
 
         // Another hub appended version 5: restoring 1–4 leaves it.
-        let fifth = subject.other_hub().append(draft("e"), 4).await.unwrap();
+        let fifth = subject.other_hub().append(entry("e", 5), 4).await.unwrap();
         let behind = hub.restore(&held.genesis, &held.entries).await.unwrap();
         assert_eq!(behind, report(0, false, 5), "{what}");
         let stored = hub.load().await.unwrap().unwrap();
@@ -1102,7 +1146,11 @@ async fn restore_contract_conflicts_write_nothing() {
 
         // Lost 3 and 4; a hub that knew only 2 appended another entry at 3.
         subject.roll_back().await;
-        let other = subject.other_hub().append(draft("other"), 2).await.unwrap();
+        let other = subject
+            .other_hub()
+            .append(entry("other", 3), 2)
+            .await
+            .unwrap();
         assert_eq!(other.version, 3, "{what}");
         let refused = subject.hub().restore(&held.genesis, &held.entries).await;
         assert!(
@@ -1129,7 +1177,7 @@ async fn restore_contract_conflicts_write_nothing() {
 
         // The same version twice with different entries in one restore.
         let mut twice = held.entries.clone();
-        twice.push(Arc::new(draft("twin").at_version(4)));
+        twice.push(Arc::new(entry("twin", 4)));
         let refused = subject.hub().restore(&held.genesis, &twice).await;
         assert!(
             matches!(
@@ -1146,7 +1194,7 @@ async fn restore_contract_conflicts_write_nothing() {
         // another entry at 4, not 3.
         subject.roll_back().await;
         let hub = subject.hub();
-        let elsewhere = Arc::new(draft("elsewhere").at_version(4));
+        let elsewhere = Arc::new(entry("elsewhere", 4));
         let gapped = [&held.entries[..2], &[Arc::clone(&elsewhere)]].concat();
         hub.restore(&held.genesis, &gapped).await.unwrap();
         let refused = hub.restore(&held.genesis, &held.entries).await;
@@ -1246,7 +1294,8 @@ async fn restore_contract_an_append_after_a_restore_gets_the_next_version() {
             let hub = subject.hub();
             assert!(
                 matches!(
-                    hub.append(draft("refused"), held.head()).await,
+                    hub.append(entry("refused", held.head() + 1), held.head())
+                        .await,
                     Err(BlueprintStoreError::Behind { .. })
                 ),
                 "{what}, {damage}"
@@ -1284,7 +1333,7 @@ async fn redis_restore_after_flushall_brings_back_exactly_the_register() {
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
     assert!(all_keys(&mut conn).await.is_empty());
     assert!(matches!(
-        hub_b.append(draft("d"), held.head()).await,
+        hub_b.append(entry("d", held.head() + 1), held.head()).await,
         Err(BlueprintStoreError::Behind { store_head: 0 })
     ));
     assert!(
@@ -1321,7 +1370,11 @@ async fn redis_restore_after_flushall_brings_back_exactly_the_register() {
         );
     }
     assert_eq!(
-        hub_a.append(draft("d"), held.head()).await.unwrap().version,
+        hub_a
+            .append(entry("d", held.head() + 1), held.head())
+            .await
+            .unwrap()
+            .version,
         6
     );
 }

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use herald::parts::messages::EntrySigner;
 use tempfile::TempDir;
 
 use crate::support::process::{Role, RoleProcess};
@@ -27,8 +28,21 @@ fn every_example_configuration_file_loads_and_validates() {
         .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["hub", "peer", "register"], "one file per role");
+    // The files name the hubs' keys under /etc/herald/keys/; they are read when the
+    // configuration is validated, so the test makes them (in code) and points there.
+    let keys = tempfile::tempdir().unwrap();
+    let hub_1 = EntrySigner::from_bytes([1; 32]);
+    let hub_2 = EntrySigner::from_bytes([2; 32]);
+    std::fs::write(keys.path().join("hub-1.key.pem"), hub_1.to_pem()).unwrap();
+    for (name, hub) in [("hub-1", &hub_1), ("hub-2", &hub_2)] {
+        let public = hub.trusted_key().to_pem();
+        std::fs::write(keys.path().join(format!("{name}.pub.pem")), public).unwrap();
+    }
+    let key_dir = format!("{}/", keys.path().display());
     for path in &files {
-        let text = std::fs::read_to_string(path).unwrap();
+        let text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("/etc/herald/keys/", &key_dir);
         let raw = herald::RawNodeConfig::from_toml(&text)
             .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
         let config = raw
@@ -51,11 +65,18 @@ fn every_example_configuration_file_loads_and_validates() {
                         .iter()
                         .all(|hub| hub.url.starts_with("https://"))
                 );
+                assert_eq!(
+                    hubs.replica.trusted_keys.key_ids().count(),
+                    2,
+                    "signed entries of both hubs"
+                );
             }
             "hub" => {
                 let hub = config.hub.expect("the hub role");
                 assert!(hub.tls.is_some(), "gRPC over TLS");
                 assert!(!hub.peers.is_empty(), "only configured peers");
+                let signer = hub.authority.signer.expect("signed entries");
+                assert_eq!(signer.key_id(), hub_1.key_id());
             }
             "register" => {
                 config.register.expect("the register role");
@@ -124,6 +145,45 @@ async fn an_unknown_key_in_the_file_is_refused_by_its_path() {
         "{}",
         finished.stderr
     );
+}
+
+/// A hub whose signing key file is missing or holds no Ed25519 private key (here: a public
+/// key) does not start: exit code 2, naming the field and the file.
+#[tokio::test]
+async fn a_hub_refuses_to_start_with_a_bad_signing_key_file() {
+    let dir = TempDir::new().unwrap();
+    let public = dir.path().join("hub.pub.pem");
+    let key = EntrySigner::from_bytes([3; 32]);
+    std::fs::write(&public, key.trusted_key().to_pem()).unwrap();
+    let missing = dir.path().join("missing.pem");
+    let data = dir.path().join("data");
+    for bad in [&public, &missing] {
+        let finished = RoleProcess::run_to_exit(
+            Role::Hub,
+            &[
+                "--node-id",
+                "hub-bad-key",
+                "--grpc",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--admin-token",
+                "t",
+                "--signing-key",
+                bad.to_str().unwrap(),
+            ],
+        )
+        .await;
+        assert_eq!(finished.status.code(), Some(2), "{finished:?}");
+        assert!(
+            finished.stderr.contains("hub.signing_key_file")
+                && finished.stderr.contains(&bad.display().to_string()),
+            "{}",
+            finished.stderr
+        );
+    }
 }
 
 #[tokio::test]

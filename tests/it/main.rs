@@ -23,5 +23,6 @@ mod redb_stores;
 mod redis_ad_store;
 mod requirements;
 mod rest_api;
+mod signatures;
 mod tidy;
 mod tls;

@@ -22,7 +22,8 @@ use herald::parts::runtime::stores::{MongoAdStore, MongoBlueprintStore};
 use mongodb::bson::{Document, doc};
 use tokio::time::Instant;
 
-use crate::support::fixtures::{draft, genesis};
+use crate::blueprint_stores::append_racing;
+use crate::support::fixtures::{entry, genesis};
 use crate::support::mongo::{MongoServer, skip_unless_own_server};
 
 /// An unavailable store must say so well within this (server selection gives up after 2 s).
@@ -84,10 +85,10 @@ async fn the_blueprint_store_uses_the_documented_collections_and_unique_indexes(
     let server = MongoServer::start();
     let store = hub(&server).await;
     store
-        .create(&genesis(1), vec![draft("seed")])
+        .create(&genesis(1), vec![entry("seed", 1)])
         .await
         .unwrap();
-    let appended = store.append(draft("a"), 1).await.unwrap();
+    let appended = store.append(entry("a", 2), 1).await.unwrap();
 
     let meta = collection(&server, "system_register_meta").await;
     let counter = meta
@@ -129,18 +130,20 @@ async fn a_hundred_concurrent_appends_from_four_hubs_get_consecutive_versions() 
         hubs.push(hub(&server).await);
     }
     hubs[0]
-        .create(&genesis(1), vec![draft("seed")])
+        .create(&genesis(1), vec![entry("seed", 1)])
         .await
         .unwrap();
     let appends: Vec<_> = (0..100)
         .map(|n| {
             let hub = Arc::clone(&hubs[n % hubs.len()]);
-            tokio::spawn(async move { hub.append(draft(&format!("blueprint-{n}")), 1).await })
+            tokio::spawn(
+                async move { append_racing(hub.as_ref(), &format!("blueprint-{n}")).await },
+            )
         })
         .collect();
     let mut got: BTreeMap<u64, SystemRegisterEntry> = BTreeMap::new();
     for append in appends {
-        let entry = append.await.unwrap().unwrap();
+        let entry = append.await.unwrap();
         assert!(
             got.insert(entry.version, entry).is_none(),
             "a version was given twice"
@@ -168,7 +171,7 @@ async fn two_hubs_racing_to_create_exactly_one_wins() {
     for round in 0..10u8 {
         let (hub_a, hub_b) = (hub(&server).await, hub(&server).await);
         let create = |hub: Arc<MongoBlueprintStore>, history: u8| {
-            tokio::spawn(async move { hub.create(&genesis(history), vec![draft("seed")]).await })
+            tokio::spawn(async move { hub.create(&genesis(history), vec![entry("seed", 1)]).await })
         };
         let (a, b) = (create(Arc::clone(&hub_a), 1), create(Arc::clone(&hub_b), 2));
         let (a, b) = (a.await.unwrap(), b.await.unwrap());
@@ -183,7 +186,7 @@ async fn two_hubs_racing_to_create_exactly_one_wins() {
             assert_eq!(versions(&loaded.entries), [1], "round {round}");
         }
         // A create repeated with the same genesis is its own earlier attempt, not a rival.
-        let again = hub_a.create(&winner, vec![draft("seed")]).await.unwrap();
+        let again = hub_a.create(&winner, vec![entry("seed", 1)]).await.unwrap();
         assert_eq!(versions(&again), [1], "round {round}");
         server.wipe().await;
     }
@@ -194,7 +197,7 @@ async fn a_watch_on_one_hub_sees_the_versions_appended_through_another() {
     let server = MongoServer::start();
     let (hub_a, hub_b) = (hub(&server).await, hub(&server).await);
     hub_a
-        .create(&genesis(1), vec![draft("seed")])
+        .create(&genesis(1), vec![entry("seed", 1)])
         .await
         .unwrap();
     let mut watch = hub_a
@@ -208,10 +211,13 @@ async fn a_watch_on_one_hub_sees_the_versions_appended_through_another() {
         .unwrap();
     assert_eq!(first, Some(1));
     for n in 0..5 {
-        hub_b.append(draft(&format!("b-{n}")), 1 + n).await.unwrap();
+        hub_b
+            .append(entry(&format!("b-{n}"), 2 + n), 1 + n)
+            .await
+            .unwrap();
     }
     watch_until(&mut watch, [6]).await;
-    hub_a.append(draft("a"), 6).await.unwrap();
+    hub_a.append(entry("a", 7), 6).await.unwrap();
     watch_until(&mut watch, [7]).await;
 }
 
@@ -220,10 +226,10 @@ async fn undecodable_or_misplaced_entries_make_the_register_corrupt() {
     let server = MongoServer::start();
     let store = hub(&server).await;
     store
-        .create(&genesis(1), vec![draft("seed")])
+        .create(&genesis(1), vec![entry("seed", 1)])
         .await
         .unwrap();
-    store.append(draft("a"), 1).await.unwrap();
+    store.append(entry("a", 2), 1).await.unwrap();
     let entries = collection(&server, "system_register_blueprints").await;
     entries
         .update_one(
@@ -325,7 +331,7 @@ async fn mongo_down_means_unavailable_fast_and_the_stores_recover_after_a_restar
         .await
         .unwrap();
     blueprints
-        .create(&genesis(1), vec![draft("seed")])
+        .create(&genesis(1), vec![entry("seed", 1)])
         .await
         .unwrap();
     let one = ad(1);
@@ -342,7 +348,7 @@ async fn mongo_down_means_unavailable_fast_and_the_stores_recover_after_a_restar
     server.kill();
     let started = Instant::now();
     assert!(matches!(
-        blueprints.append(draft("a"), 1).await,
+        blueprints.append(entry("a", 2), 1).await,
         Err(BlueprintStoreError::Unavailable(_))
     ));
     assert!(matches!(
@@ -370,7 +376,7 @@ async fn mongo_down_means_unavailable_fast_and_the_stores_recover_after_a_restar
     .await;
     assert_eq!(head, None, "an empty restart lost the register");
     assert!(matches!(
-        blueprints.append(draft("a"), 1).await,
+        blueprints.append(entry("a", 2), 1).await,
         Err(BlueprintStoreError::Behind { store_head: 0 })
     ));
     assert_eq!(ads.read_meta().await.unwrap(), None);

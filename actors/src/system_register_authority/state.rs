@@ -15,10 +15,10 @@ use tokio::sync::mpsc;
 
 use herald_messages::{
     AuthorityError, BlueprintId, BlueprintNotification, BlueprintSummary, CheckpointState,
-    ConnectRequest, EntryDraft, EntryKind, EntrySet, Genesis, HeartbeatAck, HeartbeatHealth,
-    HeartbeatRequest, HistoryId, HubPeer, HubStatus, NodeId, NodeType, PeerCheckpoint,
-    PeerHeartbeatStatus, PublishRequest, RecommendedAction, RegisterDigest, RegisterId,
-    RegisterState, SessionGrant, SessionId, Subscription, SyncQuery, SyncScope,
+    ConnectRequest, EntryDraft, EntryKind, EntrySet, EntrySigner, Genesis, HeartbeatAck,
+    HeartbeatHealth, HeartbeatRequest, HistoryId, HubPeer, HubStatus, NodeId, NodeType,
+    PeerCheckpoint, PeerHeartbeatStatus, PublishRequest, RecommendedAction, RegisterDigest,
+    RegisterId, RegisterState, SessionGrant, SessionId, Subscription, SyncQuery, SyncScope,
     SystemRegisterEntry, SystemRegisterView, Timestamp, Valid,
 };
 
@@ -51,6 +51,16 @@ pub fn genesis_records(
         metadata: BTreeMap::new(),
     };
     (genesis, seed)
+}
+
+/// `entry` signed by `signer` as an entry of `history`; unchanged (unsigned) without a signer.
+pub fn sign_entry(
+    signer: Option<&EntrySigner>,
+    history: &HistoryId,
+    mut entry: SystemRegisterEntry,
+) -> SystemRegisterEntry {
+    entry.signature = signer.map(|signer| signer.sign(history, &entry));
+    entry
 }
 
 /// Where an entry the store appended went.
@@ -466,6 +476,20 @@ impl AuthorityState {
             transaction_id,
             metadata: current.metadata.clone(),
         })
+    }
+
+    /// The entry a draft becomes: at the version after the one this hub holds (appends are
+    /// exact: the store writes it there or answers `Raced`), signed when the hub has a key.
+    pub fn entry_for(
+        &self,
+        draft: EntryDraft,
+        signer: Option<&EntrySigner>,
+    ) -> SystemRegisterEntry {
+        let entry = draft.at_version(self.register.version() + 1);
+        match self.history_id() {
+            Some(history) => sign_entry(signer, history, entry),
+            None => entry,
+        }
     }
 
     /// Places an entry the store appended (this hub's own append).

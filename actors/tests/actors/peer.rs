@@ -3,17 +3,20 @@
 //! link that can cut a hub off. The configuration is the production default: virtual time makes
 //! its 30 s and 5 min free.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use herald_actors::ports::BlueprintStore;
 use herald_actors::testing::{InMemoryBlueprintStore, InMemoryReplicaStore};
 use herald_actors::{AuthorityConfig, ConnectionConfig, HeartbeatConfig, ReplicaConfig};
 use herald_messages::{
-    BlueprintNotification, ChildKind, ConnectionState, EntryKind, SystemRegisterReplicaMsg,
+    BlueprintNotification, ChildKind, ConnectionState, EntryKind, EntrySigner,
+    SystemRegisterReplicaMsg, TrustedKeys,
 };
 
 use crate::support::{
-    Cluster, PeerOptions, TestPeer, blueprint, eventually, node, pass, stall_process,
-    start_cluster, start_cluster_on, start_cluster_with,
+    Cluster, PeerOptions, TestPeer, blueprint, cluster_of, eventually, node, pass, stall_process,
+    start_cluster, start_cluster_on, start_cluster_with, start_hub,
 };
 
 /// Two heartbeat intervals and a little: the longest a failover may take (decision 1).
@@ -876,6 +879,83 @@ async fn a_sync_with_a_damaged_entry_is_refused_and_retried() {
     peer.synced_to(entry.version, Duration::from_secs(600))
         .await;
     assert_eq!(peer.get("damaged").await.unwrap(), entry);
+    stop(cluster, peer).await;
+}
+
+/// Issue 10 item 4: two hubs sharing a store sign with their own keys (the genesis seed too),
+/// and a peer trusting both takes their entries. A forger with access to the store appends an
+/// entry with a sound checksum and no signature: the hubs serve it, the peer refuses every
+/// sync that carries it, keeps its last good version and says which entry and why, while the
+/// hubs' later (signed) entries wait behind it.
+#[tokio::test(start_paused = true)]
+async fn a_peer_trusting_hub_keys_takes_their_entries_and_refuses_a_forged_one() {
+    let store = InMemoryBlueprintStore::new();
+    let (key_0, key_1) = (
+        EntrySigner::from_bytes([10; 32]),
+        EntrySigner::from_bytes([11; 32]),
+    );
+    let mut hubs = Vec::new();
+    for (index, key) in [&key_0, &key_1].into_iter().enumerate() {
+        let config = AuthorityConfig {
+            signer: Some(Arc::new(key.clone())),
+            ..AuthorityConfig::default()
+        };
+        let hub = start_hub(&format!("n{index}"), store.clone(), config).await;
+        hub.ready().await;
+        hubs.push(hub);
+    }
+    let cluster = cluster_of(hubs);
+    let seed = &store.entries()[0];
+    assert_eq!(seed.signature.as_ref().unwrap().key_id, key_0.key_id());
+
+    let options = PeerOptions {
+        replica: ReplicaConfig {
+            trusted_keys: TrustedKeys::new([key_0.trusted_key(), key_1.trusted_key()]),
+            ..ReplicaConfig::default()
+        },
+        ..PeerOptions::default()
+    };
+    let peer = cluster.start_peer("peer-a", options).await;
+    peer.connected_to(&cluster.id(0), THIRTY_SECONDS).await;
+    let on_0 = cluster.hub(0).publish("on-n0", "{}").await.unwrap();
+    let on_1 = cluster.hub(1).publish("on-n1", "{}").await.unwrap();
+    peer.synced_to(on_1.version, THIRTY_SECONDS).await;
+    assert_eq!(peer.get("on-n0").await.unwrap(), on_0);
+    let taken = peer.get("on-n1").await.unwrap();
+    assert_eq!(taken.signature.as_ref().unwrap().key_id, key_1.key_id());
+    assert_eq!(peer.replica_status().await.refused, None);
+
+    let mut forged = on_1.as_ref().clone();
+    forged.version = on_1.version + 1;
+    forged.blueprint_id = blueprint("forged");
+    forged.document = r#"{"pay":"mallory"}"#.into();
+    forged.checksum = herald_messages::SystemRegisterEntry::checksum_of(&forged.document);
+    forged.signature = None;
+    store.append(forged.clone(), on_1.version).await.unwrap();
+    eventually(
+        "the hubs serve the forged entry",
+        THIRTY_SECONDS,
+        || async { cluster.hub(0).version().await == forged.version },
+    )
+    .await;
+    cluster.hub(0).publish("after", "{}").await.unwrap();
+
+    let refused = wait_for_status(&peer, |status| status.refused.is_some()).await;
+    let reason = refused.refused.unwrap();
+    assert!(
+        reason.contains(&format!("forged (version {}): unsigned", forged.version)),
+        "{reason}"
+    );
+    assert!(refused.refused_entries >= 1);
+    pass(Duration::from_secs(600)).await;
+    let status = peer.replica_status().await;
+    assert_eq!(
+        status.checkpoint.unwrap().version,
+        on_1.version,
+        "the last good version, however often it syncs"
+    );
+    assert!(peer.get("forged").await.is_none());
+    assert!(peer.get("after").await.is_none());
     stop(cluster, peer).await;
 }
 

@@ -659,6 +659,11 @@ pub async fn start_cluster_with(
         hub.ready().await;
         hubs.push(hub);
     }
+    cluster_of(hubs)
+}
+
+/// A cluster of hubs started (and ready) already, in priority order.
+pub fn cluster_of(hubs: Vec<TestHub>) -> Cluster {
     let endpoints = hubs
         .iter()
         .enumerate()

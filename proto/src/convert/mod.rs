@@ -304,6 +304,7 @@ pub(crate) mod fixtures {
             is_active: kind != EntryKind::Deprecated,
             transaction_id: "tx-1".into(),
             metadata: BTreeMap::from([("team".to_owned(), "core".to_owned())]),
+            signature: None,
         }
     }
 

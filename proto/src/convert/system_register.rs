@@ -4,9 +4,9 @@
 use bytes::Bytes;
 
 use herald_messages::{
-    BlueprintNotification, CheckpointState, EntryKind, HistoryId, MAX_SUMMARY_BYTES, NodeId,
-    NotificationFilter, PeerCheckpoint, RegisterDigest, RegisterId, SessionId, SyncQuery,
-    SyncScope, SystemRegisterEntry, Timestamp,
+    BlueprintNotification, CheckpointState, EntryKind, EntrySignature, HistoryId, KeyId,
+    MAX_SUMMARY_BYTES, NodeId, NotificationFilter, PeerCheckpoint, RegisterDigest, RegisterId,
+    SessionId, SyncQuery, SyncScope, SystemRegisterEntry, Timestamp,
 };
 
 use super::{
@@ -140,7 +140,29 @@ pub fn entry_to_wire(
         history_id: history.to_string(),
         kind: notification_type_to_wire(entry.kind).into(),
         register_digest: optional_digest_to_wire(digest),
+        signature: entry.signature.as_ref().map(signature_to_wire),
     }
+}
+
+fn signature_to_wire(signature: &EntrySignature) -> v1::EntrySignature {
+    v1::EntrySignature {
+        key_id: signature.key_id.to_string(),
+        value: signature.value.to_vec(),
+    }
+}
+
+/// A signature's form: a key id of 16 lowercase hex digits and 64 bytes. Whether it verifies
+/// is for the replica (against the keys it trusts).
+fn signature_from_wire(wire: v1::EntrySignature) -> Result<EntrySignature, WireError> {
+    let key_id = KeyId::parse(&wire.key_id)
+        .map_err(|err| WireError::new("signature.key_id", err.to_string()))?;
+    let value: [u8; 64] = wire.value.as_slice().try_into().map_err(|_| {
+        WireError::new(
+            "signature.value",
+            format!("must be 64 bytes of Ed25519, got {}", wire.value.len()),
+        )
+    })?;
+    Ok(EntrySignature { key_id, value })
 }
 
 /// Validates an entry a hub sent: the all-zero register id, a blueprint id, a version ≥ 1, a
@@ -187,6 +209,7 @@ pub fn entry_from_wire(wire: v1::SystemRegisterEntry) -> Result<ReceivedEntry, W
         transaction_id: wire.publication_transaction_id,
         checksum: wire.checksum,
         metadata,
+        signature: wire.signature.map(signature_from_wire).transpose()?,
     };
     Ok(ReceivedEntry {
         history_id: history,
@@ -411,6 +434,33 @@ mod tests {
         let mut bad = entry_to_wire(&entry(3, EntryKind::Published), &history(), None);
         bad.register_digest = "sha256:zz".into();
         assert_eq!(refused(entry_from_wire(bad)), "register_digest");
+    }
+
+    /// The signature travels in field 14 and comes back as it was signed; an unsigned entry
+    /// has none; a malformed one names its field.
+    #[test]
+    fn entry_signatures_round_trip_and_malformed_ones_are_refused() {
+        let signer = EntrySigner::from_bytes([5; 32]);
+        let mut signed = entry(3, EntryKind::Published);
+        signed.signature = Some(signer.sign(&history(), &signed));
+        let wire = entry_to_wire(&signed, &history(), None);
+        assert_eq!(
+            wire.signature.as_ref().map(|s| s.key_id.clone()),
+            Some(signer.key_id().to_string())
+        );
+        let back = entry_from_wire(wire.clone()).unwrap().entry;
+        assert_eq!(back, signed);
+        let trusted = TrustedKeys::new([signer.trusted_key()]);
+        assert_eq!(trusted.verify(&history(), &back), Ok(()));
+        let unsigned = entry_to_wire(&entry(3, EntryKind::Published), &history(), None);
+        assert_eq!(unsigned.signature, None);
+        assert_eq!(entry_from_wire(unsigned).unwrap().entry.signature, None);
+        let mut short = wire.clone();
+        short.signature.as_mut().unwrap().value.truncate(63);
+        assert_eq!(refused(entry_from_wire(short)), "signature.value");
+        let mut bad_id = wire;
+        bad_id.signature.as_mut().unwrap().key_id = "zz".into();
+        assert_eq!(refused(entry_from_wire(bad_id)), "signature.key_id");
     }
 
     #[test]

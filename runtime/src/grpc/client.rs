@@ -515,6 +515,7 @@ mod tests {
             transaction_id: "t".into(),
             checksum: SystemRegisterEntry::checksum_of(b"{}"),
             metadata: Default::default(),
+            signature: None,
         }
     }
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use herald_messages::{
-    BlueprintId, ConnectionStatus, EntryKind, HubPeer, HubReport, PublishRequest,
+    BlueprintId, ConnectionStatus, EntryKind, EntrySignature, HubPeer, HubReport, PublishRequest,
     SystemRegisterEntry, SystemRegisterView, Timestamp,
 };
 
@@ -117,6 +117,9 @@ pub struct EntryBody {
     checksum: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     metadata: BTreeMap<String, String>,
+    /// The appending hub's signature (`{"keyId", "value"}`), when it signed the entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<EntrySignature>,
     document: Box<RawValue>,
 }
 
@@ -136,6 +139,7 @@ impl From<&Arc<SystemRegisterEntry>> for EntryBody {
             transaction_id: entry.transaction_id.clone(),
             checksum: entry.checksum.clone(),
             metadata: entry.metadata.clone(),
+            signature: entry.signature.clone(),
             document,
         }
     }

@@ -134,6 +134,14 @@ pub(crate) async fn health_report(api: &NodeApi) -> (StatusCode, HealthReport) {
              repairing it ({diverged})"
         ));
     }
+    if let Some(replica) = &replica
+        && let Some(refused) = &replica.refused
+    {
+        let kept = replica.checkpoint.as_ref().map_or(0, |c| c.version);
+        failures.push(format!(
+            "refused: the system register replica keeps version {kept}: {refused}"
+        ));
+    }
     if let Some(connection) = &connection {
         match connection.state {
             ConnectionState::Connected => {}

@@ -7,19 +7,22 @@
 //!   issued) together, so that `head` is one read of one document; `restores` counts restores
 //!   that wrote something (so that every write changes this document, which the watch follows);
 //! - `system_register_blueprints`: one document per entry, `{version, blueprintId, kind,
-//!   checksum, entry: <JSON of SystemRegisterEntry>}` (the JSON carries the version too; `load`
-//!   checks that both agree), with unique indexes on `version` and on `blueprintId` + `version`.
+//!   checksum, signedBy, entry: <JSON of SystemRegisterEntry>}` (the JSON carries the version and
+//!   the signature too; `load` checks that the version and the signing key id agree; `signedBy`
+//!   is null for an unsigned entry), with unique indexes on `version` and on `blueprintId` +
+//!   `version`.
 //!
 //! Atomicity and gap-free versions: `create`, `append` and `restore` are one transaction each
-//! (see `MongoConnection::transaction`: snapshot reads, majority writes). An append moves the
-//! counter with `findOneAndUpdate({_id: "register", version: {$gte: known_head}}, {$inc:
-//! {version: 1}})` and inserts the entry at the version it got, in the same transaction: both are
-//! committed or neither, so no version is skipped or issued twice, and the unique index on
-//! `version` refuses a second entry at one version whatever happens. Two hubs appending at once
-//! both write the counter document: MongoDB lets one transaction commit and fails the other
-//! with a write conflict, which runs again and gets the next version. A counter below the
-//! hub's `known_head` matches nothing: the transaction reads the counter, answers `Behind` and
-//! writes nothing. `restore` reads the genesis and every given version first and writes only
+//! (see `MongoConnection::transaction`: snapshot reads, majority writes). An append is exact: it
+//! moves the counter with `findOneAndUpdate({_id: "register", version: <entry's version - 1>},
+//! {$inc: {version: 1}})` and inserts the entry (signed by its hub, at the version it was
+//! drafted for) in the same transaction: both are committed or neither, so no version is
+//! skipped or issued twice, and the unique index on `version` refuses a second entry at one
+//! version whatever happens. Two hubs appending at once both write the counter document:
+//! MongoDB lets one transaction commit and fails the other with a write conflict, which runs
+//! again and then finds the counter moved. A counter that does not match (or one below the
+//! hub's `known_head`) is read back: below `known_head` the answer is `Behind`, otherwise
+//! `Raced`; nothing is written. `restore` reads the genesis and every given version first and writes only
 //! when nothing conflicts: the genesis if absent, the missing entries, and the counter if it
 //! was below the highest given version (never lowers it). A refused call aborts its
 //! transaction, so nothing it did is kept.
@@ -57,9 +60,9 @@ use tracing::debug;
 
 use herald_actors::ports::{
     BlueprintStore, BlueprintStoreError, RestoreConflict, RestoreReport, StoreHead, StoredRegister,
-    restore_plan, same_entry,
+    append_check, check_seed, restore_plan, same_entry,
 };
-use herald_messages::{EntryDraft, Genesis, HistoryId, SystemRegisterEntry};
+use herald_messages::{Genesis, HistoryId, SystemRegisterEntry};
 
 use super::mongo_connection::{
     DUPLICATE_KEY, Failure, MongoConnection, MongoOpenError, Step, Timed,
@@ -140,15 +143,12 @@ impl BlueprintStore for MongoBlueprintStore {
     async fn create(
         &self,
         genesis: &Genesis,
-        seed: Vec<EntryDraft>,
+        seed: Vec<SystemRegisterEntry>,
     ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError> {
         let inner = &*self.inner;
         inner.ready().await?;
-        let entries: Vec<SystemRegisterEntry> = seed
-            .into_iter()
-            .zip(1..)
-            .map(|(draft, version)| draft.at_version(version))
-            .collect();
+        check_seed(&seed)?;
+        let entries = seed;
         let record = register_record(genesis, last_version(&entries))?;
         let documents = entries
             .iter()
@@ -212,44 +212,45 @@ impl BlueprintStore for MongoBlueprintStore {
 
     async fn append(
         &self,
-        draft: EntryDraft,
+        entry: SystemRegisterEntry,
         known_head: u64,
     ) -> Result<SystemRegisterEntry, BlueprintStoreError> {
         let inner = &*self.inner;
         inner.ready().await?;
-        let known = signed(known_head)?;
-        let context = (inner, draft, known);
+        let record = entry_record(&entry)?;
+        // The counter must be exactly the version before the entry's, and not below the hub's
+        // known head (else no counter can match: read it and say why).
+        let previous = entry.version.checked_sub(1).filter(|p| *p >= known_head);
+        let previous = previous.map(signed).transpose()?;
+        let context = (inner, record, previous);
         let outcome = inner
             .connection
-            .transaction(&context, |session, (inner, draft, known)| {
+            .transaction(&context, |session, (inner, record, previous)| {
                 async move {
-                    let advanced = inner
-                        .meta()
-                        .find_one_and_update(
-                            doc! { "_id": REGISTER, "version": { "$gte": *known } },
-                            doc! { "$inc": { "version": 1_i64 } },
-                        )
-                        .return_document(ReturnDocument::After)
-                        .session(&mut *session)
-                        .await?;
-                    let Some(advanced) = advanced else {
+                    let advanced = match previous {
+                        Some(previous) => {
+                            inner
+                                .meta()
+                                .find_one_and_update(
+                                    doc! { "_id": REGISTER, "version": *previous },
+                                    doc! { "$inc": { "version": 1_i64 } },
+                                )
+                                .return_document(ReturnDocument::After)
+                                .session(&mut *session)
+                                .await?
+                        }
+                        None => None,
+                    };
+                    if advanced.is_none() {
                         let current = inner.counter_record(Some(&mut *session)).await?;
                         return Ok(Step::Abort(Appended::Refused(current)));
-                    };
-                    let Ok(version) = advanced.get_i64("version") else {
-                        return Ok(Step::Abort(Appended::BadCounter));
-                    };
-                    let entry = draft.clone().at_version(version.unsigned_abs());
-                    let record = match entry_record(&entry) {
-                        Ok(record) => record,
-                        Err(_) => return Ok(Step::Abort(Appended::BadCounter)),
-                    };
+                    }
                     inner
                         .entries()
-                        .insert_one(record)
+                        .insert_one(record.clone())
                         .session(&mut *session)
                         .await?;
-                    Ok(Step::Commit(Appended::Entry(entry)))
+                    Ok(Step::Commit(Appended::Written))
                 }
                 .boxed()
             })
@@ -266,7 +267,7 @@ impl BlueprintStore for MongoBlueprintStore {
             Err(failure) => return Err(store_error(failure)),
         };
         match appended {
-            Appended::Entry(entry) => Ok(entry),
+            Appended::Written => Ok(entry),
             Appended::Refused(None) if known_head > 0 => {
                 Err(BlueprintStoreError::Behind { store_head: 0 })
             }
@@ -275,21 +276,13 @@ impl BlueprintStore for MongoBlueprintStore {
             )),
             Appended::Refused(Some(record)) => {
                 let register = decode_register_record(&record)?;
-                if register.version < known_head {
-                    Err(BlueprintStoreError::Behind {
-                        store_head: register.version,
-                    })
-                } else {
-                    Err(corrupt(format!(
-                        "cannot append: the version counter ({}) did not match although it is \
-                         not below {known_head}",
-                        register.version
-                    )))
-                }
+                append_check(register.version, &entry, known_head)?;
+                Err(corrupt(format!(
+                    "cannot append: the version counter ({}) did not match although it is \
+                     right before version {}",
+                    register.version, entry.version
+                )))
             }
-            Appended::BadCounter => Err(corrupt(
-                "cannot append: the version counter is not a 64-bit integer".to_owned(),
-            )),
         }
     }
 
@@ -423,10 +416,9 @@ enum Created {
 
 /// What `append`'s transaction did.
 enum Appended {
-    Entry(SystemRegisterEntry),
+    Written,
     /// The counter did not match: the counter document as it is (none: no register).
     Refused(Option<Document>),
-    BadCounter,
 }
 
 /// A decoded counter document.
@@ -710,6 +702,7 @@ fn entry_record(entry: &SystemRegisterEntry) -> Result<Document, BlueprintStoreE
         "blueprintId": entry.blueprint_id.as_str(),
         "kind": kind,
         "checksum": entry.checksum.as_str(),
+        "signedBy": entry.signature.as_ref().map(|signature| signature.key_id.to_string()),
         "entry": json,
     })
 }
@@ -735,6 +728,12 @@ fn decode_entry(record: &Document) -> Result<SystemRegisterEntry, BlueprintStore
         return Err(corrupt(format!(
             "the record at version {version} holds an entry of version {}",
             entry.version
+        )));
+    }
+    let signed_by = entry.signature.as_ref().map(|s| s.key_id.to_string());
+    if record.get_str("signedBy").ok() != signed_by.as_deref() {
+        return Err(corrupt(format!(
+            "the record at version {version} names another signing key than its entry"
         )));
     }
     Ok(entry)
@@ -778,7 +777,7 @@ fn store_error(failure: Timed) -> BlueprintStoreError {
 mod tests {
     use std::collections::BTreeMap;
 
-    use herald_messages::{BlueprintId, EntryKind, NodeId, RegisterId, Timestamp};
+    use herald_messages::{BlueprintId, EntryDraft, EntryKind, NodeId, RegisterId, Timestamp};
 
     use super::*;
 

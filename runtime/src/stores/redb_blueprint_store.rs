@@ -8,10 +8,11 @@
 //! - `system_register_meta`: `"next_version"` → the version the next append gets.
 //!
 //! `create`, `append` and `restore` are one durable write transaction each. redb runs one write
-//! transaction at a time, so reading the counter, comparing it with the hub's `known_head`,
-//! writing the entry and bumping the counter cannot interleave with another append or restore:
-//! versions are allocated atomically, and a refused call (`Behind`, `Conflict`) aborts its
-//! transaction before writing anything. `restore` reads and compares every given version first,
+//! transaction at a time, so reading the counter, comparing it with the hub's `known_head` and
+//! the entry's version (appends are exact: the entry goes at the counter or is refused,
+//! `Raced`), writing the entry and bumping the counter cannot interleave with another append or
+//! restore: versions are allocated atomically, and a refused call (`Behind`, `Raced`,
+//! `Conflict`) aborts its transaction before writing anything. `restore` reads and compares every given version first,
 //! then writes the genesis and the missing entries and moves `next_version` up (never down).
 //! `head` is one read transaction (the genesis and the counter). `load` reads everything in one
 //! read transaction (a consistent snapshot) and reports any record it cannot decode as `Corrupt`,
@@ -40,9 +41,9 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use herald_actors::ports::{
     BlueprintStore, BlueprintStoreError, RestoreConflict, RestoreReport, StoreHead, StoredRegister,
-    restore_plan, same_entry,
+    append_check, check_seed, restore_plan, same_entry,
 };
-use herald_messages::{EntryDraft, Genesis, SystemRegisterEntry};
+use herald_messages::{Genesis, SystemRegisterEntry};
 
 use super::redb_file::{self, RedbFailure, RedbOpenError};
 use super::stored_entry::decode_entry;
@@ -107,8 +108,9 @@ impl BlueprintStore for RedbBlueprintStore {
     async fn create(
         &self,
         genesis: &Genesis,
-        seed: Vec<EntryDraft>,
+        seed: Vec<SystemRegisterEntry>,
     ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError> {
+        check_seed(&seed)?;
         let genesis_json = serde_json::to_vec(genesis).expect("a genesis record encodes as JSON");
         self.blocking(move |db| {
             let txn = db.begin_write()?;
@@ -128,13 +130,11 @@ impl BlueprintStore for RedbBlueprintStore {
             }
             txn.open_table(GENESIS)?
                 .insert(GENESIS_KEY, genesis_json.as_slice())?;
-            let mut entries = Vec::with_capacity(seed.len());
+            let entries = seed;
             {
                 let mut table = txn.open_table(ENTRIES)?;
-                for (draft, version) in seed.into_iter().zip(1..) {
-                    let entry = draft.at_version(version);
-                    table.insert(version, encode(&entry).as_slice())?;
-                    entries.push(entry);
+                for entry in &entries {
+                    table.insert(entry.version, encode(entry).as_slice())?;
                 }
             }
             let next = u64::try_from(entries.len()).expect("a seed count fits in u64") + 1;
@@ -147,7 +147,7 @@ impl BlueprintStore for RedbBlueprintStore {
 
     async fn append(
         &self,
-        draft: EntryDraft,
+        entry: SystemRegisterEntry,
         known_head: u64,
     ) -> Result<SystemRegisterEntry, BlueprintStoreError> {
         self.blocking(move |db| {
@@ -173,7 +173,10 @@ impl BlueprintStore for RedbBlueprintStore {
                     "version {version} is already taken: the version counter is behind the entries"
                 ))));
             }
-            let entry = draft.at_version(version);
+            if let Err(refused) = append_check(store_head, &entry, known_head) {
+                txn.abort()?;
+                return Ok(Err(refused));
+            }
             txn.open_table(ENTRIES)?
                 .insert(version, encode(&entry).as_slice())?;
             txn.open_table(META)?.insert(NEXT_VERSION, version + 1)?;
@@ -428,7 +431,9 @@ fn store_error(err: redb::Error) -> BlueprintStoreError {
 mod tests {
     use std::collections::BTreeMap;
 
-    use herald_messages::{BlueprintId, EntryKind, HistoryId, NodeId, RegisterId, Timestamp};
+    use herald_messages::{
+        BlueprintId, EntryDraft, EntryKind, HistoryId, NodeId, RegisterId, Timestamp,
+    };
 
     use super::*;
 
@@ -453,8 +458,8 @@ mod tests {
         }
     }
 
-    fn seed() -> Vec<EntryDraft> {
-        vec![draft("register-creation-v1", r#"{"steps":["create"]}"#)]
+    fn seed() -> Vec<SystemRegisterEntry> {
+        vec![draft("register-creation-v1", r#"{"steps":["create"]}"#).at_version(1)]
     }
 
     async fn open(path: &Path) -> RedbBlueprintStore {
@@ -481,8 +486,11 @@ mod tests {
         assert_eq!(store.load().await.unwrap(), None);
 
         let seeded = store.create(&genesis(), seed()).await.unwrap();
-        assert_eq!(seeded, vec![seed().remove(0).at_version(1)]);
-        let appended = store.append(draft("a", r#"{"a":1}"#), 1).await.unwrap();
+        assert_eq!(seeded, seed());
+        let appended = store
+            .append(draft("a", r#"{"a":1}"#).at_version(2), 1)
+            .await
+            .unwrap();
         assert_eq!(appended, draft("a", r#"{"a":1}"#).at_version(2));
         assert!(appended.checksum_holds());
 
@@ -503,13 +511,19 @@ mod tests {
         {
             let store = open(&path).await;
             store.create(&genesis(), seed()).await.unwrap();
-            store.append(draft("a", "{}"), 1).await.unwrap();
+            store
+                .append(draft("a", "{}").at_version(2), 1)
+                .await
+                .unwrap();
         }
         let reopened = open(&path).await;
         let loaded = reopened.load().await.unwrap().unwrap();
         assert_eq!(loaded.genesis, genesis());
         assert_eq!(versions(&loaded.entries), [1, 2]);
-        let next = reopened.append(draft("b", "{}"), 2).await.unwrap();
+        let next = reopened
+            .append(draft("b", "{}").at_version(3), 2)
+            .await
+            .unwrap();
         assert_eq!(next.version, 3);
     }
 
@@ -520,7 +534,9 @@ mod tests {
         store.create(&genesis(), seed()).await.unwrap();
         let mut other = genesis();
         other.history_id = HistoryId::from_bytes([9; 16]);
-        let again = store.create(&other, vec![draft("x", "{}")]).await;
+        let again = store
+            .create(&other, vec![draft("x", "{}").at_version(1)])
+            .await;
         assert!(matches!(again, Err(BlueprintStoreError::AlreadyCreated)));
         let loaded = store.load().await.unwrap().unwrap();
         assert_eq!(loaded.genesis, genesis());
@@ -532,16 +548,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(open(&dir.path().join("sysreg.redb")).await);
         store
-            .create(&genesis(), vec![draft("s1", "{}"), draft("s2", "{}")])
+            .create(
+                &genesis(),
+                vec![
+                    draft("s1", "{}").at_version(1),
+                    draft("s2", "{}").at_version(2),
+                ],
+            )
             .await
             .unwrap();
+        // Each writer drafts after the head it read and drafts again when it lost the race.
         let appends = (0..50).map(|n| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.append(draft(&format!("b{n}"), "{}"), 2).await })
+            tokio::spawn(async move {
+                loop {
+                    let head = store.head().await.unwrap().unwrap().version;
+                    let entry = draft(&format!("b{n}"), "{}").at_version(head + 1);
+                    match store.append(entry, head).await {
+                        Ok(entry) => return entry.version,
+                        Err(BlueprintStoreError::Raced { .. }) => continue,
+                        Err(err) => panic!("{err}"),
+                    }
+                }
+            })
         });
         let mut allocated: Vec<u64> = Vec::new();
         for append in appends {
-            allocated.push(append.await.unwrap().unwrap().version);
+            allocated.push(append.await.unwrap());
         }
         allocated.sort_unstable();
         assert_eq!(allocated, (3..=52).collect::<Vec<u64>>());
@@ -555,6 +588,25 @@ mod tests {
         );
     }
 
+    /// An append drafted after a head that moved is refused and writes nothing.
+    #[tokio::test]
+    async fn a_raced_append_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("sysreg.redb")).await;
+        store.create(&genesis(), seed()).await.unwrap();
+        let first = store
+            .append(draft("a", "{}").at_version(2), 1)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.append(draft("b", "{}").at_version(2), 1).await,
+            Err(BlueprintStoreError::Raced { head: 2 })
+        ));
+        let loaded = store.load().await.unwrap().unwrap();
+        assert_eq!(loaded.entries.last(), Some(&first));
+        assert_eq!(versions(&loaded.entries), [1, 2]);
+    }
+
     #[tokio::test]
     async fn entries_after_reads_only_the_later_versions() {
         let dir = tempfile::tempdir().unwrap();
@@ -562,7 +614,10 @@ mod tests {
         assert!(store.entries_after(0).await.unwrap().is_empty());
         store.create(&genesis(), seed()).await.unwrap();
         for (name, held) in [("a", 1), ("b", 2), ("c", 3)] {
-            store.append(draft(name, "{}"), held).await.unwrap();
+            store
+                .append(draft(name, "{}").at_version(held + 1), held)
+                .await
+                .unwrap();
         }
         assert_eq!(
             versions(&store.entries_after(0).await.unwrap()),
@@ -578,8 +633,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir.path().join("sysreg.redb")).await;
         store.create(&genesis(), seed()).await.unwrap();
-        store.append(draft("a", "{}"), 1).await.unwrap();
-        store.append(draft("b", "{}"), 2).await.unwrap();
+        store
+            .append(draft("a", "{}").at_version(2), 1)
+            .await
+            .unwrap();
+        store
+            .append(draft("b", "{}").at_version(3), 2)
+            .await
+            .unwrap();
         raw_insert(&store, 2, b"{not json");
 
         let loaded = store.load().await;
@@ -647,7 +708,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir.path().join("sysreg.redb")).await;
         assert!(matches!(
-            store.append(draft("a", "{}"), 0).await,
+            store.append(draft("a", "{}").at_version(1), 0).await,
             Err(BlueprintStoreError::Corrupt { .. })
         ));
         assert_eq!(store.load().await.unwrap(), None);
@@ -664,6 +725,13 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(store.append(draft("a", "{}"), 0).await.unwrap().version, 1);
+        assert_eq!(
+            store
+                .append(draft("a", "{}").at_version(1), 0)
+                .await
+                .unwrap()
+                .version,
+            1
+        );
     }
 }

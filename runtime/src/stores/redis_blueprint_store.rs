@@ -23,7 +23,9 @@
 //! - `create` (`CREATE_SCRIPT`): the genesis, the counter and the seed entries, unless a genesis
 //!   exists;
 //! - `append` (`APPEND_SCRIPT`): refuses with `Behind` when the counter is below the hub's
-//!   `known_head`, else `INCR`s the counter and stores the entry under the new version;
+//!   `known_head`, with `Raced` when the counter is not the version right before the entry's
+//!   (another hub appended first), else moves the counter to the entry's version and stores the
+//!   entry (signed by its hub for that version) under it;
 //! - `restore` (`RESTORE_SCRIPT`): compares the stored genesis' history id and every given
 //!   version the store holds (blueprint, kind, checksum, decoded with Redis' `cjson` unless the
 //!   stored JSON is byte for byte the given one), and only when nothing conflicts writes the
@@ -32,12 +34,9 @@
 //!
 //! Atomicity: Redis runs one script at a time, so checking the genesis and the counter,
 //! allocating versions with `INCR`, storing the entries and publishing cannot interleave with
-//! another hub's append or restore. A script refuses (`Behind`, `Conflict`) before its first
-//! write: Redis does not roll a script back, so every check comes first. The entry JSON of an
-//! append is built here with the version left out (`head` and `tail`, cut where the version
-//! goes); the script stores `head .. version .. tail`, which is exactly the JSON of the entry at
-//! its version. The checksum covers only the document, so it holds. A restore stores each
-//! entry's own JSON. `head` reads the genesis and the counter in one `MULTI` pipeline.
+//! another hub's append or restore. A script refuses (`Behind`, `Raced`, `Conflict`) before its
+//! first write: Redis does not roll a script back, so every check comes first. Every script
+//! stores each entry's own JSON, built here (its version and signature included). `head` reads the genesis and the counter in one `MULTI` pipeline.
 //!
 //! Connection (`RedisConnection`, shared with `RedisAdStore`): `new` only parses the URL, the
 //! first call builds a lazy `ConnectionManager` with short timeouts and no internal retries, and
@@ -84,10 +83,10 @@ use tracing::{debug, info, warn};
 
 use herald_actors::ports::{
     BlueprintStore, BlueprintStoreError, BoxError, RestoreConflict, RestoreReport, StoreHead,
-    StoredRegister, error_chain, restore_plan,
+    StoredRegister, check_seed, error_chain, restore_plan,
 };
 use herald_actors::{Backoff, BackoffConfig};
-use herald_messages::{EntryDraft, Genesis, HistoryId, SystemRegisterEntry};
+use herald_messages::{Genesis, HistoryId, SystemRegisterEntry};
 
 use super::redis_connection::{
     CONNECTION_TIMEOUT, RESPONSE_TIMEOUT, RedisConnection, RedisOpenError, Request, check_prefix,
@@ -184,16 +183,15 @@ impl BlueprintStore for RedisBlueprintStore {
     async fn create(
         &self,
         genesis: &Genesis,
-        seed: Vec<EntryDraft>,
+        seed: Vec<SystemRegisterEntry>,
     ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError> {
+        check_seed(&seed)?;
         let keys = &self.inner.keys;
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(2 + 2 * seed.len());
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(2 + seed.len());
         args.push(keys.channel.clone().into_bytes());
         args.push(serde_json::to_vec(genesis).expect("a genesis record encodes as JSON"));
-        for draft in &seed {
-            let template = EntryTemplate::new(draft);
-            args.push(template.head.into_bytes());
-            args.push(template.tail.into_bytes());
+        for entry in &seed {
+            args.push(encode(entry));
         }
         let outcome: i64 = self
             .inner
@@ -204,11 +202,7 @@ impl BlueprintStore for RedisBlueprintStore {
             )
             .await?;
         match outcome {
-            CREATED | CREATED_BEFORE_BY_US => Ok(seed
-                .into_iter()
-                .zip(1..)
-                .map(|(draft, version)| draft.at_version(version))
-                .collect()),
+            CREATED | CREATED_BEFORE_BY_US => Ok(seed),
             ALREADY_CREATED => Err(BlueprintStoreError::AlreadyCreated),
             ORPHANS => Err(corrupt(
                 "entries or a version counter are stored but the genesis record is missing"
@@ -222,18 +216,17 @@ impl BlueprintStore for RedisBlueprintStore {
 
     async fn append(
         &self,
-        draft: EntryDraft,
+        entry: SystemRegisterEntry,
         known_head: u64,
     ) -> Result<SystemRegisterEntry, BlueprintStoreError> {
         let keys = &self.inner.keys;
         let request_key = self.inner.next_request_key();
-        let template = EntryTemplate::new(&draft);
         let args: [Vec<u8>; 5] = [
             keys.channel.clone().into_bytes(),
-            template.head.into_bytes(),
-            template.tail.into_bytes(),
+            encode(&entry),
             REQUEST_MEMORY.as_secs().to_string().into_bytes(),
             known_head.to_string().into_bytes(),
+            entry.version.to_string().into_bytes(),
         ];
         let (outcome, version): (i64, i64) = self
             .inner
@@ -249,10 +242,11 @@ impl BlueprintStore for RedisBlueprintStore {
             ))
         })?;
         match outcome {
-            APPENDED if version > 0 => Ok(draft.at_version(version)),
+            APPENDED if version == entry.version => Ok(entry),
             BEHIND => Err(BlueprintStoreError::Behind {
                 store_head: version,
             }),
+            RACED => Err(BlueprintStoreError::Raced { head: version }),
             NOT_CREATED => Err(corrupt(
                 "cannot append: the system register does not exist (no genesis record; \
                  was Redis restarted without persistence?)"
@@ -453,8 +447,9 @@ const WATCH_BACKOFF: BackoffConfig = BackoffConfig {
     max: Duration::from_secs(5),
 };
 
-/// `create`: KEYS genesis, entries, version; ARGV channel, genesis JSON, then a head and a tail
-/// per seed entry. Answers `CREATED`, `CREATED_BEFORE_BY_US`, `ALREADY_CREATED` or `ORPHANS`.
+/// `create`: KEYS genesis, entries, version; ARGV channel, genesis JSON, then the JSON of each
+/// seed entry, at versions 1, 2, … in order. Answers `CREATED`, `CREATED_BEFORE_BY_US`,
+/// `ALREADY_CREATED` or `ORPHANS`.
 const CREATE_SCRIPT: &str = r"
 local existing = redis.call('GET', KEYS[1])
 if existing then
@@ -465,9 +460,9 @@ if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[3], 0)
 local last = nil
-for i = 3, #ARGV, 2 do
+for i = 3, #ARGV do
   last = string.format('%d', redis.call('INCR', KEYS[3]))
-  redis.call('HSET', KEYS[2], last, ARGV[i] .. last .. ARGV[i + 1])
+  redis.call('HSET', KEYS[2], last, ARGV[i])
 end
 if last then redis.call('PUBLISH', ARGV[1], last) end
 return 0
@@ -477,29 +472,32 @@ const CREATED_BEFORE_BY_US: i64 = 1;
 const ALREADY_CREATED: i64 = -1;
 const ORPHANS: i64 = -2;
 
-/// `append`: KEYS genesis, entries, version, request; ARGV channel, head, tail, seconds to
-/// remember the request, the hub's known head. Answers `{APPENDED, version}`,
-/// `{BEHIND, counter}`, `{NOT_CREATED, 0}`, `{VERSION_TAKEN, 0}` or `{BAD_COUNTER, 0}`. Every
-/// check comes before the first write.
+/// `append`: KEYS genesis, entries, version, request; ARGV channel, entry JSON, seconds to
+/// remember the request, the hub's known head, the entry's version (decimal). Answers
+/// `{APPENDED, version}`, `{BEHIND, counter}`, `{RACED, counter}`, `{NOT_CREATED, 0}`,
+/// `{VERSION_TAKEN, 0}` or `{BAD_COUNTER, 0}`. Every check comes before the first write; the
+/// entry is written only at the counter + 1 (appends are exact).
 const APPEND_SCRIPT: &str = r"
 local done = redis.call('GET', KEYS[4])
 if done then return {0, tonumber(done)} end
 local current = tonumber(redis.call('GET', KEYS[3]) or '0')
 if not current then return {-3, 0} end
-if current < tonumber(ARGV[5]) then return {-4, current} end
+if current < tonumber(ARGV[4]) then return {-4, current} end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
-if redis.call('HEXISTS', KEYS[2], string.format('%d', current + 1)) == 1 then return {-2, 0} end
-local version = string.format('%d', redis.call('INCR', KEYS[3]))
-redis.call('HSET', KEYS[2], version, ARGV[2] .. version .. ARGV[3])
-redis.call('SET', KEYS[4], version, 'EX', ARGV[4])
-redis.call('PUBLISH', ARGV[1], version)
-return {0, tonumber(version)}
+if current + 1 ~= tonumber(ARGV[5]) then return {-5, current} end
+if redis.call('HEXISTS', KEYS[2], ARGV[5]) == 1 then return {-2, 0} end
+redis.call('SET', KEYS[3], ARGV[5])
+redis.call('HSET', KEYS[2], ARGV[5], ARGV[2])
+redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[3])
+redis.call('PUBLISH', ARGV[1], ARGV[5])
+return {0, tonumber(ARGV[5])}
 ";
 const APPENDED: i64 = 0;
 const NOT_CREATED: i64 = -1;
 const VERSION_TAKEN: i64 = -2;
 const BAD_COUNTER: i64 = -3;
 const BEHIND: i64 = -4;
+const RACED: i64 = -5;
 
 /// `restore`: KEYS genesis, entries, version; ARGV channel, genesis JSON, its history id, the
 /// highest given version (decimal, `0` for none), then five per entry, ordered by version and
@@ -628,31 +626,6 @@ impl CachedScript {
 
 /// A subscription to the channel: the sink pings, the stream brings the messages.
 type Subscription = (PubSubSink, PubSubStream);
-
-/// An entry's JSON cut where its version goes: `head` + version in decimal + `tail` is the JSON
-/// of the entry at that version.
-struct EntryTemplate {
-    head: String,
-    tail: String,
-}
-
-impl EntryTemplate {
-    fn new(draft: &EntryDraft) -> Self {
-        let json = serde_json::to_string(&draft.clone().at_version(0))
-            .expect("an entry encodes as JSON (documents are UTF-8 JSON text)");
-        // Unique: every other string of the entry (document, metadata, ids) is a JSON string,
-        // whose quotes are escaped, and no other field is named `version`.
-        const MARK: &str = "\"version\":0";
-        let at = json
-            .find(MARK)
-            .expect("an entry's JSON has a top-level version field")
-            + MARK.len();
-        Self {
-            head: json[..at - 1].to_owned(),
-            tail: json[at..].to_owned(),
-        }
-    }
-}
 
 impl Inner {
     /// Runs a script with `EVALSHA`, loading it first when Redis does not know it yet.
@@ -923,24 +896,7 @@ fn store_error(err: RedisError) -> BlueprintStoreError {
 
 #[cfg(test)]
 mod tests {
-    use herald_messages::{BlueprintId, EntryKind, Timestamp};
-
     use super::*;
-
-    fn draft(document: &str, metadata: &[(&str, &str)]) -> EntryDraft {
-        EntryDraft {
-            blueprint_id: BlueprintId::parse("register-creation-v1").unwrap(),
-            kind: EntryKind::Updated,
-            document: document.to_owned().into(),
-            published_at: Timestamp::from_unix_millis(1_700_000_000_000),
-            published_by: "\"version\":0 admin".to_owned(),
-            transaction_id: "tx".to_owned(),
-            metadata: metadata
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
-    }
 
     #[test]
     fn keys_share_one_hash_tag() {
@@ -950,28 +906,6 @@ mod tests {
         assert_eq!(keys.version, "herald:{sysreg}:version");
         assert_eq!(keys.channel, "herald:{sysreg}:appended");
         assert_eq!(keys.request, "herald:{sysreg}:request:");
-    }
-
-    /// The script stores `head .. version .. tail`: that must be the entry's own JSON, however
-    /// tricky the document and metadata.
-    #[test]
-    fn a_template_with_its_version_is_the_entry_json() {
-        let drafts = [
-            draft("{}", &[]),
-            draft(r#"{"version":0,"x":"\"version\":0"}"#, &[("version", "0")]),
-            draft(r#"[1,"version"]"#, &[("a", "\"version\":0,")]),
-        ];
-        for draft in drafts {
-            let template = EntryTemplate::new(&draft);
-            for version in [1, 42, u64::MAX] {
-                let built = format!("{}{version}{}", template.head, template.tail);
-                let expected = serde_json::to_string(&draft.clone().at_version(version)).unwrap();
-                assert_eq!(built, expected);
-                let decoded: SystemRegisterEntry = serde_json::from_str(&built).unwrap();
-                assert_eq!(decoded.version, version);
-                assert!(decoded.checksum_holds());
-            }
-        }
     }
 
     #[test]

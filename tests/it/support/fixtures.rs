@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use herald::parts::messages::{
-    BlueprintId, EntryDraft, EntryKind, Genesis, HistoryId, NodeId, RegisterId, Timestamp,
+    BlueprintId, EntryDraft, EntryKind, EntrySigner, Genesis, HistoryId, NodeId, RegisterId,
+    SystemRegisterEntry, Timestamp, TrustedKeys,
 };
 
 /// The genesis of a system register; `history` tells registers apart (the history id's bytes).
@@ -28,4 +29,22 @@ pub fn draft(blueprint: &str) -> EntryDraft {
         transaction_id: format!("tx-{blueprint}"),
         metadata: BTreeMap::from([("team".to_owned(), "core".to_owned())]),
     }
+}
+
+/// The signing key of the hub that appends the store tests' entries.
+pub fn signer() -> EntrySigner {
+    EntrySigner::from_bytes([42; 32])
+}
+
+/// The keys a peer of the store tests' hub trusts.
+pub fn trusted() -> TrustedKeys {
+    TrustedKeys::new([signer().trusted_key()])
+}
+
+/// `draft(blueprint)` at `version`, signed by `signer()` as an entry of `genesis(1)`'s history:
+/// every store must keep the signature as it keeps the rest.
+pub fn entry(blueprint: &str, version: u64) -> SystemRegisterEntry {
+    let mut entry = draft(blueprint).at_version(version);
+    entry.signature = Some(signer().sign(&genesis(1).history_id, &entry));
+    entry
 }
