@@ -288,7 +288,10 @@ impl GossipEntry {
             ));
         }
         match &self.state {
-            EntryState::Live(ad) => ad.validate(&format!("{at}.live")),
+            // The field's name is built only for an error: this runs for every entry received.
+            EntryState::Live(ad) => ad
+                .validate("")
+                .map_err(|err| InvalidInput::new(format!("{at}.live{}", err.field), err.reason)),
             EntryState::Withdrawn(_) => Ok(()),
         }
     }
@@ -474,7 +477,9 @@ impl Digest {
     /// numbers in range.
     pub fn validate(&self) -> Result<(), InvalidInput> {
         for (index, entry) in self.entries.iter().enumerate() {
-            check_digest_entry(entry, &format!("digest.entries[{index}]"))?;
+            check_digest_entry(entry, "").map_err(|err| {
+                InvalidInput::new(format!("digest.entries[{index}]{}", err.field), err.reason)
+            })?;
             if !self.covers(&entry.origin) {
                 return Err(InvalidInput::new(
                     format!("digest.entries[{index}].origin"),

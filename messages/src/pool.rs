@@ -72,7 +72,8 @@ pub(crate) fn check_ad_text(
     description: Option<&str>,
 ) -> Result<(), InvalidInput> {
     let too_long = |field: &str, value: Option<&str>, max: usize| match value {
-        Some(text) if text.chars().count() > max => Err(InvalidInput::new(
+        // Bytes bound characters from above: count them only when the bytes are too many.
+        Some(text) if text.len() > max && text.chars().count() > max => Err(InvalidInput::new(
             format!("{at}.{field}"),
             format!("must be at most {max} characters"),
         )),

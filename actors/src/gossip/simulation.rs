@@ -11,6 +11,7 @@
 //! own tick of the round. Everything random comes from one seed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use herald_messages::{
@@ -56,6 +57,9 @@ pub struct SimConfig {
     pub crashes: usize,
     pub down_rounds: u64,
     pub store_lag_rounds: u64,
+    /// Nodes that serve continuations over withdrawals they collected (stale or buggy
+    /// senders): receivers must refuse what they send.
+    pub careless_senders: usize,
     /// Give up waiting for convergence after this many rounds (the run then fails).
     pub patience_rounds: u64,
 }
@@ -92,6 +96,7 @@ impl SimConfig {
             crashes: (nodes / 50).clamp(2, 20),
             down_rounds: 8,
             store_lag_rounds: 3,
+            careless_senders: (nodes / 50).max(1),
             patience_rounds: 400,
         }
     }
@@ -321,6 +326,9 @@ impl Sim {
             }
             let seed = self.rng.next_u64();
             let mut node = GossipState::new(self.ids[index].clone(), self.config.gossip, now, seed);
+            if index < self.config.careless_senders {
+                node.serve_carelessly();
+            }
             node.set_local(public_of(&self.pools[index]), now);
             self.oracle.follow(index, &node);
             self.nodes[index] = Some(node);
@@ -462,6 +470,9 @@ impl Sim {
                 .expect("the store is this node's"),
             None => GossipState::new(id, self.config.gossip, clock, seed),
         };
+        if index < self.config.careless_senders {
+            node.serve_carelessly();
+        }
         self.oracle.follow(index, &node);
         node.set_local(public_of(&self.pools[index]), clock);
         self.oracle.follow(index, &node);
@@ -879,5 +890,12 @@ fn private_ad(node: usize, which: usize, now: Timestamp) -> Advertisement {
 }
 
 fn is_private(register_id: &RegisterId) -> bool {
-    register_id.as_str().starts_with("ff")
+    // Public ids start with `00` (registers are numbered below 2^56); a comparison, not a
+    // string check: this runs for every entry on the wire.
+    static FIRST_PRIVATE: LazyLock<RegisterId> = LazyLock::new(|| {
+        let mut bytes = [0; 16];
+        bytes[0] = 0xff;
+        RegisterId::from_bytes(bytes)
+    });
+    *register_id >= *FIRST_PRIVATE
 }

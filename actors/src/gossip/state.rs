@@ -4,6 +4,7 @@
 //! methods return, feeds member states in, and persists `persisted()`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -259,6 +260,9 @@ pub struct GossipState {
     knowledge: u64,
     counters: GossipCounters,
     keys: KeySet,
+    /// Testing only: serve continuations whatever the floor (a stale or buggy sender), to
+    /// prove that receivers refuse them.
+    careless: bool,
 }
 
 impl GossipState {
@@ -281,6 +285,7 @@ impl GossipState {
             knowledge: 0,
             counters: GossipCounters::default(),
             keys: KeySet::default(),
+            careless: false,
         };
         state.knowledge = position_hash(&state.me, incarnation, 0);
         state
@@ -341,6 +346,13 @@ impl GossipState {
             state.remote.insert(stored.origin, remote);
         }
         Ok(state)
+    }
+
+    /// Makes this node a careless sender: it serves continuations even over withdrawals it
+    /// collected (as a buggy or stale sender would). Receivers must refuse them.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn serve_carelessly(&mut self) {
+        self.careless = true;
     }
 
     pub fn me(&self) -> &NodeId {
@@ -543,7 +555,7 @@ impl GossipState {
             } => {
                 self.take_bump(bump);
                 self.apply_all(now, &deltas, &mut handled.changes);
-                let (deltas, _) = self.serve(wants.iter(), usize::MAX, 0);
+                let deltas = self.serve(&wants);
                 if !deltas.is_empty() {
                     handled
                         .replies
@@ -692,91 +704,86 @@ impl GossipState {
     }
 
     /// The answer to a `Syn`: what `from` lacks, what this node lacks, and a bump if `from`
-    /// claims an older state of itself than this node holds.
+    /// claims an older state of itself than this node holds. One walk over this node's
+    /// records in the digest's range beside the digest's entries (both ordered by origin).
     fn answer(&mut self, from: &NodeId, digest: &Digest) -> Option<GossipMessage> {
-        let mut theirs: Vec<DigestEntry> = Vec::new();
+        let mut candidates = Vec::new();
         let mut wants = Vec::new();
         let mut bump = None;
-        let mut bump_self = None;
-        // Walk this node's origins in the digest's range beside the digest's entries.
-        let mut listed = digest.entries.iter().peekable();
-        let mut mine: Vec<&NodeId> = Vec::new();
-        let own_covered = digest.covers(&self.me);
-        for (origin, remote) in &self.remote {
-            if digest.covers(origin) && (remote.visible.is_some() || remote.staging.is_some()) {
-                mine.push(origin);
+        if digest.covers(&self.me) {
+            let listed = digest
+                .entries
+                .binary_search_by(|entry| entry.origin.cmp(&self.me))
+                .ok()
+                .map(|at| &digest.entries[at]);
+            let claim = Claim::of(listed);
+            if (claim.incarnation, claim.max) > (self.own.incarnation(), self.own.max()) {
+                self.bump_to(claim.incarnation);
+            }
+            if let Some(start) = claim.start_for(&self.own, self.careless) {
+                candidates.push(Candidate::new(&self.me, &self.own, start));
             }
         }
-        if own_covered {
-            let at = mine.partition_point(|origin| **origin < self.me);
-            mine.insert(at, &self.me);
-        }
-        let mut mine = mine.into_iter().peekable();
+        let lower = digest
+            .from
+            .as_ref()
+            .map_or(Bound::Unbounded, Bound::Included);
+        let upper = digest
+            .through
+            .as_ref()
+            .map_or(Bound::Unbounded, Bound::Included);
+        let mut mine = self.remote.range::<NodeId, _>((lower, upper)).peekable();
+        let mut listed = digest
+            .entries
+            .iter()
+            .filter(|entry| entry.origin != self.me)
+            .peekable();
         loop {
-            let next = match (mine.peek(), listed.peek()) {
+            let (held, entry) = match (mine.peek(), listed.peek()) {
                 (None, None) => break,
-                (Some(origin), Some(entry)) if **origin < entry.origin => Side::Mine,
-                (Some(origin), Some(entry)) if **origin == entry.origin => Side::Both,
-                (Some(_), None) => Side::Mine,
-                _ => Side::Theirs,
+                (Some((origin, _)), Some(entry)) if **origin == entry.origin => {
+                    (mine.next(), listed.next())
+                }
+                (Some((origin, _)), Some(entry)) if **origin > entry.origin => {
+                    (None, listed.next())
+                }
+                (None, Some(_)) => (None, listed.next()),
+                _ => (mine.next(), None),
             };
-            let (origin, entry) = match next {
-                Side::Mine => (mine.next().expect("peeked"), None),
-                Side::Theirs => {
-                    let entry = listed.next().expect("peeked");
-                    (&entry.origin, Some(entry))
-                }
-                Side::Both => {
-                    mine.next();
-                    let entry = listed.next().expect("peeked");
-                    (&entry.origin, Some(entry))
-                }
-            };
-            let claimed = entry.cloned().unwrap_or_else(|| DigestEntry {
-                origin: origin.clone(),
-                incarnation: 0,
-                max: 0,
-                staging: None,
-            });
-            if *origin == self.me {
-                if (claimed.incarnation, claimed.max) > (self.own.incarnation(), self.own.max()) {
-                    bump_self = Some(claimed.incarnation);
-                }
-                theirs.push(claimed);
-                continue;
-            }
-            let Some(remote) = self.remote.get(origin) else {
-                // They hold it, this node holds nothing of it.
-                if entry.is_some() && !self.departed.contains(origin) {
+            let Some((origin, remote)) = held else {
+                // They hold it, this node nothing.
+                let entry = entry.expect("one side has it");
+                if !self.departed.contains(&entry.origin) {
                     wants.push(DigestEntry {
-                        staging: None,
+                        origin: entry.origin.clone(),
                         incarnation: 0,
                         max: 0,
-                        ..claimed.clone()
+                        staging: None,
                     });
                 }
                 continue;
             };
-            if origin == from
-                && let Some(record) = &remote.visible
-                && (record.incarnation(), record.max()) > (claimed.incarnation, claimed.max)
-            {
-                bump = Some(Bump {
-                    incarnation: record.incarnation(),
-                    max: record.max(),
-                });
+            let claim = Claim::of(entry);
+            if let Some(record) = &remote.visible {
+                if origin == from
+                    && (record.incarnation(), record.max()) > (claim.incarnation, claim.max)
+                {
+                    bump = Some(Bump {
+                        incarnation: record.incarnation(),
+                        max: record.max(),
+                    });
+                }
+                if let Some(start) = claim.start_for(record, self.careless) {
+                    candidates.push(Candidate::new(origin, record, start));
+                }
             }
-            if entry.is_some() && claimed.staging.is_none() && wants_from(remote, &claimed) {
+            if entry.is_some_and(|entry| entry.staging.is_none()) && claim.is_wanted_by(remote) {
                 wants.extend(remote.digest_entry(origin));
             }
-            theirs.push(claimed);
         }
-        if let Some(seen) = bump_self {
-            self.bump_to(seen);
-        }
-        let (deltas, used) = self.serve(theirs.iter(), self.config.message_budget, 0);
+        let (deltas, used) = fill(candidates, &mut self.rng, self.config.message_budget);
         let mut wants_size = 0;
-        let room = self.config.message_budget.saturating_sub(used + ENVELOPE);
+        let room = self.config.message_budget.saturating_sub(used);
         wants.retain(|entry| {
             wants_size += entry.wire_size() + 1;
             wants_size <= room
@@ -791,89 +798,28 @@ impl GossipState {
         })
     }
 
-    /// Deltas for a requester whose positions are `claims`, within `budget` bytes, in random
-    /// order (so that no origin starves); returns them and the bytes they take.
-    fn serve<'a>(
-        &mut self,
-        claims: impl Iterator<Item = &'a DigestEntry>,
-        budget: usize,
-        used_before: usize,
-    ) -> (Vec<OriginDelta>, usize) {
-        let budget = budget.min(self.config.message_budget);
-        let mut candidates: Vec<(&Record, NodeId, u64)> = Vec::new();
-        for claim in claims {
-            if check_digest_entry(claim, "wants").is_err() {
+    /// Deltas for a requester that sent `wants` (its positions where this node is ahead).
+    fn serve(&mut self, wants: &[DigestEntry]) -> Vec<OriginDelta> {
+        let mut candidates = Vec::new();
+        for want in wants {
+            if check_digest_entry(want, "wants").is_err() {
                 self.counters.refused_frames += 1;
                 continue;
             }
-            let record = if claim.origin == self.me {
+            let record = if want.origin == self.me {
                 Some(&self.own)
             } else {
                 self.remote
-                    .get(&claim.origin)
+                    .get(&want.origin)
                     .and_then(|remote| remote.visible.as_ref())
             };
-            let Some(record) = record else {
-                continue;
-            };
-            if let Some(from) = start_for(record, claim) {
-                candidates.push((record, claim.origin.clone(), from));
+            if let Some(record) = record
+                && let Some(start) = Claim::of(Some(want)).start_for(record, self.careless)
+            {
+                candidates.push(Candidate::new(&want.origin, record, start));
             }
         }
-        // Shuffle (Fisher-Yates), then fill the budget.
-        for index in (1..candidates.len()).rev() {
-            let pick = self.rng.below(index + 1);
-            candidates.swap(index, pick);
-        }
-        let mut used = used_before + ENVELOPE;
-        let mut deltas = Vec::new();
-        for (record, origin, from) in candidates {
-            let frame = OriginDelta {
-                origin,
-                incarnation: record.incarnation(),
-                from,
-                to: record.max(),
-                sender_max: record.max(),
-                floor: record.floor(),
-                entries: EntryRun::empty(),
-            };
-            let frame_size = frame.wire_size() + 1;
-            if used + frame_size > budget && !deltas.is_empty() {
-                break;
-            }
-            let run = record.run_after(from);
-            let mut take = 0;
-            let mut size = frame_size;
-            for entry in run.as_slice() {
-                let next = size + entry.wire_size() + 1;
-                if used + next > budget && (take > 0 || !deltas.is_empty()) {
-                    break;
-                }
-                size = next;
-                take += 1;
-            }
-            if take == 0 && !run.is_empty() {
-                break;
-            }
-            let to = if take == run.len() {
-                record.max()
-            } else {
-                run.as_slice()[take - 1].version()
-            };
-            let entries = if take == run.len() {
-                run
-            } else {
-                let start = run.shared().len() - run.len();
-                EntryRun::part(Arc::clone(run.shared()), start..start + take)
-            };
-            used += size;
-            deltas.push(OriginDelta {
-                to,
-                entries,
-                ..frame
-            });
-        }
-        (deltas, used)
+        fill(candidates, &mut self.rng, self.config.message_budget).0
     }
 
     fn take_bump(&mut self, bump: Option<Bump>) {
@@ -950,10 +896,13 @@ impl GossipState {
             self.counters.ignored_deltas += 1;
             return None;
         }
+        if !self.remote.contains_key(&delta.origin) {
+            self.remote.insert(delta.origin.clone(), Remote::new(now));
+        }
         let remote = self
             .remote
-            .entry(delta.origin.clone())
-            .or_insert_with(|| Remote::new(now));
+            .get_mut(&delta.origin)
+            .expect("inserted if absent");
         let (base, as_of, target) = match (&remote.staging, &remote.visible) {
             (Some(staging), _) => (Some(&staging.record), staging.as_of, staging.target),
             (None, Some(visible)) => (Some(visible), visible.max(), visible.max()),
@@ -1119,46 +1068,154 @@ impl GossipState {
 /// Bytes of a message around its deltas or digest entries (kind, field names, brackets).
 const ENVELOPE: usize = 64;
 
-enum Side {
-    Mine,
-    Theirs,
-    Both,
+/// What a requester holds of an origin, from its digest entry (zeros when it holds nothing).
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    incarnation: u64,
+    max: u64,
+    staging: Option<StagingMark>,
 }
 
-/// Whether this node wants `origin`'s state from a member that shows `claimed`: it shows a
-/// later one than this node does, and one no older than this node's rebuild in progress.
-fn wants_from(remote: &Remote, claimed: &DigestEntry) -> bool {
-    let theirs = (claimed.incarnation, claimed.max);
-    let ahead_of_shown = theirs > remote.visible_position();
-    let ahead_of_rebuild = remote.staging.as_ref().is_none_or(|staging| {
-        theirs >= (staging.record.incarnation(), staging.target)
-            && theirs > (staging.record.incarnation(), staging.record.max())
-    });
-    ahead_of_shown && ahead_of_rebuild
-}
-
-/// Where a delta from `record` to a requester at `claim` starts: its position when the
-/// record continues it (same incarnation, no withdrawal collected above the version the
-/// requester's entries are exact as of), 0 (a rebuild) when not; `None` when the requester needs nothing from this record.
-fn start_for(record: &Record, claim: &DigestEntry) -> Option<u64> {
-    let mine = (record.incarnation(), record.max());
-    if mine <= (claim.incarnation, claim.max) {
-        return None;
+impl Claim {
+    fn of(entry: Option<&DigestEntry>) -> Self {
+        entry.map_or(
+            Self {
+                incarnation: 0,
+                max: 0,
+                staging: None,
+            },
+            |entry| Self {
+                incarnation: entry.incarnation,
+                max: entry.max,
+                staging: entry.staging,
+            },
+        )
     }
-    let (incarnation, position, as_of) = claim.position();
-    if let Some(staging) = claim.staging
-        && mine < (staging.incarnation, staging.target)
+
+    /// Where a delta from `record` to this requester starts: its position when the record
+    /// continues it (same incarnation, no withdrawal collected above the version the
+    /// requester's entries are exact as of), 0 (a rebuild) when not; `None` when it needs
+    /// nothing from this record (it shows as much, or rebuilds from a newer state).
+    fn start_for(&self, record: &Record, careless: bool) -> Option<u64> {
+        let mine = (record.incarnation(), record.max());
+        if mine <= (self.incarnation, self.max) {
+            return None;
+        }
+        let (incarnation, position, as_of) = match self.staging {
+            Some(staging) => {
+                if mine < (staging.incarnation, staging.target) {
+                    return None;
+                }
+                (staging.incarnation, staging.position, staging.as_of)
+            }
+            None => (self.incarnation, self.max, self.max),
+        };
+        if mine <= (incarnation, position) {
+            return None;
+        }
+        if record.incarnation() == incarnation && (record.floor() <= as_of || careless) {
+            Some(position)
+        } else {
+            Some(0)
+        }
+    }
+
+    /// Whether this node (holding `remote`) wants the origin's state from a requester that
+    /// shows this: a later one than this node shows, and no older than its rebuild.
+    fn is_wanted_by(&self, remote: &Remote) -> bool {
+        let theirs = (self.incarnation, self.max);
+        let ahead_of_shown = theirs > remote.visible_position();
+        let ahead_of_rebuild = remote.staging.as_ref().is_none_or(|staging| {
+            theirs >= (staging.record.incarnation(), staging.target)
+                && theirs > (staging.record.incarnation(), staging.record.max())
+        });
+        ahead_of_shown && ahead_of_rebuild
+    }
+}
+
+/// A delta to send, before the budget cuts it.
+struct Candidate {
+    origin: NodeId,
+    record: Record,
+    start: u64,
+}
+
+impl Candidate {
+    fn new(origin: &NodeId, record: &Record, start: u64) -> Self {
+        Self {
+            origin: origin.clone(),
+            record: record.clone(),
+            start,
+        }
+    }
+}
+
+/// Fills one message with `candidates` in random order (so that no origin starves) within
+/// `budget` bytes: whole deltas while they fit, then a part of the next one (at least one
+/// entry, so that an entry larger than the budget still goes), then stops; the rest goes next
+/// round. Returns the deltas and the bytes they take, envelope included.
+fn fill(
+    mut candidates: Vec<Candidate>,
+    rng: &mut SplitMix64,
+    budget: usize,
+) -> (Vec<OriginDelta>, usize) {
+    for index in (1..candidates.len()).rev() {
+        let pick = rng.below(index + 1);
+        candidates.swap(index, pick);
+    }
+    let mut used = ENVELOPE;
+    let mut deltas = Vec::new();
+    for Candidate {
+        origin,
+        record,
+        start,
+    } in candidates
     {
-        return None;
+        let frame = OriginDelta {
+            origin,
+            incarnation: record.incarnation(),
+            from: start,
+            to: record.max(),
+            sender_max: record.max(),
+            floor: record.floor(),
+            entries: EntryRun::empty(),
+        };
+        let frame_size = frame.wire_size() + 1;
+        if used + frame_size > budget && !deltas.is_empty() {
+            break;
+        }
+        let run = record.run_after(start);
+        let mut take = 0;
+        let mut size = frame_size;
+        for entry in run.as_slice() {
+            let next = size + entry.wire_size() + 1;
+            if used + next > budget && (take > 0 || !deltas.is_empty()) {
+                break;
+            }
+            size = next;
+            take += 1;
+        }
+        if take == 0 && !run.is_empty() {
+            break;
+        }
+        let (to, entries) = if take == run.len() {
+            (record.max(), run)
+        } else {
+            let first = run.shared().len() - run.len();
+            let to = run.as_slice()[take - 1].version();
+            (
+                to,
+                EntryRun::part(Arc::clone(run.shared()), first..first + take),
+            )
+        };
+        used += size;
+        deltas.push(OriginDelta {
+            to,
+            entries,
+            ..frame
+        });
     }
-    if mine <= (incarnation, position) {
-        return None;
-    }
-    if record.incarnation() == incarnation && record.floor() <= as_of {
-        Some(position)
-    } else {
-        Some(0)
-    }
+    (deltas, used)
 }
 
 /// A record of `ads` under a new incarnation, versions 1, 2, … in register order.
@@ -1243,5 +1300,536 @@ impl SplitMix64 {
     /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use herald_messages::{AdInput, EntryState, SyncState};
+
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn config() -> GossipConfig {
+        GossipConfig {
+            fanout: 3,
+            message_budget: 64 * 1024,
+            ad_ttl: SECOND * 30,
+            stale_grace: SECOND * 300,
+            tombstone_ttl: SECOND * 10,
+            retention: SECOND * 3600,
+        }
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_unix_millis(1_700_000_000_000 + seconds * 1000)
+    }
+
+    fn node(name: &str) -> NodeId {
+        NodeId::parse(name).unwrap()
+    }
+
+    fn id(byte: u8) -> RegisterId {
+        RegisterId::from_bytes([byte; 16])
+    }
+
+    fn ad(byte: u8, sync_state: SyncState) -> GossipAd {
+        GossipAd::from_input(&AdInput::public(id(byte)), sync_state).unwrap()
+    }
+
+    fn state(name: &str, now: Timestamp) -> GossipState {
+        GossipState::new(node(name), config(), now, name.len() as u64)
+    }
+
+    fn ready(names: &[&str]) -> Vec<(NodeId, MemberState)> {
+        names
+            .iter()
+            .map(|name| (node(name), MemberState::Ready))
+            .collect()
+    }
+
+    /// Delivers every message at once until the nodes are quiet; returns what crossed.
+    fn settle(nodes: &mut HashMap<NodeId, GossipState>, now: Timestamp) -> Vec<GossipMessage> {
+        let mut wire: Vec<(NodeId, NodeId, GossipMessage)> = Vec::new();
+        let mut names: Vec<NodeId> = nodes.keys().cloned().collect();
+        names.sort();
+        for name in &names {
+            let sends = nodes.get_mut(name).unwrap().on_round(now);
+            wire.extend(
+                sends
+                    .into_iter()
+                    .map(|(to, message)| (name.clone(), to, message)),
+            );
+        }
+        let mut crossed = Vec::new();
+        while let Some((from, to, message)) = wire.pop() {
+            crossed.push(message.clone());
+            let Some(receiver) = nodes.get_mut(&to) else {
+                continue; // cut off
+            };
+            let handled = receiver.on_message(now, &from, message);
+            wire.extend(
+                handled
+                    .replies
+                    .into_iter()
+                    .map(|(reply_to, message)| (to.clone(), reply_to, message)),
+            );
+        }
+        crossed
+    }
+
+    fn cluster(names: &[&str], now: Timestamp) -> HashMap<NodeId, GossipState> {
+        let members = ready(names);
+        names
+            .iter()
+            .map(|name| {
+                let mut state = state(name, now);
+                state.set_members(now, &members, &[]);
+                (node(name), state)
+            })
+            .collect()
+    }
+
+    fn sources(state: &GossipState, register: u8, now: Timestamp) -> Option<(usize, usize)> {
+        state
+            .view(now)
+            .registers
+            .iter()
+            .find(|sources| sources.register_id == id(register))
+            .map(|sources| (sources.peer_count, sources.full_replica_peer_count))
+    }
+
+    /// Issue 9 item 2: counts are computable: every live origin serving a register is counted,
+    /// this node included, and only those with a full replica in the second count.
+    #[test]
+    fn nodes_converge_and_count_peers_and_full_replicas() {
+        let now = at(0);
+        let mut nodes = cluster(&["a", "b", "c"], now);
+        nodes.get_mut(&node("a")).unwrap().set_local(
+            [ad(1, SyncState::FullyReplicated), ad(2, SyncState::Active)],
+            now,
+        );
+        nodes
+            .get_mut(&node("b"))
+            .unwrap()
+            .set_local([ad(1, SyncState::Syncing)], now);
+        nodes
+            .get_mut(&node("c"))
+            .unwrap()
+            .set_local([ad(1, SyncState::Active)], now);
+        for _ in 0..3 {
+            settle(&mut nodes, now);
+        }
+        for state in nodes.values() {
+            assert_eq!(sources(state, 1, now), Some((3, 2)), "{}", state.me());
+            assert_eq!(sources(state, 2, now), Some((1, 1)), "{}", state.me());
+        }
+        let hashes: BTreeSet<u64> = nodes.values().map(GossipState::knowledge_hash).collect();
+        assert_eq!(hashes.len(), 1);
+        // Nothing changes: only digests cross.
+        let crossed = settle(&mut nodes, now);
+        assert!(!crossed.is_empty());
+        assert!(crossed.iter().all(|message| message.deltas().is_empty()));
+    }
+
+    /// Issue 9 item 2: a private ad cannot be offered to the gossip, and nothing on the wire
+    /// names it.
+    #[test]
+    fn private_ads_never_cross_the_wire() {
+        let now = at(0);
+        let mut nodes = cluster(&["a", "b"], now);
+        let private = AdInput::withdraw(id(9));
+        let offered: Vec<GossipAd> = [AdInput::public(id(1)), private]
+            .iter()
+            .filter_map(|input| GossipAd::from_input(input, SyncState::Active).ok())
+            .collect();
+        assert_eq!(offered.len(), 1);
+        nodes.get_mut(&node("a")).unwrap().set_local(offered, now);
+        let mut wire = String::new();
+        for _ in 0..3 {
+            for message in settle(&mut nodes, now) {
+                wire.push_str(&serde_json::to_string(&message).unwrap());
+            }
+        }
+        assert!(wire.contains(id(1).as_str()));
+        assert!(!wire.contains(id(9).as_str()));
+    }
+
+    /// The bug a lost attempt found: after a withdrawal is collected, a continuation from a
+    /// sender that no longer holds it let a node step over it and keep showing the withdrawn
+    /// ad. A continuation whose sender floor is above what the receiver holds is refused; a
+    /// rebuild replaces the record instead.
+    #[test]
+    fn a_continuation_over_a_collected_withdrawal_is_refused() {
+        let now = at(0);
+        let mut nodes = cluster(&["origin", "r", "s"], now);
+        let origin = node("origin");
+        nodes
+            .get_mut(&origin)
+            .unwrap()
+            .set_local([ad(1, SyncState::Active), ad(2, SyncState::Active)], now);
+        for _ in 0..3 {
+            settle(&mut nodes, now);
+        }
+        let r_before = nodes[&node("r")].summary(&origin).unwrap();
+        assert_eq!(r_before.live, 2);
+        // The origin withdraws register 2; r is cut off, s learns it and collects it.
+        let mut r = nodes.remove(&node("r")).unwrap();
+        nodes
+            .get_mut(&origin)
+            .unwrap()
+            .set_local([ad(1, SyncState::Active)], now);
+        for _ in 0..3 {
+            settle(&mut nodes, now);
+        }
+        let later = at(25);
+        for state in nodes.values_mut() {
+            state.on_round(later);
+        }
+        let s = &nodes[&node("s")];
+        let held = s.record(&origin).unwrap();
+        assert!(held.floor() > r_before.max, "s collected the withdrawal");
+        assert!(!held.has_withdrawals());
+        // A stale continuation from s's record, from r's position: it holds no withdrawal.
+        let stale = OriginDelta {
+            origin: origin.clone(),
+            incarnation: held.incarnation(),
+            from: r_before.max,
+            to: held.max(),
+            sender_max: held.max(),
+            floor: held.floor(),
+            entries: held.run_after(r_before.max),
+        };
+        let unusable = r.counters().unusable_deltas;
+        let handled = r.on_message(
+            later,
+            &node("s"),
+            GossipMessage::Ack2 {
+                deltas: vec![stale.clone()],
+                bump: None,
+            },
+        );
+        assert!(handled.changes.is_empty());
+        assert_eq!(r.summary(&origin).unwrap(), r_before);
+        assert_eq!(r.counters().unusable_deltas, unusable + 1);
+        // What s really serves r is a rebuild, and register 2 is gone.
+        let claim = r.position_of(&origin).unwrap();
+        assert_eq!(Claim::of(Some(&claim)).start_for(held, false), Some(0));
+        let rebuild = OriginDelta {
+            from: 0,
+            entries: held.run_after(0),
+            ..stale
+        };
+        r.on_message(
+            later,
+            &node("s"),
+            GossipMessage::Ack2 {
+                deltas: vec![rebuild],
+                bump: None,
+            },
+        );
+        let after = r.record(&origin).unwrap();
+        assert_eq!(after.max(), held.max());
+        let shown: Vec<&RegisterId> = after.live_ads().map(GossipAd::register_id).collect();
+        assert_eq!(shown, [&id(1)]);
+    }
+
+    /// No resurrection by a delayed message: a delta of an incarnation older than the shown
+    /// one, or one that does not fit where the receiver stands, changes nothing.
+    #[test]
+    fn delayed_and_duplicated_deltas_change_nothing() {
+        let now = at(0);
+        let mut nodes = cluster(&["origin", "r"], now);
+        let origin = node("origin");
+        let o = nodes.get_mut(&origin).unwrap();
+        o.set_local([ad(1, SyncState::Active), ad(2, SyncState::Active)], now);
+        let old = o.own().clone();
+        for _ in 0..2 {
+            settle(&mut nodes, now);
+        }
+        let o = nodes.get_mut(&origin).unwrap();
+        o.set_local([ad(1, SyncState::Active)], now);
+        for _ in 0..2 {
+            settle(&mut nodes, now);
+        }
+        let r = nodes.get_mut(&node("r")).unwrap();
+        let shown = r.summary(&origin).unwrap();
+        assert_eq!(shown.live, 1);
+        let delayed = OriginDelta {
+            origin: origin.clone(),
+            incarnation: old.incarnation(),
+            from: 0,
+            to: old.max(),
+            sender_max: old.max(),
+            floor: 0,
+            entries: old.run_after(0),
+        };
+        for message in [delayed.clone(), delayed.clone()] {
+            r.on_message(
+                now,
+                &node("x"),
+                GossipMessage::Ack2 {
+                    deltas: vec![message],
+                    bump: None,
+                },
+            );
+        }
+        assert_eq!(r.summary(&origin).unwrap(), shown);
+        // An older incarnation, even complete and newer in versions, is ignored.
+        let older = OriginDelta {
+            incarnation: old.incarnation() - 1,
+            to: 50,
+            sender_max: 50,
+            ..delayed
+        };
+        r.on_message(
+            now,
+            &node("x"),
+            GossipMessage::Ack2 {
+                deltas: vec![older],
+                bump: None,
+            },
+        );
+        assert_eq!(r.summary(&origin).unwrap(), shown);
+    }
+
+    /// Issue 9 item 3: a node restarting from an older store with its clock behind takes an
+    /// incarnation others have seen exceeded; it is told, and moves above it. Receivers keep
+    /// its ads shown meanwhile.
+    #[test]
+    fn a_restart_on_an_older_store_is_told_to_bump() {
+        let start = at(0);
+        let mut nodes = cluster(&["a", "b"], start);
+        let a = node("a");
+        nodes
+            .get_mut(&a)
+            .unwrap()
+            .set_local([ad(1, SyncState::Active)], start);
+        let old_store = nodes[&a].persisted();
+        let later = at(100);
+        let restarted =
+            GossipState::restore(a.clone(), config(), old_store.clone(), later, 7).unwrap();
+        assert!(restarted.incarnation() > nodes[&a].incarnation());
+        nodes.insert(a.clone(), restarted);
+        nodes
+            .get_mut(&a)
+            .unwrap()
+            .set_members(later, &ready(&["a", "b"]), &[]);
+        for _ in 0..3 {
+            settle(&mut nodes, later);
+        }
+        let known = nodes[&node("b")].summary(&a).unwrap();
+        // Back again on the first store, with the clock an hour behind.
+        let behind = at(-3600);
+        let mut stale = GossipState::restore(a.clone(), config(), old_store, behind, 8).unwrap();
+        stale.set_members(behind, &ready(&["a", "b"]), &[]);
+        assert!(stale.incarnation() < known.incarnation);
+        nodes.insert(a.clone(), stale);
+        for _ in 0..3 {
+            settle(&mut nodes, later);
+        }
+        let a_state = &nodes[&a];
+        assert_eq!(a_state.counters().bumps, 1);
+        assert!(a_state.incarnation() > known.incarnation);
+        let b_view = nodes[&node("b")].summary(&a).unwrap();
+        assert_eq!(b_view.incarnation, a_state.incarnation());
+        assert_eq!(b_view.live, 1);
+    }
+
+    /// Issue 9 item 2: gossip is input: a bad entry is refused and counted, and with it what
+    /// follows it of the same origin (a record must stay exact); other origins in the same
+    /// message apply.
+    #[test]
+    fn a_bad_entry_is_refused_and_counted_and_other_origins_apply() {
+        let now = at(0);
+        let mut r = state("r", now);
+        let long_name = AdInput {
+            name: Some("n".repeat(herald_messages::MAX_NAME_LEN + 1)),
+            ..AdInput::public(id(2))
+        };
+        let bad = GossipAd::from_input(&long_name, SyncState::Active).unwrap();
+        let entries = |list: Vec<GossipEntry>| -> EntryRun {
+            EntryRun::whole(list.into_iter().map(Arc::new).collect())
+        };
+        let broken = OriginDelta {
+            origin: node("o1"),
+            incarnation: 1,
+            from: 0,
+            to: 3,
+            sender_max: 3,
+            floor: 0,
+            entries: entries(vec![
+                GossipEntry::live(1, ad(1, SyncState::Active)),
+                GossipEntry::live(2, bad),
+                GossipEntry::live(3, ad(3, SyncState::Active)),
+            ]),
+        };
+        let fine = OriginDelta {
+            origin: node("o2"),
+            incarnation: 1,
+            from: 0,
+            to: 1,
+            sender_max: 1,
+            floor: 0,
+            entries: entries(vec![GossipEntry::live(1, ad(4, SyncState::Active))]),
+        };
+        let unordered = OriginDelta {
+            origin: node("o3"),
+            incarnation: 1,
+            from: 0,
+            to: 2,
+            sender_max: 2,
+            floor: 0,
+            entries: entries(vec![
+                GossipEntry::live(2, ad(5, SyncState::Active)),
+                GossipEntry::new(1, EntryState::Withdrawn(id(6))),
+            ]),
+        };
+        let handled = r.on_message(
+            now,
+            &node("x"),
+            GossipMessage::Ack2 {
+                deltas: vec![broken, fine, unordered],
+                bump: None,
+            },
+        );
+        let changed: Vec<&NodeId> = handled.changes.iter().map(|c| &c.origin).collect();
+        assert_eq!(changed, [&node("o2")]);
+        assert_eq!(r.counters().refused_entries, 2);
+        assert!(r.record(&node("o1")).is_none(), "a cut record is not shown");
+        assert_eq!(
+            r.position_of(&node("o1"))
+                .unwrap()
+                .staging
+                .unwrap()
+                .position,
+            1
+        );
+    }
+
+    /// Issue 9 item 4's hooks: ready origins are live; one the membership calls unreachable is
+    /// kept and marked stale until `stale_grace`; one it does not know lives `ad_ttl`; a
+    /// departed one is dropped at once and not learned again from others.
+    #[test]
+    fn liveness_follows_the_membership_on_this_nodes_clock() {
+        let now = at(0);
+        let mut nodes = cluster(&["a", "b", "c", "d"], now);
+        for (name, register) in [("b", 1), ("c", 2), ("d", 3)] {
+            nodes
+                .get_mut(&node(name))
+                .unwrap()
+                .set_local([ad(register, SyncState::Active)], now);
+        }
+        for _ in 0..3 {
+            settle(&mut nodes, now);
+        }
+        let a = nodes.get_mut(&node("a")).unwrap();
+        assert_eq!(a.view(now).remote_ads, 3);
+        let members = vec![
+            (node("b"), MemberState::Ready),
+            (node("c"), MemberState::Unreachable),
+        ];
+        let dropped = a.set_members(now, &members, &[node("d")]);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(a.liveness(&node("d"), now), Liveness::Gone);
+        let view = a.view(at(100));
+        assert_eq!((view.remote_ads, view.stale_ads), (2, 1));
+        assert!((view.partitioned_ratio() - 0.5).abs() < 1e-9);
+        assert_eq!(a.liveness(&node("c"), at(299)), Liveness::Stale);
+        assert_eq!(a.liveness(&node("c"), at(300)), Liveness::Gone);
+        // Unknown to the membership: live for `ad_ttl` from the last confirmation.
+        a.set_members(at(10), &[], &[]);
+        assert_eq!(a.liveness(&node("b"), at(39)), Liveness::Live);
+        assert_eq!(a.liveness(&node("b"), at(40)), Liveness::Gone);
+        // The departed member's record comes back from nobody.
+        let d_record = nodes[&node("b")].record(&node("d")).unwrap().clone();
+        let a = nodes.get_mut(&node("a")).unwrap();
+        a.on_message(
+            now,
+            &node("b"),
+            GossipMessage::Ack2 {
+                deltas: vec![OriginDelta {
+                    origin: node("d"),
+                    incarnation: d_record.incarnation(),
+                    from: 0,
+                    to: d_record.max(),
+                    sender_max: d_record.max(),
+                    floor: 0,
+                    entries: d_record.run_after(0),
+                }],
+                bump: None,
+            },
+        );
+        assert!(a.record(&node("d")).is_none());
+    }
+
+    #[test]
+    fn a_digest_larger_than_the_budget_covers_every_origin_in_turn() {
+        let now = at(0);
+        let names: Vec<String> = (0..40).map(|index| format!("n{index:02}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut nodes = cluster(&refs, now);
+        for (index, name) in names.iter().enumerate() {
+            nodes
+                .get_mut(&node(name))
+                .unwrap()
+                .set_local([ad(index as u8, SyncState::Active)], now);
+        }
+        for _ in 0..20 {
+            settle(&mut nodes, now);
+        }
+        let mut tight = config();
+        tight.message_budget = 600;
+        let mut probe = nodes[&node("n00")].clone();
+        probe.config = tight;
+        probe.digest_cache = None;
+        let mut covered = BTreeSet::new();
+        for _ in 0..12 {
+            let digest = probe.digest();
+            assert!(digest.wire_size() <= tight.message_budget);
+            assert!(digest.validate().is_ok());
+            covered.extend(digest.entries.iter().map(|entry| entry.origin.clone()));
+        }
+        assert_eq!(covered.len(), 40);
+        // Everyone converged with the normal budget.
+        let hashes: BTreeSet<u64> = nodes.values().map(GossipState::knowledge_hash).collect();
+        assert_eq!(hashes.len(), 1);
+    }
+
+    #[test]
+    fn restore_shows_stored_records_at_once_and_collects_withdrawals_later() {
+        let now = at(0);
+        let mut nodes = cluster(&["a", "b"], now);
+        nodes
+            .get_mut(&node("a"))
+            .unwrap()
+            .set_local([ad(1, SyncState::Active), ad(2, SyncState::Active)], now);
+        settle(&mut nodes, now);
+        nodes
+            .get_mut(&node("a"))
+            .unwrap()
+            .set_local([ad(1, SyncState::Active)], now);
+        for _ in 0..2 {
+            settle(&mut nodes, now);
+        }
+        let b = &nodes[&node("b")];
+        let held = b.summary(&node("a")).unwrap();
+        assert_eq!((held.live, held.withdrawals), (1, 1));
+        let restarted = at(5);
+        let mut back =
+            GossipState::restore(node("b"), config(), b.persisted(), restarted, 3).unwrap();
+        assert!(back.incarnation() > b.incarnation());
+        assert_eq!(back.summary(&node("a")), Some(held));
+        assert_eq!(back.liveness(&node("a"), restarted), Liveness::Live);
+        back.on_round(at(14));
+        assert_eq!(back.summary(&node("a")).unwrap().withdrawals, 1);
+        back.on_round(at(16));
+        let collected = back.summary(&node("a")).unwrap();
+        assert_eq!((collected.withdrawals, collected.floor), (0, held.max));
+        let other = GossipState::restore(node("c"), config(), b.persisted(), restarted, 3);
+        assert!(matches!(other, Err(RestoreError::OtherNode { .. })));
     }
 }
