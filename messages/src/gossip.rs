@@ -75,10 +75,12 @@ impl GossipAd {
         })
     }
 
+    #[inline]
     pub fn register_id(&self) -> &RegisterId {
         &self.register_id
     }
 
+    #[inline]
     pub fn sync_state(&self) -> SyncState {
         self.sync_state
     }
@@ -240,14 +242,17 @@ impl GossipEntry {
         Self::new(version, EntryState::Withdrawn(register_id))
     }
 
+    #[inline]
     pub fn version(&self) -> u64 {
         self.version
     }
 
+    #[inline]
     pub fn state(&self) -> &EntryState {
         &self.state
     }
 
+    #[inline]
     pub fn register_id(&self) -> &RegisterId {
         match &self.state {
             EntryState::Live(ad) => &ad.register_id,
@@ -256,6 +261,7 @@ impl GossipEntry {
     }
 
     /// The ad, unless this entry is a withdrawal.
+    #[inline]
     pub fn ad(&self) -> Option<&GossipAd> {
         match &self.state {
             EntryState::Live(ad) => Some(ad),
@@ -263,17 +269,20 @@ impl GossipEntry {
         }
     }
 
+    #[inline]
     pub fn is_withdrawal(&self) -> bool {
         matches!(self.state, EntryState::Withdrawn(_))
     }
 
     /// A hash of the version and the content, the same on every node: records compare by the
     /// sum of their live entries' fingerprints.
+    #[inline]
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
 
     /// Bytes of this entry as JSON.
+    #[inline]
     pub fn wire_size(&self) -> usize {
         self.wire_size
     }
@@ -327,24 +336,29 @@ impl EntryRun {
         Self::whole(Arc::from(Vec::new()))
     }
 
+    #[inline]
     pub fn as_slice(&self) -> &[Arc<GossipEntry>] {
         &self.entries[self.range.clone()]
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
         self.range.len()
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.range.is_empty()
     }
 
     /// Whether this run is its whole shared array (so a receiver may keep the array as is).
+    #[inline]
     pub fn is_whole(&self) -> bool {
         self.range.start == 0 && self.range.end == self.entries.len()
     }
 
     /// The shared array behind the run.
+    #[inline]
     pub fn shared(&self) -> &Arc<[Arc<GossipEntry>]> {
         &self.entries
     }
@@ -607,6 +621,10 @@ pub enum GossipMessage {
     Syn {
         #[serde(with = "shared")]
         digest: Arc<Digest>,
+        /// A hash of every position the sender shows: a receiver whose own is equal holds
+        /// the same versions of the same origins, and answers nothing without reading the
+        /// digest (the steady state costs no comparison).
+        knowledge: u64,
     },
     Ack {
         deltas: Vec<OriginDelta>,
@@ -625,9 +643,11 @@ impl GossipMessage {
     /// Bytes of this message as JSON.
     pub fn wire_size(&self) -> usize {
         match self {
-            GossipMessage::Syn { digest } => {
-                object_size(&[("kind", 5), ("digest", digest.wire_size())])
-            }
+            GossipMessage::Syn { digest, knowledge } => object_size(&[
+                ("kind", 5),
+                ("digest", digest.wire_size()),
+                ("knowledge", digits(*knowledge)),
+            ]),
             GossipMessage::Ack {
                 deltas,
                 wants,
@@ -913,6 +933,7 @@ mod tests {
         let messages = [
             GossipMessage::Syn {
                 digest: Arc::new(digest.clone()),
+                knowledge: u64::MAX,
             },
             GossipMessage::Ack {
                 deltas: vec![delta.clone(), delta.clone()],

@@ -3,6 +3,7 @@
 //! generator, nothing is sent or stored here. The caller (the cluster gateway) sends what the
 //! methods return, feeds member states in, and persists `persisted()`.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use herald_messages::{
     RegisterId, StagingMark, Timestamp, check_digest_entry,
 };
 
-use super::record::{Entries, KeySet, Record, RecordSummary};
+use super::record::{Entries, KeySet, Record, RecordSummary, after};
 
 /// The protocol's settings, from the node's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -525,6 +526,7 @@ impl GossipState {
             .map(|member| {
                 let message = GossipMessage::Syn {
                     digest: Arc::clone(&digest),
+                    knowledge: self.knowledge,
                 };
                 (member.clone(), message)
             })
@@ -539,7 +541,10 @@ impl GossipState {
         }
         let mut handled = Handled::default();
         match message {
-            GossipMessage::Syn { digest } => {
+            GossipMessage::Syn { digest, knowledge } => {
+                if knowledge == self.knowledge {
+                    return handled;
+                }
                 if digest.validate().is_err() {
                     self.counters.refused_frames += 1;
                     return handled;
@@ -733,22 +738,24 @@ impl GossipState {
             .as_ref()
             .map_or(Bound::Unbounded, Bound::Included);
         let mut mine = self.remote.range::<NodeId, _>((lower, upper)).peekable();
+        let me = self.me.as_str();
         let mut listed = digest
             .entries
             .iter()
-            .filter(|entry| entry.origin != self.me)
+            .filter(|entry| entry.origin.as_str() != me)
             .peekable();
         loop {
-            let (held, entry) = match (mine.peek(), listed.peek()) {
+            // Ordered by origin on both sides: one comparison a step (as `str`s: cheap).
+            let order = match (mine.peek(), listed.peek()) {
                 (None, None) => break,
-                (Some((origin, _)), Some(entry)) if **origin == entry.origin => {
-                    (mine.next(), listed.next())
-                }
-                (Some((origin, _)), Some(entry)) if **origin > entry.origin => {
-                    (None, listed.next())
-                }
-                (None, Some(_)) => (None, listed.next()),
-                _ => (mine.next(), None),
+                (Some((origin, _)), Some(entry)) => origin.as_str().cmp(entry.origin.as_str()),
+                (None, Some(_)) => Ordering::Greater,
+                (Some(_), None) => Ordering::Less,
+            };
+            let (held, entry) = match order {
+                Ordering::Equal => (mine.next(), listed.next()),
+                Ordering::Greater => (None, listed.next()),
+                Ordering::Less => (mine.next(), None),
             };
             let Some((origin, remote)) = held else {
                 // They hold it, this node nothing.
@@ -765,7 +772,7 @@ impl GossipState {
             };
             let claim = Claim::of(entry);
             if let Some(record) = &remote.visible {
-                if origin == from
+                if origin.as_str() == from.as_str()
                     && (record.incarnation(), record.max()) > (claim.incarnation, claim.max)
                 {
                     bump = Some(Bump {
@@ -935,7 +942,7 @@ impl GossipState {
         };
         // Validate the entries to apply; the first bad one cuts the delta before it.
         let run = delta.entries.as_slice();
-        let skip = run.partition_point(|entry| entry.version() <= above);
+        let skip = after(run, above);
         let mut take = skip;
         let mut previous = above.max(delta.from);
         let mut refused = false;
