@@ -54,10 +54,48 @@ pub struct Record {
     max: u64,
     floor: u64,
     entries: Entries,
+    tally: Tally,
+}
+
+/// Counts over a record's entries, kept as the entries are gathered (never a second pass).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
     live: usize,
     withdrawals: usize,
     /// Wrapping sum of the live entries' fingerprints.
     fingerprint: u64,
+    /// Bytes of the entries as JSON, each with its separating comma.
+    bytes: usize,
+}
+
+impl Tally {
+    #[inline]
+    pub(crate) fn add(&mut self, entry: &GossipEntry) {
+        if entry.is_withdrawal() {
+            self.withdrawals += 1;
+        } else {
+            self.live += 1;
+            self.fingerprint = self.fingerprint.wrapping_add(entry.fingerprint());
+        }
+        self.bytes += entry.wire_size() + 1;
+    }
+
+    fn of(entries: &[Arc<GossipEntry>]) -> Self {
+        let mut tally = Self::default();
+        for entry in entries {
+            tally.add(entry);
+        }
+        tally
+    }
+
+    fn plus(self, other: Self) -> Self {
+        Self {
+            live: self.live + other.live,
+            withdrawals: self.withdrawals + other.withdrawals,
+            fingerprint: self.fingerprint.wrapping_add(other.fingerprint),
+            bytes: self.bytes + other.bytes,
+        }
+    }
 }
 
 /// What a record holds, in a few numbers: two nodes whose records of an origin have the same
@@ -80,54 +118,66 @@ impl Record {
 
     /// A record of these entries (ordered by version, one per register).
     pub(crate) fn from_entries(incarnation: u64, max: u64, floor: u64, entries: Entries) -> Self {
-        let mut record = Self {
+        let tally = Tally::of(&entries);
+        Self {
             incarnation,
             max,
             floor,
             entries,
-            live: 0,
-            withdrawals: 0,
-            fingerprint: 0,
-        };
-        record.count();
-        record
+            tally,
+        }
     }
 
-    /// A record of the first `take` entries of `run` (all of them: the run's array is kept as
-    /// is when the run is whole).
+    /// A record of the first `take` entries of `run`, whose tally is `tally` (the caller
+    /// counted them while validating them). The run's array is kept as is when the run is
+    /// whole.
     pub(crate) fn from_run(
         incarnation: u64,
-        max: u64,
-        floor: u64,
+        (max, floor): (u64, u64),
         run: &EntryRun,
         take: usize,
+        tally: Tally,
     ) -> Self {
         let entries = if take == run.len() && run.is_whole() {
             Arc::clone(run.shared())
         } else {
             run.as_slice()[..take].iter().cloned().collect()
         };
-        Self::from_entries(incarnation, max, floor, entries)
+        Self {
+            incarnation,
+            max,
+            floor,
+            entries,
+            tally,
+        }
     }
 
-    /// This record with `added` (versions above `max`, registers in `keys`) applied, at
-    /// `new_max` and `floor`: entries of the same registers are replaced.
+    /// This record with `added` (versions above `max`, registers in `keys`, counted in
+    /// `added_tally`) applied, at `new_max` and `floor`: entries of the same registers are
+    /// replaced.
     pub(crate) fn merged(
         &self,
         added: &[Arc<GossipEntry>],
         keys: &KeySet,
-        new_max: u64,
-        floor: u64,
+        (new_max, floor): (u64, u64),
+        added_tally: Tally,
     ) -> Self {
         let mut entries = Vec::with_capacity(self.entries.len() + added.len());
-        entries.extend(
-            self.entries
-                .iter()
-                .filter(|entry| !keys.contains(entry.register_id()))
-                .cloned(),
-        );
+        let mut kept = Tally::default();
+        for entry in self.entries.iter() {
+            if !keys.contains(entry.register_id()) {
+                kept.add(entry);
+                entries.push(Arc::clone(entry));
+            }
+        }
         entries.extend(added.iter().cloned());
-        Self::from_entries(self.incarnation, new_max, floor, entries.into())
+        Self {
+            incarnation: self.incarnation,
+            max: new_max,
+            floor,
+            entries: entries.into(),
+            tally: kept.plus(added_tally),
+        }
     }
 
     /// This record without its withdrawals at or below `up_to`, its floor raised to the
@@ -160,19 +210,9 @@ impl Record {
         EntryRun::part(Arc::clone(&self.entries), start..self.entries.len())
     }
 
-    fn count(&mut self) {
-        let (mut live, mut withdrawals, mut fingerprint) = (0, 0, 0u64);
-        for entry in self.entries.iter() {
-            if entry.is_withdrawal() {
-                withdrawals += 1;
-            } else {
-                live += 1;
-                fingerprint = fingerprint.wrapping_add(entry.fingerprint());
-            }
-        }
-        self.live = live;
-        self.withdrawals = withdrawals;
-        self.fingerprint = fingerprint;
+    /// Bytes of all the entries as JSON, with their separating commas.
+    pub(crate) fn entry_bytes(&self) -> usize {
+        self.tally.bytes
     }
 
     pub fn incarnation(&self) -> u64 {
@@ -202,7 +242,7 @@ impl Record {
     }
 
     pub fn has_withdrawals(&self) -> bool {
-        self.withdrawals > 0
+        self.tally.withdrawals > 0
     }
 
     pub fn summary(&self) -> RecordSummary {
@@ -210,9 +250,9 @@ impl Record {
             incarnation: self.incarnation,
             max: self.max,
             floor: self.floor,
-            live: self.live,
-            withdrawals: self.withdrawals,
-            fingerprint: self.fingerprint,
+            live: self.tally.live,
+            withdrawals: self.tally.withdrawals,
+            fingerprint: self.tally.fingerprint,
         }
     }
 }
@@ -261,7 +301,10 @@ mod tests {
             .iter()
             .map(|entry| entry.register_id().clone())
             .collect();
-        let merged = record.merged(&added, &keys, 5, 0);
+        let merged = record.merged(&added, &keys, (5, 0), Tally::of(&added));
+        let recounted = Record::from_entries(1, 5, 0, Arc::clone(merged.shared_entries()));
+        assert_eq!(merged.summary(), recounted.summary());
+        assert_eq!(merged.entry_bytes(), recounted.entry_bytes());
         let versions: Vec<u64> = merged.entries().iter().map(|e| e.version()).collect();
         assert_eq!(versions, [1, 3, 4, 5]);
         assert_eq!(merged.summary().live, 3);
@@ -294,9 +337,15 @@ mod tests {
     #[test]
     fn a_whole_run_is_kept_without_copying() {
         let entries: Entries = vec![live(1, 1), live(2, 2)].into();
-        let record = Record::from_run(1, 2, 0, &EntryRun::whole(Arc::clone(&entries)), 2);
+        let record = Record::from_run(
+            1,
+            (2, 0),
+            &EntryRun::whole(Arc::clone(&entries)),
+            2,
+            Tally::of(&entries),
+        );
         assert!(Arc::ptr_eq(record.shared_entries(), &entries));
-        let cut = Record::from_run(1, 1, 0, &EntryRun::whole(entries), 1);
+        let cut = Record::from_run(1, (1, 0), &EntryRun::whole(entries), 1, Tally::default());
         assert_eq!(cut.entries().len(), 1);
     }
 }

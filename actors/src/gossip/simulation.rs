@@ -89,7 +89,7 @@ impl SimConfig {
             max_delay_ticks: 12,
             long_delay: 0.002,
             long_delay_rounds: 22..30,
-            waves: 3,
+            waves: 2,
             wave_share: 0.05,
             partition_share: 0.2,
             partition_rounds: 30,

@@ -15,7 +15,7 @@ use herald_messages::{
     RegisterId, StagingMark, Timestamp, check_digest_entry,
 };
 
-use super::record::{Entries, KeySet, Record, RecordSummary, after};
+use super::record::{Entries, KeySet, Record, RecordSummary, Tally, after};
 
 /// The protocol's settings, from the node's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -442,7 +442,11 @@ impl GossipState {
             .iter()
             .map(|entry| entry.register_id().clone())
             .collect();
-        let record = self.own.merged(&changed, &keys, version, self.own.floor());
+        let mut tally = Tally::default();
+        changed.iter().for_each(|entry| tally.add(entry));
+        let record = self
+            .own
+            .merged(&changed, &keys, (version, self.own.floor()), tally);
         if changed.iter().any(|entry| entry.is_withdrawal()) {
             self.own_gc.note(now, version);
         }
@@ -545,12 +549,10 @@ impl GossipState {
                 if knowledge == self.knowledge {
                     return handled;
                 }
-                if digest.validate().is_err() {
-                    self.counters.refused_frames += 1;
-                    return handled;
-                }
-                if let Some(ack) = self.answer(from, &digest) {
-                    handled.replies.push((from.clone(), ack));
+                match self.answer(from, &digest) {
+                    Ok(Some(ack)) => handled.replies.push((from.clone(), ack)),
+                    Ok(None) => {}
+                    Err(_) => self.counters.refused_frames += 1,
                 }
             }
             GossipMessage::Ack {
@@ -710,8 +712,15 @@ impl GossipState {
 
     /// The answer to a `Syn`: what `from` lacks, what this node lacks, and a bump if `from`
     /// claims an older state of itself than this node holds. One walk over this node's
-    /// records in the digest's range beside the digest's entries (both ordered by origin).
-    fn answer(&mut self, from: &NodeId, digest: &Digest) -> Option<GossipMessage> {
+    /// records in the digest's range beside the digest's entries (both ordered by origin),
+    /// which also checks the digest's rules (`Digest::validate`'s, entry by entry, so that the
+    /// digest is read once): a digest that breaks one gets no answer.
+    fn answer(
+        &mut self,
+        from: &NodeId,
+        digest: &Digest,
+    ) -> Result<Option<GossipMessage>, InvalidInput> {
+        let mut previous: Option<&str> = None;
         let mut candidates = Vec::new();
         let mut wants = Vec::new();
         let mut bump = None;
@@ -739,12 +748,15 @@ impl GossipState {
             .map_or(Bound::Unbounded, Bound::Included);
         let mut mine = self.remote.range::<NodeId, _>((lower, upper)).peekable();
         let me = self.me.as_str();
-        let mut listed = digest
-            .entries
-            .iter()
-            .filter(|entry| entry.origin.as_str() != me)
-            .peekable();
+        let mut listed = digest.entries.iter().peekable();
         loop {
+            if let Some(entry) = listed.peek()
+                && entry.origin.as_str() == me
+            {
+                check_next(digest, entry, &mut previous)?;
+                listed.next();
+                continue;
+            }
             // Ordered by origin on both sides: one comparison a step (as `str`s: cheap).
             let order = match (mine.peek(), listed.peek()) {
                 (None, None) => break,
@@ -757,6 +769,9 @@ impl GossipState {
                 Ordering::Greater => (None, listed.next()),
                 Ordering::Less => (mine.next(), None),
             };
+            if let Some(entry) = entry {
+                check_next(digest, entry, &mut previous)?;
+            }
             let Some((origin, remote)) = held else {
                 // They hold it, this node nothing.
                 let entry = entry.expect("one side has it");
@@ -796,13 +811,13 @@ impl GossipState {
             wants_size <= room
         });
         if deltas.is_empty() && wants.is_empty() && bump.is_none() {
-            return None;
+            return Ok(None);
         }
-        Some(GossipMessage::Ack {
+        Ok(Some(GossipMessage::Ack {
             deltas,
             wants,
             bump,
-        })
+        }))
     }
 
     /// Deltas for a requester that sent `wants` (its positions where this node is ahead).
@@ -946,6 +961,7 @@ impl GossipState {
         let mut take = skip;
         let mut previous = above.max(delta.from);
         let mut refused = false;
+        let mut tally = Tally::default();
         self.keys.clear();
         while take < run.len() {
             let entry = &run[take];
@@ -955,6 +971,7 @@ impl GossipState {
                 refused = true;
                 break;
             }
+            tally.add(entry);
             previous = entry.version();
             take += 1;
         }
@@ -980,15 +997,15 @@ impl GossipState {
             } else {
                 base.floor()
             };
-            base.merged(&run[skip..take], &self.keys, position, floor)
+            base.merged(&run[skip..take], &self.keys, (position, floor), tally)
         } else {
             self.counters.rebuilds_started += 1;
             Record::from_run(
                 delta.incarnation,
-                position,
-                delta.floor,
+                (position, delta.floor),
                 &delta.entries,
                 take,
+                tally,
             )
         };
         let complete = !refused && delta.is_complete();
@@ -1070,6 +1087,25 @@ impl GossipState {
         }
         self.digest_cache = None;
     }
+}
+
+/// Checks the next entry of `digest` as a walk reads it: `Digest::validate`'s rules (sorted by
+/// origin without repeats, inside the digest's range, numbers in range), entry by entry.
+fn check_next<'a>(
+    digest: &Digest,
+    entry: &'a DigestEntry,
+    previous: &mut Option<&'a str>,
+) -> Result<(), InvalidInput> {
+    let origin = entry.origin.as_str();
+    let ordered = previous.is_none_or(|previous| previous < origin);
+    if !ordered || !digest.covers(&entry.origin) {
+        return Err(InvalidInput::new(
+            "digest.entries",
+            format!("{origin}: entries must be sorted by origin, without repeats, in range"),
+        ));
+    }
+    *previous = Some(origin);
+    check_digest_entry(entry, "digest.entries")
 }
 
 /// Bytes of a message around its deltas or digest entries (kind, field names, brackets).
@@ -1194,7 +1230,13 @@ fn fill(
         let run = record.run_after(start);
         let mut take = 0;
         let mut size = frame_size;
-        for entry in run.as_slice() {
+        let everything = frame_size + record.entry_bytes();
+        if start == 0 && used + everything <= budget {
+            // The whole record fits: no need to measure entry by entry.
+            take = run.len();
+            size = everything;
+        }
+        for entry in &run.as_slice()[take..] {
             let next = size + entry.wire_size() + 1;
             if used + next > budget && (take > 0 || !deltas.is_empty()) {
                 break;
@@ -1771,6 +1813,63 @@ mod tests {
             },
         );
         assert!(a.record(&node("d")).is_none());
+    }
+
+    /// A digest is input too: one out of order (or out of its range) gets no answer and is
+    /// counted.
+    #[test]
+    fn a_malformed_digest_gets_no_answer() {
+        let now = at(0);
+        let mut r = state("r", now);
+        r.set_local([ad(1, SyncState::Active)], now);
+        let entry = |name: &str| DigestEntry {
+            origin: node(name),
+            incarnation: 1,
+            max: 1,
+            staging: None,
+        };
+        let digests = [
+            Digest {
+                from: None,
+                through: None,
+                entries: vec![entry("b"), entry("a")],
+            },
+            Digest {
+                from: Some(node("m")),
+                through: None,
+                entries: vec![entry("a")],
+            },
+        ];
+        for digest in digests {
+            let handled = r.on_message(
+                now,
+                &node("x"),
+                GossipMessage::Syn {
+                    digest: Arc::new(digest),
+                    knowledge: 1,
+                },
+            );
+            assert!(handled.replies.is_empty());
+        }
+        assert_eq!(r.counters().refused_frames, 2);
+        let fine = Digest {
+            from: None,
+            through: None,
+            entries: vec![entry("a"), entry("b")],
+        };
+        let handled = r.on_message(
+            now,
+            &node("x"),
+            GossipMessage::Syn {
+                digest: Arc::new(fine),
+                knowledge: 1,
+            },
+        );
+        assert_eq!(
+            handled.replies.len(),
+            1,
+            "r serves its own ad and wants a and b"
+        );
     }
 
     #[test]
