@@ -18,6 +18,7 @@
 //! at its version, no private ad on the wire) or the bench fails. Run through `cargo test
 //! --benches` (no `--bench` argument), it measures nothing and exits.
 
+#[allow(dead_code)] // the command line only: the statistics are for latency benches
 #[path = "support/mod.rs"]
 mod support;
 

@@ -696,12 +696,19 @@ impl Sim {
         }
     }
 
-    /// Changes the ads of `share` of the running nodes.
+    /// Changes the ads of `share` of the running nodes (at least one).
     fn change_wave(&mut self, share: f64) {
+        let mut changed = 0;
         for index in 0..self.config.nodes {
             if self.nodes[index].is_some() && self.rng.chance(share) {
                 self.change_node(index);
+                changed += 1;
             }
+        }
+        if changed == 0
+            && let Some(index) = (0..self.config.nodes).find(|&index| self.nodes[index].is_some())
+        {
+            self.change_node(index);
         }
     }
 
