@@ -153,6 +153,7 @@ impl Bench {
             connect_timeout: Duration::from_secs(2),
             server_selection_timeout: Duration::from_secs(5),
             operation_timeout: OPERATION_TIMEOUT,
+            tls: None,
         }
     }
 

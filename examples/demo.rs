@@ -1,28 +1,45 @@
-//! A narrated tour of herald in one process: both roles on the embedded store.
+//! A narrated tour of herald: both roles on the embedded store in one process, hubs and a
+//! peer failing over, then a cluster of three role processes on loopback.
 //!
 //! ```text
-//! cargo run --example demo                 # about a second; prints what happens and how long it took
+//! cargo run --example demo                     # a few seconds; prints what happens and how long it took
 //! cargo run --example demo -- --keep-running   # then serves the REST API until ctrl-c
+//! cargo run --example demo -- --no-cluster     # the in-process chapters only
 //! ```
 //! It shows the bug herald fixes: in the system it replaces, a restart left *Available
 //! Registers* empty although registers were public. Here the pool actor is crashed, then the
 //! whole node restarted, and the public registers are served again at once.
+//!
+//! The cluster chapter runs the role binaries (`examples/peer.rs`, `examples/register.rs`) as
+//! child processes, one cluster node per process as herald requires. It finds them beside its
+//! own binary (`target/<profile>/examples/`) after building them with the cargo that runs it
+//! (`cargo build --example peer --example register --example hub`, the tests' harness,
+//! `tests/it/support/process.rs`): run through `cargo run`, they are never stale. Run the demo
+//! binary directly and it still needs cargo and this source tree for that build.
 
 #[path = "support/mod.rs"]
 mod support;
 
+// The tests' role-process harness: builds the role binaries, starts them, reads their ready
+// line, signals them, kills them when dropped. (Its unit tests are not built here.)
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/it/support/process.rs"]
+mod process;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use std::sync::Arc;
 
 use herald::stores::RedbBlueprintStore;
 use herald::{
     BlueprintId, ChildKind, ConnectionState, NewRegister, Node, NodeHandle, PublishRequest,
-    RawHubConfig, RawHubEndpoint, RawNodeConfig, RawPeerConfig, RawRegisterConfig, RegisterPatch,
-    StoreOverrides,
+    RawClusterConfig, RawHubConfig, RawHubEndpoint, RawNodeConfig, RawPeerConfig,
+    RawRegisterConfig, RegisterPatch, StoreOverrides,
 };
+use process::{Role, RoleProcess};
 use tokio::time::Instant;
 
 /// herald demo: both roles in one process, narrated.
@@ -36,6 +53,9 @@ struct Args {
     /// Keep serving the REST API after the tour, until ctrl-c.
     #[arg(long)]
     keep_running: bool,
+    /// Skip the cluster chapter (three role processes).
+    #[arg(long)]
+    no_cluster: bool,
 }
 
 const TOKEN: &str = "demo-token";
@@ -168,11 +188,16 @@ async fn main() -> anyhow::Result<()> {
     show_available(&node, "Available Registers").await?;
 
     hub_tour(&data_dir).await?;
+    if !args.no_cluster {
+        cluster_tour().await?;
+    }
 
     let http = node.http_addr().expect("demo serves HTTP");
     println!("\nTour done in {}.", ms(tour));
+    println!("The operator's page: http://{http}/ (live while the node runs)");
     if args.keep_running {
-        println!("Serving until ctrl-c. Try:");
+        println!("Serving until ctrl-c. Open the page above, or try:");
+        println!("   curl -N http://{http}/api/events");
         println!("   curl http://{http}/api/registers/available");
         println!("   curl http://{http}/health");
         println!(
@@ -296,6 +321,255 @@ async fn hub_tour(data_dir: &std::path::Path) -> anyhow::Result<()> {
     peer.shutdown().await;
     n1.shutdown().await;
     Ok(())
+}
+
+/// Pings every 100 ms (the tests' setting; 1 s by default), so that the tour takes seconds.
+const LIVENESS_MS: u64 = 100;
+const COOKIE: &str = "demo-cluster-cookie";
+
+/// Three role processes on loopback: a node joins through one seed and finds the others, one
+/// is frozen and suspected, then woken and ready again; each step as `GET
+/// /api/cluster/members` shows it.
+async fn cluster_tour() -> anyhow::Result<()> {
+    step(
+        12,
+        "Start a cluster of role processes: peer-a, then peer-b given peer-a's address as its seed",
+    );
+    let building = Instant::now();
+    let binary = Role::Peer.binary();
+    println!(
+        "   role binaries built (cargo build --example peer --example register --example hub) in {}: {}",
+        ms(building),
+        binary
+            .parent()
+            .map_or_else(String::new, |dir| dir.display().to_string())
+    );
+    let started = Instant::now();
+    let a = Member::start(Role::Peer, "peer-a", None, &[]).await?;
+    let b = Member::start(Role::Peer, "peer-b", Some(a.cluster_addr()), &[]).await?;
+    wait_for("peer-a and peer-b to see each other ready", || async {
+        (b.sees("peer-a", "ready").await && a.sees("peer-b", "ready").await).then_some(())
+    })
+    .await?;
+    println!(
+        "   a full mesh of two {} after the first start",
+        ms(started)
+    );
+    a.show().await;
+
+    step(
+        13,
+        "Start reg-c, a register node given only peer-b's address: it learns peer-a from peer-b and feeds peer-a's pool by node id",
+    );
+    let joined = Instant::now();
+    let c = Member::start(
+        Role::Register,
+        "reg-c",
+        Some(b.cluster_addr()),
+        &["--peer-node-id", "peer-a"],
+    )
+    .await?;
+    wait_for("reg-c to see peer-a and peer-b ready", || async {
+        (c.sees("peer-a", "ready").await
+            && c.sees("peer-b", "ready").await
+            && a.sees("reg-c", "ready").await)
+            .then_some(())
+    })
+    .await?;
+    println!(
+        "   reg-c lists both peers ready {} after its start (it was told of peer-b only)",
+        ms(joined)
+    );
+    c.show().await;
+    let created = Instant::now();
+    let reply = c
+        .post_json(
+            "/api/registers",
+            serde_json::json!({"name": "clustered", "advertise": true}),
+        )
+        .await;
+    anyhow::ensure!(reply.status.is_success(), "creating a register: {reply:?}");
+    let id = reply.body["registerId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    wait_for("peer-a to serve reg-c's register", || async {
+        a.available_ids().await.contains(&id).then_some(())
+    })
+    .await?;
+    println!(
+        "   register \"clustered\" created on reg-c, served by peer-a {} later (pushed over the cluster, no URL)",
+        ms(created)
+    );
+
+    step(
+        14,
+        "Freeze peer-b with SIGSTOP, as a hung process or a lost network would",
+    );
+    let bound = suspicion_bound()?;
+    b.signal("STOP");
+    let frozen = Instant::now();
+    wait_for("peer-a and reg-c to suspect peer-b", || async {
+        let suspected =
+            |state: Option<String>| matches!(state.as_deref(), Some("suspect" | "unreachable"));
+        (suspected(a.member_state("peer-b").await) && suspected(c.member_state("peer-b").await))
+            .then_some(())
+    })
+    .await?;
+    println!(
+        "   suspected by peer-a and reg-c {} after the freeze (3 pings missed; the configured bound is {} ms); its connections are closed",
+        ms(frozen),
+        bound.as_millis()
+    );
+    a.show().await;
+
+    step(
+        15,
+        "Wake peer-b with SIGCONT: it is dialed again and every node lists it ready",
+    );
+    b.signal("CONT");
+    let resumed = Instant::now();
+    wait_for("every node to list every other ready", || async {
+        let mut all = true;
+        for (observer, others) in [
+            (&a, ["peer-b", "reg-c"]),
+            (&b, ["peer-a", "reg-c"]),
+            (&c, ["peer-a", "peer-b"]),
+        ] {
+            for other in others {
+                all &= observer.sees(other, "ready").await;
+            }
+        }
+        all.then_some(())
+    })
+    .await?;
+    println!("   ready everywhere {} after SIGCONT", ms(resumed));
+    b.show().await;
+    println!("   (the three processes are stopped with the demo)");
+    Ok(())
+}
+
+/// What `ClusterConfig::suspicion_bound` promises for the tour's settings.
+fn suspicion_bound() -> anyhow::Result<Duration> {
+    let config = RawNodeConfig {
+        node_id: "bound".into(),
+        data_dir: Some(std::env::temp_dir()),
+        peer: Some(RawPeerConfig::default()),
+        cluster: Some(RawClusterConfig {
+            listen: "127.0.0.1:0".into(),
+            cookie: Some(COOKIE.into()),
+            liveness_interval_ms: Some(LIVENESS_MS),
+            ..RawClusterConfig::default()
+        }),
+        ..RawNodeConfig::default()
+    }
+    .validate()?;
+    let cluster = config.cluster.context("a clustered configuration")?;
+    Ok(cluster.suspicion_bound())
+}
+
+/// A role process of the cluster chapter, with its data directory.
+struct Member {
+    process: RoleProcess,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Member {
+    type Target = RoleProcess;
+
+    fn deref(&self) -> &RoleProcess {
+        &self.process
+    }
+}
+
+impl Member {
+    async fn start(
+        role: Role,
+        id: &str,
+        seed: Option<std::net::SocketAddr>,
+        extra: &[&str],
+    ) -> anyhow::Result<Member> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("herald-demo-{id}-"))
+            .tempdir()?;
+        let data_dir = dir.path().to_str().context("a UTF-8 path")?.to_owned();
+        let liveness = LIVENESS_MS.to_string();
+        let seed = seed.map(|addr| addr.to_string());
+        let mut args = vec![
+            "--node-id",
+            id,
+            "--data-dir",
+            &data_dir,
+            "--cluster-listen",
+            "127.0.0.1:0",
+            "--cookie",
+            COOKIE,
+            "--liveness-interval-ms",
+            &liveness,
+            "--reconnect-backoff-max-ms",
+            "300",
+        ];
+        if let Some(seed) = &seed {
+            args.extend(["--cluster-seed", seed]);
+        }
+        args.extend(extra);
+        let process = RoleProcess::try_start(role, &args)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        println!(
+            "   {} {id}: pid {}, REST http://{}, cluster {}{}",
+            role.name(),
+            process.pid(),
+            process.http_addr(),
+            process.cluster_addr(),
+            seed.map_or_else(String::new, |seed| format!(", seed {seed}"))
+        );
+        Ok(Member { process, _dir: dir })
+    }
+
+    /// Whether this node lists `other` in `state`.
+    async fn sees(&self, other: &str, state: &str) -> bool {
+        self.member_state(other).await.as_deref() == Some(state)
+    }
+
+    /// Prints `GET /api/cluster/members` of this node, one line per member.
+    async fn show(&self) {
+        println!(
+            "   GET http://{}/api/cluster/members on {}:",
+            self.http_addr(),
+            self.node_id()
+        );
+        for member in self.members().await {
+            let text = |field: &str| member[field].as_str().unwrap_or("-").to_owned();
+            let roles: Vec<String> = member["roles"]
+                .as_array()
+                .map(|roles| {
+                    roles
+                        .iter()
+                        .filter_map(|role| role.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let heard = if member["self"] == serde_json::json!(true) {
+                "this node".to_owned()
+            } else {
+                match member["lastSeenMs"].as_u64() {
+                    Some(seen) => format!(
+                        "last heard {seen} ms ago, {} ping(s) missed",
+                        member["missedPings"]
+                    ),
+                    None => "never heard".to_owned(),
+                }
+            };
+            println!(
+                "     {:<7} {:<9} {:<16} {:<11} {heard}",
+                text("nodeId"),
+                roles.join(","),
+                text("address"),
+                text("state"),
+            );
+        }
+    }
 }
 
 async fn start_hub(

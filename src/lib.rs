@@ -65,7 +65,7 @@ pub use herald_runtime::{
 };
 /// TLS and credentials, and the configuration file (issue 10).
 pub use herald_runtime::{
-    ConfigFileError, RawClientTls, RawClusterTls, RawPeerCredential, RawServerTls,
+    ConfigFileError, RawClientTls, RawClusterTls, RawMongoTls, RawPeerCredential, RawServerTls,
 };
 
 /// The cluster: members as a node sees them, and the handle that watches them.
@@ -74,9 +74,9 @@ pub use herald_runtime::cluster::ClusterHandle;
 
 /// The peer and register roles' types.
 pub use herald_messages::{
-    AdInput, AdvertisementSyncState, AvailableRegister, BulkAdvertise, BulkOutcome, ChildKind,
-    ChildReport, NewRegister, NodeFailure, NodeId, PoolError, PoolStatus, Register, RegisterError,
-    RegisterId, RegisterPatch, Snapshot, StoreHealth, SyncStatus, Timestamp,
+    AdInput, AdvertisementSyncState, AvailableRegister, AvailableView, BulkAdvertise, BulkOutcome,
+    ChildKind, ChildReport, NewRegister, NodeFailure, NodeId, PoolError, PoolStatus, Register,
+    RegisterError, RegisterId, RegisterPatch, Snapshot, StoreHealth, SyncStatus, Timestamp,
 };
 
 /// The hub role's and a peer's hub-side types: blueprints, the system register, connection and

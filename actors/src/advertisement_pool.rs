@@ -14,6 +14,12 @@
 //! counts a store repair. `persisted: true` is only answered once the store holds the change
 //! and everything before it.
 //!
+//! Reads never enter the mailbox: after each message that may change what it serves, the pool
+//! publishes a `PoolView` (the *Available Registers* answer, versioned, and its status) into a
+//! `Published` handle the wiring owns, after the change reached the store (or failed to, which
+//! the status says). An expired remote ad leaves the view when the pool handles the timer set
+//! for its expiry (at once when idle, after the write in progress when busy).
+//!
 //! Decisions live in `state::PoolState`; this file only sequences I/O and timers.
 
 mod state;
@@ -25,11 +31,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
-use herald_messages::{AdvertisementPoolMsg, NodeId, PoolStatus};
+use herald_messages::{AdvertisementPoolMsg, AvailableView, NodeId, PoolStatus, PoolView};
 
 use crate::actor_kit::{MessageName, Pending, Timers, message_span};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::ports::{AdStore, Clock, StoreError, error_chain};
+use crate::view::Published;
 
 use state::PoolState;
 pub use state::{LoadReport, PoolRules, WriteCheck};
@@ -97,6 +104,8 @@ pub struct AdvertisementPoolArgs {
     pub config: PoolConfig,
     pub store: Arc<dyn AdStore>,
     pub clock: Arc<dyn Clock>,
+    /// Where the pool publishes what it serves; owned by the wiring, it outlives restarts.
+    pub view: Published<PoolView>,
 }
 
 pub struct AdvertisementPoolState {
@@ -107,6 +116,9 @@ pub struct AdvertisementPoolState {
     book: PoolState,
     backoff: Backoff,
     retry: Pending,
+    view: Published<PoolView>,
+    /// Fires when the first served remote ad stops being live, so the view drops it.
+    expiry: Pending,
     _timers: Timers,
 }
 
@@ -147,6 +159,8 @@ impl Actor for AdvertisementPool {
             store: args.store,
             clock: args.clock,
             retry: Pending::new(),
+            view: args.view,
+            expiry: Pending::new(),
             _timers: timers,
         })
     }
@@ -158,7 +172,14 @@ impl Actor for AdvertisementPool {
         state: &mut AdvertisementPoolState,
     ) -> Result<(), ActorProcessingErr> {
         let span = message_span("advertisement_pool", &state.node_id, &msg);
-        let reads_only = matches!(
+        // Reads change nothing; a bulk request publishes before it replies.
+        let publish_after = !matches!(
+            msg,
+            AdvertisementPoolMsg::Available(_)
+                | AdvertisementPoolMsg::Status(_)
+                | AdvertisementPoolMsg::Bulk(..)
+        );
+        let metrics_after = !matches!(
             msg,
             AdvertisementPoolMsg::Available(_) | AdvertisementPoolMsg::Status(_)
         );
@@ -180,6 +201,8 @@ impl Actor for AdvertisementPool {
                             state.flush(&myself).await;
                             outcome.persisted = !state.book.has_unwritten();
                             debug!(?outcome, full_sync = request.full_sync, "bulk applied");
+                            // A caller that reads after this reply sees its change.
+                            state.publish_view(&myself);
                             Ok(outcome)
                         }
                         Err(err) => {
@@ -215,7 +238,10 @@ impl Actor for AdvertisementPool {
                 AdvertisementPoolMsg::CheckStore => state.check_store(&myself).await,
                 AdvertisementPoolMsg::RetryStore => state.retry_store(&myself).await,
             }
-            if !reads_only {
+            if publish_after {
+                state.publish_view(&myself);
+            }
+            if metrics_after {
                 state.publish_metrics();
             }
         }
@@ -397,6 +423,38 @@ impl AdvertisementPoolState {
         }
         self.retry
             .after(myself, delay, || AdvertisementPoolMsg::RetryStore);
+    }
+
+    /// Publishes what the pool serves now. The answer keeps its version (and its ETag) when its
+    /// content did not change; the expiry timer is set for the first served remote ad to die.
+    fn publish_view(&mut self, myself: &ActorRef<AdvertisementPoolMsg>) {
+        let now = self.clock.now();
+        let registers = self.book.available(now);
+        let valid_until = self.book.next_expiry(now);
+        let current = self.view.latest();
+        let available = if current.available.registers == registers {
+            Arc::clone(&current.available)
+        } else {
+            Arc::new(AvailableView {
+                tag: current.available.tag,
+                version: current.available.version + 1,
+                registers,
+            })
+        };
+        self.view.publish(PoolView {
+            ready: true,
+            available,
+            valid_until,
+            status: self.status(),
+        });
+        match valid_until {
+            Some(until) => {
+                let delay = until.since(now);
+                self.expiry
+                    .after(myself, delay, || AdvertisementPoolMsg::Sweep);
+            }
+            None => self.expiry.cancel(),
+        }
     }
 
     fn status(&self) -> PoolStatus {

@@ -12,6 +12,8 @@
 //!   which actors each role runs and how they reach each other (`NodeTree`).
 //! - `ports`: traits for stores, links and the clock. Adapters live in `herald-runtime`; this
 //!   crate never names a driver (redis, redb, mongodb, tonic, axum; the tidy test checks).
+//! - `view`: `Published` / `View`, the snapshots actors publish so that reads never enter a
+//!   mailbox.
 //! - `slot`: stable addresses of supervised actors; `backoff`: delays for retries;
 //!   `stall_detector`: this process's own scheduling stalls; `clock`, `pool_link`, `hub_link`:
 //!   in-process implementations of ports.
@@ -35,6 +37,7 @@ pub mod system_register_authority;
 pub mod system_register_replica;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod view;
 pub mod wiring;
 
 pub use advertisement_pool::{AdvertisementPool, AdvertisementPoolArgs, PoolConfig};
@@ -56,4 +59,5 @@ pub use system_register_authority::{
 pub use system_register_replica::{
     ReplicaConfig, SystemRegisterReplica, SystemRegisterReplicaArgs,
 };
-pub use wiring::{HubConnectionParts, NodeTree, PeerHubSlots, StartedTree};
+pub use view::{Published, View};
+pub use wiring::{HubConnectionParts, NodeTree, NodeViews, PeerHubSlots, StartedTree};

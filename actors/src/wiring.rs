@@ -2,7 +2,8 @@
 //! with which slots between them. The runtime (`Node::start_with`) and the paused-time actor
 //! tests both build their trees here, so a test runs the wiring production runs.
 //!
-//! Ports come in (stores, links, the clock), slots come out; nothing here names a driver or
+//! Ports come in (stores, links, the clock), slots and views come out (`NodeViews`: the
+//! snapshots the actors publish, owned here so that they outlive restarts); nothing here names a driver or
 //! opens a store. The start order is the order roles are added: the pool before the resync
 //! driver that pushes to it, and on a peer with hubs the replica before the connection (it
 //! replays its store while the connection dials) before the heartbeat monitor.
@@ -15,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use herald_messages::{
     AdvertisementPoolMsg, CentralNodeConnectionMsg, ChildKind, HeartbeatMonitorMsg, NodeFailure,
-    NodeId, NodeSupervisorMsg, ResyncDriverMsg, SystemRegisterAuthorityMsg,
+    NodeId, NodeSupervisorMsg, PoolView, ResyncDriverMsg, SystemRegisterAuthorityMsg,
     SystemRegisterReplicaMsg,
 };
 
@@ -35,12 +36,21 @@ use crate::system_register_authority::{
 use crate::system_register_replica::{
     ReplicaConfig, SystemRegisterReplica, SystemRegisterReplicaArgs,
 };
+use crate::view::{Published, View};
 
 /// A node's supervision tree before it starts: the children of each role, in start order.
 pub struct NodeTree {
     node_id: NodeId,
     clock: Arc<dyn Clock>,
     children: Vec<ChildSpec>,
+    views: NodeViews,
+}
+
+/// What the node's actors publish, for readers that must not wait for a mailbox (`NodeApi`,
+/// the REST and gRPC servers). `None` for an actor the node does not run.
+#[derive(Clone, Default)]
+pub struct NodeViews {
+    pub pool: Option<View<PoolView>>,
 }
 
 /// The slots of a peer's hub connection, heartbeat monitor and system register replica.
@@ -70,6 +80,7 @@ pub struct StartedTree {
     pub join: JoinHandle<()>,
     /// Set when the supervisor gives up on an actor (its restart budget ran out).
     pub failure: watch::Receiver<Option<NodeFailure>>,
+    pub views: NodeViews,
 }
 
 impl NodeTree {
@@ -78,7 +89,13 @@ impl NodeTree {
             node_id,
             clock,
             children: Vec::new(),
+            views: NodeViews::default(),
         }
+    }
+
+    /// The views of the actors added so far.
+    pub fn views(&self) -> &NodeViews {
+        &self.views
     }
 
     /// Peer role: the advertisement pool over `store`.
@@ -88,11 +105,14 @@ impl NodeTree {
         store: Arc<dyn AdStore>,
     ) -> ActorSlot<AdvertisementPoolMsg> {
         let slot = ActorSlot::new(ChildKind::AdvertisementPool);
+        let view = Published::new(PoolView::starting(self.node_id.clone(), rand::random()));
+        self.views.pool = Some(view.view());
         let args = AdvertisementPoolArgs {
             node_id: self.node_id.clone(),
             config,
             store,
             clock: Arc::clone(&self.clock),
+            view,
         };
         self.children.push(ChildSpec::new(slot.clone(), move || {
             (AdvertisementPool, args.clone())
@@ -216,6 +236,7 @@ impl NodeTree {
             supervisor,
             join,
             failure,
+            views: self.views,
         })
     }
 }

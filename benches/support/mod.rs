@@ -20,9 +20,21 @@ pub fn parse_args(
     bench: &str,
     usage: &str,
     args: impl Iterator<Item = String>,
+    other: impl FnMut(&str, &mut dyn Iterator<Item = String>) -> Result<bool>,
+) -> Result<Option<usize>> {
+    parse_args_with_default(bench, usage, DEFAULT_ITERATIONS, args, other)
+}
+
+/// `parse_args` with another number of iterations than `DEFAULT_ITERATIONS` when
+/// `--iterations` is not given (for benches whose every iteration takes seconds).
+pub fn parse_args_with_default(
+    bench: &str,
+    usage: &str,
+    default_iterations: usize,
+    args: impl Iterator<Item = String>,
     mut other: impl FnMut(&str, &mut dyn Iterator<Item = String>) -> Result<bool>,
 ) -> Result<Option<usize>> {
-    let mut iterations = DEFAULT_ITERATIONS;
+    let mut iterations = default_iterations;
     let mut measure = false;
     let mut args = args;
     while let Some(arg) = args.next() {

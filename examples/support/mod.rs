@@ -12,7 +12,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use herald::{Node, NodeHandle, RawClusterConfig, RawClusterTls, RawMongoConfig, RawNodeConfig};
+use herald::{
+    Node, NodeHandle, RawClusterConfig, RawClusterTls, RawMongoConfig, RawMongoTls, RawNodeConfig,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -78,12 +80,22 @@ pub struct MongoArgs {
     /// Database of herald's collections on MongoDB (herald).
     #[arg(long, env = "HERALD_MONGODB_DB")]
     pub mongodb_db: Option<String>,
+    /// TLS to MongoDB: the CA that signs its certificates (PEM).
+    #[arg(long, env = "HERALD_MONGODB_TLS_CA")]
+    pub mongodb_tls_ca: Option<PathBuf>,
+    /// TLS to MongoDB: a client certificate followed by its key, in one PEM file.
+    #[arg(long, env = "HERALD_MONGODB_TLS_CERT_KEY")]
+    pub mongodb_tls_cert_key: Option<PathBuf>,
 }
 
 impl MongoArgs {
     /// The flags over the file's `mongodb` section.
     pub fn apply(self, raw: &mut RawNodeConfig) {
-        if self.mongodb.is_none() && self.mongodb_db.is_none() {
+        if self.mongodb.is_none()
+            && self.mongodb_db.is_none()
+            && self.mongodb_tls_ca.is_none()
+            && self.mongodb_tls_cert_key.is_none()
+        {
             return;
         }
         let mongodb = raw.mongodb.get_or_insert_with(RawMongoConfig::default);
@@ -91,6 +103,11 @@ impl MongoArgs {
             mongodb.url = url;
         }
         set(&mut mongodb.database, self.mongodb_db);
+        if self.mongodb_tls_ca.is_some() || self.mongodb_tls_cert_key.is_some() {
+            let tls = mongodb.tls.get_or_insert_with(RawMongoTls::default);
+            set(&mut tls.ca_file, self.mongodb_tls_ca);
+            set(&mut tls.cert_key_file, self.mongodb_tls_cert_key);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The advertisement pool's inputs, outputs and message enum (peer role).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::RpcReplyPort;
@@ -359,6 +360,85 @@ pub struct PoolStatus {
     /// or replaced by an older copy) and wrote everything again.
     #[serde(default)]
     pub store_repairs: u64,
+}
+
+/// What the pool serves, as it last published it (readers never enter its mailbox).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolView {
+    /// False until the pool's first replay of its store ended (restored, or failed and
+    /// degraded): a read before then waits for it, as SC-002 allows.
+    pub ready: bool,
+    pub available: Arc<AvailableView>,
+    /// When the first remote advertisement in `available` stops being live: the pool
+    /// publishes again then.
+    pub valid_until: Option<Timestamp>,
+    pub status: PoolStatus,
+}
+
+impl PoolView {
+    /// What a pool that has not replayed its store yet serves: nothing, not ready.
+    pub fn starting(node_id: NodeId, tag: u64) -> Self {
+        Self {
+            ready: false,
+            available: Arc::new(AvailableView {
+                tag,
+                version: 0,
+                registers: Vec::new(),
+            }),
+            valid_until: None,
+            status: PoolStatus {
+                node_id,
+                local_ads: 0,
+                remote_ads: 0,
+                unverified_ads: 0,
+                dirty_ads: 0,
+                loaded: false,
+                store: StoreHealth::Healthy,
+                last_snapshot: None,
+                store_repairs: 0,
+            },
+        }
+    }
+}
+
+/// *Available Registers* at one version: every live public register, merged, ordered by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvailableView {
+    /// Random per node start: with `version` it names this answer (the HTTP `ETag`), so two
+    /// runs of a node never give two answers one name.
+    pub tag: u64,
+    /// Grows by one whenever `registers` changes.
+    pub version: u64,
+    pub registers: Vec<AvailableRegister>,
+}
+
+impl AvailableView {
+    /// The name of this answer, as an HTTP entity tag (quoted).
+    pub fn etag(&self) -> String {
+        format!("\"{:016x}-{}\"", self.tag, self.version)
+    }
+
+    /// One register, if it is available.
+    pub fn get(&self, register_id: &RegisterId) -> Option<&AvailableRegister> {
+        self.registers
+            .binary_search_by(|register| register.register_id.cmp(register_id))
+            .ok()
+            .and_then(|index| self.registers.get(index))
+    }
+
+    /// At most `limit` registers with ids after `after` (from the first without it), and
+    /// whether more follow.
+    pub fn page(&self, after: Option<&RegisterId>, limit: usize) -> (&[AvailableRegister], bool) {
+        let start = match after {
+            None => 0,
+            Some(after) => self
+                .registers
+                .partition_point(|register| register.register_id <= *after),
+        };
+        let rest = &self.registers[start..];
+        let taken = &rest[..rest.len().min(limit)];
+        (taken, rest.len() > taken.len())
+    }
 }
 
 /// Messages of the `AdvertisementPool` actor.

@@ -1,6 +1,11 @@
 //! `NodeApi`: typed access to a running node's actors, shared by the embedding host (through
 //! `NodeHandle`) and the REST API. Cheap to clone. Every call has a deadline. It is the way in:
 //! a request is validated here, once (`Validate`), and the actor takes the `Valid` value.
+//!
+//! Reads never enter a mailbox: they take the latest snapshot the actor published
+//! (`NodeViews`), so a read is answered while the actor is busy with a write. Only a read made
+//! before the pool's first replay of its store waits, for that replay (SC-002), never for
+//! anything else.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +15,15 @@ use ractor::Message;
 use crate::cluster::ClusterHandle;
 
 pub use herald_actors::PeerHubSlots;
-use herald_actors::{ActorSlot, SlotError};
+use herald_actors::{ActorSlot, NodeViews, SlotError, View};
 use herald_messages::{
     AdInput, AdvertisementPoolMsg, AdvertisementSyncState, AuthorityError, AvailableRegister,
-    BlueprintId, BulkAdvertise, BulkOutcome, CentralNodeConnectionMsg, ChildKind, ChildReport,
-    ClusterMember, ClusterSummary, ConnectionStatus, HubPeer, HubReport, HubStatus, NewRegister,
-    NodeId, NodeSupervisorMsg, PoolError, PoolStatus, PublishRequest, Register, RegisterError,
-    RegisterId, RegisterPatch, ReplicaStatus, ResyncDriverMsg, SyncTrigger,
-    SystemRegisterAuthorityMsg, SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView,
-    Validate,
+    AvailableView, BlueprintId, BulkAdvertise, BulkOutcome, CentralNodeConnectionMsg,
+    ChildKind as Kind, ChildKind, ChildReport, ClusterMember, ClusterSummary, ConnectionStatus,
+    HubPeer, HubReport, HubStatus, NewRegister, NodeId, NodeSupervisorMsg, PoolError, PoolStatus,
+    PoolView, PublishRequest, Register, RegisterError, RegisterId, RegisterPatch, ReplicaStatus,
+    ResyncDriverMsg, SyncTrigger, SystemRegisterAuthorityMsg, SystemRegisterEntry,
+    SystemRegisterReplicaMsg, SystemRegisterView, Validate,
 };
 
 /// Why a call to a node failed.
@@ -54,6 +59,7 @@ pub struct NodeApi {
     pub(crate) hub: Option<PeerHubSlots>,
     pub(crate) supervisor: ractor::ActorRef<NodeSupervisorMsg>,
     pub(crate) cluster: Option<ClusterHandle>,
+    pub(crate) views: NodeViews,
     pub(crate) timeout: Duration,
 }
 
@@ -97,13 +103,43 @@ impl NodeApi {
         .await
     }
 
-    /// *Available Registers*: every live public register, merged across sources.
+    /// *Available Registers*: every live public register, merged across sources, ordered by
+    /// id (a copy of `available_view`'s).
     pub async fn available(&self) -> Result<Vec<AvailableRegister>, NodeError> {
-        call(self.pool()?, AdvertisementPoolMsg::Available, self.timeout).await
+        Ok(self.available_view().await?.registers.clone())
+    }
+
+    /// *Available Registers* as the pool last published them, with their version: shared,
+    /// not copied.
+    pub async fn available_view(&self) -> Result<Arc<AvailableView>, NodeError> {
+        Ok(Arc::clone(&self.pool_view().await?.available))
     }
 
     pub async fn pool_status(&self) -> Result<PoolStatus, NodeError> {
-        call(self.pool()?, AdvertisementPoolMsg::Status, self.timeout).await
+        Ok(self.pool_view().await?.status.clone())
+    }
+
+    /// A reader of the pool's publications, to follow its changes (`None` without the peer
+    /// role).
+    pub fn pool_changes(&self) -> Option<View<PoolView>> {
+        self.views.pool.clone()
+    }
+
+    /// What the pool last published. Waits only before the pool's first replay of its store
+    /// ended (at most the call deadline).
+    pub async fn pool_view(&self) -> Result<Arc<PoolView>, NodeError> {
+        let view = self
+            .views
+            .pool
+            .as_ref()
+            .ok_or(NodeError::RoleNotEnabled("peer"))?;
+        ready_view(
+            view,
+            |pool| pool.ready,
+            Kind::AdvertisementPool,
+            self.timeout,
+        )
+        .await
     }
 
     // ---- register role: ground truth and resync driver ----
@@ -364,6 +400,25 @@ impl NodeApi {
         self.hub
             .as_ref()
             .ok_or(NodeError::RoleNotEnabled("peer with hubs"))
+    }
+}
+
+/// The latest snapshot of `view` once `ready` holds for it: at once when it does already,
+/// else after the publication that makes it so, within `timeout`.
+async fn ready_view<T: Send + Sync + 'static>(
+    view: &View<T>,
+    ready: impl Fn(&T) -> bool,
+    kind: Kind,
+    timeout: Duration,
+) -> Result<Arc<T>, NodeError> {
+    let latest = view.latest();
+    if ready(&latest) {
+        return Ok(latest);
+    }
+    match tokio::time::timeout(timeout, view.wait_for(ready)).await {
+        Ok(Some(ready)) => Ok(ready),
+        Ok(None) => Err(NodeError::Stopped),
+        Err(_) => Err(SlotError::Timeout(kind, timeout).into()),
     }
 }
 

@@ -121,6 +121,20 @@ pub struct RawMongoConfig {
     pub server_selection_timeout_ms: Option<u64>,
     /// Deadline of one store call, transaction retries included (30 000).
     pub operation_timeout_ms: Option<u64>,
+    /// TLS to MongoDB, with the deployment's CA and, for servers that ask for one, a client
+    /// certificate. The URL's own `tls=true&tlsCAFile=…` options work too; this table wins.
+    pub tls: Option<RawMongoTls>,
+}
+
+/// TLS to MongoDB as configured, in MongoDB's own terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMongoTls {
+    /// CAs that sign the servers' certificates (PEM); the system's roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate chain followed by its private key, in one PEM file (MongoDB's
+    /// `tlsCertificateKeyFile`), for servers that require client certificates.
+    pub cert_key_file: Option<PathBuf>,
 }
 
 /// Raw peer-role settings.
@@ -441,6 +455,15 @@ pub struct MongoConfig {
     pub connect_timeout: Duration,
     pub server_selection_timeout: Duration,
     pub operation_timeout: Duration,
+    /// TLS from the configuration's `mongodb.tls` (the URL may ask for TLS on its own).
+    pub tls: Option<MongoTls>,
+}
+
+/// A validated `RawMongoTls`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MongoTls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for MongoConfig {
@@ -451,6 +474,7 @@ impl std::fmt::Debug for MongoConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("server_selection_timeout", &self.server_selection_timeout)
             .field("operation_timeout", &self.operation_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -1362,6 +1386,22 @@ impl RawMongoConfig {
                 self.operation_timeout_ms,
                 DEFAULT_MONGODB_OPERATION_TIMEOUT,
             )?,
+            tls: self.tls.map(RawMongoTls::validate).transpose()?,
+        })
+    }
+}
+
+impl RawMongoTls {
+    fn validate(self) -> Result<MongoTls, ConfigError> {
+        let nonempty = |field: &'static str, path: Option<PathBuf>| match path {
+            Some(path) if path.as_os_str().is_empty() => {
+                Err(ConfigError::new(field, "must not be empty"))
+            }
+            path => Ok(path),
+        };
+        Ok(MongoTls {
+            ca_file: nonempty("mongodb.tls.ca_file", self.ca_file)?,
+            cert_key_file: nonempty("mongodb.tls.cert_key_file", self.cert_key_file)?,
         })
     }
 }
@@ -2062,6 +2102,7 @@ mod tests {
             connect_timeout: DEFAULT_MONGODB_CONNECT_TIMEOUT,
             server_selection_timeout: DEFAULT_MONGODB_SERVER_SELECTION_TIMEOUT,
             operation_timeout: DEFAULT_MONGODB_OPERATION_TIMEOUT,
+            tls: None,
         };
         assert_eq!(
             config.peer.unwrap().ad_store,
@@ -2157,6 +2198,26 @@ mod tests {
                     ..mongodb_url("mongodb://db")
                 },
                 "mongodb.operation_timeout_ms",
+            ),
+            (
+                RawMongoConfig {
+                    tls: Some(RawMongoTls {
+                        ca_file: Some(PathBuf::new()),
+                        cert_key_file: None,
+                    }),
+                    ..mongodb_url("mongodb://db")
+                },
+                "mongodb.tls.ca_file",
+            ),
+            (
+                RawMongoConfig {
+                    tls: Some(RawMongoTls {
+                        ca_file: None,
+                        cert_key_file: Some(PathBuf::new()),
+                    }),
+                    ..mongodb_url("mongodb://db")
+                },
+                "mongodb.tls.cert_key_file",
             ),
         ];
         for (mongodb, field) in cases {

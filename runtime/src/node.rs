@@ -173,7 +173,8 @@ impl Node {
                 return Err(StartError::Supervisor(err));
             }
         };
-        let (supervisor, supervisor_join, failure_rx) = (tree.supervisor, tree.join, tree.failure);
+        let (supervisor, supervisor_join, failure_rx, views) =
+            (tree.supervisor, tree.join, tree.failure, tree.views);
 
         let api = NodeApi {
             node_id: node_id.clone(),
@@ -183,6 +184,7 @@ impl Node {
             hub: hub_slots,
             supervisor: supervisor.clone(),
             cluster: cluster.as_ref().map(|cluster| cluster.handle.clone()),
+            views,
             timeout: config.call_timeout,
         };
 

@@ -290,6 +290,21 @@ impl Secret {
     }
 }
 
+impl crate::config::MongoTls {
+    /// Reads and checks the files before the driver is given their paths (it reads them only
+    /// when it first connects, and would report a bad file as an unreachable server).
+    pub fn check(&self) -> Result<(), CredentialError> {
+        if let Some(path) = &self.ca_file {
+            read_certificates("MongoDB CA file", path)?;
+        }
+        if let Some(path) = &self.cert_key_file {
+            read_certificates("MongoDB certificate-and-key file", path)?;
+            read_key("MongoDB certificate-and-key file", path)?;
+        }
+        Ok(())
+    }
+}
+
 impl ServerTls {
     /// Reads and checks the files.
     pub fn load(&self) -> Result<ServerPem, CredentialError> {

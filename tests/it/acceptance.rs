@@ -9,20 +9,18 @@
 //! paused time at actor level (`actors/tests/actors/`); these prove that the binaries, the
 //! stores and HTTP put them together.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::support::process::{Reply, Role, RoleProcess, free_port};
-use crate::support::redis::RedisServer;
-use crate::support::wait_until;
+use crate::support::process::{Role, RoleProcess, expect};
+use crate::support::redis::{RedisServer, connect as redis_connect};
+use crate::support::{as_strs, free_port, path_arg, temp_dir, wait_until};
 
 /// SC-002: ads loaded from the store are available within this after a peer restart.
 const SC002_LIMIT: Duration = Duration::from_secs(5);
@@ -175,8 +173,7 @@ async fn fr010_peer_keeps_accepting_while_redis_is_killed_and_restarted_empty() 
         not_persisted > 0,
         "no advertisement was answered `persisted: false`: the outage was not observed"
     );
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis_connect(&url).await;
     let mut missing = Vec::new();
     for outcome in &outcomes {
         let key = format!("herald:{{fr010-peer}}:local:{}", outcome.register_id);
@@ -675,21 +672,6 @@ pub(crate) fn register_id(tag: u16, n: u32) -> String {
     format!("{tag:04x}{n:028x}")
 }
 
-pub(crate) fn temp_dir(prefix: &str) -> TempDir {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .expect("create a temporary directory")
-}
-
-pub(crate) fn path_arg(path: &Path) -> String {
-    path.to_str().expect("a UTF-8 temporary path").to_owned()
-}
-
-fn as_strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
 pub(crate) fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
     ids
@@ -726,13 +708,6 @@ pub(crate) async fn create_registers(
         ids.push(body["registerId"].as_str().unwrap().to_owned());
     }
     sorted(ids)
-}
-
-/// The body of a reply with the expected status.
-#[track_caller]
-pub(crate) fn expect(reply: Reply, status: StatusCode) -> Value {
-    assert_eq!(reply.status, status, "{reply:?}");
-    reply.body
 }
 
 /// Polls the peer until its available ids are exactly `expected` (sorted); returns the list.

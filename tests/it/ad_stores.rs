@@ -175,8 +175,7 @@ impl Subject for Redis {
     }
 
     async fn wipe(&mut self) {
-        let client = redis::Client::open(self.server.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut conn = self.server.connection().await;
         let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
     }
 }
@@ -360,6 +359,9 @@ impl PoolRun {
             config,
             store,
             clock: Arc::new(clock.clone()),
+            view: herald::parts::actors::Published::new(
+                herald::parts::messages::PoolView::starting(node("clock-peer"), 1),
+            ),
         };
         let (actor, join) = Actor::spawn(None, AdvertisementPool, args).await.unwrap();
         PoolRun { actor, join }

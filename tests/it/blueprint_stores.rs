@@ -18,8 +18,7 @@ use herald::parts::actors::ports::{
 };
 use herald::parts::actors::testing::{InMemoryBlueprintStore, InMemoryReplicaStore};
 use herald::parts::messages::{
-    BlueprintId, Checkpoint, EntryDraft, EntryKind, Genesis, HistoryId, NodeId, RegisterId,
-    SystemRegisterEntry, Timestamp,
+    Checkpoint, EntryDraft, Genesis, HistoryId, NodeId, SystemRegisterEntry, Timestamp,
 };
 use herald::parts::runtime::stores::{
     MongoBlueprintStore, RedbBlueprintStore, RedbReplicaStore, RedisBlueprintStore,
@@ -27,6 +26,7 @@ use herald::parts::runtime::stores::{
 use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
+use crate::support::fixtures::{draft, genesis};
 use crate::support::mongo::MongoServer;
 use crate::support::redis::RedisServer;
 
@@ -35,27 +35,6 @@ const FAIL_FAST: Duration = Duration::from_secs(5);
 /// A watch must deliver a version within this (re-subscribing after a restart included: its
 /// backoff is capped at 5 s).
 const WATCH_DEADLINE: Duration = Duration::from_secs(15);
-
-fn genesis(history: u8) -> Genesis {
-    Genesis {
-        register_id: RegisterId::system(),
-        history_id: HistoryId::from_bytes([history; 16]),
-        created_at: Timestamp::from_unix_millis(1_700_000_000_000),
-        created_by: NodeId::parse("hub-1").unwrap(),
-    }
-}
-
-fn draft(blueprint: &str) -> EntryDraft {
-    EntryDraft {
-        blueprint_id: BlueprintId::parse(blueprint).unwrap(),
-        kind: EntryKind::Published,
-        document: format!(r#"{{"blueprint":"{blueprint}","steps":["a","b"]}}"#).into(),
-        published_at: Timestamp::from_unix_millis(1_700_000_000_001),
-        published_by: "admin".to_owned(),
-        transaction_id: format!("tx-{blueprint}"),
-        metadata: BTreeMap::from([("team".to_owned(), "core".to_owned())]),
-    }
-}
 
 fn seed() -> Vec<EntryDraft> {
     vec![draft("register-creation-v1"), draft("seed-two")]
@@ -67,14 +46,6 @@ fn versions(entries: &[SystemRegisterEntry]) -> Vec<u64> {
 
 fn redis_store(server: &RedisServer) -> RedisBlueprintStore {
     RedisBlueprintStore::new(&server.url(), "herald").unwrap()
-}
-
-async fn raw(server: &RedisServer) -> MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 async fn all_keys(conn: &mut MultiplexedConnection) -> Vec<String> {
@@ -305,7 +276,7 @@ async fn redis_round_trip_uses_the_documented_keys_and_values() {
     }
     drop(messages);
 
-    let mut conn = raw(&server).await;
+    let mut conn = server.connection().await;
     let keys = all_keys(&mut conn).await;
     assert_eq!(keys.len(), 4, "{keys:?}");
     assert_eq!(keys[0], "herald:{sysreg}:entries");
@@ -382,7 +353,7 @@ async fn a_create_repeated_with_the_same_genesis_is_its_own_not_a_rival() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hubs_racing_to_create_exactly_one_wins() {
     let server = RedisServer::start();
-    let mut conn = raw(&server).await;
+    let mut conn = server.connection().await;
     for round in 0..20u8 {
         let hub_a = Arc::new(redis_store(&server));
         let hub_b = Arc::new(redis_store(&server));
@@ -494,7 +465,7 @@ async fn watch_replaces_a_dropped_subscription_without_missing_appends() {
     let mut watch = hub_a.watch().await.unwrap().unwrap();
     watch_until(&mut watch, [2]).await;
 
-    let mut conn = raw(&server).await;
+    let mut conn = server.connection().await;
     for round in 0..3u64 {
         let killed: u64 = redis::cmd("CLIENT")
             .arg("KILL")
@@ -518,7 +489,7 @@ async fn undecodable_or_misplaced_entries_make_the_register_corrupt() {
     let store = redis_store(&server);
     store.create(&genesis(1), seed()).await.unwrap();
     store.append(draft("a"), 2).await.unwrap();
-    let mut conn = raw(&server).await;
+    let mut conn = server.connection().await;
 
     hset(&mut conn, "2", b"{not json").await;
     let loaded = store.load().await;
@@ -766,7 +737,7 @@ impl Subject {
             }
             Subject::Redis { server, .. } => {
                 let _: () = redis::cmd("FLUSHALL")
-                    .query_async(&mut raw(server).await)
+                    .query_async(&mut server.connection().await)
                     .await
                     .unwrap();
             }
@@ -784,7 +755,7 @@ impl Subject {
                 reopen(dir, store).await;
             }
             Subject::Redis { server, backup, .. } => {
-                *backup = Some(redis_counter(&mut raw(server).await).await);
+                *backup = Some(redis_counter(&mut server.connection().await).await);
             }
             Subject::Mongo { server, backup, .. } => {
                 *backup = Some(mongo_counter(server).await);
@@ -807,7 +778,7 @@ impl Subject {
             }
             Subject::Redis { server, backup, .. } => {
                 let kept = backup.expect("a backup was taken");
-                redis_roll_back(&mut raw(server).await, kept).await;
+                redis_roll_back(&mut server.connection().await, kept).await;
             }
             Subject::Mongo { server, backup, .. } => {
                 let kept = backup.expect("a backup was taken");
@@ -1309,7 +1280,7 @@ async fn redis_restore_after_flushall_brings_back_exactly_the_register() {
     held.append(&hub_b, &["a", "b", "c"]).await;
     let mut watch = hub_a.watch().await.unwrap().unwrap();
     watch_until(&mut watch, [5]).await;
-    let mut conn = raw(&server).await;
+    let mut conn = server.connection().await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
     assert!(all_keys(&mut conn).await.is_empty());
     assert!(matches!(
@@ -1366,7 +1337,7 @@ async fn redis_restore_compares_entries_by_blueprint_kind_and_checksum() {
     held.append(&store, &["a"]).await;
     let same = store.restore(&held.genesis, &held.entries).await.unwrap();
     assert_eq!(same, report(0, false, 3));
-    let mut conn = raw(&server).await;
+    let mut conn = server.connection().await;
     let _: () = redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut conn)

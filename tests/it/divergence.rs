@@ -11,9 +11,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::eventually;
-use crate::support::process::RoleProcess;
-use crate::support::redis::RedisServer;
+use crate::support::process::{RoleProcess, blueprint_ids};
+use crate::support::redis::{RedisServer, connect as redis_connect};
+use crate::support::{as_strs, eventually};
 
 /// Short peer timings: a heartbeat every 200 ms, a periodic sync every 2 s.
 const FAST_PEER: &[&str] = &[
@@ -79,7 +79,7 @@ async fn a_hub_restored_from_a_backup_is_followed_not_the_lost_entries() {
     copy_dir(backup.path(), hub_dir.path());
     let hub = RoleProcess::hub_on_port(port, &hub_args).await;
     assert_eq!(
-        view(&hub).await["version"],
+        hub.system_register().await["version"],
         6,
         "the restored hub is back at version 6"
     );
@@ -92,7 +92,7 @@ async fn a_hub_restored_from_a_backup_is_followed_not_the_lost_entries() {
     let ids = blueprint_ids(&repaired);
     assert!(ids.iter().all(|id| !id.starts_with("lost-")), "{repaired}");
     assert!(ids.contains(&"new-3".to_owned()) && ids.contains(&"one-more".to_owned()));
-    let replica = sync_status(&peer).await["replica"].clone();
+    let replica = peer.sync_status().await["replica"].clone();
     assert!(replica["repairs"].as_u64() >= Some(1), "{replica}");
     assert!(replica["diverged"].is_null(), "{replica}");
     let health = peer.get_json("/health").await;
@@ -111,7 +111,7 @@ async fn same_register(peer: &RoleProcess, hub: &RoleProcess) -> Value {
         "the peer's replica to equal the hub's register",
         CONVERGE,
         || async {
-            let (theirs, ours) = (view(hub).await, view(peer).await);
+            let (theirs, ours) = (hub.system_register().await, peer.system_register().await);
             let equal = theirs["historyId"] == ours["historyId"]
                 && theirs["version"] == ours["version"]
                 && theirs["blueprints"] == ours["blueprints"];
@@ -134,27 +134,6 @@ async fn publish(hub: &RoleProcess, id: &str) -> Value {
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
     reply.body
-}
-
-async fn view(process: &RoleProcess) -> Value {
-    let reply = process.get_json("/api/system-register").await;
-    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-    reply.body
-}
-
-async fn sync_status(process: &RoleProcess) -> Value {
-    let reply = process.get_json("/api/sync/status").await;
-    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-    reply.body
-}
-
-fn blueprint_ids(view: &Value) -> Vec<String> {
-    view["blueprints"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no blueprints: {view}"))
-        .iter()
-        .map(|blueprint| blueprint["blueprintId"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// Copies a directory tree (the hub's data dir: a redb file).
@@ -201,11 +180,7 @@ async fn a_corrupt_entry_in_a_shared_redis_blocks_the_hub_at_the_last_good_versi
     same_register(&peer, &hub).await;
 
     // "Another hub" appends version 3 whose document does not match its checksum.
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = redis.connection().await;
     let stored: String = redis::cmd("HGET")
         .arg(ENTRIES_KEY)
         .arg(2)
@@ -248,7 +223,7 @@ async fn a_corrupt_entry_in_a_shared_redis_blocks_the_hub_at_the_last_good_versi
         "{health}"
     );
     assert_eq!(
-        view(&hub).await["version"],
+        hub.system_register().await["version"],
         2,
         "served up to the last sound version"
     );
@@ -264,7 +239,7 @@ async fn a_corrupt_entry_in_a_shared_redis_blocks_the_hub_at_the_last_good_versi
         "{refused:?}"
     );
     // The peer keeps the sound register, without a gap.
-    assert_eq!(view(&peer).await["version"], 2);
+    assert_eq!(peer.system_register().await["version"], 2);
 
     // The entry is repaired in the store: the hub takes it and serves everything again.
     let _: () = redis::cmd("HSET")
@@ -276,7 +251,7 @@ async fn a_corrupt_entry_in_a_shared_redis_blocks_the_hub_at_the_last_good_versi
         .unwrap();
     eventually("the hub to serve version 3 again", CONVERGE, || async {
         let health = hub.get_json("/health").await;
-        let version = view(&hub).await["version"].clone();
+        let version = hub.system_register().await["version"].clone();
         if health.status == StatusCode::OK && version == 3 {
             Ok(())
         } else {
@@ -333,11 +308,7 @@ async fn hubs_write_back_a_shared_redis_that_was_wiped_or_truncated() {
     }
     let before = same_register(&peer, &n1).await;
     assert_eq!(before["version"], 5);
-    let mut conn = redis::Client::open(url.clone())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = redis_connect(&url).await;
 
     // Wiped: the periodic check writes the register back before anyone publishes.
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
@@ -358,7 +329,7 @@ async fn hubs_write_back_a_shared_redis_that_was_wiped_or_truncated() {
     // Both hubs hold version 6 (n0 read it after n1's announcement) before the store loses it:
     // a version no other hub heard of can be lost with the store (see ARCHITECTURE.md).
     eventually("n0 to hold version 6", CONVERGE, || async {
-        let version = view(&n0).await["version"].clone();
+        let version = n0.system_register().await["version"].clone();
         if version == 6 {
             Ok(())
         } else {
@@ -415,18 +386,14 @@ async fn hubs_write_back_a_shared_redis_that_was_wiped_or_truncated() {
     for id in ["before-4", "after-wipe", "after-truncation"] {
         assert!(ids.contains(&id.to_owned()), "{id} missing: {repaired}");
     }
-    let n1_view = view(&n1).await;
+    let n1_view = n1.system_register().await;
     assert_eq!(
         n1_view["blueprints"], repaired["blueprints"],
         "both hubs agree"
     );
-    let replica = sync_status(&peer).await["replica"].clone();
+    let replica = peer.sync_status().await["replica"].clone();
     assert_eq!(
         replica["repairs"], 0,
         "the replica never diverged: {replica}"
     );
-}
-
-fn as_strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
 }

@@ -20,8 +20,6 @@
 //! (`actors/tests/actors/`) and over gRPC in one process (`tests/it/grpc.rs`); these prove that
 //! the binaries, Redis and gRPC put them together.
 
-use std::future::Future;
-use std::path::Path;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -33,8 +31,9 @@ use tokio::time::Instant;
 use herald::parts::actors::TokioClock;
 use herald::parts::actors::ports::Clock;
 
-use crate::support::process::{Reply, Role, RoleProcess, TOKEN, free_port};
-use crate::support::redis::RedisServer;
+use crate::support::process::{Role, RoleProcess, TOKEN, blueprint_ids, expect};
+use crate::support::redis::{RedisServer, connect as redis_connect};
+use crate::support::{as_strs, eventually, free_port, path_arg};
 
 /// The hubs' ids, in the peers' priority order.
 const HUB_IDS: [&str; 3] = ["n0", "n1", "n2"];
@@ -113,7 +112,6 @@ const STALL_PEER: &[&str] = &[
     "--sync-interval-secs",
     "300",
 ];
-const POLL: Duration = Duration::from_millis(20);
 
 // ---- SC-009, FR-016, FR-017, FR-021: the register is created once ----
 
@@ -128,7 +126,7 @@ async fn sc009_first_hub_creates_the_register_and_later_hubs_and_restarts_keep_i
     let url = redis.url();
     let mut hubs = Hubs::start_one_by_one(&url).await;
 
-    let created = view(hubs.hub(0)).await;
+    let created = hubs.hub(0).system_register().await;
     let history = created["historyId"]
         .as_str()
         .unwrap_or_else(|| panic!("no history id: {created}"))
@@ -164,7 +162,7 @@ async fn sc009_first_hub_creates_the_register_and_later_hubs_and_restarts_keep_i
     );
 
     for index in [1, 2] {
-        let found = view(hubs.hub(index)).await;
+        let found = hubs.hub(index).system_register().await;
         assert_eq!(
             found, created,
             "FR-021: hub {} sees another register",
@@ -178,12 +176,16 @@ async fn sc009_first_hub_creates_the_register_and_later_hubs_and_restarts_keep_i
         );
         assert_eq!(its_seed, seed, "FR-021: the seed was published again");
     }
-    let mut redis_conn = redis_connection(&url).await;
+    let mut redis_conn = redis_connect(&url).await;
     assert_stored_once(&mut redis_conn, &history).await;
 
     hubs.kill(0);
     hubs.restart(0).await;
-    assert_eq!(view(hubs.hub(0)).await, created, "after restarting n0");
+    assert_eq!(
+        hubs.hub(0).system_register().await,
+        created,
+        "after restarting n0"
+    );
     for index in 0..3 {
         hubs.kill(index);
     }
@@ -192,7 +194,7 @@ async fn sc009_first_hub_creates_the_register_and_later_hubs_and_restarts_keep_i
     }
     for (index, id) in HUB_IDS.iter().enumerate() {
         assert_eq!(
-            view(hubs.hub(index)).await,
+            hubs.hub(index).system_register().await,
             created,
             "after restarting all hubs ({id})"
         );
@@ -618,7 +620,7 @@ async fn fr030_isolated_peer_serves_its_replica_then_reconnects_with_a_full_sync
             .any(|reason| reason.as_str().unwrap().contains("isolated")),
         "{health:?}"
     );
-    let served = view(&peer).await;
+    let served = peer.system_register().await;
     assert_eq!(served["version"], json!(version_of(&entry)), "{served}");
     assert_eq!(
         blueprint_ids(&served),
@@ -666,7 +668,7 @@ async fn fr030_isolated_peer_serves_its_replica_then_reconnects_with_a_full_sync
     assert_eq!(after["lastSyncKind"], json!("full"), "{after}");
     assert_eq!(after["fullSyncs"], json!(full_before + 1), "{after}");
     assert_eq!(
-        blueprint_ids(&view(&peer).await),
+        blueprint_ids(&peer.system_register().await),
         ["kept-while-isolated", SEED]
     );
     eventually("/health healthy again", CONVERGE, || async {
@@ -805,15 +807,15 @@ async fn sc016_publications_updates_and_deprecations_on_any_hub_are_pushed_to_th
     let status = replica(&peer).await;
     assert_eq!(status["fullSyncs"], json!(1), "{status}");
     assert_eq!(status["lastSyncKind"], json!("incremental"), "{status}");
-    let final_view = view(&peer).await;
+    let final_view = peer.system_register().await;
     assert_eq!(
         final_view,
-        view(hubs.hub(0)).await,
+        hubs.hub(0).system_register().await,
         "the replica differs from n0"
     );
     assert_eq!(
         final_view,
-        view(hubs.hub(2)).await,
+        hubs.hub(2).system_register().await,
         "the replica differs from n2"
     );
 }
@@ -903,7 +905,7 @@ async fn fr019_100_concurrent_publications_on_three_hubs_get_consecutive_version
 
 /// `Ok(view)` once a process's register view holds `last` blueprints up to version `last`.
 async fn complete(process: &RoleProcess, last: u64) -> Result<Value, String> {
-    let view = view(process).await;
+    let view = process.system_register().await;
     if view["version"] == json!(last) && view["totalBlueprints"] == json!(last) {
         Ok(view)
     } else {
@@ -937,7 +939,7 @@ async fn peer_killed_and_restarted_resumes_incrementally_with_only_the_missed_en
     let second = node.start().await;
     // Its first answer is the reloaded replica (11) or, when the sync was quicker, all 16: never
     // an empty replica.
-    let reloaded = view(&second).await;
+    let reloaded = second.system_register().await;
     assert!(
         [json!(11), json!(16)].contains(&reloaded["totalBlueprints"]),
         "the replica was not reloaded: {reloaded}"
@@ -955,7 +957,7 @@ async fn peer_killed_and_restarted_resumes_incrementally_with_only_the_missed_en
         json!(5),
         "the restarted peer fetched more than the 5 missed entries: {resumed}"
     );
-    assert_eq!(view(&second).await["totalBlueprints"], json!(16));
+    assert_eq!(second.system_register().await["totalBlueprints"], json!(16));
 }
 
 // ---- decision 3: another history forces a full sync ----
@@ -985,7 +987,7 @@ async fn a_hub_with_another_history_forces_a_full_sync() {
     for index in 0..3 {
         hubs.restart(index).await;
     }
-    let new_history = view(hubs.hub(0)).await["historyId"]
+    let new_history = hubs.hub(0).system_register().await["historyId"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -1019,7 +1021,7 @@ async fn a_hub_with_another_history_forces_a_full_sync() {
     assert_eq!(synced["fullSyncs"], json!(1), "{synced}");
     assert_eq!(synced["incrementalSyncs"], json!(0), "{synced}");
     assert_eq!(synced["checkpoint"]["version"], json!(1), "{synced}");
-    let replica_view = view(&second).await;
+    let replica_view = second.system_register().await;
     assert_eq!(replica_view["historyId"], json!(new_history));
     assert_eq!(blueprint_ids(&replica_view), [SEED], "{replica_view}");
 }
@@ -1055,7 +1057,7 @@ async fn sc012_a_corrupted_register_stops_the_hub_at_start_within_2s() {
         publish(&hub, "damaged-a", json!({"a": 1})).await;
         publish(&hub, "damaged-b", json!({"b": 2})).await;
         hub.kill9();
-        let mut conn = redis_connection(&url).await;
+        let mut conn = redis_connect(&url).await;
         damage.apply(&mut conn).await;
 
         let spawned = Instant::now();
@@ -1388,25 +1390,6 @@ impl Peer {
     }
 }
 
-/// Polls `check` every 20 ms until it answers `Ok`; panics after `deadline` with `what` and the
-/// last `Err` (what was seen instead).
-async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let started = Instant::now();
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(seen) if started.elapsed() > deadline => {
-                panic!("timed out after {deadline:?} waiting for {what}; last seen: {seen}")
-            }
-            Err(_) => tokio::time::sleep(POLL).await,
-        }
-    }
-}
-
 /// `GET /api/connection/status` of a peer.
 async fn connection(peer: &RoleProcess) -> Value {
     expect(
@@ -1466,22 +1449,6 @@ async fn wait_replica_version(peer: &RoleProcess, version: u64, deadline: Durati
     .await
 }
 
-/// `GET /api/system-register` (the hub's register, or a peer's replica).
-async fn view(process: &RoleProcess) -> Value {
-    expect(
-        process.get_json("/api/system-register").await,
-        StatusCode::OK,
-    )
-}
-
-/// The ids in a register view, in its order.
-fn blueprint_ids(view: &Value) -> Vec<&str> {
-    list(&view["blueprints"])
-        .iter()
-        .map(|blueprint| blueprint["blueprintId"].as_str().unwrap())
-        .collect()
-}
-
 /// `(version, isActive)` of blueprint `id` in a register view.
 fn blueprint_version(view: &Value, id: &str) -> Option<(u64, bool)> {
     list(&view["blueprints"])
@@ -1505,7 +1472,7 @@ async fn wait_for_blueprint(
 ) {
     let what = format!("{id} v{version} on {}", peer.node_id());
     eventually(&what, deadline, || async {
-        let view = view(peer).await;
+        let view = peer.system_register().await;
         if blueprint_version(&view, id) == Some((version, active)) {
             Ok(())
         } else {
@@ -1542,27 +1509,4 @@ fn list(value: &Value) -> &Vec<Value> {
     value
         .as_array()
         .unwrap_or_else(|| panic!("not a list: {value}"))
-}
-
-async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-/// The body of a reply with the expected status.
-#[track_caller]
-fn expect(reply: Reply, status: StatusCode) -> Value {
-    assert_eq!(reply.status, status, "{reply:?}");
-    reply.body
-}
-
-fn path_arg(path: &Path) -> String {
-    path.to_str().expect("a UTF-8 temporary path").to_owned()
-}
-
-fn as_strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
 }

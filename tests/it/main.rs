@@ -17,6 +17,7 @@ mod hub_requirements;
 mod hubs;
 mod logs;
 mod mongo_stores;
+mod page;
 mod pool_scenarios;
 mod redb_stores;
 mod redis_ad_store;

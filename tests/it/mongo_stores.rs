@@ -15,40 +15,20 @@ use herald::parts::actors::ports::{
     AdBatch, AdStore, BatchScope, BlueprintStore, BlueprintStoreError, StoreError,
 };
 use herald::parts::messages::{
-    AdSource, Advertisement, BlueprintId, EntryDraft, EntryKind, Genesis, HistoryId, NodeId,
-    PoolMeta, RegisterId, SyncState, SystemRegisterEntry, Timestamp,
+    AdSource, Advertisement, NodeId, PoolMeta, RegisterId, SyncState, SystemRegisterEntry,
+    Timestamp,
 };
 use herald::parts::runtime::stores::{MongoAdStore, MongoBlueprintStore};
 use mongodb::bson::{Document, doc};
 use tokio::time::Instant;
 
+use crate::support::fixtures::{draft, genesis};
 use crate::support::mongo::{MongoServer, skip_unless_own_server};
 
 /// An unavailable store must say so well within this (server selection gives up after 2 s).
 const FAIL_FAST: Duration = Duration::from_secs(10);
 /// A watch must deliver a version within this.
 const WATCH_DEADLINE: Duration = Duration::from_secs(15);
-
-fn genesis(history: u8) -> Genesis {
-    Genesis {
-        register_id: RegisterId::system(),
-        history_id: HistoryId::from_bytes([history; 16]),
-        created_at: Timestamp::from_unix_millis(1_700_000_000_000),
-        created_by: NodeId::parse("hub-1").unwrap(),
-    }
-}
-
-fn draft(blueprint: &str) -> EntryDraft {
-    EntryDraft {
-        blueprint_id: BlueprintId::parse(blueprint).unwrap(),
-        kind: EntryKind::Published,
-        document: format!(r#"{{"blueprint":"{blueprint}"}}"#).into(),
-        published_at: Timestamp::from_unix_millis(1_700_000_000_001),
-        published_by: "admin".to_owned(),
-        transaction_id: format!("tx-{blueprint}"),
-        metadata: BTreeMap::new(),
-    }
-}
 
 fn versions(entries: &[SystemRegisterEntry]) -> Vec<u64> {
     entries.iter().map(|entry| entry.version).collect()

@@ -25,12 +25,11 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::acceptance::{
-    Advertise, Advertiser, create_registers, expect, health_status, path_arg, register_id, sorted,
-    temp_dir, wait_for_available,
+    Advertise, Advertiser, create_registers, health_status, register_id, sorted, wait_for_available,
 };
-use crate::support::process::{RoleProcess, TOKEN};
+use crate::support::process::{RoleProcess, TOKEN, expect};
 use crate::support::redis::RedisServer;
-use crate::support::wait_until;
+use crate::support::{path_arg, temp_dir, wait_until};
 
 /// Deadline of waits that depend on a check, a retry or a periodic sync of a second or less.
 const CONVERGE: Duration = Duration::from_secs(15);
@@ -397,8 +396,7 @@ async fn scenario_b_a_peer_that_stored_a_bad_snapshot_recovers_without_a_human()
     let redis = RedisServer::start();
     let url = redis.url();
     // The meta record a peer wrote after accepting the bad snapshot.
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis.connection().await;
     let poisoned = json!({"lastSnapshot": {"seq": u64::MAX, "readAt": i64::MAX}});
     let _: () = redis::cmd("SET")
         .arg(format!("herald:{{{NODE}}}:meta"))

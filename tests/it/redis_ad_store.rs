@@ -78,14 +78,6 @@ fn store(server: &RedisServer, node_id: &str) -> RedisAdStore {
     RedisAdStore::new(&server.url(), "herald", &node(node_id)).unwrap()
 }
 
-async fn raw(server: &RedisServer) -> MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 async fn all_keys(conn: &mut MultiplexedConnection) -> Vec<String> {
     let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(conn).await.unwrap();
     keys.sort();
@@ -146,7 +138,7 @@ async fn write_then_load_round_trips_puts_applies_deletes_and_sets_expiry() {
     assert_eq!(pool.meta, Some(meta(2)));
     assert!(pool.skipped.is_empty(), "{:?}", pool.skipped);
 
-    let mut conn = raw(&server).await;
+    let mut conn = server.connection().await;
     let keys = all_keys(&mut conn).await;
     assert_eq!(keys.len(), 3, "{keys:?}");
     for key in keys {
@@ -182,7 +174,7 @@ async fn nodes_sharing_one_redis_see_only_their_own_ads_under_hash_tagged_keys()
     assert_eq!(pool_ab.meta, Some(meta(7)));
     assert!(pool_ab.skipped.is_empty(), "{:?}", pool_ab.skipped);
 
-    let mut conn = raw(&server).await;
+    let mut conn = server.connection().await;
     let mut expected = vec![
         format!("herald:{{peer-a}}:local:{}", rid(1)),
         format!("herald:{{peer-a}}:remote:peer-c:{}", rid(2)),
@@ -224,7 +216,7 @@ async fn malformed_records_are_skipped_and_reported_while_the_rest_loads() {
     let other_source = format!("herald:{{peer-a}}:remote:peer-b:{}", rid(5));
     let unknown_shape = "herald:{peer-a}:leftover".to_owned();
     let bad_register_id = "herald:{peer-a}:local:not-a-register".to_owned();
-    let mut conn = raw(&server).await;
+    let mut conn = server.connection().await;
     let other_register_value = serde_json::to_vec(&local(40, 1)).unwrap();
     let other_source_value = serde_json::to_vec(&local(5, 1)).unwrap();
     let _: () = redis::pipe()
@@ -282,7 +274,7 @@ async fn after_flushall_a_batch_of_changes_reports_no_meta_and_does_not_recreate
     );
     assert_eq!(store.read_meta().await.unwrap(), Some(meta(1)));
 
-    let mut conn = raw(&server).await;
+    let mut conn = server.connection().await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
     assert_eq!(store.read_meta().await.unwrap(), None);
     let ad = local(2, 1);
@@ -376,7 +368,7 @@ async fn ten_thousand_puts_in_one_batch_write_and_load_back_completely() {
     assert_eq!(sorted(pool.ads), sorted(ads.clone()));
     assert_eq!(pool.meta, Some(meta(1)));
     assert!(pool.skipped.is_empty(), "{:?}", pool.skipped);
-    let mut conn = raw(&server).await;
+    let mut conn = server.connection().await;
     let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
     assert_eq!(keys, 10_001);
 
@@ -399,7 +391,7 @@ async fn ten_thousand_puts_in_one_batch_write_and_load_back_completely() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_whose_handshake_was_refused_works_once_the_server_accepts_it() {
     let server = RedisServer::start();
-    let mut admin = raw(&server).await;
+    let mut admin = server.connection().await;
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("requirepass")

@@ -9,14 +9,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, ETAG, HeaderMap, IF_NONE_MATCH, LINK,
+    LOCATION, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-use herald::parts::actors::ports::{PoolLink, PoolLinkError};
+use herald::parts::actors::ports::{
+    AdBatch, AdStore, PoolLink, PoolLinkError, StoreError, StoredPool,
+};
 use herald::parts::actors::testing::{InMemoryAdStore, InMemoryGroundTruth};
+use herald::parts::messages::PoolMeta;
 use herald::parts::runtime::links::HttpPoolLink;
 use herald::{
     AdInput, BulkAdvertise, ChildKind, Node, NodeHandle, RawNodeConfig, RawPeerConfig,
@@ -77,6 +83,17 @@ impl TestNode {
         raw: RawNodeConfig,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Self {
+        let store = InMemoryAdStore::new();
+        Self::start_on(raw, metrics, store.clone(), Arc::new(store)).await
+    }
+
+    /// A node whose pool writes through `ad_store` (which wraps `store`).
+    async fn start_on(
+        raw: RawNodeConfig,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+        store: InMemoryAdStore,
+        ad_store: Arc<dyn AdStore>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let raw = RawNodeConfig {
             data_dir: Some(PathBuf::from(dir.path())),
@@ -86,9 +103,8 @@ impl TestNode {
         if let Some(handle) = metrics {
             config = config.with_metrics(handle);
         }
-        let store = InMemoryAdStore::new();
         let overrides = StoreOverrides {
-            ad_store: Some(Arc::new(store.clone())),
+            ad_store: Some(ad_store),
             ground_truth: Some(Arc::new(InMemoryGroundTruth::new())),
             ..StoreOverrides::default()
         };
@@ -795,7 +811,7 @@ async fn unknown_routes_and_methods_are_json_errors() {
     http.get("/nope")
         .await
         .assert_error(StatusCode::NOT_FOUND, None, "no route for GET /nope");
-    http.get("/api/registers/available/extra")
+    http.get("/api/registers/available/extra/more")
         .await
         .assert_error(StatusCode::NOT_FOUND, None, "no route");
     http.send(Method::PUT, "/api/registers", json!({}))
@@ -1174,4 +1190,313 @@ async fn a_register_node_feeds_a_remote_peer_over_http() {
 
     register.stop().await;
     peer.stop().await;
+}
+
+// ---- Available Registers: built once, ETag, gzip, one register, paging (issue 11) ----
+
+/// The whole answer carries an ETag; `If-None-Match` with it is 304 without a body; a change
+/// gives another ETag; gzip is sent to a client that accepts it and decodes to the same JSON.
+#[tokio::test]
+async fn available_has_an_etag_answers_304_to_it_and_gzips_for_clients_that_accept_it() {
+    let node = TestNode::start(peer_only("rest-etag")).await;
+    let http = &node.http;
+    http.send(
+        Method::POST,
+        "/api/registers/bulk-advertise",
+        json!({ "advertisements": [ad(1), ad(2)] }),
+    )
+    .await
+    .assert_ok(StatusCode::OK);
+    let url = format!("{}/api/registers/available", http.base);
+
+    let plain = http.client.get(&url).send().await.unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert!(plain.headers().get(CONTENT_ENCODING).is_none());
+    let etag = plain.headers()[ETAG].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let json_bytes = plain.bytes().await.unwrap();
+    let listed: Value = serde_json::from_slice(&json_bytes).unwrap();
+    assert_eq!(
+        available_ids(&listed),
+        [register_id(1).to_string(), register_id(2).to_string()]
+    );
+
+    let again = http
+        .client
+        .get(&url)
+        .header(IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()[ETAG].to_str().unwrap(), etag);
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    let gzipped = http
+        .client
+        .get(&url)
+        .header(ACCEPT_ENCODING, "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.status(), StatusCode::OK);
+    assert_eq!(gzipped.headers()[CONTENT_ENCODING], "gzip");
+    assert_eq!(gzipped.headers()[ETAG].to_str().unwrap(), etag);
+    let packed = gzipped.bytes().await.unwrap();
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&packed[..]),
+        &mut unpacked,
+    )
+    .unwrap();
+    assert_eq!(unpacked, json_bytes, "the same bytes, compressed");
+
+    http.send(
+        Method::POST,
+        &format!("/api/registers/{}/advertise", register_id(3)),
+        json!({"isPublic": true}),
+    )
+    .await
+    .assert_ok(StatusCode::OK);
+    let changed = http
+        .client
+        .get(&url)
+        .header(IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        changed.status(),
+        StatusCode::OK,
+        "a change is a new version"
+    );
+    assert_ne!(changed.headers()[ETAG].to_str().unwrap(), etag);
+    let listed: Value = changed.json().await.unwrap();
+    assert_eq!(available_ids(&listed).len(), 3);
+
+    // A request that changes nothing keeps the version, and the ETag with it.
+    let current = http.get("/api/registers/available").await.headers[ETAG].clone();
+    http.send(
+        Method::POST,
+        &format!("/api/registers/{}/advertise", register_id(3)),
+        json!({"isPublic": true}),
+    )
+    .await
+    .assert_ok(StatusCode::OK);
+    assert_eq!(
+        http.get("/api/registers/available").await.headers[ETAG],
+        current
+    );
+    node.stop().await;
+}
+
+/// One register by id: 200 with the entry the list shows, 404 with a reason when it is not
+/// available, 400 for a malformed id.
+#[tokio::test]
+async fn one_available_register_by_id_is_200_404_or_400() {
+    let node = TestNode::start(peer_only("rest-one")).await;
+    let http = &node.http;
+    http.send(
+        Method::POST,
+        "/api/registers/bulk-advertise",
+        json!({ "advertisements": [ad(1), ad(2)] }),
+    )
+    .await
+    .assert_ok(StatusCode::OK);
+    let listed = http.get("/api/registers/available").await;
+    let one = http
+        .get(&format!("/api/registers/available/{}", register_id(2)))
+        .await;
+    assert_eq!(one.assert_ok(StatusCode::OK), &listed.body[1]);
+    http.get(&format!("/api/registers/available/{}", register_id(9)))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, None, "is not available");
+    let malformed = http.get("/api/registers/available/not-a-register").await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST, "{malformed:?}");
+    assert!(malformed.body["error"].is_string(), "{malformed:?}");
+    node.stop().await;
+}
+
+/// `?limit=&after=` pages through the same answer, with a `Link` to the next page; the
+/// default answer stays the whole array; bad paging is 400 naming the parameter.
+#[tokio::test]
+async fn available_pages_with_limit_and_after_and_refuses_bad_paging() {
+    let node = TestNode::start(peer_only("rest-pages")).await;
+    let http = &node.http;
+    let ads: Vec<Value> = (1..=5).map(ad).collect();
+    http.send(
+        Method::POST,
+        "/api/registers/bulk-advertise",
+        json!({ "advertisements": ads }),
+    )
+    .await
+    .assert_ok(StatusCode::OK);
+    let all = available_ids(&http.get("/api/registers/available").await.body);
+    assert_eq!(all.len(), 5);
+
+    let first = http.get("/api/registers/available?limit=2").await;
+    assert_eq!(available_ids(first.assert_ok(StatusCode::OK)), all[..2]);
+    let link = first.headers[LINK].to_str().unwrap().to_owned();
+    assert_eq!(
+        link,
+        format!(
+            "</api/registers/available?limit=2&after={}>; rel=\"next\"",
+            all[1]
+        )
+    );
+    let second = http
+        .get(&format!(
+            "/api/registers/available?limit=2&after={}",
+            all[1]
+        ))
+        .await;
+    assert_eq!(available_ids(&second.body), all[2..4]);
+    let last = http
+        .get(&format!(
+            "/api/registers/available?limit=2&after={}",
+            all[3]
+        ))
+        .await;
+    assert_eq!(available_ids(&last.body), all[4..]);
+    assert!(last.headers.get(LINK).is_none(), "no page after the last");
+    let rest = http
+        .get(&format!("/api/registers/available?after={}", all[0]))
+        .await;
+    assert_eq!(available_ids(&rest.body), all[1..]);
+
+    for (query, field, reason) in [
+        ("limit=0", "limit", "whole number from 1 to 10000"),
+        ("limit=10001", "limit", "whole number from 1 to 10000"),
+        ("limit=-1", "limit", "whole number"),
+        ("limit=", "limit", "whole number"),
+        ("after=zz", "after", "is not a register id"),
+        ("page=2", "page", "unknown query parameter"),
+    ] {
+        http.get(&format!("/api/registers/available?{query}"))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, Some(field), reason);
+    }
+    node.stop().await;
+}
+
+/// An `AdStore` whose writes wait at a gate while it is closed, saying when one is waiting:
+/// it holds the pool inside a write for as long as a test wants, without sleeping.
+#[derive(Clone)]
+struct GatedAdStore {
+    inner: InMemoryAdStore,
+    open: tokio::sync::watch::Sender<bool>,
+    waiting: Arc<tokio::sync::Notify>,
+}
+
+impl GatedAdStore {
+    fn new(inner: InMemoryAdStore) -> Self {
+        Self {
+            inner,
+            open: tokio::sync::watch::Sender::new(true),
+            waiting: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl AdStore for GatedAdStore {
+    async fn load(&self) -> Result<StoredPool, StoreError> {
+        self.inner.load().await
+    }
+
+    async fn write(
+        &self,
+        batch: &AdBatch<'_>,
+        expiry: Duration,
+    ) -> Result<Option<PoolMeta>, StoreError> {
+        if !*self.open.borrow() {
+            self.waiting.notify_one();
+        }
+        let mut open = self.open.subscribe();
+        open.wait_for(|open| *open)
+            .await
+            .expect("the gate outlives the store");
+        self.inner.write(batch, expiry).await
+    }
+
+    async fn read_meta(&self) -> Result<Option<PoolMeta>, StoreError> {
+        self.inner.read_meta().await
+    }
+
+    fn describe(&self) -> String {
+        format!("gated {}", self.inner.describe())
+    }
+}
+
+/// Issue 11: a read is answered while the pool is busy. The pool is held inside the store
+/// write of a full sync (a gate, not a sleep); `available`, one register, `/health` and
+/// `/api/sync/status` answer meanwhile, from what the pool published before the sync; once
+/// the write completes the next read shows the sync.
+#[tokio::test]
+async fn reads_are_answered_while_the_pool_is_held_in_a_store_write() {
+    let store = InMemoryAdStore::new();
+    let gated = GatedAdStore::new(store.clone());
+    let node =
+        TestNode::start_on(peer_only("rest-busy"), None, store, Arc::new(gated.clone())).await;
+    let http = node.http.clone();
+    http.send(
+        Method::POST,
+        "/api/registers/bulk-advertise",
+        json!({ "advertisements": [ad(1), ad(2)] }),
+    )
+    .await
+    .assert_ok(StatusCode::OK);
+    let before = http.get("/api/registers/available").await;
+    let etag_before = before.headers[ETAG].clone();
+
+    gated.open.send_replace(false);
+    let waiting = gated.waiting.notified();
+    let sync = tokio::spawn({
+        let http = http.clone();
+        async move {
+            let ads: Vec<Value> = (3..=50).map(ad).collect();
+            http.send(
+                Method::POST,
+                "/api/registers/bulk-advertise",
+                json!({ "advertisements": ads, "fullSync": true }),
+            )
+            .await
+        }
+    });
+    waiting.await;
+
+    // The pool is inside its write now, and stays there until the gate opens.
+    let deadline = Duration::from_secs(2);
+    let reads = async {
+        let available = http.get("/api/registers/available").await;
+        let one = http
+            .get(&format!("/api/registers/available/{}", register_id(1)))
+            .await;
+        let health = http.get("/health").await;
+        let status = http.get("/api/sync/status").await;
+        (available, one, health, status)
+    };
+    let (available, one, health, status) = tokio::time::timeout(deadline, reads)
+        .await
+        .expect("reads answered while the pool is held in a write");
+    assert!(!sync.is_finished(), "the full sync is still held");
+    assert_eq!(
+        available.headers[ETAG], etag_before,
+        "what was published before"
+    );
+    assert_eq!(
+        available_ids(&available.body),
+        [register_id(1).to_string(), register_id(2).to_string()]
+    );
+    one.assert_ok(StatusCode::OK);
+    assert_eq!(health.assert_ok(StatusCode::OK)["status"], "healthy");
+    assert_eq!(status.assert_ok(StatusCode::OK)["pool"]["localAds"], 2);
+
+    gated.open.send_replace(true);
+    let synced = sync.await.unwrap();
+    assert_eq!(synced.assert_ok(StatusCode::OK)["persisted"], true);
+    let after = http.get("/api/registers/available").await;
+    assert_ne!(after.headers[ETAG], etag_before);
+    assert_eq!(available_ids(&after.body).len(), 48);
+    node.stop().await;
 }

@@ -13,6 +13,9 @@
 //!   peer end to end.
 //! - Redis: `rediss://` with the CA and a client certificate works; another CA, or no client
 //!   certificate where Redis requires one, fails.
+//! - MongoDB: `mongodb.tls` (CA, client certificate-and-key file) through a TLS front of the
+//!   MongoDB-wire stand-in works; another CA, or no client certificate, fails; a CA file that
+//!   is not PEM is refused at open.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,14 +27,15 @@ use tokio::time::Instant;
 
 use herald::parts::actors::TokioClock;
 use herald::parts::actors::ports::{
-    AdStore, BlueprintStore, Clock, HubLink, HubLinkError, PoolLink, PoolLinkError,
+    AdBatch, AdStore, BatchScope, BlueprintStore, Clock, HubLink, HubLinkError, PoolLink,
+    PoolLinkError,
 };
 use herald::parts::actors::testing::InMemoryBlueprintStore;
 use herald::parts::messages::{
-    BlueprintId, ConnectRequest, HeartbeatRequest, HubEndpoint, NodeType, PublishRequest,
-    SessionGrant, SyncQuery, SyncScope,
+    AdSource, Advertisement, BlueprintId, ConnectRequest, HeartbeatRequest, HubEndpoint, NodeType,
+    PoolMeta, PublishRequest, SessionGrant, SyncQuery, SyncScope, SyncState, Timestamp,
 };
-use herald::parts::runtime::config::ClientTls;
+use herald::parts::runtime::config::{ClientTls, MongoConfig, MongoTls};
 use herald::parts::runtime::grpc::proto::tonic::metadata::MetadataValue;
 use herald::parts::runtime::grpc::proto::tonic::transport::Channel;
 use herald::parts::runtime::grpc::proto::tonic::{Code, Request};
@@ -41,7 +45,7 @@ use herald::parts::runtime::grpc::proto::v1::heartbeat_client::HeartbeatClient;
 use herald::parts::runtime::grpc::proto::v1::system_register_sync_client::SystemRegisterSyncClient;
 use herald::parts::runtime::grpc::{GrpcHubLink, HubCredentials, hub_endpoint_with};
 use herald::parts::runtime::links::HttpPoolLink;
-use herald::parts::runtime::stores::{RedisAdStore, RedisBlueprintStore};
+use herald::parts::runtime::stores::{MongoAdStore, RedisAdStore, RedisBlueprintStore};
 use herald::parts::runtime::tls::{ClientPem, IdentityFiles};
 use herald::{
     AdInput, BulkAdvertise, NewRegister, Node, NodeHandle, NodeId, RawClientTls, RawHubConfig,
@@ -50,7 +54,10 @@ use herald::{
 };
 
 use crate::support::certs::{Issued, Pki};
-use crate::support::redis::{RedisServer, free_port};
+use crate::support::free_port;
+use crate::support::mongo::{MongoServer, skip_unless_own_server};
+use crate::support::redis::RedisServer;
+use crate::support::tls_terminator::TlsTerminator;
 use crate::support::wait_until;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -783,4 +790,98 @@ async fn rediss_needs_the_right_ca_and_a_client_certificate() {
         no_certificate.load().await.is_err(),
         "Redis requires a client certificate"
     );
+}
+
+// ---- MongoDB ----
+
+/// One ad, for a store round trip.
+fn mongo_ad() -> Advertisement {
+    Advertisement {
+        register_id: RegisterId::from_bytes([7; 16]),
+        source: AdSource::Local,
+        sync_state: SyncState::Active,
+        is_public: true,
+        latest_version: 3,
+        latest_docket_version: 1,
+        name: Some("over tls".to_owned()),
+        description: None,
+        refreshed_at: Timestamp::from_unix_millis(1_700_000_000_000),
+        changed_at: Timestamp::from_unix_millis(1_700_000_000_000),
+    }
+}
+
+#[tokio::test]
+async fn mongodb_over_tls_needs_the_right_ca_and_a_client_certificate() {
+    if skip_unless_own_server("mongodb_over_tls").is_some() {
+        return;
+    }
+    let pki = Pki::new("herald");
+    let outsider = Pki::new("outsider");
+    let server = MongoServer::start();
+    // The stand-in speaks no TLS: a TLS front that requires a client certificate of `pki`.
+    let front = TlsTerminator::start(
+        ([127, 0, 0, 1], server.port()).into(),
+        &pki.loopback_server("mongo"),
+        Some(&pki.ca),
+    )
+    .await;
+    let client = pki.issue("peer-mongo-client", &["peer-mongo-tls"]);
+    let cert_key = pki.write(
+        "peer-mongo-client-cert-key.pem",
+        &(std::fs::read_to_string(&client.cert).unwrap()
+            + &std::fs::read_to_string(&client.key).unwrap()),
+    );
+    let config = |ca: &std::path::Path, cert_key: Option<&std::path::Path>| MongoConfig {
+        url: format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true",
+            front.addr().port()
+        ),
+        tls: Some(MongoTls {
+            ca_file: Some(ca.to_owned()),
+            cert_key_file: cert_key.map(ToOwned::to_owned),
+        }),
+        ..server.config()
+    };
+    let id = node("peer-mongo-tls");
+
+    let store = MongoAdStore::open(&config(&pki.ca, Some(&cert_key)), &id)
+        .await
+        .unwrap();
+    let ad = mongo_ad();
+    let batch = AdBatch {
+        puts: vec![&ad],
+        deletes: Vec::new(),
+        meta: PoolMeta {
+            last_snapshot: None,
+            generation: 1,
+            write_seq: 1,
+        },
+        scope: BatchScope::Everything,
+    };
+    store.write(&batch, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(store.load().await.unwrap().ads, vec![ad.clone()]);
+
+    let wrong_ca = MongoAdStore::open(&config(&outsider.ca, Some(&cert_key)), &id)
+        .await
+        .unwrap();
+    assert!(
+        wrong_ca.load().await.is_err(),
+        "a server certificate from another CA"
+    );
+    let no_certificate = MongoAdStore::open(&config(&pki.ca, None), &id)
+        .await
+        .unwrap();
+    assert!(
+        no_certificate.load().await.is_err(),
+        "the server requires a client certificate"
+    );
+    // A file that holds no certificate is refused at open, naming it (the driver would only
+    // say that the server is unreachable).
+    let not_pem = pki.write("not-a-ca.pem", "hello");
+    let refused = MongoAdStore::open(&config(&not_pem, None), &id)
+        .await
+        .err()
+        .expect("a CA file without a certificate is refused");
+    let message = herald::parts::actors::ports::error_chain(&refused);
+    assert!(message.contains("not-a-ca.pem"), "{message}");
 }

@@ -402,6 +402,16 @@ impl PoolState {
             .collect()
     }
 
+    /// When the first remote ad live at `now` stops being live (`None` without one): what
+    /// `available(now)` shows changes then, even if nothing else happens.
+    pub fn next_expiry(&self, now: Timestamp) -> Option<Timestamp> {
+        self.remote
+            .values()
+            .filter(|entry| entry.ad.is_public && self.is_live(entry, now))
+            .map(|entry| self.live_until(entry))
+            .min()
+    }
+
     /// The write that brings the store up to date: current ads for dirty keys that exist,
     /// deletes for those that do not, and the meta record with the next mark. It borrows the
     /// book: nothing is copied on the way to the store.
@@ -543,14 +553,19 @@ impl PoolState {
     }
 
     fn is_live(&self, entry: &Entry, now: Timestamp) -> bool {
-        match (&entry.ad.source, entry.grace_until) {
+        match entry.ad.source {
             // Local ads are authoritative: they live until withdrawn or removed by a full sync.
-            (AdSource::Local, _) => true,
+            AdSource::Local => true,
+            AdSource::Remote(_) => now < self.live_until(entry),
+        }
+    }
+
+    /// When a remote ad stops being live.
+    fn live_until(&self, entry: &Entry) -> Timestamp {
+        match entry.grace_until {
             // Reloaded and not confirmed yet: one TTL from the reload (the clock rule).
-            (AdSource::Remote(_), Some(until)) => now < until,
-            (AdSource::Remote(_), None) => {
-                now < entry.ad.refreshed_at.saturating_add(self.rules.ad_ttl)
-            }
+            Some(until) => until,
+            None => entry.ad.refreshed_at.saturating_add(self.rules.ad_ttl),
         }
     }
 
@@ -1003,6 +1018,29 @@ mod tests {
         );
         assert_eq!(state.sweep(at(300)), 1);
         assert_eq!(state.batch().deletes.len(), 1);
+    }
+
+    /// The pool's view is published at changes; `next_expiry` says when the next remote ad
+    /// dies, so that the pool publishes again then.
+    #[test]
+    fn next_expiry_is_the_first_live_remote_ad_to_die() {
+        let mut state = state();
+        assert_eq!(state.next_expiry(at(0)), None);
+        state
+            .bulk(&BulkAdvertise::one(public(9, None, 0)), at(0))
+            .unwrap();
+        assert_eq!(state.next_expiry(at(0)), None, "local ads never expire");
+        let b = NodeId::parse("peer-b").unwrap();
+        let c = NodeId::parse("peer-c").unwrap();
+        state.apply_gossip(&b, &[public(1, None, 0)], at(10));
+        state.apply_gossip(&c, &[public(2, None, 0)], at(20));
+        assert_eq!(state.next_expiry(at(30)), Some(at(310)));
+        assert_eq!(
+            state.next_expiry(at(310)),
+            Some(at(320)),
+            "a dead ad is no longer waited for"
+        );
+        assert_eq!(state.next_expiry(at(320)), None);
     }
 
     #[test]

@@ -333,3 +333,53 @@ async fn stale_full_sync_is_refused() {
     assert_eq!(node.status().await.last_snapshot, snapshot(5, 100));
     node.shutdown().await;
 }
+
+/// Issue 11: the pool publishes what it serves. A change is in the view when its reply
+/// arrives; an answer that did not change keeps its version; a remote ad leaves the view at
+/// its expiry, with no read entering the mailbox.
+#[tokio::test(start_paused = true)]
+async fn the_view_follows_changes_and_expiry_without_the_mailbox() {
+    let node = start(Options::default()).await;
+    let view = node.views.pool.clone().expect("a pool publishes a view");
+    let ids = |view: &herald_messages::PoolView| {
+        view.available
+            .registers
+            .iter()
+            .map(|a| a.register_id.clone())
+            .collect::<Vec<_>>()
+    };
+    node.advertise(public(1)).await;
+    let first = view.latest();
+    assert!(first.ready);
+    assert_eq!(ids(&first), vec![id(1)]);
+    assert_eq!(first.status.local_ads, 1);
+    node.advertise(public(1)).await;
+    assert_eq!(
+        view.latest().available.version,
+        first.available.version,
+        "unchanged answer, same version"
+    );
+
+    let peer = NodeId::parse("peer-b").unwrap();
+    node.pool
+        .cast(herald_messages::AdvertisementPoolMsg::Gossip {
+            peer,
+            ads: vec![public(2)],
+        })
+        .unwrap();
+    let gossiped = view
+        .wait_for(|v| v.available.registers.len() == 2)
+        .await
+        .unwrap();
+    assert!(gossiped.available.version > first.available.version);
+    let until = gossiped.valid_until.expect("a remote ad dies");
+    pass(PoolConfig::default().ad_ttl + Duration::from_millis(1)).await;
+    let expired = view.latest();
+    assert_eq!(
+        ids(&expired),
+        vec![id(1)],
+        "dropped at its expiry ({until})"
+    );
+    assert_eq!(expired.valid_until, None);
+    node.shutdown().await;
+}

@@ -24,8 +24,8 @@ use herald_actors::testing::{
 };
 use herald_actors::{
     ActorSlot, AuthorityConfig, ConnectionConfig, HeartbeatConfig, HubConnectionParts,
-    LocalHubLink, LocalPoolLink, NodeTree, PoolConfig, ReplicaConfig, RestartPolicy, ResyncConfig,
-    StallDetector, StallTicker, TokioClock,
+    LocalHubLink, LocalPoolLink, NodeTree, NodeViews, PoolConfig, ReplicaConfig, RestartPolicy,
+    ResyncConfig, StallDetector, StallTicker, TokioClock,
 };
 use herald_messages::{
     AdInput, AdvertisementPoolMsg, AuthorityError, AvailableRegister, BlueprintId,
@@ -75,6 +75,7 @@ pub struct TestNode {
     pub truth: InMemoryGroundTruth,
     pub link: Option<LinkSwitch>,
     pub failure: watch::Receiver<Option<NodeFailure>>,
+    pub views: NodeViews,
 }
 
 pub async fn start(options: Options) -> TestNode {
@@ -106,6 +107,7 @@ pub async fn start(options: Options) -> TestNode {
         truth: options.truth,
         link: link_switch,
         failure: tree.failure,
+        views: tree.views,
     }
 }
 

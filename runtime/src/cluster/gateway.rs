@@ -398,6 +398,10 @@ mod tests {
                 config: PoolConfig::default(),
                 store: store.clone(),
                 clock: Arc::new(clock.clone()),
+                view: herald_actors::Published::new(herald_messages::PoolView::starting(
+                    node(me),
+                    1,
+                )),
             },
         )
         .await

@@ -1,7 +1,9 @@
 //! The REST API (axum), JSON camelCase, compatible with the service it replaces.
 //!
-//! Rooms: `peer` (advertise, bulk advertise, available), `register` (register CRUD), `hub`
-//! (connection, system register, publishing), `ops` (health, sync status, metrics), `auth` (the
+//! Rooms: `page` (the operator's page at `/`), `peer` (advertise, bulk advertise), `available`
+//! (*Available Registers*: built once per version, `ETag`, gzip, paging, one register),
+//! `register` (register CRUD), `hub` (connection, system register, publishing), `ops` (health,
+//! sync status, metrics), `events` (`GET /api/events`: changes as server-sent events), `auth` (the
 //! admin token), `extract` (JSON body and path id extractors that answer in our error shape),
 //! `error` (`ApiError`, the one place where failures become status codes), `server`
 //! (`HttpServer`: HTTP/1.1 with a header read timeout).
@@ -15,10 +17,13 @@
 //! instead of `100 Continue` and an upload that would be thrown away.
 
 mod auth;
+mod available;
 mod error;
+mod events;
 mod extract;
 mod hub;
 mod ops;
+mod page;
 mod peer;
 mod register;
 mod server;
@@ -37,6 +42,7 @@ use tracing::{Instrument, debug, field};
 
 use crate::api::{NodeApi, NodeError};
 
+pub use available::MAX_PAGE_LIMIT;
 use error::ApiError;
 pub use extract::MAX_BODY_BYTES;
 pub(crate) use server::HttpServer;
@@ -47,14 +53,20 @@ pub struct RestState {
     api: NodeApi,
     admin_token: Arc<str>,
     metrics: Option<PrometheusHandle>,
+    available: Arc<available::AvailableCache>,
+    /// `GET /api/events`'s feed: it stops when the last clone of the state is dropped.
+    events: Arc<events::EventFeed>,
 }
 
 impl RestState {
+    /// The handlers' state; starts the node's event feed (call inside a Tokio runtime).
     pub fn new(api: NodeApi, admin_token: String, metrics: Option<PrometheusHandle>) -> Self {
         Self {
+            events: Arc::new(events::EventFeed::start(api.clone())),
             api,
             admin_token: admin_token.into(),
             metrics,
+            available: Arc::default(),
         }
     }
 }
@@ -63,7 +75,11 @@ impl RestState {
 pub fn router(state: RestState) -> Router {
     let peer = Router::new()
         .route("/api/registers/bulk-advertise", post(peer::bulk_advertise))
-        .route("/api/registers/available", get(peer::available))
+        .route("/api/registers/available", get(available::available))
+        .route(
+            "/api/registers/available/{registerId}",
+            get(available::available_one),
+        )
         .route(
             "/api/registers/{registerId}/advertise",
             post(peer::advertise),
@@ -112,9 +128,15 @@ pub fn router(state: RestState) -> Router {
     let ops = Router::new()
         .route("/api/sync/status", get(ops::sync_status))
         .route("/api/cluster/members", get(ops::cluster_members))
+        .route("/api/events", get(events::events))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics));
+    let page = Router::new()
+        .route("/", get(page::index))
+        .route("/ui/app.js", get(page::script))
+        .route("/ui/app.css", get(page::style));
     Router::new()
+        .merge(page)
         .merge(peer)
         .merge(register)
         .merge(hub)

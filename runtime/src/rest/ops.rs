@@ -16,7 +16,7 @@ use herald_messages::{
     SyncStatus,
 };
 
-use crate::api::NodeError;
+use crate::api::{NodeApi, NodeError};
 use crate::rest::RestState;
 use crate::rest::error::ApiError;
 
@@ -26,17 +26,19 @@ const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 /// `GET /api/sync/status`: the pool's status and the resync driver's state, `null` for a role
 /// the node does not run.
 pub async fn sync_status(State(state): State<RestState>) -> Result<Json<SyncReport>, ApiError> {
-    let (pool, resync, replica) = tokio::join!(
-        state.api.pool_status(),
-        state.api.sync_state(),
-        state.api.replica_status()
-    );
-    Ok(Json(SyncReport {
+    Ok(Json(sync_report(&state.api).await?))
+}
+
+/// What `GET /api/sync/status` answers (the events feed sends it too).
+pub(crate) async fn sync_report(api: &NodeApi) -> Result<SyncReport, NodeError> {
+    let (pool, resync, replica) =
+        tokio::join!(api.pool_status(), api.sync_state(), api.replica_status());
+    Ok(SyncReport {
         pool: unless_role_missing(pool)?,
         resync: unless_role_missing(resync)?,
         replica: unless_role_missing(replica)?,
-        cluster: state.api.cluster_summary().ok(),
-    }))
+        cluster: api.cluster_summary().ok(),
+    })
 }
 
 /// `GET /api/cluster/members`: every member as this node sees it, itself first; 404 outside a
@@ -50,7 +52,12 @@ pub async fn cluster_members(
 /// `GET /health`: 200 healthy or degraded, 503 unhealthy (the node is stopped, or its hub
 /// serves only part of its register).
 pub async fn health(State(state): State<RestState>) -> Response {
-    let api = &state.api;
+    let (status, report) = health_report(&state.api).await;
+    (status, Json(report)).into_response()
+}
+
+/// What `GET /health` answers, with its status code (the events feed sends it too).
+pub(crate) async fn health_report(api: &NodeApi) -> (StatusCode, HealthReport) {
     let mut report = HealthReport {
         status: HealthStatus::Healthy,
         node_id: api.node_id().clone(),
@@ -72,7 +79,7 @@ pub async fn health(State(state): State<RestState>) -> Response {
         Err(err) => {
             report.status = HealthStatus::Unhealthy;
             report.reasons.push(err.to_string());
-            return (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response();
+            return (StatusCode::SERVICE_UNAVAILABLE, report);
         }
     }
     let (pool, resync, hub, connection, replica) = tokio::join!(
@@ -161,7 +168,7 @@ pub async fn health(State(state): State<RestState>) -> Response {
         HealthStatus::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
         HealthStatus::Healthy | HealthStatus::Degraded => StatusCode::OK,
     };
-    (status, Json(report)).into_response()
+    (status, report)
 }
 
 /// `GET /metrics`: the host's Prometheus recorder rendered; 501 when it installed none.
@@ -196,7 +203,7 @@ enum HealthStatus {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct HealthReport {
+pub(crate) struct HealthReport {
     status: HealthStatus,
     node_id: NodeId,
     roles: Vec<&'static str>,

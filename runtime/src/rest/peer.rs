@@ -1,5 +1,5 @@
-//! Peer-role endpoints: the advertisement pool's bulk and single advertise, and
-//! *Available Registers*.
+//! Peer-role endpoints that write: the advertisement pool's bulk and single advertise
+//! (*Available Registers* is read in `available`).
 //!
 //! Each handler parses, makes one `NodeApi` call (which validates the request, once, before it
 //! reaches the pool) and maps its result.
@@ -8,9 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use herald_messages::{
-    AdInput, AvailableRegister, BulkAdvertise, BulkOutcome, PoolError, RegisterId,
-};
+use herald_messages::{AdInput, BulkAdvertise, BulkOutcome, PoolError, RegisterId};
 
 use crate::api::NodeError;
 use crate::rest::RestState;
@@ -48,13 +46,6 @@ pub async fn advertise(
             other => ApiError::from(other),
         })?;
     Ok(Json(outcome))
-}
-
-/// `GET /api/registers/available`
-pub async fn available(
-    State(state): State<RestState>,
-) -> Result<Json<Vec<AvailableRegister>>, ApiError> {
-    Ok(Json(state.api.available().await?))
 }
 
 /// The body of a single advertise: an `AdInput` without the id, which is in the path.

@@ -15,10 +15,13 @@
 //! commit whose result is unknown is committed again (MongoDB makes that safe); a server that
 //! cannot be reached is not retried here: the caller's backoff does that.
 //!
+//! TLS: `mongodb.tls` names the CA and a client certificate-and-key file; both are read and
+//! checked at open (the driver would only read them at its first connection and report a bad
+//! file as an unreachable server). The URL's own `tls=true&tlsCAFile=…` options work too.
+//!
 //! Deliberately not done here: mapping `mongodb::error::Error` to a port's error enum (each
-//! adapter has its own `store_error`, using `classify`), TLS options (they come with the TLS
-//! work; a `tls=true` URL option works with the system's roots through rustls on aws-lc), and
-//! `mongodb+srv://` (the build leaves out the DNS resolver).
+//! adapter has its own `store_error`, using `classify`), and `mongodb+srv://` (the build leaves
+//! out the DNS resolver).
 
 use std::time::Duration;
 
@@ -28,7 +31,7 @@ use mongodb::error::{
     Error, ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT, WriteFailure,
 };
 use mongodb::options::{
-    Acknowledgment, ClientOptions, ReadConcern, TransactionOptions, WriteConcern,
+    Acknowledgment, ClientOptions, ReadConcern, Tls, TlsOptions, TransactionOptions, WriteConcern,
 };
 use mongodb::{Client, ClientSession, Collection, Database};
 use tokio::time::Instant;
@@ -37,6 +40,7 @@ use herald_actors::backoff::random_up_to;
 use herald_actors::ports::BoxError;
 
 use crate::config::MongoConfig;
+use crate::tls::CredentialError;
 
 /// MongoDB's code for a duplicate key (a unique index refused a write).
 pub(super) const DUPLICATE_KEY: i32 = 11_000;
@@ -48,6 +52,8 @@ const NAMESPACE_EXISTS: i32 = 48;
 pub enum MongoOpenError {
     #[error("invalid mongodb url")]
     InvalidUrl(#[source] BoxError),
+    #[error("unusable mongodb.tls")]
+    Tls(#[from] CredentialError),
 }
 
 /// A client, its database and the deadline of one call. Cheap to clone (the driver's client is
@@ -84,6 +90,15 @@ impl MongoConnection {
         let mut options = ClientOptions::parse(&config.url)
             .await
             .map_err(|err| MongoOpenError::InvalidUrl(Box::new(err)))?;
+        if let Some(tls) = &config.tls {
+            tls.check()?;
+            options.tls = Some(Tls::Enabled(
+                TlsOptions::builder()
+                    .ca_file_path(tls.ca_file.clone())
+                    .cert_key_file_path(tls.cert_key_file.clone())
+                    .build(),
+            ));
+        }
         options.connect_timeout = Some(config.connect_timeout);
         options.server_selection_timeout = Some(config.server_selection_timeout);
         if options.app_name.is_none() {

@@ -4,12 +4,17 @@
 
 pub mod certs;
 pub mod fault_proxy;
+pub mod fixtures;
 pub mod mongo;
 pub mod process;
 pub mod redis;
+pub mod tls_terminator;
 
 use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
+
+use tempfile::TempDir;
 
 /// Polls `check` every 20 ms until it returns `Some`, or panics after `deadline` naming `what`.
 pub async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
@@ -46,4 +51,26 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (defined beside the role-process harness,
+/// which the bench and the demo include on their own).
+pub use process::free_port;
+
+/// A temporary directory named after the test, removed when dropped.
+pub fn temp_dir(prefix: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// A temporary path as a command-line argument.
+pub fn path_arg(path: &Path) -> String {
+    path.to_str().expect("a UTF-8 temporary path").to_owned()
+}
+
+/// Owned arguments as the `&[&str]` the process starters take.
+pub fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }

@@ -21,8 +21,8 @@
 //! Not done: a server shared by several tests (each test starts its own, in well under a second
 //! on an idle machine), and cleanup when the test process itself is killed.
 
+use super::free_port;
 use std::fs::File;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -110,6 +110,7 @@ impl MongoServer {
             connect_timeout: Duration::from_secs(1),
             server_selection_timeout: Duration::from_secs(2),
             operation_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 
@@ -247,13 +248,6 @@ fn unique_database() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("herald_it_{}_{n}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("bind 127.0.0.1:0 to find a free port")
-        .port()
 }
 
 /// Spawns the stand-in on `port` and waits until its log says it listens there. On failure the

@@ -16,7 +16,9 @@
 //!   profile (same target dir: the environment, `CARGO_TARGET_DIR` included, and the workspace's
 //!   cargo config are inherited) and finds them in `examples/` beside the test binary's `deps/`.
 //!   Cargo has released its build lock by the time tests run, so this does not wait on the outer
-//!   `cargo test`; it does wait (correctly) on another cargo building.
+//!   `cargo test`; it does wait (correctly) on another cargo building. `demo_binary` builds the
+//!   demo the same way. The same file serves `benches/cluster.rs` and the demo's cluster chapter
+//!   (`#[path]`): their binaries live in `<target>/<profile>/deps/` and `examples/` alike.
 //! - Ready: the process printed `herald <role> ready node=<id> http=<addr>[ grpc=<addr>]` on
 //!   stdout within `READY_DEADLINE`; the harness adds `--admin-token` and, unless the test chose
 //!   a port, `--http 127.0.0.1:0`.
@@ -547,6 +549,16 @@ impl RoleProcess {
     }
 
     /// A GET without the token.
+    /// `GET /api/system-register` (a hub's register, or a peer's replica of it).
+    pub async fn system_register(&self) -> Value {
+        expect(self.get_json("/api/system-register").await, StatusCode::OK)
+    }
+
+    /// `GET /api/sync/status`.
+    pub async fn sync_status(&self) -> Value {
+        expect(self.get_json("/api/sync/status").await, StatusCode::OK)
+    }
+
     pub async fn get_json(&self, path: &str) -> Reply {
         self.send(Method::GET, path, None).await
     }
@@ -616,6 +628,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The body of a reply with the expected status.
+#[track_caller]
+pub fn expect(reply: Reply, status: StatusCode) -> Value {
+    assert_eq!(reply.status, status, "{reply:?}");
+    reply.body
+}
+
 // ---- building and locating the binaries ----
 
 struct Binaries {
@@ -626,9 +645,45 @@ struct Binaries {
 
 static BINARIES: OnceLock<Binaries> = OnceLock::new();
 
+/// The demo (`examples/demo.rs`), built on first use like the role binaries.
+pub fn demo_binary() -> &'static Path {
+    static DEMO: OnceLock<PathBuf> = OnceLock::new();
+    DEMO.get_or_init(|| {
+        let demo =
+            cargo_build_examples(&["demo"]).join(format!("demo{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            demo.is_file(),
+            "{} is missing after the build",
+            demo.display()
+        );
+        demo
+    })
+}
+
 /// Builds the role examples with the cargo that runs the tests, for the test binary's
 /// profile, and returns their paths beside the test binary (`<target>/<profile>/examples/`).
 fn build_examples() -> Binaries {
+    let examples = cargo_build_examples(&["peer", "register", "hub"]);
+    let binaries = Binaries {
+        peer: examples.join(format!("peer{}", std::env::consts::EXE_SUFFIX)),
+        register: examples.join(format!("register{}", std::env::consts::EXE_SUFFIX)),
+        hub: examples.join(format!("hub{}", std::env::consts::EXE_SUFFIX)),
+    };
+    for binary in [&binaries.peer, &binaries.register, &binaries.hub] {
+        assert!(
+            binary.is_file(),
+            "{} is missing after the build: is the target dir of cargo's build the test \
+             binary's ({})?",
+            binary.display(),
+            examples.display()
+        );
+    }
+    binaries
+}
+
+/// Runs `$CARGO build --example <name>...` for the running binary's profile and returns the
+/// folder the examples land in (`<target>/<profile>/examples/`).
+fn cargo_build_examples(names: &[&str]) -> PathBuf {
     let test_binary = std::env::current_exe().expect("the test binary's path");
     // <target>/<profile>/deps/it-<hash>
     let profile_dir = test_binary
@@ -645,14 +700,7 @@ fn build_examples() -> Binaries {
     command
         .current_dir(manifest_dir)
         .args(["build", "--quiet", "--package", "herald"])
-        .args([
-            "--example",
-            "peer",
-            "--example",
-            "register",
-            "--example",
-            "hub",
-        ])
+        .args(names.iter().flat_map(|name| ["--example", name]))
         .arg("--manifest-path")
         .arg(Path::new(manifest_dir).join("Cargo.toml"));
     match profile {
@@ -676,26 +724,12 @@ fn build_examples() -> Binaries {
         String::from_utf8_lossy(&output.stderr)
     );
     let examples = profile_dir.join("examples");
-    let binaries = Binaries {
-        peer: examples.join(format!("peer{}", std::env::consts::EXE_SUFFIX)),
-        register: examples.join(format!("register{}", std::env::consts::EXE_SUFFIX)),
-        hub: examples.join(format!("hub{}", std::env::consts::EXE_SUFFIX)),
-    };
-    for binary in [&binaries.peer, &binaries.register, &binaries.hub] {
-        assert!(
-            binary.is_file(),
-            "{} is missing after the build: is the target dir of `{cargo:?} build` the test \
-             binary's ({})?",
-            binary.display(),
-            profile_dir.display()
-        );
-    }
     eprintln!(
-        "role binaries ready in {:?}: {}",
+        "{names:?} built in {:?}: {}",
         started.elapsed(),
         examples.display()
     );
-    binaries
+    examples
 }
 
 // ---- reading a process's output ----
@@ -779,6 +813,21 @@ fn log_tail(path: &Path) -> String {
     let log = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+/// The blueprint ids of a system register view, in its order.
+pub fn blueprint_ids(view: &Value) -> Vec<String> {
+    view["blueprints"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no blueprints: {view}"))
+        .iter()
+        .map(|blueprint| {
+            blueprint["blueprintId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a blueprint without an id: {blueprint}"))
+                .to_owned()
+        })
+        .collect()
 }
 
 #[cfg(test)]

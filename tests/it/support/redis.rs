@@ -25,7 +25,11 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+
+use redis::aio::MultiplexedConnection;
+
+use super::free_port;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -80,6 +84,11 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A raw connection to this server.
+    pub async fn connection(&self) -> MultiplexedConnection {
+        connect(&self.url()).await
     }
 
     pub fn port(&self) -> u16 {
@@ -140,11 +149,13 @@ const READY_DEADLINE: Duration = Duration::from_secs(5);
 const POLL_PAUSE: Duration = Duration::from_millis(5);
 const LOG_FILE: &str = "redis.log";
 
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("bind 127.0.0.1:0 to find a free port")
-        .port()
+/// A raw connection to the Redis at `url`, for a test's own commands beside the code under test.
+pub async fn connect(url: &str) -> MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("a valid Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|err| panic!("connect to {url}: {err}"))
 }
 
 /// Spawns `redis-server` on `port` and waits until it answers as itself. On failure the

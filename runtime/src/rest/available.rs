@@ -1,0 +1,370 @@
+//! *Available Registers* over HTTP, built once per version of the pool's answer:
+//! `GET /api/registers/available` (optionally paged with `?limit=&after=`) and
+//! `GET /api/registers/available/{registerId}`.
+//!
+//! The pool publishes its answer with a version (`AvailableView`); the full answer is
+//! serialized once per version, and gzip-compressed once per version when a client accepts
+//! gzip, by whichever request needs it first (`AvailableCache`); every other request of that
+//! version sends the same bytes. Each answer carries an `ETag` naming its version, and
+//! `If-None-Match` with it gets `304` without a body. Paged answers and single registers are
+//! small and serialized per request.
+//!
+//! Without query parameters the answer is the complete JSON array, as the service this
+//! replaces served it. Nothing here decides what is available (the pool does).
+
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tokio::sync::OnceCell;
+
+use herald_messages::{AvailableRegister, AvailableView, RegisterId};
+
+use crate::rest::RestState;
+use crate::rest::error::ApiError;
+use crate::rest::extract::PathId;
+
+/// Most registers one page may hold.
+pub const MAX_PAGE_LIMIT: usize = 10_000;
+
+/// The encodings of the latest version of the answer, made on demand, once each.
+#[derive(Default)]
+pub struct AvailableCache {
+    latest: Mutex<Option<Arc<Encoded>>>,
+}
+
+/// One version of the answer, encoded.
+struct Encoded {
+    tag: u64,
+    version: u64,
+    etag: HeaderValue,
+    json: OnceCell<Bytes>,
+    gzip: OnceCell<Bytes>,
+}
+
+impl AvailableCache {
+    /// The encodings of `view`'s version: those already made, or a new empty set (which
+    /// replaces an older version's).
+    fn encoded(&self, view: &AvailableView) -> Arc<Encoded> {
+        let mut latest = self
+            .latest
+            .lock()
+            .expect("no code panics holding this lock");
+        if let Some(encoded) = latest
+            .as_ref()
+            .filter(|e| e.tag == view.tag && e.version == view.version)
+        {
+            return Arc::clone(encoded);
+        }
+        let encoded = Arc::new(Encoded {
+            tag: view.tag,
+            version: view.version,
+            etag: HeaderValue::from_str(&view.etag()).expect("an etag is visible ASCII"),
+            json: OnceCell::new(),
+            gzip: OnceCell::new(),
+        });
+        // Two versions read at once: keep the newer.
+        let keep = latest
+            .as_ref()
+            .is_none_or(|held| held.tag != view.tag || held.version < view.version);
+        if keep {
+            *latest = Some(Arc::clone(&encoded));
+        }
+        encoded
+    }
+}
+
+impl Encoded {
+    async fn json(&self, view: &AvailableView) -> Bytes {
+        self.json
+            .get_or_init(|| async {
+                let json = serde_json::to_vec(&view.registers)
+                    .expect("available registers always serialize");
+                metrics::counter!("herald_rest_available_encodings_total", "encoding" => "json")
+                    .increment(1);
+                Bytes::from(json)
+            })
+            .await
+            .clone()
+    }
+
+    async fn gzip(&self, view: &AvailableView) -> Bytes {
+        let json = self.json(view).await;
+        self.gzip
+            .get_or_init(|| async {
+                metrics::counter!("herald_rest_available_encodings_total", "encoding" => "gzip")
+                    .increment(1);
+                gzip(&json)
+            })
+            .await
+            .clone()
+    }
+}
+
+/// `GET /api/registers/available`: the whole answer (built once per version, `ETag`, `304`,
+/// gzip), or one page of it with `?limit=N&after=registerId`.
+pub async fn available(
+    State(state): State<RestState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let paging = Paging::parse(query.as_deref())?;
+    let view = state.api.available_view().await?;
+    if let Some(paging) = paging {
+        return Ok(page(&view, &paging));
+    }
+    let encoded = state.available.encoded(&view);
+    if none_match(&headers, &encoded.etag) {
+        return Ok(not_modified(&encoded.etag));
+    }
+    let (body, gzipped) = if accepts_gzip(&headers) {
+        (encoded.gzip(&view).await, true)
+    } else {
+        (encoded.json(&view).await, false)
+    };
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::ETAG, encoded.etag.clone());
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if gzipped {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(response)
+}
+
+/// `GET /api/registers/available/{registerId}`: one available register; 404 when none of its
+/// advertisements is live and public.
+pub async fn available_one(
+    State(state): State<RestState>,
+    PathId(register_id): PathId<RegisterId>,
+) -> Result<Json<AvailableRegister>, ApiError> {
+    let view = state.api.available_view().await?;
+    match view.get(&register_id) {
+        Some(register) => Ok(Json(register.clone())),
+        None => Err(ApiError::not_found(format!(
+            "register {register_id} is not available: no live public advertisement of it"
+        ))),
+    }
+}
+
+/// `?limit=N&after=registerId`: both optional, at least one present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Paging {
+    limit: usize,
+    after: Option<RegisterId>,
+}
+
+impl Paging {
+    /// `None` without a query (the whole answer).
+    fn parse(query: Option<&str>) -> Result<Option<Paging>, ApiError> {
+        let Some(query) = query.filter(|q| !q.is_empty()) else {
+            return Ok(None);
+        };
+        let mut paging = Paging {
+            limit: MAX_PAGE_LIMIT,
+            after: None,
+        };
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
+                "limit" => paging.limit = parse_limit(value)?,
+                "after" => {
+                    let after = RegisterId::parse(value).map_err(|err| {
+                        ApiError::invalid("after", format!("{value:?} is not a register id: {err}"))
+                    })?;
+                    paging.after = Some(after);
+                }
+                other => {
+                    return Err(ApiError::invalid(
+                        other,
+                        "unknown query parameter; this route takes limit and after",
+                    ));
+                }
+            }
+        }
+        Ok(Some(paging))
+    }
+}
+
+fn parse_limit(value: &str) -> Result<usize, ApiError> {
+    let reason = || format!("must be a whole number from 1 to {MAX_PAGE_LIMIT}, got {value:?}");
+    let limit: usize = value
+        .parse()
+        .map_err(|_| ApiError::invalid("limit", reason()))?;
+    if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid("limit", reason()));
+    }
+    Ok(limit)
+}
+
+/// One page: a JSON array like the whole answer; a `Link` header names the next page when
+/// more follow.
+fn page(view: &AvailableView, paging: &Paging) -> Response {
+    let (registers, more) = view.page(paging.after.as_ref(), paging.limit);
+    let mut response = Json(registers).into_response();
+    if let (true, Some(last)) = (more, registers.last()) {
+        let next = format!(
+            "</api/registers/available?limit={}&after={}>; rel=\"next\"",
+            paging.limit, last.register_id
+        );
+        response.headers_mut().insert(
+            header::LINK,
+            HeaderValue::from_str(&next).expect("a link of digits and hex is a header value"),
+        );
+    }
+    response
+}
+
+fn not_modified(etag: &HeaderValue) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    response.headers_mut().insert(header::ETAG, etag.clone());
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    response
+}
+
+/// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 asks for `GET`) or is
+/// `*`.
+fn none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let ours = etag.as_bytes();
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/").as_bytes() == ours)
+}
+
+/// Whether `Accept-Encoding` allows gzip: named (or `*`) without `q=0`.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for coding in headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+    {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|param| {
+            let param = param.trim().to_ascii_lowercase();
+            param
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(!refused);
+        } else if name == "*" {
+            any = Some(!refused);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
+}
+
+/// gzip at the fastest level: made once per version, it must not hold up the first reader.
+fn gzip(json: &[u8]) -> Bytes {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(json.len() / 8),
+        flate2::Compression::fast(),
+    );
+    encoder
+        .write_all(json)
+        .expect("writing to a Vec never fails");
+    Bytes::from(encoder.finish().expect("writing to a Vec never fails"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: header::HeaderName, value: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(name, HeaderValue::from_str(value).unwrap());
+        map
+    }
+
+    #[test]
+    fn gzip_is_accepted_when_named_or_starred_without_q_zero() {
+        let accepts = |value| accepts_gzip(&headers(header::ACCEPT_ENCODING, value));
+        assert!(accepts("gzip"));
+        assert!(accepts("br, gzip;q=0.5, deflate"));
+        assert!(accepts("*"));
+        assert!(accepts("GZIP"));
+        assert!(!accepts("gzip;q=0"));
+        assert!(!accepts("br"));
+        assert!(!accepts("*, gzip;q=0"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn if_none_match_takes_lists_weak_tags_and_star() {
+        let etag = HeaderValue::from_static("\"00000000000000ab-3\"");
+        let matches = |value| none_match(&headers(header::IF_NONE_MATCH, value), &etag);
+        assert!(matches("\"00000000000000ab-3\""));
+        assert!(matches("\"x\", W/\"00000000000000ab-3\""));
+        assert!(matches("*"));
+        assert!(!matches("\"00000000000000ab-2\""));
+        assert!(!none_match(&HeaderMap::new(), &etag));
+    }
+
+    #[test]
+    fn paging_parses_limit_and_after_and_refuses_the_rest() {
+        assert_eq!(Paging::parse(None).unwrap(), None);
+        assert_eq!(Paging::parse(Some("")).unwrap(), None);
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            Paging::parse(Some(&format!("limit=5&after={id}"))).unwrap(),
+            Some(Paging {
+                limit: 5,
+                after: Some(RegisterId::parse(id).unwrap()),
+            })
+        );
+        assert_eq!(
+            Paging::parse(Some("limit=0")).unwrap_err().field(),
+            Some("limit")
+        );
+        assert_eq!(
+            Paging::parse(Some("limit=10001")).unwrap_err().field(),
+            Some("limit")
+        );
+        assert_eq!(
+            Paging::parse(Some("limit=ten")).unwrap_err().field(),
+            Some("limit")
+        );
+        assert_eq!(
+            Paging::parse(Some("after=XYZ")).unwrap_err().field(),
+            Some("after")
+        );
+        assert_eq!(
+            Paging::parse(Some("offset=3")).unwrap_err().field(),
+            Some("offset")
+        );
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read;
+        let json = br#"[{"registerId":"x"}]"#.repeat(100);
+        let packed = gzip(&json);
+        assert!(packed.len() < json.len());
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_end(&mut unpacked)
+            .unwrap();
+        assert_eq!(unpacked, json);
+    }
+}
