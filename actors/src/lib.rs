@@ -5,6 +5,9 @@
 //!   `system_register_authority` (hub role), `central_node_connection`, `heartbeat_monitor` and
 //!   `system_register_replica` (a peer's hub side). Decisions with real logic live in pure
 //!   state types beside them (`advertisement_pool/state.rs`, `system_register_authority/state.rs`).
+//! - `gossip`: the gossip of public ads between peers (scuttlebutt delta anti-entropy) as a pure
+//!   state type the cluster gateway drives, and its deterministic simulation (feature
+//!   `testing`).
 //! - `supervisor`: the root, restarting children one-for-one; `wiring`: the one place that says
 //!   which actors each role runs and how they reach each other (`NodeTree`).
 //! - `ports`: traits for stores, links and the clock. Adapters live in `herald-runtime`; this
@@ -21,6 +24,7 @@ pub mod advertisement_pool;
 pub mod backoff;
 pub mod central_node_connection;
 pub mod clock;
+pub mod gossip;
 pub mod heartbeat_monitor;
 pub mod hub_link;
 pub mod pool_link;

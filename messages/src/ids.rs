@@ -32,7 +32,7 @@ macro_rules! string_id_impls {
 
         impl From<$id> for String {
             fn from(id: $id) -> Self {
-                id.0.into()
+                id.as_str().to_owned()
             }
         }
 
@@ -107,6 +107,12 @@ impl RegisterId {
 
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("a register id holds ASCII hex digits only")
+    }
+
+    /// The id's 32 ASCII hex digits, without the UTF-8 check of `as_str` (for hot paths).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+        &self.0
     }
 }
 
@@ -213,8 +219,11 @@ impl fmt::Debug for GroundTruthEpoch {
 
 /// A node (peer) id: 1 to 64 characters of `[A-Za-z0-9_-]`. Keys in shared stores are
 /// namespaced by it, so it must not contain separators.
+///
+/// Shared (`Arc<str>`): the gossip names every origin in every digest, so a clone is a count,
+/// not an allocation, and the copies of one id share one string.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeId(String);
+pub struct NodeId(std::sync::Arc<str>);
 
 string_id_impls!(NodeId);
 
@@ -230,7 +239,7 @@ impl NodeId {
                 value: truncate_for_error(value),
             });
         }
-        Ok(Self(value.to_owned()))
+        Ok(Self(value.into()))
     }
 
     pub fn as_str(&self) -> &str {

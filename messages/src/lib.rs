@@ -7,6 +7,7 @@
 
 mod advertisement;
 mod cluster;
+mod gossip;
 mod hub;
 mod ids;
 mod pool;
@@ -20,6 +21,11 @@ mod valid;
 
 pub use advertisement::{AdKey, AdSource, Advertisement, SyncState};
 pub use cluster::{ClusterMember, ClusterSummary, MemberInfo, MemberState, Role};
+pub use gossip::{
+    Bump, Digest, DigestEntry, EntryRun, EntryState, GossipAd, GossipEntry, GossipMessage,
+    MAX_GOSSIP_NUMBER, NotPublic, OriginDelta, PersistedGossip, PersistedRecord, StagingMark,
+    check_digest_entry,
+};
 pub use hub::{
     AttemptReport, AuthorityError, BeatFailure, BeatReport, CentralNodeConnectionMsg,
     CheckpointState, ConnectRequest, ConnectionState, ConnectionStatus, EntrySet, HeartbeatAck,

@@ -56,16 +56,32 @@ impl AdInput {
     }
 
     fn validate(&self, index: usize) -> Result<(), InvalidInput> {
-        let too_long = |field: &str, value: &Option<String>, max: usize| match value {
-            Some(text) if text.chars().count() > max => Err(InvalidInput::new(
-                format!("advertisements[{index}].{field}"),
-                format!("must be at most {max} characters"),
-            )),
-            _ => Ok(()),
-        };
-        too_long("name", &self.name, MAX_NAME_LEN)?;
-        too_long("description", &self.description, MAX_DESCRIPTION_LEN)
+        check_ad_text(
+            &format!("advertisements[{index}]"),
+            self.name.as_deref(),
+            self.description.as_deref(),
+        )
     }
+}
+
+/// The rules of an advertisement's texts, wherever it comes from (a REST body, a gossiped
+/// entry): a name of at most `MAX_NAME_LEN` characters, a description of at most
+/// `MAX_DESCRIPTION_LEN`. `at` names the advertisement in the error (`advertisements[3]`).
+pub(crate) fn check_ad_text(
+    at: &str,
+    name: Option<&str>,
+    description: Option<&str>,
+) -> Result<(), InvalidInput> {
+    let too_long = |field: &str, value: Option<&str>, max: usize| match value {
+        // Bytes bound characters from above: count them only when the bytes are too many.
+        Some(text) if text.len() > max && text.chars().count() > max => Err(InvalidInput::new(
+            format!("{at}.{field}"),
+            format!("must be at most {max} characters"),
+        )),
+        _ => Ok(()),
+    };
+    too_long("name", name, MAX_NAME_LEN)?;
+    too_long("description", description, MAX_DESCRIPTION_LEN)
 }
 
 /// Identifies a ground-truth snapshot behind a full sync: `seq` orders snapshots (the register
