@@ -19,6 +19,7 @@
 
 mod state;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,16 +28,56 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{Instrument, debug, error, info, warn};
 
 use herald_messages::{
-    AuthorityError, BlueprintId, EntryDraft, HistoryId, NodeId, NodeType, PublishRequest,
-    RecommendedAction, RegisterId, SessionId, SystemRegisterAuthorityMsg, SystemRegisterEntry,
-    Valid,
+    AuthorityError, BlueprintId, EntryDraft, HistoryId, HubPeer, HubStatus, NodeId, NodeType,
+    PublishRequest, RecommendedAction, RegisterId, RegisterState, SessionId,
+    SystemRegisterAuthorityMsg, SystemRegisterEntry, SystemRegisterView, Timestamp, Valid,
 };
 
 use crate::actor_kit::{MessageName, Pending, Timers, message_span};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::ports::{BlueprintStore, BlueprintStoreError, Clock, StoredRegister, error_chain};
+use crate::view::Published;
 
-pub use state::{Appended, AuthorityState, CaughtUp, SEED_DOCUMENT, genesis_records};
+pub use state::{
+    Appended, AuthorityState, CaughtUp, HeartbeatBasis, SEED_DOCUMENT, genesis_records,
+};
+
+/// What the authority serves, as it last published it: status, register, peers, and what
+/// heartbeats are answered from. Published after each change, before the reply to it (so a
+/// peer granted a session finds it here at its first heartbeat); a publication is in it once
+/// the store took the entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubView {
+    pub status: HubStatus,
+    pub register: SystemRegisterView,
+    /// The latest entry of each blueprint.
+    pub latest: BTreeMap<BlueprintId, Arc<SystemRegisterEntry>>,
+    pub peers: Vec<HubPeer>,
+    pub heartbeat: HeartbeatBasis,
+}
+
+impl HubView {
+    /// What a hub that has not loaded its register serves.
+    pub fn starting(hub_id: NodeId, started_at: Timestamp) -> Self {
+        Self {
+            status: HubStatus {
+                hub_id: hub_id.clone(),
+                state: RegisterState::Loading,
+                history_id: None,
+                version: 0,
+                total_blueprints: 0,
+                active_blueprints: 0,
+                active_peers: 0,
+                last_published_at: None,
+                started_at,
+            },
+            register: SystemRegisterView::default(),
+            latest: BTreeMap::new(),
+            peers: Vec::new(),
+            heartbeat: HeartbeatBasis::loading(hub_id),
+        }
+    }
+}
 
 /// Hub settings (DESIGN §6, §9).
 #[derive(Debug, Clone, PartialEq)]
@@ -84,10 +125,14 @@ pub struct SystemRegisterAuthorityArgs {
     pub config: AuthorityConfig,
     pub store: Arc<dyn BlueprintStore>,
     pub clock: Arc<dyn Clock>,
+    /// Where the authority publishes what it serves; owned by the wiring, it outlives
+    /// restarts.
+    pub view: Published<HubView>,
 }
 
 pub struct SystemRegisterAuthorityActorState {
     book: AuthorityState,
+    view: Published<HubView>,
     store: Arc<dyn BlueprintStore>,
     clock: Arc<dyn Clock>,
     backoff: Backoff,
@@ -120,6 +165,7 @@ impl Actor for SystemRegisterAuthority {
             blocked_backoff: Backoff::new(args.config.store_backoff),
             blocked_retry: Pending::new(),
             book: AuthorityState::new(args.hub_id, args.config, args.clock.now()),
+            view: args.view,
             store: args.store,
             clock: args.clock,
             timers,
@@ -133,18 +179,32 @@ impl Actor for SystemRegisterAuthority {
         state: &mut SystemRegisterAuthorityActorState,
     ) -> Result<(), ActorProcessingErr> {
         let span = message_span("system_register_authority", state.book.hub_id(), &msg);
+        // Reads change nothing; writes publish before they reply, and again here (cheap).
+        let reads_only = matches!(
+            msg,
+            SystemRegisterAuthorityMsg::Get(..)
+                | SystemRegisterAuthorityMsg::View(_)
+                | SystemRegisterAuthorityMsg::Status(_)
+                | SystemRegisterAuthorityMsg::Peers(_)
+                | SystemRegisterAuthorityMsg::HeartbeatStatus { .. }
+                | SystemRegisterAuthorityMsg::Checkpoint { .. }
+        );
         async move {
             match msg {
                 SystemRegisterAuthorityMsg::Load => state.load(&myself).await,
                 SystemRegisterAuthorityMsg::Publish(request, reply) => {
-                    let _ = reply.send(state.publish(request).await);
+                    let result = state.publish(request).await;
+                    state.publish_view();
+                    let _ = reply.send(result);
                 }
                 SystemRegisterAuthorityMsg::Deprecate {
                     blueprint_id,
                     by,
                     reply,
                 } => {
-                    let _ = reply.send(state.deprecate(blueprint_id, by).await);
+                    let result = state.deprecate(blueprint_id, by).await;
+                    state.publish_view();
+                    let _ = reply.send(result);
                 }
                 SystemRegisterAuthorityMsg::Connect(request, reply) => {
                     let peer = request.peer_id.clone();
@@ -160,6 +220,7 @@ impl Actor for SystemRegisterAuthority {
                         }
                         Err(_) => {}
                     }
+                    state.publish_view();
                     let _ = reply.send(result.map(|(grant, _)| grant));
                 }
                 SystemRegisterAuthorityMsg::Disconnect {
@@ -171,6 +232,7 @@ impl Actor for SystemRegisterAuthority {
                     if result.is_ok() {
                         info!(peer = %peer_id, "peer disconnected");
                     }
+                    state.publish_view();
                     let _ = reply.send(result);
                 }
                 SystemRegisterAuthorityMsg::Heartbeat(beat, reply) => {
@@ -185,6 +247,14 @@ impl Actor for SystemRegisterAuthority {
                         Err(_) => {}
                     }
                     let _ = reply.send(result);
+                }
+                SystemRegisterAuthorityMsg::HeartbeatSeen { beat, at, action } => {
+                    if action == RecommendedAction::FullSync {
+                        warn!(peer = %beat.peer_id, peer_version = beat.last_sync_version, "the peer's replica diverged from this register; told it to sync in full");
+                    } else {
+                        debug!(peer = %beat.peer_id, sequence = beat.sequence, ?action, "heartbeat");
+                    }
+                    state.book.record_heartbeat(&beat, at);
                 }
                 SystemRegisterAuthorityMsg::Entries { query, reply } => {
                     let result = state.book.entry_set(&query, state.clock.now());
@@ -253,6 +323,9 @@ impl Actor for SystemRegisterAuthority {
                     }
                 }
             }
+            if !reads_only {
+                state.publish_view();
+            }
             state.publish_metrics();
         }
         .instrument(span)
@@ -262,6 +335,16 @@ impl Actor for SystemRegisterAuthority {
 }
 
 impl SystemRegisterAuthorityActorState {
+    fn publish_view(&self) {
+        self.view.publish(HubView {
+            status: self.book.status(),
+            register: self.book.view(),
+            latest: self.book.latest_entries(),
+            peers: self.book.peers(),
+            heartbeat: self.book.heartbeat_basis(),
+        });
+    }
+
     /// Reads the register, creating it on the first start; retries while the store is down.
     async fn load(&mut self, myself: &ActorRef<SystemRegisterAuthorityMsg>) {
         self.book.set_loading();
@@ -585,6 +668,7 @@ impl MessageName for SystemRegisterAuthorityMsg {
             SystemRegisterAuthorityMsg::Connect(..) => "connect",
             SystemRegisterAuthorityMsg::Disconnect { .. } => "disconnect",
             SystemRegisterAuthorityMsg::Heartbeat(..) => "heartbeat",
+            SystemRegisterAuthorityMsg::HeartbeatSeen { .. } => "heartbeat_seen",
             SystemRegisterAuthorityMsg::Entries { .. } => "entries",
             SystemRegisterAuthorityMsg::HeartbeatStatus { .. } => "heartbeat_status",
             SystemRegisterAuthorityMsg::Checkpoint { .. } => "checkpoint",
