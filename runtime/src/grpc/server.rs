@@ -15,9 +15,10 @@
 //! server runs over TLS when configured (mutual when it names client CAs) and caps the HTTP/2
 //! streams of one connection (`ServeOptions`).
 //!
-//! Heartbeats are answered from the authority's published view (`HubView`, when given with
-//! `with_view`), by the same rule the authority applies (`HeartbeatBasis::answer`), and the
-//! authority records them afterwards: a heartbeat never waits for a publication in flight.
+//! Heartbeats and `GetCentralNodeStatus` are answered from the authority's published view
+//! (`HubView`, when given with `with_view`); heartbeats by the same rule the authority
+//! applies (`HeartbeatBasis::answer`), and the authority records them afterwards: a
+//! heartbeat never waits for a publication in flight.
 //!
 //! It decides nothing about sessions or versions (the authority does).
 
@@ -367,9 +368,19 @@ impl CentralNodeConnection for HubGrpc {
         async move {
             let query =
                 convert::central_node::status_request_from_wire(&wire).map_err(wire_status)?;
-            let status = self.ask(AuthorityMsg::Status).await?;
+            let (status, peers) = match &self.inner.view {
+                // One snapshot: the status and the peers agree.
+                Some(view) => {
+                    let hub = view.latest();
+                    (hub.status.clone(), hub.peers.clone())
+                }
+                None => {
+                    let status = self.ask(AuthorityMsg::Status).await?;
+                    (status, self.ask(AuthorityMsg::Peers).await?)
+                }
+            };
             let peers = if query.include_peer_list {
-                self.ask(AuthorityMsg::Peers).await?
+                peers
             } else {
                 Vec::new()
             };
