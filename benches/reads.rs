@@ -107,6 +107,7 @@ async fn run(rounds: usize, window: Duration) -> Result<()> {
     let mut report = Report::default();
     let peer = PeerBench::start(&redis.url(), dir.path()).await?;
     peer.in_process(&mut report, rounds, window).await?;
+    eprintln!("(in-process done)");
     peer.over_http(&mut report, rounds, window).await?;
     peer.node.shutdown().await;
     heartbeats(&mut report, rounds, dir.path()).await?;
@@ -123,6 +124,8 @@ struct PeerBench {
     base: String,
     syncs: [BulkAdvertise; 2],
     seq: Arc<AtomicU64>,
+    /// The `latestVersion` the pool holds now: the next sync raises it.
+    holds: Arc<AtomicU64>,
 }
 
 /// Full syncs running back to back until stopped; counts them.
@@ -176,6 +179,7 @@ impl PeerBench {
             base: format!("http://{addr}"),
             syncs: [request(1), request(2)],
             seq: Arc::new(AtomicU64::new(0)),
+            holds: Arc::new(AtomicU64::new(1)),
         };
         let outcome = bench.node.bulk_advertise(bench.sync(0)).await?;
         ensure!(outcome.added == ADS && outcome.persisted, "{outcome:?}");
@@ -193,14 +197,20 @@ impl PeerBench {
     fn start_syncs(&self) -> Syncer {
         let stop = Arc::new(AtomicBool::new(false));
         let api = self.node.api().clone();
-        let requests = self.syncs.clone();
+        let template = self.syncs[0].clone();
         let seq = Arc::clone(&self.seq);
+        let holds = Arc::clone(&self.holds);
         let flag = Arc::clone(&stop);
         let task = tokio::spawn(async move {
             let clock = TokioClock::new();
             let mut done = 0;
             while !flag.load(Ordering::SeqCst) {
-                let mut request = requests[(done + 1) % 2].clone();
+                // Versions never go back: every sync raises them, so every ad changes.
+                let version = holds.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut request = template.clone();
+                for ad in &mut request.advertisements {
+                    ad.latest_version = version;
+                }
                 let next = seq.fetch_add(1, Ordering::SeqCst) + 1;
                 request.snapshot = Some(Snapshot::new(next, clock.now()));
                 let outcome = api.bulk_advertise(request).await?;
@@ -525,6 +535,9 @@ async fn heartbeats(report: &mut Report, rounds: usize, dir: &std::path::Path) -
         hub: Some(RawHubConfig {
             grpc_addr: "127.0.0.1:0".into(),
             session_expiry_ms: Some(600_000),
+            // The one peer beats as fast as it can: no rate limit in the way.
+            peer_requests_per_sec: Some(1_000_000),
+            peer_request_burst: Some(1_000_000),
             ..RawHubConfig::default()
         }),
         ..RawNodeConfig::default()

@@ -49,9 +49,9 @@ pub use state::{
 #[derive(Debug, Clone, PartialEq)]
 pub struct HubView {
     pub status: HubStatus,
-    pub register: SystemRegisterView,
+    pub register: Arc<SystemRegisterView>,
     /// The latest entry of each blueprint.
-    pub latest: BTreeMap<BlueprintId, Arc<SystemRegisterEntry>>,
+    pub latest: Arc<BTreeMap<BlueprintId, Arc<SystemRegisterEntry>>>,
     pub peers: Vec<HubPeer>,
     pub heartbeat: HeartbeatBasis,
 }
@@ -71,8 +71,8 @@ impl HubView {
                 last_published_at: None,
                 started_at,
             },
-            register: SystemRegisterView::default(),
-            latest: BTreeMap::new(),
+            register: Arc::default(),
+            latest: Arc::default(),
             peers: Vec::new(),
             heartbeat: HeartbeatBasis::loading(hub_id),
         }
@@ -179,10 +179,12 @@ impl Actor for SystemRegisterAuthority {
         state: &mut SystemRegisterAuthorityActorState,
     ) -> Result<(), ActorProcessingErr> {
         let span = message_span("system_register_authority", state.book.hub_id(), &msg);
-        // Reads change nothing; writes publish before they reply, and again here (cheap).
+        // Reads change nothing; writes publish before they reply, and again here; a recorded
+        // heartbeat publishes only the peers.
         let reads_only = matches!(
             msg,
-            SystemRegisterAuthorityMsg::Get(..)
+            SystemRegisterAuthorityMsg::HeartbeatSeen { .. }
+                | SystemRegisterAuthorityMsg::Get(..)
                 | SystemRegisterAuthorityMsg::View(_)
                 | SystemRegisterAuthorityMsg::Status(_)
                 | SystemRegisterAuthorityMsg::Peers(_)
@@ -255,6 +257,7 @@ impl Actor for SystemRegisterAuthority {
                         debug!(peer = %beat.peer_id, sequence = beat.sequence, ?action, "heartbeat");
                     }
                     state.book.record_heartbeat(&beat, at);
+                    state.publish_peers();
                 }
                 SystemRegisterAuthorityMsg::Entries { query, reply } => {
                     let result = state.book.entry_set(&query, state.clock.now());
@@ -338,10 +341,24 @@ impl SystemRegisterAuthorityActorState {
     fn publish_view(&self) {
         self.view.publish(HubView {
             status: self.book.status(),
-            register: self.book.view(),
-            latest: self.book.latest_entries(),
+            register: Arc::new(self.book.view()),
+            latest: Arc::new(self.book.latest_entries()),
             peers: self.book.peers(),
             heartbeat: self.book.heartbeat_basis(),
+        });
+    }
+
+    /// After a recorded heartbeat only the peers' numbers changed: the register and the
+    /// heartbeat basis are shared with the previous view, so this costs O(peers), not
+    /// O(blueprints) (heartbeats may arrive thousands of times a second).
+    fn publish_peers(&self) {
+        let current = self.view.latest();
+        self.view.publish(HubView {
+            status: self.book.status(),
+            register: Arc::clone(&current.register),
+            latest: Arc::clone(&current.latest),
+            peers: self.book.peers(),
+            heartbeat: current.heartbeat.clone(),
         });
     }
 

@@ -260,7 +260,7 @@ impl NodeApi {
     /// on a peer.
     pub async fn system_register(&self) -> Result<SystemRegisterView, NodeError> {
         if self.views.authority.is_some() {
-            return Ok(self.hub_view()?.register.clone());
+            return Ok(SystemRegisterView::clone(&self.hub_view()?.register));
         }
         Ok(self.replica_view().await?.register.clone())
     }
