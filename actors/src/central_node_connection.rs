@@ -24,7 +24,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use herald_messages::{
     AttemptReport, CentralNodeConnectionMsg, ConnectRequest, ConnectionState, ConnectionStatus,
-    HeartbeatMonitorMsg, HubEndpoint, HubReport, HubSession, NodeId, NodeType,
+    ConnectionView, HeartbeatMonitorMsg, HubEndpoint, HubReport, HubSession, NodeId, NodeType,
     SystemRegisterReplicaMsg, Timestamp,
 };
 
@@ -32,6 +32,7 @@ use crate::actor_kit::{MessageName, Pending, message_span};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::ports::{Clock, HubLink, HubLinkError, error_chain};
 use crate::slot::ActorSlot;
+use crate::view::Published;
 
 /// Connection settings (DESIGN §6, §9).
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +107,9 @@ pub struct CentralNodeConnectionArgs {
     pub replica: ActorSlot<SystemRegisterReplicaMsg>,
     /// Where in the ring the connection was, across its restarts.
     pub ring_memory: RingMemory,
+    /// Where the connection publishes its status and hubs (read without its mailbox); owned
+    /// by the wiring, it outlives restarts.
+    pub view: Published<ConnectionView>,
 }
 
 pub struct CentralNodeConnectionState {
@@ -274,6 +278,10 @@ impl Actor for CentralNodeConnection {
                     let _ = reply.send(state.hub_reports());
                 }
             }
+            state.args.view.publish_if_changed(ConnectionView {
+                status: state.status(),
+                hubs: state.hub_reports(),
+            });
         }
         .instrument(span)
         .await;

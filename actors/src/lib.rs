@@ -54,7 +54,7 @@ pub use slot::{ActorSlot, SlotError};
 pub use stall_detector::{DEFAULT_STALL_TICK, Stall, StallDetector, StallRecord, StallTicker};
 pub use supervisor::{ChildSpec, NodeSupervisor, NodeSupervisorArgs, RestartPolicy};
 pub use system_register_authority::{
-    AuthorityConfig, SystemRegisterAuthority, SystemRegisterAuthorityArgs,
+    AuthorityConfig, HeartbeatBasis, HubView, SystemRegisterAuthority, SystemRegisterAuthorityArgs,
 };
 pub use system_register_replica::{
     ReplicaConfig, SystemRegisterReplica, SystemRegisterReplicaArgs,

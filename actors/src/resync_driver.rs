@@ -38,6 +38,7 @@ use herald_messages::{
 use crate::actor_kit::{MessageName, Pending, message_span};
 use crate::backoff::{Backoff, BackoffConfig, random_up_to};
 use crate::ports::{Clock, GroundTruth, GroundTruthError, PoolLink, error_chain};
+use crate::view::Published;
 
 /// Driver settings (DESIGN §5, §9).
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +76,9 @@ pub struct ResyncDriverArgs {
     pub truth: Arc<dyn GroundTruth>,
     pub pool: Arc<dyn PoolLink>,
     pub clock: Arc<dyn Clock>,
+    /// Where the driver publishes its sync state (read without its mailbox); owned by the
+    /// wiring, it outlives restarts.
+    pub view: Published<AdvertisementSyncState>,
 }
 
 pub struct ResyncDriverState {
@@ -83,6 +87,7 @@ pub struct ResyncDriverState {
     truth: Arc<dyn GroundTruth>,
     pool: Arc<dyn PoolLink>,
     clock: Arc<dyn Clock>,
+    view: Published<AdvertisementSyncState>,
     sync: AdvertisementSyncState,
     /// A full sync is wanted (start, schedule, operator, or after a failure).
     want_full_sync: bool,
@@ -135,6 +140,7 @@ impl Actor for ResyncDriver {
             truth: args.truth,
             pool: args.pool,
             clock: args.clock,
+            view: args.view,
             sync,
             want_full_sync: false,
             pending: BTreeMap::new(),
@@ -220,6 +226,7 @@ impl Actor for ResyncDriver {
                 }
             }
             state.pump(&myself);
+            state.view.publish_if_changed(state.sync.clone());
         }
         .instrument(span)
         .await;

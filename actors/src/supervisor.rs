@@ -6,7 +6,8 @@
 //! past the budget, stops the node and reports a `NodeFailure` to the host instead of looping.
 //! A spawn that fails counts like a crash. Children are reached through `ActorSlot`s, so callers
 //! never hold a dead reference. Shutdown stops the children in reverse start order, each after
-//! draining its mailbox.
+//! draining its mailbox. It publishes each child's report after every change (`Published`), so
+//! `/health` reads them without its mailbox.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use herald_messages::{ChildKind, ChildReport, NodeFailure, NodeId, NodeSuperviso
 use crate::actor_kit::{MessageName, message_span};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::slot::ActorSlot;
+use crate::view::Published;
 
 /// How the supervisor restarts children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +112,8 @@ pub struct NodeSupervisorArgs {
     pub policy: RestartPolicy,
     /// Where the supervisor reports that it gave up.
     pub failure: watch::Sender<Option<NodeFailure>>,
+    /// Where it publishes each child's report (read without its mailbox).
+    pub children_view: Published<Vec<ChildReport>>,
 }
 
 pub struct NodeSupervisorState {
@@ -117,6 +121,7 @@ pub struct NodeSupervisorState {
     policy: RestartPolicy,
     children: Vec<Child>,
     failure: watch::Sender<Option<NodeFailure>>,
+    children_view: Published<Vec<ChildReport>>,
     shutting_down: bool,
 }
 
@@ -174,6 +179,11 @@ impl Child {
 }
 
 impl NodeSupervisorState {
+    fn publish_children(&self) {
+        self.children_view
+            .publish_if_changed(self.children.iter().map(Child::report).collect());
+    }
+
     fn child_mut(&mut self, kind: ChildKind) -> Option<&mut Child> {
         self.children
             .iter_mut()
@@ -279,12 +289,14 @@ impl Actor for NodeSupervisor {
                 })
                 .collect(),
             failure: args.failure,
+            children_view: args.children_view,
             shutting_down: false,
         };
         let kinds: Vec<ChildKind> = state.children.iter().map(|c| c.spec.kind).collect();
         for kind in kinds {
             state.start_child(&myself, kind).await;
         }
+        state.publish_children();
         info!(node = %state.node_id, children = state.children.len(), "node supervisor started");
         Ok(state)
     }
@@ -325,10 +337,12 @@ impl Actor for NodeSupervisor {
                 NodeSupervisorMsg::Shutdown(reply) => {
                     let killed = state.stop_children().await;
                     info!(node = %state.node_id, "node stopped");
+                    state.publish_children();
                     let _ = reply.send(killed);
                     myself.stop(None);
                 }
             }
+            state.publish_children();
         }
         .instrument(span)
         .await;
@@ -353,6 +367,7 @@ impl Actor for NodeSupervisor {
             return Ok(());
         };
         state.on_child_exit(&myself, kind, reason);
+        state.publish_children();
         Ok(())
     }
 

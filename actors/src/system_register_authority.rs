@@ -24,6 +24,7 @@
 
 mod state;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,16 +33,19 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{Instrument, debug, error, info, warn};
 
 use herald_messages::{
-    AuthorityError, BlueprintId, EntryDraft, EntrySigner, HistoryId, NodeId, NodeType,
-    PublishRequest, RecommendedAction, RegisterId, SessionId, SystemRegisterAuthorityMsg,
-    SystemRegisterEntry, Timestamp, Valid,
+    AuthorityError, BlueprintId, EntryDraft, EntrySigner, HistoryId, HubPeer, HubStatus, NodeId,
+    NodeType, PublishRequest, RecommendedAction, RegisterId, RegisterState, SessionId,
+    SystemRegisterAuthorityMsg, SystemRegisterEntry, SystemRegisterView, Timestamp, Valid,
 };
 
 use crate::actor_kit::{MessageName, Pending, Timers, message_span};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::ports::{BlueprintStore, BlueprintStoreError, Clock, StoredRegister, error_chain};
+use crate::view::Published;
 
-pub use state::{Appended, AuthorityState, CaughtUp, SEED_DOCUMENT, genesis_records, sign_entry};
+pub use state::{
+    Appended, AuthorityState, CaughtUp, HeartbeatBasis, SEED_DOCUMENT, genesis_records, sign_entry,
+};
 
 /// Drafts of one publication or deprecation before the hub gives up on a store where other
 /// hubs keep appending first (`Raced`): each retry has caught up with them. Someone always
@@ -51,6 +55,43 @@ pub const APPEND_ATTEMPTS: u32 = 32;
 /// Longest pause before drafting again after a lost race (drawn at random below it, so hubs
 /// racing in step fall out of step).
 const RACE_PAUSE_MAX: Duration = Duration::from_millis(10);
+
+/// What the authority serves, as it last published it: status, register, peers, and what
+/// heartbeats are answered from. Published after each change, before the reply to it (so a
+/// peer granted a session finds it here at its first heartbeat); a publication is in it once
+/// the store took the entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubView {
+    pub status: HubStatus,
+    pub register: Arc<SystemRegisterView>,
+    /// The latest entry of each blueprint.
+    pub latest: Arc<BTreeMap<BlueprintId, Arc<SystemRegisterEntry>>>,
+    pub peers: Vec<HubPeer>,
+    pub heartbeat: HeartbeatBasis,
+}
+
+impl HubView {
+    /// What a hub that has not loaded its register serves.
+    pub fn starting(hub_id: NodeId, started_at: Timestamp) -> Self {
+        Self {
+            status: HubStatus {
+                hub_id: hub_id.clone(),
+                state: RegisterState::Loading,
+                history_id: None,
+                version: 0,
+                total_blueprints: 0,
+                active_blueprints: 0,
+                active_peers: 0,
+                last_published_at: None,
+                started_at,
+            },
+            register: Arc::default(),
+            latest: Arc::default(),
+            peers: Vec::new(),
+            heartbeat: HeartbeatBasis::loading(hub_id),
+        }
+    }
+}
 
 /// Hub settings (DESIGN §6, §9).
 #[derive(Debug, Clone, PartialEq)]
@@ -102,10 +143,14 @@ pub struct SystemRegisterAuthorityArgs {
     pub config: AuthorityConfig,
     pub store: Arc<dyn BlueprintStore>,
     pub clock: Arc<dyn Clock>,
+    /// Where the authority publishes what it serves; owned by the wiring, it outlives
+    /// restarts.
+    pub view: Published<HubView>,
 }
 
 pub struct SystemRegisterAuthorityActorState {
     book: AuthorityState,
+    view: Published<HubView>,
     store: Arc<dyn BlueprintStore>,
     clock: Arc<dyn Clock>,
     backoff: Backoff,
@@ -138,6 +183,7 @@ impl Actor for SystemRegisterAuthority {
             blocked_backoff: Backoff::new(args.config.store_backoff),
             blocked_retry: Pending::new(),
             book: AuthorityState::new(args.hub_id, args.config, args.clock.now()),
+            view: args.view,
             store: args.store,
             clock: args.clock,
             timers,
@@ -151,18 +197,34 @@ impl Actor for SystemRegisterAuthority {
         state: &mut SystemRegisterAuthorityActorState,
     ) -> Result<(), ActorProcessingErr> {
         let span = message_span("system_register_authority", state.book.hub_id(), &msg);
+        // Reads change nothing; writes publish before they reply, and again here; a recorded
+        // heartbeat publishes only the peers.
+        let reads_only = matches!(
+            msg,
+            SystemRegisterAuthorityMsg::HeartbeatSeen { .. }
+                | SystemRegisterAuthorityMsg::Get(..)
+                | SystemRegisterAuthorityMsg::View(_)
+                | SystemRegisterAuthorityMsg::Status(_)
+                | SystemRegisterAuthorityMsg::Peers(_)
+                | SystemRegisterAuthorityMsg::HeartbeatStatus { .. }
+                | SystemRegisterAuthorityMsg::Checkpoint { .. }
+        );
         async move {
             match msg {
                 SystemRegisterAuthorityMsg::Load => state.load(&myself).await,
                 SystemRegisterAuthorityMsg::Publish(request, reply) => {
-                    let _ = reply.send(state.publish(request).await);
+                    let result = state.publish(request).await;
+                    state.publish_view();
+                    let _ = reply.send(result);
                 }
                 SystemRegisterAuthorityMsg::Deprecate {
                     blueprint_id,
                     by,
                     reply,
                 } => {
-                    let _ = reply.send(state.deprecate(blueprint_id, by).await);
+                    let result = state.deprecate(blueprint_id, by).await;
+                    state.publish_view();
+                    let _ = reply.send(result);
                 }
                 SystemRegisterAuthorityMsg::Connect(request, reply) => {
                     let peer = request.peer_id.clone();
@@ -178,6 +240,7 @@ impl Actor for SystemRegisterAuthority {
                         }
                         Err(_) => {}
                     }
+                    state.publish_view();
                     let _ = reply.send(result.map(|(grant, _)| grant));
                 }
                 SystemRegisterAuthorityMsg::Disconnect {
@@ -189,6 +252,7 @@ impl Actor for SystemRegisterAuthority {
                     if result.is_ok() {
                         info!(peer = %peer_id, "peer disconnected");
                     }
+                    state.publish_view();
                     let _ = reply.send(result);
                 }
                 SystemRegisterAuthorityMsg::Heartbeat(beat, reply) => {
@@ -203,6 +267,15 @@ impl Actor for SystemRegisterAuthority {
                         Err(_) => {}
                     }
                     let _ = reply.send(result);
+                }
+                SystemRegisterAuthorityMsg::HeartbeatSeen { beat, at, action } => {
+                    if action == RecommendedAction::FullSync {
+                        warn!(peer = %beat.peer_id, peer_version = beat.last_sync_version, "the peer's replica diverged from this register; told it to sync in full");
+                    } else {
+                        debug!(peer = %beat.peer_id, sequence = beat.sequence, ?action, "heartbeat");
+                    }
+                    state.book.record_heartbeat(&beat, at);
+                    state.publish_peers();
                 }
                 SystemRegisterAuthorityMsg::Entries { query, reply } => {
                     let result = state.book.entry_set(&query, state.clock.now());
@@ -271,6 +344,9 @@ impl Actor for SystemRegisterAuthority {
                     }
                 }
             }
+            if !reads_only {
+                state.publish_view();
+            }
             state.publish_metrics();
         }
         .instrument(span)
@@ -280,6 +356,30 @@ impl Actor for SystemRegisterAuthority {
 }
 
 impl SystemRegisterAuthorityActorState {
+    fn publish_view(&self) {
+        self.view.publish(HubView {
+            status: self.book.status(),
+            register: Arc::new(self.book.view()),
+            latest: Arc::new(self.book.latest_entries()),
+            peers: self.book.peers(),
+            heartbeat: self.book.heartbeat_basis(),
+        });
+    }
+
+    /// After a recorded heartbeat only the peers' numbers changed: the register and the
+    /// heartbeat basis are shared with the previous view, so this costs O(peers), not
+    /// O(blueprints) (heartbeats may arrive thousands of times a second).
+    fn publish_peers(&self) {
+        let current = self.view.latest();
+        self.view.publish(HubView {
+            status: self.book.status(),
+            register: Arc::clone(&current.register),
+            latest: Arc::clone(&current.latest),
+            peers: self.book.peers(),
+            heartbeat: current.heartbeat.clone(),
+        });
+    }
+
     /// Reads the register, creating it on the first start; retries while the store is down.
     async fn load(&mut self, myself: &ActorRef<SystemRegisterAuthorityMsg>) {
         self.book.set_loading();
@@ -657,6 +757,7 @@ impl MessageName for SystemRegisterAuthorityMsg {
             SystemRegisterAuthorityMsg::Connect(..) => "connect",
             SystemRegisterAuthorityMsg::Disconnect { .. } => "disconnect",
             SystemRegisterAuthorityMsg::Heartbeat(..) => "heartbeat",
+            SystemRegisterAuthorityMsg::HeartbeatSeen { .. } => "heartbeat_seen",
             SystemRegisterAuthorityMsg::Entries { .. } => "entries",
             SystemRegisterAuthorityMsg::HeartbeatStatus { .. } => "heartbeat_status",
             SystemRegisterAuthorityMsg::Checkpoint { .. } => "checkpoint",

@@ -34,14 +34,15 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use herald_messages::{
     BlueprintId, BlueprintSummary, CentralNodeConnectionMsg, Checkpoint, EntrySet, HistoryId,
-    HubSession, NodeId, ReplicaPosition, ReplicaStatus, SyncFailure, SyncQuery, SyncReport,
-    SyncScope, SyncTrigger, SystemRegisterEntry, SystemRegisterReplicaMsg, SystemRegisterView,
-    TrustedKeys,
+    HubSession, NodeId, ReplicaPosition, ReplicaStatus, ReplicaView, SyncFailure, SyncQuery,
+    SyncReport, SyncScope, SyncTrigger, SystemRegisterEntry, SystemRegisterReplicaMsg,
+    SystemRegisterView, TrustedKeys,
 };
 
 use crate::actor_kit::{MessageName, Pending, Timers, message_span};
 use crate::ports::{Clock, HubLink, HubLinkError, ReplicaStore, error_chain};
 use crate::slot::ActorSlot;
+use crate::view::Published;
 
 /// Replica settings (DESIGN §6, §9).
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +80,9 @@ pub struct SystemRegisterReplicaArgs {
     pub link: Arc<dyn HubLink>,
     pub clock: Arc<dyn Clock>,
     pub connection: ActorSlot<CentralNodeConnectionMsg>,
+    /// Where the replica publishes what it serves (read without its mailbox); owned by the
+    /// wiring, it outlives restarts.
+    pub view: Published<ReplicaView>,
 }
 
 pub struct SystemRegisterReplicaState {
@@ -302,6 +306,13 @@ impl Actor for SystemRegisterReplica {
         state: &mut SystemRegisterReplicaState,
     ) -> Result<(), ActorProcessingErr> {
         let span = message_span("system_register_replica", &state.args.peer_id, &msg);
+        let reads_only = matches!(
+            msg,
+            SystemRegisterReplicaMsg::Get(..)
+                | SystemRegisterReplicaMsg::View(_)
+                | SystemRegisterReplicaMsg::Position(_)
+                | SystemRegisterReplicaMsg::Status(_)
+        );
         async move {
             match msg {
                 SystemRegisterReplicaMsg::Load => state.load(&myself).await,
@@ -356,6 +367,10 @@ impl Actor for SystemRegisterReplica {
                 SystemRegisterReplicaMsg::Status(reply) => {
                     let _ = reply.send(state.report());
                 }
+            }
+            // After the handler: the entries and checkpoint it shows are in the store.
+            if !reads_only {
+                state.publish_view();
             }
         }
         .instrument(span)
@@ -695,6 +710,15 @@ impl SystemRegisterReplicaState {
                 .increment(1);
         }
         self.status.diverged = Some(reason);
+    }
+
+    fn publish_view(&self) {
+        self.args.view.publish(ReplicaView {
+            ready: true,
+            status: self.report(),
+            register: self.replica.view(),
+            entries: self.replica.entries.clone(),
+        });
     }
 
     fn report(&self) -> ReplicaStatus {

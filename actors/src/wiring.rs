@@ -15,9 +15,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use herald_messages::{
-    AdvertisementPoolMsg, CentralNodeConnectionMsg, ChildKind, HeartbeatMonitorMsg, NodeFailure,
-    NodeId, NodeSupervisorMsg, PoolView, ResyncDriverMsg, SystemRegisterAuthorityMsg,
-    SystemRegisterReplicaMsg,
+    AdvertisementPoolMsg, AdvertisementSyncState, CentralNodeConnectionMsg, ChildKind, ChildReport,
+    ConnectionState, ConnectionStatus, ConnectionView, HeartbeatMonitorMsg, NodeFailure, NodeId,
+    NodeSupervisorMsg, PoolView, ReplicaStatus, ReplicaView, ResyncDriverMsg,
+    SystemRegisterAuthorityMsg, SystemRegisterReplicaMsg, SystemRegisterView,
 };
 
 use crate::advertisement_pool::{AdvertisementPool, AdvertisementPoolArgs, PoolConfig};
@@ -31,7 +32,7 @@ use crate::slot::ActorSlot;
 use crate::stall_detector::StallDetector;
 use crate::supervisor::{ChildSpec, NodeSupervisor, NodeSupervisorArgs, RestartPolicy};
 use crate::system_register_authority::{
-    AuthorityConfig, SystemRegisterAuthority, SystemRegisterAuthorityArgs,
+    AuthorityConfig, HubView, SystemRegisterAuthority, SystemRegisterAuthorityArgs,
 };
 use crate::system_register_replica::{
     ReplicaConfig, SystemRegisterReplica, SystemRegisterReplicaArgs,
@@ -51,6 +52,12 @@ pub struct NodeTree {
 #[derive(Clone, Default)]
 pub struct NodeViews {
     pub pool: Option<View<PoolView>>,
+    pub sync: Option<View<AdvertisementSyncState>>,
+    pub authority: Option<View<HubView>>,
+    pub connection: Option<View<ConnectionView>>,
+    pub replica: Option<View<ReplicaView>>,
+    /// Set when the tree starts.
+    pub children: Option<View<Vec<ChildReport>>>,
 }
 
 /// The slots of a peer's hub connection, heartbeat monitor and system register replica.
@@ -128,12 +135,18 @@ impl NodeTree {
         pool: Arc<dyn PoolLink>,
     ) -> ActorSlot<ResyncDriverMsg> {
         let slot = ActorSlot::new(ChildKind::ResyncDriver);
+        let view = Published::new(AdvertisementSyncState {
+            pool: pool.describe(),
+            ..AdvertisementSyncState::default()
+        });
+        self.views.sync = Some(view.view());
         let args = ResyncDriverArgs {
             node_id: self.node_id.clone(),
             config,
             truth,
             pool,
             clock: Arc::clone(&self.clock),
+            view,
         };
         self.children.push(ChildSpec::new(slot.clone(), move || {
             (ResyncDriver, args.clone())
@@ -148,11 +161,14 @@ impl NodeTree {
         store: Arc<dyn BlueprintStore>,
     ) -> ActorSlot<SystemRegisterAuthorityMsg> {
         let slot = ActorSlot::new(ChildKind::SystemRegisterAuthority);
+        let view = Published::new(HubView::starting(self.node_id.clone(), self.clock.now()));
+        self.views.authority = Some(view.view());
         let args = SystemRegisterAuthorityArgs {
             hub_id: self.node_id.clone(),
             config,
             store,
             clock: Arc::clone(&self.clock),
+            view,
         };
         self.children.push(ChildSpec::new(slot.clone(), move || {
             (SystemRegisterAuthority, args.clone())
@@ -168,7 +184,29 @@ impl NodeTree {
             monitor: ActorSlot::new(ChildKind::HeartbeatMonitor),
             replica: ActorSlot::new(ChildKind::SystemRegisterReplica),
         };
+        let replica_view = Published::new(ReplicaView {
+            ready: false,
+            status: ReplicaStatus::default(),
+            register: SystemRegisterView::default(),
+            entries: Default::default(),
+        });
+        self.views.replica = Some(replica_view.view());
+        let connection_view = Published::new(ConnectionView {
+            status: ConnectionStatus {
+                state: ConnectionState::Connecting,
+                hub_id: None,
+                session_id: None,
+                missed_heartbeats: 0,
+                last_latency_ms: None,
+                since: self.clock.now(),
+                failovers: 0,
+                last_error: None,
+            },
+            hubs: Vec::new(),
+        });
+        self.views.connection = Some(connection_view.view());
         let replica_args = SystemRegisterReplicaArgs {
+            view: replica_view,
             peer_id: self.node_id.clone(),
             config: parts.replica,
             store: parts.replica_store,
@@ -186,6 +224,7 @@ impl NodeTree {
             replica: slots.replica.clone(),
             // Outlives every restart of the connection: a crash is not a failback.
             ring_memory: RingMemory::new(),
+            view: connection_view,
         };
         let monitor_args = HeartbeatMonitorArgs {
             peer_id: self.node_id.clone(),
@@ -221,6 +260,9 @@ impl NodeTree {
     /// Starts the supervisor, which starts the children in the order the roles were added.
     pub async fn start(self, policy: RestartPolicy) -> Result<StartedTree, SpawnErr> {
         let (failure_tx, failure) = watch::channel(None);
+        let children_view = Published::new(Vec::new());
+        let mut views = self.views;
+        views.children = Some(children_view.view());
         let (supervisor, join) = Actor::spawn(
             None,
             NodeSupervisor,
@@ -229,6 +271,7 @@ impl NodeTree {
                 children: self.children,
                 policy,
                 failure: failure_tx,
+                children_view,
             },
         )
         .await?;
@@ -236,7 +279,7 @@ impl NodeTree {
             supervisor,
             join,
             failure,
-            views: self.views,
+            views,
         })
     }
 }

@@ -411,6 +411,13 @@ pub enum SystemRegisterAuthorityMsg {
         HeartbeatRequest,
         RpcReplyPort<Result<HeartbeatAck, AuthorityError>>,
     ),
+    /// A heartbeat the hub's server already answered from the published view, to record
+    /// (counts, latency, last contact); nobody waits for it.
+    HeartbeatSeen {
+        beat: HeartbeatRequest,
+        at: Timestamp,
+        action: RecommendedAction,
+    },
     /// The entries of a sync, for a peer's session.
     Entries {
         query: SyncQuery,
@@ -496,6 +503,14 @@ pub struct HubReport {
     pub consecutive_failures: u32,
     pub last_attempt_at: Option<Timestamp>,
     pub last_error: Option<String>,
+}
+
+/// What `CentralNodeConnection` serves, as it last published it (readers never enter its
+/// mailbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionView {
+    pub status: ConnectionStatus,
+    pub hubs: Vec<HubReport>,
 }
 
 /// How a connection attempt ended (internal to `CentralNodeConnection`).
@@ -588,7 +603,7 @@ pub enum SyncTrigger {
 }
 
 /// The replica's state, as `/api/sync/status` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaStatus {
     pub checkpoint: Option<Checkpoint>,
@@ -617,6 +632,18 @@ pub struct ReplicaStatus {
     /// Entries refused since start (each time a sync brought them).
     #[serde(default)]
     pub refused_entries: u64,
+}
+
+/// What `SystemRegisterReplica` serves, as it last published it: published after the entries
+/// and the checkpoint it shows are in the replica store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaView {
+    /// False until the replica's first replay of its store ended: a read before then waits.
+    pub ready: bool,
+    pub status: ReplicaStatus,
+    pub register: SystemRegisterView,
+    /// The latest entry of each blueprint.
+    pub entries: std::collections::BTreeMap<BlueprintId, Arc<SystemRegisterEntry>>,
 }
 
 /// How a sync ended (internal to `SystemRegisterReplica`).

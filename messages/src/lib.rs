@@ -28,12 +28,12 @@ pub use gossip::{
 };
 pub use hub::{
     AttemptReport, AuthorityError, BeatFailure, BeatReport, CentralNodeConnectionMsg,
-    CheckpointState, ConnectRequest, ConnectionState, ConnectionStatus, EntrySet, HeartbeatAck,
-    HeartbeatHealth, HeartbeatMonitorMsg, HeartbeatReport, HeartbeatRequest, HubEndpoint, HubPeer,
-    HubReport, HubSession, HubStatus, NodeType, PeerCheckpoint, PeerHeartbeatStatus,
-    RecommendedAction, RegisterState, ReplicaPosition, ReplicaStatus, SessionGrant, SessionId,
-    Subscription, SyncFailure, SyncQuery, SyncReport, SyncScope, SyncTrigger,
-    SystemRegisterAuthorityMsg, SystemRegisterReplicaMsg,
+    CheckpointState, ConnectRequest, ConnectionState, ConnectionStatus, ConnectionView, EntrySet,
+    HeartbeatAck, HeartbeatHealth, HeartbeatMonitorMsg, HeartbeatReport, HeartbeatRequest,
+    HubEndpoint, HubPeer, HubReport, HubSession, HubStatus, NodeType, PeerCheckpoint,
+    PeerHeartbeatStatus, RecommendedAction, RegisterState, ReplicaPosition, ReplicaStatus,
+    ReplicaView, SessionGrant, SessionId, Subscription, SyncFailure, SyncQuery, SyncReport,
+    SyncScope, SyncTrigger, SystemRegisterAuthorityMsg, SystemRegisterReplicaMsg,
 };
 pub use ids::{GroundTruthEpoch, InvalidId, NodeId, RegisterId};
 pub use pool::{

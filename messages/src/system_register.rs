@@ -409,7 +409,7 @@ pub struct BlueprintSummary {
 }
 
 /// A view of a system register (the hub's, or a peer's replica).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SystemRegisterView {
     pub history_id: Option<HistoryId>,

@@ -15,13 +15,13 @@ use ractor::Message;
 use crate::cluster::ClusterHandle;
 
 pub use herald_actors::PeerHubSlots;
-use herald_actors::{ActorSlot, NodeViews, SlotError, View};
+use herald_actors::{ActorSlot, HubView, NodeViews, SlotError, View};
 use herald_messages::{
     AdInput, AdvertisementPoolMsg, AdvertisementSyncState, AuthorityError, AvailableRegister,
-    AvailableView, BlueprintId, BulkAdvertise, BulkOutcome, CentralNodeConnectionMsg,
-    ChildKind as Kind, ChildKind, ChildReport, ClusterMember, ClusterSummary, ConnectionStatus,
-    HubPeer, HubReport, HubStatus, NewRegister, NodeId, NodeSupervisorMsg, PoolError, PoolStatus,
-    PoolView, PublishRequest, Register, RegisterError, RegisterId, RegisterPatch, ReplicaStatus,
+    AvailableView, BlueprintId, BulkAdvertise, BulkOutcome, ChildKind as Kind, ChildKind,
+    ChildReport, ClusterMember, ClusterSummary, ConnectionStatus, ConnectionView, HubPeer,
+    HubReport, HubStatus, NewRegister, NodeId, NodeSupervisorMsg, PoolError, PoolStatus, PoolView,
+    PublishRequest, Register, RegisterError, RegisterId, RegisterPatch, ReplicaStatus, ReplicaView,
     ResyncDriverMsg, SyncTrigger, SystemRegisterAuthorityMsg, SystemRegisterEntry,
     SystemRegisterReplicaMsg, SystemRegisterView, Validate,
 };
@@ -190,9 +190,15 @@ impl NodeApi {
         try_call(self.driver()?, ResyncDriverMsg::ListRegisters, self.timeout).await
     }
 
-    /// The resync driver's record of its pushes (spec 030 `AdvertisementSyncState`).
+    /// The resync driver's record of its pushes (spec 030 `AdvertisementSyncState`), as it
+    /// last published it.
     pub async fn sync_state(&self) -> Result<AdvertisementSyncState, NodeError> {
-        call(self.driver()?, ResyncDriverMsg::SyncState, self.timeout).await
+        let view = self
+            .views
+            .sync
+            .as_ref()
+            .ok_or(NodeError::RoleNotEnabled("register"))?;
+        Ok(AdvertisementSyncState::clone(&view.latest()))
     }
 
     /// Pushes a full sync now, besides the schedule.
@@ -235,22 +241,23 @@ impl NodeApi {
     }
 
     pub async fn hub_status(&self) -> Result<HubStatus, NodeError> {
-        call(
-            self.authority()?,
-            SystemRegisterAuthorityMsg::Status,
-            self.timeout,
-        )
-        .await
+        Ok(self.hub_view()?.status.clone())
     }
 
     /// The peers connected to this hub.
     pub async fn hub_peers(&self) -> Result<Vec<HubPeer>, NodeError> {
-        call(
-            self.authority()?,
-            SystemRegisterAuthorityMsg::Peers,
-            self.timeout,
-        )
-        .await
+        Ok(self.hub_view()?.peers.clone())
+    }
+
+    /// What the hub's authority last published (a hub that is still loading its register
+    /// says so in `status.state`).
+    pub fn hub_view(&self) -> Result<Arc<HubView>, NodeError> {
+        let view = self
+            .views
+            .authority
+            .as_ref()
+            .ok_or(NodeError::RoleNotEnabled("hub"))?;
+        Ok(view.latest())
     }
 
     // ---- the system register: the hub's own, or a peer's replica ----
@@ -258,15 +265,10 @@ impl NodeApi {
     /// The system register as this node holds it: the authoritative one on a hub, the replica
     /// on a peer.
     pub async fn system_register(&self) -> Result<SystemRegisterView, NodeError> {
-        if let Some(authority) = &self.authority {
-            return call(authority, SystemRegisterAuthorityMsg::View, self.timeout).await;
+        if self.views.authority.is_some() {
+            return Ok(SystemRegisterView::clone(&self.hub_view()?.register));
         }
-        call(
-            &self.hub_slots()?.replica,
-            SystemRegisterReplicaMsg::View,
-            self.timeout,
-        )
-        .await
+        Ok(self.replica_view().await?.register.clone())
     }
 
     /// One blueprint's latest entry, with its document.
@@ -274,47 +276,48 @@ impl NodeApi {
         &self,
         id: BlueprintId,
     ) -> Result<Option<Arc<SystemRegisterEntry>>, NodeError> {
-        if let Some(authority) = &self.authority {
-            return call(
-                authority,
-                |reply| SystemRegisterAuthorityMsg::Get(id, reply),
-                self.timeout,
-            )
-            .await;
+        if self.views.authority.is_some() {
+            return Ok(self.hub_view()?.latest.get(&id).cloned());
         }
-        call(
-            &self.hub_slots()?.replica,
-            |reply| SystemRegisterReplicaMsg::Get(id, reply),
-            self.timeout,
-        )
-        .await
+        Ok(self.replica_view().await?.entries.get(&id).cloned())
     }
 
     // ---- peer role: hub connection and replica ----
 
     pub async fn connection_status(&self) -> Result<ConnectionStatus, NodeError> {
-        call(
-            &self.hub_slots()?.connection,
-            CentralNodeConnectionMsg::Status,
-            self.timeout,
-        )
-        .await
+        Ok(self.connection_view()?.status.clone())
     }
 
     /// The configured hubs, with the current one marked.
     pub async fn central_nodes(&self) -> Result<Vec<HubReport>, NodeError> {
-        call(
-            &self.hub_slots()?.connection,
-            CentralNodeConnectionMsg::Hubs,
-            self.timeout,
-        )
-        .await
+        Ok(self.connection_view()?.hubs.clone())
     }
 
     pub async fn replica_status(&self) -> Result<ReplicaStatus, NodeError> {
-        call(
-            &self.hub_slots()?.replica,
-            SystemRegisterReplicaMsg::Status,
+        Ok(self.replica_view().await?.status.clone())
+    }
+
+    fn connection_view(&self) -> Result<Arc<ConnectionView>, NodeError> {
+        let view = self
+            .views
+            .connection
+            .as_ref()
+            .ok_or(NodeError::RoleNotEnabled("peer with hubs"))?;
+        Ok(view.latest())
+    }
+
+    /// What the replica last published. Waits only before its first replay of its store
+    /// ended (at most the call deadline).
+    async fn replica_view(&self) -> Result<Arc<ReplicaView>, NodeError> {
+        let view = self
+            .views
+            .replica
+            .as_ref()
+            .ok_or(NodeError::RoleNotEnabled("peer with hubs"))?;
+        ready_view(
+            view,
+            |replica| replica.ready,
+            Kind::SystemRegisterReplica,
             self.timeout,
         )
         .await
@@ -351,14 +354,17 @@ impl NodeApi {
 
     // ---- supervision ----
 
-    /// Each supervised actor: running or not, restarts, last failure.
+    /// Each supervised actor: running or not, restarts, last failure, as the supervisor last
+    /// published it; `Stopped` once the supervisor is gone.
     pub async fn children(&self) -> Result<Vec<ChildReport>, NodeError> {
-        match self
-            .supervisor
-            .call(NodeSupervisorMsg::Children, Some(self.timeout))
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(children)) => Ok(children),
+        let running = matches!(
+            self.supervisor.get_status(),
+            ractor::ActorStatus::Starting
+                | ractor::ActorStatus::Running
+                | ractor::ActorStatus::Upgrading
+        );
+        match (&self.views.children, running) {
+            (Some(view), true) => Ok(view.latest().as_ref().clone()),
             _ => Err(NodeError::Stopped),
         }
     }

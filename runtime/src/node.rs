@@ -201,6 +201,10 @@ impl Node {
                     )
                     .with_auth(auth)
                     .with_limits(&hub.limits);
+                    let services = match &api.views.authority {
+                        Some(view) => services.with_view(view.clone()),
+                        None => services,
+                    };
                     let options = ServeOptions::new(tls, &hub.limits);
                     GrpcServer::start_with(hub.grpc_addr, services, options)
                         .await

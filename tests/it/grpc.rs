@@ -15,7 +15,10 @@ use futures::StreamExt;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-use herald::parts::actors::ports::{Clock, HubLink, HubLinkError};
+use herald::parts::actors::ports::{
+    BlueprintStore, BlueprintStoreError, Clock, HubLink, HubLinkError, RestoreReport, StoreHead,
+    StoredRegister,
+};
 use herald::parts::actors::testing::InMemoryBlueprintStore;
 use herald::parts::actors::{ActorSlot, TokioClock};
 use herald::parts::messages::{
@@ -23,6 +26,7 @@ use herald::parts::messages::{
     NodeType, PublishRequest, RecommendedAction, SEED_BLUEPRINT_ID, SessionGrant, SessionId,
     SyncQuery, SyncScope, SystemRegisterAuthorityMsg,
 };
+use herald::parts::messages::{Genesis, SystemRegisterEntry};
 use herald::parts::runtime::config::RawHubConfig;
 use herald::parts::runtime::grpc::proto::tonic;
 use herald::parts::runtime::grpc::proto::tonic::Code;
@@ -46,6 +50,10 @@ struct TestHub {
 
 impl TestHub {
     async fn start(id: &str) -> Self {
+        Self::start_on(id, Arc::new(InMemoryBlueprintStore::single_writer())).await
+    }
+
+    async fn start_on(id: &str, store: Arc<dyn BlueprintStore>) -> Self {
         let dir = TempDir::new().unwrap();
         let config = RawNodeConfig {
             node_id: id.into(),
@@ -59,7 +67,7 @@ impl TestHub {
         .validate()
         .unwrap();
         let overrides = StoreOverrides {
-            blueprint_store: Some(Arc::new(InMemoryBlueprintStore::single_writer())),
+            blueprint_store: Some(store),
             ..StoreOverrides::default()
         };
         let handle = Node::start_with(config, overrides).await.unwrap();
@@ -1104,5 +1112,150 @@ async fn status_answers_follow_the_facts() {
     assert_eq!(summary["blueprintId"], "summarised");
     assert_eq!(summary["version"], version);
     assert_eq!(summary["documentBytes"], r#"{"n":7}"#.len());
+    hub.stop().await;
+}
+
+// ---- heartbeats never wait behind a publication (issue 11, item 5) ----
+
+/// A blueprint store whose appends wait at a gate while it is closed, saying when one waits:
+/// it holds the authority inside a publication for as long as a test wants, without sleeping.
+struct GatedBlueprintStore {
+    inner: InMemoryBlueprintStore,
+    open: tokio::sync::watch::Sender<bool>,
+    waiting: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl BlueprintStore for GatedBlueprintStore {
+    async fn load(&self) -> Result<Option<StoredRegister>, BlueprintStoreError> {
+        self.inner.load().await
+    }
+
+    async fn create(
+        &self,
+        genesis: &Genesis,
+        seed: Vec<SystemRegisterEntry>,
+    ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError> {
+        self.inner.create(genesis, seed).await
+    }
+
+    async fn append(
+        &self,
+        entry: SystemRegisterEntry,
+        known_head: u64,
+    ) -> Result<SystemRegisterEntry, BlueprintStoreError> {
+        if !*self.open.borrow() {
+            self.waiting.notify_one();
+        }
+        let mut open = self.open.subscribe();
+        open.wait_for(|open| *open)
+            .await
+            .expect("the gate outlives the store");
+        self.inner.append(entry, known_head).await
+    }
+
+    async fn restore(
+        &self,
+        genesis: &Genesis,
+        entries: &[Arc<SystemRegisterEntry>],
+    ) -> Result<RestoreReport, BlueprintStoreError> {
+        self.inner.restore(genesis, entries).await
+    }
+
+    async fn head(&self) -> Result<Option<StoreHead>, BlueprintStoreError> {
+        self.inner.head().await
+    }
+
+    async fn entries_after(
+        &self,
+        after: u64,
+    ) -> Result<Vec<SystemRegisterEntry>, BlueprintStoreError> {
+        self.inner.entries_after(after).await
+    }
+
+    async fn watch(
+        &self,
+    ) -> Result<Option<futures::stream::BoxStream<'static, u64>>, BlueprintStoreError> {
+        self.inner.watch().await
+    }
+
+    fn describe(&self) -> String {
+        format!("gated {}", self.inner.describe())
+    }
+}
+
+/// Issue 11, item 5: a heartbeat is answered while the authority is held inside a
+/// publication's store append (a gate, not a sleep), from the register head published before
+/// it; once the append completes, the next heartbeat sees the new version and says SYNC.
+#[tokio::test]
+async fn a_heartbeat_is_answered_while_a_publication_is_held_in_the_store() {
+    let open = tokio::sync::watch::Sender::new(true);
+    let waiting = Arc::new(tokio::sync::Notify::new());
+    let store = Arc::new(GatedBlueprintStore {
+        inner: InMemoryBlueprintStore::single_writer(),
+        open: open.clone(),
+        waiting: Arc::clone(&waiting),
+    });
+    let hub = TestHub::start_on("hub-gated", store).await;
+    let link = link("peer-gated");
+    let grant = connect(&link, &hub, "peer-gated").await;
+    let before = hub.publish("bp-before", 1).await;
+
+    open.send_replace(false);
+    let held = waiting.notified();
+    let publication = tokio::spawn({
+        let api = hub.handle.api().clone();
+        async move {
+            api.publish_blueprint(PublishRequest {
+                blueprint_id: BlueprintId::parse("bp-held").unwrap(),
+                document: r#"{"n":2}"#.into(),
+                published_by: "admin".into(),
+                metadata: BTreeMap::new(),
+            })
+            .await
+        }
+    });
+    held.await;
+
+    let answered = tokio::time::timeout(
+        Duration::from_secs(2),
+        link.heartbeat(
+            &hub.endpoint,
+            beat("peer-gated", &grant.session_id, before),
+            DEADLINE,
+        ),
+    )
+    .await
+    .expect("a heartbeat is answered while the publication is held")
+    .unwrap();
+    assert!(!publication.is_finished(), "the publication is still held");
+    assert_eq!(answered.version, before, "the head published before it");
+    assert_eq!(answered.action, RecommendedAction::None);
+    let status = tokio::time::timeout(Duration::from_secs(2), hub.handle.hub_status())
+        .await
+        .expect("the hub's status is answered too")
+        .unwrap();
+    assert_eq!(status.version, before);
+
+    open.send_replace(true);
+    let entry = publication.await.unwrap().unwrap();
+    assert_eq!(entry.version, before + 1);
+    let after = link
+        .heartbeat(
+            &hub.endpoint,
+            beat("peer-gated", &grant.session_id, before),
+            DEADLINE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.version, before + 1);
+    assert_eq!(after.action, RecommendedAction::Sync);
+    // The heartbeats answered from the view are recorded by the authority when it gets to
+    // them.
+    crate::support::wait_until("the heartbeats recorded", DEADLINE, || async {
+        let peers = hub.handle.hub_peers().await.ok()?;
+        peers.first()?.last_heartbeat_at.map(|_| ())
+    })
+    .await;
     hub.stop().await;
 }

@@ -248,22 +248,16 @@ impl Register {
     /// Whether a peer at `version` with `digest` (if it sent one) has diverged from this log:
     /// it is ahead of it, or its digest differs at its version. `None` when it follows.
     fn divergence(&self, version: u64, digest: Option<RegisterDigest>) -> Option<String> {
-        let head = self.version();
-        if version > head {
-            return Some(format!(
-                "the peer is at version {version}, ahead of this hub's {head} under the same \
-                 history (the hub lost entries, or was restored from an older copy)"
-            ));
-        }
-        let theirs = digest?;
-        let ours = self.digest_at(version)?;
-        if theirs != ours {
-            return Some(format!(
-                "the peer's register differs from this hub's at version {version} \
-                 (digest {theirs}, the hub's {ours})"
-            ));
-        }
-        None
+        divergence(self.version(), |at| self.digest_at(at), version, digest)
+    }
+
+    /// Each entry's version with the digest at it, in order.
+    fn versioned_digests(&self) -> Vec<(u64, RegisterDigest)> {
+        self.log
+            .iter()
+            .map(|entry| entry.version)
+            .zip(self.digests.iter().copied())
+            .collect()
     }
 
     /// The entries of a sync, with the digest at each entry's version.
@@ -305,6 +299,140 @@ impl Register {
             .binary_search_by_key(&version, |entry| entry.version)
             .ok()?;
         self.log.get(index)
+    }
+}
+
+/// Whether a peer at `version` with `digest` (if it sent one) has diverged from a log whose
+/// head is `head` and whose digest at a version is `digest_at`: it is ahead of it, or its
+/// digest differs at its version. `None` when it follows.
+fn divergence(
+    head: u64,
+    digest_at: impl Fn(u64) -> Option<RegisterDigest>,
+    version: u64,
+    digest: Option<RegisterDigest>,
+) -> Option<String> {
+    if version > head {
+        return Some(format!(
+            "the peer is at version {version}, ahead of this hub's {head} under the same \
+             history (the hub lost entries, or was restored from an older copy)"
+        ));
+    }
+    let theirs = digest?;
+    let ours = digest_at(version)?;
+    if theirs != ours {
+        return Some(format!(
+            "the peer's register differs from this hub's at version {version} \
+             (digest {theirs}, the hub's {ours})"
+        ));
+    }
+    None
+}
+
+/// Whether a register in `state` serves requests, and if not why. A blocked register is
+/// served up to its last sound version.
+fn serving(state: Option<&RegisterState>) -> Result<(), AuthorityError> {
+    match state {
+        Some(RegisterState::Ready | RegisterState::Blocked { .. }) => Ok(()),
+        Some(RegisterState::Corrupt(reason)) => Err(AuthorityError::NotReady(format!(
+            "the system register is corrupt: {reason}"
+        ))),
+        _ => Err(AuthorityError::NotReady(
+            "still loading the system register".into(),
+        )),
+    }
+}
+
+/// What a heartbeat is answered from: the register's head, its digests and the sessions, as
+/// the authority last published them (`HubView`). The hub's gRPC server answers heartbeats
+/// from it without waiting for a publication in flight; the authority records the heartbeat
+/// afterwards (`record_heartbeat`). Immutable: the authority publishes a new one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatBasis {
+    hub_id: NodeId,
+    state: Option<RegisterState>,
+    history_id: Option<HistoryId>,
+    /// Each entry's version with the register's digest at it, in order.
+    digests: Arc<Vec<(u64, RegisterDigest)>>,
+    /// The current session of each connected peer.
+    sessions: Arc<HashMap<NodeId, SessionId>>,
+}
+
+impl HeartbeatBasis {
+    /// The basis of a hub whose register is not loaded: every heartbeat is `NotReady`.
+    pub fn loading(hub_id: NodeId) -> Self {
+        Self {
+            hub_id,
+            state: None,
+            history_id: None,
+            digests: Arc::default(),
+            sessions: Arc::default(),
+        }
+    }
+
+    /// The register's head version (0 before the first entry).
+    pub fn version(&self) -> u64 {
+        self.digests.last().map_or(0, |(version, _)| *version)
+    }
+
+    /// The answer to `beat` at `now`: `FullSync` when the peer's replica diverged (it is ahead
+    /// of the register, or its digest differs at its version; a peer that sends no digest
+    /// predates `FullSync` and gets `Sync`), `Sync` when it is behind, else `None`. Refused
+    /// while the register is not served, for a peer without a session (`NotConnected`) and
+    /// for another session than the peer's current one (`UnknownSession`).
+    pub fn answer(
+        &self,
+        beat: &HeartbeatRequest,
+        now: Timestamp,
+    ) -> Result<HeartbeatAck, AuthorityError> {
+        serving(self.state.as_ref())?;
+        match self.sessions.get(&beat.peer_id) {
+            None => return Err(AuthorityError::NotConnected(beat.peer_id.clone())),
+            Some(current) if *current != beat.session_id => {
+                return Err(AuthorityError::UnknownSession {
+                    peer: beat.peer_id.clone(),
+                    session: beat.session_id.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+        let version = self.version();
+        let digest_at = |at: u64| {
+            if at == 0 {
+                return Some(RegisterDigest::EMPTY);
+            }
+            let index = self
+                .digests
+                .binary_search_by_key(&at, |(version, _)| *version)
+                .ok()?;
+            self.digests.get(index).map(|(_, digest)| *digest)
+        };
+        let diverged = divergence(
+            version,
+            digest_at,
+            beat.last_sync_version,
+            beat.last_sync_digest,
+        );
+        let action = match diverged {
+            Some(_) if beat.last_sync_digest.is_some() => RecommendedAction::FullSync,
+            Some(_) => RecommendedAction::Sync,
+            None if beat.last_sync_version < version => RecommendedAction::Sync,
+            None => RecommendedAction::None,
+        };
+        let digest = self
+            .digests
+            .last()
+            .map_or(RegisterDigest::EMPTY, |(_, digest)| *digest);
+        Ok(HeartbeatAck {
+            hub_id: self.hub_id.clone(),
+            history_id: self
+                .history_id
+                .clone()
+                .expect("a served register has a genesis"),
+            version,
+            digest: Some(digest),
+            action,
+            received_at: now,
+        })
     }
 }
 
@@ -402,15 +530,7 @@ impl AuthorityState {
     /// Whether requests can be served, and if not why. A blocked register is served up to its
     /// last sound version.
     pub fn ready(&self) -> Result<(), AuthorityError> {
-        match &self.register.state {
-            Some(RegisterState::Ready | RegisterState::Blocked { .. }) => Ok(()),
-            Some(RegisterState::Corrupt(reason)) => Err(AuthorityError::NotReady(format!(
-                "the system register is corrupt: {reason}"
-            ))),
-            _ => Err(AuthorityError::NotReady(
-                "still loading the system register".into(),
-            )),
-        }
+        serving(self.register.state.as_ref())
     }
 
     /// Whether entries may be appended: never past an entry this hub cannot take (it would
@@ -690,46 +810,56 @@ impl AuthorityState {
         Ok(())
     }
 
-    /// Records a heartbeat and advises the peer: `FullSync` when its replica diverged (it is
-    /// ahead of the register, or its digest differs at its version; a peer that sends no digest
-    /// predates `FullSync` and gets `Sync`), `Sync` when it is behind, else `None`.
+    /// Records a heartbeat and advises the peer (see `HeartbeatBasis::answer`, the one
+    /// place the advice is decided).
     pub fn heartbeat(
         &mut self,
         beat: &HeartbeatRequest,
         now: Timestamp,
     ) -> Result<HeartbeatAck, AuthorityError> {
-        self.ready()?;
-        let version = self.register.version();
-        let divergence = self
-            .register
-            .divergence(beat.last_sync_version, beat.last_sync_digest);
-        let history_id = self.expect_history();
-        let digest = self.register.digest();
+        let ack = self.heartbeat_basis().answer(beat, now)?;
+        self.record_heartbeat(beat, now);
+        Ok(ack)
+    }
+
+    /// Records a heartbeat answered from a `HeartbeatBasis` at `now`: the session's counts,
+    /// gaps, latency and last contact. A heartbeat of a session that ended meanwhile changes
+    /// nothing.
+    pub fn record_heartbeat(&mut self, beat: &HeartbeatRequest, now: Timestamp) {
         let interval = self.config.heartbeat_interval;
-        let session = self.session_of(&beat.peer_id, &beat.session_id)?;
+        let Ok(session) = self.session_mut(&beat.peer_id, &beat.session_id) else {
+            return;
+        };
         let gap = PeerSession::overdue(session.last_contact(), now, interval);
         session.missed_in_gaps = session.missed_in_gaps.saturating_add(gap);
         session.heartbeats += 1;
         let transit = u64::try_from(now.since(beat.sent_at).as_millis()).unwrap_or(u64::MAX);
         session.latency_total_ms = session.latency_total_ms.saturating_add(transit);
-        session.last_seen_at = now;
+        session.last_seen_at = now.max(session.last_seen_at);
         session.last_heartbeat_at = Some(now);
         session.last_sync_version = beat.last_sync_version;
         session.last_digest = beat.last_sync_digest;
-        let action = match divergence {
-            Some(_) if beat.last_sync_digest.is_some() => RecommendedAction::FullSync,
-            Some(_) => RecommendedAction::Sync,
-            None if beat.last_sync_version < version => RecommendedAction::Sync,
-            None => RecommendedAction::None,
-        };
-        Ok(HeartbeatAck {
+    }
+
+    /// What heartbeats are answered from, now.
+    pub fn heartbeat_basis(&self) -> HeartbeatBasis {
+        HeartbeatBasis {
             hub_id: self.hub_id.clone(),
-            history_id,
-            version,
-            digest: Some(digest),
-            action,
-            received_at: now,
-        })
+            state: self.register.state.clone(),
+            history_id: self.history_id().cloned(),
+            digests: Arc::new(self.register.versioned_digests()),
+            sessions: Arc::new(
+                self.sessions
+                    .iter()
+                    .map(|(peer, session)| (peer.clone(), session.session_id.clone()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The latest entry of every blueprint.
+    pub fn latest_entries(&self) -> BTreeMap<BlueprintId, Arc<SystemRegisterEntry>> {
+        self.register.latest.clone()
     }
 
     /// The entries of a peer's sync, for its current session. An incremental sync is refused
@@ -954,19 +1084,6 @@ impl AuthorityState {
                 session: session_id.clone(),
             }),
         }
-    }
-
-    /// Like `session_mut`, but a peer with no session at all is `NotConnected` (heartbeats
-    /// promise FAILED_PRECONDITION before a connect).
-    fn session_of(
-        &mut self,
-        peer_id: &NodeId,
-        session_id: &SessionId,
-    ) -> Result<&mut PeerSession, AuthorityError> {
-        if !self.sessions.contains_key(peer_id) {
-            return Err(AuthorityError::NotConnected(peer_id.clone()));
-        }
-        self.session_mut(peer_id, session_id)
     }
 
     fn session_mut(

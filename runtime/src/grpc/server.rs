@@ -15,6 +15,11 @@
 //! server runs over TLS when configured (mutual when it names client CAs) and caps the HTTP/2
 //! streams of one connection (`ServeOptions`).
 //!
+//! Heartbeats and `GetCentralNodeStatus` are answered from the authority's published view
+//! (`HubView`, when given with `with_view`); heartbeats by the same rule the authority
+//! applies (`HeartbeatBasis::answer`), and the authority records them afterwards: a
+//! heartbeat never waits for a publication in flight.
+//!
 //! It decides nothing about sessions or versions (the authority does).
 
 use std::future::{Future, ready};
@@ -34,7 +39,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, Span, debug, debug_span, error};
 
 use herald_actors::ports::{BoxError, Clock, error_chain};
-use herald_actors::{ActorSlot, SlotError};
+use herald_actors::{ActorSlot, HubView, SlotError, View};
 use herald_messages::{
     AuthorityError, NodeId, SyncScope, SystemRegisterAuthorityMsg as AuthorityMsg,
 };
@@ -79,6 +84,8 @@ struct HubInner {
     call_timeout: Duration,
     /// Set once: long-lived streams end.
     closing: watch::Sender<bool>,
+    /// The authority's published view: heartbeats are answered from it when set.
+    view: Option<View<HubView>>,
 }
 
 impl HubGrpc {
@@ -98,8 +105,27 @@ impl HubGrpc {
                 clock,
                 call_timeout,
                 closing,
+                view: None,
             }),
             guard: Arc::new(Guard::default()),
+        }
+    }
+
+    /// Answers heartbeats from the authority's published view instead of its mailbox (the
+    /// authority records them afterwards), so a heartbeat never waits for a publication in
+    /// flight.
+    pub fn with_view(self, view: View<HubView>) -> Self {
+        let inner = HubInner {
+            authority: self.inner.authority.clone(),
+            hub_id: self.inner.hub_id.clone(),
+            clock: Arc::clone(&self.inner.clock),
+            call_timeout: self.inner.call_timeout,
+            closing: self.inner.closing.clone(),
+            view: Some(view),
+        };
+        Self {
+            inner: Arc::new(inner),
+            guard: self.guard,
         }
     }
 
@@ -197,9 +223,31 @@ impl HubGrpc {
         let received = Instant::now();
         let beat = convert::heartbeat::heartbeat_from_wire(wire, self.inner.clock.now())
             .map_err(wire_status)?;
-        let ack = self
-            .ask_authority(|reply| AuthorityMsg::Heartbeat(beat, reply))
-            .await?;
+        let ack = match &self.inner.view {
+            // From the authority's last published view: never behind a publication in
+            // flight. The authority records the heartbeat when it gets to it.
+            Some(view) => {
+                let now = self.inner.clock.now();
+                let ack = view
+                    .latest()
+                    .heartbeat
+                    .answer(&beat, now)
+                    .map_err(authority_status)?;
+                let seen = AuthorityMsg::HeartbeatSeen {
+                    beat,
+                    at: now,
+                    action: ack.action,
+                };
+                if let Err(err) = self.inner.authority.cast(seen) {
+                    debug!(%err, "heartbeat answered but not recorded");
+                }
+                ack
+            }
+            None => {
+                self.ask_authority(|reply| AuthorityMsg::Heartbeat(beat, reply))
+                    .await?
+            }
+        };
         Ok(convert::heartbeat::heartbeat_ack_to_wire(
             &ack,
             received.elapsed(),
@@ -320,9 +368,19 @@ impl CentralNodeConnection for HubGrpc {
         async move {
             let query =
                 convert::central_node::status_request_from_wire(&wire).map_err(wire_status)?;
-            let status = self.ask(AuthorityMsg::Status).await?;
+            let (status, peers) = match &self.inner.view {
+                // One snapshot: the status and the peers agree.
+                Some(view) => {
+                    let hub = view.latest();
+                    (hub.status.clone(), hub.peers.clone())
+                }
+                None => {
+                    let status = self.ask(AuthorityMsg::Status).await?;
+                    (status, self.ask(AuthorityMsg::Peers).await?)
+                }
+            };
             let peers = if query.include_peer_list {
-                self.ask(AuthorityMsg::Peers).await?
+                peers
             } else {
                 Vec::new()
             };

@@ -338,7 +338,7 @@ pub async fn events(
     debug!(resumed = missed.is_some(), "events reader connected");
     let first = match missed {
         Some(missed) => Start::Missed(missed),
-        None => Start::Snapshot(state.api.clone(), last),
+        None => Start::Snapshot(Box::new(state.api.clone()), last),
     };
     let stream = futures::stream::unfold(
         Reader {
@@ -356,7 +356,7 @@ enum Start {
     /// Resume: these, then the live events.
     Missed(Vec<Arc<FeedEvent>>),
     /// A snapshot (named as of this sequence number), then the live events.
-    Snapshot(NodeApi, u64),
+    Snapshot(Box<NodeApi>, u64),
 }
 
 struct Reader {
