@@ -34,6 +34,8 @@ struct Args {
     mongo: support::MongoArgs,
     #[command(flatten)]
     cluster: support::ClusterArgs,
+    #[command(flatten)]
+    http: support::HttpArgs,
     /// This hub's id (≤ 64 of [A-Za-z0-9_-]).
     #[arg(long, env = "HERALD_NODE_ID")]
     node_id: Option<String>,
@@ -48,14 +50,6 @@ struct Args {
     /// Require client certificates signed by this CA (mutual TLS), naming the peer's id.
     #[arg(long, env = "HERALD_GRPC_CLIENT_CA_FILE", requires = "grpc_cert_file")]
     grpc_client_ca_file: Option<PathBuf>,
-    /// REST API address (port 0 picks a free port).
-    #[arg(long, env = "HERALD_HTTP")]
-    http: Option<String>,
-    /// Serve the REST API over HTTPS with this certificate chain (PEM) and --http-key-file.
-    #[arg(long, env = "HERALD_HTTP_CERT_FILE", requires = "http_key_file")]
-    http_cert_file: Option<PathBuf>,
-    #[arg(long, env = "HERALD_HTTP_KEY_FILE", requires = "http_cert_file")]
-    http_key_file: Option<PathBuf>,
     /// Redis holding the system register shared by several hubs (run it with AOF).
     #[arg(long, env = "HERALD_REDIS")]
     redis: Option<String>,
@@ -65,12 +59,6 @@ struct Args {
     /// Directory of the embedded system register (one hub).
     #[arg(long, env = "HERALD_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Bearer token for publishing and deprecating (prefer --admin-token-file).
-    #[arg(long, env = "HERALD_ADMIN_TOKEN")]
-    admin_token: Option<String>,
-    /// A file holding the admin token.
-    #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE")]
-    admin_token_file: Option<PathBuf>,
     /// Heartbeat period told to peers.
     #[arg(long, env = "HERALD_HEARTBEAT_INTERVAL_MS")]
     heartbeat_interval_ms: Option<u64>,
@@ -115,16 +103,7 @@ fn apply(raw: &mut RawNodeConfig, args: Args) {
     args.mongo.apply(raw);
     args.cluster.apply(raw);
     support::set(&mut raw.data_dir, args.data_dir);
-    support::set(&mut raw.http_addr, args.http);
-    support::set_secret(
-        (&mut raw.admin_token, &mut raw.admin_token_file),
-        (args.admin_token, args.admin_token_file),
-    );
-    if let (Some(cert_file), Some(key_file)) = (args.http_cert_file, args.http_key_file) {
-        let tls = raw.http_tls.get_or_insert_with(RawServerTls::default);
-        tls.cert_file = cert_file;
-        tls.key_file = key_file;
-    }
+    args.http.apply(raw);
     let hub = raw.hub.get_or_insert_with(RawHubConfig::default);
     if let Some(grpc) = args.grpc {
         hub.grpc_addr = grpc;

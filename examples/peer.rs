@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use herald::{RawClientTls, RawHubEndpoint, RawNodeConfig, RawPeerConfig, RawServerTls};
+use herald::{RawClientTls, RawHubEndpoint, RawNodeConfig, RawPeerConfig};
 
 /// herald peer role: advertisement pool and REST API.
 #[derive(Parser)]
@@ -32,12 +32,11 @@ struct Args {
     mongo: support::MongoArgs,
     #[command(flatten)]
     cluster: support::ClusterArgs,
+    #[command(flatten)]
+    http: support::HttpArgs,
     /// This node's id (≤ 64 of [A-Za-z0-9_-]).
     #[arg(long, env = "HERALD_NODE_ID")]
     node_id: Option<String>,
-    /// REST API address (port 0 picks a free port).
-    #[arg(long, env = "HERALD_HTTP")]
-    http: Option<String>,
     /// Redis URL of the ad store (`redis://` or `rediss://`).
     #[arg(long, env = "HERALD_REDIS")]
     redis: Option<String>,
@@ -47,17 +46,6 @@ struct Args {
     /// Directory of the embedded ad store (when not using Redis).
     #[arg(long, env = "HERALD_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Bearer token for mutating endpoints (prefer --admin-token-file: `ps` shows flags).
-    #[arg(long, env = "HERALD_ADMIN_TOKEN")]
-    admin_token: Option<String>,
-    /// A file holding the admin token.
-    #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE")]
-    admin_token_file: Option<PathBuf>,
-    /// Serve the REST API over HTTPS with this certificate chain (PEM) and --http-key-file.
-    #[arg(long, env = "HERALD_HTTP_CERT_FILE", requires = "http_key_file")]
-    http_cert_file: Option<PathBuf>,
-    #[arg(long, env = "HERALD_HTTP_KEY_FILE", requires = "http_cert_file")]
-    http_key_file: Option<PathBuf>,
     /// Freshness of remote ads after their last gossip.
     #[arg(long, env = "HERALD_AD_TTL_SECS")]
     ad_ttl_secs: Option<u64>,
@@ -70,9 +58,6 @@ struct Args {
     /// How far ahead of this node's clock a full sync's snapshot may have been read.
     #[arg(long, env = "HERALD_SNAPSHOT_CLOCK_TOLERANCE_MS")]
     snapshot_clock_tolerance_ms: Option<u64>,
-    /// Close a connection whose request headers do not all arrive within this.
-    #[arg(long, env = "HERALD_HTTP_HEADER_TIMEOUT_MS")]
-    http_header_timeout_ms: Option<u64>,
     /// A hub to connect to, as ID=URL (repeatable, in priority order; replaces the file's
     /// list). Needs --data-dir for the system register replica.
     #[arg(long = "hub", value_parser = parse_hub)]
@@ -152,17 +137,7 @@ fn apply(raw: &mut RawNodeConfig, args: Args) {
     args.mongo.apply(raw);
     args.cluster.apply(raw);
     support::set(&mut raw.data_dir, args.data_dir);
-    support::set(&mut raw.http_addr, args.http);
-    support::set_secret(
-        (&mut raw.admin_token, &mut raw.admin_token_file),
-        (args.admin_token, args.admin_token_file),
-    );
-    support::set(&mut raw.http_header_timeout_ms, args.http_header_timeout_ms);
-    if let (Some(cert_file), Some(key_file)) = (args.http_cert_file, args.http_key_file) {
-        let tls = raw.http_tls.get_or_insert_with(RawServerTls::default);
-        tls.cert_file = cert_file;
-        tls.key_file = key_file;
-    }
+    args.http.apply(raw);
     support::set(&mut raw.stall_tick_ms, args.stall_tick_ms);
     let peer = raw.peer.get_or_insert_with(RawPeerConfig::default);
     support::set(&mut peer.redis_url, args.redis);

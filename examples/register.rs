@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use herald::{RawClientTls, RawNodeConfig, RawRegisterConfig, RawServerTls};
+use herald::{RawClientTls, RawNodeConfig, RawRegisterConfig};
 
 /// herald register role: registers, and their advertisements pushed to a peer.
 #[derive(Parser)]
@@ -34,17 +34,11 @@ struct Args {
     mongo: support::MongoArgs,
     #[command(flatten)]
     cluster: support::ClusterArgs,
+    #[command(flatten)]
+    http: support::HttpArgs,
     /// This node's id (≤ 64 of [A-Za-z0-9_-]).
     #[arg(long, env = "HERALD_NODE_ID")]
     node_id: Option<String>,
-    /// REST API address (port 0 picks a free port).
-    #[arg(long, env = "HERALD_HTTP")]
-    http: Option<String>,
-    /// Serve the REST API over HTTPS with this certificate chain (PEM) and --http-key-file.
-    #[arg(long, env = "HERALD_HTTP_CERT_FILE", requires = "http_key_file")]
-    http_cert_file: Option<PathBuf>,
-    #[arg(long, env = "HERALD_HTTP_KEY_FILE", requires = "http_cert_file")]
-    http_key_file: Option<PathBuf>,
     /// Directory of the embedded register store (when not using MongoDB).
     #[arg(long, env = "HERALD_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -58,13 +52,6 @@ struct Args {
     /// CA of an `https://` peer (the system's roots without it).
     #[arg(long, env = "HERALD_PEER_CA_FILE")]
     peer_ca_file: Option<PathBuf>,
-    /// Bearer token for this node's mutating endpoints (and the peer's, unless a peer token
-    /// is given); prefer --admin-token-file.
-    #[arg(long, env = "HERALD_ADMIN_TOKEN")]
-    admin_token: Option<String>,
-    /// A file holding the admin token.
-    #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE")]
-    admin_token_file: Option<PathBuf>,
     /// Bearer token of the peer's API, when it differs.
     #[arg(long, env = "HERALD_PEER_TOKEN")]
     peer_token: Option<String>,
@@ -81,9 +68,6 @@ struct Args {
     /// Cap of the backoff between push attempts while the peer is unreachable.
     #[arg(long, env = "HERALD_RESYNC_BACKOFF_MAX_MS")]
     resync_backoff_max_ms: Option<u64>,
-    /// Close a connection whose request headers do not all arrive within this.
-    #[arg(long, env = "HERALD_HTTP_HEADER_TIMEOUT_MS")]
-    http_header_timeout_ms: Option<u64>,
 }
 
 #[tokio::main]
@@ -106,17 +90,7 @@ fn apply(raw: &mut RawNodeConfig, args: Args) {
     args.mongo.apply(raw);
     args.cluster.apply(raw);
     support::set(&mut raw.data_dir, args.data_dir);
-    support::set(&mut raw.http_addr, args.http);
-    support::set_secret(
-        (&mut raw.admin_token, &mut raw.admin_token_file),
-        (args.admin_token, args.admin_token_file),
-    );
-    support::set(&mut raw.http_header_timeout_ms, args.http_header_timeout_ms);
-    if let (Some(cert_file), Some(key_file)) = (args.http_cert_file, args.http_key_file) {
-        let tls = raw.http_tls.get_or_insert_with(RawServerTls::default);
-        tls.cert_file = cert_file;
-        tls.key_file = key_file;
-    }
+    args.http.apply(raw);
     let register = raw.register.get_or_insert_with(RawRegisterConfig::default);
     support::set(&mut register.peer_url, args.peer_url);
     support::set(&mut register.peer_node_id, args.peer_node_id);

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use herald::{
     Node, NodeHandle, RawClusterConfig, RawClusterTls, RawMongoConfig, RawMongoTls, RawNodeConfig,
+    RawServerTls,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -115,6 +116,45 @@ impl MongoArgs {
             let tls = mongodb.tls.get_or_insert_with(RawMongoTls::default);
             set(&mut tls.ca_file, self.mongodb_tls_ca);
             set(&mut tls.cert_key_file, self.mongodb_tls_cert_key);
+        }
+    }
+}
+
+/// The REST API flags every role binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// REST API address (port 0 picks a free port).
+    #[arg(long, env = "HERALD_HTTP")]
+    pub http: Option<String>,
+    /// Bearer token for mutating endpoints (prefer --admin-token-file: `ps` shows flags).
+    #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// A file holding the admin token.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve the REST API over HTTPS with this certificate chain (PEM) and --http-key-file.
+    #[arg(long, env = "HERALD_HTTP_CERT_FILE", requires = "http_key_file")]
+    pub http_cert_file: Option<PathBuf>,
+    #[arg(long, env = "HERALD_HTTP_KEY_FILE", requires = "http_cert_file")]
+    pub http_key_file: Option<PathBuf>,
+    /// Close a connection whose request headers do not all arrive within this.
+    #[arg(long, env = "HERALD_HTTP_HEADER_TIMEOUT_MS")]
+    pub http_header_timeout_ms: Option<u64>,
+}
+
+impl HttpArgs {
+    /// The flags over the file's REST API fields.
+    pub fn apply(self, raw: &mut RawNodeConfig) {
+        set(&mut raw.http_addr, self.http);
+        set_secret(
+            (&mut raw.admin_token, &mut raw.admin_token_file),
+            (self.admin_token, self.admin_token_file),
+        );
+        set(&mut raw.http_header_timeout_ms, self.http_header_timeout_ms);
+        if let (Some(cert_file), Some(key_file)) = (self.http_cert_file, self.http_key_file) {
+            let tls = raw.http_tls.get_or_insert_with(RawServerTls::default);
+            tls.cert_file = cert_file;
+            tls.key_file = key_file;
         }
     }
 }
