@@ -12,7 +12,7 @@ use futures::stream::BoxStream;
 use herald_messages::{
     AdInput, AdKey, Advertisement, BlueprintNotification, BulkAdvertise, BulkOutcome, Checkpoint,
     ConnectRequest, Genesis, GroundTruthEpoch, HeartbeatAck, HeartbeatRequest, HistoryId,
-    HubEndpoint, NodeId, PoolMeta, Register, RegisterDigest, RegisterId, SessionGrant, SessionId,
+    HubEndpoint, NodeId, PersistedRecord, PoolMeta, Register, RegisterDigest, RegisterId, SessionGrant, SessionId,
     SyncQuery, SystemRegisterEntry, Timestamp,
 };
 
@@ -95,6 +95,41 @@ pub enum BatchScope {
     Changes,
     /// Every ad the pool holds: the meta record is written whatever the store held.
     Everything,
+}
+
+/// Where a peer keeps its gossip state beside its ads (issue 9): one `PersistedRecord` per
+/// origin, its own included (incarnation, highest version, floor, entries with their
+/// withdrawals), so that a restart neither reuses one of its own versions nor reopens the door
+/// to a delayed message about a withdrawn ad. Namespaced by node id like the `AdStore`; records
+/// are kept until deleted (the gossip decides when an origin is forgotten, never a store clock).
+#[async_trait]
+pub trait GossipStore: Send + Sync + 'static {
+    /// Every record stored for this node. Records that cannot be decoded are skipped and named
+    /// in `skipped`, never fatal.
+    async fn load(&self) -> Result<StoredGossip, StoreError>;
+
+    /// Replaces the records of the origins in `batch.puts` and deletes the records of
+    /// `batch.deletes`, as one atomic unit.
+    async fn write(&self, batch: &GossipBatch<'_>) -> Result<(), StoreError>;
+
+    /// A short description for logs and status.
+    fn describe(&self) -> String;
+}
+
+/// What `GossipStore::load` found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredGossip {
+    pub records: Vec<PersistedRecord>,
+    /// Keys of records that could not be decoded (skipped and counted).
+    pub skipped: Vec<String>,
+}
+
+/// One write to a `GossipStore`: records to put (each replaces its origin's) and origins whose
+/// record goes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GossipBatch<'a> {
+    pub puts: Vec<&'a PersistedRecord>,
+    pub deletes: Vec<&'a NodeId>,
 }
 
 /// Why a store call failed.

@@ -16,13 +16,13 @@ use tokio::time::Instant;
 
 use herald_messages::{
     AdInput, AdKey, Advertisement, BlueprintId, BulkAdvertise, BulkOutcome, Checkpoint, Genesis,
-    GroundTruthEpoch, PoolMeta, Register, RegisterId, SystemRegisterEntry, Timestamp,
+    GroundTruthEpoch, NodeId, PersistedRecord, PoolMeta, Register, RegisterId, SystemRegisterEntry, Timestamp,
 };
 
 use crate::ports::{
-    AdBatch, AdStore, BatchScope, BlueprintStore, BlueprintStoreError, Clock, GroundTruth,
-    GroundTruthError, PoolLink, PoolLinkError, PublicRegisters, ReplicaStore, ReplicaStoreError,
-    RestoreConflict, RestoreReport, StoreError, StoreHead, StoredPool, StoredRegister,
+    AdBatch, AdStore, BatchScope, BlueprintStore, BlueprintStoreError, Clock, GossipBatch,
+    GossipStore, GroundTruth, GroundTruthError, PoolLink, PoolLinkError, PublicRegisters, ReplicaStore, ReplicaStoreError,
+    RestoreConflict, RestoreReport, StoreError, StoreHead, StoredGossip, StoredPool, StoredRegister,
     StoredReplica, append_check, check_seed, restore_plan, same_entry,
 };
 
@@ -47,6 +47,67 @@ impl AdRecords {
 /// What an `InMemoryAdStore` held at one moment (`image`), to be put back with `restore`.
 #[derive(Clone)]
 pub struct AdStoreImage(AdRecords);
+
+/// A `GossipStore` in memory, one record per origin; it can be switched off.
+#[derive(Clone, Default)]
+pub struct InMemoryGossipStore {
+    records: Arc<Mutex<BTreeMap<NodeId, PersistedRecord>>>,
+    down: Arc<AtomicBool>,
+    writes: Arc<AtomicUsize>,
+}
+
+impl InMemoryGossipStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Plays an outage: every call fails until switched on again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// The records held now, by origin.
+    pub fn records(&self) -> BTreeMap<NodeId, PersistedRecord> {
+        self.records.lock().expect("fake store lock").clone()
+    }
+
+    /// Batches written so far.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl GossipStore for InMemoryGossipStore {
+    async fn load(&self) -> Result<StoredGossip, StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(down_error("in-memory gossip store")));
+        }
+        Ok(StoredGossip {
+            records: self.records().into_values().collect(),
+            skipped: Vec::new(),
+        })
+    }
+
+    async fn write(&self, batch: &GossipBatch<'_>) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(down_error("in-memory gossip store")));
+        }
+        let mut records = self.records.lock().expect("fake store lock");
+        for record in &batch.puts {
+            records.insert(record.origin.clone(), (*record).clone());
+        }
+        for origin in &batch.deletes {
+            records.remove(*origin);
+        }
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "in-memory gossip store".to_owned()
+    }
+}
 
 /// An `AdStore` in memory, with expiry on tokio's clock.
 #[derive(Clone, Default)]
