@@ -30,6 +30,7 @@ use herald_actors::actor_kit::MessageName;
 use herald_actors::ports::Clock;
 use herald_messages::{AdvertisementPoolMsg, NodeId, Validate};
 
+use super::gossip::GossipDriverMsg;
 use super::view::ClusterView;
 use super::wire::{
     self, Frame, GatewayMsg, KnownMember, MAX_REQUEST_BYTES, Reply, Request, RequestBody,
@@ -69,6 +70,8 @@ pub struct GatewayArgs {
     pub call_timeout: Duration,
     /// Told when a member says it is leaving.
     pub on_leave: Arc<dyn Fn(NodeId) + Send + Sync>,
+    /// This node's gossip driver (peer role in a cluster), handed gossip messages by cast.
+    pub gossip: Option<ActorSlot<GossipDriverMsg>>,
 }
 
 pub struct GatewayState {
@@ -201,6 +204,7 @@ impl GatewayState {
                 return;
             }
         };
+        let size = bytes.len();
         let kind = request.body.name();
         if let Some(age) = self.stale(&from, &request) {
             debug!(member = %from, request = kind, age_ms = age, deadline_ms = request.deadline_ms, "request arrived after its deadline; not applied");
@@ -236,6 +240,27 @@ impl GatewayState {
             RequestBody::Leave => {
                 (self.args.on_leave)(from);
                 let _ = reply.send(wire::encode_reply(&me, &Reply::Acknowledged));
+            }
+            RequestBody::Gossip { message } => {
+                // Handed over by cast: a ping behind it is never held up by the gossip, and
+                // the driver validates every entry (a bad one refused alone, and counted).
+                let answer = match &self.args.gossip {
+                    None => Reply::Refused {
+                        reason: "this node does not gossip: it does not run the peer role"
+                            .to_owned(),
+                    },
+                    Some(driver) => match driver.cast(GossipDriverMsg::Received {
+                        from,
+                        message,
+                        bytes: size,
+                    }) {
+                        Ok(()) => Reply::Acknowledged,
+                        Err(err) => Reply::Unavailable {
+                            reason: format!("the gossip driver is not running: {err}"),
+                        },
+                    },
+                };
+                let _ = reply.send(wire::encode_reply(&me, &answer));
             }
             RequestBody::PoolPush { request: push } => {
                 let pool = self.args.pool.clone();
@@ -429,6 +454,7 @@ mod tests {
                 clock: Arc::new(clock.clone()),
                 call_timeout: Duration::from_secs(5),
                 on_leave: Arc::new(|_| {}),
+                gossip: None,
             },
         )
         .await
