@@ -827,4 +827,198 @@ mod tests {
         assert_eq!(ids, vec![register(1), register(2)]);
         assert!(merged.iter().all(|r| !r.stale && r.peer_count == 1));
     }
+
+    mod driver {
+        use super::*;
+        use herald_actors::testing::{InMemoryGossipStore, ManualClock};
+        use herald_messages::{MAX_NAME_LEN, MemberInfo, OriginDelta, PoolStatus, StoreHealth};
+
+        use crate::cluster::ClusterShared;
+
+        const START: i64 = 1_800_000_000_000;
+
+        fn pool_view(local: &[u8]) -> PoolView {
+            let mut view = PoolView::starting(node("me"), 1);
+            view.ready = true;
+            view.available = Arc::new(AvailableView {
+                tag: 1,
+                version: local.len() as u64,
+                registers: local.iter().map(|n| local_entry(*n)).collect(),
+            });
+            view.local_public = local.iter().map(|n| ad(*n, SyncState::Active)).collect();
+            view.status = PoolStatus {
+                loaded: true,
+                store: StoreHealth::Healthy,
+                ..view.status
+            };
+            view
+        }
+
+        fn local_entry(n: u8) -> AvailableRegister {
+            AvailableRegister {
+                name: Some(format!("remote {n}")),
+                latest_version: u64::from(n) * 10,
+                ..local(n)
+            }
+        }
+
+        struct Fixture {
+            pool: Published<PoolView>,
+            merged: View<PoolView>,
+            store: InMemoryGossipStore,
+            driver: ActorRef<GossipDriverMsg>,
+            _shared: Arc<ClusterShared>,
+        }
+
+        /// A driver on a clock the test sets, over a pool view the test publishes, restoring
+        /// from a store that holds `other`'s record (registers 1 and 2).
+        async fn fixture() -> Fixture {
+            let clock = ManualClock::new(Timestamp::from_unix_millis(START));
+            let store = InMemoryGossipStore::new();
+            let stored = record(
+                "other",
+                vec![ad(1, SyncState::Active), ad(2, SyncState::Active)],
+            );
+            store
+                .write(&GossipBatch {
+                    puts: vec![&stored],
+                    deletes: Vec::new(),
+                })
+                .await
+                .unwrap();
+            let (shared, cluster) = ClusterShared::new(MemberInfo {
+                node_id: node("me"),
+                incarnation: 42,
+                revision: 1,
+                roles: vec![Role::Peer],
+                cluster_address: "127.0.0.1:1".into(),
+                http_address: None,
+                grpc_address: None,
+                started_at: Timestamp::from_unix_millis(START),
+                current_hub: None,
+                hub_connection: None,
+            });
+            let pool = Published::new(pool_view(&[5]));
+            let merged = Published::new(PoolView::starting(node("me"), 2));
+            let clock: Arc<dyn Clock> = Arc::new(clock);
+            let args = GossipDriverArgs {
+                node_id: node("me"),
+                settings: GossipSettings::defaults(Duration::from_secs(60)),
+                client: GatewayClient::new(node("me"), 42, Arc::clone(&clock)),
+                clock,
+                cluster,
+                pool: pool.view(),
+                published: merged.clone(),
+                store: Some(Arc::new(store.clone())),
+                call_timeout: Duration::from_secs(5),
+            };
+            let (driver, _) = Actor::spawn(None, GossipDriver, args).await.unwrap();
+            Fixture {
+                pool,
+                merged: merged.view(),
+                store,
+                driver,
+                _shared: shared,
+            }
+        }
+
+        async fn until(view: &View<PoolView>, ready: impl Fn(&PoolView) -> bool) -> Arc<PoolView> {
+            tokio::time::timeout(Duration::from_secs(30), view.wait_for(ready))
+                .await
+                .expect("the merged view in time")
+                .expect("the view's handle")
+        }
+
+        fn ids(view: &PoolView) -> Vec<RegisterId> {
+            view.available
+                .registers
+                .iter()
+                .map(|register| register.register_id.clone())
+                .collect()
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn restores_merges_persists_and_refuses_a_bad_entry() {
+            let fixture = fixture().await;
+            // The stored origin's registers beside this node's own, at once.
+            let view = until(&fixture.merged, |view| view.ready).await;
+            assert_eq!(ids(&view), vec![register(1), register(2), register(5)]);
+            let gossip = view.status.gossip.clone().expect("the gossip's status");
+            assert_eq!((gossip.remote_ads, gossip.origins), (2, 1));
+            assert!(!gossip.partitioned);
+            assert!(view.available.registers.iter().all(|r| r.peer_count == 1));
+
+            // This node's own record reaches the store after the debounce.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let stored = fixture.store.records();
+            let own = stored.get(&node("me")).expect("this node's record stored");
+            assert_eq!(own.entries.len(), 1);
+            assert!(stored.contains_key(&node("other")));
+
+            // The origin continues its record: a good entry, then one over the name limit.
+            let mut long = AdInput::public(register(4));
+            long.name = Some("x".repeat(MAX_NAME_LEN + 1));
+            let entries: Vec<Arc<GossipEntry>> = vec![
+                Arc::new(GossipEntry::live(3, ad(3, SyncState::Active))),
+                Arc::new(GossipEntry::live(
+                    4,
+                    GossipAd::from_input(&long, SyncState::Active).unwrap(),
+                )),
+            ];
+            let delta = OriginDelta {
+                origin: node("other"),
+                incarnation: 1,
+                from: 2,
+                to: 4,
+                sender_max: 4,
+                floor: 0,
+                entries: EntryRun::whole(Arc::from(entries)),
+            };
+            fixture
+                .driver
+                .cast(GossipDriverMsg::Received {
+                    from: node("other"),
+                    message: GossipMessage::Ack2 {
+                        deltas: vec![delta],
+                        bump: None,
+                    },
+                    bytes: 100,
+                })
+                .unwrap();
+            let view = until(&fixture.merged, |view| {
+                view.status
+                    .gossip
+                    .as_ref()
+                    .is_some_and(|g| g.refused_entries == 1)
+            })
+            .await;
+            // Counted, never applied; what was shown stays shown. (The good entry before it
+            // waits, staged, for a sender that can complete the record: a cut record is not
+            // exact, so it is not shown.)
+            assert_eq!(ids(&view), vec![register(1), register(2), register(5)]);
+
+            // A store outage is reported and written through once it ends.
+            fixture.store.set_down(true);
+            fixture.pool.publish(pool_view(&[5, 6]));
+            let view = until(&fixture.merged, |view| {
+                view.status
+                    .gossip
+                    .as_ref()
+                    .is_some_and(|g| g.store_error.is_some())
+            })
+            .await;
+            assert!(ids(&view).contains(&register(6)));
+            fixture.store.set_down(false);
+            until(&fixture.merged, |view| {
+                view.status
+                    .gossip
+                    .as_ref()
+                    .is_some_and(|g| g.store_error.is_none())
+            })
+            .await;
+            let own = fixture.store.records()[&node("me")].clone();
+            assert_eq!(own.entries.len(), 2, "{own:?}");
+            fixture.driver.stop(None);
+        }
+    }
 }
