@@ -848,6 +848,10 @@ async fn the_demo_tours_a_cluster_of_three_processes() {
     for expected in [
         "reg-c lists both peers ready",
         "served by peer-a",
+        "peer-b lists \"clustered\"",
+        "peerCount 1, fullReplicaPeerCount 1, local false (learned by gossip)",
+        "peer-a counts peer-b's copy",
+        "peerCount 2, fullReplicaPeerCount 2, local true",
         "suspected by peer-a and reg-c",
         "peer-b  peer      127.0.0.1",
         "ready everywhere",
