@@ -12,8 +12,8 @@ use futures::stream::BoxStream;
 use herald_messages::{
     AdInput, AdKey, Advertisement, BlueprintNotification, BulkAdvertise, BulkOutcome, Checkpoint,
     ConnectRequest, Genesis, GroundTruthEpoch, HeartbeatAck, HeartbeatRequest, HistoryId,
-    HubEndpoint, NodeId, PersistedRecord, PoolMeta, Register, RegisterDigest, RegisterId, SessionGrant, SessionId,
-    SyncQuery, SystemRegisterEntry, Timestamp,
+    HubEndpoint, NodeId, PersistedRecord, PoolMeta, Register, RegisterDigest, RegisterId,
+    SessionGrant, SessionId, SyncQuery, SystemRegisterEntry, Timestamp,
 };
 
 /// A boxed error from an adapter's driver.
