@@ -16,14 +16,16 @@ use tokio::time::Instant;
 
 use herald_messages::{
     AdInput, AdKey, Advertisement, BlueprintId, BulkAdvertise, BulkOutcome, Checkpoint, Genesis,
-    GroundTruthEpoch, NodeId, PersistedRecord, PoolMeta, Register, RegisterId, SystemRegisterEntry, Timestamp,
+    GroundTruthEpoch, NodeId, PersistedRecord, PoolMeta, Register, RegisterId, SystemRegisterEntry,
+    Timestamp,
 };
 
 use crate::ports::{
     AdBatch, AdStore, BatchScope, BlueprintStore, BlueprintStoreError, Clock, GossipBatch,
-    GossipStore, GroundTruth, GroundTruthError, PoolLink, PoolLinkError, PublicRegisters, ReplicaStore, ReplicaStoreError,
-    RestoreConflict, RestoreReport, StoreError, StoreHead, StoredGossip, StoredPool, StoredRegister,
-    StoredReplica, append_check, check_seed, restore_plan, same_entry,
+    GossipStore, GroundTruth, GroundTruthError, PoolLink, PoolLinkError, PublicRegisters,
+    ReplicaStore, ReplicaStoreError, RestoreConflict, RestoreReport, StoreError, StoreHead,
+    StoredGossip, StoredPool, StoredRegister, StoredReplica, append_check, check_seed,
+    restore_plan, same_entry,
 };
 
 fn down_error(what: &str) -> Box<dyn std::error::Error + Send + Sync> {
@@ -81,7 +83,9 @@ impl InMemoryGossipStore {
 impl GossipStore for InMemoryGossipStore {
     async fn load(&self) -> Result<StoredGossip, StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable(down_error("in-memory gossip store")));
+            return Err(StoreError::Unavailable(down_error(
+                "in-memory gossip store",
+            )));
         }
         Ok(StoredGossip {
             records: self.records().into_values().collect(),
@@ -91,7 +95,9 @@ impl GossipStore for InMemoryGossipStore {
 
     async fn write(&self, batch: &GossipBatch<'_>) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable(down_error("in-memory gossip store")));
+            return Err(StoreError::Unavailable(down_error(
+                "in-memory gossip store",
+            )));
         }
         let mut records = self.records.lock().expect("fake store lock");
         for record in &batch.puts {
