@@ -4,9 +4,7 @@
 //! Layout: one HASH per node, `{prefix}:gossip:{node_id}` (literal braces: the node id is the
 //! hash tag, so the hash lives in the cluster slot of the node's ads); field = the origin's node
 //! id, value = the JSON of its `PersistedRecord`. The key sits outside the ad store's namespace
-//! (`{prefix}:{node_id}:*`) on purpose: the ad store's load scans that namespace and names every
-//! key it does not know as a skipped record, so a `{prefix}:{node_id}:gossip` hash would be
-//! reported as a damaged ad at every reload.
+//! (`{prefix}:{node_id}:*`), so neither store has to know the other's key names.
 //!
 //! A write is one `MULTI`/`EXEC`: one `HSET` of every put, then one `HDEL` of every delete (a
 //! delete of an origin put in the same batch wins, as in the in-memory fake). A load is one
