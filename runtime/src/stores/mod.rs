@@ -57,15 +57,6 @@ use crate::config::{AdStoreConfig, BlueprintStoreConfig, GroundTruthConfig, Mong
 use crate::start_error::StartError;
 use crate::tls::{ClientPem, ClientTls, CredentialError};
 
-/// Opens the configured ad store. Redis and MongoDB connect lazily (a node starts while they are
-/// down and runs degraded); a redb file is opened (and created) now.
-pub async fn open_ad_store(
-    config: &AdStoreConfig,
-    node_id: &NodeId,
-) -> Result<Arc<dyn AdStore>, StartError> {
-    Ok(open_peer_stores(config, node_id).await?.ads)
-}
-
 /// The stores of a node's peer role, opened from one configuration.
 pub struct PeerStores {
     pub ads: Arc<dyn AdStore>,
