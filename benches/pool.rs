@@ -10,14 +10,22 @@
 //! What is measured (10,000 ads unless said otherwise), results as a Markdown table on stdout:
 //! 1. **Full sync**: `bulk_advertise(BulkAdvertise::full(..))` on a running peer node whose pool
 //!    writes through to Redis, until the reply (`persisted == true`). Every iteration raises
-//!    `latestVersion`, so all 10,000 ads really change and are written. Floor: one
-//!    `MULTI` / 10,001 × `SET key bytes PX ms` / `EXEC` pipeline of the same keys and JSON bytes.
-//!    Beside it: the floor plus JSON encoding, `RedisAdStore::write` alone, the pool on a no-op
-//!    store (its in-memory work), and an unchanged full sync (FR-009: only the meta record).
+//!    `latestVersion`, so all 10,000 ads really change and are written. Floor (the naive layout,
+//!    one key per ad, as the adapter wrote before issue 11 item 6): one `MULTI` / 10,001 ×
+//!    `SET key bytes PX ms` / `EXEC` pipeline of the same JSON bytes. Beside it: the floor of
+//!    the adapter's layout (`MULTI` / 10 × `HSET` of 1,000 fields / `PEXPIRE` / `SET meta` /
+//!    `EXEC`), the naive floor plus JSON encoding, `RedisAdStore::write` alone, the pool on a
+//!    no-op store (its in-memory work), and an unchanged full sync (FR-009: only the meta
+//!    record).
 //! 2. **Restart reload**: `Node::start` on the same Redis and node id until the first
-//!    `available()` lists all 10,000 ads (the pool loads before it answers). Beside it:
-//!    `RedisAdStore::load` alone and the floors `SCAN` + pipelined `MGET`, pipelined `MGET` of
-//!    the known keys, pipelined `GET`, and `SCAN` + `MGET` + JSON decoding.
+//!    `available()` lists all 10,000 ads (the pool loads before it answers). Floor (the naive
+//!    layout): `SCAN` + pipelined `MGET`. Beside it: `RedisAdStore::load` alone, the floor of
+//!    the adapter's layout (`MULTI` / `GET meta` / `HGETALL` / `EXEC`, with and without JSON
+//!    decoding), pipelined `MGET` of the known keys, pipelined `GET`, and `SCAN` + `MGET` +
+//!    JSON decoding.
+//!
+//! The floors write and read namespaces of their own (node ids `bench-floor-keys`, one key per
+//! ad, and `bench-floor-hash`, the adapter's hash), with the bytes the pool wrote.
 //! 3. **SC-005**: `available()` latency on 10,000 ads, idle and while full syncs are applied.
 //! 4. **SC-004**: a node with both roles starts with 100 public registers in its ground truth,
 //!    until all 100 are listed verified (the register role's startup full sync went through).
@@ -66,8 +74,9 @@ const QUERY_PAUSE: Duration = Duration::from_millis(1);
 const POLL_PAUSE: Duration = Duration::from_millis(1);
 /// Pause after a node is shut down, before the next measurement.
 const SETTLE: Duration = Duration::from_millis(10);
-/// Keys per `MGET` in the floors: the adapter's chunk size.
+/// Keys per `MGET` in the floors, and fields per `HSET`: the adapter's chunk sizes.
 const MGET_CHUNK: usize = 1_000;
+const HSET_CHUNK: usize = 1_000;
 /// `SCAN … COUNT` in the floors: the adapter's.
 const SCAN_COUNT: u64 = 10_000;
 const PREFIX: &str = "herald";
@@ -139,9 +148,17 @@ struct Bench {
     /// Rises with every changed full sync, so that every one of them changes every ad.
     version: u64,
     seq: u64,
-    /// Keys and JSON bytes of node A's ads as the adapter wrote them, read back from Redis.
+    /// The naive floors' keys (one per ad) and meta key.
     keys: Vec<String>,
+    floor_meta_key: String,
+    /// The hash floors' hash and meta key, and the fields (register ids) of the ads.
+    floor_hash: String,
+    floor_hash_meta_key: String,
+    fields: Vec<String>,
+    /// Node A's hash of local ads and meta key, as the adapter writes them.
+    pool_hash: String,
     meta_key: String,
+    /// JSON bytes of node A's ads as the adapter wrote them, read back from Redis.
     values: Vec<Vec<u8>>,
     meta_value: Vec<u8>,
     ads: Vec<Advertisement>,
@@ -149,6 +166,8 @@ struct Bench {
 
 const NODE_A: &str = "bench-a";
 const NODE_NOOP: &str = "bench-noop";
+const NODE_FLOOR_KEYS: &str = "bench-floor-keys";
+const NODE_FLOOR_HASH: &str = "bench-floor-hash";
 
 impl Bench {
     fn new(url: &str, raw: ConnectionManager, iterations: usize) -> Self {
@@ -161,8 +180,9 @@ impl Bench {
             .collect::<Vec<_>>();
         let keys = ids
             .iter()
-            .map(|id| format!("{PREFIX}:{{{NODE_A}}}:local:{id}"))
+            .map(|id| format!("{PREFIX}:{{{NODE_FLOOR_KEYS}}}:local:{id}"))
             .collect();
+        let fields = ids.iter().map(RegisterId::to_string).collect();
         Self {
             url: url.to_owned(),
             raw,
@@ -172,7 +192,12 @@ impl Bench {
             version: 0,
             seq: 0,
             keys,
-            meta_key: format!("{PREFIX}:{{{NODE_A}}}:meta"),
+            floor_meta_key: format!("{PREFIX}:{{{NODE_FLOOR_KEYS}}}:meta"),
+            floor_hash: format!("{PREFIX}:{{{NODE_FLOOR_HASH}}}:ads:local"),
+            floor_hash_meta_key: format!("{PREFIX}:{{{NODE_FLOOR_HASH}}}:ads:meta"),
+            fields,
+            pool_hash: format!("{PREFIX}:{{{NODE_A}}}:ads:local"),
+            meta_key: format!("{PREFIX}:{{{NODE_A}}}:ads:meta"),
             values: Vec::new(),
             meta_value: Vec::new(),
             ads: Vec::new(),
@@ -254,9 +279,10 @@ impl Bench {
         let mut floor_encode = Samples::default();
         let mut adapter_write = Samples::default();
         let mut pool_noop = Samples::default();
+        let mut floor_hash = Samples::default();
         for iteration in 0..WARMUP_ITERATIONS + self.iterations {
             let keep = iteration >= WARMUP_ITERATIONS;
-            for case in rotated(5, iteration) {
+            for case in rotated(6, iteration) {
                 match case {
                     0 => {
                         let request = self.changed_request();
@@ -281,6 +307,7 @@ impl Bench {
                     }
                     1 => floor.push_if(keep, self.floor_write(false).await?),
                     2 => floor_encode.push_if(keep, self.floor_write(true).await?),
+                    5 => floor_hash.push_if(keep, self.floor_hset().await?),
                     3 => {
                         batch.meta = serde_json::from_slice(&self.current_meta().await?)?;
                         let started = Instant::now();
@@ -310,6 +337,11 @@ impl Bench {
         );
         report.row("herald: `bulk_advertise` full sync", &herald, Some(&floor));
         report.row(
+            "floor of the adapter's layout: raw `MULTI` + 10 × `HSET` (1,000 fields) + `PEXPIRE` + `SET meta PX` + `EXEC`",
+            &floor_hash,
+            Some(&floor),
+        );
+        report.row(
             "floor + `serde_json` encoding of the 10,000 `Advertisement`s",
             &floor_encode,
             Some(&floor),
@@ -334,11 +366,11 @@ impl Bench {
         Ok(())
     }
 
-    /// Reads node A's ads back from Redis: the exact keys and bytes the adapter wrote.
+    /// Reads node A's ads back from Redis: the exact bytes the adapter wrote.
     async fn read_back(&mut self) -> Result<()> {
         let mut pipe = redis::pipe();
-        for chunk in self.keys.chunks(MGET_CHUNK) {
-            pipe.cmd("MGET").arg(chunk);
+        for chunk in self.fields.chunks(MGET_CHUNK) {
+            pipe.cmd("HMGET").arg(&self.pool_hash).arg(chunk);
         }
         let chunks: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut self.raw).await?;
         self.values = chunks
@@ -371,9 +403,8 @@ impl Bench {
             .context("the pool's meta record is missing")
     }
 
-    /// The floor of a full sync: the adapter's pipeline, by hand, over a `ConnectionManager`.
-    /// The meta record it writes is the pool's current one, read first (untimed), so that the
-    /// pool's next write finds its own last write there.
+    /// The naive floor of a full sync (one key per ad, the adapter's pipeline before issue 11
+    /// item 6), by hand, over a `ConnectionManager`, with the pool's current meta record.
     async fn floor_write(&mut self, encode: bool) -> Result<Duration> {
         // The pool's default expiry, as the adapter sends it.
         let expiry_ms = PoolConfig::default().store_expiry().as_millis() as u64;
@@ -392,7 +423,7 @@ impl Bench {
             }
         }
         pipe.cmd("SET")
-            .arg(&self.meta_key)
+            .arg(&self.floor_meta_key)
             .arg(&self.meta_value)
             .arg("PX")
             .arg(expiry_ms);
@@ -400,12 +431,40 @@ impl Bench {
         Ok(started.elapsed())
     }
 
-    /// Node A's ad keys and its meta key: everything a reload reads.
+    /// The floor of a full sync in the adapter's layout: one hash of the same JSON bytes, its
+    /// expiry and the meta record, in one `MULTI`/`EXEC`.
+    async fn floor_hset(&mut self) -> Result<Duration> {
+        let expiry_ms = PoolConfig::default().store_expiry().as_millis() as u64;
+        self.meta_value = self.current_meta().await?;
+        let started = Instant::now();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (fields, values) in self
+            .fields
+            .chunks(HSET_CHUNK)
+            .zip(self.values.chunks(HSET_CHUNK))
+        {
+            let hset = pipe.cmd("HSET").arg(&self.floor_hash);
+            for (field, value) in fields.iter().zip(values) {
+                hset.arg(field).arg(value);
+            }
+        }
+        pipe.cmd("PEXPIRE").arg(&self.floor_hash).arg(expiry_ms);
+        pipe.cmd("SET")
+            .arg(&self.floor_hash_meta_key)
+            .arg(&self.meta_value)
+            .arg("PX")
+            .arg(expiry_ms);
+        pipe.query_async::<()>(&mut self.raw).await?;
+        Ok(started.elapsed())
+    }
+
+    /// The naive floor's ad keys and its meta key: everything its reload reads.
     fn all_keys(&self) -> Vec<&str> {
         self.keys
             .iter()
             .map(String::as_str)
-            .chain([self.meta_key.as_str()])
+            .chain([self.floor_meta_key.as_str()])
             .collect()
     }
 
@@ -421,9 +480,11 @@ impl Bench {
         let mut floor_mget = Samples::default();
         let mut floor_get = Samples::default();
         let mut floor_decode = Samples::default();
+        let mut floor_hgetall = Samples::default();
+        let mut floor_hgetall_decode = Samples::default();
         for iteration in 0..WARMUP_ITERATIONS + self.iterations {
             let keep = iteration >= WARMUP_ITERATIONS;
-            for case in rotated(6, iteration) {
+            for case in rotated(8, iteration) {
                 match case {
                     0 => {
                         let config = self.peer_config(NODE_A).validate()?;
@@ -474,10 +535,20 @@ impl Bench {
                         ensure!(found == ADS + 1, "GET found {found} values");
                         floor_get.push_if(keep, elapsed);
                     }
-                    _ => {
+                    5 => {
                         let (elapsed, ads) = self.floor_scan_mget(true).await?;
                         ensure!(ads == ADS, "decoded {ads} ads");
                         floor_decode.push_if(keep, elapsed);
+                    }
+                    6 => {
+                        let (elapsed, values) = self.floor_hgetall(false).await?;
+                        ensure!(values == ADS, "HGETALL found {values} fields");
+                        floor_hgetall.push_if(keep, elapsed);
+                    }
+                    _ => {
+                        let (elapsed, ads) = self.floor_hgetall(true).await?;
+                        ensure!(ads == ADS, "decoded {ads} ads");
+                        floor_hgetall_decode.push_if(keep, elapsed);
                     }
                 }
             }
@@ -506,6 +577,16 @@ impl Bench {
             Some(&floor_scan),
         );
         report.row(
+            "floor of the adapter's layout: raw `MULTI` + `GET meta` + `HGETALL` (10,000 fields) + `EXEC`",
+            &floor_hgetall,
+            Some(&floor_scan),
+        );
+        report.row(
+            "… + `serde_json` decoding into `Advertisement`",
+            &floor_hgetall_decode,
+            Some(&floor_scan),
+        );
+        report.row(
             "floor + `serde_json` decoding into `Advertisement`",
             &floor_decode,
             Some(&floor_scan),
@@ -523,10 +604,37 @@ impl Bench {
         Ok(())
     }
 
-    /// `SCAN` node A's namespace, then `MGET` what it found; with `decode`, also decode the ads.
-    /// Returns the time and how many values (or decoded ads) it got.
+    /// The hash floor's reload: its meta record and hash in one `MULTI`/`EXEC`; with `decode`,
+    /// also decode the ads. Returns the time and how many values (or decoded ads) it got.
+    async fn floor_hgetall(&mut self, decode: bool) -> Result<(Duration, usize)> {
+        let started = Instant::now();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("GET")
+            .arg(&self.floor_hash_meta_key)
+            .cmd("HGETALL")
+            .arg(&self.floor_hash);
+        type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+        let (meta, fields): (Option<Vec<u8>>, Fields) = pipe.query_async(&mut self.raw).await?;
+        ensure!(meta.is_some(), "the hash floor's meta record is missing");
+        let count = if decode {
+            let mut ads = Vec::with_capacity(fields.len());
+            for (_, value) in &fields {
+                if let Ok(ad) = serde_json::from_slice::<Advertisement>(value) {
+                    ads.push(ad);
+                }
+            }
+            ads.len()
+        } else {
+            fields.len()
+        };
+        Ok((started.elapsed(), count))
+    }
+
+    /// `SCAN` the naive floor's namespace, then `MGET` what it found; with `decode`, also decode
+    /// the ads. Returns the time and how many values (or decoded ads) it got.
     async fn floor_scan_mget(&mut self, decode: bool) -> Result<(Duration, usize)> {
-        let pattern = format!("{PREFIX}:{{{NODE_A}}}:*");
+        let pattern = format!("{PREFIX}:{{{NODE_FLOOR_KEYS}}}:*");
         let started = Instant::now();
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut cursor: u64 = 0;

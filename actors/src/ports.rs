@@ -52,8 +52,9 @@ pub trait AdStore: Send + Sync + 'static {
     /// held one already: a batch of changes never recreates a lost record, so a store that lost
     /// its data keeps saying so until the pool has written everything again.
     ///
-    /// Stores with a clock of their own (Redis) expire every put and the meta record `expiry`
-    /// after the write; a store that would have to compare wall-clock stamps across runs (redb)
+    /// Stores with a clock of their own (Redis) expire the node's records `expiry` after its
+    /// last write (each batch renews them all; the pool rewrites everything well within
+    /// `expiry` anyway); a store that would have to compare wall-clock stamps across runs (redb)
     /// keeps records until the pool deletes them, since no stored record's life may depend on
     /// the wall clock staying monotonic across runs.
     async fn write(

@@ -95,12 +95,19 @@ impl Node {
             Some(cluster) => Some(NodeCluster::bind(&config, cluster, clock.as_ref())?),
         };
 
+        // The gossip's records live beside the ads (same Redis slot, same redb file); a host
+        // that supplies its own ad store supplies its gossip store too, or runs without one.
+        let mut gossip_store = overrides.gossip_store.clone();
         let pool = match &config.peer {
             None => None,
             Some(peer) => {
                 let store = match &overrides.ad_store {
                     Some(store) => Arc::clone(store),
-                    None => stores::open_ad_store(&peer.ad_store, &node_id).await?,
+                    None => {
+                        let opened = stores::open_peer_stores(&peer.ad_store, &node_id).await?;
+                        gossip_store = gossip_store.or(opened.gossip);
+                        opened.ads
+                    }
                 };
                 Some(tree.pool(peer.pool.clone(), store))
             }
@@ -161,7 +168,7 @@ impl Node {
                     client: cluster.client(&clock),
                     pool: pool_view.clone(),
                     published,
-                    store: overrides.gossip_store.clone(),
+                    store: gossip_store.clone(),
                     call_timeout: config.call_timeout,
                 };
                 tree.last(ChildSpec::new(slot.clone(), move || {

@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::support::process::{Role, RoleProcess, expect};
-use crate::support::redis::{RedisServer, connect as redis_connect};
+use crate::support::redis::{RedisServer, connect as redis_connect, local_ads_key};
 use crate::support::{as_strs, free_port, path_arg, temp_dir, wait_until};
 
 /// SC-002: ads loaded from the store are available within this after a peer restart.
@@ -115,7 +115,7 @@ async fn peer_restart_serves_bulk_ads(store: &str, args: &[&str]) {
 /// FR-010 (and the spec's edge case "Redis temporarily unavailable"): while Redis is killed
 /// and then restarted empty, a peer keeps accepting every advertisement (200), reports
 /// `degraded`, and once Redis is back every ad advertised before, during and after the outage
-/// is in Redis under `herald:{<node-id>}:local:<id>`.
+/// is in Redis, in the hash `herald:{<node-id>}:ads:local` under its register id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fr010_peer_keeps_accepting_while_redis_is_killed_and_restarted_empty() {
     const PER_PHASE: usize = 20;
@@ -176,14 +176,14 @@ async fn fr010_peer_keeps_accepting_while_redis_is_killed_and_restarted_empty() 
     let mut conn = redis_connect(&url).await;
     let mut missing = Vec::new();
     for outcome in &outcomes {
-        let key = format!("herald:{{fr010-peer}}:local:{}", outcome.register_id);
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(&key)
+        let exists: bool = redis::cmd("HEXISTS")
+            .arg(local_ads_key("fr010-peer"))
+            .arg(outcome.register_id.as_str())
             .query_async(&mut conn)
             .await
             .unwrap();
         if !exists {
-            missing.push(key);
+            missing.push(outcome.register_id.clone());
         }
     }
     assert!(

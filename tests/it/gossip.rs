@@ -190,6 +190,30 @@ async fn peers_see_each_others_public_registers_with_counts_and_keep_them_throug
     }
     let incarnation = gossip_status(&a).await["incarnation"].clone();
     eprintln!("after the restart: A gossips as incarnation {incarnation}; counts whole again");
+
+    // C killed and restarted on its data with no member it can reach: what it had learned
+    // comes back from its store (the gossip records beside its ads), not from a round. A
+    // long ad TTL here: restored records live one TTL unless confirmed.
+    let Node { mut process, dir } = c;
+    process.kill9();
+    drop(process);
+    let nobody = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let alone = [
+        "--gossip-interval-ms",
+        "100",
+        "--ad-ttl-secs",
+        "60",
+        "--stale-grace-ms",
+        "120000",
+        "--tombstone-ttl-ms",
+        "60000",
+    ];
+    let c = start_in(dir, Role::Peer, "gos-c", &Join::seeded(&[nobody]), &alone).await;
+    assert_eq!(
+        c.available_ids().await,
+        public,
+        "C, restarted with nobody to hear from, forgot what the gossip had told it"
+    );
 }
 
 /// Issue 9 items 2, 3, 4 and 6: every member behind a fault proxy that records what crosses

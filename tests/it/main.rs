@@ -12,6 +12,7 @@ mod cluster;
 mod config_files;
 mod divergence;
 mod gossip;
+mod gossip_stores;
 mod ground_truths;
 mod grpc;
 mod hub_requirements;

@@ -13,6 +13,7 @@
 //!
 //! Each test fails on the code before issue 7 and passes after.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use crate::acceptance::{
     Advertise, Advertiser, create_registers, health_status, register_id, sorted, wait_for_available,
 };
 use crate::support::process::{RoleProcess, TOKEN, expect};
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisServer, ad_meta_key, local_ads_key};
 use crate::support::{path_arg, temp_dir, wait_until};
 
 /// Deadline of waits that depend on a check, a retry or a periodic sync of a second or less.
@@ -36,17 +37,22 @@ const CONVERGE: Duration = Duration::from_secs(15);
 
 // ---- scenario A ----
 
-/// How many of `keys` Redis holds (`EXISTS k1 k2 …`).
-async fn held_in_redis(url: &str, keys: &[String]) -> usize {
+/// How many of the local ads `ids` of `node` Redis holds, and whether it holds its meta record.
+async fn held_in_redis(url: &str, node: &str, ids: &[String]) -> (usize, bool) {
     let client = redis::Client::open(url).unwrap();
     let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return 0;
+        return (0, false);
     };
-    let mut exists = redis::cmd("EXISTS");
-    for key in keys {
-        exists.arg(key);
-    }
-    exists.query_async(&mut conn).await.unwrap_or(0)
+    let mut pipe = redis::pipe();
+    pipe.cmd("HKEYS")
+        .arg(local_ads_key(node))
+        .cmd("EXISTS")
+        .arg(ad_meta_key(node));
+    let Ok((stored, meta)): Result<(HashSet<String>, bool), _> = pipe.query_async(&mut conn).await
+    else {
+        return (0, false);
+    };
+    (ids.iter().filter(|id| stored.contains(*id)).count(), meta)
 }
 
 async fn flushall(url: &str) {
@@ -55,18 +61,10 @@ async fn flushall(url: &str) {
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
 }
 
-fn local_keys(node: &str, ids: &[String]) -> Vec<String> {
-    ids.iter()
-        .map(|id| format!("herald:{{{node}}}:local:{id}"))
-        .collect()
-}
-
-/// Waits until Redis holds every key of `ids` again and the meta record.
+/// Waits until Redis holds every local ad of `ids` again and the meta record.
 async fn wait_until_redis_holds(url: &str, node: &str, ids: &[String], what: &str) {
-    let mut keys = local_keys(node, ids);
-    keys.push(format!("herald:{{{node}}}:meta"));
     wait_until(what, CONVERGE, || async {
-        (held_in_redis(url, &keys).await == keys.len()).then_some(())
+        (held_in_redis(url, node, ids).await == (ids.len(), true)).then_some(())
     })
     .await;
 }
@@ -399,7 +397,7 @@ async fn scenario_b_a_peer_that_stored_a_bad_snapshot_recovers_without_a_human()
     let mut conn = redis.connection().await;
     let poisoned = json!({"lastSnapshot": {"seq": u64::MAX, "readAt": i64::MAX}});
     let _: () = redis::cmd("SET")
-        .arg(format!("herald:{{{NODE}}}:meta"))
+        .arg(ad_meta_key(NODE))
         .arg(poisoned.to_string())
         .query_async(&mut conn)
         .await

@@ -176,27 +176,35 @@ async fn nodes_sharing_one_redis_see_only_their_own_ads_under_hash_tagged_keys()
 
     let mut conn = server.connection().await;
     let mut expected = vec![
-        format!("herald:{{peer-a}}:local:{}", rid(1)),
-        format!("herald:{{peer-a}}:remote:peer-c:{}", rid(2)),
-        "herald:{peer-a}:meta".to_owned(),
-        format!("herald:{{peer-ab}}:local:{}", rid(3)),
-        "herald:{peer-ab}:meta".to_owned(),
+        "herald:{peer-a}:ads:local",
+        "herald:{peer-a}:ads:remote",
+        "herald:{peer-a}:ads:meta",
+        "herald:{peer-ab}:ads:local",
+        "herald:{peer-ab}:ads:meta",
     ];
     expected.sort();
     assert_eq!(all_keys(&mut conn).await, expected);
 
     // Values are the camelCase JSON of the domain types.
-    let key = format!("herald:{{peer-a}}:remote:peer-c:{}", rid(2));
-    let value: Vec<u8> = redis::cmd("GET")
-        .arg(&key)
+    let value: Vec<u8> = redis::cmd("HGET")
+        .arg("herald:{peer-a}:ads:remote")
+        .arg(format!("peer-c:{}", rid(2)))
         .query_async(&mut conn)
         .await
         .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&value).unwrap();
     assert_eq!(json["registerId"], rid(2).as_str());
     assert_eq!(json["source"]["remote"], "peer-c");
+    let value: Vec<u8> = redis::cmd("HGET")
+        .arg("herald:{peer-a}:ads:local")
+        .arg(rid(1).as_str())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&value).unwrap();
+    assert_eq!(json["registerId"], rid(1).as_str());
     let value: Vec<u8> = redis::cmd("GET")
-        .arg("herald:{peer-ab}:meta")
+        .arg("herald:{peer-ab}:ads:meta")
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -211,21 +219,40 @@ async fn malformed_records_are_skipped_and_reported_while_the_rest_loads() {
     let good = vec![local(1, 1), remote("peer-b", 2, 1)];
     store.write(&puts(&good, 1), EXPIRY).await.unwrap();
 
-    let not_json = format!("herald:{{peer-a}}:local:{}", rid(3));
-    let other_register = format!("herald:{{peer-a}}:local:{}", rid(4));
-    let other_source = format!("herald:{{peer-a}}:remote:peer-b:{}", rid(5));
-    let unknown_shape = "herald:{peer-a}:leftover".to_owned();
-    let bad_register_id = "herald:{peer-a}:local:not-a-register".to_owned();
+    let (local_hash, remote_hash) = ("herald:{peer-a}:ads:local", "herald:{peer-a}:ads:remote");
+    let not_json = rid(3).to_string();
+    let other_register = rid(4).to_string();
+    let other_source = format!("peer-b:{}", rid(5));
+    let bad_register_id = "not-a-register";
+    let bad_peer = format!("peer:b:{}", rid(7));
     let mut conn = server.connection().await;
-    let other_register_value = serde_json::to_vec(&local(40, 1)).unwrap();
-    let other_source_value = serde_json::to_vec(&local(5, 1)).unwrap();
     let _: () = redis::pipe()
-        .set(&not_json, "{not json")
-        .set(&other_register, other_register_value)
-        .set(&other_source, other_source_value)
-        .set(&unknown_shape, "x")
-        .set(&bad_register_id, serde_json::to_vec(&local(6, 1)).unwrap())
-        .set("elsewhere:{peer-a}:local:x", "not ours, not reported")
+        .hset(local_hash, &not_json, "{not json")
+        .hset(
+            local_hash,
+            &other_register,
+            serde_json::to_vec(&local(40, 1)).unwrap(),
+        )
+        .hset(
+            remote_hash,
+            &other_source,
+            serde_json::to_vec(&local(5, 1)).unwrap(),
+        )
+        .hset(
+            local_hash,
+            bad_register_id,
+            serde_json::to_vec(&local(6, 1)).unwrap(),
+        )
+        .hset(
+            remote_hash,
+            &bad_peer,
+            serde_json::to_vec(&remote("peer-b", 7, 1)).unwrap(),
+        )
+        .set(
+            "herald:{peer-a}:leftover",
+            "not the ad store's, not reported",
+        )
+        .set("elsewhere:{peer-a}:ads:local", "not ours, not reported")
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -234,18 +261,18 @@ async fn malformed_records_are_skipped_and_reported_while_the_rest_loads() {
     assert_eq!(sorted(pool.ads.clone()), sorted(good.clone()));
     assert_eq!(pool.meta, Some(meta(1)));
     let mut expected = vec![
-        not_json,
-        other_register,
-        other_source,
-        unknown_shape,
-        bad_register_id,
+        format!("{local_hash} {not_json}"),
+        format!("{local_hash} {other_register}"),
+        format!("{remote_hash} {other_source}"),
+        format!("{local_hash} {bad_register_id}"),
+        format!("{remote_hash} {bad_peer}"),
     ];
     expected.sort();
     assert_eq!(sorted_skipped(&pool), expected);
 
     // A meta record that does not decode is reported too; the ads still load.
     let _: () = redis::cmd("SET")
-        .arg("herald:{peer-a}:meta")
+        .arg("herald:{peer-a}:ads:meta")
         .arg("[]")
         .query_async(&mut conn)
         .await
@@ -254,7 +281,8 @@ async fn malformed_records_are_skipped_and_reported_while_the_rest_loads() {
     assert_eq!(pool.meta, None);
     assert_eq!(sorted(pool.ads.clone()), sorted(good));
     assert!(
-        pool.skipped.contains(&"herald:{peer-a}:meta".to_owned()),
+        pool.skipped
+            .contains(&"herald:{peer-a}:ads:meta".to_owned()),
         "{:?}",
         pool.skipped
     );
@@ -369,8 +397,16 @@ async fn ten_thousand_puts_in_one_batch_write_and_load_back_completely() {
     assert_eq!(pool.meta, Some(meta(1)));
     assert!(pool.skipped.is_empty(), "{:?}", pool.skipped);
     let mut conn = server.connection().await;
-    let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
-    assert_eq!(keys, 10_001);
+    let keys = all_keys(&mut conn).await;
+    assert_eq!(
+        keys,
+        [
+            "herald:{peer-a}:ads:local",
+            "herald:{peer-a}:ads:meta",
+            "herald:{peer-a}:ads:remote"
+        ],
+        "one hash per kind of ad and the meta record"
+    );
 
     // And all of them go in one batch too.
     let keys: Vec<AdKey> = ads.iter().map(Advertisement::key).collect();
@@ -416,4 +452,179 @@ async fn store_whose_handshake_was_refused_works_once_the_server_accepts_it() {
         .unwrap();
     store.write(&puts(&[local(1, 1)], 1), EXPIRY).await.unwrap();
     assert_eq!(store.load().await.unwrap().ads, vec![local(1, 1)]);
+}
+
+/// A batch of everything leaves the store holding exactly the pool's ads: a record the pool no
+/// longer holds (kept by a store restored from an older copy, say) goes with it.
+#[tokio::test]
+async fn a_batch_of_everything_replaces_what_the_hashes_held() {
+    let server = RedisServer::start();
+    let store = store(&server, "peer-a");
+    let before = [local(1, 1), local(2, 1), remote("peer-b", 3, 1)];
+    store.write(&puts(&before, 1), EXPIRY).await.unwrap();
+    let now = [local(1, 2), remote("peer-b", 4, 1)];
+    store.write(&puts(&now, 2), EXPIRY).await.unwrap();
+    let pool = store.load().await.unwrap();
+    assert_eq!(sorted(pool.ads), sorted(now.to_vec()));
+    assert_eq!(pool.meta, Some(meta(2)));
+}
+
+/// The layout before this one: one key per ad and a meta record under `…:meta`, each with its
+/// own expiry, written with raw commands as that adapter wrote them.
+async fn seed_the_layout_before(
+    conn: &mut MultiplexedConnection,
+    node_id: &str,
+    ads: &[Advertisement],
+    meta: &PoolMeta,
+) {
+    let mut pipe = redis::pipe();
+    for ad in ads {
+        let key = match &ad.source {
+            AdSource::Local => format!("herald:{{{node_id}}}:local:{}", ad.register_id),
+            AdSource::Remote(peer) => {
+                format!("herald:{{{node_id}}}:remote:{peer}:{}", ad.register_id)
+            }
+        };
+        pipe.cmd("SET")
+            .arg(key)
+            .arg(serde_json::to_vec(ad).unwrap())
+            .arg("PX")
+            .arg(EXPIRY.as_millis() as u64);
+    }
+    pipe.cmd("SET")
+        .arg(format!("herald:{{{node_id}}}:meta"))
+        .arg(serde_json::to_vec(meta).unwrap())
+        .arg("PX")
+        .arg(EXPIRY.as_millis() as u64);
+    let _: () = pipe.query_async(conn).await.unwrap();
+}
+
+/// Issue 11, item 6: a store of the layout before (one key per ad) is read once, moved into the
+/// hashes with its meta record and expiry, and its keys deleted; keys of other stores sharing
+/// the namespace stay. Once moved, loads look for old keys no more (an old key that appears
+/// afterwards is not read: no `SCAN`).
+#[tokio::test]
+async fn a_store_of_the_layout_before_is_moved_into_the_hashes_once() {
+    let server = RedisServer::start();
+    let mut conn = server.connection().await;
+    let old = vec![
+        local(1, 1),
+        local(2, 3),
+        remote("peer-b", 3, 1),
+        remote("peer-c", 4, 2),
+    ];
+    seed_the_layout_before(&mut conn, "peer-a", &old, &meta(5)).await;
+    let malformed = "herald:{peer-a}:local:not-a-register";
+    let _: () = redis::pipe()
+        .set(malformed, "{}")
+        .set("herald:{peer-a}:gossip:peer-b", "another store's")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    seed_the_layout_before(&mut conn, "peer-z", &[local(9, 1)], &meta(1)).await;
+
+    let store = store(&server, "peer-a");
+    let pool = store.load().await.unwrap();
+    assert_eq!(sorted(pool.ads), sorted(old.clone()));
+    assert_eq!(
+        pool.meta,
+        Some(meta(5)),
+        "the pool continues its generation"
+    );
+    assert_eq!(pool.skipped, vec![malformed.to_owned()]);
+
+    let mut expected = vec![
+        "herald:{peer-a}:ads:local".to_owned(),
+        "herald:{peer-a}:ads:meta".to_owned(),
+        "herald:{peer-a}:ads:remote".to_owned(),
+        "herald:{peer-a}:gossip:peer-b".to_owned(),
+        "herald:{peer-z}:meta".to_owned(),
+        format!("herald:{{peer-z}}:local:{}", rid(9)),
+    ];
+    expected.sort();
+    assert_eq!(
+        all_keys(&mut conn).await,
+        expected,
+        "old keys of peer-a gone"
+    );
+    for key in ["herald:{peer-a}:ads:local", "herald:{peer-a}:ads:meta"] {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            (50_000..=60_000).contains(&pttl),
+            "{key} expires in {pttl} ms: the old keys' remaining life"
+        );
+    }
+    // The store reads the same from the hashes now, and writes go on in its generation.
+    assert_eq!(sorted(store.load().await.unwrap().ads), sorted(old.clone()));
+    let changed = local(1, 2);
+    let changes = AdBatch {
+        puts: vec![&changed],
+        deletes: Vec::new(),
+        meta: meta(6),
+        scope: BatchScope::Changes,
+    };
+    assert_eq!(store.write(&changes, EXPIRY).await.unwrap(), Some(meta(5)));
+
+    // An old key written now is not looked for: the layout is moved.
+    seed_the_layout_before(&mut conn, "peer-a", &[local(8, 1)], &meta(1)).await;
+    let pool = store.load().await.unwrap();
+    assert_eq!(pool.ads.len(), old.len());
+    assert_eq!(pool.meta, Some(meta(6)));
+}
+
+/// The migration through a running node: a peer that starts on a Redis of the layout before
+/// serves every ad from it, and the old keys are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_starting_on_the_layout_before_serves_every_ad_and_leaves_no_old_key() {
+    let server = RedisServer::start();
+    let mut conn = server.connection().await;
+    let old: Vec<Advertisement> = (0..1_000)
+        .map(|n| match n % 4 {
+            0 => remote("peer-b", n, 1),
+            _ => local(n, u64::from(n)),
+        })
+        .collect();
+    seed_the_layout_before(&mut conn, "migrating-peer", &old, &meta(3)).await;
+
+    let raw = herald::RawNodeConfig {
+        node_id: "migrating-peer".into(),
+        peer: Some(herald::RawPeerConfig {
+            redis_url: Some(server.url()),
+            ..herald::RawPeerConfig::default()
+        }),
+        ..herald::RawNodeConfig::default()
+    };
+    let node = herald::Node::start(raw.validate().unwrap()).await.unwrap();
+    let mut served: Vec<RegisterId> = node
+        .available()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.register_id)
+        .collect();
+    served.sort();
+    let mut expected: Vec<RegisterId> = old.iter().map(|a| a.register_id.clone()).collect();
+    expected.sort();
+    assert_eq!(served, expected);
+    node.shutdown().await;
+
+    let keys = all_keys(&mut conn).await;
+    assert_eq!(
+        keys,
+        [
+            "herald:{migrating-peer}:ads:local",
+            "herald:{migrating-peer}:ads:meta",
+            "herald:{migrating-peer}:ads:remote"
+        ]
+    );
+    let fields: usize = redis::cmd("HLEN")
+        .arg("herald:{migrating-peer}:ads:local")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fields, 750);
 }

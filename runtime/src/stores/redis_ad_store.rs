@@ -1,20 +1,44 @@
 //! `RedisAdStore`: the `AdStore` port on Redis, the production store that several nodes (or a
 //! Redis Cluster) may share.
 //!
-//! Layout: every key of a node carries its id as a hash tag, so one node's keys live in one
-//! cluster slot and a batch can be one `MULTI`/`EXEC`:
-//! - `{prefix}:{node_id}:local:{register_id}` (literal braces around the node id),
-//! - `{prefix}:{node_id}:remote:{peer_id}:{register_id}`,
-//! - `{prefix}:{node_id}:meta` (the pool's `PoolMeta`).
+//! Layout: three keys per node, each carrying the node id as a hash tag, so one node's keys live
+//! in one cluster slot and every request (a batch, a load, the migration) is one
+//! `MULTI`/`EXEC` in that slot:
+//! - `{prefix}:{node_id}:ads:local`, a hash: register id → the ad's JSON,
+//! - `{prefix}:{node_id}:ads:remote`, a hash: `{peer_id}:{register_id}` → the ad's JSON,
+//! - `{prefix}:{node_id}:ads:meta`, a string: the pool's `PoolMeta` JSON
 //!
-//! Values are the JSON of `Advertisement` / `PoolMeta`; every key expires (`SET … PX`), on
-//! Redis's own clock.
+//! (literal braces around the node id). A reload is that one transaction, `GET` of the meta
+//! record and `HGETALL` of both hashes: no key discovery (`SCAN`), so it costs two replies
+//! whatever else the Redis holds. Two hashes rather than one keep each `HGETALL` to half of a
+//! pool (Redis answers 10,000 fields in a few milliseconds; see BENCHMARKS.md).
 //!
-//! A batch is one `MULTI`/`EXEC`: the puts and the `DEL` (their replies ignored), then the meta
-//! record as `SET meta … PX ms GET`, whose reply is the record it replaced, read atomically with
-//! the batch. A batch of changes adds `XX`, so it never recreates a meta record that the store
-//! lost (a `FLUSHALL`, a restart without persistence): the pool compares the old record with its
-//! last write and writes everything again when they differ.
+//! A batch is one `MULTI`/`EXEC`: a batch of everything first `UNLINK`s both hashes (so the
+//! store then holds exactly the pool's ads, nothing a store restored from an old copy kept),
+//! then one `HSET` per 1,000 puts and one `HDEL` per hash for the deletes, `PEXPIRE` of both
+//! hashes, and the meta record as `SET meta … PX ms GET`, whose reply is the record it replaced,
+//! read atomically with the batch. A batch of changes adds `XX`, so it never recreates a meta
+//! record that the store lost (a `FLUSHALL`, a restart without persistence): the pool compares
+//! the old record with its last write and writes everything again when they differ. Replies
+//! other than the last are dropped unparsed.
+//!
+//! Expiry, on Redis's own clock: every batch renews both hashes and the meta record to `expiry`,
+//! so the pool's records expire together, `expiry` after its last write (a hash field has no
+//! expiry of its own before Redis 7.4). Liveness is the pool's, from `refreshed_at`; the expiry
+//! only clears the records of a node that stopped.
+//!
+//! Migration from the layout before (one key per ad, `{prefix}:{node_id}:local:{register_id}`,
+//! `…:remote:{peer_id}:{register_id}`, meta in `…:meta`): a load that finds no meta record
+//! under `ads:meta` (a store of the old layout, a new one, or one that lost its data) looks for
+//! old keys with one `SCAN` of the node's namespace, on the one server that holds its slot. When
+//! it finds some, it reads them (`MGET`, and `PTTL` for their remaining life), and one
+//! transaction writes their ads into the hashes (an ad already in a hash wins), their meta
+//! record under `ads:meta` (unless one appeared), gives both the longest remaining life of the
+//! records moved (none when no old record had an expiry: the pool's next batch sets it), and
+//! deletes every old key, malformed ones included (reported in `skipped`). The
+//! load returns what it read, as if the new layout had held it, so the pool continues the old
+//! meta record's generation. A migration cut short changes nothing and runs again at the next
+//! load.
 //!
 //! Connection (`RedisConnection`, shared with `RedisBlueprintStore`): `new` only parses the URL,
 //! so a node starts while Redis is down. The first call builds a `ConnectionManager` that
@@ -26,9 +50,9 @@
 //! everything again, which is wasteful but never wrong.)
 //!
 //! Deliberately not done here: backoff and re-persisting after an outage (the pool actor does
-//! that), deciding freshness (the pool decides from `refreshed_at`), the Redis Cluster client
-//! (the layout is cluster-safe, but this adapter speaks to one server), and TLS (the `redis`
-//! crate is built without it: a `rediss://` URL is refused by `new`).
+//! that), deciding freshness (the pool decides from `refreshed_at`), and `HSCAN` instead of
+//! `HGETALL` for pools so large that one reply would hold Redis up too long (100,000 ads: tens
+//! of milliseconds, once per start).
 
 use std::fmt;
 use std::io::Write as _;
@@ -54,6 +78,10 @@ pub struct RedisAdStore {
     connection: RedisConnection,
     /// `{prefix}:{node_id}:` with literal braces: the start of every key of this node.
     namespace: String,
+    /// `{namespace}ads:local`, `{namespace}ads:remote`, `{namespace}ads:meta`.
+    local_key: String,
+    remote_key: String,
+    meta_key: String,
     /// `describe()`'s answer, without credentials.
     description: String,
 }
@@ -74,9 +102,13 @@ impl RedisAdStore {
         check_prefix(prefix)?;
         let connection = RedisConnection::open_with_tls(url, tls)?;
         let description = format!("{} (node {node_id})", connection.describe());
+        let namespace = format!("{prefix}:{{{node_id}}}:");
         Ok(Self {
             connection,
-            namespace: format!("{prefix}:{{{node_id}}}:"),
+            local_key: format!("{namespace}ads:local"),
+            remote_key: format!("{namespace}ads:remote"),
+            meta_key: format!("{namespace}ads:meta"),
+            namespace,
             description,
         })
     }
@@ -85,69 +117,47 @@ impl RedisAdStore {
 #[async_trait]
 impl AdStore for RedisAdStore {
     async fn load(&self) -> Result<StoredPool, StoreError> {
+        let mut pipe = Pipeline::with_capacity(3);
+        pipe.atomic()
+            .cmd("GET")
+            .arg(&self.meta_key)
+            .cmd("HGETALL")
+            .arg(&self.local_key)
+            .cmd("HGETALL")
+            .arg(&self.remote_key);
+        let (meta, local, remote): (Option<Vec<u8>>, Value, Value) =
+            self.query(Request::Pipeline(&pipe)).await?;
+        let local = hash_fields(local)?;
+        let remote = hash_fields(remote)?;
+
         let mut pool = StoredPool::default();
-        let mut wanted: Vec<(Vec<u8>, StoredKey)> = Vec::new();
-        for raw in self.scan_namespace().await? {
-            match self.parse_key(&raw) {
-                Some(key) => wanted.push((raw, key)),
-                None => pool
-                    .skipped
-                    .push(String::from_utf8_lossy(&raw).into_owned()),
-            }
-        }
-        if wanted.is_empty() {
-            return Ok(pool);
-        }
-
-        let mut pipe = Pipeline::with_capacity(wanted.len().div_ceil(MGET_CHUNK));
-        for chunk in wanted.chunks(MGET_CHUNK) {
-            let key_bytes: usize = chunk.iter().map(|(raw, _)| raw.len()).sum();
-            let mut mget = Cmd::with_capacity(chunk.len() + 1, "MGET".len() + key_bytes);
-            mget.arg("MGET");
-            for (raw, _) in chunk {
-                mget.arg(raw.as_slice());
-            }
-            pipe.add_command(mget);
-        }
-        let values: Vec<Vec<Option<Vec<u8>>>> = self.query(Request::Pipeline(&pipe)).await?;
-        if values.len() != pipe.len() {
-            return Err(StoreError::Corrupt {
-                what: format!("{} MGET replies for {} requests", values.len(), pipe.len()),
-            });
-        }
-
-        pool.ads.reserve(wanted.len());
-        for (chunk, chunk_values) in wanted.chunks(MGET_CHUNK).zip(values) {
-            if chunk_values.len() != chunk.len() {
-                return Err(StoreError::Corrupt {
-                    what: format!(
-                        "MGET returned {} values for {} keys",
-                        chunk_values.len(),
-                        chunk.len()
-                    ),
-                });
-            }
-            for ((raw, key), value) in chunk.iter().zip(chunk_values) {
-                // Expired (or not a string) between SCAN and MGET: nothing to load.
-                let Some(value) = value else {
-                    continue;
-                };
-                match key {
-                    StoredKey::Meta => match decode::<PoolMeta>(&value) {
-                        Some(meta) => pool.meta = Some(meta),
-                        None => pool.skipped.push(String::from_utf8_lossy(raw).into_owned()),
-                    },
-                    StoredKey::Ad(key) => match decode::<Advertisement>(&value) {
-                        // A record under another ad's key is as wrong as one that does not decode.
-                        Some(ad)
-                            if ad.source == key.source && ad.register_id == key.register_id =>
-                        {
-                            pool.ads.push(ad);
-                        }
-                        _ => pool.skipped.push(String::from_utf8_lossy(raw).into_owned()),
-                    },
+        pool.ads.reserve(local.len() + remote.len());
+        let hashes: [(&str, &[FieldValue], fn(&[u8]) -> Option<AdKey>); 2] = [
+            (&self.local_key, &local, parse_local_field),
+            (&self.remote_key, &remote, parse_remote_field),
+        ];
+        for (hash, fields, parse_field) in hashes {
+            for (field, value) in fields {
+                match (parse_field(field), decode::<Advertisement>(value)) {
+                    // A record under another ad's field is as wrong as one that does not decode.
+                    (Some(key), Some(ad))
+                        if ad.source == key.source && ad.register_id == key.register_id =>
+                    {
+                        pool.ads.push(ad);
+                    }
+                    _ => pool
+                        .skipped
+                        .push(format!("{hash} {}", String::from_utf8_lossy(field))),
                 }
             }
+        }
+        match meta {
+            Some(value) => match decode::<PoolMeta>(&value) {
+                Some(meta) => pool.meta = Some(meta),
+                None => pool.skipped.push(self.meta_key.clone()),
+            },
+            // No mark of the pool under this layout: the store may hold the layout before.
+            None => self.migrate(&mut pool, &local, &remote).await?,
         }
         Ok(pool)
     }
@@ -158,33 +168,63 @@ impl AdStore for RedisAdStore {
         expiry: Duration,
     ) -> Result<Option<PoolMeta>, StoreError> {
         let expiry_ms = expiry_millis(expiry);
-        let has_deletes = !batch.deletes.is_empty();
-        let mut pipe = Pipeline::with_capacity(batch.puts.len() + usize::from(has_deletes) + 1);
+        let (local, remote): (Vec<&Advertisement>, Vec<&Advertisement>) = batch
+            .puts
+            .iter()
+            .partition(|ad| ad.source == AdSource::Local);
+        let mut pipe = Pipeline::with_capacity(
+            local.len().div_ceil(HSET_CHUNK) + remote.len().div_ceil(HSET_CHUNK) + 6,
+        );
         pipe.atomic();
-        for ad in &batch.puts {
-            let mut set = Cmd::with_capacity(5, self.set_capacity(ad));
-            set.arg("SET")
-                .arg(self.ad_key(&ad.source, &ad.register_id))
-                .arg(Json(ad))
-                .arg("PX")
-                .arg(expiry_ms);
-            pipe.add_command(set);
+        if batch.scope == BatchScope::Everything {
+            // The store holds exactly what the pool holds after a batch of everything.
+            pipe.cmd("UNLINK")
+                .arg(&self.local_key)
+                .arg(&self.remote_key);
         }
-        if has_deletes {
-            // One DEL for all: the keys share a slot, and it is one reply instead of many.
-            let mut del = Cmd::with_capacity(batch.deletes.len() + 1, batch.deletes.len() * 128);
-            del.arg("DEL");
-            for key in &batch.deletes {
-                del.arg(self.ad_key(&key.source, &key.register_id));
+        for (hash, ads) in [(&self.local_key, &local), (&self.remote_key, &remote)] {
+            for chunk in ads.chunks(HSET_CHUNK) {
+                let bytes: usize = chunk.iter().map(|ad| hset_capacity(ad)).sum();
+                let mut hset = Cmd::with_capacity(2 + 2 * chunk.len(), hash.len() + bytes);
+                hset.arg("HSET").arg(hash);
+                for ad in chunk {
+                    hset.arg(Field {
+                        source: &ad.source,
+                        register_id: &ad.register_id,
+                    })
+                    .arg(Json(*ad));
+                }
+                pipe.add_command(hset);
             }
-            pipe.add_command(del);
         }
-        let mut set_meta = Cmd::with_capacity(7, self.namespace.len() + 192);
+        let (local_deletes, remote_deletes): (Vec<&AdKey>, Vec<&AdKey>) = batch
+            .deletes
+            .iter()
+            .partition(|key| key.source == AdSource::Local);
+        for (hash, keys) in [
+            (&self.local_key, &local_deletes),
+            (&self.remote_key, &remote_deletes),
+        ] {
+            if keys.is_empty() {
+                continue;
+            }
+            let mut hdel = Cmd::with_capacity(2 + keys.len(), hash.len() + keys.len() * 100);
+            hdel.arg("HDEL").arg(hash);
+            for key in keys {
+                hdel.arg(Field {
+                    source: &key.source,
+                    register_id: &key.register_id,
+                });
+            }
+            pipe.add_command(hdel);
+        }
+        for hash in [&self.local_key, &self.remote_key] {
+            pipe.cmd("PEXPIRE").arg(hash).arg(expiry_ms);
+        }
+        let mut set_meta = Cmd::with_capacity(7, self.meta_key.len() + 192);
         set_meta
             .arg("SET")
-            .arg(KeyName::Meta {
-                namespace: &self.namespace,
-            })
+            .arg(&self.meta_key)
             .arg(Json(&batch.meta))
             .arg("PX")
             .arg(expiry_ms);
@@ -202,9 +242,7 @@ impl AdStore for RedisAdStore {
 
     async fn read_meta(&self) -> Result<Option<PoolMeta>, StoreError> {
         let mut get = Cmd::new();
-        get.arg("GET").arg(KeyName::Meta {
-            namespace: &self.namespace,
-        });
+        get.arg("GET").arg(&self.meta_key);
         let value: Option<Vec<u8>> = self.query(Request::Cmd(&get)).await?;
         Ok(value.and_then(|value| decode::<PoolMeta>(&value)))
     }
@@ -214,18 +252,22 @@ impl AdStore for RedisAdStore {
     }
 }
 
-/// Keys asked for by one `SCAN` step: large, so a load is few round trips.
+/// Fields per `HSET` (one command holds about 300 KiB of JSON).
+const HSET_CHUNK: usize = 1_000;
+/// Keys asked for by one `SCAN` step of the migration: large, so it is few round trips.
 const SCAN_COUNT: u64 = 10_000;
-/// Keys per `MGET`; the chunks of one load go out as one pipeline.
+/// Keys per `MGET` of the migration; the chunks go out as one pipeline.
 const MGET_CHUNK: usize = 1_000;
 /// Redis refuses a `PX` that overflows when added to its clock; no pool needs more.
 const MAX_EXPIRY_MS: u64 = (i64::MAX / 4) as u64;
 
-/// What a key of this node's namespace stands for.
+/// What a key of the layout before stood for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum StoredKey {
+enum LegacyKey {
     Ad(AdKey),
     Meta,
+    /// Under `local:` or `remote:` but of no known shape: deleted with the rest, reported.
+    Malformed,
 }
 
 impl RedisAdStore {
@@ -236,8 +278,158 @@ impl RedisAdStore {
         self.connection.query(request).await.map_err(store_error)
     }
 
-    /// Every key of this node, each once (SCAN may repeat keys), sorted.
-    async fn scan_namespace(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+    /// Moves the records of the layout before into this one (see the module's header), adding
+    /// what it read to `pool`. `local` and `remote` are the fields the hashes hold already.
+    async fn migrate(
+        &self,
+        pool: &mut StoredPool,
+        local: &[FieldValue],
+        remote: &[FieldValue],
+    ) -> Result<(), StoreError> {
+        let legacy = self.scan_legacy().await?;
+        if legacy.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = Pipeline::with_capacity(legacy.len().div_ceil(MGET_CHUNK) + legacy.len());
+        for chunk in legacy.chunks(MGET_CHUNK) {
+            let mut mget = Cmd::with_capacity(chunk.len() + 1, chunk.len() * 100);
+            mget.arg("MGET");
+            for (raw, _) in chunk {
+                mget.arg(raw.as_slice());
+            }
+            pipe.add_command(mget);
+        }
+        for (raw, _) in &legacy {
+            pipe.cmd("PTTL").arg(raw.as_slice());
+        }
+        let replies: Vec<Value> = self.query(Request::Pipeline(&pipe)).await?;
+        let chunks = legacy.len().div_ceil(MGET_CHUNK);
+        if replies.len() != chunks + legacy.len() {
+            return Err(StoreError::Corrupt {
+                what: format!(
+                    "{} replies to the migration's {} requests",
+                    replies.len(),
+                    chunks + legacy.len()
+                ),
+            });
+        }
+        let mut replies = replies.into_iter();
+        let mut values: Vec<Option<Vec<u8>>> = Vec::with_capacity(legacy.len());
+        for reply in replies.by_ref().take(chunks) {
+            values.extend(
+                redis::from_redis_value::<Vec<Option<Vec<u8>>>>(reply).map_err(|err| {
+                    StoreError::Corrupt {
+                        what: format!("an MGET reply of the migration: {err}"),
+                    }
+                })?,
+            );
+        }
+        if values.len() != legacy.len() {
+            return Err(StoreError::Corrupt {
+                what: format!(
+                    "MGET returned {} values for {} keys",
+                    values.len(),
+                    legacy.len()
+                ),
+            });
+        }
+        // Remaining life of each old key (-1: none, -2: gone since the SCAN).
+        let lives: Vec<i64> = replies
+            .map(|reply| redis::from_redis_value::<i64>(reply).unwrap_or(-2))
+            .collect();
+
+        let held_local: std::collections::HashSet<&[u8]> =
+            local.iter().map(|(field, _)| field.as_slice()).collect();
+        let held_remote: std::collections::HashSet<&[u8]> =
+            remote.iter().map(|(field, _)| field.as_slice()).collect();
+        let mut moved_local: Vec<(String, &[u8])> = Vec::new();
+        let mut moved_remote: Vec<(String, &[u8])> = Vec::new();
+        let mut meta_value: Option<&[u8]> = None;
+        // The longest remaining life of a record moved; keys without expiry tell nothing.
+        let mut life_ms: i64 = 0;
+        for (((raw, kind), value), life) in legacy.iter().zip(&values).zip(lives) {
+            // Expired between SCAN and MGET: nothing to move (its key goes anyway).
+            let Some(value) = value else {
+                continue;
+            };
+            let name = || String::from_utf8_lossy(raw).into_owned();
+            match kind {
+                LegacyKey::Meta => match decode::<PoolMeta>(value) {
+                    Some(meta) => {
+                        pool.meta = Some(meta);
+                        meta_value = Some(value);
+                        life_ms = life_ms.max(life);
+                    }
+                    None => pool.skipped.push(name()),
+                },
+                LegacyKey::Ad(key) => match decode::<Advertisement>(value) {
+                    Some(ad) if ad.source == key.source && ad.register_id == key.register_id => {
+                        let field = Field {
+                            source: &key.source,
+                            register_id: &key.register_id,
+                        }
+                        .to_string();
+                        let (held, moved) = match key.source {
+                            AdSource::Local => (&held_local, &mut moved_local),
+                            AdSource::Remote(_) => (&held_remote, &mut moved_remote),
+                        };
+                        if !held.contains(field.as_bytes()) {
+                            moved.push((field, value));
+                            pool.ads.push(ad);
+                            life_ms = life_ms.max(life);
+                        }
+                    }
+                    _ => pool.skipped.push(name()),
+                },
+                LegacyKey::Malformed => pool.skipped.push(name()),
+            }
+        }
+
+        let mut pipe = Pipeline::new();
+        pipe.atomic();
+        for (hash, moved) in [
+            (&self.local_key, &moved_local),
+            (&self.remote_key, &moved_remote),
+        ] {
+            for chunk in moved.chunks(HSET_CHUNK) {
+                let hset = pipe.cmd("HSET").arg(hash);
+                for (field, value) in chunk {
+                    hset.arg(field).arg(*value);
+                }
+            }
+        }
+        let life_ms = (life_ms > 0).then(|| life_ms.unsigned_abs().min(MAX_EXPIRY_MS));
+        if let Some(value) = meta_value {
+            let set = pipe.cmd("SET").arg(&self.meta_key).arg(value);
+            if let Some(life_ms) = life_ms {
+                set.arg("PX").arg(life_ms);
+            }
+            set.arg("NX");
+        }
+        if let Some(life_ms) = life_ms {
+            for hash in [&self.local_key, &self.remote_key] {
+                pipe.cmd("PEXPIRE").arg(hash).arg(life_ms);
+            }
+        }
+        for chunk in legacy.chunks(MGET_CHUNK) {
+            let unlink = pipe.cmd("UNLINK");
+            for (raw, _) in chunk {
+                unlink.arg(raw.as_slice());
+            }
+        }
+        self.query::<Value>(Request::Pipeline(&pipe)).await?;
+        tracing::info!(
+            store = %self.description,
+            keys = legacy.len(),
+            ads = moved_local.len() + moved_remote.len(),
+            "advertisements moved from one key per ad into the node's hashes"
+        );
+        Ok(())
+    }
+
+    /// Every key of the layout before, each once (SCAN may repeat keys), with what it stands
+    /// for. Keys of this layout and of other stores sharing the namespace are left out.
+    async fn scan_legacy(&self) -> Result<Vec<(Vec<u8>, LegacyKey)>, StoreError> {
         let pattern = format!("{}*", self.namespace);
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut cursor: u64 = 0;
@@ -258,82 +450,96 @@ impl RedisAdStore {
         }
         keys.sort_unstable();
         keys.dedup();
-        Ok(keys)
+        Ok(keys
+            .into_iter()
+            .filter_map(|raw| {
+                let kind = self.parse_legacy_key(&raw)?;
+                Some((raw, kind))
+            })
+            .collect())
     }
 
-    fn ad_key<'a>(&'a self, source: &'a AdSource, register_id: &'a RegisterId) -> KeyName<'a> {
-        KeyName::Ad {
-            namespace: &self.namespace,
-            source,
-            register_id,
+    /// What a key of the layout before stands for; `None` for a key that is not of it.
+    fn parse_legacy_key(&self, raw: &[u8]) -> Option<LegacyKey> {
+        let rest = raw.strip_prefix(self.namespace.as_bytes())?;
+        if rest == b"meta" {
+            return Some(LegacyKey::Meta);
         }
-    }
-
-    /// What a key of the namespace stands for; `None` for a key of no known shape.
-    fn parse_key(&self, raw: &[u8]) -> Option<StoredKey> {
-        let rest = std::str::from_utf8(raw.strip_prefix(self.namespace.as_bytes())?).ok()?;
-        if rest == "meta" {
-            return Some(StoredKey::Meta);
+        if let Some(register_id) = rest.strip_prefix(b"local:") {
+            return Some(
+                parse_local_field(register_id).map_or(LegacyKey::Malformed, LegacyKey::Ad),
+            );
         }
-        if let Some(register_id) = rest.strip_prefix("local:") {
-            return Some(StoredKey::Ad(AdKey::local(
-                RegisterId::parse(register_id).ok()?,
-            )));
-        }
-        let (peer, register_id) = rest.strip_prefix("remote:")?.split_once(':')?;
-        let peer = NodeId::parse(peer).ok()?;
-        Some(StoredKey::Ad(AdKey::remote(
-            peer,
-            RegisterId::parse(register_id).ok()?,
-        )))
-    }
-
-    /// Bytes of one `SET key value PX ms` command, so its buffer is allocated once.
-    fn set_capacity(&self, ad: &Advertisement) -> usize {
-        const FIXED_JSON: usize = 256; // field names, enums, numbers, two ids
-        let peer = match &ad.source {
-            AdSource::Local => 0,
-            AdSource::Remote(peer) => peer.as_str().len(),
-        };
-        let text = ad.name.as_ref().map_or(0, String::len)
-            + ad.description.as_ref().map_or(0, String::len);
-        let key = self.namespace.len() + "remote::".len() + peer + RegisterId::LEN;
-        "SETPX".len() + 20 + key + FIXED_JSON + 2 * peer + text
+        let field = rest.strip_prefix(b"remote:")?;
+        Some(parse_remote_field(field).map_or(LegacyKey::Malformed, LegacyKey::Ad))
     }
 }
 
-/// The name of a key, written straight into a command's buffer (no `String` per key).
+/// The ad of a field of the local hash (a register id); `None` for a field of no known shape.
+fn parse_local_field(field: &[u8]) -> Option<AdKey> {
+    let register_id = std::str::from_utf8(field).ok()?;
+    Some(AdKey::local(RegisterId::parse(register_id).ok()?))
+}
+
+/// The ad of a field of the remote hash (`{peer}:{register_id}`).
+fn parse_remote_field(field: &[u8]) -> Option<AdKey> {
+    let (peer, register_id) = std::str::from_utf8(field).ok()?.split_once(':')?;
+    Some(AdKey::remote(
+        NodeId::parse(peer).ok()?,
+        RegisterId::parse(register_id).ok()?,
+    ))
+}
+
+/// One field of a hash and its value, as `HGETALL` answers them.
+type FieldValue = (Vec<u8>, Vec<u8>);
+
+/// The field and value pairs of an `HGETALL` reply (a flat array on RESP2, a map on RESP3).
+fn hash_fields(reply: Value) -> Result<Vec<FieldValue>, StoreError> {
+    let wrong = |what: &dyn fmt::Debug| StoreError::Corrupt {
+        what: format!("unexpected HGETALL reply from redis: {what:?}"),
+    };
+    let pairs: Vec<(Value, Value)> = match reply {
+        Value::Array(items) => {
+            if items.len() % 2 != 0 {
+                return Err(wrong(&format!("{} items", items.len())));
+            }
+            let mut items = items.into_iter();
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                pairs.push((field, value));
+            }
+            pairs
+        }
+        Value::Map(pairs) => pairs,
+        other => return Err(wrong(&other)),
+    };
+    pairs
+        .into_iter()
+        .map(|pair| match pair {
+            (Value::BulkString(field), Value::BulkString(value)) => Ok((field, value)),
+            other => Err(wrong(&other)),
+        })
+        .collect()
+}
+
+/// The field of an ad in its hash, written straight into a command's buffer (no `String` per
+/// field): the register id in the local hash, `{peer}:{register_id}` in the remote one.
 #[derive(Clone, Copy)]
-enum KeyName<'a> {
-    Ad {
-        namespace: &'a str,
-        source: &'a AdSource,
-        register_id: &'a RegisterId,
-    },
-    Meta {
-        namespace: &'a str,
-    },
+struct Field<'a> {
+    source: &'a AdSource,
+    register_id: &'a RegisterId,
 }
 
-impl fmt::Display for KeyName<'_> {
+impl fmt::Display for Field<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyName::Ad {
-                namespace,
-                source: AdSource::Local,
-                register_id,
-            } => write!(f, "{namespace}local:{register_id}"),
-            KeyName::Ad {
-                namespace,
-                source: AdSource::Remote(peer),
-                register_id,
-            } => write!(f, "{namespace}remote:{peer}:{register_id}"),
-            KeyName::Meta { namespace } => write!(f, "{namespace}meta"),
+        match self.source {
+            AdSource::Local => write!(f, "{}", self.register_id),
+            AdSource::Remote(peer) => write!(f, "{peer}:{}", self.register_id),
         }
     }
 }
 
-impl ToRedisArgs for KeyName<'_> {
+impl ToRedisArgs for Field<'_> {
     fn write_redis_args<W>(&self, out: &mut W)
     where
         W: ?Sized + RedisWrite,
@@ -343,8 +549,20 @@ impl ToRedisArgs for KeyName<'_> {
     }
 }
 
+/// Bytes one ad adds to an `HSET`, so the command's buffer is allocated once.
+fn hset_capacity(ad: &Advertisement) -> usize {
+    const FIXED_JSON: usize = 256; // field names, enums, numbers, two ids
+    let peer = match &ad.source {
+        AdSource::Local => 0,
+        AdSource::Remote(peer) => peer.as_str().len(),
+    };
+    let text =
+        ad.name.as_ref().map_or(0, String::len) + ad.description.as_ref().map_or(0, String::len);
+    1 + peer + RegisterId::LEN + FIXED_JSON + 2 * peer + text
+}
+
 /// The reply of the last command of a `MULTI`/`EXEC` (the meta `SET … GET`): the other replies
-/// are dropped as they are, without marking 10,000 commands `ignore()`d (a hash set entry each).
+/// are dropped as they are, without marking every command `ignore()`d.
 struct LastReply(Option<Vec<u8>>);
 
 impl FromRedisValue for LastReply {
@@ -412,51 +630,116 @@ mod tests {
     #[test]
     fn keys_carry_the_node_as_hash_tag() {
         let store = store("redis://127.0.0.1:6379");
+        assert_eq!(store.local_key, "herald:{peer-a}:ads:local");
+        assert_eq!(store.remote_key, "herald:{peer-a}:ads:remote");
+        assert_eq!(store.meta_key, "herald:{peer-a}:ads:meta");
         let peer = AdSource::Remote(NodeId::parse("peer-b").unwrap());
         assert_eq!(
-            store.ad_key(&AdSource::Local, &rid(1)).to_string(),
-            format!("herald:{{peer-a}}:local:{}", rid(1))
-        );
-        assert_eq!(
-            store.ad_key(&peer, &rid(2)).to_string(),
-            format!("herald:{{peer-a}}:remote:peer-b:{}", rid(2))
-        );
-        assert_eq!(
-            KeyName::Meta {
-                namespace: &store.namespace
+            Field {
+                source: &AdSource::Local,
+                register_id: &rid(1)
             }
             .to_string(),
-            "herald:{peer-a}:meta"
+            rid(1).to_string()
+        );
+        assert_eq!(
+            Field {
+                source: &peer,
+                register_id: &rid(2)
+            }
+            .to_string(),
+            format!("peer-b:{}", rid(2))
         );
     }
 
     #[test]
-    fn key_names_parse_back_and_strangers_do_not() {
-        let store = store("redis://127.0.0.1:6379");
-        let local = AdKey::local(rid(3));
+    fn fields_parse_back_and_strangers_do_not() {
         let remote = AdKey::remote(NodeId::parse("peer_c-9").unwrap(), rid(4));
-        for key in [&local, &remote] {
-            let name = store.ad_key(&key.source, &key.register_id).to_string();
-            assert_eq!(
-                store.parse_key(name.as_bytes()),
-                Some(StoredKey::Ad(key.clone()))
-            );
+        let field = Field {
+            source: &remote.source,
+            register_id: &remote.register_id,
         }
+        .to_string();
+        assert_eq!(parse_remote_field(field.as_bytes()), Some(remote));
         assert_eq!(
-            store.parse_key(b"herald:{peer-a}:meta"),
-            Some(StoredKey::Meta)
+            parse_local_field(rid(3).to_string().as_bytes()),
+            Some(AdKey::local(rid(3)))
         );
         for stranger in [
+            "nothex",
+            "",
+            "peer-b",
+            "bad:peer:0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(parse_local_field(stranger.as_bytes()), None, "{stranger}");
+            assert_eq!(parse_remote_field(stranger.as_bytes()), None, "{stranger}");
+        }
+        assert_eq!(parse_local_field(b"\xff"), None);
+    }
+
+    #[test]
+    fn keys_of_the_layout_before_are_recognized_and_others_left_alone() {
+        let store = store("redis://127.0.0.1:6379");
+        assert_eq!(
+            store.parse_legacy_key(format!("herald:{{peer-a}}:local:{}", rid(1)).as_bytes()),
+            Some(LegacyKey::Ad(AdKey::local(rid(1))))
+        );
+        assert_eq!(
+            store
+                .parse_legacy_key(format!("herald:{{peer-a}}:remote:peer-b:{}", rid(2)).as_bytes()),
+            Some(LegacyKey::Ad(AdKey::remote(
+                NodeId::parse("peer-b").unwrap(),
+                rid(2)
+            )))
+        );
+        assert_eq!(
+            store.parse_legacy_key(b"herald:{peer-a}:meta"),
+            Some(LegacyKey::Meta)
+        );
+        for malformed in [
             "herald:{peer-a}:local:nothex",
             "herald:{peer-a}:remote:peer-b",
-            "herald:{peer-a}:remote:bad:peer:0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(
+                store.parse_legacy_key(malformed.as_bytes()),
+                Some(LegacyKey::Malformed),
+                "{malformed}"
+            );
+        }
+        for other in [
+            "herald:{peer-a}:ads:local",
+            "herald:{peer-a}:ads:meta",
             "herald:{peer-a}:metadata",
+            "herald:{peer-a}:gossip:peer-b",
             "herald:{peer-b}:meta",
             "other:{peer-a}:meta",
         ] {
-            assert_eq!(store.parse_key(stranger.as_bytes()), None, "{stranger}");
+            assert_eq!(store.parse_legacy_key(other.as_bytes()), None, "{other}");
         }
-        assert_eq!(store.parse_key(b"herald:{peer-a}:local:\xff"), None);
+    }
+
+    #[test]
+    fn hgetall_replies_of_both_protocols_and_strangers() {
+        let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
+        let expected = vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"2".to_vec()),
+        ];
+        let flat = Value::Array(vec![bulk("a"), bulk("1"), bulk("b"), bulk("2")]);
+        assert_eq!(hash_fields(flat).unwrap(), expected);
+        let map = Value::Map(vec![(bulk("a"), bulk("1")), (bulk("b"), bulk("2"))]);
+        assert_eq!(hash_fields(map).unwrap(), expected);
+        assert!(hash_fields(Value::Array(Vec::new())).unwrap().is_empty());
+        for stranger in [
+            Value::Array(vec![bulk("a")]),
+            Value::Array(vec![bulk("a"), Value::Int(1)]),
+            Value::Int(3),
+        ] {
+            assert!(matches!(
+                hash_fields(stranger),
+                Err(StoreError::Corrupt { .. })
+            ));
+        }
     }
 
     #[test]
@@ -492,8 +775,7 @@ mod tests {
     }
 
     #[test]
-    fn set_capacity_covers_the_command() {
-        let store = store("redis://127.0.0.1:6379");
+    fn hset_capacity_covers_the_field_and_value() {
         let ad = Advertisement {
             register_id: rid(5),
             source: AdSource::Remote(NodeId::parse(&"p".repeat(64)).unwrap()),
@@ -506,13 +788,13 @@ mod tests {
             refreshed_at: herald_messages::Timestamp::from_unix_millis(i64::MIN),
             changed_at: herald_messages::Timestamp::from_unix_millis(i64::MIN),
         };
-        let mut set = Cmd::new();
-        set.arg("SET")
-            .arg(store.ad_key(&ad.source, &ad.register_id))
-            .arg(Json(&ad))
-            .arg("PX")
-            .arg(u64::MAX);
-        let data: usize = set
+        let mut hset = Cmd::new();
+        hset.arg(Field {
+            source: &ad.source,
+            register_id: &ad.register_id,
+        })
+        .arg(Json(&ad));
+        let data: usize = hset
             .args_iter()
             .map(|arg| match arg {
                 redis::Arg::Simple(bytes) => bytes.len(),
@@ -520,9 +802,9 @@ mod tests {
             })
             .sum();
         assert!(
-            store.set_capacity(&ad) >= data,
+            hset_capacity(&ad) >= data,
             "{} < {data}",
-            store.set_capacity(&ad)
+            hset_capacity(&ad)
         );
     }
 }

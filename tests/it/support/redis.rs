@@ -149,6 +149,17 @@ const READY_DEADLINE: Duration = Duration::from_secs(5);
 const POLL_PAUSE: Duration = Duration::from_millis(5);
 const LOG_FILE: &str = "redis.log";
 
+/// Where `RedisAdStore` (prefix `herald`) keeps the local ads of node `node_id`: a hash,
+/// register id → the ad's JSON.
+pub fn local_ads_key(node_id: &str) -> String {
+    format!("herald:{{{node_id}}}:ads:local")
+}
+
+/// Where `RedisAdStore` (prefix `herald`) keeps the pool's meta record of node `node_id`.
+pub fn ad_meta_key(node_id: &str) -> String {
+    format!("herald:{{{node_id}}}:ads:meta")
+}
+
 /// A raw connection to the Redis at `url`, for a test's own commands beside the code under test.
 pub async fn connect(url: &str) -> MultiplexedConnection {
     redis::Client::open(url)
