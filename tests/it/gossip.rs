@@ -163,16 +163,22 @@ async fn peers_see_each_others_public_registers_with_counts_and_keep_them_throug
     process.kill9();
     drop(process);
     let killed = Instant::now();
+    assert_eq!(
+        b.available_ids().await,
+        public,
+        "B dropped A's registers at its kill"
+    );
+    let mut checks = 1;
     let restart = start_in(dir, Role::Peer, "gos-a", &a_join, &GOSSIP);
     tokio::pin!(restart);
-    let mut checks = 0;
     let a = loop {
         tokio::select! {
-            a = &mut restart => break a,
-            () = tokio::time::sleep(Duration::from_millis(50)) => {
+            biased;
+            () = tokio::time::sleep(Duration::from_millis(10)) => {
                 assert_eq!(b.available_ids().await, public, "B dropped A's registers during its restart");
                 checks += 1;
             }
+            a = &mut restart => break a,
         }
     };
     eprintln!(
