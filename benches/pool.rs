@@ -230,6 +230,7 @@ impl Bench {
                 is_public: true,
                 latest_version: version,
                 latest_docket_version: version / 2,
+                sync_state: None,
             })
             .collect();
         BulkAdvertise::full(inputs, Some(Snapshot::new(self.seq, self.clock.now())))

@@ -169,6 +169,7 @@ impl PeerBench {
                         is_public: true,
                         latest_version: version,
                         latest_docket_version: version / 2,
+                        sync_state: None,
                     }
                 })
                 .collect();

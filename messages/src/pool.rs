@@ -8,7 +8,7 @@ use ractor::RpcReplyPort;
 use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::{GossipAd, GroundTruthEpoch, NodeId, RegisterId, Timestamp, Valid};
+use crate::{GossipAd, GroundTruthEpoch, NodeId, RegisterId, SyncState, Timestamp, Valid};
 
 /// Largest bulk-advertise request accepted (items).
 pub const MAX_BULK_ITEMS: usize = 10_000;
@@ -18,7 +18,8 @@ pub const MAX_NAME_LEN: usize = 256;
 pub const MAX_DESCRIPTION_LEN: usize = 4_096;
 
 /// One advertisement as a caller offers it (the register role, an operator, a gossiping peer).
-/// `is_public = false` withdraws it. Absent name or description leave the stored ones alone.
+/// `is_public = false` withdraws it. Absent name, description or sync state leave the stored
+/// ones alone (a new ad without a sync state is `active`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdInput {
@@ -32,6 +33,10 @@ pub struct AdInput {
     pub latest_version: u64,
     #[serde(default)]
     pub latest_docket_version: u64,
+    /// How far the advertising node has replicated the register: `fullReplicaPeerCount` counts
+    /// the sources that are `fullyReplicated` or `active`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_state: Option<SyncState>,
 }
 
 impl AdInput {
@@ -44,6 +49,7 @@ impl AdInput {
             is_public: true,
             latest_version: 0,
             latest_docket_version: 0,
+            sync_state: None,
         }
     }
 

@@ -33,6 +33,8 @@ impl Register {
             is_public: self.advertise,
             latest_version: self.latest_version,
             latest_docket_version: self.latest_docket_version,
+            // The register role says what exists, not how far a peer replicated it.
+            sync_state: None,
         }
     }
 }

@@ -689,6 +689,13 @@ async fn invalid_requests_are_400_json_and_change_nothing() {
         ),
         (
             Method::POST,
+            format!("/api/registers/{}/advertise", register_id(2)),
+            json!({"isPublic": true, "syncState": "halfway"}),
+            Some("syncState"),
+            "unknown variant `halfway`",
+        ),
+        (
+            Method::POST,
             bulk.into(),
             json!({"advertisements": {"a": 1}}),
             Some("advertisements"),

@@ -24,8 +24,7 @@ use std::time::Duration;
 
 use herald_messages::{
     AdInput, AdKey, AdSource, Advertisement, AvailableRegister, BulkAdvertise, BulkOutcome,
-    GossipAd, NodeId, PoolError, PoolMeta, RegisterId, Snapshot, StoreHealth, SyncState, Timestamp,
-    Valid,
+    GossipAd, NodeId, PoolError, PoolMeta, RegisterId, Snapshot, StoreHealth, Timestamp, Valid,
 };
 
 use crate::ports::{AdBatch, BatchScope, StoredPool};
@@ -729,7 +728,7 @@ fn new_entry(input: &AdInput, source: AdSource, now: Timestamp) -> Entry {
         ad: Advertisement {
             register_id: input.register_id.clone(),
             source,
-            sync_state: SyncState::Active,
+            sync_state: input.sync_state.unwrap_or_default(),
             is_public: true,
             latest_version: input.latest_version,
             latest_docket_version: input.latest_docket_version,
@@ -755,8 +754,10 @@ fn refresh(entry: &mut Entry, input: &AdInput, now: Timestamp) -> Upsert {
     let description_changes = input.description.is_some() && input.description != ad.description;
     let latest_version = ad.latest_version.max(input.latest_version);
     let latest_docket_version = ad.latest_docket_version.max(input.latest_docket_version);
+    let sync_state_changes = input.sync_state.is_some_and(|state| state != ad.sync_state);
     let changed = name_changes
         || description_changes
+        || sync_state_changes
         || latest_version != ad.latest_version
         || latest_docket_version != ad.latest_docket_version
         || !ad.is_public;
@@ -769,6 +770,9 @@ fn refresh(entry: &mut Entry, input: &AdInput, now: Timestamp) -> Upsert {
     if description_changes {
         ad.description.clone_from(&input.description);
     }
+    if let Some(state) = input.sync_state {
+        ad.sync_state = state;
+    }
     ad.latest_version = latest_version;
     ad.latest_docket_version = latest_docket_version;
     ad.is_public = true;
@@ -778,7 +782,7 @@ fn refresh(entry: &mut Entry, input: &AdInput, now: Timestamp) -> Upsert {
 
 #[cfg(test)]
 mod tests {
-    use herald_messages::{MAX_SNAPSHOT_SEQ_RATE, SNAPSHOT_SEQ_SLACK};
+    use herald_messages::{MAX_SNAPSHOT_SEQ_RATE, SNAPSHOT_SEQ_SLACK, SyncState};
 
     use herald_messages::Validate;
 
@@ -1055,6 +1059,31 @@ mod tests {
             "a dead ad is no longer waited for"
         );
         assert_eq!(state.next_expiry(at(320)), None);
+    }
+
+    /// `fullReplicaPeerCount` counts the sources that say they hold a full replica; an
+    /// advertise without a sync state keeps the one stored.
+    #[test]
+    fn the_sync_state_of_an_advertise_decides_the_full_replica_count() {
+        let mut state = state();
+        let mut syncing = public(1, None, 0);
+        syncing.sync_state = Some(SyncState::Syncing);
+        state.bulk(&BulkAdvertise::one(syncing), at(0)).unwrap();
+        let shown = state.available(at(1));
+        assert_eq!(
+            (shown[0].peer_count, shown[0].full_replica_peer_count),
+            (1, 0)
+        );
+        let outcome = state
+            .bulk(&BulkAdvertise::one(public(1, None, 0)), at(2))
+            .unwrap();
+        assert_eq!(outcome.updated, 0, "no sync state: the stored one stays");
+        assert_eq!(state.available(at(3))[0].full_replica_peer_count, 0);
+        let mut replicated = public(1, None, 0);
+        replicated.sync_state = Some(SyncState::FullyReplicated);
+        let outcome = state.bulk(&BulkAdvertise::one(replicated), at(4)).unwrap();
+        assert_eq!(outcome.updated, 1);
+        assert_eq!(state.available(at(5))[0].full_replica_peer_count, 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use herald_messages::{AdInput, BulkAdvertise, BulkOutcome, PoolError, RegisterId};
+use herald_messages::{AdInput, BulkAdvertise, BulkOutcome, PoolError, RegisterId, SyncState};
 
 use crate::api::NodeError;
 use crate::rest::RestState;
@@ -61,6 +61,8 @@ pub struct AdvertiseBody {
     latest_version: u64,
     #[serde(default)]
     latest_docket_version: u64,
+    #[serde(default)]
+    sync_state: Option<SyncState>,
 }
 
 impl AdvertiseBody {
@@ -72,6 +74,7 @@ impl AdvertiseBody {
             is_public: self.is_public,
             latest_version: self.latest_version,
             latest_docket_version: self.latest_docket_version,
+            sync_state: self.sync_state,
         }
     }
 }

@@ -455,6 +455,7 @@ fn decode_ad_input(record: &Document) -> Result<AdInput, GroundTruthError> {
         latest_docket_version: read_optional_count(record, "latestDocketVersion")
             .map_err(|why| field("latestDocketVersion", why))?,
         register_id: id,
+        sync_state: None,
     })
 }
 
