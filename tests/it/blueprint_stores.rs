@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::support::fixtures::{entry, genesis, trusted};
 use crate::support::mongo::MongoServer;
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisCluster, RedisServer};
 
 /// An unavailable store must say so well within this (it fails in about a second at most).
 const FAIL_FAST: Duration = Duration::from_secs(5);
@@ -267,6 +267,51 @@ async fn every_blueprint_store_keeps_the_same_contract() {
     let server = MongoServer::start();
     let mongo = MongoBlueprintStore::open(&server.config()).await.unwrap();
     blueprint_contract(&mongo).await;
+}
+
+/// The same contract on a real Redis Cluster of three primaries (issue 10 item 2): the scripts
+/// (version allocation, restore) run on the primary of the `{sysreg}` slot.
+#[tokio::test]
+async fn the_redis_blueprint_store_keeps_the_contract_on_a_redis_cluster() {
+    let urls = RedisCluster::shared();
+    let store = RedisBlueprintStore::new_cluster_with_tls(&urls, "bp-contract", None).unwrap();
+    blueprint_contract(&store).await;
+}
+
+/// Hubs on a Redis Cluster: a hundred appends racing from four hubs get consecutive versions
+/// (the Lua allocation), and a hub's watch (subscribed to one node) hears the appends made
+/// through another hub's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hubs_on_a_redis_cluster_get_consecutive_versions_and_hear_each_other() {
+    let urls = RedisCluster::shared();
+    let open =
+        || Arc::new(RedisBlueprintStore::new_cluster_with_tls(&urls, "bp-race", None).unwrap());
+    let first = open();
+    first.create(&genesis(1), seed()).await.unwrap();
+    let mut watch = first
+        .watch()
+        .await
+        .unwrap()
+        .expect("a Redis store can watch");
+    let hubs: Vec<Arc<RedisBlueprintStore>> = (0..4).map(|_| open()).collect();
+    let tasks: Vec<_> = hubs
+        .iter()
+        .enumerate()
+        .map(|(hub, store)| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move {
+                for n in 0..25 {
+                    append_racing(store.as_ref(), &format!("hub-{hub}-{n}")).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let loaded = first.load().await.unwrap().unwrap();
+    assert_eq!(versions(&loaded.entries), (1..=102).collect::<Vec<u64>>());
+    watch_until(&mut watch, [102]).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Store adapters: each implements a port of `herald-actors` on one technology.
 //!
-//! - `redis_ad_store`: `AdStore` on Redis (production; shared by several nodes).
+//! - `redis_ad_store`: `AdStore` on Redis or a Redis Cluster (production; shared by several
+//!   nodes).
 //! - `redb_ad_store`: `AdStore` in a redb file (the embedded default).
 //! - `redb_ground_truth`: `GroundTruth` in a redb file (the embedded default).
 //! - `redb_blueprint_store`: `BlueprintStore` in a redb file (one hub, the embedded default).
@@ -66,6 +67,17 @@ pub async fn open_ad_store(
             };
             let pem = load_tls(tls.as_ref()).map_err(|err| error(Box::new(err)))?;
             let store = RedisAdStore::new_with_tls(url, prefix, node_id, pem.as_ref())
+                .map_err(|err| error(Box::new(err)))?;
+            Ok(Arc::new(store))
+        }
+        AdStoreConfig::RedisCluster { urls, prefix, tls } => {
+            let error = |source: Box<dyn std::error::Error + Send + Sync>| StartError::Store {
+                what: "advertisement store",
+                location: urls.join(","),
+                source,
+            };
+            let pem = load_tls(tls.as_ref()).map_err(|err| error(Box::new(err)))?;
+            let store = RedisAdStore::new_cluster_with_tls(urls, prefix, node_id, pem.as_ref())
                 .map_err(|err| error(Box::new(err)))?;
             Ok(Arc::new(store))
         }
@@ -148,6 +160,17 @@ pub async fn open_blueprint_store(
             };
             let pem = load_tls(tls.as_ref()).map_err(|err| error(Box::new(err)))?;
             let store = RedisBlueprintStore::new_with_tls(url, prefix, pem.as_ref())
+                .map_err(|err| error(Box::new(err)))?;
+            Ok(Arc::new(store))
+        }
+        BlueprintStoreConfig::RedisCluster { urls, prefix, tls } => {
+            let error = |source: Box<dyn std::error::Error + Send + Sync>| StartError::Store {
+                what: "system register store",
+                location: urls.join(","),
+                source,
+            };
+            let pem = load_tls(tls.as_ref()).map_err(|err| error(Box::new(err)))?;
+            let store = RedisBlueprintStore::new_cluster_with_tls(urls, prefix, pem.as_ref())
                 .map_err(|err| error(Box::new(err)))?;
             Ok(Arc::new(store))
         }
