@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench --bench cluster                            # 11 iterations after 3 warm-ups
 //! cargo bench --bench cluster -- --iterations 21 --sizes 2,4,8,16
-//! cargo bench --bench cluster -- --only sync             # mesh | suspicion | sync
+//! cargo bench --bench cluster -- --only gossip           # mesh | suspicion | sync | gossip
 //! cargo bench --bench cluster -- --help
 //! ```
 //!
@@ -28,6 +28,16 @@
 //!    truth's read, and the push request's wire encoding. Changed (the pool withdrew every ad
 //!    just before, untimed, so all 10,000 are added and written) and unchanged full syncs.
 //!
+//! 4. **Gossip** (issue 9): two peer processes gossiping every 100 ms (budget 64 KiB a
+//!    message); A takes 10,000 public ads (`bulk-advertise`), timed from its reply until B's
+//!    status shows all 10,000 as remote ads; bytes are what both sent meanwhile
+//!    (`herald_gossip_bytes_sent_total`). Floor: the same 10,000 ads sent once as one
+//!    ractor_cluster message (a `PoolPush` request from the node in this process to a register
+//!    process, whose gateway decodes it whole and answers at once, having no pool): time to the
+//!    reply, and the request's bytes. Then the steady state, nothing changing: bytes per round
+//!    per node over 5 s (digests only). Between iterations A withdraws everything (untimed,
+//!    until B shows none).
+//!
 //! Herald and floor runs alternate, their order rotating every iteration. Run through
 //! `cargo test --benches` (no `--bench` argument), it measures nothing and exits.
 
@@ -42,6 +52,7 @@ use tokio::time::Instant;
 use herald::parts::actors::TokioClock;
 use herald::parts::actors::ports::{Clock, GroundTruth};
 use herald::parts::messages::GroundTruthEpoch;
+use herald::parts::runtime::cluster::GatewayClient;
 use herald::parts::runtime::cluster::wire::{self, Request, RequestBody};
 use herald::parts::runtime::stores::RedbGroundTruth;
 use herald::{
@@ -87,7 +98,7 @@ usage: cargo bench --bench cluster [-- OPTIONS]
 
   --iterations N      measured iterations per measurement (default 11; 3 warm-ups come first)
   --sizes 2,4,8       cluster sizes of the mesh measurement (at least 2 each)
-  --only WHAT         one measurement: mesh, suspicion or sync
+  --only WHAT         one measurement: mesh, suspicion, sync or gossip
   --help              this text
 
 Builds the role binaries (cargo build --release --example peer/register/hub) on first use.";
@@ -97,6 +108,7 @@ enum Only {
     Mesh,
     Suspicion,
     Sync,
+    Gossip,
 }
 
 fn main() -> std::process::ExitCode {
@@ -133,7 +145,8 @@ fn measure() -> Result<()> {
                         Some("mesh") => Only::Mesh,
                         Some("suspicion") => Only::Suspicion,
                         Some("sync") => Only::Sync,
-                        other => bail!("--only {other:?}: mesh, suspicion or sync"),
+                        Some("gossip") => Only::Gossip,
+                        other => bail!("--only {other:?}: mesh, suspicion, sync or gossip"),
                     });
                 }
                 _ => return Ok(false),
@@ -169,6 +182,9 @@ async fn run(iterations: usize, sizes: &[usize], only: Option<Only>) -> Result<(
     }
     if wanted(Only::Sync) {
         full_sync(iterations, &mut report).await?;
+    }
+    if wanted(Only::Gossip) {
+        gossip(iterations, &mut report).await?;
     }
     println!(
         "\n### Results ({iterations} iterations; pings every {LIVENESS_MS} ms, suspicion after 3 misses)\n"
@@ -899,4 +915,229 @@ impl SyncBench {
             .map(|ads| ads as usize)
             .with_context(|| format!("no pool in {status}"))
     }
+}
+
+// ---- 4. gossip between two peer processes ----
+
+const GOSSIP_INTERVAL_MS: u64 = 100;
+/// Steady state: how long the bytes and rounds are counted.
+const STEADY: Duration = Duration::from_secs(5);
+
+async fn gossip(iterations: usize, report: &mut Report) -> Result<()> {
+    eprintln!("gossip of {ADS} ads between two peer processes ...");
+    let start_peer = |id: &'static str, seed: Option<SocketAddr>| async move {
+        let dir = data_dir()?;
+        let mut args = vec![
+            "--node-id".to_owned(),
+            id.to_owned(),
+            "--data-dir".to_owned(),
+            dir.path().to_str().context("a UTF-8 path")?.to_owned(),
+            "--gossip-interval-ms".to_owned(),
+            GOSSIP_INTERVAL_MS.to_string(),
+        ];
+        args.extend(cluster_args("127.0.0.1:0", seed));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = RoleProcess::try_start(Role::Peer, &args)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        anyhow::Ok(Peer { process, _dir: dir })
+    };
+    let a = start_peer("gossip-a", None).await?;
+    let seed = a.process.cluster_addr();
+    let b = start_peer("gossip-b", Some(seed)).await?;
+    // The floor's receiver: a register process (no pool: its gateway decodes a push whole and
+    // answers at once). It feeds B, which serves nothing of its own.
+    let sink_dir = data_dir()?;
+    let mut args = vec![
+        "--node-id".to_owned(),
+        "gossip-sink".to_owned(),
+        "--data-dir".to_owned(),
+        sink_dir.path().to_str().context("a UTF-8 path")?.to_owned(),
+        "--peer-node-id".to_owned(),
+        "gossip-b".to_owned(),
+    ];
+    args.extend(cluster_args("127.0.0.1:0", Some(seed)));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sink = RoleProcess::try_start(Role::Register, &args)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let sender_dir = data_dir()?;
+    let sender = Node::start(
+        RawNodeConfig {
+            node_id: "gossip-sender".into(),
+            data_dir: Some(sender_dir.path().to_owned()),
+            register: Some(RawRegisterConfig {
+                peer_node_id: Some("gossip-b".into()),
+                resync_interval_ms: Some(3_600_000),
+                ..RawRegisterConfig::default()
+            }),
+            cluster: Some(cluster_config(vec![seed.to_string()])),
+            ..RawNodeConfig::default()
+        }
+        .validate()?,
+    )
+    .await?;
+    let cluster = sender.cluster()?.clone();
+    let sink_gateway = cluster
+        .ready_gateway(&NodeId::parse("gossip-sink")?, DEADLINE)
+        .await
+        .context("the sink's gateway")?;
+    let me = cluster.view().me.clone();
+    let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(TokioClock::new());
+    let client = GatewayClient::new(me.node_id.clone(), me.incarnation, clock);
+
+    let ads: Vec<Value> = (0..ADS)
+        .map(|n| {
+            json!({
+                "registerId": format!("{:032x}", 0x6055_0000_u64 + n as u64),
+                "name": format!("register-{n:05}"),
+                "description": format!("ledger {n} of the gossip benchmark"),
+                "isPublic": true,
+                "latestVersion": 1,
+                "latestDocketVersion": 0,
+            })
+        })
+        .collect();
+    let push = BulkAdvertise {
+        advertisements: ads
+            .iter()
+            .map(|ad| serde_json::from_value::<AdInput>(ad.clone()))
+            .collect::<Result<_, _>>()?,
+        full_sync: true,
+        snapshot: None,
+    };
+    let floor_bytes = wire::encode_request(
+        &me.node_id,
+        &Request {
+            incarnation: me.incarnation,
+            sent_at_ms: 0,
+            deadline_ms: 60_000,
+            body: RequestBody::PoolPush {
+                request: push.clone(),
+            },
+        },
+    )
+    .len();
+
+    let (pa, pb) = (&a.process, &b.process);
+    let remote_ads = |node: &RoleProcess| {
+        let url = format!("{}/api/sync/status", node.base_url());
+        async move {
+            let status: Value = reqwest::get(url).await?.json().await?;
+            anyhow::Ok(status["pool"]["gossip"]["remoteAds"].as_u64().unwrap_or(0))
+        }
+    };
+    let until_b_shows = |count: u64| async move {
+        let started = Instant::now();
+        while remote_ads(pb).await? != count {
+            ensure!(
+                started.elapsed() < DEADLINE,
+                "B never showed {count} remote ads"
+            );
+            tokio::time::sleep(POLL_PAUSE).await;
+        }
+        anyhow::Ok(())
+    };
+    let sent = || async {
+        anyhow::Ok(
+            pa.counter("herald_gossip_bytes_sent_total").await
+                + pb.counter("herald_gossip_bytes_sent_total").await,
+        )
+    };
+    let bulk = |advertisements: &[Value]| {
+        let body = json!({"advertisements": advertisements, "fullSync": true});
+        async move {
+            let reply = pa.post_json("/api/registers/bulk-advertise", body).await;
+            ensure!(reply.status.is_success(), "bulk-advertise on A: {reply:?}");
+            anyhow::Ok(())
+        }
+    };
+
+    let mut converged = Samples::default();
+    let mut floor = Samples::default();
+    let mut bytes = Vec::new();
+    for iteration in 0..WARMUP_ITERATIONS + iterations {
+        let keep = iteration >= WARMUP_ITERATIONS;
+        for case in rotated(2, iteration) {
+            if case == 0 {
+                bulk(&[]).await?;
+                until_b_shows(0).await?;
+                let before = sent().await?;
+                bulk(&ads).await?;
+                let replied = Instant::now();
+                until_b_shows(ADS as u64).await?;
+                converged.push_if(keep, replied.elapsed());
+                if keep {
+                    bytes.push(sent().await? - before);
+                }
+            } else {
+                let started = Instant::now();
+                let reply = client
+                    .call(
+                        &sink_gateway,
+                        RequestBody::PoolPush {
+                            request: push.clone(),
+                        },
+                        Duration::from_secs(60),
+                    )
+                    .await?;
+                ensure!(
+                    matches!(
+                        reply,
+                        herald::parts::runtime::cluster::wire::Reply::Refused { .. }
+                    ),
+                    "the sink applied a push: {reply:?}"
+                );
+                floor.push_if(keep, started.elapsed());
+            }
+        }
+    }
+
+    // Steady state: everything converged, nothing changes.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rounds = || async {
+        anyhow::Ok(
+            pa.counter("herald_gossip_rounds_total").await
+                + pb.counter("herald_gossip_rounds_total").await,
+        )
+    };
+    let (bytes_before, rounds_before) = (sent().await?, rounds().await?);
+    tokio::time::sleep(STEADY).await;
+    let (bytes_after, rounds_after) = (sent().await?, rounds().await?);
+    let per_round = (bytes_after - bytes_before) / (rounds_after - rounds_before).max(1.0);
+
+    bytes.sort_by(f64::total_cmp);
+    let median_bytes = bytes.get(bytes.len() / 2).copied().unwrap_or(0.0);
+    report.section(format!(
+        "Gossip of {ADS} ads between two peer processes (rounds every {GOSSIP_INTERVAL_MS} ms, 64 KiB messages)"
+    ));
+    report.row(
+        "floor: the same ads as one PoolPush message (encode, send, decode, reply)",
+        &floor,
+        None,
+    );
+    report.row(
+        "gossip: A's bulk reply until B shows all as remote ads",
+        &converged,
+        Some(&floor),
+    );
+    report.table(
+        "Gossip bytes (JSON bodies, both directions)".to_owned(),
+        "| measurement | bytes | ratio |",
+        "|---|---:|---:|",
+    );
+    report.line(format!(
+        "| floor: one PoolPush frame of {ADS} ads | {floor_bytes} | 1.00× |"
+    ));
+    report.line(format!(
+        "| gossip until converged (median) | {median_bytes:.0} | {:.2}× |",
+        median_bytes / floor_bytes as f64
+    ));
+    report.line(format!(
+        "| steady state, per round per node ({:.0} rounds in {STEADY:?}) | {per_round:.0} | — |",
+        rounds_after - rounds_before
+    ));
+    sender.shutdown().await;
+    drop(sink);
+    Ok(())
 }

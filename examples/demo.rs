@@ -326,6 +326,8 @@ async fn hub_tour(data_dir: &std::path::Path) -> anyhow::Result<()> {
 /// Pings every 100 ms (the tests' setting; 1 s by default), so that the tour takes seconds.
 const LIVENESS_MS: u64 = 100;
 const COOKIE: &str = "demo-cluster-cookie";
+/// The peers gossip every 200 ms (1 s by default), so the tour does not wait.
+const GOSSIP: [&str; 2] = ["--gossip-interval-ms", "200"];
 
 /// Three role processes on loopback: a node joins through one seed and finds the others, one
 /// is frozen and suspected, then woken and ready again; each step as `GET
@@ -345,8 +347,8 @@ async fn cluster_tour() -> anyhow::Result<()> {
             .map_or_else(String::new, |dir| dir.display().to_string())
     );
     let started = Instant::now();
-    let a = Member::start(Role::Peer, "peer-a", None, &[]).await?;
-    let b = Member::start(Role::Peer, "peer-b", Some(a.cluster_addr()), &[]).await?;
+    let a = Member::start(Role::Peer, "peer-a", None, &GOSSIP).await?;
+    let b = Member::start(Role::Peer, "peer-b", Some(a.cluster_addr()), &GOSSIP).await?;
     wait_for("peer-a and peer-b to see each other ready", || async {
         (b.sees("peer-a", "ready").await && a.sees("peer-b", "ready").await).then_some(())
     })
@@ -404,6 +406,54 @@ async fn cluster_tour() -> anyhow::Result<()> {
 
     step(
         14,
+        "Gossip: peer-b lists peer-a's register; peer-b advertises it too, and both count 2 peers",
+    );
+    let gossiped = Instant::now();
+    let counts = |entry: &serde_json::Value| {
+        (
+            entry["peerCount"].as_u64().unwrap_or(0),
+            entry["fullReplicaPeerCount"].as_u64().unwrap_or(0),
+            entry["local"].as_bool().unwrap_or(false),
+        )
+    };
+    let on_b = wait_for("peer-b to list peer-a's register", || async {
+        b.available()
+            .await
+            .into_iter()
+            .find(|entry| entry["registerId"] == serde_json::json!(id))
+    })
+    .await?;
+    let (peers, full, local) = counts(&on_b);
+    println!(
+        "   peer-b lists \"clustered\" {} after peer-a served it: peerCount {peers}, fullReplicaPeerCount {full}, local {local} (learned by gossip)",
+        ms(gossiped)
+    );
+    let reply = b
+        .post_json(
+            &format!("/api/registers/{id}/advertise"),
+            serde_json::json!({"isPublic": true}),
+        )
+        .await;
+    anyhow::ensure!(
+        reply.status.is_success(),
+        "advertising on peer-b: {reply:?}"
+    );
+    let advertised = Instant::now();
+    let on_a = wait_for("peer-a to count peer-b's copy", || async {
+        a.available()
+            .await
+            .into_iter()
+            .find(|entry| entry["registerId"] == serde_json::json!(id) && entry["peerCount"] == 2)
+    })
+    .await?;
+    let (peers, full, local) = counts(&on_a);
+    println!(
+        "   peer-a counts peer-b's copy {} after peer-b advertised it: peerCount {peers}, fullReplicaPeerCount {full}, local {local}",
+        ms(advertised)
+    );
+
+    step(
+        15,
         "Freeze peer-b with SIGSTOP, as a hung process or a lost network would",
     );
     let bound = suspicion_bound()?;
@@ -424,7 +474,7 @@ async fn cluster_tour() -> anyhow::Result<()> {
     a.show().await;
 
     step(
-        15,
+        16,
         "Wake peer-b with SIGCONT: it is dialed again and every node lists it ready",
     );
     b.signal("CONT");
@@ -643,20 +693,22 @@ async fn start_hub_peer(
 }
 
 /// Polls `check` every 5 ms for up to 10 s.
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<()>>,
+    Fut: std::future::Future<Output = Option<T>>,
 {
     let since = Instant::now();
-    while check().await.is_none() {
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
         anyhow::ensure!(
             since.elapsed() < Duration::from_secs(10),
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Ok(())
 }
 
 /// Starts the demo node: the peer role, and the register role when `with_register`.

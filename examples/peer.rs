@@ -38,6 +38,8 @@ struct Args {
     cluster: support::ClusterArgs,
     #[command(flatten)]
     http: support::HttpArgs,
+    #[command(flatten)]
+    gossip: support::GossipArgs,
     /// This node's id (≤ 64 of [A-Za-z0-9_-]).
     #[arg(long, env = "HERALD_NODE_ID")]
     node_id: Option<String>,
@@ -138,6 +140,7 @@ fn apply(raw: &mut RawNodeConfig, args: Args) {
     args.http.apply(raw);
     support::set(&mut raw.stall_tick_ms, args.stall_tick_ms);
     let peer = raw.peer.get_or_insert_with(RawPeerConfig::default);
+    args.gossip.apply(peer);
     args.redis.apply(
         &mut peer.redis_url,
         &mut peer.redis_cluster,

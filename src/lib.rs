@@ -59,9 +59,9 @@
 //! environment variables, and binds only the addresses it is given.
 
 pub use herald_runtime::{
-    ConfigError, Node, NodeApi, NodeConfig, NodeError, NodeHandle, RawClusterConfig, RawHubConfig,
-    RawHubEndpoint, RawMongoConfig, RawNodeConfig, RawPeerConfig, RawRegisterConfig,
-    ShutdownReport, StartError, StoreOverrides,
+    ConfigError, Node, NodeApi, NodeConfig, NodeError, NodeHandle, RawClusterConfig,
+    RawGossipConfig, RawHubConfig, RawHubEndpoint, RawMongoConfig, RawNodeConfig, RawPeerConfig,
+    RawRegisterConfig, ShutdownReport, StartError, StoreOverrides,
 };
 /// TLS and credentials, and the configuration file (issue 10).
 pub use herald_runtime::{
@@ -75,8 +75,9 @@ pub use herald_runtime::cluster::ClusterHandle;
 /// The peer and register roles' types.
 pub use herald_messages::{
     AdInput, AdvertisementSyncState, AvailableRegister, AvailableView, BulkAdvertise, BulkOutcome,
-    ChildKind, ChildReport, NewRegister, NodeFailure, NodeId, PoolError, PoolStatus, Register,
-    RegisterError, RegisterId, RegisterPatch, Snapshot, StoreHealth, SyncStatus, Timestamp,
+    ChildKind, ChildReport, GossipStatus, NewRegister, NodeFailure, NodeId, PoolError, PoolStatus,
+    Register, RegisterError, RegisterId, RegisterPatch, Snapshot, StoreHealth, SyncStatus,
+    Timestamp,
 };
 
 /// The hub role's and a peer's hub-side types: blueprints, the system register, connection and

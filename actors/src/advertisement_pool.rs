@@ -441,11 +441,18 @@ impl AdvertisementPoolState {
                 registers,
             })
         };
+        let local_public = self.book.local_public();
+        let local_public = if *current.local_public == *local_public {
+            Arc::clone(&current.local_public)
+        } else {
+            Arc::from(local_public)
+        };
         self.view.publish(PoolView {
             ready: true,
             available,
             valid_until,
             status: self.status(),
+            local_public,
         });
         match valid_until {
             Some(until) => {
@@ -469,6 +476,7 @@ impl AdvertisementPoolState {
             store: self.book.store_health().clone(),
             last_snapshot: self.book.last_snapshot(),
             store_repairs: self.book.store_repairs(),
+            gossip: None,
         }
     }
 

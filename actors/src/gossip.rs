@@ -1,7 +1,8 @@
 //! Gossip of public advertisements between peers (issue 9): scuttlebutt delta anti-entropy as
 //! a pure state type (`GossipState`: takes `now`, a seeded generator, no I/O), and a
-//! deterministic simulation of it (`simulation`, feature `testing`). The cluster gateway drives
-//! it (not yet wired: this module is the protocol core); the wire types live in
+//! deterministic simulation of it (`simulation`, feature `testing`). The runtime's
+//! `GossipDriver` drives it on a peer in a cluster (this module is the protocol core); the
+//! wire types live in
 //! `herald-messages` (`GossipMessage` and friends) because they cross nodes and are validated
 //! like REST input.
 //!
@@ -83,7 +84,7 @@
 //! dropped at once and its deltas are ignored until it is a member again. `view()` gives the
 //! counts per register (this node included) and the stale share (`partitioned_ratio`).
 //!
-//! # Integration (the gateway)
+//! # Integration (the runtime's `GossipDriver`)
 //! `set_members` on every membership change; `on_round(now)` every `gossip_interval`;
 //! `on_message(now, from, message)`; `set_local(ads, now)` when the pool's public ads change;
 //! `view(now)` for the pool's read side; `persisted()` to the store with the remote ads, and

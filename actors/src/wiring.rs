@@ -257,6 +257,12 @@ impl NodeTree {
         self.children.insert(0, spec);
     }
 
+    /// A child the runtime builds that follows the roles' actors (the gossip driver, which
+    /// reads the pool's view): it starts after them and stops before them.
+    pub fn last(&mut self, spec: ChildSpec) {
+        self.children.push(spec);
+    }
+
     /// Starts the supervisor, which starts the children in the order the roles were added.
     pub async fn start(self, policy: RestartPolicy) -> Result<StartedTree, SpawnErr> {
         let (failure_tx, failure) = watch::channel(None);

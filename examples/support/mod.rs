@@ -253,6 +253,42 @@ pub struct ClusterArgs {
     pub cluster_tls_ca: Option<PathBuf>,
 }
 
+/// The gossip flags of a peer (issue 9): over the file's `[peer.gossip]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GossipArgs {
+    /// Time between two gossip rounds (1000).
+    #[arg(long, env = "HERALD_GOSSIP_INTERVAL_MS")]
+    pub gossip_interval_ms: Option<u64>,
+    /// Members a gossip round exchanges with (3).
+    #[arg(long, env = "HERALD_GOSSIP_FANOUT")]
+    pub gossip_fanout: Option<usize>,
+    /// How long an unreachable peer's ads are kept, marked stale (three ad TTLs); more than
+    /// the ad TTL.
+    #[arg(long, env = "HERALD_STALE_GRACE_MS")]
+    pub stale_grace_ms: Option<u64>,
+    /// How long a withdrawal is remembered (a day); at least 10 gossip intervals.
+    #[arg(long, env = "HERALD_TOMBSTONE_TTL_MS")]
+    pub tombstone_ttl_ms: Option<u64>,
+}
+
+impl GossipArgs {
+    /// The flags over the file's `[peer.gossip]` (created when a flag is given).
+    pub fn apply(self, peer: &mut herald::RawPeerConfig) {
+        let given = self.gossip_interval_ms.is_some()
+            || self.gossip_fanout.is_some()
+            || self.stale_grace_ms.is_some()
+            || self.tombstone_ttl_ms.is_some();
+        if !given {
+            return;
+        }
+        let gossip = peer.gossip.get_or_insert_with(Default::default);
+        set(&mut gossip.interval_ms, self.gossip_interval_ms);
+        set(&mut gossip.fanout, self.gossip_fanout);
+        set(&mut gossip.stale_grace_ms, self.stale_grace_ms);
+        set(&mut gossip.tombstone_ttl_ms, self.tombstone_ttl_ms);
+    }
+}
+
 impl ClusterArgs {
     /// The flags over the file's `cluster` section (created when a cluster flag is given).
     pub fn apply(self, raw: &mut RawNodeConfig) {

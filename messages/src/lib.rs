@@ -38,9 +38,9 @@ pub use hub::{
 pub use ids::{GroundTruthEpoch, InvalidId, NodeId, RegisterId};
 pub use pool::{
     AdInput, AdvertisementPoolMsg, AvailableRegister, AvailableView, BulkAdvertise, BulkOutcome,
-    InvalidInput, MAX_BULK_ITEMS, MAX_DESCRIPTION_LEN, MAX_NAME_LEN, MAX_SNAPSHOT_SEQ,
-    MAX_SNAPSHOT_SEQ_RATE, PoolError, PoolMeta, PoolStatus, PoolView, SNAPSHOT_SEQ_SLACK, Snapshot,
-    StoreHealth,
+    GossipStatus, InvalidInput, MAX_BULK_ITEMS, MAX_DESCRIPTION_LEN, MAX_NAME_LEN,
+    MAX_SNAPSHOT_SEQ, MAX_SNAPSHOT_SEQ_RATE, PoolError, PoolMeta, PoolStatus, PoolView,
+    SNAPSHOT_SEQ_SLACK, Snapshot, StoreHealth,
 };
 pub use register::{NewRegister, Register, RegisterError, RegisterPatch};
 pub use resync::{AdvertisementSyncState, PushReport, ResyncDriverMsg, SyncStatus};

@@ -8,7 +8,7 @@ use ractor::RpcReplyPort;
 use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::{GroundTruthEpoch, NodeId, RegisterId, Timestamp, Valid};
+use crate::{GossipAd, GroundTruthEpoch, NodeId, RegisterId, Timestamp, Valid};
 
 /// Largest bulk-advertise request accepted (items).
 pub const MAX_BULK_ITEMS: usize = 10_000;
@@ -309,6 +309,10 @@ pub struct AvailableRegister {
     pub local: bool,
     /// False while an ad reloaded after a restart waits for its source to confirm it.
     pub verified: bool,
+    /// Every source serving it is a remote peer the cluster cannot reach now: kept for a
+    /// bounded time (the gossip's stale grace) rather than dropped (issue 9).
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// Whether the pool's store is taking writes.
@@ -360,6 +364,31 @@ pub struct PoolStatus {
     /// or replaced by an older copy) and wrote everything again.
     #[serde(default)]
     pub store_repairs: u64,
+    /// The gossip of public ads between peers, when this node runs it (issue 9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gossip: Option<GossipStatus>,
+}
+
+/// How the gossip of public ads stands on this node (part of the pool's status).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GossipStatus {
+    /// This node's incarnation in the gossip (a new one at every start).
+    pub incarnation: u64,
+    /// Remote ads shown (live and stale).
+    pub remote_ads: usize,
+    /// Remote ads shown though their peer cannot be reached now.
+    pub stale_ads: usize,
+    /// At least the configured share of the remote ads shown is stale: this node is cut off
+    /// from much of the cluster, and shows what it last heard (`/health`: degraded).
+    pub partitioned: bool,
+    /// Origins whose ads this node shows.
+    pub origins: usize,
+    /// Gossiped entries refused by validation (each alone; the rest of its message applied).
+    pub refused_entries: u64,
+    /// The gossip store's last failure, while it lasts (the gossip runs from memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
 }
 
 /// What the pool serves, as it last published it (readers never enter its mailbox).
@@ -373,6 +402,8 @@ pub struct PoolView {
     /// publishes again then.
     pub valid_until: Option<Timestamp>,
     pub status: PoolStatus,
+    /// This node's public local ads, in the gossip's form (issue 9: what it tells its peers).
+    pub local_public: Arc<[GossipAd]>,
 }
 
 impl PoolView {
@@ -396,7 +427,9 @@ impl PoolView {
                 store: StoreHealth::Healthy,
                 last_snapshot: None,
                 store_repairs: 0,
+                gossip: None,
             },
+            local_public: Arc::from(Vec::new()),
         }
     }
 }

@@ -16,6 +16,8 @@ pub enum ChildKind {
     CentralNodeConnection,
     HeartbeatMonitor,
     SystemRegisterReplica,
+    /// The gossip of public ads between peers (`herald-runtime`'s `cluster::GossipDriver`).
+    GossipDriver,
 }
 
 impl ChildKind {
@@ -28,6 +30,7 @@ impl ChildKind {
             ChildKind::HeartbeatMonitor => "heartbeat_monitor",
             ChildKind::SystemRegisterReplica => "system_register_replica",
             ChildKind::ClusterLink => "cluster_link",
+            ChildKind::GossipDriver => "gossip_driver",
         }
     }
 }

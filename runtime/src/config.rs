@@ -17,12 +17,13 @@ use herald_actors::{
 };
 use herald_messages::{HubEndpoint, NodeId, TrustedKeys};
 
-use crate::cluster::{ClusterConfig, MembershipConfig};
+use crate::cluster::{ClusterConfig, GossipSettings, MembershipConfig};
 use crate::grpc::limits::HubLimits;
 pub use crate::tls::{
     ClientTls, ClusterTls, RawClientTls, RawClusterTls, RawServerTls, Secret, ServerTls,
 };
 use crate::tls::{signing_key, trusted_key};
+use herald_actors::gossip::GossipConfig;
 
 /// Default key prefix in a shared Redis.
 pub const DEFAULT_REDIS_PREFIX: &str = "herald";
@@ -204,7 +205,119 @@ pub struct RawPeerConfig {
     /// Empty: signatures are not verified. Read when the configuration is validated.
     #[serde(default)]
     pub trusted_hub_keys: Vec<PathBuf>,
+    /// The gossip of public ads with the other peers of the cluster (issue 9); it runs when
+    /// the node is in a cluster.
+    pub gossip: Option<RawGossipConfig>,
 }
+
+/// Raw gossip settings (`[peer.gossip]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGossipConfig {
+    /// Time between two rounds (1 000).
+    pub interval_ms: Option<u64>,
+    /// Members a round exchanges with (3).
+    pub fanout: Option<usize>,
+    /// How long an unreachable peer's ads are kept, marked stale, after it was last
+    /// confirmed; more than `peer.ad_ttl_ms` (three ad TTLs).
+    pub stale_grace_ms: Option<u64>,
+    /// How long a withdrawal is remembered (86 400 000); at least 10 rounds. Longer than any
+    /// partition that should heal by deltas (a longer one heals by resending whole records).
+    pub tombstone_ttl_ms: Option<u64>,
+    /// Largest gossip message, in bytes of JSON (65 536), 1 024 to 4 MiB.
+    pub message_budget_bytes: Option<usize>,
+    /// Share of the remote ads shown that, stale at once, puts the node in partitioned mode,
+    /// in `(0, 1]` (0.5).
+    pub partitioned_share: Option<f64>,
+}
+
+impl RawGossipConfig {
+    fn validate(self, ad_ttl: Duration) -> Result<GossipSettings, ConfigError> {
+        let defaults = GossipSettings::defaults(ad_ttl);
+        let interval = duration(
+            "peer.gossip.interval_ms",
+            self.interval_ms,
+            defaults.interval,
+        )?;
+        let fanout = match self.fanout {
+            None => defaults.protocol.fanout,
+            Some(fanout) if (1..=MAX_GOSSIP_FANOUT).contains(&fanout) => fanout,
+            Some(fanout) => {
+                return Err(ConfigError::new(
+                    "peer.gossip.fanout",
+                    format!("{fanout} is not in 1 to {MAX_GOSSIP_FANOUT}"),
+                ));
+            }
+        };
+        let stale_grace = duration(
+            "peer.gossip.stale_grace_ms",
+            self.stale_grace_ms,
+            defaults.protocol.stale_grace,
+        )?;
+        if stale_grace <= ad_ttl {
+            return Err(ConfigError::new(
+                "peer.gossip.stale_grace_ms",
+                format!(
+                    "must exceed peer.ad_ttl_ms ({} ms): an unreachable peer's ads are kept, \
+                     stale, beyond the time a silent one's live",
+                    ad_ttl.as_millis()
+                ),
+            ));
+        }
+        let tombstone_ttl = duration(
+            "peer.gossip.tombstone_ttl_ms",
+            self.tombstone_ttl_ms,
+            defaults.protocol.tombstone_ttl,
+        )?;
+        if tombstone_ttl < interval.saturating_mul(10) {
+            return Err(ConfigError::new(
+                "peer.gossip.tombstone_ttl_ms",
+                format!(
+                    "must be at least 10 gossip intervals ({} ms): a withdrawal must outlive \
+                     the rounds that spread it",
+                    interval.saturating_mul(10).as_millis()
+                ),
+            ));
+        }
+        let message_budget = self
+            .message_budget_bytes
+            .unwrap_or(defaults.protocol.message_budget);
+        if !(MIN_GOSSIP_BUDGET..=MAX_GOSSIP_BUDGET).contains(&message_budget) {
+            return Err(ConfigError::new(
+                "peer.gossip.message_budget_bytes",
+                format!("{message_budget} is not in {MIN_GOSSIP_BUDGET} to {MAX_GOSSIP_BUDGET}"),
+            ));
+        }
+        let partitioned_share = match self.partitioned_share {
+            None => defaults.partitioned_share,
+            Some(share) if share > 0.0 && share <= 1.0 => share,
+            Some(share) => {
+                return Err(ConfigError::new(
+                    "peer.gossip.partitioned_share",
+                    format!("{share} is not in (0, 1]: a share of the remote ads shown"),
+                ));
+            }
+        };
+        Ok(GossipSettings {
+            protocol: GossipConfig {
+                fanout,
+                message_budget,
+                ad_ttl,
+                stale_grace,
+                tombstone_ttl,
+                retention: tombstone_ttl,
+            },
+            interval,
+            partitioned_share,
+            persist_debounce: interval,
+        })
+    }
+}
+
+/// Largest gossip fanout accepted.
+pub const MAX_GOSSIP_FANOUT: usize = 64;
+const MIN_GOSSIP_BUDGET: usize = 1_024;
+const MAX_GOSSIP_BUDGET: usize = crate::cluster::wire::PART_BYTES;
 
 /// A hub as a peer's configuration names it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -419,6 +532,8 @@ pub struct PeerRoleConfig {
     pub hub_connection: Option<HubConnectionConfig>,
     /// Hubs listed but not dialed because this node is a hub itself (FR-027).
     pub ignored_hubs: usize,
+    /// The gossip of public ads (runs when the node is in a cluster).
+    pub gossip: GossipSettings,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -796,11 +911,13 @@ impl RawPeerConfig {
                 ),
             ));
         }
+        let gossip = self.gossip.unwrap_or_default().validate(pool.ad_ttl)?;
         Ok(PeerRoleConfig {
             ad_store,
             pool,
             hub_connection,
             ignored_hubs: if is_hub { self.hubs.len() } else { 0 },
+            gossip,
         })
     }
 
@@ -2493,5 +2610,74 @@ mod tests {
             without_credentials("mongodb://h/db?x=a@b"),
             "mongodb://h/db?x=a@b"
         );
+    }
+
+    #[test]
+    fn gossip_settings_have_defaults_and_precise_errors() {
+        let peer = |gossip: RawGossipConfig| RawNodeConfig {
+            node_id: "g".into(),
+            data_dir: Some("/tmp/herald-gossip-config".into()),
+            peer: Some(RawPeerConfig {
+                ad_ttl_ms: Some(10_000),
+                gossip: Some(gossip),
+                ..RawPeerConfig::default()
+            }),
+            ..RawNodeConfig::default()
+        };
+        let config = peer(RawGossipConfig::default()).validate().unwrap();
+        let gossip = config.peer.unwrap().gossip;
+        assert_eq!(gossip.interval, Duration::from_secs(1));
+        assert_eq!(gossip.protocol.fanout, 3);
+        assert_eq!(gossip.protocol.ad_ttl, Duration::from_secs(10));
+        assert_eq!(gossip.protocol.stale_grace, Duration::from_secs(30));
+        let field = |gossip: RawGossipConfig| peer(gossip).validate().unwrap_err().field;
+        let error = peer(RawGossipConfig {
+            stale_grace_ms: Some(10_000),
+            ..RawGossipConfig::default()
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(error.field, "peer.gossip.stale_grace_ms");
+        assert!(
+            error
+                .to_string()
+                .contains("must exceed peer.ad_ttl_ms (10000 ms)"),
+            "{error}"
+        );
+        assert_eq!(
+            field(RawGossipConfig {
+                interval_ms: Some(1_000),
+                tombstone_ttl_ms: Some(9_999),
+                ..RawGossipConfig::default()
+            }),
+            "peer.gossip.tombstone_ttl_ms"
+        );
+        assert_eq!(
+            field(RawGossipConfig {
+                fanout: Some(0),
+                ..RawGossipConfig::default()
+            }),
+            "peer.gossip.fanout"
+        );
+        assert_eq!(
+            field(RawGossipConfig {
+                message_budget_bytes: Some(100),
+                ..RawGossipConfig::default()
+            }),
+            "peer.gossip.message_budget_bytes"
+        );
+        assert_eq!(
+            field(RawGossipConfig {
+                partitioned_share: Some(1.5),
+                ..RawGossipConfig::default()
+            }),
+            "peer.gossip.partitioned_share"
+        );
+        let raw = RawNodeConfig::from_toml(
+            "node_id = \"a\"\n[peer.gossip]\ninterval_ms = 200\nfanout = 2\n",
+        )
+        .unwrap();
+        let gossip = raw.peer.unwrap().gossip.unwrap();
+        assert_eq!((gossip.interval_ms, gossip.fanout), (Some(200), Some(2)));
     }
 }

@@ -21,7 +21,7 @@ pub mod tls;
 pub use api::{NodeApi, NodeError};
 pub use config::{
     ConfigError, ConfigFileError, NodeConfig, RawClientTls, RawClusterConfig, RawClusterTls,
-    RawHubConfig, RawHubEndpoint, RawMongoConfig, RawMongoTls, RawNodeConfig, RawPeerConfig,
-    RawPeerCredential, RawRegisterConfig, RawServerTls,
+    RawGossipConfig, RawHubConfig, RawHubEndpoint, RawMongoConfig, RawMongoTls, RawNodeConfig,
+    RawPeerConfig, RawPeerCredential, RawRegisterConfig, RawServerTls,
 };
 pub use node::{Node, NodeHandle, ShutdownReport, StartError, StoreOverrides};

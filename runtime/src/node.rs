@@ -14,21 +14,21 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use herald_actors::ports::{
-    AdStore, BlueprintStore, Clock, GroundTruth, HubLink, PoolLink, ReplicaStore,
+    AdStore, BlueprintStore, Clock, GossipStore, GroundTruth, HubLink, PoolLink, ReplicaStore,
 };
 use herald_actors::{
-    ActorSlot, ChildSpec, HubConnectionParts, LocalPoolLink, NodeTree, StallDetector, StallTicker,
-    TokioClock,
+    ActorSlot, ChildSpec, HubConnectionParts, LocalPoolLink, NodeTree, Published, StallDetector,
+    StallTicker, TokioClock,
 };
 use herald_messages::{
-    AdvertisementPoolMsg, ChildKind, MemberInfo, NodeFailure, NodeId, NodeSupervisorMsg,
+    AdvertisementPoolMsg, ChildKind, MemberInfo, NodeFailure, NodeId, NodeSupervisorMsg, PoolView,
     RegisterState, Role, SystemRegisterAuthorityMsg,
 };
 
 use crate::api::NodeApi;
 use crate::cluster::{
     ClusterConfig, ClusterGuard, ClusterHandle, ClusterLink, ClusterLinkArgs, ClusterPoolLink,
-    ClusterShared, GatewayClient, Security,
+    ClusterShared, GatewayClient, GossipDriver, GossipDriverArgs, Security,
 };
 use crate::config::{
     HttpConfig, HubConnectionConfig, HubRoleConfig, NodeConfig, PoolLinkConfig, RegisterRoleConfig,
@@ -62,6 +62,9 @@ pub struct StoreOverrides {
     pub replica_store: Option<Arc<dyn ReplicaStore>>,
     /// How the peer reaches its hubs (gRPC by default).
     pub hub_link: Option<Arc<dyn HubLink>>,
+    /// Where a peer in a cluster keeps its gossip state (issue 9): persisted when given, in
+    /// memory only (a restart starts from the pool's ads and what the members say) when not.
+    pub gossip_store: Option<Arc<dyn GossipStore>>,
 }
 
 /// How long `Node::start` waits for a hub's system register to be loaded and validated before
@@ -92,12 +95,19 @@ impl Node {
             Some(cluster) => Some(NodeCluster::bind(&config, cluster, clock.as_ref())?),
         };
 
+        // The gossip's records live beside the ads (same Redis slot, same redb file); a host
+        // that supplies its own ad store supplies its gossip store too, or runs without one.
+        let mut gossip_store = overrides.gossip_store.clone();
         let pool = match &config.peer {
             None => None,
             Some(peer) => {
                 let store = match &overrides.ad_store {
                     Some(store) => Arc::clone(store),
-                    None => stores::open_ad_store(&peer.ad_store, &node_id).await?,
+                    None => {
+                        let opened = stores::open_peer_stores(&peer.ad_store, &node_id).await?;
+                        gossip_store = gossip_store.or(opened.gossip);
+                        opened.ads
+                    }
                 };
                 Some(tree.pool(peer.pool.clone(), store))
             }
@@ -142,6 +152,32 @@ impl Node {
                 Some(tree.hub_connection(parts))
             }
         };
+        // A peer in a cluster gossips its public ads; readers then get the pool's answer
+        // merged with the gossip (`merged`) instead of the pool's own.
+        let mut merged_pool_view = None;
+        let gossip = match (&cluster, &config.peer, &tree.views().pool) {
+            (Some(cluster), Some(peer), Some(pool_view)) => {
+                let slot = ActorSlot::new(ChildKind::GossipDriver);
+                let published = Published::new(PoolView::starting(node_id.clone(), rand::random()));
+                merged_pool_view = Some(published.view());
+                let args = GossipDriverArgs {
+                    node_id: node_id.clone(),
+                    settings: peer.gossip,
+                    clock: Arc::clone(&clock),
+                    cluster: cluster.handle.clone(),
+                    client: cluster.client(&clock),
+                    pool: pool_view.clone(),
+                    published,
+                    store: gossip_store.clone(),
+                    call_timeout: config.call_timeout,
+                };
+                tree.last(ChildSpec::new(slot.clone(), move || {
+                    (GossipDriver, args.clone())
+                }));
+                Some(slot)
+            }
+            _ => None,
+        };
         if let (Some(cluster), Some(settings)) = (&cluster, &config.cluster) {
             let slot = ActorSlot::new(ChildKind::ClusterLink);
             let args = ClusterLinkArgs {
@@ -154,6 +190,7 @@ impl Node {
                 clock: Arc::clone(&clock),
                 stalls: Arc::clone(&stalls),
                 pool: pool.clone(),
+                gossip: gossip.clone(),
                 hub_connection: hub_slots.as_ref().map(|slots| slots.connection.clone()),
                 call_timeout: config.call_timeout,
             };
@@ -173,8 +210,11 @@ impl Node {
                 return Err(StartError::Supervisor(err));
             }
         };
-        let (supervisor, supervisor_join, failure_rx, views) =
+        let (supervisor, supervisor_join, failure_rx, mut views) =
             (tree.supervisor, tree.join, tree.failure, tree.views);
+        if merged_pool_view.is_some() {
+            views.pool = merged_pool_view;
+        }
 
         let api = NodeApi {
             node_id: node_id.clone(),

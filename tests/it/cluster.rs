@@ -21,7 +21,7 @@ use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::free_port;
 use crate::support::process::{Role, RoleProcess, demo_binary};
 
-const COOKIE: &str = "it-cluster-cookie";
+pub(crate) const COOKIE: &str = "it-cluster-cookie";
 const LIVENESS_MS: u64 = 100;
 /// What `ClusterConfig::suspicion_bound` gives for these settings: 3 missed pings of 100 ms,
 /// the last one's deadline (100 ms), one interval of phase.
@@ -30,12 +30,12 @@ const SUSPICION_BOUND: Duration = Duration::from_millis(500);
 const SLACK: Duration = Duration::from_secs(1);
 /// Deadline of a convergence: dials (1 s deadline), redials (backoff capped at 300 ms),
 /// handshakes.
-const CONVERGE: Duration = Duration::from_secs(15);
+pub(crate) const CONVERGE: Duration = Duration::from_secs(15);
 
 /// A clustered role process and its data directory.
-struct Node {
-    process: RoleProcess,
-    _dir: TempDir,
+pub(crate) struct Node {
+    pub(crate) process: RoleProcess,
+    pub(crate) dir: TempDir,
 }
 
 impl std::ops::Deref for Node {
@@ -54,19 +54,19 @@ impl std::ops::DerefMut for Node {
 
 /// How a node joins: where it listens, whom it dials first, where others reach it.
 #[derive(Clone, Default)]
-struct Join {
-    listen: Option<SocketAddr>,
-    seeds: Vec<SocketAddr>,
-    advertise: Option<SocketAddr>,
-    cookie: Option<&'static str>,
+pub(crate) struct Join {
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) seeds: Vec<SocketAddr>,
+    pub(crate) advertise: Option<SocketAddr>,
+    pub(crate) cookie: Option<&'static str>,
     /// Another liveness period than `LIVENESS_MS`.
-    liveness_ms: Option<u64>,
+    pub(crate) liveness_ms: Option<u64>,
     /// Mutual TLS: certificate, key, CA.
-    tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    pub(crate) tls: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 impl Join {
-    fn seeded(seeds: &[SocketAddr]) -> Join {
+    pub(crate) fn seeded(seeds: &[SocketAddr]) -> Join {
         Join {
             seeds: seeds.to_vec(),
             ..Join::default()
@@ -110,11 +110,22 @@ impl Join {
     }
 }
 
-async fn start(role: Role, id: &str, join: &Join, extra: &[&str]) -> Node {
+pub(crate) async fn start(role: Role, id: &str, join: &Join, extra: &[&str]) -> Node {
     let dir = tempfile::Builder::new()
         .prefix(&format!("herald-cluster-{id}-"))
         .tempdir()
         .expect("a temporary directory");
+    start_in(dir, role, id, join, extra).await
+}
+
+/// `start` on a data directory kept from an earlier run of the node (a restart).
+pub(crate) async fn start_in(
+    dir: TempDir,
+    role: Role,
+    id: &str,
+    join: &Join,
+    extra: &[&str],
+) -> Node {
     let data_dir = dir.path().to_str().expect("a UTF-8 path").to_owned();
     let mut args: Vec<String> = vec!["--node-id".into(), id.into(), "--data-dir".into(), data_dir];
     args.extend(join.args());
@@ -124,7 +135,7 @@ async fn start(role: Role, id: &str, join: &Join, extra: &[&str]) -> Node {
         Role::Hub => RoleProcess::hub_on_free_port(&args).await,
         _ => RoleProcess::start(role, &args).await,
     };
-    Node { process, _dir: dir }
+    Node { process, dir }
 }
 
 async fn peer(id: &str, join: &Join) -> Node {
@@ -150,7 +161,7 @@ async fn states(node: &RoleProcess) -> Vec<(String, String)> {
 }
 
 /// Waits until `observer` lists every one of `others` in `state`.
-async fn until_all(observer: &RoleProcess, others: &[&str], state: &str) {
+pub(crate) async fn until_all(observer: &RoleProcess, others: &[&str], state: &str) {
     let what = format!("{} to see {others:?} {state}", observer.node_id());
     eventually(&what, CONVERGE, || async {
         let seen = states(observer).await;
@@ -837,6 +848,10 @@ async fn the_demo_tours_a_cluster_of_three_processes() {
     for expected in [
         "reg-c lists both peers ready",
         "served by peer-a",
+        "peer-b lists \"clustered\"",
+        "peerCount 1, fullReplicaPeerCount 1, local false (learned by gossip)",
+        "peer-a counts peer-b's copy",
+        "peerCount 2, fullReplicaPeerCount 2, local true",
         "suspected by peer-a and reg-c",
         "peer-b  peer      127.0.0.1",
         "ready everywhere",

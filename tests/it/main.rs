@@ -11,6 +11,8 @@ mod blueprint_stores;
 mod cluster;
 mod config_files;
 mod divergence;
+mod gossip;
+mod gossip_stores;
 mod ground_truths;
 mod grpc;
 mod hub_requirements;

@@ -23,8 +23,9 @@ type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 use std::time::Duration;
 
 use herald_messages::{
-    AdInput, AdKey, AdSource, Advertisement, AvailableRegister, BulkAdvertise, BulkOutcome, NodeId,
-    PoolError, PoolMeta, RegisterId, Snapshot, StoreHealth, SyncState, Timestamp, Valid,
+    AdInput, AdKey, AdSource, Advertisement, AvailableRegister, BulkAdvertise, BulkOutcome,
+    GossipAd, NodeId, PoolError, PoolMeta, RegisterId, Snapshot, StoreHealth, SyncState, Timestamp,
+    Valid,
 };
 
 use crate::ports::{AdBatch, BatchScope, StoredPool};
@@ -398,8 +399,21 @@ impl PoolState {
                     .count(),
                 local: sources.iter().any(|e| e.ad.source == AdSource::Local),
                 verified: sources.iter().all(|e| e.verified),
+                stale: false,
             })
             .collect()
+    }
+
+    /// This node's public ads in the gossip's form, ordered by register (private ones never
+    /// enter it).
+    pub fn local_public(&self) -> Vec<GossipAd> {
+        let mut ads: Vec<GossipAd> = self
+            .local
+            .values()
+            .filter_map(|entry| GossipAd::from_advertisement(&entry.ad).ok())
+            .collect();
+        ads.sort_unstable_by(|a, b| a.register_id().cmp(b.register_id()));
+        ads
     }
 
     /// When the first remote ad live at `now` stops being live (`None` without one): what

@@ -632,6 +632,23 @@ impl GossipState {
         }
     }
 
+    /// Every origin whose ads this node shows now (live or stale; never this node), with its
+    /// record and whether it is stale, ordered by origin: what the read side merges with the
+    /// pool's local ads.
+    pub fn shown_remote(&self, now: Timestamp) -> Vec<(&NodeId, &Record, bool)> {
+        self.remote
+            .iter()
+            .filter_map(|(origin, remote)| {
+                let record = remote.visible.as_ref()?;
+                match remote.liveness(now, &self.config) {
+                    Liveness::Gone => None,
+                    Liveness::Live => Some((origin, record, false)),
+                    Liveness::Stale => Some((origin, record, true)),
+                }
+            })
+            .collect()
+    }
+
     /// What to store: this node's own record and the records it shows of others (withdrawals
     /// and floors included). Cheap: the entries are shared, not copied.
     pub fn persisted(&self) -> PersistedGossip {

@@ -30,6 +30,7 @@ use herald_actors::actor_kit::MessageName;
 use herald_actors::ports::Clock;
 use herald_messages::{AdvertisementPoolMsg, NodeId, Validate};
 
+use super::gossip::GossipDriverMsg;
 use super::view::ClusterView;
 use super::wire::{
     self, Frame, GatewayMsg, KnownMember, MAX_REQUEST_BYTES, Reply, Request, RequestBody,
@@ -69,6 +70,8 @@ pub struct GatewayArgs {
     pub call_timeout: Duration,
     /// Told when a member says it is leaving.
     pub on_leave: Arc<dyn Fn(NodeId) + Send + Sync>,
+    /// This node's gossip driver (peer role in a cluster), handed gossip messages by cast.
+    pub gossip: Option<ActorSlot<GossipDriverMsg>>,
 }
 
 pub struct GatewayState {
@@ -201,6 +204,7 @@ impl GatewayState {
                 return;
             }
         };
+        let size = bytes.len();
         let kind = request.body.name();
         if let Some(age) = self.stale(&from, &request) {
             debug!(member = %from, request = kind, age_ms = age, deadline_ms = request.deadline_ms, "request arrived after its deadline; not applied");
@@ -236,6 +240,27 @@ impl GatewayState {
             RequestBody::Leave => {
                 (self.args.on_leave)(from);
                 let _ = reply.send(wire::encode_reply(&me, &Reply::Acknowledged));
+            }
+            RequestBody::Gossip { message } => {
+                // Handed over by cast: a ping behind it is never held up by the gossip, and
+                // the driver validates every entry (a bad one refused alone, and counted).
+                let answer = match &self.args.gossip {
+                    None => Reply::Refused {
+                        reason: "this node does not gossip: it does not run the peer role"
+                            .to_owned(),
+                    },
+                    Some(driver) => match driver.cast(GossipDriverMsg::Received {
+                        from,
+                        message,
+                        bytes: size,
+                    }) {
+                        Ok(()) => Reply::Acknowledged,
+                        Err(err) => Reply::Unavailable {
+                            reason: format!("the gossip driver is not running: {err}"),
+                        },
+                    },
+                };
+                let _ = reply.send(wire::encode_reply(&me, &answer));
             }
             RequestBody::PoolPush { request: push } => {
                 let pool = self.args.pool.clone();
@@ -379,6 +404,7 @@ mod tests {
     }
 
     struct Fixture {
+        args: GatewayArgs,
         gateway: ActorRef<GatewayMsg>,
         store: Arc<InMemoryAdStore>,
         clock: ManualClock,
@@ -419,21 +445,21 @@ mod tests {
             current_hub: None,
             hub_connection: None,
         });
-        let (gateway, _) = Actor::spawn(
-            Some(gateway_name(&node(me))),
-            ClusterGateway,
-            GatewayArgs {
-                node_id: node(me),
-                view: shared.subscribe(),
-                pool: Some(pool),
-                clock: Arc::new(clock.clone()),
-                call_timeout: Duration::from_secs(5),
-                on_leave: Arc::new(|_| {}),
-            },
-        )
-        .await
-        .unwrap();
+        let args = GatewayArgs {
+            node_id: node(me),
+            view: shared.subscribe(),
+            pool: Some(pool),
+            clock: Arc::new(clock.clone()),
+            call_timeout: Duration::from_secs(5),
+            on_leave: Arc::new(|_| {}),
+            gossip: None,
+        };
+        let (gateway, _) =
+            Actor::spawn(Some(gateway_name(&node(me))), ClusterGateway, args.clone())
+                .await
+                .unwrap();
         Fixture {
+            args,
             gateway,
             store,
             clock,
@@ -491,6 +517,96 @@ mod tests {
                 snapshot: None,
             },
         }
+    }
+
+    /// Gossip is handed to the driver by cast (`Acknowledged` at once); a node without one
+    /// (no peer role) refuses it, and a body that is not a gossip message is refused whole.
+    #[tokio::test]
+    async fn gossip_is_handed_over_or_refused() {
+        let fixture = fixture("gw-gossip").await;
+        let syn = RequestBody::Gossip {
+            message: herald_messages::GossipMessage::Ack2 {
+                deltas: Vec::new(),
+                bump: None,
+            },
+        };
+        let reply = fixture
+            .send(fixture.request("m1", 1, Duration::ZERO, syn.clone()))
+            .await;
+        assert!(
+            matches!(&reply, Reply::Refused { reason } if reason.contains("does not gossip")),
+            "{reply:?}"
+        );
+        let mut bytes = header_of("m1");
+        bytes.extend_from_slice(
+            br#"{"incarnation":1,"sentAtMs":0,"deadlineMs":1000,"body":{"type":"gossip","message":{"kind":"ack2","deltas":[{"origin":"not valid!"}]}}}"#,
+        );
+        let reply = fixture.send(bytes).await;
+        assert!(matches!(reply, Reply::Refused { .. }), "{reply:?}");
+
+        let (driver, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let slot = ActorSlot::new(ChildKind::GossipDriver);
+        let (actor, _) = Actor::spawn(None, Recorder(driver), ()).await.unwrap();
+        slot.attach(actor);
+        let mut args = GatewayArgs {
+            gossip: Some(slot),
+            ..fixture.args.clone()
+        };
+        args.node_id = node("gw-gossip-2");
+        let (gateway, _) = Actor::spawn(None, ClusterGateway, args).await.unwrap();
+        let with_driver = Fixture { gateway, ..fixture };
+        let reply = with_driver
+            .send(with_driver.request("m1", 1, Duration::ZERO, syn))
+            .await;
+        assert_eq!(reply, Reply::Acknowledged);
+        let (from, bytes) = received.recv().await.expect("handed to the driver");
+        assert_eq!(from, node("m1"));
+        assert!(bytes > 0);
+    }
+
+    /// Stands in for the gossip driver: reports what the gateway hands over.
+    struct Recorder(tokio::sync::mpsc::UnboundedSender<(NodeId, usize)>);
+
+    impl Actor for Recorder {
+        type Msg = GossipDriverMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<GossipDriverMsg>,
+            (): (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<GossipDriverMsg>,
+            msg: GossipDriverMsg,
+            (): &mut (),
+        ) -> Result<(), ActorProcessingErr> {
+            if let GossipDriverMsg::Received { from, bytes, .. } = msg {
+                let _ = self.0.send((from, bytes));
+            }
+            Ok(())
+        }
+    }
+
+    fn header_of(from: &str) -> Vec<u8> {
+        let mut bytes = wire::encode_request(
+            &node(from),
+            &Request {
+                incarnation: 1,
+                sent_at_ms: 0,
+                deadline_ms: 1,
+                body: RequestBody::Ping,
+            },
+        );
+        let body = br#"{"incarnation":1,"sentAtMs":0,"deadlineMs":1,"body":{"type":"ping"}}"#;
+        assert!(bytes.ends_with(body));
+        bytes.truncate(bytes.len() - body.len());
+        bytes
     }
 
     #[tokio::test]

@@ -40,6 +40,7 @@ use herald_messages::{
 use super::ClusterConfig;
 use super::client::GatewayClient;
 use super::gateway::{ClusterGateway, GatewayArgs, PG_GROUP, PG_SCOPE, gateway_name, gateway_node};
+use super::gossip::GossipDriverMsg;
 use super::membership::{Action, DialId, Membership, Pong, view_hash};
 use super::transport::{self, Origin, Security};
 use super::view::{ClusterHandle, ClusterView};
@@ -195,6 +196,8 @@ pub struct ClusterLinkArgs {
     pub stalls: Arc<StallDetector>,
     /// This node's pool, for pushes from register nodes.
     pub pool: Option<ActorSlot<AdvertisementPoolMsg>>,
+    /// This node's gossip driver, for gossip from members (peer role).
+    pub gossip: Option<ActorSlot<GossipDriverMsg>>,
     /// This peer's hub connection, for its description.
     pub hub_connection: Option<ActorSlot<CentralNodeConnectionMsg>>,
     pub call_timeout: Duration,
@@ -263,6 +266,7 @@ impl Actor for ClusterLink {
                 node_id: args.node_id.clone(),
                 view: args.shared.subscribe(),
                 pool: args.pool.clone(),
+                gossip: args.gossip.clone(),
                 clock: Arc::clone(&args.clock),
                 call_timeout: args.call_timeout,
                 on_leave: {

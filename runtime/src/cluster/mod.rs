@@ -5,7 +5,8 @@
 //! Rooms: `membership` (the pure rules: whom to dial, ping, suspect, forget), `link` (the
 //! `ClusterLink` actor that runs ractor_cluster and applies those rules), `gateway` (the one
 //! actor other nodes can reach), `wire` (frames and the versioned request enum), `client`
-//! (calling a member's gateway), `transport` (connections herald opens and accepts itself),
+//! (calling a member's gateway), `gossip` (the `GossipDriver`: the gossip of public ads
+//! between peers, and *Available Registers* merged with it), `transport` (connections herald opens and accepts itself),
 //! `view` (what the link publishes: members, summary, gateways), `pool_link` (the register
 //! role's push to a peer over the cluster).
 //!
@@ -16,6 +17,7 @@
 
 mod client;
 mod gateway;
+mod gossip;
 mod link;
 pub mod membership;
 mod pool_link;
@@ -30,6 +32,9 @@ use std::time::Duration;
 
 pub use client::{CallError, GatewayClient};
 pub use gateway::{ClusterGateway, GatewayArgs, PG_GROUP, PG_SCOPE, gateway_name};
+pub use gossip::{
+    GossipDriver, GossipDriverArgs, GossipDriverMsg, GossipSettings, merge_available,
+};
 pub use link::{ClusterLink, ClusterLinkArgs, ClusterLinkMsg, ClusterShared};
 pub use membership::{Membership, MembershipConfig};
 pub use pool_link::ClusterPoolLink;

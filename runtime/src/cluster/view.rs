@@ -66,6 +66,11 @@ impl ClusterHandle {
         Self { view }
     }
 
+    /// A receiver of every publication, to follow changes (`changed`).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.view.clone()
+    }
+
     /// The latest published view.
     pub fn view(&self) -> Arc<ClusterView> {
         Arc::clone(&self.view.borrow())

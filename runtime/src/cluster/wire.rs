@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use herald_messages::{BulkAdvertise, BulkOutcome, MemberInfo, NodeId};
+use herald_messages::{BulkAdvertise, BulkOutcome, GossipMessage, MemberInfo, NodeId};
 
 /// Version of the cluster protocol spoken here.
 pub const WIRE_VERSION: u8 = 1;
@@ -63,6 +63,11 @@ pub enum RequestBody {
     /// The sender is shutting down: forget it now rather than suspect it. Answered with
     /// `Reply::Acknowledged`.
     Leave,
+    /// One message of a gossip exchange (issue 9), for the receiver's gossip driver. Answered
+    /// with `Reply::Acknowledged` once handed over (never after it was applied: the answer,
+    /// `Ack` or `Ack2`, comes back as a request of its own), `Reply::Refused` by a node
+    /// without the peer role.
+    Gossip { message: GossipMessage },
 }
 
 impl RequestBody {
@@ -72,6 +77,7 @@ impl RequestBody {
             RequestBody::Describe => "describe",
             RequestBody::PoolPush { .. } => "pool_push",
             RequestBody::Leave => "leave",
+            RequestBody::Gossip { .. } => "gossip",
         }
     }
 }

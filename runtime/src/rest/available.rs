@@ -113,13 +113,16 @@ pub async fn available(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let paging = Paging::parse(query.as_deref())?;
-    let view = state.api.available_view().await?;
+    let pool = state.api.pool_view().await?;
+    let partitioned = pool.status.gossip.as_ref().map(|gossip| gossip.partitioned);
+    let view = Arc::clone(&pool.available);
+    drop(pool);
     if let Some(paging) = paging {
-        return Ok(page(&view, &paging));
+        return Ok(with_partitioned(page(&view, &paging), partitioned));
     }
     let encoded = state.available.encoded(&view);
     if none_match(&headers, &encoded.etag) {
-        return Ok(not_modified(&encoded.etag));
+        return Ok(with_partitioned(not_modified(&encoded.etag), partitioned));
     }
     let (body, gzipped) = if accepts_gzip(&headers) {
         (encoded.gzip(&view).await, true)
@@ -138,7 +141,21 @@ pub async fn available(
     if gzipped {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    Ok(response)
+    Ok(with_partitioned(response, partitioned))
+}
+
+/// The header that says whether this node is cut off from much of the cluster (issue 9:
+/// partitioned mode, the stale remote ads shown), on a node that runs the gossip.
+pub const PARTITIONED_HEADER: &str = "x-herald-partitioned";
+
+fn with_partitioned(mut response: Response, partitioned: Option<bool>) -> Response {
+    if let Some(partitioned) = partitioned {
+        response.headers_mut().insert(
+            PARTITIONED_HEADER,
+            HeaderValue::from_static(if partitioned { "true" } else { "false" }),
+        );
+    }
+    response
 }
 
 /// `GET /api/registers/available/{registerId}`: one available register; 404 when none of its

@@ -418,6 +418,7 @@ mod tests {
             full_replica_peer_count: 1,
             local: true,
             verified: true,
+            stale: false,
         }
     }
 

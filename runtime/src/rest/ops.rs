@@ -109,6 +109,15 @@ pub(crate) async fn health_report(api: &NodeApi) -> (StatusCode, HealthReport) {
         failures.push(format!("resync driver: {err}"));
         None
     });
+    if let Some(gossip) = pool.as_ref().and_then(|status| status.gossip.as_ref())
+        && gossip.partitioned
+    {
+        failures.push(format!(
+            "partitioned: {} of the {} remote advertisements shown are stale (their peers \
+             cannot be reached); showing what they last said",
+            gossip.stale_ads, gossip.remote_ads
+        ));
+    }
     report.store = pool.map(|status| status.store);
     if let Some(hub) = &hub {
         match &hub.state {

@@ -3,6 +3,8 @@
 //! - `redis_ad_store`: `AdStore` on Redis or a Redis Cluster (production; shared by several
 //!   nodes).
 //! - `redb_ad_store`: `AdStore` in a redb file (the embedded default).
+//! - `redis_gossip_store`, `redb_gossip_store`: `GossipStore` beside the ads (the Redis of the
+//!   ad store; the ad store's redb file). MongoDB has none yet (`open_peer_stores`).
 //! - `redb_ground_truth`: `GroundTruth` in a redb file (the embedded default).
 //! - `redb_blueprint_store`: `BlueprintStore` in a redb file (one hub, the embedded default).
 //! - `redis_blueprint_store`: `BlueprintStore` on Redis (several hubs share one register).
@@ -22,17 +24,19 @@ mod mongo_ground_truth;
 mod redb_ad_store;
 mod redb_blueprint_store;
 mod redb_file;
+mod redb_gossip_store;
 mod redb_ground_truth;
 mod redb_replica_store;
 mod redis_ad_store;
 mod redis_blueprint_store;
 mod redis_connection;
+mod redis_gossip_store;
 mod stored_entry;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use herald_actors::ports::{AdStore, BlueprintStore, GroundTruth, ReplicaStore};
+use herald_actors::ports::{AdStore, BlueprintStore, GossipStore, GroundTruth, ReplicaStore};
 use herald_messages::NodeId;
 
 pub use mongo_ad_store::MongoAdStore;
@@ -42,22 +46,35 @@ pub use mongo_ground_truth::MongoGroundTruth;
 pub use redb_ad_store::RedbAdStore;
 pub use redb_blueprint_store::RedbBlueprintStore;
 pub use redb_file::RedbOpenError;
+pub use redb_gossip_store::RedbGossipStore;
 pub use redb_ground_truth::RedbGroundTruth;
 pub use redb_replica_store::RedbReplicaStore;
 pub use redis_ad_store::RedisAdStore;
 pub use redis_blueprint_store::RedisBlueprintStore;
 pub use redis_connection::RedisOpenError;
+pub use redis_gossip_store::RedisGossipStore;
 
 use crate::config::{AdStoreConfig, BlueprintStoreConfig, GroundTruthConfig, MongoConfig};
 use crate::start_error::StartError;
 use crate::tls::{ClientPem, ClientTls, CredentialError};
 
-/// Opens the configured ad store. Redis and MongoDB connect lazily (a node starts while they are
-/// down and runs degraded); a redb file is opened (and created) now.
-pub async fn open_ad_store(
+/// The stores of a node's peer role, opened from one configuration.
+pub struct PeerStores {
+    pub ads: Arc<dyn AdStore>,
+    /// Beside the ads: in the same Redis (same prefix, same cluster slot as the node's ads) or
+    /// the same redb file (redb opens a file once per process, so only this function can hand
+    /// out both). `None` on MongoDB: no MongoDB adapter of the port yet, so a node there keeps
+    /// its gossip in memory only.
+    pub gossip: Option<Arc<dyn GossipStore>>,
+}
+
+/// Opens the configured ad store and the gossip store beside it. Redis and MongoDB connect
+/// lazily (a node starts while they are down and runs degraded); a redb file is opened (and
+/// created) now.
+pub async fn open_peer_stores(
     config: &AdStoreConfig,
     node_id: &NodeId,
-) -> Result<Arc<dyn AdStore>, StartError> {
+) -> Result<PeerStores, StartError> {
     match config {
         AdStoreConfig::Redis { url, prefix, tls } => {
             let error = |source: Box<dyn std::error::Error + Send + Sync>| StartError::Store {
@@ -66,9 +83,14 @@ pub async fn open_ad_store(
                 source,
             };
             let pem = load_tls(tls.as_ref()).map_err(|err| error(Box::new(err)))?;
-            let store = RedisAdStore::new_with_tls(url, prefix, node_id, pem.as_ref())
+            let ads = RedisAdStore::new_with_tls(url, prefix, node_id, pem.as_ref())
                 .map_err(|err| error(Box::new(err)))?;
-            Ok(Arc::new(store))
+            let gossip = RedisGossipStore::new_with_tls(url, prefix, node_id, pem.as_ref())
+                .map_err(|err| error(Box::new(err)))?;
+            Ok(PeerStores {
+                ads: Arc::new(ads),
+                gossip: Some(Arc::new(gossip)),
+            })
         }
         AdStoreConfig::RedisCluster { urls, prefix, tls } => {
             let error = |source: Box<dyn std::error::Error + Send + Sync>| StartError::Store {
@@ -77,12 +99,18 @@ pub async fn open_ad_store(
                 source,
             };
             let pem = load_tls(tls.as_ref()).map_err(|err| error(Box::new(err)))?;
-            let store = RedisAdStore::new_cluster_with_tls(urls, prefix, node_id, pem.as_ref())
+            let ads = RedisAdStore::new_cluster_with_tls(urls, prefix, node_id, pem.as_ref())
                 .map_err(|err| error(Box::new(err)))?;
-            Ok(Arc::new(store))
+            let gossip =
+                RedisGossipStore::new_cluster_with_tls(urls, prefix, node_id, pem.as_ref())
+                    .map_err(|err| error(Box::new(err)))?;
+            Ok(PeerStores {
+                ads: Arc::new(ads),
+                gossip: Some(Arc::new(gossip)),
+            })
         }
         AdStoreConfig::Embedded { path } => {
-            let store =
+            let ads =
                 RedbAdStore::open(path, node_id)
                     .await
                     .map_err(|source| StartError::Store {
@@ -90,13 +118,20 @@ pub async fn open_ad_store(
                         location: path.display().to_string(),
                         source: Box::new(source),
                     })?;
-            Ok(Arc::new(store))
+            let gossip = ads.gossip_store();
+            Ok(PeerStores {
+                ads: Arc::new(ads),
+                gossip: Some(Arc::new(gossip)),
+            })
         }
         AdStoreConfig::Mongo(mongodb) => {
-            let store = MongoAdStore::open(mongodb, node_id)
+            let ads = MongoAdStore::open(mongodb, node_id)
                 .await
                 .map_err(|source| mongo_error("advertisement store", mongodb, source))?;
-            Ok(Arc::new(store))
+            Ok(PeerStores {
+                ads: Arc::new(ads),
+                gossip: None,
+            })
         }
     }
 }

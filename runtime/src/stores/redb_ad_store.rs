@@ -1,10 +1,12 @@
 //! `RedbAdStore`: the pool's ads in a redb file, the embedded default of the peer role. It is
 //! what makes *Available Registers* survive a process restart without Redis.
 //!
-//! Layout (two tables, values are JSON):
+//! Layout (three tables, values are JSON):
 //! - `ads`: `{node_id}:local:{register_id}` or `{node_id}:remote:{peer_id}:{register_id}` →
 //!   `{"ad": Advertisement}`;
-//! - `pool_meta`: `{node_id}` → `{"meta": PoolMeta}`.
+//! - `pool_meta`: `{node_id}` → `{"meta": PoolMeta}`;
+//! - `gossip`: the node's gossip records, created here and kept by `RedbGossipStore`
+//!   (`gossip_store` hands it this file's database).
 //!
 //! Each `write` is one durable write transaction that reads the meta record it replaces and
 //! returns it; a batch of changes replaces the meta record only when there is one (it never
@@ -36,7 +38,8 @@ use tracing::warn;
 use herald_actors::ports::{AdBatch, AdStore, BatchScope, StoreError, StoredPool};
 use herald_messages::{AdKey, AdSource, Advertisement, NodeId, PoolMeta};
 
-use super::redb_file::{self, RedbFailure, RedbOpenError};
+use super::redb_file::{self, RedbOpenError, store_error};
+use super::redb_gossip_store::{self, RedbGossipStore};
 
 /// The pool's ads in a redb file, namespaced by node id.
 pub struct RedbAdStore {
@@ -54,6 +57,12 @@ impl RedbAdStore {
             path: path.to_path_buf(),
             node_id: node_id.clone(),
         })
+    }
+
+    /// The node's gossip store in the same file (redb opens a file once per process, so the
+    /// two share the database; the file closes when both are dropped).
+    pub fn gossip_store(&self) -> RedbGossipStore {
+        RedbGossipStore::new(Arc::clone(&self.db), &self.path, &self.node_id)
     }
 
     /// Runs `work` on the blocking pool with the database.
@@ -128,7 +137,7 @@ struct MetaRecord<M> {
 fn create_tables(txn: &WriteTransaction) -> Result<(), redb::Error> {
     txn.open_table(ADS)?;
     txn.open_table(META)?;
-    Ok(())
+    redb_gossip_store::create_table(txn)
 }
 
 /// The key of an ad: `{node_id}:local:{register_id}` or `{node_id}:remote:{peer}:{register_id}`.
@@ -245,13 +254,6 @@ impl EncodedBatch {
         }
         txn.commit()?;
         Ok(previous)
-    }
-}
-
-fn store_error(err: impl Into<redb::Error>) -> StoreError {
-    match redb_file::classify(err) {
-        RedbFailure::Corrupt(what) => StoreError::Corrupt { what },
-        RedbFailure::Transient(err) => StoreError::Unavailable(Box::new(err)),
     }
 }
 

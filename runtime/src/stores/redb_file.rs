@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use redb::{Database, WriteTransaction};
 
-use herald_actors::ports::BoxError;
+use herald_actors::ports::{BoxError, StoreError};
 
 /// Why a redb file could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -86,5 +86,13 @@ pub(super) fn classify(err: impl Into<redb::Error>) -> RedbFailure {
         | redb::Error::UpgradeRequired(_)
         | redb::Error::ValueTooLarge(_) => RedbFailure::Corrupt(err.to_string()),
         other => RedbFailure::Transient(other),
+    }
+}
+
+/// A redb failure as the `StoreError` of the ad and gossip stores.
+pub(super) fn store_error(err: impl Into<redb::Error>) -> StoreError {
+    match classify(err) {
+        RedbFailure::Corrupt(what) => StoreError::Corrupt { what },
+        RedbFailure::Transient(err) => StoreError::Unavailable(Box::new(err)),
     }
 }

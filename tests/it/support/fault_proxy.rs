@@ -8,9 +8,11 @@
 //! // the node advertises proxy.addr(), so members reach it through the proxy
 //! proxy.set(Fault::Swallow);                     // partition
 //! proxy.set(Fault::None);                        // heal
+//! proxy.contains(b"needle")                      // did these bytes cross it (either way)?
 //! ```
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,8 +33,13 @@ pub enum Fault {
     Cut,
 }
 
+/// Everything forwarded, one buffer per direction of each connection (a string never spans
+/// two connections' chunks).
+type Streams = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
+
 pub struct FaultProxy {
     addr: SocketAddr,
+    streams: Streams,
     fault: watch::Sender<Fault>,
     task: JoinHandle<()>,
 }
@@ -45,6 +52,8 @@ impl FaultProxy {
             .expect("bind the fault proxy");
         let addr = listener.local_addr().expect("the proxy's address");
         let (fault, faults) = watch::channel(Fault::None);
+        let streams = Streams::default();
+        let recorded = Arc::clone(&streams);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else {
@@ -55,6 +64,11 @@ impl FaultProxy {
                     continue;
                 }
                 let faults = faults.clone();
+                let (forth, back) = (Arc::default(), Arc::default());
+                recorded
+                    .lock()
+                    .expect("proxy streams")
+                    .extend([Arc::clone(&forth), Arc::clone(&back)]);
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
@@ -64,13 +78,30 @@ impl FaultProxy {
                     let (in_read, in_write) = inbound.into_split();
                     let (out_read, out_write) = outbound.into_split();
                     tokio::join!(
-                        pump(in_read, out_write, faults.clone()),
-                        pump(out_read, in_write, faults),
+                        pump(in_read, out_write, faults.clone(), forth),
+                        pump(out_read, in_write, faults, back),
                     );
                 });
             }
         });
-        FaultProxy { addr, fault, task }
+        FaultProxy {
+            addr,
+            streams,
+            fault,
+            task,
+        }
+    }
+
+    /// Whether `needle` crossed the proxy (forwarded, either way) since it started.
+    pub fn contains(&self, needle: &[u8]) -> bool {
+        let streams = self.streams.lock().expect("proxy streams").clone();
+        streams.iter().any(|stream| {
+            stream
+                .lock()
+                .expect("proxy stream")
+                .windows(needle.len())
+                .any(|window| window == needle)
+        })
     }
 
     /// Where to connect instead of the target.
@@ -95,6 +126,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut faults: watch::Receiver<Fault>,
+    record: Arc<Mutex<Vec<u8>>>,
 ) {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -120,6 +152,10 @@ async fn pump(
             Fault::Delay(delay) => tokio::time::sleep(delay).await,
             Fault::Cut => break,
         }
+        record
+            .lock()
+            .expect("proxy stream")
+            .extend_from_slice(&buffer[..n]);
         if to.write_all(&buffer[..n]).await.is_err() {
             break;
         }

@@ -1,5 +1,5 @@
-//! Domain values the store tests build again and again: a system register's genesis and its
-//! entries, one definition for every suite.
+//! Domain values the store tests build again and again: node and register ids, a system
+//! register's genesis and its entries, one definition for every suite.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +7,18 @@ use herald::parts::messages::{
     BlueprintId, EntryDraft, EntryKind, EntrySigner, Genesis, HistoryId, NodeId, RegisterId,
     SystemRegisterEntry, Timestamp, TrustedKeys,
 };
+
+/// A node id the test spells out.
+pub fn node(id: &str) -> NodeId {
+    NodeId::parse(id).unwrap()
+}
+
+/// Register `n` (its id's last four bytes, big-endian).
+pub fn rid(n: u32) -> RegisterId {
+    let mut bytes = [0u8; 16];
+    bytes[12..].copy_from_slice(&n.to_be_bytes());
+    RegisterId::from_bytes(bytes)
+}
 
 /// The genesis of a system register; `history` tells registers apart (the history id's bytes).
 pub fn genesis(history: u8) -> Genesis {

@@ -53,6 +53,25 @@ where
     }
 }
 
+/// A store call against a store that is down must fail within this (it fails in about a second
+/// at most: short connection and response timeouts, one retry).
+pub const FAIL_FAST: Duration = Duration::from_secs(5);
+
+/// Runs `call` and returns its error, asserting that it failed within `FAIL_FAST`.
+pub async fn fails_fast<T: std::fmt::Debug, E>(
+    what: &str,
+    call: impl Future<Output = Result<T, E>>,
+) -> E {
+    let started = tokio::time::Instant::now();
+    let result = call.await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < FAIL_FAST, "{what} took {elapsed:?} to fail");
+    match result {
+        Ok(value) => panic!("{what}: expected a failure, got {value:?}"),
+        Err(err) => err,
+    }
+}
+
 /// A port that was free a moment ago on 127.0.0.1 (defined beside the role-process harness,
 /// which the bench and the demo include on their own).
 pub use process::free_port;

@@ -103,7 +103,7 @@ function renderSync(sync) {
       ["unverified", pool.unverifiedAds, pool.unverifiedAds ? "warn" : ""],
       ["store repairs", pool.storeRepairs],
       ["loaded", pool.loaded ? "yes" : "not yet", pool.loaded ? "" : "warn"],
-    ]);
+    ].concat(gossipRows(pool.gossip)));
   }
   const resync = sync.resync;
   show("resync-panel", !!resync);
@@ -191,6 +191,17 @@ function renderMembers(members) {
     );
     body.append(row);
   }
+}
+
+// The gossip of public ads with the cluster's other peers (absent outside a cluster).
+function gossipRows(gossip) {
+  if (!gossip) return [];
+  return [
+    ["gossiped ads", gossip.remoteAds],
+    ["from peers", gossip.origins],
+    ["stale", gossip.staleAds, gossip.staleAds ? "warn" : ""],
+    ["partitioned", gossip.partitioned ? "yes" : "no", gossip.partitioned ? "bad" : ""],
+  ];
 }
 
 function flags(ad) {
