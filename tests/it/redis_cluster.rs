@@ -3,6 +3,7 @@
 //! the pool reports its store degraded, keeps accepting from memory, and once the primary is back
 //! (empty: the fixture's nodes keep no data) it writes everything again, so every acknowledged
 //! ad is served and stored. No replicas here: recovery is the primary's return, not a failover.
+//! And the peer binary's `--redis-cluster` flag puts its pool on the shared cluster.
 //! The store contracts on the cluster are in `ad_stores` and `blueprint_stores`.
 
 use std::collections::HashSet;
@@ -13,7 +14,8 @@ use herald::{
     AdInput, BulkAdvertise, Node, NodeHandle, RawNodeConfig, RawPeerConfig, RegisterId, StoreHealth,
 };
 
-use crate::support::redis::{RedisCluster, connect_cluster};
+use crate::support::process::{RoleProcess, expect};
+use crate::support::redis::{RedisCluster, connect_cluster, local_ads_key};
 use crate::support::wait_until;
 
 const NODE: &str = "cluster-peer";
@@ -41,11 +43,11 @@ async fn start_peer(urls: &[String]) -> NodeHandle {
     Node::start(raw.validate().unwrap()).await.unwrap()
 }
 
-/// The register ids in the node's hash of local ads, read through a cluster client.
-async fn stored_ids(urls: &[String]) -> HashSet<String> {
+/// The register ids in `node`'s hash of local ads, read through a cluster client.
+async fn stored_ids(urls: &[String], node: &str) -> HashSet<String> {
     let mut conn = connect_cluster(urls).await;
     redis::cmd("HKEYS")
-        .arg(format!("herald:{{{NODE}}}:ads:local"))
+        .arg(local_ads_key(node))
         .query_async(&mut conn)
         .await
         .unwrap_or_default()
@@ -68,7 +70,7 @@ async fn a_primary_killed_during_writes_degrades_the_pool_which_recovers_with_no
         .await
         .unwrap();
     assert!(outcome.persisted, "{outcome:?}");
-    assert_eq!(stored_ids(&urls).await.len(), 200);
+    assert_eq!(stored_ids(&urls, NODE).await.len(), 200);
 
     // A client advertising one register every 20 ms throughout.
     let writer = {
@@ -120,7 +122,7 @@ async fn a_primary_killed_during_writes_degrades_the_pool_which_recovers_with_no
     let mut expected: HashSet<String> = (0..200).map(|n| register(n).to_string()).collect();
     expected.extend(acknowledged.iter().map(RegisterId::to_string));
     wait_until("every acknowledged ad stored again", CONVERGE, || async {
-        (stored_ids(&urls).await == expected).then_some(())
+        (stored_ids(&urls, NODE).await == expected).then_some(())
     })
     .await;
     let served: HashSet<String> = node
@@ -138,4 +140,25 @@ async fn a_primary_killed_during_writes_degrades_the_pool_which_recovers_with_no
         .expect("the writer is done")
         .shutdown()
         .await;
+}
+
+/// `--redis-cluster URL,URL` on the peer binary: its pool writes to the cluster, in the slot of
+/// its node id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_process_keeps_its_pool_on_the_redis_cluster_its_flag_names() {
+    const FLAG_NODE: &str = "cluster-flag-peer";
+    let urls = RedisCluster::shared();
+    let peer =
+        RoleProcess::peer(&["--node-id", FLAG_NODE, "--redis-cluster", &urls.join(",")]).await;
+    let id = register(7).to_string();
+    let body = expect(
+        peer.post_json(
+            &format!("/api/registers/{id}/advertise"),
+            serde_json::json!({"isPublic": true}),
+        )
+        .await,
+        reqwest::StatusCode::OK,
+    );
+    assert_eq!(body["persisted"], serde_json::json!(true), "{body}");
+    assert_eq!(stored_ids(&urls, FLAG_NODE).await, HashSet::from([id]));
 }
