@@ -26,8 +26,13 @@
 //!
 //! The floors write and read namespaces of their own (node ids `bench-floor-keys`, one key per
 //! ad, and `bench-floor-hash`, the adapter's hash), with the bytes the pool wrote.
-//! 3. **SC-005**: `available()` latency on 10,000 ads, idle and while full syncs are applied.
-//! 4. **SC-004**: a node with both roles starts with 100 public registers in its ground truth,
+//! 3. **Redis Cluster** (issue 10 item 5): the same full sync and restart reload on a peer
+//!    whose pool is on a three-primary Redis Cluster started by the bench (`redis-server
+//!    --cluster-enabled yes` ×3), beside the floor of the adapter's layout sent by the `redis`
+//!    crate's own cluster client (`MULTI` / `HSET`s / `PEXPIRE` / `SET meta` / `EXEC`, and
+//!    `MULTI` / `GET meta` / `HGETALL` / `EXEC`) on the same cluster.
+//! 4. **SC-005**: `available()` latency on 10,000 ads, idle and while full syncs are applied.
+//! 5. **SC-004**: a node with both roles starts with 100 public registers in its ground truth,
 //!    until all 100 are listed verified (the register role's startup full sync went through).
 //!
 //! Herald and floor runs are interleaved (the order rotates every iteration) so that the noise
@@ -129,6 +134,7 @@ async fn run(iterations: usize) -> Result<()> {
     let mut bench = Bench::new(&url, raw, iterations);
     bench.full_sync(&mut report).await?;
     bench.reload(&mut report).await?;
+    bench.cluster(&mut report).await?;
     bench.available_latency(&mut report).await?;
     bench.sc004(&mut report).await?;
 
@@ -168,6 +174,8 @@ const NODE_A: &str = "bench-a";
 const NODE_NOOP: &str = "bench-noop";
 const NODE_FLOOR_KEYS: &str = "bench-floor-keys";
 const NODE_FLOOR_HASH: &str = "bench-floor-hash";
+const NODE_CLUSTER: &str = "bench-cluster";
+const NODE_CLUSTER_FLOOR: &str = "bench-cluster-floor";
 
 impl Bench {
     fn new(url: &str, raw: ConnectionManager, iterations: usize) -> Self {
@@ -435,8 +443,21 @@ impl Bench {
     /// The floor of a full sync in the adapter's layout: one hash of the same JSON bytes, its
     /// expiry and the meta record, in one `MULTI`/`EXEC`.
     async fn floor_hset(&mut self) -> Result<Duration> {
-        let expiry_ms = PoolConfig::default().store_expiry().as_millis() as u64;
         self.meta_value = self.current_meta().await?;
+        let (hash, meta_key) = (self.floor_hash.clone(), self.floor_hash_meta_key.clone());
+        let mut raw = self.raw.clone();
+        self.hset_floor(&mut raw, &hash, &meta_key).await
+    }
+
+    /// The adapter's batch by hand on `conn`: `hash` gets the ads' JSON bytes, `meta_key` the
+    /// pool's last meta record.
+    async fn hset_floor(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        hash: &str,
+        meta_key: &str,
+    ) -> Result<Duration> {
+        let expiry_ms = PoolConfig::default().store_expiry().as_millis() as u64;
         let started = Instant::now();
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -445,18 +466,18 @@ impl Bench {
             .chunks(HSET_CHUNK)
             .zip(self.values.chunks(HSET_CHUNK))
         {
-            let hset = pipe.cmd("HSET").arg(&self.floor_hash);
+            let hset = pipe.cmd("HSET").arg(hash);
             for (field, value) in fields.iter().zip(values) {
                 hset.arg(field).arg(value);
             }
         }
-        pipe.cmd("PEXPIRE").arg(&self.floor_hash).arg(expiry_ms);
+        pipe.cmd("PEXPIRE").arg(hash).arg(expiry_ms);
         pipe.cmd("SET")
-            .arg(&self.floor_hash_meta_key)
+            .arg(meta_key)
             .arg(&self.meta_value)
             .arg("PX")
             .arg(expiry_ms);
-        pipe.query_async::<()>(&mut self.raw).await?;
+        pipe.query_async::<()>(conn).await?;
         Ok(started.elapsed())
     }
 
@@ -608,28 +629,14 @@ impl Bench {
     /// The hash floor's reload: its meta record and hash in one `MULTI`/`EXEC`; with `decode`,
     /// also decode the ads. Returns the time and how many values (or decoded ads) it got.
     async fn floor_hgetall(&mut self, decode: bool) -> Result<(Duration, usize)> {
-        let started = Instant::now();
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("GET")
-            .arg(&self.floor_hash_meta_key)
-            .cmd("HGETALL")
-            .arg(&self.floor_hash);
-        type Fields = Vec<(Vec<u8>, Vec<u8>)>;
-        let (meta, fields): (Option<Vec<u8>>, Fields) = pipe.query_async(&mut self.raw).await?;
-        ensure!(meta.is_some(), "the hash floor's meta record is missing");
-        let count = if decode {
-            let mut ads = Vec::with_capacity(fields.len());
-            for (_, value) in &fields {
-                if let Ok(ad) = serde_json::from_slice::<Advertisement>(value) {
-                    ads.push(ad);
-                }
-            }
-            ads.len()
-        } else {
-            fields.len()
-        };
-        Ok((started.elapsed(), count))
+        let mut raw = self.raw.clone();
+        hgetall_floor(
+            &mut raw,
+            &self.floor_hash,
+            &self.floor_hash_meta_key,
+            decode,
+        )
+        .await
     }
 
     /// `SCAN` the naive floor's namespace, then `MGET` what it found; with `decode`, also decode
@@ -673,7 +680,107 @@ impl Bench {
         Ok((started.elapsed(), count))
     }
 
-    // ---- 3. SC-005 ----
+    // ---- 3. Redis Cluster ----
+
+    async fn cluster(&mut self, report: &mut Report) -> Result<()> {
+        eprintln!("full sync and reload of {ADS} ads on a Redis Cluster ...");
+        let cluster = RedisClusterProcs::start().await?;
+        let urls = cluster.urls();
+        let mut raw = redis::cluster::ClusterClient::new(urls.clone())?
+            .get_async_connection()
+            .await
+            .context("connect to the bench's Redis Cluster")?;
+        let config = RawNodeConfig {
+            node_id: NODE_CLUSTER.into(),
+            peer: Some(RawPeerConfig {
+                redis_cluster: Some(urls.clone()),
+                ..RawPeerConfig::default()
+            }),
+            ..RawNodeConfig::default()
+        };
+        let node = start(config.clone(), StoreOverrides::default()).await?;
+        let outcome = node.bulk_advertise(self.changed_request()).await?;
+        ensure!(outcome.persisted, "{outcome:?}");
+        let meta_key = format!("{PREFIX}:{{{NODE_CLUSTER}}}:ads:meta");
+        let floor_hash = format!("{PREFIX}:{{{NODE_CLUSTER_FLOOR}}}:ads:local");
+        let floor_meta = format!("{PREFIX}:{{{NODE_CLUSTER_FLOOR}}}:ads:meta");
+
+        let mut herald = Samples::default();
+        let mut floor = Samples::default();
+        for iteration in 0..WARMUP_ITERATIONS + self.iterations {
+            let keep = iteration >= WARMUP_ITERATIONS;
+            for case in rotated(2, iteration) {
+                if case == 0 {
+                    let request = self.changed_request();
+                    let started = Instant::now();
+                    let outcome = node.bulk_advertise(request).await?;
+                    let elapsed = started.elapsed();
+                    ensure!(outcome.updated == ADS && outcome.persisted, "{outcome:?}");
+                    herald.push_if(keep, elapsed);
+                } else {
+                    self.meta_value = redis::cmd("GET")
+                        .arg(&meta_key)
+                        .query_async::<Option<Vec<u8>>>(&mut raw)
+                        .await?
+                        .context("the pool's meta record is missing")?;
+                    floor.push_if(
+                        keep,
+                        self.hset_floor(&mut raw, &floor_hash, &floor_meta).await?,
+                    );
+                }
+            }
+        }
+        node.shutdown().await;
+        report.section(format!(
+            "Redis Cluster (3 primaries): full sync of {ADS} changed ads"
+        ));
+        report.row(
+            "floor: the `redis` cluster client, `MULTI` + 10 × `HSET` (1,000 fields) + `PEXPIRE` + `SET meta PX` + `EXEC`",
+            &floor,
+            None,
+        );
+        report.row("herald: `bulk_advertise` full sync", &herald, Some(&floor));
+
+        let mut herald = Samples::default();
+        let mut floor = Samples::default();
+        for iteration in 0..WARMUP_ITERATIONS + self.iterations {
+            let keep = iteration >= WARMUP_ITERATIONS;
+            for case in rotated(2, iteration) {
+                if case == 0 {
+                    let config = config.clone().validate()?;
+                    let started = Instant::now();
+                    let node = Node::start(config).await?;
+                    let available = node.available().await?;
+                    let elapsed = started.elapsed();
+                    ensure!(available.len() == ADS, "reloaded {}", available.len());
+                    herald.push_if(keep, elapsed);
+                    stop(node).await;
+                } else {
+                    let (elapsed, ads) =
+                        hgetall_floor(&mut raw, &floor_hash, &floor_meta, true).await?;
+                    ensure!(ads == ADS, "decoded {ads} ads");
+                    floor.push_if(keep, elapsed);
+                }
+            }
+        }
+        report.section(format!(
+            "Redis Cluster (3 primaries): restart reload of {ADS} ads"
+        ));
+        report.row(
+            "floor: the `redis` cluster client, `MULTI` + `GET meta` + `HGETALL` + `EXEC` + `serde_json` decoding",
+            &floor,
+            None,
+        );
+        report.row(
+            "herald: `Node::start` → first `available()` with 10,000",
+            &herald,
+            Some(&floor),
+        );
+        drop(cluster);
+        Ok(())
+    }
+
+    // ---- 4. SC-005 ----
 
     async fn available_latency(&mut self, report: &mut Report) -> Result<()> {
         eprintln!("available() latency (SC-005) ...");
@@ -729,7 +836,7 @@ impl Bench {
         Ok(())
     }
 
-    // ---- 4. SC-004 ----
+    // ---- 5. SC-004 ----
 
     async fn sc004(&mut self, report: &mut Report) -> Result<()> {
         eprintln!("startup re-advertisement of {SC004_REGISTERS} registers (SC-004) ...");
@@ -799,6 +906,39 @@ impl Bench {
         );
         Ok(())
     }
+}
+
+/// The adapter's reload by hand on `conn`: the meta record and the hash in one `MULTI`/`EXEC`;
+/// with `decode`, also decode the ads. Returns the time and how many values (or decoded ads) it
+/// got.
+async fn hgetall_floor(
+    conn: &mut impl redis::aio::ConnectionLike,
+    hash: &str,
+    meta_key: &str,
+    decode: bool,
+) -> Result<(Duration, usize)> {
+    let started = Instant::now();
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .cmd("GET")
+        .arg(meta_key)
+        .cmd("HGETALL")
+        .arg(hash);
+    type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+    let (meta, fields): (Option<Vec<u8>>, Fields) = pipe.query_async(conn).await?;
+    ensure!(meta.is_some(), "the hash floor's meta record is missing");
+    let count = if decode {
+        let mut ads = Vec::with_capacity(fields.len());
+        for (_, value) in &fields {
+            if let Ok(ad) = serde_json::from_slice::<Advertisement>(value) {
+                ads.push(ad);
+            }
+        }
+        ads.len()
+    } else {
+        fields.len()
+    };
+    Ok((started.elapsed(), count))
 }
 
 /// `available()` latencies while `requests` are applied one after another by another task, and
@@ -895,6 +1035,10 @@ const READY_DEADLINE: Duration = Duration::from_secs(5);
 
 impl RedisServer {
     async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(extra: &[String]) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("herald-bench-redis-")
             .tempdir()
@@ -910,6 +1054,7 @@ impl RedisServer {
                 .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
                 .arg("--dir")
                 .arg(dir.path())
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -944,6 +1089,81 @@ impl RedisServer {
 
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Three `RedisServer`s in cluster mode, one primary each for a third of the slots.
+struct RedisClusterProcs {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisClusterProcs {
+    async fn start() -> Result<Self> {
+        let mut nodes = Vec::new();
+        let mut bus_ports = Vec::new();
+        for _ in 0..3 {
+            let bus_port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let extra = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &bus_port.to_string(),
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ]
+            .map(str::to_owned);
+            nodes.push(RedisServer::start_with(&extra).await?);
+            bus_ports.push(bus_port);
+        }
+        for (node, (low, high)) in nodes.iter().zip([(0, 5460), (5461, 10922), (10923, 16383)]) {
+            let mut conn = redis::Client::open(node.url())?
+                .get_multiplexed_async_connection()
+                .await?;
+            redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(low)
+                .arg(high)
+                .query_async::<()>(&mut conn)
+                .await?;
+            if node.port != nodes[0].port {
+                redis::cmd("CLUSTER")
+                    .arg("MEET")
+                    .arg("127.0.0.1")
+                    .arg(nodes[0].port)
+                    .arg(bus_ports[0])
+                    .query_async::<()>(&mut conn)
+                    .await?;
+            }
+        }
+        let started = Instant::now();
+        'wait: loop {
+            ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "the bench's Redis Cluster was not ok within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            for node in &nodes {
+                let mut conn = redis::Client::open(node.url())?
+                    .get_multiplexed_async_connection()
+                    .await?;
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await?;
+                if !(info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3")) {
+                    continue 'wait;
+                }
+            }
+            return Ok(Self { nodes });
+        }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
     }
 }
 

@@ -6,6 +6,8 @@
 //!     --data-dir /tmp/n0 --admin-token secret
 //! cargo run --example hub -- --node-id n1 --grpc 127.0.0.1:50052 --http 127.0.0.1:8091 \
 //!     --redis redis://127.0.0.1:6379 --admin-token secret     # hubs sharing one register
+//! cargo run --example hub -- --node-id n1 --grpc 127.0.0.1:50052 --http 127.0.0.1:8091 \
+//!     --redis-cluster redis://10.0.0.1:7000,redis://10.0.0.2:7000 --admin-token secret   # on a cluster
 //! cargo run --example hub -- --node-id n2 --grpc 127.0.0.1:50053 --http 127.0.0.1:8092 \
 //!     --mongodb mongodb://127.0.0.1:27017/?replicaSet=rs0 --admin-token secret   # or on MongoDB
 //! cargo run --example hub -- --node-id n0 --grpc 127.0.0.1:50051 --http 127.0.0.1:8090 \
@@ -21,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use herald::{RawClientTls, RawHubConfig, RawNodeConfig, RawServerTls};
+use herald::{RawHubConfig, RawNodeConfig, RawServerTls};
 
 /// herald hub role: the system register, served to peers over gRPC.
 #[derive(Parser)]
@@ -32,6 +34,8 @@ struct Args {
     log: support::LogArgs,
     #[command(flatten)]
     mongo: support::MongoArgs,
+    #[command(flatten)]
+    redis: support::RedisArgs,
     #[command(flatten)]
     cluster: support::ClusterArgs,
     #[command(flatten)]
@@ -50,12 +54,6 @@ struct Args {
     /// Require client certificates signed by this CA (mutual TLS), naming the peer's id.
     #[arg(long, env = "HERALD_GRPC_CLIENT_CA_FILE", requires = "grpc_cert_file")]
     grpc_client_ca_file: Option<PathBuf>,
-    /// Redis holding the system register shared by several hubs (run it with AOF).
-    #[arg(long, env = "HERALD_REDIS")]
-    redis: Option<String>,
-    /// CA of a `rediss://` Redis (the system's roots without it).
-    #[arg(long, env = "HERALD_REDIS_CA_FILE")]
-    redis_ca_file: Option<PathBuf>,
     /// Directory of the embedded system register (one hub).
     #[arg(long, env = "HERALD_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -114,12 +112,11 @@ fn apply(raw: &mut RawNodeConfig, args: Args) {
         tls.key_file = key_file;
         support::set(&mut tls.client_ca_file, args.grpc_client_ca_file);
     }
-    support::set(&mut hub.redis_url, args.redis);
-    if let Some(ca_file) = args.redis_ca_file {
-        hub.redis_tls
-            .get_or_insert_with(RawClientTls::default)
-            .ca_file = Some(ca_file);
-    }
+    args.redis.apply(
+        &mut hub.redis_url,
+        &mut hub.redis_cluster,
+        &mut hub.redis_tls,
+    );
     support::set(&mut hub.heartbeat_interval_ms, args.heartbeat_interval_ms);
     support::set(&mut hub.session_expiry_ms, args.session_expiry_ms);
     support::set(

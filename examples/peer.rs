@@ -3,6 +3,8 @@
 //! ```text
 //! cargo run --example peer -- --node-id peer-a --http 127.0.0.1:8080 --data-dir /tmp/peer-a --admin-token secret
 //! cargo run --example peer -- --node-id peer-a --http 127.0.0.1:8080 --redis redis://127.0.0.1:6379 --admin-token secret
+//! cargo run --example peer -- --node-id peer-a --http 127.0.0.1:8080 --admin-token secret \
+//!     --redis-cluster redis://10.0.0.1:7000,redis://10.0.0.2:7000   # a Redis Cluster
 //! cargo run --example peer -- --node-id peer-a --http 127.0.0.1:8080 --mongodb mongodb://127.0.0.1:27017/?replicaSet=rs0 --admin-token secret
 //! cargo run --example peer -- --node-id peer-b --http 127.0.0.1:8082 --data-dir /tmp/peer-b --admin-token secret \
 //!     --cluster-listen 127.0.0.1:7002 --cluster-seed 127.0.0.1:7000 --cookie-file /etc/herald/cookie
@@ -31,6 +33,8 @@ struct Args {
     #[command(flatten)]
     mongo: support::MongoArgs,
     #[command(flatten)]
+    redis: support::RedisArgs,
+    #[command(flatten)]
     cluster: support::ClusterArgs,
     #[command(flatten)]
     http: support::HttpArgs,
@@ -39,12 +43,6 @@ struct Args {
     /// This node's id (≤ 64 of [A-Za-z0-9_-]).
     #[arg(long, env = "HERALD_NODE_ID")]
     node_id: Option<String>,
-    /// Redis URL of the ad store (`redis://` or `rediss://`).
-    #[arg(long, env = "HERALD_REDIS")]
-    redis: Option<String>,
-    /// CA of a `rediss://` Redis (the system's roots without it).
-    #[arg(long, env = "HERALD_REDIS_CA_FILE")]
-    redis_ca_file: Option<PathBuf>,
     /// Directory of the embedded ad store (when not using Redis).
     #[arg(long, env = "HERALD_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -143,12 +141,11 @@ fn apply(raw: &mut RawNodeConfig, args: Args) {
     support::set(&mut raw.stall_tick_ms, args.stall_tick_ms);
     let peer = raw.peer.get_or_insert_with(RawPeerConfig::default);
     args.gossip.apply(peer);
-    support::set(&mut peer.redis_url, args.redis);
-    if let Some(ca_file) = args.redis_ca_file {
-        peer.redis_tls
-            .get_or_insert_with(RawClientTls::default)
-            .ca_file = Some(ca_file);
-    }
+    args.redis.apply(
+        &mut peer.redis_url,
+        &mut peer.redis_cluster,
+        &mut peer.redis_tls,
+    );
     support::set(
         &mut peer.ad_ttl_ms,
         args.ad_ttl_secs.map(|secs| secs * 1_000),

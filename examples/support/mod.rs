@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use herald::{
-    Node, NodeHandle, RawClusterConfig, RawClusterTls, RawMongoConfig, RawMongoTls, RawNodeConfig,
-    RawServerTls,
+    Node, NodeHandle, RawClientTls, RawClusterConfig, RawClusterTls, RawMongoConfig, RawMongoTls,
+    RawNodeConfig, RawServerTls,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -116,6 +116,46 @@ impl MongoArgs {
             let tls = mongodb.tls.get_or_insert_with(RawMongoTls::default);
             set(&mut tls.ca_file, self.mongodb_tls_ca);
             set(&mut tls.cert_key_file, self.mongodb_tls_cert_key);
+        }
+    }
+}
+
+/// The Redis flags of the roles that keep their state in Redis (the peer's ads, the hub's
+/// register).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisArgs {
+    /// One Redis server holding this role's state (`redis://` or `rediss://`); the hub's
+    /// register shared by several hubs wants it run with AOF.
+    #[arg(long, env = "HERALD_REDIS", conflicts_with = "redis_cluster")]
+    pub redis: Option<String>,
+    /// A Redis Cluster instead: URLs of one or more of its nodes, comma-separated
+    /// (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`); the others are learned from them.
+    #[arg(long, env = "HERALD_REDIS_CLUSTER", value_delimiter = ',', num_args = 1..)]
+    pub redis_cluster: Vec<String>,
+    /// CA of a `rediss://` Redis (the system's roots without it).
+    #[arg(long, env = "HERALD_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+}
+
+impl RedisArgs {
+    /// The flags over a role's Redis settings from the file: a server or a cluster named by a
+    /// flag replaces whichever the file named.
+    pub fn apply(
+        self,
+        url: &mut Option<String>,
+        cluster: &mut Option<Vec<String>>,
+        tls: &mut Option<RawClientTls>,
+    ) {
+        if let Some(redis) = self.redis {
+            *url = Some(redis);
+            *cluster = None;
+        }
+        if !self.redis_cluster.is_empty() {
+            *cluster = Some(self.redis_cluster);
+            *url = None;
+        }
+        if let Some(ca_file) = self.redis_ca_file {
+            tls.get_or_insert_with(RawClientTls::default).ca_file = Some(ca_file);
         }
     }
 }

@@ -150,6 +150,9 @@ pub struct RawPeerConfig {
     /// `redis://host:port[/db]` or `rediss://` (TLS); the embedded store in `data_dir` when
     /// absent.
     pub redis_url: Option<String>,
+    /// A Redis Cluster instead of `redis_url`: URLs of one or more of its nodes (`redis://` or
+    /// `rediss://`, all alike); the client learns the others from them.
+    pub redis_cluster: Option<Vec<String>>,
     /// CA and client certificate for a `rediss://` URL (the system's roots when absent).
     pub redis_tls: Option<RawClientTls>,
     /// Key prefix in Redis (`herald`).
@@ -336,6 +339,8 @@ pub struct RawHubConfig {
     /// Redis holding the system register shared by several hubs (run it with AOF for durable
     /// publications); the embedded store in `data_dir` when absent (one hub).
     pub redis_url: Option<String>,
+    /// A Redis Cluster instead of `redis_url`: URLs of one or more of its nodes.
+    pub redis_cluster: Option<Vec<String>>,
     pub redis_prefix: Option<String>,
     /// The host name this hub is known by, and a glob (`*`, `?`) it must match: a guard against
     /// starting the hub role on the wrong machine (FR-027).
@@ -575,6 +580,13 @@ pub enum BlueprintStoreConfig {
         /// For a `rediss://` URL.
         tls: Option<ClientTls>,
     },
+    /// A Redis Cluster shared by several hubs, reached through these nodes.
+    RedisCluster {
+        urls: Vec<String>,
+        prefix: String,
+        /// For `rediss://` URLs.
+        tls: Option<ClientTls>,
+    },
     /// MongoDB shared by several hubs.
     Mongo(MongoConfig),
 }
@@ -630,6 +642,13 @@ pub enum AdStoreConfig {
         url: String,
         prefix: String,
         /// For a `rediss://` URL.
+        tls: Option<ClientTls>,
+    },
+    /// A Redis Cluster, reached through these nodes.
+    RedisCluster {
+        urls: Vec<String>,
+        prefix: String,
+        /// For `rediss://` URLs.
         tls: Option<ClientTls>,
     },
     Mongo(MongoConfig),
@@ -813,9 +832,13 @@ impl RawPeerConfig {
         } else {
             Some(self.hub_connection(node_id, need_data_dir)?)
         };
-        let ad_store = match self.redis_url {
-            Some(url) => {
-                let tls = redis_tls("peer.redis_url", &url, ("peer.redis_tls", self.redis_tls))?;
+        let redis = redis_target(
+            ("peer.redis_url", self.redis_url),
+            ("peer.redis_cluster", self.redis_cluster),
+            ("peer.redis_tls", self.redis_tls),
+        )?;
+        let ad_store = match redis {
+            Some((target, tls)) => {
                 let prefix = self
                     .redis_prefix
                     .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned());
@@ -829,7 +852,10 @@ impl RawPeerConfig {
                         "must be 1+ characters of [A-Za-z0-9_.-]",
                     ));
                 }
-                AdStoreConfig::Redis { url, prefix, tls }
+                match target {
+                    RedisTarget::Server(url) => AdStoreConfig::Redis { url, prefix, tls },
+                    RedisTarget::Cluster(urls) => AdStoreConfig::RedisCluster { urls, prefix, tls },
+                }
             }
             None => match mongodb {
                 Some(mongodb) => AdStoreConfig::Mongo(mongodb.clone()),
@@ -1044,15 +1070,21 @@ impl RawHubConfig {
                 ));
             }
         }
-        let store = match self.redis_url {
-            Some(url) => {
-                let tls = redis_tls("hub.redis_url", &url, ("hub.redis_tls", self.redis_tls))?;
-                BlueprintStoreConfig::Redis {
-                    url,
-                    prefix: self
-                        .redis_prefix
-                        .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
-                    tls,
+        let redis = redis_target(
+            ("hub.redis_url", self.redis_url),
+            ("hub.redis_cluster", self.redis_cluster),
+            ("hub.redis_tls", self.redis_tls),
+        )?;
+        let store = match redis {
+            Some((target, tls)) => {
+                let prefix = self
+                    .redis_prefix
+                    .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned());
+                match target {
+                    RedisTarget::Server(url) => BlueprintStoreConfig::Redis { url, prefix, tls },
+                    RedisTarget::Cluster(urls) => {
+                        BlueprintStoreConfig::RedisCluster { urls, prefix, tls }
+                    }
                 }
             }
             None => match mongodb {
@@ -1137,6 +1169,53 @@ fn plain_url(field: &'static str, url: &str, schemes: &[&str]) -> Result<(), Con
         field,
         format!("{url:?} does not start with {}", schemes.join(" or ")),
     ))
+}
+
+/// Where a role's Redis is: one server or a cluster's nodes.
+enum RedisTarget {
+    Server(String),
+    Cluster(Vec<String>),
+}
+
+/// Checks a role's Redis settings: a URL or a cluster (not both), the cluster's node URLs (at
+/// least one, `redis://` or `rediss://`, all of one scheme), and the TLS settings that go with
+/// them. `None` when neither is set.
+fn redis_target(
+    (url_field, url): (&'static str, Option<String>),
+    (cluster_field, cluster): (&'static str, Option<Vec<String>>),
+    tls: (&'static str, Option<RawClientTls>),
+) -> Result<Option<(RedisTarget, Option<ClientTls>)>, ConfigError> {
+    match (url, cluster) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            cluster_field,
+            format!("set together with {url_field}: name one server or one cluster"),
+        )),
+        (None, None) => Ok(None),
+        (Some(url), None) => {
+            let tls = redis_tls(url_field, &url, tls)?;
+            Ok(Some((RedisTarget::Server(url), tls)))
+        }
+        (None, Some(urls)) => {
+            let Some(first) = urls.first() else {
+                return Err(ConfigError::new(
+                    cluster_field,
+                    "is empty: name at least one node of the cluster",
+                ));
+            };
+            let secure = first.starts_with("rediss://");
+            for url in &urls {
+                plain_url(cluster_field, url, &["redis://", "rediss://"])?;
+                if url.starts_with("rediss://") != secure {
+                    return Err(ConfigError::new(
+                        cluster_field,
+                        "mixes redis:// and rediss:// nodes: use one scheme for all",
+                    ));
+                }
+            }
+            let tls = client_tls_for(tls, (!secure).then_some("the URLs are not rediss://"))?;
+            Ok(Some((RedisTarget::Cluster(urls), tls)))
+        }
+    }
 }
 
 /// Checks a Redis URL and the TLS settings that go with it: `redis_tls` only with `rediss://`.
@@ -1886,6 +1965,96 @@ mod tests {
         assert_eq!(
             redis_with_tls.validate().unwrap_err().field,
             "peer.redis_tls"
+        );
+    }
+
+    /// `redis_cluster` names a cluster's nodes instead of `redis_url`, for the peer's ads and
+    /// the hub's register alike, in the TOML form too; bad combinations name their field.
+    #[test]
+    fn a_redis_cluster_is_named_by_its_nodes_and_checked() {
+        let text = "node_id = \"peer-a\"\n[peer]\nredis_cluster = [\"redis://r1:7000\", \"redis://r2:7001\"]\nredis_prefix = \"p\"\n[hub]\ngrpc_addr = \"127.0.0.1:0\"\nredis_cluster = [\"redis://r1:7000\"]\n";
+        let config = RawNodeConfig::from_toml(text).unwrap().validate().unwrap();
+        assert_eq!(
+            config.peer.unwrap().ad_store,
+            AdStoreConfig::RedisCluster {
+                urls: vec!["redis://r1:7000".into(), "redis://r2:7001".into()],
+                prefix: "p".into(),
+                tls: None,
+            }
+        );
+        assert_eq!(
+            config.hub.unwrap().store,
+            BlueprintStoreConfig::RedisCluster {
+                urls: vec!["redis://r1:7000".into()],
+                prefix: DEFAULT_REDIS_PREFIX.into(),
+                tls: None,
+            }
+        );
+
+        let peer = |peer: RawPeerConfig| RawNodeConfig {
+            peer: Some(peer),
+            ..peer_only()
+        };
+        let cluster = |urls: &[&str]| Some(urls.iter().map(|url| (*url).to_owned()).collect());
+        let refused = [
+            (
+                RawPeerConfig {
+                    redis_url: Some("redis://r:6379".into()),
+                    redis_cluster: cluster(&["redis://r1:7000"]),
+                    ..RawPeerConfig::default()
+                },
+                "peer.redis_cluster",
+            ),
+            (
+                RawPeerConfig {
+                    redis_cluster: cluster(&[]),
+                    ..RawPeerConfig::default()
+                },
+                "peer.redis_cluster",
+            ),
+            (
+                RawPeerConfig {
+                    redis_cluster: cluster(&["redis+unix:///tmp/r.sock"]),
+                    ..RawPeerConfig::default()
+                },
+                "peer.redis_cluster",
+            ),
+            (
+                RawPeerConfig {
+                    redis_cluster: cluster(&["rediss://r1:7000", "redis://r2:7001"]),
+                    ..RawPeerConfig::default()
+                },
+                "peer.redis_cluster",
+            ),
+            (
+                RawPeerConfig {
+                    redis_cluster: cluster(&["redis://r1:7000"]),
+                    redis_tls: Some(RawClientTls::default()),
+                    ..RawPeerConfig::default()
+                },
+                "peer.redis_tls",
+            ),
+        ];
+        for (raw, field) in refused {
+            let err = peer(raw.clone()).validate().unwrap_err();
+            assert_eq!(err.field, field, "{raw:?}: {err}");
+        }
+        let secure = peer(RawPeerConfig {
+            redis_cluster: cluster(&["rediss://r1:7000", "rediss://r2:7001"]),
+            redis_tls: Some(RawClientTls {
+                ca_file: Some("/etc/herald/redis-ca.pem".into()),
+                ..RawClientTls::default()
+            }),
+            ..RawPeerConfig::default()
+        });
+        let AdStoreConfig::RedisCluster { tls, .. } =
+            secure.validate().unwrap().peer.unwrap().ad_store
+        else {
+            panic!("a Redis Cluster");
+        };
+        assert_eq!(
+            tls.unwrap().ca_file,
+            Some("/etc/herald/redis-ca.pem".into())
         );
     }
 

@@ -27,7 +27,7 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
 use crate::support::mongo::MongoServer;
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisCluster as RedisClusterFixture, RedisServer, connect_cluster};
 use crate::support::wait_until;
 
 const EXPIRY: Duration = Duration::from_secs(600);
@@ -177,6 +177,32 @@ impl Subject for Redis {
     async fn wipe(&mut self) {
         let mut conn = self.server.connection().await;
         let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    }
+}
+
+/// The store on the shared Redis Cluster, under a prefix of its own.
+struct RedisCluster {
+    urls: Vec<String>,
+    prefix: &'static str,
+    store: RedisAdStore,
+}
+
+#[async_trait]
+impl Subject for RedisCluster {
+    fn store(&self) -> &dyn AdStore {
+        &self.store
+    }
+
+    /// Deletes the node's keys (the cluster is shared with other tests: no `FLUSHALL`).
+    async fn wipe(&mut self) {
+        let mut conn = connect_cluster(&self.urls).await;
+        let keys = ["ads:local", "ads:remote", "ads:meta"]
+            .map(|key| format!("{}:{{peer-a}}:{key}", self.prefix));
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 }
 
@@ -331,6 +357,25 @@ async fn every_ad_store_keeps_the_same_contract() {
         .await
         .unwrap();
     ad_store_contract(&mut Mongo { server, store }).await;
+}
+
+/// The same contract on a real Redis Cluster of three primaries (issue 10 item 2).
+#[tokio::test]
+async fn the_redis_ad_store_keeps_the_contract_on_a_redis_cluster() {
+    let urls = RedisClusterFixture::shared();
+    let prefix = "ad-contract";
+    let store = RedisAdStore::new_cluster_with_tls(&urls, prefix, &node("peer-a"), None).unwrap();
+    assert!(
+        store.describe().starts_with("redis-cluster://127.0.0.1:"),
+        "{}",
+        store.describe()
+    );
+    ad_store_contract(&mut RedisCluster {
+        urls,
+        prefix,
+        store,
+    })
+    .await;
 }
 
 // ---- the clock rule across two runs ----

@@ -1,6 +1,8 @@
 //! The system register's stores: `RedisBlueprintStore` against real `redis-server` processes
 //! (one per test, real time) — the key layout, atomic versions across several hubs, the watch,
-//! corruption and outages — and one contract that the redb adapters, the in-memory fakes and
+//! corruption and outages —, the same store on the shared Redis Cluster (the contract, the
+//! restore contract, racing appends and the watch), and one contract that the redb adapters,
+//! the in-memory fakes and
 //! `MongoBlueprintStore` (against the MongoDB-wire stand-in SecantusDB, or
 //! `HERALD_MONGODB_URL`: CI verifies it against a stand-in, not against MongoDB) must keep
 //! alike, so that actor tests on the fakes say something about production. MongoDB's own
@@ -28,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::support::fixtures::{entry, genesis, trusted};
 use crate::support::mongo::MongoServer;
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisCluster, RedisServer, connect_cluster};
 
 /// An unavailable store must say so well within this (it fails in about a second at most).
 const FAIL_FAST: Duration = Duration::from_secs(5);
@@ -267,6 +269,51 @@ async fn every_blueprint_store_keeps_the_same_contract() {
     let server = MongoServer::start();
     let mongo = MongoBlueprintStore::open(&server.config()).await.unwrap();
     blueprint_contract(&mongo).await;
+}
+
+/// The same contract on a real Redis Cluster of three primaries (issue 10 item 2): the scripts
+/// (version allocation, restore) run on the primary of the `{sysreg}` slot.
+#[tokio::test]
+async fn the_redis_blueprint_store_keeps_the_contract_on_a_redis_cluster() {
+    let urls = RedisCluster::shared();
+    let store = RedisBlueprintStore::new_cluster_with_tls(&urls, "bp-contract", None).unwrap();
+    blueprint_contract(&store).await;
+}
+
+/// Hubs on a Redis Cluster: a hundred appends racing from four hubs get consecutive versions
+/// (the Lua allocation), and a hub's watch (subscribed to one node) hears the appends made
+/// through another hub's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hubs_on_a_redis_cluster_get_consecutive_versions_and_hear_each_other() {
+    let urls = RedisCluster::shared();
+    let open =
+        || Arc::new(RedisBlueprintStore::new_cluster_with_tls(&urls, "bp-race", None).unwrap());
+    let first = open();
+    first.create(&genesis(1), seed()).await.unwrap();
+    let mut watch = first
+        .watch()
+        .await
+        .unwrap()
+        .expect("a Redis store can watch");
+    let hubs: Vec<Arc<RedisBlueprintStore>> = (0..4).map(|_| open()).collect();
+    let tasks: Vec<_> = hubs
+        .iter()
+        .enumerate()
+        .map(|(hub, store)| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move {
+                for n in 0..25 {
+                    append_racing(store.as_ref(), &format!("hub-{hub}-{n}")).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let loaded = first.load().await.unwrap().unwrap();
+    assert_eq!(versions(&loaded.entries), (1..=102).collect::<Vec<u64>>());
+    watch_until(&mut watch, [102]).await;
 }
 
 #[tokio::test]
@@ -689,7 +736,18 @@ enum Subject {
         /// The version counter at `backup`.
         backup: Option<u64>,
     },
+    /// On the shared Redis Cluster, under a prefix of its own.
+    RedisCluster {
+        urls: Vec<String>,
+        prefix: String,
+        store: Arc<RedisBlueprintStore>,
+        /// The version counter at `backup`.
+        backup: Option<u64>,
+    },
 }
+
+/// Distinct prefixes for the restore contract's subjects on the shared cluster.
+static CLUSTER_SUBJECTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Subject {
     /// One of each implementation: in memory, redb on a temporary directory, Redis and MongoDB
@@ -716,7 +774,22 @@ impl Subject {
                 backup: None,
             },
             Subject::mongo().await,
+            Subject::redis_cluster(),
         ]
+    }
+
+    fn redis_cluster() -> Subject {
+        let urls = RedisCluster::shared();
+        let n = CLUSTER_SUBJECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prefix = format!("bp-restore-{n}");
+        let store =
+            Arc::new(RedisBlueprintStore::new_cluster_with_tls(&urls, &prefix, None).unwrap());
+        Subject::RedisCluster {
+            urls,
+            prefix,
+            store,
+            backup: None,
+        }
     }
 
     async fn mongo() -> Subject {
@@ -737,6 +810,7 @@ impl Subject {
             Subject::Redb { .. } => "redb",
             Subject::Redis { .. } => "redis",
             Subject::Mongo { .. } => "mongodb (stand-in)",
+            Subject::RedisCluster { .. } => "redis cluster",
         }
     }
 
@@ -748,6 +822,7 @@ impl Subject {
             Subject::Redb { store, .. } => store.clone().expect("the redb store is open"),
             Subject::Redis { store, .. } => store.clone(),
             Subject::Mongo { store, .. } => store.clone(),
+            Subject::RedisCluster { store, .. } => store.clone(),
         }
     }
 
@@ -756,6 +831,9 @@ impl Subject {
     fn other_hub(&self) -> Arc<dyn BlueprintStore> {
         match self {
             Subject::Redis { server, .. } => Arc::new(redis_store(server)),
+            Subject::RedisCluster { urls, prefix, .. } => {
+                Arc::new(RedisBlueprintStore::new_cluster_with_tls(urls, prefix, None).unwrap())
+            }
             Subject::Mongo { other, .. } => other.clone(),
             _ => self.hub(),
         }
@@ -777,6 +855,15 @@ impl Subject {
                     .unwrap();
             }
             Subject::Mongo { server, .. } => server.wipe().await,
+            Subject::RedisCluster { urls, prefix, .. } => {
+                let keys = ["genesis", "entries", "version"]
+                    .map(|key| format!("{prefix}:{{sysreg}}:{key}"));
+                let _: () = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut connect_cluster(urls).await)
+                    .await
+                    .unwrap();
+            }
         }
     }
 
@@ -791,6 +878,15 @@ impl Subject {
             }
             Subject::Redis { server, backup, .. } => {
                 *backup = Some(redis_counter(&mut server.connection().await).await);
+            }
+            Subject::RedisCluster {
+                urls,
+                prefix,
+                backup,
+                ..
+            } => {
+                let mut conn = connect_cluster(urls).await;
+                *backup = Some(counter_of(&mut conn, prefix).await);
             }
             Subject::Mongo { server, backup, .. } => {
                 *backup = Some(mongo_counter(server).await);
@@ -814,6 +910,15 @@ impl Subject {
             Subject::Redis { server, backup, .. } => {
                 let kept = backup.expect("a backup was taken");
                 redis_roll_back(&mut server.connection().await, kept).await;
+            }
+            Subject::RedisCluster {
+                urls,
+                prefix,
+                backup,
+                ..
+            } => {
+                let kept = backup.expect("a backup was taken");
+                roll_back_to(&mut connect_cluster(urls).await, prefix, kept).await;
             }
             Subject::Mongo { server, backup, .. } => {
                 let kept = backup.expect("a backup was taken");
@@ -844,8 +949,13 @@ async fn reopen(dir: &tempfile::TempDir, store: &mut Option<Arc<RedbBlueprintSto
 }
 
 async fn redis_counter(conn: &mut MultiplexedConnection) -> u64 {
+    counter_of(conn, "herald").await
+}
+
+/// The version counter of the register under `prefix` (0 without one).
+async fn counter_of(conn: &mut impl redis::aio::ConnectionLike, prefix: &str) -> u64 {
     let counter: Option<u64> = redis::cmd("GET")
-        .arg("herald:{sysreg}:version")
+        .arg(format!("{prefix}:{{sysreg}}:version"))
         .query_async(conn)
         .await
         .unwrap();
@@ -855,17 +965,21 @@ async fn redis_counter(conn: &mut MultiplexedConnection) -> u64 {
 /// What Redis looks like after losing its writes since `kept` (an AOF cut short): the entries
 /// above `kept` are gone and the counter is back at `kept`.
 async fn redis_roll_back(conn: &mut MultiplexedConnection, kept: u64) {
-    let head = redis_counter(conn).await;
+    roll_back_to(conn, "herald", kept).await;
+}
+
+async fn roll_back_to(conn: &mut impl redis::aio::ConnectionLike, prefix: &str, kept: u64) {
+    let head = counter_of(conn, prefix).await;
     for version in kept + 1..=head {
         let _: () = redis::cmd("HDEL")
-            .arg("herald:{sysreg}:entries")
+            .arg(format!("{prefix}:{{sysreg}}:entries"))
             .arg(version)
             .query_async(conn)
             .await
             .unwrap();
     }
     let _: () = redis::cmd("SET")
-        .arg("herald:{sysreg}:version")
+        .arg(format!("{prefix}:{{sysreg}}:version"))
         .arg(kept)
         .query_async(conn)
         .await

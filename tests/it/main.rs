@@ -23,6 +23,7 @@ mod page;
 mod pool_scenarios;
 mod redb_stores;
 mod redis_ad_store;
+mod redis_cluster;
 mod requirements;
 mod rest_api;
 mod signatures;

@@ -1,6 +1,7 @@
 //! Store adapters: each implements a port of `herald-actors` on one technology.
 //!
-//! - `redis_ad_store`: `AdStore` on Redis (production; shared by several nodes).
+//! - `redis_ad_store`: `AdStore` on Redis or a Redis Cluster (production; shared by several
+//!   nodes).
 //! - `redb_ad_store`: `AdStore` in a redb file (the embedded default).
 //! - `redis_gossip_store`, `redb_gossip_store`: `GossipStore` beside the ads (the Redis of the
 //!   ad store; the ad store's redb file). MongoDB has none yet (`open_peer_stores`).
@@ -86,6 +87,23 @@ pub async fn open_peer_stores(
                 .map_err(|err| error(Box::new(err)))?;
             let gossip = RedisGossipStore::new_with_tls(url, prefix, node_id, pem.as_ref())
                 .map_err(|err| error(Box::new(err)))?;
+            Ok(PeerStores {
+                ads: Arc::new(ads),
+                gossip: Some(Arc::new(gossip)),
+            })
+        }
+        AdStoreConfig::RedisCluster { urls, prefix, tls } => {
+            let error = |source: Box<dyn std::error::Error + Send + Sync>| StartError::Store {
+                what: "advertisement store",
+                location: urls.join(","),
+                source,
+            };
+            let pem = load_tls(tls.as_ref()).map_err(|err| error(Box::new(err)))?;
+            let ads = RedisAdStore::new_cluster_with_tls(urls, prefix, node_id, pem.as_ref())
+                .map_err(|err| error(Box::new(err)))?;
+            let gossip =
+                RedisGossipStore::new_cluster_with_tls(urls, prefix, node_id, pem.as_ref())
+                    .map_err(|err| error(Box::new(err)))?;
             Ok(PeerStores {
                 ads: Arc::new(ads),
                 gossip: Some(Arc::new(gossip)),
@@ -177,6 +195,17 @@ pub async fn open_blueprint_store(
             };
             let pem = load_tls(tls.as_ref()).map_err(|err| error(Box::new(err)))?;
             let store = RedisBlueprintStore::new_with_tls(url, prefix, pem.as_ref())
+                .map_err(|err| error(Box::new(err)))?;
+            Ok(Arc::new(store))
+        }
+        BlueprintStoreConfig::RedisCluster { urls, prefix, tls } => {
+            let error = |source: Box<dyn std::error::Error + Send + Sync>| StartError::Store {
+                what: "system register store",
+                location: urls.join(","),
+                source,
+            };
+            let pem = load_tls(tls.as_ref()).map_err(|err| error(Box::new(err)))?;
+            let store = RedisBlueprintStore::new_cluster_with_tls(urls, prefix, pem.as_ref())
                 .map_err(|err| error(Box::new(err)))?;
             Ok(Arc::new(store))
         }

@@ -30,7 +30,8 @@
 //! Migration from the layout before (one key per ad, `{prefix}:{node_id}:local:{register_id}`,
 //! `…:remote:{peer_id}:{register_id}`, meta in `…:meta`): a load that finds no meta record
 //! under `ads:meta` (a store of the old layout, a new one, or one that lost its data) looks for
-//! old keys with one `SCAN` of the node's namespace, on the one server that holds its slot. When
+//! old keys with one `SCAN` of the node's namespace (in a Redis Cluster, on the primary that
+//! holds the node's slot, where every key of the namespace lives). When
 //! it finds some, it reads them (`MGET`, and `PTTL` for their remaining life), and one
 //! transaction writes their ads into the hashes (an ad already in a hash wins), their meta
 //! record under `ads:meta` (unless one appeared), gives both the longest remaining life of the
@@ -40,8 +41,9 @@
 //! meta record's generation. A migration cut short changes nothing and runs again at the next
 //! load.
 //!
-//! Connection (`RedisConnection`, shared with `RedisBlueprintStore`): `new` only parses the URL,
-//! so a node starts while Redis is down. The first call builds a `ConnectionManager` that
+//! Connection (`RedisConnection`, shared with `RedisBlueprintStore`): one server (`new`) or a
+//! Redis Cluster (`new_cluster_with_tls`, seed nodes). `new` only parses the URL, so a node
+//! starts while Redis is down. The first call builds a `ConnectionManager` that
 //! connects lazily and fails fast (short connection and response timeouts, no internal retries);
 //! a failure comes back as `StoreError::Unavailable` and the next call connects again. A call
 //! that finds its connection dropped (Redis restarted) is retried once on a fresh connection:
@@ -100,17 +102,40 @@ impl RedisAdStore {
         tls: Option<&ClientPem>,
     ) -> Result<Self, RedisOpenError> {
         check_prefix(prefix)?;
-        let connection = RedisConnection::open_with_tls(url, tls)?;
+        Ok(Self::on(
+            RedisConnection::open_with_tls(url, tls)?,
+            prefix,
+            node_id,
+        ))
+    }
+
+    /// On a Redis Cluster, reached through the seed nodes `urls` (`rediss://` with `tls`).
+    /// Checks the URLs and the prefix; does not connect (the first call does).
+    pub fn new_cluster_with_tls(
+        urls: &[String],
+        prefix: &str,
+        node_id: &NodeId,
+        tls: Option<&ClientPem>,
+    ) -> Result<Self, RedisOpenError> {
+        check_prefix(prefix)?;
+        Ok(Self::on(
+            RedisConnection::open_cluster_with_tls(urls, tls)?,
+            prefix,
+            node_id,
+        ))
+    }
+
+    fn on(connection: RedisConnection, prefix: &str, node_id: &NodeId) -> Self {
         let description = format!("{} (node {node_id})", connection.describe());
         let namespace = format!("{prefix}:{{{node_id}}}:");
-        Ok(Self {
+        Self {
             connection,
             local_key: format!("{namespace}ads:local"),
             remote_key: format!("{namespace}ads:remote"),
             meta_key: format!("{namespace}ads:meta"),
             namespace,
             description,
-        })
+        }
     }
 }
 
@@ -441,7 +466,13 @@ impl RedisAdStore {
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(SCAN_COUNT);
-            let (next, found): (u64, Vec<Vec<u8>>) = self.query(Request::Cmd(&scan)).await?;
+            // In a cluster, on the primary of the node's slot: every key of the namespace
+            // carries the node's hash tag, so no other primary holds one.
+            let (next, found): (u64, Vec<Vec<u8>>) = self
+                .connection
+                .query_where(&self.meta_key, &scan)
+                .await
+                .map_err(store_error)?;
             keys.extend(found);
             if next == 0 {
                 break;

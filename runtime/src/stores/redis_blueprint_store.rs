@@ -63,13 +63,17 @@
 //! issuing those versions again, and a hub that holds them writes them back with `restore`.
 //! This adapter does not check the server's configuration.
 //!
+//! Redis Cluster (`new_cluster_with_tls`): every key shares the slot of `{sysreg}`, so each
+//! script, `MULTI` and `HMGET` runs on the one primary of that slot; `SCRIPT LOAD` is sent there
+//! too. Pub/sub messages reach the subscribers of every node of a cluster, so the watch
+//! subscribes to one seed node and moves to the next seed each time it subscribes again.
+//!
 //! Deliberately not done here: checksums and the order of versions (the authority validates the
-//! register), the Redis Cluster client (the layout is cluster-safe, the adapter speaks to one
-//! server), and TLS (the `redis` crate is built without it).
+//! register).
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -114,12 +118,29 @@ impl RedisBlueprintStore {
         tls: Option<&ClientPem>,
     ) -> Result<Self, RedisOpenError> {
         check_prefix(prefix)?;
-        let connection = RedisConnection::open_with_tls(url, tls)?;
+        Ok(Self::on(RedisConnection::open_with_tls(url, tls)?, prefix))
+    }
+
+    /// On a Redis Cluster, reached through the seed nodes `urls` (`rediss://` with `tls`).
+    /// Checks the URLs and the prefix; does not connect (the first call does).
+    pub fn new_cluster_with_tls(
+        urls: &[String],
+        prefix: &str,
+        tls: Option<&ClientPem>,
+    ) -> Result<Self, RedisOpenError> {
+        check_prefix(prefix)?;
+        Ok(Self::on(
+            RedisConnection::open_cluster_with_tls(urls, tls)?,
+            prefix,
+        ))
+    }
+
+    fn on(connection: RedisConnection, prefix: &str) -> Self {
         let description = format!(
             "{} (system register, prefix {prefix})",
             connection.describe()
         );
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 connection,
                 keys: Keys::new(prefix),
@@ -128,9 +149,10 @@ impl RedisBlueprintStore {
                 restore_script: CachedScript::new(RESTORE_SCRIPT),
                 request_nonce: random_nonce(),
                 next_request: AtomicU64::new(0),
+                next_subscription: AtomicUsize::new(0),
                 description,
             }),
-        })
+        }
     }
 }
 
@@ -571,6 +593,8 @@ struct Inner {
     /// Random per store: with `next_request`, makes append request tokens unique across hubs.
     request_nonce: String,
     next_request: AtomicU64,
+    /// Which server the next subscription goes to (a cluster's seed nodes in turn).
+    next_subscription: AtomicUsize,
     /// `describe()`'s answer, without credentials.
     description: String,
 }
@@ -658,9 +682,11 @@ impl Inner {
     async fn load_script(&self, script: &CachedScript) -> Result<String, BlueprintStoreError> {
         let mut load = Cmd::new();
         load.arg("SCRIPT").arg("LOAD").arg(script.source);
+        // In a cluster, on the primary that runs the scripts (not on every node: one that is
+        // down would fail the load).
         let sha: String = self
             .connection
-            .query(Request::Cmd(&load))
+            .query_where(&self.keys.version, &load)
             .await
             .map_err(store_error)?;
         script.remember(&sha);
@@ -685,14 +711,15 @@ impl Inner {
         format!("{}{}-{sequence}", self.keys.request, self.request_nonce)
     }
 
-    /// A new pub/sub connection subscribed to the channel.
+    /// A new pub/sub connection subscribed to the channel: on the server, or on a cluster's
+    /// seed nodes in turn (each attempt the next one, so a node that is down is left behind).
     async fn subscribe(&self) -> Result<Subscription, BoxError> {
-        let pubsub = tokio::time::timeout(
-            CONNECTION_TIMEOUT,
-            self.connection.client().get_async_pubsub(),
-        )
-        .await
-        .map_err(|_| format!("no pub/sub connection within {CONNECTION_TIMEOUT:?}"))??;
+        let clients = self.connection.pubsub_clients();
+        let client =
+            &clients[self.next_subscription.fetch_add(1, Ordering::Relaxed) % clients.len()];
+        let pubsub = tokio::time::timeout(CONNECTION_TIMEOUT, client.get_async_pubsub())
+            .await
+            .map_err(|_| format!("no pub/sub connection within {CONNECTION_TIMEOUT:?}"))??;
         let (mut sink, stream) = pubsub.split();
         tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(&self.keys.channel))
             .await

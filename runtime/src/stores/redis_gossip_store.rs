@@ -56,13 +56,36 @@ impl RedisGossipStore {
         tls: Option<&ClientPem>,
     ) -> Result<Self, RedisOpenError> {
         check_prefix(prefix)?;
-        let connection = RedisConnection::open_with_tls(url, tls)?;
+        Ok(Self::on(
+            RedisConnection::open_with_tls(url, tls)?,
+            prefix,
+            node_id,
+        ))
+    }
+
+    /// On a Redis Cluster, reached through the seed nodes `urls` (`rediss://` with `tls`): the
+    /// node's hash lives in the slot of its ads. Does not connect (the first call does).
+    pub fn new_cluster_with_tls(
+        urls: &[String],
+        prefix: &str,
+        node_id: &NodeId,
+        tls: Option<&ClientPem>,
+    ) -> Result<Self, RedisOpenError> {
+        check_prefix(prefix)?;
+        Ok(Self::on(
+            RedisConnection::open_cluster_with_tls(urls, tls)?,
+            prefix,
+            node_id,
+        ))
+    }
+
+    fn on(connection: RedisConnection, prefix: &str, node_id: &NodeId) -> Self {
         let description = format!("{} (gossip of node {node_id})", connection.describe());
-        Ok(Self {
+        Self {
             connection,
             key: gossip_key(prefix, node_id),
             description,
-        })
+        }
     }
 
     async fn query<T: redis::FromRedisValue>(&self, request: Request<'_>) -> Result<T, StoreError> {

@@ -16,7 +16,18 @@
 //!
 //! `start_with` passes extra arguments (TLS on a second port, say) to every start and restart.
 //!
-//! Not done: a server shared by several tests, clusters, and cleanup when the test process
+//! `RedisCluster`: a real Redis Cluster of three primaries (no replicas) on loopback, each a
+//! `RedisServer` with `--cluster-enabled yes`, its own bus port and `--cluster-node-timeout
+//! 2000`; slots assigned with `CLUSTER ADDSLOTSRANGE` (0–5460, 5461–10922, 10923–16383), joined
+//! with `CLUSTER MEET` (naming the bus port), ready when every node reports `cluster_state:ok` with three known nodes
+//! (about 2 s). `RedisCluster::shared()` is one cluster per test binary, started by the first
+//! test that asks, on a thread that never ends, with `PR_SET_PDEATHSIG` so its servers die with
+//! the test process (libtest never drops statics; `setpriv --pdeathsig KILL`); tests on it keep to their own keys (their
+//! own node ids and prefixes) and never flush it. `RedisCluster::start()` is a cluster of the
+//! test's own, for tests that kill and restart its nodes (`kill`, `restart`: the node comes back
+//! empty with its slots, from the `nodes.conf` in its directory).
+//!
+//! Not done: replicas and failover, and cleanup of the per-test servers when the test process
 //! itself is killed (each server dies with its `RedisServer`, on panic too, but not on SIGKILL
 //! of the test binary). `redis-server` must be on `PATH`: `scripts/install-test-deps`.
 //!
@@ -43,6 +54,9 @@ pub struct RedisServer {
     child: Option<Child>,
     /// Extra `redis-server` arguments, for restarts too.
     extra: Vec<String>,
+    /// Killed by the kernel when the thread that spawned it ends (a shared server's thread
+    /// lives as long as the test process).
+    die_with_thread: bool,
     /// The server's `--dir` and log; removed after the process is killed (field drop order).
     dir: TempDir,
 }
@@ -55,6 +69,10 @@ impl RedisServer {
 
     /// `start`, with extra `redis-server` arguments.
     pub fn start_with(extra: Vec<String>) -> RedisServer {
+        Self::start_configured(extra, false)
+    }
+
+    fn start_configured(extra: Vec<String>, die_with_thread: bool) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("herald-redis-")
             .tempdir()
@@ -63,12 +81,13 @@ impl RedisServer {
         // Another process may take the free port before redis-server binds it: try another.
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            match spawn_ready(port, dir.path(), &extra) {
+            match spawn_ready(port, dir.path(), &extra, die_with_thread) {
                 Ok(child) => {
                     return RedisServer {
                         port,
                         child: Some(child),
                         extra,
+                        die_with_thread,
                         dir,
                     };
                 }
@@ -117,7 +136,12 @@ impl RedisServer {
         self.kill();
         let mut last_failure = String::new();
         for _ in 0..RESTART_ATTEMPTS {
-            match spawn_ready(self.port, self.dir.path(), &self.extra) {
+            match spawn_ready(
+                self.port,
+                self.dir.path(),
+                &self.extra,
+                self.die_with_thread,
+            ) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -139,6 +163,173 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A real Redis Cluster of three primaries on loopback (see the module's header).
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+/// The slots of each primary, in node order.
+const CLUSTER_SLOTS: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
+/// A cluster that is not `ok` within this after its slots were assigned fails the test.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
+
+static SHARED_CLUSTER: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+impl RedisCluster {
+    /// A cluster of the test's own. Panics when it cannot start one.
+    pub fn start() -> RedisCluster {
+        Self::start_configured(false)
+    }
+
+    /// The node URLs of the test binary's shared cluster (started on first use).
+    pub fn shared() -> Vec<String> {
+        SHARED_CLUSTER
+            .get_or_init(|| {
+                let (sender, receiver) = std::sync::mpsc::channel();
+                std::thread::Builder::new()
+                    .name("shared-redis-cluster".into())
+                    .spawn(move || {
+                        let cluster = RedisCluster::start_configured(true);
+                        sender
+                            .send(cluster.urls())
+                            .expect("the starting test waits");
+                        // The servers die with this thread: it lives as long as the process.
+                        loop {
+                            std::thread::park();
+                        }
+                    })
+                    .expect("spawn the shared cluster's thread");
+                receiver
+                    .recv()
+                    .expect("the shared Redis Cluster did not start (see the panic above)")
+            })
+            .clone()
+    }
+
+    fn start_configured(die_with_thread: bool) -> RedisCluster {
+        let bus_ports: Vec<u16> = CLUSTER_SLOTS.iter().map(|_| free_port()).collect();
+        let nodes: Vec<RedisServer> = bus_ports
+            .iter()
+            .map(|bus_port| {
+                let extra = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus_port.to_string(),
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                RedisServer::start_configured(extra, die_with_thread)
+            })
+            .collect();
+        for (node, (low, high)) in nodes.iter().zip(CLUSTER_SLOTS) {
+            let mut conn = sync_connection(node.port);
+            let _: () = redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(low)
+                .arg(high)
+                .query(&mut conn)
+                .expect("CLUSTER ADDSLOTSRANGE");
+        }
+        for node in &nodes[1..] {
+            let mut conn = sync_connection(node.port);
+            let _: () = redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(nodes[0].port)
+                .arg(bus_ports[0])
+                .query(&mut conn)
+                .expect("CLUSTER MEET");
+        }
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// `redis://127.0.0.1:<port>` of each node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Which node (0, 1, 2) holds the slot of `key` (its hash tag when it has one), as the
+    /// cluster computes it (`CLUSTER KEYSLOT`).
+    pub fn node_of(&self, key: &str) -> usize {
+        let running = self
+            .nodes
+            .iter()
+            .find(|node| node.child.is_some())
+            .expect("a running node");
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut sync_connection(running.port))
+            .expect("CLUSTER KEYSLOT");
+        CLUSTER_SLOTS
+            .iter()
+            .position(|(low, high)| (*low..=*high).contains(&slot))
+            .expect("every slot belongs to a node")
+    }
+
+    /// Kills node `index` (SIGKILL); the others mark it failed after the node timeout (2 s).
+    pub fn kill(&mut self, index: usize) {
+        self.nodes[index].kill();
+    }
+
+    /// Starts node `index` again, empty but with its slots, and waits until the cluster is ok.
+    pub fn restart(&mut self, index: usize) {
+        self.nodes[index].restart();
+        self.wait_ok();
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` with all nodes known.
+    pub fn wait_ok(&self) {
+        let started = now();
+        loop {
+            let ok = self.nodes.iter().all(|node| {
+                redis::Client::open(node.url())
+                    .and_then(|client| {
+                        client.get_connection_with_timeout(Duration::from_millis(500))
+                    })
+                    .and_then(|mut conn| {
+                        redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut conn)
+                    })
+                    .is_ok_and(|info| {
+                        info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3")
+                    })
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                started.elapsed() < CLUSTER_DEADLINE,
+                "the Redis Cluster on {:?} was not ok within {CLUSTER_DEADLINE:?}",
+                self.urls()
+            );
+            pause(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A blocking connection to the server on `port`, for the fixture's own commands.
+fn sync_connection(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+        .unwrap_or_else(|err| panic!("connect to redis on port {port}: {err}"))
+}
+
+/// A raw connection to a Redis Cluster, for a test's own commands beside the code under test.
+pub async fn connect_cluster(urls: &[String]) -> redis::cluster_async::ClusterConnection {
+    redis::cluster::ClusterClient::new(urls.to_vec())
+        .expect("valid Redis URLs")
+        .get_async_connection()
+        .await
+        .unwrap_or_else(|err| panic!("connect to the cluster {urls:?}: {err}"))
 }
 
 const START_ATTEMPTS: usize = 5;
@@ -171,14 +362,28 @@ pub async fn connect(url: &str) -> MultiplexedConnection {
 
 /// Spawns `redis-server` on `port` and waits until it answers as itself. On failure the
 /// process is gone and the error quotes its log.
-fn spawn_ready(port: u16, dir: &Path, extra: &[String]) -> Result<Child, String> {
+fn spawn_ready(
+    port: u16,
+    dir: &Path,
+    extra: &[String],
+    die_with_thread: bool,
+) -> Result<Child, String> {
     let log_path = dir.join(LOG_FILE);
     let log =
         File::create(&log_path).map_err(|err| format!("create {}: {err}", log_path.display()))?;
     let log_err = log
         .try_clone()
         .map_err(|err| format!("clone {}: {err}", log_path.display()))?;
-    let spawned = Command::new("redis-server")
+    // `setpriv` (util-linux, in every Debian) sets the parent-death signal and execs the
+    // server: no `unsafe` `pre_exec` needed.
+    let mut command = if die_with_thread {
+        let mut setpriv = Command::new("setpriv");
+        setpriv.args(["--pdeathsig", "KILL", "--", "redis-server"]);
+        setpriv
+    } else {
+        Command::new("redis-server")
+    };
+    command
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
         .arg("--dir")
@@ -186,8 +391,8 @@ fn spawn_ready(port: u16, dir: &Path, extra: &[String]) -> Result<Child, String>
         .args(extra)
         .stdin(Stdio::null())
         .stdout(log)
-        .stderr(log_err)
-        .spawn();
+        .stderr(log_err);
+    let spawned = command.spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
