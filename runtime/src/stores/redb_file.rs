@@ -25,8 +25,16 @@ pub enum RedbOpenError {
     },
 }
 
+/// redb's page cache (reads and the write buffer of a transaction, which is flushed at half of
+/// it). redb's default is 1 GiB, so a process that read or wrote a file of 100,000 ads kept the
+/// file's pages besides the ads in memory (issue 11: 98 MB steady, 141 MB peak). Every read of
+/// these stores is a scan done once (a load) or a point read of one small record, so a small
+/// cache costs no measurable time (BENCHMARKS.md, the scale curve).
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Opens (and creates, with its directory) the file at `path` on the blocking pool, and creates
-/// its tables with `create_tables` so that reads never meet a missing table.
+/// its tables with `create_tables` so that reads never meet a missing table. The page cache is
+/// `CACHE_BYTES`.
 pub(super) async fn open(
     path: &Path,
     create_tables: fn(&WriteTransaction) -> Result<(), redb::Error>,
@@ -55,7 +63,10 @@ fn open_blocking(
         path: path.to_path_buf(),
         source: Box::new(err),
     };
-    let db = Database::create(path).map_err(|err| open_error(err.into()))?;
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|err| open_error(err.into()))?;
     let create = || -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
         create_tables(&txn)?;
