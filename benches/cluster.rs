@@ -132,14 +132,7 @@ fn measure() -> Result<()> {
         args,
         |flag, rest| {
             match flag {
-                "--sizes" => {
-                    let value = rest.next().context("--sizes needs a list such as 2,4,8")?;
-                    sizes = value
-                        .split(',')
-                        .map(|size| size.trim().parse::<usize>().ok().filter(|n| *n >= 2))
-                        .collect::<Option<Vec<_>>>()
-                        .with_context(|| format!("--sizes {value:?}: need numbers >= 2"))?;
-                }
+                "--sizes" => sizes = support::list_argument(flag, rest.next(), 2)?,
                 "--only" => {
                     only = Some(match rest.next().as_deref() {
                         Some("mesh") => Only::Mesh,

@@ -125,16 +125,7 @@ fn measure() -> Result<()> {
         std::env::args().skip(1),
         |flag, rest| {
             match flag {
-                "--sizes" => {
-                    let value = rest
-                        .next()
-                        .context("--sizes needs a list such as 1000,10000")?;
-                    sizes = value
-                        .split(',')
-                        .map(|size| size.trim().parse::<usize>().ok().filter(|n| *n >= 2))
-                        .collect::<Option<Vec<_>>>()
-                        .with_context(|| format!("--sizes {value:?}: need numbers >= 2"))?;
-                }
+                "--sizes" => sizes = support::list_argument(flag, rest.next(), 2)?,
                 "--stores" => {
                     let value = rest.next().context("--stores needs redis, redb or both")?;
                     backends = value

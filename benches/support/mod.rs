@@ -70,6 +70,17 @@ pub fn count_argument(flag: &str, value: Option<String>, least: usize) -> Result
         .with_context(|| format!("{flag} {value:?}: need a number >= {least}"))
 }
 
+/// The comma-separated list of numbers after `flag` (`--sizes 2,4,8`), each at least `least`.
+#[allow(dead_code)] // the benches that take a list of sizes; not every bench does
+pub fn list_argument(flag: &str, value: Option<String>, least: usize) -> Result<Vec<usize>> {
+    let value = value.with_context(|| format!("{flag} needs a list such as 2,4,8"))?;
+    value
+        .split(',')
+        .map(|size| size.trim().parse::<usize>().ok().filter(|n| *n >= least))
+        .collect::<Option<Vec<_>>>()
+        .with_context(|| format!("{flag} {value:?}: need numbers >= {least}"))
+}
+
 /// `0..cases` starting at `iteration % cases`: every case comes first as often as the others.
 pub fn rotated(cases: usize, iteration: usize) -> impl Iterator<Item = usize> {
     (0..cases).map(move |k| (iteration + k) % cases)

@@ -158,8 +158,11 @@ async fn produce(api: NodeApi, shared: Arc<Shared>) {
                 }
                 let (upserted, removed) = diff(&previous.registers, &view.available.registers);
                 if !upserted.is_empty() || !removed.is_empty() {
-                    let data = json!({ "upserted": upserted, "removed": removed });
-                    shared.emit("registers", data.to_string());
+                    // Serialized straight from the registers: a `json!` tree of a 10,000-ad
+                    // change was tens of MB on the heap for a moment (issue 11, the scale curve).
+                    let data = serde_json::to_string(&RegistersChanged { upserted, removed })
+                        .expect("available registers always serialize");
+                    shared.emit("registers", data);
                 }
             }
             _ = ticker.tick() => {
@@ -173,6 +176,13 @@ async fn produce(api: NodeApi, shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// The data of a `registers` event.
+#[derive(Serialize)]
+struct RegistersChanged<'a> {
+    upserted: Vec<&'a AvailableRegister>,
+    removed: Vec<String>,
 }
 
 async fn next_pool_view(pool: &mut Option<herald_actors::View<PoolView>>) -> Option<Arc<PoolView>> {
