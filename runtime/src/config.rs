@@ -1428,7 +1428,9 @@ impl RawClusterConfig {
         if self.listen.is_empty() {
             return Err(ConfigError::new(
                 "cluster.listen",
-                "required: where this node accepts members (ip:port)",
+                "required: where this node accepts members (ip:port); any cluster setting \
+                 (a [cluster] table, a --cluster-* or --cookie flag, a HERALD_CLUSTER_* variable) \
+                 makes this node a cluster member",
             ));
         }
         let listen: SocketAddr = self.listen.parse().map_err(|err| {
@@ -2386,6 +2388,9 @@ mod tests {
             let err = clustered(raw).validate().expect_err(field);
             assert_eq!(err.field, field, "{err}");
         }
+        // A cookie alone (an exported HERALD_CLUSTER_COOKIE) says why a listen address is needed.
+        let err = clustered(cluster_on("")).validate().expect_err("no listen");
+        assert!(err.to_string().contains("HERALD_CLUSTER_"), "{err}");
         let wildcard = clustered(RawClusterConfig {
             advertised_address: Some("10.0.0.5:7000".into()),
             ..cluster_on("0.0.0.0:7000")
