@@ -2,16 +2,22 @@
 //! Redis Cluster) may share.
 //!
 //! Layout: three keys per node, each carrying the node id as a hash tag, so one node's keys live
-//! in one cluster slot and every request (a batch, a load, the migration) is one
-//! `MULTI`/`EXEC` in that slot:
+//! in one cluster slot and every request goes to that slot (a batch, the start of a load and
+//! the migration are each one `MULTI`/`EXEC`):
 //! - `{prefix}:{node_id}:ads:local`, a hash: register id → the ad's JSON,
 //! - `{prefix}:{node_id}:ads:remote`, a hash: `{peer_id}:{register_id}` → the ad's JSON,
 //! - `{prefix}:{node_id}:ads:meta`, a string: the pool's `PoolMeta` JSON
 //!
-//! (literal braces around the node id). A reload is that one transaction, `GET` of the meta
-//! record and `HGETALL` of both hashes: no key discovery (`SCAN`), so it costs two replies
-//! whatever else the Redis holds. Two hashes rather than one keep each `HGETALL` to half of a
-//! pool (Redis answers 10,000 fields in a few milliseconds; see BENCHMARKS.md).
+//! (literal braces around the node id). A reload is one transaction, `GET` of the meta record
+//! and `HLEN` of both hashes, then an `HSCAN` of each hash, 1,000 fields a step
+//! (`HSCAN_COUNT`), each step decoded and dropped before the next: no key discovery (`SCAN`),
+//! and the raw fields and values of a whole pool are never held at once (one `HGETALL` of
+//! 50,000 fields held them all; see BENCHMARKS.md, issue 11 item 3). The meta record is read
+//! first: only this node's pool writes these keys, and not during its load, but should a write
+//! slip in between (an old process of the node still running), the record read is older than
+//! the ads, so the pool's next batch finds another mark and writes everything again (never the
+//! reverse: a mark newer than the ads read). A field `HSCAN` returns twice (the hash rehashed
+//! between two steps) is kept once.
 //!
 //! A batch is one `MULTI`/`EXEC`: a batch of everything first `UNLINK`s both hashes (so the
 //! store then holds exactly the pool's ads, nothing a store restored from an old copy kept),
@@ -52,9 +58,7 @@
 //! everything again, which is wasteful but never wrong.)
 //!
 //! Deliberately not done here: backoff and re-persisting after an outage (the pool actor does
-//! that), deciding freshness (the pool decides from `refreshed_at`), and `HSCAN` instead of
-//! `HGETALL` for pools so large that one reply would hold Redis up too long (100,000 ads: tens
-//! of milliseconds, once per start).
+//! that), and deciding freshness (the pool decides from `refreshed_at`).
 
 use std::fmt;
 use std::io::Write as _;
@@ -146,43 +150,74 @@ impl AdStore for RedisAdStore {
         pipe.atomic()
             .cmd("GET")
             .arg(&self.meta_key)
-            .cmd("HGETALL")
+            .cmd("HLEN")
             .arg(&self.local_key)
-            .cmd("HGETALL")
+            .cmd("HLEN")
             .arg(&self.remote_key);
-        let (meta, local, remote): (Option<Vec<u8>>, Value, Value) =
+        let (meta, local_len, remote_len): (Option<Vec<u8>>, usize, usize) =
             self.query(Request::Pipeline(&pipe)).await?;
-        let local = hash_fields(local)?;
-        let remote = hash_fields(remote)?;
-
         let mut pool = StoredPool::default();
-        pool.ads.reserve(local.len() + remote.len());
-        let hashes: [(&str, &[FieldValue], fn(&[u8]) -> Option<AdKey>); 2] = [
-            (&self.local_key, &local, parse_local_field),
-            (&self.remote_key, &remote, parse_remote_field),
+        pool.ads.reserve(local_len + remote_len);
+        // Without a meta record the store may hold the layout before: the migration needs the
+        // fields the hashes hold (an ad already in a hash wins), and only then are they kept.
+        let mut held: Option<[HeldFields; 2]> = meta.is_none().then(Default::default);
+        let hashes: [(&str, fn(&[u8]) -> Option<AdKey>); 2] = [
+            (&self.local_key, parse_local_field),
+            (&self.remote_key, parse_remote_field),
         ];
-        for (hash, fields, parse_field) in hashes {
-            for (field, value) in fields {
-                match (parse_field(field), decode::<Advertisement>(value)) {
-                    // A record under another ad's field is as wrong as one that does not decode.
-                    (Some(key), Some(ad))
-                        if ad.source == key.source && ad.register_id == key.register_id =>
-                    {
-                        pool.ads.push(ad);
+        for (index, (hash, parse_field)) in hashes.into_iter().enumerate() {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut hscan = Cmd::new();
+                hscan
+                    .arg("HSCAN")
+                    .arg(hash)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(HSCAN_COUNT);
+                let (next, reply): (u64, Value) = self.query(Request::Cmd(&hscan)).await?;
+                // Each step is decoded and dropped before the next: the raw fields and values
+                // of a whole hash are never held at once.
+                for (field, value) in hash_fields(reply)? {
+                    match (parse_field(&field), decode::<Advertisement>(&value)) {
+                        // A record under another ad's field is as wrong as one that does not
+                        // decode.
+                        (Some(key), Some(ad))
+                            if ad.source == key.source && ad.register_id == key.register_id =>
+                        {
+                            pool.ads.push(ad);
+                        }
+                        _ => pool
+                            .skipped
+                            .push(format!("{hash} {}", String::from_utf8_lossy(&field))),
                     }
-                    _ => pool
-                        .skipped
-                        .push(format!("{hash} {}", String::from_utf8_lossy(field))),
+                    if let Some(held) = held.as_mut() {
+                        held[index].insert(field);
+                    }
                 }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
         }
+        // `HSCAN` may return a field more than once (the hash rehashed between two steps).
+        pool.ads
+            .sort_unstable_by(|a, b| (&a.source, &a.register_id).cmp(&(&b.source, &b.register_id)));
+        pool.ads
+            .dedup_by(|a, b| a.source == b.source && a.register_id == b.register_id);
+        pool.skipped.sort_unstable();
+        pool.skipped.dedup();
         match meta {
             Some(value) => match decode::<PoolMeta>(&value) {
                 Some(meta) => pool.meta = Some(meta),
                 None => pool.skipped.push(self.meta_key.clone()),
             },
             // No mark of the pool under this layout: the store may hold the layout before.
-            None => self.migrate(&mut pool, &local, &remote).await?,
+            None => {
+                let [local, remote] = held.unwrap_or_default();
+                self.migrate(&mut pool, &local, &remote).await?;
+            }
         }
         Ok(pool)
     }
@@ -279,6 +314,8 @@ impl AdStore for RedisAdStore {
 
 /// Fields per `HSET` (one command holds about 300 KiB of JSON).
 const HSET_CHUNK: usize = 1_000;
+/// Fields asked for by one `HSCAN` step of a load (about 300 KiB of JSON a reply).
+const HSCAN_COUNT: u64 = 1_000;
 /// Keys asked for by one `SCAN` step of the migration: large, so it is few round trips.
 const SCAN_COUNT: u64 = 10_000;
 /// Keys per `MGET` of the migration; the chunks go out as one pipeline.
@@ -308,8 +345,8 @@ impl RedisAdStore {
     async fn migrate(
         &self,
         pool: &mut StoredPool,
-        local: &[FieldValue],
-        remote: &[FieldValue],
+        held_local: &HeldFields,
+        held_remote: &HeldFields,
     ) -> Result<(), StoreError> {
         let legacy = self.scan_legacy().await?;
         if legacy.is_empty() {
@@ -363,10 +400,6 @@ impl RedisAdStore {
             .map(|reply| redis::from_redis_value::<i64>(reply).unwrap_or(-2))
             .collect();
 
-        let held_local: std::collections::HashSet<&[u8]> =
-            local.iter().map(|(field, _)| field.as_slice()).collect();
-        let held_remote: std::collections::HashSet<&[u8]> =
-            remote.iter().map(|(field, _)| field.as_slice()).collect();
         let mut moved_local: Vec<(String, &[u8])> = Vec::new();
         let mut moved_remote: Vec<(String, &[u8])> = Vec::new();
         let mut meta_value: Option<&[u8]> = None;
@@ -521,13 +554,17 @@ fn parse_remote_field(field: &[u8]) -> Option<AdKey> {
     ))
 }
 
-/// One field of a hash and its value, as `HGETALL` answers them.
+/// One field of a hash and its value, as `HSCAN` answers them.
 type FieldValue = (Vec<u8>, Vec<u8>);
 
-/// The field and value pairs of an `HGETALL` reply (a flat array on RESP2, a map on RESP3).
+/// The fields a hash holds, kept by a load only for the migration.
+type HeldFields = std::collections::HashSet<Vec<u8>>;
+
+/// The field and value pairs of an `HSCAN` step (or an `HGETALL`): a flat array on RESP2, a
+/// map on RESP3.
 fn hash_fields(reply: Value) -> Result<Vec<FieldValue>, StoreError> {
     let wrong = |what: &dyn fmt::Debug| StoreError::Corrupt {
-        what: format!("unexpected HGETALL reply from redis: {what:?}"),
+        what: format!("unexpected HSCAN reply from redis: {what:?}"),
     };
     let pairs: Vec<(Value, Value)> = match reply {
         Value::Array(items) => {
