@@ -18,29 +18,20 @@ use herald::parts::actors::testing::{InMemoryAdStore, ManualClock};
 use herald::parts::actors::{AdvertisementPool, AdvertisementPoolArgs, PoolConfig};
 use herald::parts::messages::{
     AdInput, AdKey, AdSource, Advertisement, AdvertisementPoolMsg, AvailableRegister,
-    BulkAdvertise, BulkOutcome, NodeId, PoolError, PoolMeta, PoolStatus, RegisterId, Snapshot,
-    SyncState, Timestamp, Validate,
+    BulkAdvertise, BulkOutcome, PoolError, PoolMeta, PoolStatus, RegisterId, Snapshot, SyncState,
+    Timestamp, Validate,
 };
 use herald::parts::runtime::stores::{MongoAdStore, RedbAdStore, RedisAdStore};
 use ractor::{Actor, ActorRef};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
+use crate::support::fixtures::{node, rid};
 use crate::support::mongo::MongoServer;
 use crate::support::redis::{RedisCluster as RedisClusterFixture, RedisServer, connect_cluster};
 use crate::support::wait_until;
 
 const EXPIRY: Duration = Duration::from_secs(600);
-
-fn node(id: &str) -> NodeId {
-    NodeId::parse(id).unwrap()
-}
-
-fn rid(n: u32) -> RegisterId {
-    let mut bytes = [0u8; 16];
-    bytes[12..].copy_from_slice(&n.to_be_bytes());
-    RegisterId::from_bytes(bytes)
-}
 
 fn ad(source: AdSource, n: u32, version: u64, stamped: Timestamp) -> Advertisement {
     Advertisement {
