@@ -155,16 +155,6 @@ impl RedisConnection {
         })
     }
 
-    /// The client of the server (in a cluster: of the first seed node), for connections of
-    /// another kind.
-    #[allow(
-        dead_code,
-        reason = "the adapters subscribe through `pubsub_clients` now"
-    )]
-    pub(super) fn client(&self) -> &Client {
-        &self.pubsub_clients()[0]
-    }
-
     /// Clients of single servers to subscribe through: the server, or every seed node of a
     /// cluster (a subscriber of any node hears what is published on all of them).
     pub(super) fn pubsub_clients(&self) -> &[Client] {
