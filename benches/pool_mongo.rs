@@ -183,8 +183,8 @@ impl Bench {
             .enumerate()
             .map(|(n, id)| AdInput {
                 register_id: id.clone(),
-                name: Some(format!("register-{n:05}")),
-                description: Some(format!("ledger {n} of the benchmark, served by this node")),
+                name: Some(format!("register-{n:05}").into()),
+                description: Some(format!("ledger {n} of the benchmark, served by this node").into()),
                 is_public: true,
                 latest_version: version,
                 latest_docket_version: version / 2,

@@ -164,8 +164,8 @@ impl PeerBench {
                     bytes[12..].copy_from_slice(&n.to_be_bytes());
                     AdInput {
                         register_id: RegisterId::from_bytes(bytes),
-                        name: Some(format!("register-{n:05}")),
-                        description: Some(format!("ledger {n} of the benchmark")),
+                        name: Some(format!("register-{n:05}").into()),
+                        description: Some(format!("ledger {n} of the benchmark").into()),
                         is_public: true,
                         latest_version: version,
                         latest_docket_version: version / 2,

@@ -276,7 +276,7 @@ fn remote_ads(count: usize, now: Timestamp) -> Vec<Advertisement> {
                 is_public: true,
                 latest_version: 1,
                 latest_docket_version: 1,
-                name: Some(format!("remote register {n}")),
+                name: Some(format!("remote register {n}").into()),
                 description: None,
                 refreshed_at: now,
                 changed_at: now,
@@ -289,7 +289,7 @@ fn remote_ads(count: usize, now: Timestamp) -> Vec<Advertisement> {
 fn local_inputs(count: usize, version: u64) -> Vec<AdInput> {
     (0..count)
         .map(|n| AdInput {
-            name: Some(format!("local register {n}")),
+            name: Some(format!("local register {n}").into()),
             latest_version: version,
             latest_docket_version: 1,
             ..AdInput::public(register_id(1, 0, n))

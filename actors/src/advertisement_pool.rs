@@ -119,6 +119,8 @@ pub struct AdvertisementPoolState {
     view: Published<PoolView>,
     /// Fires when the first served remote ad stops being live, so the view drops it.
     expiry: Pending,
+    /// The book's `local_changes` when this start last built `local_public`.
+    local_public_of: Option<u64>,
     _timers: Timers,
 }
 
@@ -161,6 +163,7 @@ impl Actor for AdvertisementPool {
             retry: Pending::new(),
             view: args.view,
             expiry: Pending::new(),
+            local_public_of: None,
             _timers: timers,
         })
     }
@@ -441,11 +444,14 @@ impl AdvertisementPoolState {
                 registers,
             })
         };
-        let local_public = self.book.local_public();
-        let local_public = if *current.local_public == *local_public {
+        // Rebuilt only when a local ad changed since this start built it (a restarted pool
+        // builds its own once: what its predecessor published may differ from its book).
+        let local_changes = self.book.local_changes();
+        let local_public = if self.local_public_of == Some(local_changes) {
             Arc::clone(&current.local_public)
         } else {
-            Arc::from(local_public)
+            self.local_public_of = Some(local_changes);
+            Arc::new(self.book.local_public())
         };
         self.view.publish(PoolView {
             ready: true,

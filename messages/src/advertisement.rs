@@ -1,6 +1,7 @@
 //! An advertisement: "this source serves this register", as the peer role's pool holds it.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -82,9 +83,9 @@ pub struct Advertisement {
     pub latest_version: u64,
     pub latest_docket_version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub description: Option<Arc<str>>,
     /// Last time the source confirmed the ad (a full sync, an advertise, a gossip).
     pub refreshed_at: Timestamp,
     /// Last time the ad's content changed in this pool; full-sync snapshots read before this

@@ -38,9 +38,9 @@ pub struct GossipAd {
     latest_version: u64,
     latest_docket_version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
+    name: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    description: Option<String>,
+    description: Option<Arc<str>>,
 }
 
 impl GossipAd {
@@ -93,12 +93,14 @@ impl GossipAd {
         self.latest_docket_version
     }
 
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+    /// The register's name, shared (a clone is a count, not a copy).
+    pub fn name(&self) -> Option<&Arc<str>> {
+        self.name.as_ref()
     }
 
-    pub fn description(&self) -> Option<&str> {
-        self.description.as_deref()
+    /// The register's description, shared.
+    pub fn description(&self) -> Option<&Arc<str>> {
+        self.description.as_ref()
     }
 
     /// The rules of a REST advertisement (text lengths; the register id is checked by its type).
@@ -837,8 +839,8 @@ mod tests {
 
     fn ad(byte: u8, name: Option<&str>, description: Option<&str>) -> GossipAd {
         let input = AdInput {
-            name: name.map(str::to_owned),
-            description: description.map(str::to_owned),
+            name: name.map(Into::into),
+            description: description.map(Into::into),
             latest_version: 12_345,
             latest_docket_version: 7,
             ..AdInput::public(id(byte))

@@ -25,9 +25,9 @@ pub const MAX_DESCRIPTION_LEN: usize = 4_096;
 pub struct AdInput {
     pub register_id: RegisterId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub description: Option<Arc<str>>,
     pub is_public: bool,
     #[serde(default)]
     pub latest_version: u64,
@@ -302,8 +302,8 @@ pub enum PoolError {
 #[serde(rename_all = "camelCase")]
 pub struct AvailableRegister {
     pub register_id: RegisterId,
-    pub name: Option<String>,
-    pub description: Option<String>,
+    pub name: Option<Arc<str>>,
+    pub description: Option<Arc<str>>,
     /// Sources (this node and remote peers) advertising it.
     pub peer_count: usize,
     pub latest_version: u64,
@@ -408,8 +408,9 @@ pub struct PoolView {
     /// publishes again then.
     pub valid_until: Option<Timestamp>,
     pub status: PoolStatus,
-    /// This node's public local ads, in the gossip's form (issue 9: what it tells its peers).
-    pub local_public: Arc<[GossipAd]>,
+    /// This node's public local ads, in the gossip's form (issue 9: what it tells its peers),
+    /// ordered by register. Rebuilt only when a local ad changed; otherwise the same `Arc`.
+    pub local_public: Arc<Vec<GossipAd>>,
 }
 
 impl PoolView {
@@ -435,7 +436,7 @@ impl PoolView {
                 store_repairs: 0,
                 gossip: None,
             },
-            local_public: Arc::from(Vec::new()),
+            local_public: Arc::new(Vec::new()),
         }
     }
 }

@@ -28,8 +28,8 @@ impl Register {
     pub fn to_ad_input(&self) -> AdInput {
         AdInput {
             register_id: self.register_id.clone(),
-            name: Some(self.name.clone()),
-            description: self.description.clone(),
+            name: Some(self.name.as_str().into()),
+            description: self.description.as_deref().map(Into::into),
             is_public: self.advertise,
             latest_version: self.latest_version,
             latest_docket_version: self.latest_docket_version,

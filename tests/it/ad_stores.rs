@@ -41,7 +41,7 @@ fn ad(source: AdSource, n: u32, version: u64, stamped: Timestamp) -> Advertiseme
         is_public: true,
         latest_version: version,
         latest_docket_version: 0,
-        name: Some(format!("register {n}")),
+        name: Some(format!("register {n}").into()),
         description: None,
         refreshed_at: stamped,
         changed_at: stamped,

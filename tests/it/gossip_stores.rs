@@ -33,7 +33,7 @@ use crate::support::redis::RedisServer;
 
 fn gossip_ad(n: u32, version: u64) -> GossipAd {
     let input = herald::parts::messages::AdInput {
-        name: Some(format!("register {n}")),
+        name: Some(format!("register {n}").into()),
         latest_version: version,
         ..herald::parts::messages::AdInput::public(rid(n))
     };

@@ -65,7 +65,7 @@ fn ad(n: u8) -> Advertisement {
         is_public: true,
         latest_version: u64::MAX,
         latest_docket_version: 1,
-        name: Some(format!("register {n}")),
+        name: Some(format!("register {n}").into()),
         description: None,
         refreshed_at: Timestamp::from_unix_millis(1_700_000_000_000),
         changed_at: Timestamp::from_unix_millis(1_700_000_000_000),

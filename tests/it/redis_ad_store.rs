@@ -25,7 +25,7 @@ fn ad(source: AdSource, register_id: RegisterId, version: u64) -> Advertisement 
         is_public: true,
         latest_version: version,
         latest_docket_version: version / 2,
-        name: Some(format!("register {version}")),
+        name: Some(format!("register {version}").into()),
         description: None,
         refreshed_at: Timestamp::from_unix_millis(1_700_000_000_000),
         changed_at: Timestamp::from_unix_millis(

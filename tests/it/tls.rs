@@ -803,7 +803,7 @@ fn mongo_ad() -> Advertisement {
         is_public: true,
         latest_version: 3,
         latest_docket_version: 1,
-        name: Some("over tls".to_owned()),
+        name: Some("over tls".into()),
         description: None,
         refreshed_at: Timestamp::from_unix_millis(1_700_000_000_000),
         changed_at: Timestamp::from_unix_millis(1_700_000_000_000),

@@ -141,6 +141,9 @@ pub struct PoolState {
     generation_seed: u64,
     generations_started: u64,
     store_repairs: u64,
+    /// Counts changes to `local` (an ad added, changed or removed): what was derived from the
+    /// local ads at one count is still right while it holds.
+    local_changes: u64,
     loaded: bool,
     store: StoreHealth,
 }
@@ -166,6 +169,7 @@ impl PoolState {
             generation_seed,
             generations_started: 0,
             store_repairs: 0,
+            local_changes: 0,
             loaded: false,
             store: StoreHealth::Healthy,
         }
@@ -301,6 +305,7 @@ impl PoolState {
             };
             match &entry.ad.source {
                 AdSource::Local => {
+                    self.local_changes += 1;
                     self.local.insert(entry.ad.register_id.clone(), entry);
                 }
                 AdSource::Remote(_) => {
@@ -406,13 +411,20 @@ impl PoolState {
     /// This node's public ads in the gossip's form, ordered by register (private ones never
     /// enter it).
     pub fn local_public(&self) -> Vec<GossipAd> {
-        let mut ads: Vec<GossipAd> = self
-            .local
-            .values()
-            .filter_map(|entry| GossipAd::from_advertisement(&entry.ad).ok())
-            .collect();
-        ads.sort_unstable_by(|a, b| a.register_id().cmp(b.register_id()));
+        let mut entries: Vec<&Entry> = self.local.values().collect();
+        entries.sort_unstable_by(|a, b| a.ad.register_id.cmp(&b.ad.register_id));
+        let mut ads = Vec::with_capacity(entries.len());
+        ads.extend(
+            entries
+                .into_iter()
+                .filter_map(|entry| GossipAd::from_advertisement(&entry.ad).ok()),
+        );
         ads
+    }
+
+    /// Changes made to the local ads so far: `local_public` is the same while this is.
+    pub fn local_changes(&self) -> u64 {
+        self.local_changes
     }
 
     /// When the first remote ad live at `now` stops being live (`None` without one): what
@@ -666,6 +678,7 @@ impl PoolState {
             }
         };
         if outcome != Upsert::Unchanged {
+            self.local_changes += 1;
             self.dirty.insert(AdKey::local(input.register_id.clone()));
         }
         outcome
@@ -694,7 +707,11 @@ impl PoolState {
 
     fn remove(&mut self, key: AdKey) -> bool {
         let existed = match key.source {
-            AdSource::Local => self.local.remove(&key.register_id).is_some(),
+            AdSource::Local => {
+                let existed = self.local.remove(&key.register_id).is_some();
+                self.local_changes += u64::from(existed);
+                existed
+            }
             AdSource::Remote(_) => self.remote.remove(&key).is_some(),
         };
         if existed {
@@ -859,7 +876,7 @@ mod tests {
 
     fn public(n: u8, name: Option<&str>, version: u64) -> AdInput {
         AdInput {
-            name: name.map(str::to_owned),
+            name: name.map(Into::into),
             latest_version: version,
             ..AdInput::public(id(n))
         }
@@ -1119,7 +1136,7 @@ mod tests {
             is_public: true,
             latest_version: 1,
             latest_docket_version: 0,
-            name: Some(format!("r{n}")),
+            name: Some(format!("r{n}").into()),
             description: None,
             refreshed_at: at(0),
             changed_at: at(0),

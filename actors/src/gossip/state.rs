@@ -1713,7 +1713,7 @@ mod tests {
         let now = at(0);
         let mut r = state("r", now);
         let long_name = AdInput {
-            name: Some("n".repeat(herald_messages::MAX_NAME_LEN + 1)),
+            name: Some("n".repeat(herald_messages::MAX_NAME_LEN + 1).into()),
             ..AdInput::public(id(2))
         };
         let bad = GossipAd::from_input(&long_name, SyncState::Active).unwrap();

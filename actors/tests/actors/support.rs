@@ -203,7 +203,7 @@ pub fn id(n: u8) -> RegisterId {
 
 pub fn public(n: u8) -> AdInput {
     AdInput {
-        name: Some(format!("register {n}")),
+        name: Some(format!("register {n}").into()),
         latest_version: u64::from(n),
         ..AdInput::public(id(n))
     }

@@ -702,7 +702,7 @@ mod tests {
         let mut body = push(0..10_000);
         if let RequestBody::PoolPush { request } = &mut body {
             for ad in &mut request.advertisements {
-                ad.description = Some("d".repeat(500));
+                ad.description = Some("d".repeat(500).into());
             }
         }
         let whole = fixture.request("m1", 1, Duration::ZERO, body);

@@ -39,7 +39,7 @@ use herald_actors::gossip::{GossipConfig, GossipCounters, GossipState, Record};
 use herald_actors::ports::{Clock, GossipBatch, GossipStore};
 use herald_actors::{Published, View};
 use herald_messages::{
-    AvailableRegister, AvailableView, EntryRun, GossipMessage, GossipStatus, NodeId,
+    AvailableRegister, AvailableView, GossipAd, EntryRun, GossipMessage, GossipStatus, NodeId,
     PersistedGossip, PersistedRecord, PoolView, RegisterId, Role,
 };
 
@@ -154,6 +154,8 @@ pub struct GossipDriverState {
     gossip: GossipState,
     /// The pool has published its first replayed view, and its ads were taken.
     local_ready: bool,
+    /// The pool's local ads last taken: a view that shares them changed nothing local.
+    local_taken: Option<Arc<Vec<GossipAd>>>,
     /// What the store holds, as far as this driver knows.
     written: HashMap<NodeId, Position>,
     write_in_flight: bool,
@@ -215,6 +217,7 @@ impl Actor for GossipDriver {
             last_counters: gossip.counters(),
             gossip,
             local_ready: false,
+            local_taken: None,
             written,
             write_in_flight: false,
             flush: Pending::new(),
@@ -388,12 +391,19 @@ impl GossipDriverState {
         if !pool.ready {
             return;
         }
-        let now = self.args.clock.now();
-        let issued = self
-            .gossip
-            .set_local(pool.local_public.iter().cloned(), now);
-        if issued > 0 {
-            debug!(issued, "this node's public ads changed");
+        let unchanged = self
+            .local_taken
+            .as_ref()
+            .is_some_and(|taken| Arc::ptr_eq(taken, &pool.local_public));
+        if !unchanged {
+            let now = self.args.clock.now();
+            let issued = self
+                .gossip
+                .set_local(pool.local_public.iter().cloned(), now);
+            if issued > 0 {
+                debug!(issued, "this node's public ads changed");
+            }
+            self.local_taken = Some(Arc::clone(&pool.local_public));
         }
         self.local_ready = true;
         self.changed(myself);
@@ -692,10 +702,10 @@ pub fn merge_available(
                 .latest_docket_version
                 .max(ad.latest_docket_version());
             if register.name.is_none() {
-                register.name = ad.name().map(str::to_owned);
+                register.name = ad.name().cloned();
             }
             if register.description.is_none() {
-                register.description = ad.description().map(str::to_owned);
+                register.description = ad.description().cloned();
             }
             register.stale &= *stale;
         }
@@ -718,7 +728,7 @@ mod tests {
 
     fn ad(n: u8, state: SyncState) -> GossipAd {
         let mut input = AdInput::public(register(n));
-        input.name = Some(format!("remote {n}"));
+        input.name = Some(format!("remote {n}").into());
         input.latest_version = u64::from(n) * 10;
         GossipAd::from_input(&input, state).unwrap()
     }
@@ -741,7 +751,7 @@ mod tests {
     fn local(n: u8) -> AvailableRegister {
         AvailableRegister {
             register_id: register(n),
-            name: Some(format!("local {n}")),
+            name: Some(format!("local {n}").into()),
             description: None,
             peer_count: 1,
             latest_version: 1,
@@ -845,7 +855,7 @@ mod tests {
                 version: local.len() as u64,
                 registers: local.iter().map(|n| local_entry(*n)).collect(),
             });
-            view.local_public = local.iter().map(|n| ad(*n, SyncState::Active)).collect();
+            view.local_public = Arc::new(local.iter().map(|n| ad(*n, SyncState::Active)).collect());
             view.status = PoolStatus {
                 loaded: true,
                 store: StoreHealth::Healthy,
@@ -856,7 +866,7 @@ mod tests {
 
         fn local_entry(n: u8) -> AvailableRegister {
             AvailableRegister {
-                name: Some(format!("remote {n}")),
+                name: Some(format!("remote {n}").into()),
                 latest_version: u64::from(n) * 10,
                 ..local(n)
             }
@@ -957,7 +967,7 @@ mod tests {
 
             // The origin continues its record: a good entry, then one over the name limit.
             let mut long = AdInput::public(register(4));
-            long.name = Some("x".repeat(MAX_NAME_LEN + 1));
+            long.name = Some("x".repeat(MAX_NAME_LEN + 1).into());
             let entries: Vec<Arc<GossipEntry>> = vec![
                 Arc::new(GossipEntry::live(3, ad(3, SyncState::Active))),
                 Arc::new(GossipEntry::live(

@@ -372,7 +372,7 @@ mod tests {
                 let mut input = AdInput::withdraw(
                     RegisterId::parse(&format!("{i:032x}")).expect("valid register id"),
                 );
-                input.name = Some(format!("register number {i} with a long enough name"));
+                input.name = Some(format!("register number {i} with a long enough name").into());
                 input
             })
             .collect();

@@ -114,8 +114,8 @@ fn encode(registers: &[AvailableRegister]) -> Vec<u8> {
         .iter()
         .map(|register| {
             FIXED
-                + register.name.as_ref().map_or(0, String::len)
-                + register.description.as_ref().map_or(0, String::len)
+                + register.name.as_deref().map_or(0, str::len)
+                + register.description.as_deref().map_or(0, str::len)
         })
         .sum();
     let mut json = Vec::with_capacity(estimate + 2);

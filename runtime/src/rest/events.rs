@@ -13,8 +13,9 @@
 //!   `POLL_INTERVAL` while someone listens).
 //!
 //! Every event has an id `<feed>-<n>`. A client that reconnects with `Last-Event-ID` gets the
-//! events it missed when the feed still holds them (the last `RING_BYTES` of events), else a
-//! `snapshot`. A client that reads slower than the node changes is dropped (its stream ends
+//! events it missed when the feed still holds them (the last `RING_BYTES` of events, none
+//! larger than `MAX_KEPT_BYTES`: a change of most of a large pool is sent to the readers
+//! connected then, not kept), else a `snapshot`. A client that reads slower than the node changes is dropped (its stream ends
 //! once it is `LAG_EVENTS` behind) rather than buffered without bound: it reconnects and
 //! resumes or gets a snapshot. Comments (`:`) keep idle connections open.
 
@@ -44,7 +45,15 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How far a reader may fall behind before it is dropped.
 const LAG_EVENTS: usize = 256;
 /// How much of the recent past the feed keeps for readers that resume.
-const RING_BYTES: usize = 8 * 1024 * 1024;
+const RING_BYTES: usize = 2 * 1024 * 1024;
+/// The largest event kept for readers that resume (a `registers` event of about 2,000
+/// registers). A larger one is sent to the readers connected then and ends what can be
+/// resumed: a reader that missed it gets a snapshot. Keeping it cost its size in memory for
+/// as long as the node stayed quiet (12 MB for a change of 100,000 registers, issue 11).
+const MAX_KEPT_BYTES: usize = 512 * 1024;
+/// Bytes of a register in a `registers` event, about: to tell an event too large to keep
+/// before it is serialized.
+const REGISTER_EVENT_BYTES: usize = 200;
 /// A comment this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -70,6 +79,26 @@ struct Ring {
     bytes: usize,
     /// The sequence number of the last event sent.
     last: u64,
+}
+
+impl Ring {
+    /// Drops every kept event: no reader can resume from before `last`.
+    fn forget(&mut self) {
+        self.events.clear();
+        self.bytes = 0;
+    }
+
+    /// The events after `from`, when the ring still holds every one of them.
+    fn missed_since(&self, from: u64) -> Option<Vec<Arc<FeedEvent>>> {
+        let oldest = self.events.front().map_or(self.last + 1, |event| event.seq);
+        (from + 1 >= oldest && from <= self.last).then(|| {
+            self.events
+                .iter()
+                .filter(|event| event.seq > from)
+                .cloned()
+                .collect()
+        })
+    }
 }
 
 /// The node's event feed: a producer task (stopped when the feed is dropped) and its readers.
@@ -108,16 +137,28 @@ impl Shared {
             kind,
             data,
         });
-        ring.bytes += event.data.len();
-        ring.events.push_back(Arc::clone(&event));
-        while ring.bytes > RING_BYTES && ring.events.len() > 1 {
-            if let Some(old) = ring.events.pop_front() {
-                ring.bytes -= old.data.len();
+        if event.data.len() > MAX_KEPT_BYTES {
+            ring.forget();
+        } else {
+            ring.bytes += event.data.len();
+            ring.events.push_back(Arc::clone(&event));
+            while ring.bytes > RING_BYTES && ring.events.len() > 1 {
+                if let Some(old) = ring.events.pop_front() {
+                    ring.bytes -= old.data.len();
+                }
             }
         }
         // Sent under the lock, so a reader that subscribes and reads the ring under it sees
         // every event exactly once.
         let _ = self.sender.send(event);
+    }
+
+    /// Counts an event nobody receives (no reader is connected) and that is too large to
+    /// keep: it is never serialized, and a reader that resumes from before it gets a snapshot.
+    fn skip(&self) {
+        let mut ring = self.ring.lock().expect("the event ring is never poisoned");
+        ring.last += 1;
+        ring.forget();
     }
 
     fn id(&self, seq: u64) -> String {
@@ -157,7 +198,10 @@ async fn produce(api: NodeApi, shared: Arc<Shared>) {
                     continue;
                 }
                 let (upserted, removed) = diff(&previous.registers, &view.available.registers);
-                if !upserted.is_empty() || !removed.is_empty() {
+                let too_large = (upserted.len() + removed.len()) * REGISTER_EVENT_BYTES > MAX_KEPT_BYTES;
+                if too_large && shared.sender.receiver_count() == 0 {
+                    shared.skip();
+                } else if !upserted.is_empty() || !removed.is_empty() {
                     // Serialized straight from the registers: a `json!` tree of a 10,000-ad
                     // change was tens of MB on the heap for a moment (issue 11, the scale curve).
                     let data = serde_json::to_string(&RegistersChanged { upserted, removed })
@@ -333,16 +377,7 @@ pub async fn events(
             .lock()
             .expect("the event ring is never poisoned");
         let receiver = shared.sender.subscribe();
-        let missed = resume_from.and_then(|from| {
-            let oldest = ring.events.front().map_or(ring.last + 1, |event| event.seq);
-            (from + 1 >= oldest && from <= ring.last).then(|| {
-                ring.events
-                    .iter()
-                    .filter(|event| event.seq > from)
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-        });
+        let missed = resume_from.and_then(|from| ring.missed_since(from));
         (receiver, missed, ring.last)
     };
     debug!(resumed = missed.is_some(), "events reader connected");
@@ -440,6 +475,41 @@ mod tests {
         let upserted: Vec<_> = upserted.into_iter().cloned().collect();
         assert_eq!(upserted, [register(2, 2), register(3, 1)]);
         assert_eq!(removed, [RegisterId::from_bytes([1; 16]).to_string()]);
+    }
+
+    fn seqs(events: Option<Vec<Arc<FeedEvent>>>) -> Option<Vec<u64>> {
+        events.map(|events| events.iter().map(|event| event.seq).collect())
+    }
+
+    #[test]
+    fn an_event_too_large_to_keep_is_sent_but_resuming_across_it_gets_a_snapshot() {
+        let (sender, mut reader) = broadcast::channel(4);
+        let shared = Shared {
+            tag: 1,
+            sender,
+            ring: Mutex::new(Ring::default()),
+        };
+        shared.emit("health", "{}".to_owned());
+        shared.emit("sync", "{}".to_owned());
+        assert_eq!(seqs(shared.ring.lock().unwrap().missed_since(0)), Some(vec![1, 2]));
+        shared.emit("registers", "x".repeat(MAX_KEPT_BYTES + 1));
+        // The connected reader got it.
+        let sent: Vec<u64> = std::iter::from_fn(|| reader.try_recv().ok())
+            .map(|event| event.seq)
+            .collect();
+        assert_eq!(sent, [1, 2, 3]);
+        let ring = shared.ring.lock().unwrap();
+        assert_eq!(ring.bytes, 0, "nothing kept");
+        // Missed it: a snapshot (None). Saw it: nothing missed.
+        assert_eq!(seqs(ring.missed_since(2)), None);
+        assert_eq!(seqs(ring.missed_since(3)), Some(vec![]));
+        drop(ring);
+        // Skipped (nobody listening): counted, so a reader from before it gets a snapshot.
+        shared.skip();
+        shared.emit("health", "{}".to_owned());
+        let ring = shared.ring.lock().unwrap();
+        assert_eq!(seqs(ring.missed_since(3)), None);
+        assert_eq!(seqs(ring.missed_since(4)), Some(vec![5]));
     }
 
     #[test]

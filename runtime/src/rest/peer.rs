@@ -4,6 +4,8 @@
 //! Each handler parses, makes one `NodeApi` call (which validates the request, once, before it
 //! reaches the pool) and maps its result.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
@@ -54,9 +56,9 @@ pub async fn advertise(
 pub struct AdvertiseBody {
     is_public: bool,
     #[serde(default)]
-    name: Option<String>,
+    name: Option<Arc<str>>,
     #[serde(default)]
-    description: Option<String>,
+    description: Option<Arc<str>>,
     #[serde(default)]
     latest_version: u64,
     #[serde(default)]

@@ -410,8 +410,8 @@ fn decode_register(record: &Document) -> Result<Register, GroundTruthError> {
     let field = |field: &str, why: String| corrupt(format!("register {id}: {field}: {why}"));
     Ok(Register {
         register_id: input.register_id,
-        name: input.name.unwrap_or_default(),
-        description: input.description,
+        name: input.name.as_deref().unwrap_or_default().to_owned(),
+        description: input.description.as_deref().map(str::to_owned),
         advertise: input.is_public,
         latest_version: input.latest_version,
         latest_docket_version: input.latest_docket_version,
@@ -434,12 +434,12 @@ fn decode_ad_input(record: &Document) -> Result<AdInput, GroundTruthError> {
     };
     let field = |field: &str, why: String| corrupt(format!("register {id}: {field}: {why}"));
     let name = match record.get("name") {
-        Some(Bson::String(name)) => name.clone(),
+        Some(Bson::String(name)) => name.as_str(),
         other => return Err(field("name", format!("{other:?} is not a string"))),
     };
     let description = match record.get("description") {
         None | Some(Bson::Null) => None,
-        Some(Bson::String(description)) => Some(description.clone()),
+        Some(Bson::String(description)) => Some(description.as_str().into()),
         Some(other) => return Err(field("description", format!("{other:?} is not a string"))),
     };
     let advertise = match record.get("advertise") {
@@ -447,7 +447,7 @@ fn decode_ad_input(record: &Document) -> Result<AdInput, GroundTruthError> {
         other => return Err(field("advertise", format!("{other:?} is not a boolean"))),
     };
     Ok(AdInput {
-        name: Some(name),
+        name: Some(name.into()),
         description,
         is_public: advertise,
         latest_version: read_optional_count(record, "latestVersion")

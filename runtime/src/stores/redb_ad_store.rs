@@ -281,7 +281,7 @@ mod tests {
             is_public: true,
             latest_version: u64::from(n),
             latest_docket_version: 1,
-            name: Some(format!("register {n}")),
+            name: Some(format!("register {n}").into()),
             description: None,
             refreshed_at: Timestamp::from_unix_millis(1_000),
             changed_at: Timestamp::from_unix_millis(900),

@@ -625,7 +625,7 @@ fn hset_capacity(ad: &Advertisement) -> usize {
         AdSource::Remote(peer) => peer.as_str().len(),
     };
     let text =
-        ad.name.as_ref().map_or(0, String::len) + ad.description.as_ref().map_or(0, String::len);
+        ad.name.as_deref().map_or(0, str::len) + ad.description.as_deref().map_or(0, str::len);
     1 + peer + RegisterId::LEN + FIXED_JSON + 2 * peer + text
 }
 
@@ -851,8 +851,8 @@ mod tests {
             is_public: true,
             latest_version: u64::MAX,
             latest_docket_version: u64::MAX,
-            name: Some("n".repeat(100)),
-            description: Some("d".repeat(300)),
+            name: Some("n".repeat(100).into()),
+            description: Some("d".repeat(300).into()),
             refreshed_at: herald_messages::Timestamp::from_unix_millis(i64::MIN),
             changed_at: herald_messages::Timestamp::from_unix_millis(i64::MIN),
         };
