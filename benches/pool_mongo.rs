@@ -184,7 +184,9 @@ impl Bench {
             .map(|(n, id)| AdInput {
                 register_id: id.clone(),
                 name: Some(format!("register-{n:05}").into()),
-                description: Some(format!("ledger {n} of the benchmark, served by this node").into()),
+                description: Some(
+                    format!("ledger {n} of the benchmark, served by this node").into(),
+                ),
                 is_public: true,
                 latest_version: version,
                 latest_docket_version: version / 2,

@@ -62,6 +62,7 @@ const TOKEN: &str = "demo-token";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    support::tune_allocator();
     let args = Args::parse();
     support::init_tracing("error", args.log.log_format);
     let temp = tempfile::tempdir()?;

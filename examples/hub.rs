@@ -83,6 +83,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
+    support::tune_allocator();
     let args = Args::parse();
     support::init_tracing("info", args.log.log_format);
     let mut raw = match support::load_config(&args.config) {

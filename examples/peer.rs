@@ -119,6 +119,7 @@ fn parse_hub(value: &str) -> Result<RawHubEndpoint, String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
+    support::tune_allocator();
     let args = Args::parse();
     support::init_tracing("info", args.log.log_format);
     let mut raw = match support::load_config(&args.config) {

@@ -19,6 +19,30 @@ use herald::{
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+/// The largest allocation glibc's malloc serves from its heap (larger ones are mapped and
+/// returned to the system when freed), unless `MALLOC_MMAP_THRESHOLD_` says otherwise.
+const MMAP_THRESHOLD_BYTES: i32 = 1024 * 1024;
+
+/// Keeps the process's memory near what it uses (issue 11). glibc raises its mmap threshold
+/// to the size of each large block freed (up to 32 MiB), so after the first large answer is
+/// replaced every later one (a view or an answer of 100,000 registers, 10–25 MB) comes from
+/// the heap, whose freed pages stay with the process: a peer of 100,000 ads kept 137 MB where
+/// it used under 100. A fixed threshold stops that: 97 MB, peak 143 → 118 MB (BENCHMARKS.md).
+/// Called first in `main`; does nothing on other C libraries, or when the operator set the
+/// threshold (glibc reads `MALLOC_MMAP_THRESHOLD_` itself).
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: mallopt sets one parameter of glibc's allocator under its own lock, may be
+        // called at any time from any thread, and takes no pointers.
+        #[allow(unsafe_code)]
+        let set = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) };
+        if set != 1 {
+            eprintln!("warning: could not set malloc's mmap threshold; memory may stay high");
+        }
+    }
+}
+
 /// How the binaries write their logs to stderr.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

@@ -380,8 +380,12 @@ impl PoolState {
         live.sort_unstable_by(|a, b| {
             (&a.ad.register_id, &a.ad.source).cmp(&(&b.ad.register_id, &b.ad.source))
         });
-        live.chunk_by(|a, b| a.ad.register_id == b.ad.register_id)
-            .map(|sources| AvailableRegister {
+        let by_register = live.chunk_by(|a, b| a.ad.register_id == b.ad.register_id);
+        // Sized once: grown by doubling, the answer held up to twice its registers, and three
+        // times while it was moved on a growth (issue 11, memory at 100,000 ads).
+        let mut registers = Vec::with_capacity(by_register.clone().count());
+        registers.extend(by_register.map(|sources| {
+            AvailableRegister {
                 register_id: sources[0].ad.register_id.clone(),
                 name: sources.iter().find_map(|e| e.ad.name.clone()),
                 description: sources.iter().find_map(|e| e.ad.description.clone()),
@@ -404,8 +408,9 @@ impl PoolState {
                 local: sources.iter().any(|e| e.ad.source == AdSource::Local),
                 verified: sources.iter().all(|e| e.verified),
                 stale: false,
-            })
-            .collect()
+            }
+        }));
+        registers
     }
 
     /// This node's public ads in the gossip's form, ordered by register (private ones never

@@ -39,7 +39,7 @@ use herald_actors::gossip::{GossipConfig, GossipCounters, GossipState, Record};
 use herald_actors::ports::{Clock, GossipBatch, GossipStore};
 use herald_actors::{Published, View};
 use herald_messages::{
-    AvailableRegister, AvailableView, GossipAd, EntryRun, GossipMessage, GossipStatus, NodeId,
+    AvailableRegister, AvailableView, EntryRun, GossipAd, GossipMessage, GossipStatus, NodeId,
     PersistedGossip, PersistedRecord, PoolView, RegisterId, Role,
 };
 

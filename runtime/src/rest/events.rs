@@ -491,7 +491,10 @@ mod tests {
         };
         shared.emit("health", "{}".to_owned());
         shared.emit("sync", "{}".to_owned());
-        assert_eq!(seqs(shared.ring.lock().unwrap().missed_since(0)), Some(vec![1, 2]));
+        assert_eq!(
+            seqs(shared.ring.lock().unwrap().missed_since(0)),
+            Some(vec![1, 2])
+        );
         shared.emit("registers", "x".repeat(MAX_KEPT_BYTES + 1));
         // The connected reader got it.
         let sent: Vec<u64> = std::iter::from_fn(|| reader.try_recv().ok())
