@@ -383,3 +383,57 @@ async fn the_view_follows_changes_and_expiry_without_the_mailbox() {
     assert_eq!(expired.valid_until, None);
     node.shutdown().await;
 }
+
+/// Issue 9 / 11: the gossip's copy of the local public ads follows local changes only (the same
+/// `Arc` while they do not change, so the gossip takes nothing again), and a pool that is told
+/// nobody gossips keeps no copy at all.
+#[tokio::test(start_paused = true)]
+async fn local_public_follows_local_changes_and_is_not_kept_without_gossip() {
+    let node = start(Options::default()).await;
+    let view = node.views.pool.clone().expect("a pool publishes a view");
+    node.advertise(public(1)).await;
+    node.advertise(public(2)).await;
+    let first = view.latest();
+    let ids: Vec<_> = first
+        .local_public
+        .iter()
+        .map(|ad| ad.register_id().clone())
+        .collect();
+    assert_eq!(ids, vec![id(1), id(2)]);
+    // A remote ad changes the answer, not the local ads.
+    node.pool
+        .cast(herald_messages::AdvertisementPoolMsg::Gossip {
+            peer: NodeId::parse("peer-b").unwrap(),
+            ads: vec![public(3)],
+        })
+        .unwrap();
+    let gossiped = view
+        .wait_for(|v| v.available.registers.len() == 3)
+        .await
+        .unwrap();
+    assert!(std::sync::Arc::ptr_eq(
+        &first.local_public,
+        &gossiped.local_public
+    ));
+    node.bulk(BulkAdvertise::one(AdInput::withdraw(id(1))))
+        .await
+        .unwrap();
+    let withdrawn = view.latest();
+    assert_eq!(withdrawn.local_public.len(), 1);
+    assert_eq!(withdrawn.local_public[0].register_id(), &id(2));
+    node.shutdown().await;
+
+    let quiet = start(Options {
+        pool: Some(PoolConfig {
+            publish_local_public: false,
+            ..PoolConfig::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    quiet.advertise(public(1)).await;
+    let latest = quiet.views.pool.clone().unwrap().latest();
+    assert_eq!(latest.available.registers.len(), 1);
+    assert!(latest.local_public.is_empty());
+    quiet.shutdown().await;
+}
