@@ -5,7 +5,9 @@
 //! The pool publishes its answer with a version (`AvailableView`); the full answer is
 //! serialized once per version, and gzip-compressed once per version when a client accepts
 //! gzip, by whichever request needs it first (`AvailableCache`); every other request of that
-//! version sends the same bytes. Each answer carries an `ETag` naming its version, and
+//! version sends the same bytes, and they are dropped as soon as the pool publishes another
+//! version (a 100,000-register answer is 23 MB: not kept through the next writes). Each answer
+//! carries an `ETag` naming its version, and
 //! `If-None-Match` with it gets `304` without a body. Paged answers and single registers are
 //! small and serialized per request.
 //!
@@ -21,8 +23,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
 
-use herald_messages::{AvailableRegister, AvailableView, RegisterId};
+use herald_actors::View;
+
+use herald_messages::{AvailableRegister, AvailableView, PoolView, RegisterId};
 
 use crate::rest::RestState;
 use crate::rest::error::ApiError;
@@ -31,10 +36,20 @@ use crate::rest::extract::PathId;
 /// Most registers one page may hold.
 pub const MAX_PAGE_LIMIT: usize = 10_000;
 
-/// The encodings of the latest version of the answer, made on demand, once each.
-#[derive(Default)]
+/// The encodings of the latest version of the answer, made on demand, once each, and
+/// forgotten when the pool publishes another version (by a task following its view, stopped
+/// when the cache is dropped).
 pub struct AvailableCache {
-    latest: Mutex<Option<Arc<Encoded>>>,
+    latest: Arc<Mutex<Option<Arc<Encoded>>>>,
+    follower: Option<JoinHandle<()>>,
+}
+
+impl Drop for AvailableCache {
+    fn drop(&mut self) {
+        if let Some(follower) = &self.follower {
+            follower.abort();
+        }
+    }
 }
 
 /// One version of the answer, encoded.
@@ -47,6 +62,26 @@ struct Encoded {
 }
 
 impl AvailableCache {
+    /// An empty cache following `pool`'s publications (none on a node without the peer role).
+    /// Call inside a Tokio runtime.
+    pub fn start(pool: Option<View<PoolView>>) -> Self {
+        let latest = Arc::default();
+        let follower = pool.map(|pool| tokio::spawn(forget_replaced(pool, Arc::clone(&latest))));
+        Self { latest, follower }
+    }
+
+    /// The encodings held now (tests).
+    #[cfg(test)]
+    fn held(&self) -> Option<(u64, u64)> {
+        let latest = self
+            .latest
+            .lock()
+            .expect("no code panics holding this lock");
+        latest
+            .as_ref()
+            .map(|encoded| (encoded.tag, encoded.version))
+    }
+
     /// The encodings of `view`'s version: those already made, or a new empty set (which
     /// replaces an older version's).
     fn encoded(&self, view: &AvailableView) -> Arc<Encoded> {
@@ -75,6 +110,20 @@ impl AvailableCache {
             *latest = Some(Arc::clone(&encoded));
         }
         encoded
+    }
+}
+
+/// Drops the held encodings whenever the pool publishes an answer of another version; requests
+/// still sending them keep their bytes until they are sent.
+async fn forget_replaced(mut pool: View<PoolView>, latest: Arc<Mutex<Option<Arc<Encoded>>>>) {
+    while let Some(view) = pool.changed().await {
+        let mut latest = latest.lock().expect("no code panics holding this lock");
+        let replaced = latest.as_ref().is_some_and(|encoded| {
+            encoded.tag != view.available.tag || encoded.version != view.available.version
+        });
+        if replaced {
+            *latest = None;
+        }
     }
 }
 
@@ -325,6 +374,9 @@ fn gzip(json: &[u8]) -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    use herald_actors::Published;
+    use herald_messages::NodeId;
+
     use super::*;
 
     fn headers(name: header::HeaderName, value: &str) -> HeaderMap {
@@ -402,5 +454,39 @@ mod tests {
             .read_to_end(&mut unpacked)
             .unwrap();
         assert_eq!(unpacked, json);
+    }
+
+    /// Lets the cache's follower (on this single-threaded runtime) take what was published.
+    async fn let_the_follower_run() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_encodings_are_dropped_when_the_pool_publishes_another_version() {
+        let published = Published::new(PoolView::starting(NodeId::parse("me").unwrap(), 7));
+        let cache = AvailableCache::start(Some(published.view()));
+        let first = published.latest();
+        let encoded = cache.encoded(&first.available);
+        assert_eq!(&encoded.json(&first.available).await[..], b"[]");
+        drop(encoded);
+        assert_eq!(cache.held(), Some((7, 0)));
+        // The same answer republished (the status changed): the bytes stay.
+        let mut same = (*first).clone();
+        same.status.dirty_ads = 3;
+        published.publish(same);
+        let_the_follower_run().await;
+        assert_eq!(cache.held(), Some((7, 0)));
+        // Another version: gone, before anyone asks for it.
+        let mut next = (*first).clone();
+        next.available = Arc::new(AvailableView {
+            tag: 7,
+            version: 1,
+            registers: Vec::new(),
+        });
+        published.publish(next);
+        let_the_follower_run().await;
+        assert_eq!(cache.held(), None);
     }
 }
