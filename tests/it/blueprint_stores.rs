@@ -1362,6 +1362,12 @@ async fn restore_contract_two_concurrent_restores_agree() {
         for round in 0..10 {
             subject.wipe().await;
             let (hub_a, hub_b) = (subject.hub(), subject.other_hub());
+            // Both stores ready (indexes and collections made) before the race: the contract
+            // is about two restores, and the MongoDB-wire stand-in can hang for good when one
+            // store's first `createIndexes` meets the other's transaction on a dropped
+            // database (1 run in 6 under load, no conflict reported: seen in CI twice).
+            assert_eq!(hub_a.head().await.unwrap(), None, "{what}");
+            assert_eq!(hub_b.head().await.unwrap(), None, "{what}");
             let prefix = if round % 2 == 0 { 4 } else { 1 + round % 3 };
             let (a, b) = tokio::join!(
                 hub_a.restore(&held.genesis, &held.entries),
