@@ -437,17 +437,18 @@ impl AdvertisementPoolState {
     /// content did not change; the expiry timer is set for the first served remote ad to die.
     fn publish_view(&mut self, myself: &ActorRef<AdvertisementPoolMsg>) {
         let now = self.clock.now();
-        let registers = self.book.available(now);
         let valid_until = self.book.next_expiry(now);
         let current = self.view.latest();
-        let available = if current.available.registers == registers {
-            Arc::clone(&current.available)
-        } else {
-            Arc::new(AvailableView {
+        let available = match self
+            .book
+            .available_if_changed(now, &current.available.registers)
+        {
+            None => Arc::clone(&current.available),
+            Some(registers) => Arc::new(AvailableView {
                 tag: current.available.tag,
                 version: current.available.version + 1,
                 registers,
-            })
+            }),
         };
         // Rebuilt only when a local ad changed since this start built it (a restarted pool
         // builds its own once: what its predecessor published may differ from its book).

@@ -12,6 +12,8 @@
 //! lives until withdrawn or removed by a full sync; stored stamps later than the reload are
 //! taken as the reload time.
 
+mod by_register;
+
 use std::collections::{HashMap, HashSet};
 
 /// The pool's maps are on its hot path (a full sync of 10,000 ads hashes each id several
@@ -28,6 +30,8 @@ use herald_messages::{
 };
 
 use crate::ports::{AdBatch, BatchScope, StoredPool};
+
+use by_register::{ByRegister, KeyedByRegister};
 
 /// The rules the book applies, from the pool's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +86,12 @@ struct Entry {
     grace_until: Option<Timestamp>,
 }
 
+impl KeyedByRegister for Entry {
+    fn register_id(&self) -> &RegisterId {
+        &self.ad.register_id
+    }
+}
+
 /// How an upsert changed the book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Upsert {
@@ -111,8 +121,9 @@ pub struct LoadReport {
 #[derive(Debug, Clone)]
 pub struct PoolState {
     rules: PoolRules,
-    /// This node's ads, by register: the hot path (full syncs), looked up without building keys.
-    local: FastMap<RegisterId, Entry>,
+    /// This node's ads, by register: the hot path (full syncs), looked up without building keys;
+    /// each id is held once, in its entry.
+    local: ByRegister<Entry>,
     /// Other peers' ads.
     remote: FastMap<AdKey, Entry>,
     /// Local withdrawals and when they happened: a full sync read before a withdrawal must not
@@ -154,7 +165,7 @@ impl PoolState {
     pub fn new(rules: PoolRules, generation_seed: u64) -> Self {
         Self {
             rules,
-            local: FastMap::default(),
+            local: ByRegister::default(),
             remote: FastMap::default(),
             withdrawn: FastMap::default(),
             last_snapshot: None,
@@ -306,7 +317,7 @@ impl PoolState {
             match &entry.ad.source {
                 AdSource::Local => {
                     self.local_changes += 1;
-                    self.local.insert(entry.ad.register_id.clone(), entry);
+                    self.local.insert(entry);
                 }
                 AdSource::Remote(_) => {
                     self.remote.insert(entry.ad.key(), entry);
@@ -371,46 +382,57 @@ impl PoolState {
 
     /// Every live public register, merged across sources, ordered by id.
     pub fn available(&self, now: Timestamp) -> Vec<AvailableRegister> {
+        let live = self.live_by_register(now);
+        let by_register = live.chunk_by(same_register);
+        // Sized once: grown by doubling, the answer held up to twice its registers, and three
+        // times while it was moved on a growth (issue 11, memory at 100,000 ads).
+        let mut registers = Vec::with_capacity(by_register.clone().count());
+        registers.extend(by_register.map(merge_sources));
+        registers
+    }
+
+    /// `available(now)`, unless it equals `current`: then `None`, and the answer was compared
+    /// as it was made, never built (a full sync that changed nothing builds no 10 MB copy of a
+    /// 100,000-register answer beside the one served).
+    pub fn available_if_changed(
+        &self,
+        now: Timestamp,
+        current: &[AvailableRegister],
+    ) -> Option<Vec<AvailableRegister>> {
+        let live = self.live_by_register(now);
+        let mut by_register = live.chunk_by(same_register);
+        let count = by_register.clone().count();
+        let mut same = 0;
+        let mut first_different = None;
+        for sources in by_register.by_ref() {
+            let register = merge_sources(sources);
+            if current.get(same) != Some(&register) {
+                first_different = Some(register);
+                break;
+            }
+            same += 1;
+        }
+        if first_different.is_none() && count == current.len() {
+            return None;
+        }
+        let mut registers = Vec::with_capacity(count);
+        registers.extend_from_slice(&current[..same]);
+        registers.extend(first_different);
+        registers.extend(by_register.map(merge_sources));
+        Some(registers)
+    }
+
+    /// The live public entries, by register, then local first and remote peers by id: names
+    /// come from the most authoritative source.
+    fn live_by_register(&self, now: Timestamp) -> Vec<&Entry> {
         let mut live: Vec<&Entry> = self
             .entries()
             .filter(|entry| entry.ad.is_public && self.is_live(entry, now))
             .collect();
-        // By register, then local first and remote peers by id: names come from the most
-        // authoritative source.
         live.sort_unstable_by(|a, b| {
             (&a.ad.register_id, &a.ad.source).cmp(&(&b.ad.register_id, &b.ad.source))
         });
-        let by_register = live.chunk_by(|a, b| a.ad.register_id == b.ad.register_id);
-        // Sized once: grown by doubling, the answer held up to twice its registers, and three
-        // times while it was moved on a growth (issue 11, memory at 100,000 ads).
-        let mut registers = Vec::with_capacity(by_register.clone().count());
-        registers.extend(by_register.map(|sources| {
-            AvailableRegister {
-                register_id: sources[0].ad.register_id.clone(),
-                name: sources.iter().find_map(|e| e.ad.name.clone()),
-                description: sources.iter().find_map(|e| e.ad.description.clone()),
-                peer_count: sources.len(),
-                latest_version: sources
-                    .iter()
-                    .map(|e| e.ad.latest_version)
-                    .max()
-                    .unwrap_or(0),
-                latest_docket_version: sources
-                    .iter()
-                    .map(|e| e.ad.latest_docket_version)
-                    .max()
-                    .unwrap_or(0),
-                is_public: true,
-                full_replica_peer_count: sources
-                    .iter()
-                    .filter(|e| e.ad.sync_state.is_full_replica())
-                    .count(),
-                local: sources.iter().any(|e| e.ad.source == AdSource::Local),
-                verified: sources.iter().all(|e| e.verified),
-                stale: false,
-            }
-        }));
-        registers
+        live
     }
 
     /// This node's public ads in the gossip's form, ordered by register (private ones never
@@ -514,8 +536,11 @@ impl PoolState {
     /// Everything must be written again (renewal of expiries, a store back from an outage).
     pub fn mark_all_dirty(&mut self) {
         self.dirty.reserve(self.local.len() + self.remote.len());
-        self.dirty
-            .extend(self.local.keys().map(|id| AdKey::local(id.clone())));
+        self.dirty.extend(
+            self.local
+                .values()
+                .map(|e| AdKey::local(e.ad.register_id.clone())),
+        );
         self.dirty.extend(self.remote.keys().cloned());
         self.meta_dirty = true;
         self.everything_due = true;
@@ -678,7 +703,7 @@ impl PoolState {
             None => {
                 self.withdrawn.remove(&input.register_id);
                 let entry = new_entry(input, AdSource::Local, now);
-                self.local.insert(input.register_id.clone(), entry);
+                self.local.insert(entry);
                 Upsert::Added
             }
         };
@@ -699,9 +724,11 @@ impl PoolState {
         let listed: FastSet<&RegisterId> = listed.iter().map(|input| &input.register_id).collect();
         let unlisted: Vec<RegisterId> = self
             .local
-            .iter()
-            .filter(|(id, entry)| !listed.contains(id) && entry.ad.changed_at <= read_at)
-            .map(|(id, _)| id.clone())
+            .values()
+            .filter(|entry| {
+                !listed.contains(&entry.ad.register_id) && entry.ad.changed_at <= read_at
+            })
+            .map(|entry| entry.ad.register_id.clone())
             .collect();
         let count = unlisted.len();
         for id in unlisted {
@@ -741,6 +768,38 @@ impl PoolState {
             // Reloaded remote ads get their grace whatever their stamps say (the clock rule).
             AdSource::Remote(peer) => self.session_gossip.contains(peer),
         }
+    }
+}
+
+fn same_register(a: &&Entry, b: &&Entry) -> bool {
+    a.ad.register_id == b.ad.register_id
+}
+
+/// One register of the answer from its live sources, ordered as `live_by_register` orders them.
+fn merge_sources(sources: &[&Entry]) -> AvailableRegister {
+    AvailableRegister {
+        register_id: sources[0].ad.register_id.clone(),
+        name: sources.iter().find_map(|e| e.ad.name.clone()),
+        description: sources.iter().find_map(|e| e.ad.description.clone()),
+        peer_count: sources.len(),
+        latest_version: sources
+            .iter()
+            .map(|e| e.ad.latest_version)
+            .max()
+            .unwrap_or(0),
+        latest_docket_version: sources
+            .iter()
+            .map(|e| e.ad.latest_docket_version)
+            .max()
+            .unwrap_or(0),
+        is_public: true,
+        full_replica_peer_count: sources
+            .iter()
+            .filter(|e| e.ad.sync_state.is_full_replica())
+            .count(),
+        local: sources.iter().any(|e| e.ad.source == AdSource::Local),
+        verified: sources.iter().all(|e| e.verified),
+        stale: false,
     }
 }
 
@@ -954,6 +1013,45 @@ mod tests {
             .unwrap();
         assert_eq!(outcome.removed, 1);
         assert_eq!(ids(&state, at(7)), vec![id(2), id(9)]);
+    }
+
+    #[test]
+    fn available_if_changed_is_none_for_the_same_answer_and_the_whole_answer_otherwise() {
+        let mut state = state();
+        for n in 1..=4 {
+            state
+                .bulk(&BulkAdvertise::one(public(n, None, 0)), at(1))
+                .unwrap();
+        }
+        let served = state.available(at(2));
+        assert_eq!(state.available_if_changed(at(2), &served), None);
+        let mut shorter = served.clone();
+        shorter.pop();
+        // Changes first, in the middle, at the end, and a register added or removed.
+        let changes: [(u8, Option<&str>, bool); 4] = [
+            (1, Some("first"), false),
+            (3, Some("middle"), false),
+            (5, None, false),
+            (2, None, true),
+        ];
+        for (n, name, withdraw) in changes {
+            let before = state.available(at(2));
+            let mut input = public(n, name, 0);
+            input.is_public = !withdraw;
+            state.bulk(&BulkAdvertise::one(input), at(2)).unwrap();
+            let now = state.available(at(2));
+            assert_ne!(now, before, "register {n} changed the answer");
+            assert_eq!(
+                state.available_if_changed(at(2), &before),
+                Some(now.clone())
+            );
+            assert_eq!(state.available_if_changed(at(2), &now), None);
+        }
+        assert_eq!(
+            state.available_if_changed(at(2), &shorter),
+            Some(state.available(at(2))),
+            "a served answer shorter or longer than the book's is a change"
+        );
     }
 
     #[test]
