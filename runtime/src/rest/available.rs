@@ -6,7 +6,9 @@
 //! serialized once per version, and gzip-compressed once per version when a client accepts
 //! gzip, by whichever request needs it first (`AvailableCache`); every other request of that
 //! version sends the same bytes, and they are dropped as soon as the pool publishes another
-//! version (a 100,000-register answer is 23 MB: not kept through the next writes). Each answer
+//! version (a 100,000-register answer is 23 MB: not kept through the next writes), or when no
+//! request has sent them for `KEPT_WHILE_UNSENT` (an answer nobody reads is not held; the next
+//! reader encodes it again). Each answer
 //! carries an `ETag` naming its version, and
 //! `If-None-Match` with it gets `304` without a body. Paged answers and single registers are
 //! small and serialized per request.
@@ -15,6 +17,7 @@
 //! replaces served it. Nothing here decides what is available (the pool does).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -24,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use herald_actors::View;
 
@@ -36,9 +40,14 @@ use crate::rest::extract::PathId;
 /// Most registers one page may hold.
 pub const MAX_PAGE_LIMIT: usize = 10_000;
 
+/// How long the encodings of an answer are kept when no request sends them: clients that poll
+/// with `If-None-Match` get `304` without them, and a node nobody reads the answer of does not
+/// hold it (23 MB at 100,000 registers, issue 11's memory goal).
+pub const KEPT_WHILE_UNSENT: Duration = Duration::from_secs(60);
+
 /// The encodings of the latest version of the answer, made on demand, once each, and
-/// forgotten when the pool publishes another version (by a task following its view, stopped
-/// when the cache is dropped).
+/// forgotten when the pool publishes another version or when none was sent for
+/// `KEPT_WHILE_UNSENT` (by a task following the pool's view, stopped when the cache is dropped).
 pub struct AvailableCache {
     latest: Arc<Mutex<Option<Arc<Encoded>>>>,
     follower: Option<JoinHandle<()>>,
@@ -59,6 +68,8 @@ struct Encoded {
     etag: HeaderValue,
     json: OnceCell<Bytes>,
     gzip: OnceCell<Bytes>,
+    /// When a request last took these bytes to send (or they were made).
+    last_sent: Mutex<Instant>,
 }
 
 impl AvailableCache {
@@ -66,7 +77,7 @@ impl AvailableCache {
     /// Call inside a Tokio runtime.
     pub fn start(pool: Option<View<PoolView>>) -> Self {
         let latest = Arc::default();
-        let follower = pool.map(|pool| tokio::spawn(forget_replaced(pool, Arc::clone(&latest))));
+        let follower = pool.map(|pool| tokio::spawn(forget_unwanted(pool, Arc::clone(&latest))));
         Self { latest, follower }
     }
 
@@ -101,6 +112,7 @@ impl AvailableCache {
             etag: HeaderValue::from_str(&view.etag()).expect("an etag is visible ASCII"),
             json: OnceCell::new(),
             gzip: OnceCell::new(),
+            last_sent: Mutex::new(Instant::now()),
         });
         // Two versions read at once: keep the newer.
         let keep = latest
@@ -113,22 +125,51 @@ impl AvailableCache {
     }
 }
 
-/// Drops the held encodings whenever the pool publishes an answer of another version; requests
-/// still sending them keep their bytes until they are sent.
-async fn forget_replaced(mut pool: View<PoolView>, latest: Arc<Mutex<Option<Arc<Encoded>>>>) {
-    while let Some(view) = pool.changed().await {
-        let mut latest = latest.lock().expect("no code panics holding this lock");
-        let replaced = latest.as_ref().is_some_and(|encoded| {
-            encoded.tag != view.available.tag || encoded.version != view.available.version
-        });
-        if replaced {
-            *latest = None;
+/// Drops the held encodings whenever the pool publishes an answer of another version, and when
+/// no request sent them for `KEPT_WHILE_UNSENT`; requests still sending them keep their bytes
+/// until they are sent.
+async fn forget_unwanted(mut pool: View<PoolView>, latest: Arc<Mutex<Option<Arc<Encoded>>>>) {
+    let mut check = tokio::time::interval(KEPT_WHILE_UNSENT / 4);
+    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            view = pool.changed() => {
+                let Some(view) = view else { return };
+                let mut latest = latest.lock().expect("no code panics holding this lock");
+                let replaced = latest.as_ref().is_some_and(|encoded| {
+                    encoded.tag != view.available.tag || encoded.version != view.available.version
+                });
+                if replaced {
+                    *latest = None;
+                }
+            }
+            _ = check.tick() => {
+                let mut latest = latest.lock().expect("no code panics holding this lock");
+                if latest.as_ref().is_some_and(|encoded| encoded.unsent_for() >= KEPT_WHILE_UNSENT) {
+                    *latest = None;
+                }
+            }
         }
     }
 }
 
 impl Encoded {
+    fn unsent_for(&self) -> Duration {
+        self.last_sent
+            .lock()
+            .expect("no code panics holding this lock")
+            .elapsed()
+    }
+
+    fn sent(&self) {
+        *self
+            .last_sent
+            .lock()
+            .expect("no code panics holding this lock") = Instant::now();
+    }
+
     async fn json(&self, view: &AvailableView) -> Bytes {
+        self.sent();
         self.json
             .get_or_init(|| async {
                 let json = encode(&view.registers);
@@ -141,6 +182,7 @@ impl Encoded {
     }
 
     async fn gzip(&self, view: &AvailableView) -> Bytes {
+        // Through `json`, which counts as sent.
         let json = self.json(view).await;
         self.gzip
             .get_or_init(|| async {
@@ -488,5 +530,28 @@ mod tests {
         published.publish(next);
         let_the_follower_run().await;
         assert_eq!(cache.held(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn encodings_nobody_sends_are_dropped_after_a_while_and_sending_keeps_them() {
+        let published = Published::new(PoolView::starting(NodeId::parse("me").unwrap(), 7));
+        let cache = AvailableCache::start(Some(published.view()));
+        let view = published.latest();
+        let _ = cache.encoded(&view.available).gzip(&view.available).await;
+        // Sent every 40 s for a few minutes: kept.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(40)).await;
+            let_the_follower_run().await;
+            assert_eq!(cache.held(), Some((7, 0)), "sent within the last minute");
+            let _ = cache.encoded(&view.available).json(&view.available).await;
+        }
+        // Then nobody asks: gone within a minute and a quarter.
+        tokio::time::sleep(KEPT_WHILE_UNSENT + KEPT_WHILE_UNSENT / 4).await;
+        let_the_follower_run().await;
+        assert_eq!(cache.held(), None);
+        // The next reader encodes them again.
+        let encoded = cache.encoded(&view.available);
+        assert_eq!(&encoded.json(&view.available).await[..], b"[]");
+        assert_eq!(cache.held(), Some((7, 0)));
     }
 }
