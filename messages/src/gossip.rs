@@ -704,6 +704,17 @@ pub struct PersistedRecord {
     pub entries: EntryRun,
 }
 
+impl PersistedRecord {
+    /// Bytes of the record as JSON, at least (its entries' sizes are known; the numbers are
+    /// counted at their widest): what a store sizes its buffer with, so that a record of
+    /// 100,000 entries (17 MB) is not encoded into a buffer grown by doubling to 32 MB.
+    pub fn json_size_hint(&self) -> usize {
+        /// `{"origin":"","incarnation":,"max":,"floor":,"entries":}` and three u64s at 20 digits.
+        const FIXED: usize = 56 + 3 * 20;
+        FIXED + self.origin.as_str().len() + self.entries.wire_size()
+    }
+}
+
 /// What a node's gossip persists with its remote ads: its own record (so a restart never
 /// reuses a version: it moves to a higher incarnation) and the records it holds of others,
 /// withdrawals and floors included (so a restart does not reopen the door to a delayed
@@ -880,6 +891,33 @@ mod tests {
             GossipAd::from_advertisement(&public).unwrap().register_id(),
             &id(2)
         );
+    }
+
+    #[test]
+    fn a_persisted_records_size_hint_covers_its_json_and_little_more() {
+        for (entries, incarnation) in [(0_u8, 1_u64), (3, u64::MAX), (200, 1 << 40)] {
+            let run: Vec<Arc<GossipEntry>> = (0..entries)
+                .map(|n| {
+                    Arc::new(GossipEntry::live(
+                        u64::from(n) + 1,
+                        ad(n, Some("a \"quoted\" name"), None),
+                    ))
+                })
+                .collect();
+            let record = PersistedRecord {
+                origin: node("peer-a"),
+                incarnation,
+                max: u64::from(entries),
+                floor: 0,
+                entries: EntryRun::whole(run.into()),
+            };
+            let actual = json_len(&record);
+            let hint = record.json_size_hint();
+            assert!(
+                (actual..=actual + 64).contains(&hint),
+                "{entries} entries: {actual} bytes, hint {hint}"
+            );
+        }
     }
 
     /// The byte budget is only as good as the sizes: they must be those serde_json writes,
