@@ -12,17 +12,21 @@
 //!
 //! For each store and size, on a fresh store:
 //! 1. **Remote ads** cannot be sent over REST (they come from the gossip), so the bench writes
-//!    them into the store before the peer starts, through the store's own adapter
-//!    (`RedisAdStore` / `RedbAdStore::write`, with the pool's meta record), and the peer reloads
-//!    them (a reloaded remote ad is shown, unverified, for one `ad_ttl`: 1 day here).
+//!    the gossip records of 10 peers into the peer's gossip store before it starts, through
+//!    the store's own adapter (`RedisGossipStore` / `RedbGossipStore::write`), and starts the
+//!    peer in a cluster of its own (`--cluster-listen 127.0.0.1:0`): its gossip restores them
+//!    and shows them (for one `ad_ttl`: 1 day here) beside the pool's local ads, in the merged
+//!    answer, as a peer of a real cluster holds them.
 //! 2. **Write of every local ad** (`POST /api/registers/bulk-advertise`, each one changed):
 //!    one full sync when they fit in one request (at most 10,000, `MAX_BULK_ITEMS`), else
 //!    requests of 10,000 that are not full syncs (no full sync can carry 50,000 ads). Timed
 //!    from the first request to the last reply (every reply says `persisted`).
 //! 3. **One read**: `GET /api/registers/available` right after the write (the answer is built
 //!    anew: the view changed) and again (served from the bytes built once).
-//! 4. **Memory of that process**: `VmRSS` after the last read, `VmHWM` (its peak, through the
-//!    reload of the remote ads, the writes and the reads).
+//! 4. **Memory of that process**: `VmRSS` after the last write (no answer encoded: the last
+//!    version's bytes are dropped when the pool publishes another, as they are a minute after
+//!    the last reader) and after the last read, `VmHWM` (its peak, through the reload of the
+//!    remote ads, the writes and the reads).
 //! 5. **Reload**: the peer stopped (SIGTERM) and started again on the same store, timed from
 //!    the spawn until `GET /api/sync/status` (which waits for the pool's first replay) reports
 //!    every ad; `VmRSS` and `VmHWM` of the reloaded process before any read.
@@ -32,6 +36,8 @@
 //! Results as Markdown on stdout. Run through `cargo test --benches` (no `--bench`), it
 //! measures nothing and exits.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -41,11 +47,12 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 
 use herald::parts::actors::TokioClock;
-use herald::parts::actors::ports::{AdBatch, AdStore, BatchScope, Clock};
+use herald::parts::actors::ports::{Clock, GossipBatch, GossipStore};
 use herald::parts::messages::{
-    AdSource, Advertisement, MAX_BULK_ITEMS, PoolMeta, SyncState, Timestamp,
+    AdSource, Advertisement, EntryRun, GossipAd, GossipEntry, MAX_BULK_ITEMS, PersistedRecord,
+    SyncState, Timestamp,
 };
-use herald::parts::runtime::stores::{RedbAdStore, RedisAdStore};
+use herald::parts::runtime::stores::{RedbAdStore, RedisGossipStore};
 use herald::{AdInput, BulkAdvertise, NodeId, RegisterId};
 
 #[allow(dead_code)]
@@ -205,43 +212,59 @@ impl Backing {
             ]),
         }
         args.extend(["--ad-ttl-secs".to_owned(), AD_TTL_SECS.to_string()]);
+        // A cluster of one: the gossip runs and restores the remote ads from its store.
+        args.extend(
+            ["--cluster-listen", "127.0.0.1:0", "--cookie", "scale-bench"].map(str::to_owned),
+        );
         args
     }
 
-    /// Writes `ads` through the store's adapter as the pool would (meta record included), in
-    /// batches of `MAX_BULK_ITEMS`; the adapter is dropped (a redb file closed) before return.
+    /// Writes `ads` as the gossip records of their peers (one record per peer, every ad live)
+    /// through the gossip store's adapter; the adapter is dropped (a redb file closed) before
+    /// return.
     async fn seed(&self, ads: &[Advertisement]) -> Result<()> {
         let node = NodeId::parse(NODE)?;
-        let store: Box<dyn AdStore> = match self.backend {
-            Backend::Redis => Box::new(RedisAdStore::new(
+        let store: Box<dyn GossipStore> = match self.backend {
+            Backend::Redis => Box::new(RedisGossipStore::new(
                 &self.redis.as_ref().expect("a redis backing").url(),
                 PREFIX,
                 &node,
             )?),
             Backend::Redb => Box::new(
-                RedbAdStore::open(&self.dir.path().join("advertisements.redb"), &node).await?,
+                RedbAdStore::open(&self.dir.path().join("advertisements.redb"), &node)
+                    .await?
+                    .gossip_store(),
             ),
         };
-        for (seq, chunk) in (1..).zip(ads.chunks(MAX_BULK_ITEMS)) {
-            let batch = AdBatch {
-                puts: chunk.iter().collect(),
-                deletes: Vec::new(),
-                meta: PoolMeta {
-                    last_snapshot: None,
-                    generation: 0x5ca1e,
-                    write_seq: seq,
-                },
-                scope: if seq == 1 {
-                    BatchScope::Everything
-                } else {
-                    BatchScope::Changes
-                },
+        let mut by_peer: BTreeMap<NodeId, Vec<Arc<GossipEntry>>> = BTreeMap::new();
+        for ad in ads {
+            let AdSource::Remote(peer) = &ad.source else {
+                bail!("only remote ads are seeded");
             };
-            store
-                .write(&batch, Duration::from_secs(2 * AD_TTL_SECS))
-                .await
-                .map_err(|err| anyhow::anyhow!("seeding the store: {err}"))?;
+            let entries = by_peer.entry(peer.clone()).or_default();
+            let version = entries.len() as u64 + 1;
+            entries.push(Arc::new(GossipEntry::live(
+                version,
+                GossipAd::from_advertisement(ad)?,
+            )));
         }
+        let records: Vec<PersistedRecord> = by_peer
+            .into_iter()
+            .map(|(origin, entries)| PersistedRecord {
+                origin,
+                incarnation: 1,
+                max: entries.len() as u64,
+                floor: 0,
+                entries: EntryRun::whole(entries.into()),
+            })
+            .collect();
+        store
+            .write(&GossipBatch {
+                puts: records.iter().collect(),
+                deletes: Vec::new(),
+            })
+            .await
+            .map_err(|err| anyhow::anyhow!("seeding the gossip store: {err}"))?;
         Ok(())
     }
 
@@ -375,7 +398,7 @@ async fn wait_for_ads(
             .await?;
         let pool = &status["pool"];
         if pool["localAds"].as_u64() == Some(local as u64)
-            && pool["remoteAds"].as_u64() == Some(remote as u64)
+            && pool["gossip"]["remoteAds"].as_u64() == Some(remote as u64)
         {
             return Ok(());
         }
@@ -453,6 +476,9 @@ struct Point {
     read_again: Samples,
     answer_bytes: usize,
     reload: Samples,
+    /// The process that reloaded the remote half and then wrote, before it read: what it holds
+    /// with no answer encoded (as a minute after its last reader, `KEPT_WHILE_UNSENT`).
+    written: Memory,
     /// The process that reloaded the remote half and then wrote and read.
     working: Memory,
     /// A process just reloaded with every ad, before any read.
@@ -481,6 +507,7 @@ async fn point(
         read_again: Samples::default(),
         answer_bytes: 0,
         reload: Samples::default(),
+        written: Memory::default(),
         working: Memory::default(),
         reloaded: Memory::default(),
     };
@@ -488,6 +515,7 @@ async fn point(
         let keep = iteration >= WARMUP_ITERATIONS;
         let took = write_locals(client, &peer, local_inputs(local, version)).await?;
         point.write.push_if(keep, took);
+        point.written = memory(peer.pid())?;
         let (took, bytes) = read_available(client, &peer).await?;
         point.read_after_write.push_if(keep, took);
         point.answer_bytes = bytes;
@@ -556,18 +584,19 @@ fn print_report(iterations: usize, results: &[(Backend, Floor, Vec<Point>)]) {
             backend.name()
         );
         println!(
-            "| ads | VmRSS after writes and reads | VmHWM (peak) of that process | VmRSS just reloaded | VmHWM of the reload |"
+            "| ads | VmRSS after writes (no answer encoded) | VmRSS after writes and reads | VmHWM (peak) of that process | VmRSS just reloaded | VmHWM of the reload |"
         );
-        println!("|---:|---:|---:|---:|---:|");
+        println!("|---:|---:|---:|---:|---:|---:|");
         println!(
-            "| 0 (floor: empty peer) | {} | {} | — | — |",
+            "| 0 (floor: empty peer) | — | {} | {} | — | — |",
             mib(floor.memory.rss_kib),
             mib(floor.memory.hwm_kib)
         );
         for point in points {
             println!(
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 point.size,
+                mib(point.written.rss_kib),
                 mib(point.working.rss_kib),
                 mib(point.working.hwm_kib),
                 mib(point.reloaded.rss_kib),
