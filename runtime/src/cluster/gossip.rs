@@ -40,7 +40,7 @@ use herald_actors::ports::{Clock, GossipBatch, GossipStore};
 use herald_actors::{Published, View};
 use herald_messages::{
     AvailableRegister, AvailableView, EntryRun, GossipAd, GossipMessage, GossipStatus, NodeId,
-    PersistedGossip, PersistedRecord, PoolView, RegisterId, Role,
+    PersistedGossip, PersistedRecord, PoolView, Role,
 };
 
 use super::client::GatewayClient;
@@ -761,7 +761,7 @@ fn join_by_register(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_messages::{AdInput, GossipAd, GossipEntry, SyncState, Timestamp};
+    use herald_messages::{AdInput, GossipAd, GossipEntry, RegisterId, SyncState, Timestamp};
 
     fn node(id: &str) -> NodeId {
         NodeId::parse(id).unwrap()
