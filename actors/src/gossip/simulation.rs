@@ -331,7 +331,7 @@ impl Sim {
             if index < self.config.careless_senders {
                 node.serve_carelessly();
             }
-            node.set_local(public_of(&self.pools[index]), now);
+            node.set_local(&public_of(&self.pools[index]), now);
             self.oracle.follow(index, &node);
             self.nodes[index] = Some(node);
         }
@@ -476,7 +476,7 @@ impl Sim {
             node.serve_carelessly();
         }
         self.oracle.follow(index, &node);
-        node.set_local(public_of(&self.pools[index]), clock);
+        node.set_local(&public_of(&self.pools[index]), clock);
         self.oracle.follow(index, &node);
         self.nodes[index] = Some(node);
     }
@@ -745,7 +745,7 @@ impl Sim {
         }
         self.changes_made += 1;
         if let Some(node) = self.nodes[index].as_mut() {
-            node.set_local(public_of(&self.pools[index]), now);
+            node.set_local(&public_of(&self.pools[index]), now);
             self.oracle
                 .follow(index, self.nodes[index].as_ref().expect("running"));
         }

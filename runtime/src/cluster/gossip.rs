@@ -397,9 +397,7 @@ impl GossipDriverState {
             .is_some_and(|taken| Arc::ptr_eq(taken, &pool.local_public));
         if !unchanged {
             let now = self.args.clock.now();
-            let issued = self
-                .gossip
-                .set_local(pool.local_public.iter().cloned(), now);
+            let issued = self.gossip.set_local(&pool.local_public, now);
             if issued > 0 {
                 debug!(issued, "this node's public ads changed");
             }
