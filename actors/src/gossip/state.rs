@@ -1724,6 +1724,30 @@ mod tests {
         assert_eq!(r.summary(&origin).unwrap(), shown);
     }
 
+    /// A store written before the own record was kept without its entries still restores:
+    /// its ads are issued again under the new incarnation (and `set_local` corrects them).
+    #[test]
+    fn a_store_holding_the_own_records_entries_restores_them_under_a_new_incarnation() {
+        let now = at(0);
+        let mut before = state("a", now);
+        before.set_local(&[ad(1, SyncState::Active), ad(2, SyncState::Active)], now);
+        let mut stored = before.persisted();
+        stored.own.entries = EntryRun::whole(Arc::clone(before.own().shared_entries()));
+        let later = at(10);
+        let mut restarted = GossipState::restore(node("a"), config(), stored, later, 5).unwrap();
+        assert!(restarted.incarnation() > before.incarnation());
+        let ids = |state: &GossipState| -> Vec<RegisterId> {
+            state
+                .own()
+                .live_ads()
+                .map(|ad| ad.register_id().clone())
+                .collect()
+        };
+        assert_eq!(ids(&restarted), vec![id(1), id(2)]);
+        assert_eq!(restarted.set_local(&[ad(2, SyncState::Active)], later), 1);
+        assert_eq!(ids(&restarted), vec![id(2)]);
+    }
+
     /// Issue 9 item 3: a node restarting from an older store with its clock behind takes an
     /// incarnation others have seen exceeded; it is told, and moves above it. Receivers keep
     /// its ads shown meanwhile.
