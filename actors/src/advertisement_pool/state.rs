@@ -382,13 +382,8 @@ impl PoolState {
 
     /// Every live public register, merged across sources, ordered by id.
     pub fn available(&self, now: Timestamp) -> Vec<AvailableRegister> {
-        let live = self.live_by_register(now);
-        let by_register = live.chunk_by(same_register);
-        // Sized once: grown by doubling, the answer held up to twice its registers, and three
-        // times while it was moved on a growth (issue 11, memory at 100,000 ads).
-        let mut registers = Vec::with_capacity(by_register.clone().count());
-        registers.extend(by_register.map(merge_sources));
-        registers
+        // Compared with nothing: every register is new, and an empty answer is no change.
+        self.available_if_changed(now, &[]).unwrap_or_default()
     }
 
     /// `available(now)`, unless it equals `current`: then `None`, and the answer was compared
@@ -415,6 +410,8 @@ impl PoolState {
         if first_different.is_none() && count == current.len() {
             return None;
         }
+        // Sized once: grown by doubling, the answer held up to twice its registers, and three
+        // times while it was moved on a growth (issue 11, memory at 100,000 ads).
         let mut registers = Vec::with_capacity(count);
         registers.extend_from_slice(&current[..same]);
         registers.extend(first_different);

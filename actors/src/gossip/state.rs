@@ -418,9 +418,10 @@ impl GossipState {
         if !wanted.is_sorted_by(|a, b| a.register_id() < b.register_id()) {
             // Stable: of the ads of one register, the later stays last, and is kept.
             wanted.sort_by(|a, b| a.register_id().cmp(b.register_id()));
-            wanted.reverse();
-            wanted.dedup_by(|a, b| a.register_id() == b.register_id());
-            wanted.reverse();
+            wanted = wanted
+                .chunk_by(|a, b| a.register_id() == b.register_id())
+                .filter_map(|run| run.last().copied())
+                .collect();
         }
         let position = |register_id: &RegisterId| {
             wanted
