@@ -63,10 +63,6 @@ pub struct PoolConfig {
     /// more is refused as invalid input (the clocks of the register role's host and this one
     /// differ by less).
     pub snapshot_clock_tolerance: Duration,
-    /// Whether the view carries this node's public ads in the gossip's form
-    /// (`PoolView::local_public`). Only the gossip reads them: a node outside a cluster turns
-    /// this off and saves a copy of its local ads (9 MB at 100,000).
-    pub publish_local_public: bool,
 }
 
 impl PoolConfig {
@@ -94,7 +90,6 @@ impl Default for PoolConfig {
             },
             tombstone_horizon: Duration::from_secs(3_600),
             snapshot_clock_tolerance: Self::DEFAULT_SNAPSHOT_CLOCK_TOLERANCE,
-            publish_local_public: true,
         }
     }
 }
@@ -124,8 +119,6 @@ pub struct AdvertisementPoolState {
     view: Published<PoolView>,
     /// Fires when the first served remote ad stops being live, so the view drops it.
     expiry: Pending,
-    /// The book's `local_changes` when this start last built `local_public`.
-    local_public_of: Option<u64>,
     _timers: Timers,
 }
 
@@ -168,7 +161,6 @@ impl Actor for AdvertisementPool {
             retry: Pending::new(),
             view: args.view,
             expiry: Pending::new(),
-            local_public_of: None,
             _timers: timers,
         })
     }
@@ -450,22 +442,11 @@ impl AdvertisementPoolState {
                 registers,
             }),
         };
-        // Rebuilt only when a local ad changed since this start built it (a restarted pool
-        // builds its own once: what its predecessor published may differ from its book).
-        let local_changes = self.book.local_changes();
-        let local_public =
-            if !self.config.publish_local_public || self.local_public_of == Some(local_changes) {
-                Arc::clone(&current.local_public)
-            } else {
-                self.local_public_of = Some(local_changes);
-                Arc::new(self.book.local_public())
-            };
         self.view.publish(PoolView {
             ready: true,
             available,
             valid_until,
             status: self.status(),
-            local_public,
         });
         match valid_until {
             Some(until) => {

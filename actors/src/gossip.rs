@@ -97,6 +97,6 @@ mod state;
 
 pub use record::{Entries, Record, RecordSummary};
 pub use state::{
-    GossipConfig, GossipCounters, GossipState, GossipView, Handled, Liveness, OriginChange,
-    RegisterSources, RestoreError, SplitMix64, position_hash,
+    GossipConfig, GossipCounters, GossipState, GossipView, Handled, Liveness, LocalAd,
+    OriginChange, RegisterSources, RestoreError, SplitMix64, position_hash,
 };

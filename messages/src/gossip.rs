@@ -17,7 +17,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::pool::check_ad_text;
-use crate::{AdInput, Advertisement, InvalidInput, NodeId, RegisterId, SyncState};
+use crate::{
+    AdInput, Advertisement, AvailableRegister, InvalidInput, NodeId, RegisterId, SyncState,
+};
 
 /// Largest incarnation or version accepted: 2^53 - 1, the largest integer every JSON client
 /// reads exactly. An origin issuing a million versions a second needs 285 years to get there.
@@ -123,6 +125,57 @@ impl GossipAd {
             fields.push(("description", string_size(description)));
         }
         object_size(&fields)
+    }
+}
+
+/// This node's own public ad of a register, read from its *Available Registers*: what the
+/// gossip compares with the ad it issued last, and copies into a `GossipAd` only when they
+/// differ. The pool of a node in a cluster holds no remote ads (those live in the gossip), so a
+/// local register's fields are its local ad's.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalRegister<'a> {
+    register: &'a AvailableRegister,
+    sync_state: SyncState,
+}
+
+impl AvailableRegister {
+    /// This node's own ad of the register (`None` when only remote sources serve it).
+    pub fn local_ad(&self) -> Option<LocalRegister<'_>> {
+        self.local_state.map(|sync_state| LocalRegister {
+            register: self,
+            sync_state,
+        })
+    }
+}
+
+impl LocalRegister<'_> {
+    #[inline]
+    pub fn register_id(&self) -> &RegisterId {
+        &self.register.register_id
+    }
+
+    /// Whether `ad` says what this register's local ad says.
+    pub fn is(&self, ad: &GossipAd) -> bool {
+        let register = self.register;
+        ad.register_id == register.register_id
+            && ad.sync_state == self.sync_state
+            && ad.latest_version == register.latest_version
+            && ad.latest_docket_version == register.latest_docket_version
+            && ad.name == register.name
+            && ad.description == register.description
+    }
+
+    /// The gossiped form (its name and description shared, not copied).
+    pub fn gossip_ad(&self) -> GossipAd {
+        let register = self.register;
+        GossipAd {
+            register_id: register.register_id.clone(),
+            sync_state: self.sync_state,
+            latest_version: register.latest_version,
+            latest_docket_version: register.latest_docket_version,
+            name: register.name.clone(),
+            description: register.description.clone(),
+        }
     }
 }
 
@@ -861,6 +914,76 @@ mod tests {
 
     fn json_len<T: Serialize>(value: &T) -> usize {
         serde_json::to_string(value).unwrap().len()
+    }
+
+    /// A register of the answer served here and nowhere else, as the pool builds it.
+    fn served_here(ad: &GossipAd) -> AvailableRegister {
+        AvailableRegister {
+            register_id: ad.register_id.clone(),
+            name: ad.name.clone(),
+            description: ad.description.clone(),
+            peer_count: 1,
+            latest_version: ad.latest_version,
+            latest_docket_version: ad.latest_docket_version,
+            is_public: true,
+            full_replica_peer_count: 1,
+            local: true,
+            verified: true,
+            stale: false,
+            local_state: Some(ad.sync_state),
+        }
+    }
+
+    #[test]
+    fn a_local_register_gives_its_ad_and_tells_every_difference() {
+        let ad = ad(1, Some("name"), Some("description"));
+        let register = served_here(&ad);
+        let local = register.local_ad().expect("served here");
+        assert_eq!(local.gossip_ad(), ad);
+        assert!(local.is(&ad));
+        // The name is shared, not copied.
+        assert!(Arc::ptr_eq(
+            local.gossip_ad().name().unwrap(),
+            register.name.as_ref().unwrap()
+        ));
+        let differing = [
+            GossipAd {
+                register_id: id(2),
+                ..ad.clone()
+            },
+            GossipAd {
+                sync_state: SyncState::Syncing,
+                ..ad.clone()
+            },
+            GossipAd {
+                latest_version: 1,
+                ..ad.clone()
+            },
+            GossipAd {
+                latest_docket_version: 1,
+                ..ad.clone()
+            },
+            GossipAd {
+                name: None,
+                ..ad.clone()
+            },
+            GossipAd {
+                description: Some("other".into()),
+                ..ad.clone()
+            },
+        ];
+        for other in differing {
+            assert!(!local.is(&other), "{other:?}");
+        }
+        let remote_only = AvailableRegister {
+            local: false,
+            local_state: None,
+            ..register
+        };
+        assert!(remote_only.local_ad().is_none());
+        // Not in the answer's JSON (Sorcha's shape).
+        let json = serde_json::to_string(&remote_only).unwrap();
+        assert!(!json.contains("localState"), "{json}");
     }
 
     #[test]

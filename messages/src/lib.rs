@@ -23,8 +23,8 @@ pub use advertisement::{AdKey, AdSource, Advertisement, SyncState};
 pub use cluster::{ClusterMember, ClusterSummary, MemberInfo, MemberState, Role};
 pub use gossip::{
     Bump, Digest, DigestEntry, EntryRun, EntryState, GossipAd, GossipEntry, GossipMessage,
-    MAX_GOSSIP_NUMBER, NotPublic, OriginDelta, PersistedGossip, PersistedRecord, StagingMark,
-    check_digest_entry,
+    LocalRegister, MAX_GOSSIP_NUMBER, NotPublic, OriginDelta, PersistedGossip, PersistedRecord,
+    StagingMark, check_digest_entry,
 };
 pub use hub::{
     AttemptReport, AuthorityError, BeatFailure, BeatReport, CentralNodeConnectionMsg,

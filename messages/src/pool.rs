@@ -8,7 +8,7 @@ use ractor::RpcReplyPort;
 use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::{GossipAd, GroundTruthEpoch, NodeId, RegisterId, SyncState, Timestamp, Valid};
+use crate::{GroundTruthEpoch, NodeId, RegisterId, SyncState, Timestamp, Valid};
 
 /// Largest bulk-advertise request accepted (items).
 pub const MAX_BULK_ITEMS: usize = 10_000;
@@ -319,6 +319,12 @@ pub struct AvailableRegister {
     /// bounded time (the gossip's stale grace) rather than dropped (issue 9).
     #[serde(default)]
     pub stale: bool,
+    /// The sync state of this node's own ad of it (`None` when only remote sources serve it).
+    /// Not in the answer's JSON: with it the answer holds everything the gossip tells other
+    /// peers of this node's public ads (`AvailableRegister::local_ad`), so the pool keeps no
+    /// second list of them (issue 11, memory).
+    #[serde(skip)]
+    pub local_state: Option<SyncState>,
 }
 
 /// Whether the pool's store is taking writes.
@@ -408,9 +414,6 @@ pub struct PoolView {
     /// publishes again then.
     pub valid_until: Option<Timestamp>,
     pub status: PoolStatus,
-    /// This node's public local ads, in the gossip's form (issue 9: what it tells its peers),
-    /// ordered by register. Rebuilt only when a local ad changed; otherwise the same `Arc`.
-    pub local_public: Arc<Vec<GossipAd>>,
 }
 
 impl PoolView {
@@ -436,7 +439,6 @@ impl PoolView {
                 store_repairs: 0,
                 gossip: None,
             },
-            local_public: Arc::new(Vec::new()),
         }
     }
 }

@@ -899,8 +899,6 @@ impl RawPeerConfig {
                 self.snapshot_clock_tolerance_ms,
                 defaults.snapshot_clock_tolerance,
             ),
-            // Set by the node: only a peer in a cluster gossips.
-            publish_local_public: defaults.publish_local_public,
         };
         // A record must outlive several renewals, or one late renewal loses it: the system this
         // replaces set its TTL equal to its refresh period and lost its state at every cycle.

@@ -17,8 +17,8 @@ use herald_actors::ports::{
     AdStore, BlueprintStore, Clock, GossipStore, GroundTruth, HubLink, PoolLink, ReplicaStore,
 };
 use herald_actors::{
-    ActorSlot, ChildSpec, HubConnectionParts, LocalPoolLink, NodeTree, PoolConfig, Published,
-    StallDetector, StallTicker, TokioClock,
+    ActorSlot, ChildSpec, HubConnectionParts, LocalPoolLink, NodeTree, Published, StallDetector,
+    StallTicker, TokioClock,
 };
 use herald_messages::{
     AdvertisementPoolMsg, ChildKind, MemberInfo, NodeFailure, NodeId, NodeSupervisorMsg, PoolView,
@@ -109,12 +109,7 @@ impl Node {
                         opened.ads
                     }
                 };
-                let pool_config = PoolConfig {
-                    // Only the gossip reads them, and only a peer in a cluster gossips.
-                    publish_local_public: cluster.is_some(),
-                    ..peer.pool.clone()
-                };
-                Some(tree.pool(pool_config, store))
+                Some(tree.pool(peer.pool.clone(), store))
             }
         };
         let driver = match &config.register {

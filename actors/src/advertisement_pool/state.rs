@@ -25,8 +25,8 @@ type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 use std::time::Duration;
 
 use herald_messages::{
-    AdInput, AdKey, AdSource, Advertisement, AvailableRegister, BulkAdvertise, BulkOutcome,
-    GossipAd, NodeId, PoolError, PoolMeta, RegisterId, Snapshot, StoreHealth, Timestamp, Valid,
+    AdInput, AdKey, AdSource, Advertisement, AvailableRegister, BulkAdvertise, BulkOutcome, NodeId,
+    PoolError, PoolMeta, RegisterId, Snapshot, StoreHealth, Timestamp, Valid,
 };
 
 use crate::ports::{AdBatch, BatchScope, StoredPool};
@@ -152,9 +152,6 @@ pub struct PoolState {
     generation_seed: u64,
     generations_started: u64,
     store_repairs: u64,
-    /// Counts changes to `local` (an ad added, changed or removed): what was derived from the
-    /// local ads at one count is still right while it holds.
-    local_changes: u64,
     loaded: bool,
     store: StoreHealth,
 }
@@ -180,7 +177,6 @@ impl PoolState {
             generation_seed,
             generations_started: 0,
             store_repairs: 0,
-            local_changes: 0,
             loaded: false,
             store: StoreHealth::Healthy,
         }
@@ -316,7 +312,6 @@ impl PoolState {
             };
             match &entry.ad.source {
                 AdSource::Local => {
-                    self.local_changes += 1;
                     self.local.insert(entry);
                 }
                 AdSource::Remote(_) => {
@@ -430,25 +425,6 @@ impl PoolState {
             (&a.ad.register_id, &a.ad.source).cmp(&(&b.ad.register_id, &b.ad.source))
         });
         live
-    }
-
-    /// This node's public ads in the gossip's form, ordered by register (private ones never
-    /// enter it).
-    pub fn local_public(&self) -> Vec<GossipAd> {
-        let mut entries: Vec<&Entry> = self.local.values().collect();
-        entries.sort_unstable_by(|a, b| a.ad.register_id.cmp(&b.ad.register_id));
-        let mut ads = Vec::with_capacity(entries.len());
-        ads.extend(
-            entries
-                .into_iter()
-                .filter_map(|entry| GossipAd::from_advertisement(&entry.ad).ok()),
-        );
-        ads
-    }
-
-    /// Changes made to the local ads so far: `local_public` is the same while this is.
-    pub fn local_changes(&self) -> u64 {
-        self.local_changes
     }
 
     /// When the first remote ad live at `now` stops being live (`None` without one): what
@@ -705,7 +681,6 @@ impl PoolState {
             }
         };
         if outcome != Upsert::Unchanged {
-            self.local_changes += 1;
             self.dirty.insert(AdKey::local(input.register_id.clone()));
         }
         outcome
@@ -736,11 +711,7 @@ impl PoolState {
 
     fn remove(&mut self, key: AdKey) -> bool {
         let existed = match key.source {
-            AdSource::Local => {
-                let existed = self.local.remove(&key.register_id).is_some();
-                self.local_changes += u64::from(existed);
-                existed
-            }
+            AdSource::Local => self.local.remove(&key.register_id).is_some(),
             AdSource::Remote(_) => self.remote.remove(&key).is_some(),
         };
         if existed {
@@ -797,6 +768,10 @@ fn merge_sources(sources: &[&Entry]) -> AvailableRegister {
         local: sources.iter().any(|e| e.ad.source == AdSource::Local),
         verified: sources.iter().all(|e| e.verified),
         stale: false,
+        local_state: sources
+            .iter()
+            .find(|e| e.ad.source == AdSource::Local)
+            .map(|e| e.ad.sync_state),
     }
 }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use herald_messages::{
     Bump, Digest, DigestEntry, EntryRun, GossipAd, GossipEntry, GossipMessage, InvalidInput,
-    MAX_GOSSIP_NUMBER, MemberState, NodeId, OriginDelta, PersistedGossip, PersistedRecord,
-    RegisterId, StagingMark, Timestamp, check_digest_entry,
+    LocalRegister, MAX_GOSSIP_NUMBER, MemberState, NodeId, OriginDelta, PersistedGossip,
+    PersistedRecord, RegisterId, StagingMark, Timestamp, check_digest_entry,
 };
 
 use super::record::{Entries, KeySet, Record, RecordSummary, Tally, after};
@@ -241,6 +241,45 @@ impl Remote {
     }
 }
 
+/// One of this node's public ads as `set_local` takes it: compared with the ad issued last
+/// where it is, and copied into a `GossipAd` only when it changed. The runtime gives the
+/// local registers of the pool's answer (`LocalRegister`), so the pool keeps no list of its
+/// public ads in the gossip's form; tests give `GossipAd`s.
+pub trait LocalAd {
+    fn register_id(&self) -> &RegisterId;
+    /// Whether `issued` says what this ad says.
+    fn is(&self, issued: &GossipAd) -> bool;
+    fn gossip_ad(&self) -> GossipAd;
+}
+
+impl LocalAd for GossipAd {
+    fn register_id(&self) -> &RegisterId {
+        GossipAd::register_id(self)
+    }
+
+    fn is(&self, issued: &GossipAd) -> bool {
+        self == issued
+    }
+
+    fn gossip_ad(&self) -> GossipAd {
+        self.clone()
+    }
+}
+
+impl LocalAd for LocalRegister<'_> {
+    fn register_id(&self) -> &RegisterId {
+        LocalRegister::register_id(self)
+    }
+
+    fn is(&self, issued: &GossipAd) -> bool {
+        LocalRegister::is(self, issued)
+    }
+
+    fn gossip_ad(&self) -> GossipAd {
+        LocalRegister::gossip_ad(self)
+    }
+}
+
 /// One node's gossip: its own record, what it holds of the others, and the exchanges.
 #[derive(Debug, Clone)]
 pub struct GossipState {
@@ -411,10 +450,10 @@ impl GossipState {
     /// Replaces this node's public ads (the complete set; an ad not in it is withdrawn; of two
     /// for one register the later wins). Each changed ad gets the next version; returns how
     /// many versions were issued. Only the changed ads are copied (the pool gives all of them,
-    /// 100,000 on a large node, ordered by register: compared through references, not through
-    /// a map of copies).
-    pub fn set_local(&mut self, ads: &[GossipAd], now: Timestamp) -> usize {
-        let mut wanted: Vec<&GossipAd> = ads.iter().collect();
+    /// 100,000 on a large node, ordered by register: compared where they are, through
+    /// `LocalAd`, not through a map of copies).
+    pub fn set_local<A: LocalAd>(&mut self, ads: &[A], now: Timestamp) -> usize {
+        let mut wanted: Vec<&A> = ads.iter().collect();
         if !wanted.is_sorted_by(|a, b| a.register_id() < b.register_id()) {
             // Stable: of the ads of one register, the later stays last, and is kept.
             wanted.sort_by(|a, b| a.register_id().cmp(b.register_id()));
@@ -434,7 +473,7 @@ impl GossipState {
         let mut withdrawn = Vec::new();
         for entry in self.own.entries() {
             match (entry.ad(), position(entry.register_id())) {
-                (Some(current), Some(at)) if current == wanted[at] => unchanged[at] = true,
+                (Some(current), Some(at)) if wanted[at].is(current) => unchanged[at] = true,
                 (Some(_), None) => withdrawn.push(entry.register_id().clone()),
                 _ => {}
             }
@@ -446,7 +485,7 @@ impl GossipState {
         }
         for (ad, _) in wanted.iter().zip(&unchanged).filter(|(_, same)| !**same) {
             version += 1;
-            changed.push(Arc::new(GossipEntry::live(version, (*ad).clone())));
+            changed.push(Arc::new(GossipEntry::live(version, ad.gossip_ad())));
         }
         if changed.is_empty() {
             return 0;

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use herald_actors::PoolConfig;
-use herald_messages::{AdInput, AdSource, BulkAdvertise, NodeId, Snapshot, StoreHealth, Timestamp};
+use herald_messages::{
+    AdInput, AdSource, BulkAdvertise, GossipAd, NodeId, Snapshot, StoreHealth, SyncState, Timestamp,
+};
 
 use crate::support::{Options, eventually, id, pass, public, start};
 
@@ -384,56 +386,57 @@ async fn the_view_follows_changes_and_expiry_without_the_mailbox() {
     node.shutdown().await;
 }
 
-/// Issue 9 / 11: the gossip's copy of the local public ads follows local changes only (the same
-/// `Arc` while they do not change, so the gossip takes nothing again), and a pool that is told
-/// nobody gossips keeps no copy at all.
+/// Issues 9 / 11: the answer tells the gossip this node's public ads (`local_ad`: its own
+/// ad's sync state, versions and name), and nothing for a register only remote peers serve or
+/// for a private one; a withdrawal takes the ad out.
 #[tokio::test(start_paused = true)]
-async fn local_public_follows_local_changes_and_is_not_kept_without_gossip() {
+async fn the_answer_carries_this_nodes_public_ads_for_the_gossip() {
     let node = start(Options::default()).await;
     let view = node.views.pool.clone().expect("a pool publishes a view");
-    node.advertise(public(1)).await;
+    let mut syncing = public(1);
+    syncing.sync_state = Some(SyncState::Syncing);
+    syncing.latest_version = 7;
+    syncing.name = Some("one".into());
+    node.advertise(syncing.clone()).await;
     node.advertise(public(2)).await;
-    let first = view.latest();
-    let ids: Vec<_> = first
-        .local_public
-        .iter()
-        .map(|ad| ad.register_id().clone())
-        .collect();
-    assert_eq!(ids, vec![id(1), id(2)]);
-    // A remote ad changes the answer, not the local ads.
+    let mut private = public(4);
+    private.is_public = false;
+    node.advertise(private).await;
     node.pool
         .cast(herald_messages::AdvertisementPoolMsg::Gossip {
             peer: NodeId::parse("peer-b").unwrap(),
             ads: vec![public(3)],
         })
         .unwrap();
-    let gossiped = view
+    let answer = view
         .wait_for(|v| v.available.registers.len() == 3)
         .await
         .unwrap();
-    assert!(std::sync::Arc::ptr_eq(
-        &first.local_public,
-        &gossiped.local_public
-    ));
+    let local: Vec<GossipAd> = answer
+        .available
+        .registers
+        .iter()
+        .filter_map(|register| register.local_ad())
+        .map(|ad| ad.gossip_ad())
+        .collect();
+    assert_eq!(
+        local,
+        vec![
+            GossipAd::from_input(&syncing, SyncState::Syncing).unwrap(),
+            GossipAd::from_input(&public(2), SyncState::default()).unwrap(),
+        ]
+    );
     node.bulk(BulkAdvertise::one(AdInput::withdraw(id(1))))
         .await
         .unwrap();
     let withdrawn = view.latest();
-    assert_eq!(withdrawn.local_public.len(), 1);
-    assert_eq!(withdrawn.local_public[0].register_id(), &id(2));
+    let local: Vec<_> = withdrawn
+        .available
+        .registers
+        .iter()
+        .filter_map(|register| register.local_ad())
+        .map(|ad| ad.register_id().clone())
+        .collect();
+    assert_eq!(local, vec![id(2)]);
     node.shutdown().await;
-
-    let quiet = start(Options {
-        pool: Some(PoolConfig {
-            publish_local_public: false,
-            ..PoolConfig::default()
-        }),
-        ..Options::default()
-    })
-    .await;
-    quiet.advertise(public(1)).await;
-    let latest = quiet.views.pool.clone().unwrap().latest();
-    assert_eq!(latest.available.registers.len(), 1);
-    assert!(latest.local_public.is_empty());
-    quiet.shutdown().await;
 }

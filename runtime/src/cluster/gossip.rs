@@ -39,8 +39,8 @@ use herald_actors::gossip::{GossipConfig, GossipCounters, GossipState, Record};
 use herald_actors::ports::{Clock, GossipBatch, GossipStore};
 use herald_actors::{Published, View};
 use herald_messages::{
-    AvailableRegister, AvailableView, EntryRun, GossipAd, GossipMessage, GossipStatus, NodeId,
-    PersistedGossip, PersistedRecord, PoolView, Role,
+    AvailableRegister, AvailableView, EntryRun, GossipAd, GossipMessage, GossipStatus,
+    LocalRegister, NodeId, PersistedGossip, PersistedRecord, PoolView, Role,
 };
 
 use super::client::GatewayClient;
@@ -154,8 +154,9 @@ pub struct GossipDriverState {
     gossip: GossipState,
     /// The pool has published its first replayed view, and its ads were taken.
     local_ready: bool,
-    /// The pool's local ads last taken: a view that shares them changed nothing local.
-    local_taken: Option<Arc<Vec<GossipAd>>>,
+    /// The pool's answer whose local registers were taken last: a view that shares it
+    /// changed nothing local.
+    local_taken: Option<Arc<AvailableView>>,
     /// What the store holds, as far as this driver knows.
     written: HashMap<NodeId, Position>,
     write_in_flight: bool,
@@ -394,14 +395,22 @@ impl GossipDriverState {
         let unchanged = self
             .local_taken
             .as_ref()
-            .is_some_and(|taken| Arc::ptr_eq(taken, &pool.local_public));
+            .is_some_and(|taken| Arc::ptr_eq(taken, &pool.available));
         if !unchanged {
             let now = self.args.clock.now();
-            let issued = self.gossip.set_local(&pool.local_public, now);
+            // This node's public ads are the local registers of the pool's answer (the pool of
+            // a node in a cluster holds no remote ads: they live here).
+            let local: Vec<LocalRegister<'_>> = pool
+                .available
+                .registers
+                .iter()
+                .filter_map(AvailableRegister::local_ad)
+                .collect();
+            let issued = self.gossip.set_local(&local, now);
             if issued > 0 {
                 debug!(issued, "this node's public ads changed");
             }
-            self.local_taken = Some(Arc::clone(&pool.local_public));
+            self.local_taken = Some(Arc::clone(&pool.available));
         }
         self.local_ready = true;
         self.changed(myself);
@@ -511,7 +520,6 @@ impl GossipDriverState {
             available,
             valid_until: pool.valid_until,
             status: pool_status,
-            local_public: Arc::clone(&pool.local_public),
         });
         let node = self.node();
         metrics::gauge!("herald_gossip_remote_ads", "node" => node.clone()).set(remote_ads as f64);
@@ -699,6 +707,7 @@ pub fn merge_available(
                 local: false,
                 verified: true,
                 stale: true,
+                local_state: None,
             },
         };
         for (ad, stale) in remote {
@@ -804,6 +813,7 @@ mod tests {
             local: true,
             verified: true,
             stale: false,
+            local_state: Some(SyncState::FullyReplicated),
         }
     }
 
@@ -904,7 +914,6 @@ mod tests {
                 version: local.len() as u64,
                 registers: local.iter().map(|n| local_entry(*n)).collect(),
             });
-            view.local_public = Arc::new(local.iter().map(|n| ad(*n, SyncState::Active)).collect());
             view.status = PoolStatus {
                 loaded: true,
                 store: StoreHealth::Healthy,

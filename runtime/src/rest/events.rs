@@ -464,6 +464,7 @@ mod tests {
             local: true,
             verified: true,
             stale: false,
+            local_state: Some(herald_messages::SyncState::FullyReplicated),
         }
     }
 
