@@ -23,13 +23,19 @@ use tracing_subscriber::EnvFilter;
 /// returned to the system when freed), unless `MALLOC_MMAP_THRESHOLD_` says otherwise.
 const MMAP_THRESHOLD_BYTES: i32 = 1024 * 1024;
 
+/// How often the binaries return freed heap pages to the system (`malloc_trim`).
+const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Keeps the process's memory near what it uses (issue 11). glibc raises its mmap threshold
 /// to the size of each large block freed (up to 32 MiB), so after the first large answer is
 /// replaced every later one (a view or an answer of 100,000 registers, 10–25 MB) comes from
 /// the heap, whose freed pages stay with the process: a peer of 100,000 ads kept 137 MB where
 /// it used under 100. A fixed threshold stops that: 97 MB, peak 143 → 118 MB (BENCHMARKS.md).
-/// Called first in `main`; does nothing on other C libraries, or when the operator set the
-/// threshold (glibc reads `MALLOC_MMAP_THRESHOLD_` itself).
+/// Freed pages inside the heap stay with the process too, until something trims it: a thread
+/// returns them every `TRIM_INTERVAL` (`malloc_trim`).
+/// Called first in `main`; does nothing on other C libraries. An operator's own
+/// `MALLOC_MMAP_THRESHOLD_` wins (glibc reads it itself); `HERALD_MALLOC_TRIM_SECS=0` turns the
+/// trimming off.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
@@ -40,6 +46,46 @@ pub fn tune_allocator() {
         if set != 1 {
             eprintln!("warning: could not set malloc's mmap threshold; memory may stay high");
         }
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if let Some(interval) = trim_interval() {
+        let started = std::thread::Builder::new()
+            .name("malloc-trim".into())
+            .spawn(move || {
+                loop {
+                    // Its own thread, outside the runtime: blocking here blocks nobody.
+                    #[allow(clippy::disallowed_methods)]
+                    std::thread::sleep(interval);
+                    // SAFETY: malloc_trim takes glibc's arena locks itself and touches no
+                    // memory the program holds; it may be called from any thread. It took
+                    // 0.1–2.2 ms on a peer of 100,000 ads (BENCHMARKS.md).
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        libc::malloc_trim(0)
+                    };
+                }
+            });
+        if let Err(err) = started {
+            eprintln!("warning: no malloc-trim thread ({err}); memory may stay high");
+        }
+    }
+}
+
+/// How often freed heap pages go back to the system: `HERALD_MALLOC_TRIM_SECS` (0 = never),
+/// else `TRIM_INTERVAL`.
+fn trim_interval() -> Option<std::time::Duration> {
+    match std::env::var("HERALD_MALLOC_TRIM_SECS") {
+        Ok(secs) => match secs.trim().parse::<u64>() {
+            Ok(0) => None,
+            Ok(secs) => Some(std::time::Duration::from_secs(secs)),
+            Err(_) => {
+                eprintln!(
+                    "warning: HERALD_MALLOC_TRIM_SECS={secs:?} is not a number of seconds; using the default"
+                );
+                Some(TRIM_INTERVAL)
+            }
+        },
+        Err(_) => Some(TRIM_INTERVAL),
     }
 }
 
