@@ -233,7 +233,7 @@ impl PeerBench {
                 let syncer = busy.then(|| self.start_syncs());
                 let available = time_calls(window, || async {
                     let view = api.available_view().await?;
-                    ensure!(view.registers.len() == ADS);
+                    ensure!(view.len() == ADS);
                     Ok(())
                 })
                 .await?;

@@ -431,16 +431,15 @@ impl AdvertisementPoolState {
         let now = self.clock.now();
         let valid_until = self.book.next_expiry(now);
         let current = self.view.latest();
-        let available = match self
-            .book
-            .available_if_changed(now, &current.available.registers)
-        {
+        // The pool's answer is always flat (only the gossip lays one over it).
+        let served = current.available.as_flat().unwrap_or_default();
+        let available = match self.book.available_if_changed(now, served) {
             None => Arc::clone(&current.available),
-            Some(registers) => Arc::new(AvailableView {
-                tag: current.available.tag,
-                version: current.available.version + 1,
+            Some(registers) => Arc::new(AvailableView::new(
+                current.available.tag,
+                current.available.version + 1,
                 registers,
-            }),
+            )),
         };
         self.view.publish(PoolView {
             ready: true,

@@ -37,10 +37,10 @@ pub use hub::{
 };
 pub use ids::{GroundTruthEpoch, InvalidId, NodeId, RegisterId};
 pub use pool::{
-    AdInput, AdvertisementPoolMsg, AvailableRegister, AvailableView, BulkAdvertise, BulkOutcome,
-    GossipStatus, InvalidInput, MAX_BULK_ITEMS, MAX_DESCRIPTION_LEN, MAX_NAME_LEN,
-    MAX_SNAPSHOT_SEQ, MAX_SNAPSHOT_SEQ_RATE, PoolError, PoolMeta, PoolStatus, PoolView,
-    SNAPSHOT_SEQ_SLACK, Snapshot, StoreHealth,
+    AdInput, AdvertisementPoolMsg, AvailableRegister, AvailableRegisters, AvailableView,
+    BulkAdvertise, BulkOutcome, GossipStatus, InvalidInput, MAX_BULK_ITEMS, MAX_DESCRIPTION_LEN,
+    MAX_NAME_LEN, MAX_SNAPSHOT_SEQ, MAX_SNAPSHOT_SEQ_RATE, PoolError, PoolMeta, PoolStatus,
+    PoolView, SNAPSHOT_SEQ_SLACK, Snapshot, StoreHealth,
 };
 pub use register::{NewRegister, Register, RegisterError, RegisterPatch};
 pub use resync::{AdvertisementSyncState, PushReport, ResyncDriverMsg, SyncStatus};

@@ -106,7 +106,7 @@ impl NodeApi {
     /// *Available Registers*: every live public register, merged across sources, ordered by
     /// id (a copy of `available_view`'s).
     pub async fn available(&self) -> Result<Vec<AvailableRegister>, NodeError> {
-        Ok(self.available_view().await?.registers.clone())
+        Ok(self.available_view().await?.iter().cloned().collect())
     }
 
     /// *Available Registers* as the pool last published them, with their version: shared,

@@ -345,7 +345,6 @@ async fn the_view_follows_changes_and_expiry_without_the_mailbox() {
     let view = node.views.pool.clone().expect("a pool publishes a view");
     let ids = |view: &herald_messages::PoolView| {
         view.available
-            .registers
             .iter()
             .map(|a| a.register_id.clone())
             .collect::<Vec<_>>()
@@ -369,10 +368,7 @@ async fn the_view_follows_changes_and_expiry_without_the_mailbox() {
             ads: vec![public(2)],
         })
         .unwrap();
-    let gossiped = view
-        .wait_for(|v| v.available.registers.len() == 2)
-        .await
-        .unwrap();
+    let gossiped = view.wait_for(|v| v.available.len() == 2).await.unwrap();
     assert!(gossiped.available.version > first.available.version);
     let until = gossiped.valid_until.expect("a remote ad dies");
     pass(PoolConfig::default().ad_ttl + Duration::from_millis(1)).await;
@@ -408,13 +404,9 @@ async fn the_answer_carries_this_nodes_public_ads_for_the_gossip() {
             ads: vec![public(3)],
         })
         .unwrap();
-    let answer = view
-        .wait_for(|v| v.available.registers.len() == 3)
-        .await
-        .unwrap();
+    let answer = view.wait_for(|v| v.available.len() == 3).await.unwrap();
     let local: Vec<GossipAd> = answer
         .available
-        .registers
         .iter()
         .filter_map(|register| register.local_ad())
         .map(|ad| ad.gossip_ad())
@@ -432,7 +424,6 @@ async fn the_answer_carries_this_nodes_public_ads_for_the_gossip() {
     let withdrawn = view.latest();
     let local: Vec<_> = withdrawn
         .available
-        .registers
         .iter()
         .filter_map(|register| register.local_ad())
         .map(|ad| ad.register_id().clone())

@@ -402,7 +402,6 @@ impl GossipDriverState {
             // a node in a cluster holds no remote ads: they live here).
             let local: Vec<LocalRegister<'_>> = pool
                 .available
-                .registers
                 .iter()
                 .filter_map(AvailableRegister::local_ad)
                 .collect();
@@ -502,16 +501,29 @@ impl GossipDriverState {
         if self.merged_from.as_ref() == Some(&key) {
             return;
         }
-        let registers = merge_available(&pool.available.registers, &shown);
         let current = self.args.published.latest();
-        let available = if current.available.registers == registers {
+        let changes = merge_remote(&pool.available, &shown);
+        let shared = current
+            .available
+            .base()
+            .is_some_and(|base| Arc::ptr_eq(base, &pool.available));
+        let same = current.available.changes() == changes.as_slice()
+            && (shared
+                || current
+                    .available
+                    .base()
+                    .is_some_and(|base| base.as_flat() == pool.available.as_flat()));
+        // The same answer keeps its version (and ETag); laid over a new pool answer of the
+        // same content it is laid anew all the same, so that the old one is not kept.
+        let available = if same && shared {
             Arc::clone(&current.available)
         } else {
-            Arc::new(AvailableView {
-                tag: current.available.tag,
-                version: current.available.version + 1,
-                registers,
-            })
+            Arc::new(AvailableView::over(
+                Arc::clone(&pool.available),
+                current.available.tag,
+                current.available.version + u64::from(!same),
+                changes,
+            ))
         };
         let mut pool_status = pool.status.clone();
         pool_status.gossip = Some(status);
@@ -671,12 +683,23 @@ impl GossipDriverState {
 }
 
 /// *Available Registers*: the pool's answer (this node's ads) merged with the remote ads the
-/// gossip shows. Each register counts its sources (`peerCount`, this node included when it
-/// serves it), those with a full replica (`fullReplicaPeerCount`), and is `stale` when every
-/// source of it is stale; names and descriptions come from this node first, then from
-/// origins in id order; versions are the highest any source gives.
+/// gossip shows, laid over the pool's answer (shared, not copied: see `AvailableView::over`).
+/// Each register counts its sources (`peerCount`, this node included when it serves it), those
+/// with a full replica (`fullReplicaPeerCount`), and is `stale` when every source of it is
+/// stale; names and descriptions come from this node first, then from origins in id order;
+/// versions are the highest any source gives.
 pub fn merge_available(
-    local: &[AvailableRegister],
+    local: &Arc<AvailableView>,
+    shown: &[(&NodeId, &Record, bool)],
+    tag: u64,
+    version: u64,
+) -> AvailableView {
+    AvailableView::over(Arc::clone(local), tag, version, merge_remote(local, shown))
+}
+
+/// The registers the remote ads add to `local` or change in it, ordered by register.
+fn merge_remote(
+    local: &AvailableView,
     shown: &[(&NodeId, &Record, bool)],
 ) -> Vec<AvailableRegister> {
     // Every shown remote ad with its origin's staleness, by register; a stable sort keeps the
@@ -686,17 +709,15 @@ pub fn merge_available(
         .flat_map(|(_, record, stale)| record.live_ads().map(move |ad| (ad, *stale)))
         .collect();
     remote.sort_by(|a, b| a.0.register_id().cmp(b.0.register_id()));
-    let remote: Vec<&[(&GossipAd, bool)]> = remote
-        .chunk_by(|a, b| a.0.register_id() == b.0.register_id())
-        .collect();
-    // Both sides are ordered by register: joined in one pass, counted first so the answer is
-    // allocated once at its size (no map of every register beside it: 16 MB at 100,000).
-    let mut merged = Vec::with_capacity(join_by_register(local, &remote, |_, _| ()));
-    join_by_register(local, &remote, |local, remote| {
-        let mut register = match local {
+    let by_register = remote.chunk_by(|a, b| a.0.register_id() == b.0.register_id());
+    // Allocated once at its size.
+    let mut merged = Vec::with_capacity(by_register.clone().count());
+    for sources in by_register {
+        let register_id = sources[0].0.register_id();
+        let mut register = match local.get(register_id) {
             Some(register) => register.clone(),
             None => AvailableRegister {
-                register_id: remote[0].0.register_id().clone(),
+                register_id: register_id.clone(),
                 name: None,
                 description: None,
                 peer_count: 0,
@@ -710,7 +731,7 @@ pub fn merge_available(
                 local_state: None,
             },
         };
-        for (ad, stale) in remote {
+        for (ad, stale) in sources {
             register.peer_count += 1;
             register.full_replica_peer_count += usize::from(ad.sync_state().is_full_replica());
             register.latest_version = register.latest_version.max(ad.latest_version());
@@ -726,43 +747,8 @@ pub fn merge_available(
             register.stale &= *stale;
         }
         merged.push(register);
-    });
-    merged
-}
-
-/// Calls `each` once per register of `local` or `remote` (both ordered by register, `remote`
-/// grouped by it), in register order, with what each side holds of it; returns how many.
-fn join_by_register(
-    local: &[AvailableRegister],
-    remote: &[&[(&GossipAd, bool)]],
-    mut each: impl FnMut(Option<&AvailableRegister>, &[(&GossipAd, bool)]),
-) -> usize {
-    use std::cmp::Ordering;
-    let (mut l, mut r, mut registers) = (0, 0, 0);
-    while l < local.len() || r < remote.len() {
-        registers += 1;
-        let order = match (local.get(l), remote.get(r)) {
-            (Some(local), Some(remote)) => local.register_id.cmp(remote[0].0.register_id()),
-            (Some(_), None) => Ordering::Less,
-            _ => Ordering::Greater,
-        };
-        match order {
-            Ordering::Less => {
-                each(Some(&local[l]), &[]);
-                l += 1;
-            }
-            Ordering::Equal => {
-                each(Some(&local[l]), remote[r]);
-                l += 1;
-                r += 1;
-            }
-            Ordering::Greater => {
-                each(None, remote[r]);
-                r += 1;
-            }
-        }
     }
-    registers
+    merged
 }
 
 #[cfg(test)]
@@ -850,12 +836,23 @@ mod tests {
         state
     }
 
+    /// The merged answer over a pool answer of `local`, as a list.
+    fn merged_list(
+        local: &[AvailableRegister],
+        shown: &[(&NodeId, &Record, bool)],
+    ) -> Vec<AvailableRegister> {
+        let pool = Arc::new(AvailableView::new(1, 1, local.to_vec()));
+        let view = merge_available(&pool, shown, 1, 2);
+        assert_eq!(view.len(), view.iter().count());
+        view.iter().cloned().collect()
+    }
+
     #[test]
     fn counts_sources_this_node_included_and_marks_registers_only_stale_origins_serve() {
         let now = Timestamp::from_unix_millis(1_800_000_000_000);
         let state = shown_state(now);
         let shown = state.shown_remote(now);
-        let merged = merge_available(&[local(1)], &shown);
+        let merged = merged_list(&[local(1)], &shown);
         let by_id = |n| {
             merged
                 .iter()
@@ -878,7 +875,7 @@ mod tests {
         assert_eq!((three.peer_count, three.full_replica_peer_count), (1, 1));
         assert!(three.stale, "{three:?}");
         // Ordered by register, this node's registers before, between and after the remote ones.
-        let around = merge_available(&[local(0), local(2), local(9)], &shown);
+        let around = merged_list(&[local(0), local(2), local(9)], &shown);
         let ids: Vec<_> = around.iter().map(|r| r.register_id.clone()).collect();
         assert_eq!(ids, [0, 1, 2, 3, 9].map(register));
         assert_eq!(around[2].peer_count, 3, "served here and by both origins");
@@ -890,7 +887,7 @@ mod tests {
         let now = Timestamp::from_unix_millis(1_800_000_000_000);
         let state = shown_state(now);
         let later = now.saturating_add(Duration::from_secs(60 * 3 + 1));
-        let merged = merge_available(&[], &state.shown_remote(later));
+        let merged = merged_list(&[], &state.shown_remote(later));
         // The live origin is still ready; the unreachable one is gone.
         let ids: Vec<_> = merged.iter().map(|r| r.register_id.clone()).collect();
         assert_eq!(ids, vec![register(1), register(2)]);
@@ -909,11 +906,11 @@ mod tests {
         fn pool_view(local: &[u8]) -> PoolView {
             let mut view = PoolView::starting(node("me"), 1);
             view.ready = true;
-            view.available = Arc::new(AvailableView {
-                tag: 1,
-                version: local.len() as u64,
-                registers: local.iter().map(|n| local_entry(*n)).collect(),
-            });
+            view.available = Arc::new(AvailableView::new(
+                1,
+                local.len() as u64,
+                local.iter().map(|n| local_entry(*n)).collect(),
+            ));
             view.status = PoolStatus {
                 loaded: true,
                 store: StoreHealth::Healthy,
@@ -999,7 +996,6 @@ mod tests {
 
         fn ids(view: &PoolView) -> Vec<RegisterId> {
             view.available
-                .registers
                 .iter()
                 .map(|register| register.register_id.clone())
                 .collect()
@@ -1014,7 +1010,7 @@ mod tests {
             let gossip = view.status.gossip.clone().expect("the gossip's status");
             assert_eq!((gossip.remote_ads, gossip.origins), (2, 1));
             assert!(!gossip.partitioned);
-            assert!(view.available.registers.iter().all(|r| r.peer_count == 1));
+            assert!(view.available.iter().all(|r| r.peer_count == 1));
 
             // This node's own record reaches the store after the debounce.
             tokio::time::sleep(Duration::from_secs(2)).await;

@@ -31,7 +31,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use herald_actors::View;
 
-use herald_messages::{AvailableRegister, AvailableView, PoolView, RegisterId};
+use herald_messages::{AvailableRegister, AvailableRegisters, AvailableView, PoolView, RegisterId};
 
 use crate::rest::RestState;
 use crate::rest::error::ApiError;
@@ -172,7 +172,7 @@ impl Encoded {
         self.sent();
         self.json
             .get_or_init(|| async {
-                let json = encode(&view.registers);
+                let json = encode(view.iter());
                 metrics::counter!("herald_rest_available_encodings_total", "encoding" => "json")
                     .increment(1);
                 Bytes::from(json)
@@ -198,11 +198,11 @@ impl Encoded {
 /// The JSON array of `registers`, in a buffer sized once from the registers' text (a buffer
 /// grown by doubling held up to twice the answer, and 1.5 times more while it was copied on a
 /// growth: tens of MB at 100,000 registers), trimmed to its length.
-fn encode(registers: &[AvailableRegister]) -> Vec<u8> {
+fn encode(registers: AvailableRegisters<'_>) -> Vec<u8> {
     /// Bytes of a register without its name and description: field names, an id, numbers.
     const FIXED: usize = 256;
     let estimate: usize = registers
-        .iter()
+        .clone()
         .map(|register| {
             FIXED
                 + register.name.as_deref().map_or(0, str::len)
@@ -210,7 +210,7 @@ fn encode(registers: &[AvailableRegister]) -> Vec<u8> {
         })
         .sum();
     let mut json = Vec::with_capacity(estimate + 2);
-    serde_json::to_writer(&mut json, registers).expect("available registers always serialize");
+    serde_json::to_writer(&mut json, &registers).expect("available registers always serialize");
     json.shrink_to_fit();
     json
 }
@@ -337,7 +337,7 @@ fn parse_limit(value: &str) -> Result<usize, ApiError> {
 /// more follow.
 fn page(view: &AvailableView, paging: &Paging) -> Response {
     let (registers, more) = view.page(paging.after.as_ref(), paging.limit);
-    let mut response = Json(registers).into_response();
+    let mut response = Json(&registers).into_response();
     if let (true, Some(last)) = (more, registers.last()) {
         let next = format!(
             "</api/registers/available?limit={}&after={}>; rel=\"next\"",
@@ -522,11 +522,7 @@ mod tests {
         assert_eq!(cache.held(), Some((7, 0)));
         // Another version: gone, before anyone asks for it.
         let mut next = (*first).clone();
-        next.available = Arc::new(AvailableView {
-            tag: 7,
-            version: 1,
-            registers: Vec::new(),
-        });
+        next.available = Arc::new(AvailableView::new(7, 1, Vec::new()));
         published.publish(next);
         let_the_follower_run().await;
         assert_eq!(cache.held(), None);

@@ -197,7 +197,7 @@ async fn produce(api: NodeApi, shared: Arc<Shared>) {
                 if previous.version == view.available.version && previous.tag == view.available.tag {
                     continue;
                 }
-                let (upserted, removed) = diff(&previous.registers, &view.available.registers);
+                let (upserted, removed) = diff(previous.iter(), view.available.iter());
                 let too_large = (upserted.len() + removed.len()) * REGISTER_EVENT_BYTES > MAX_KEPT_BYTES;
                 if too_large && shared.sender.receiver_count() == 0 {
                     shared.skip();
@@ -298,7 +298,7 @@ impl Snapshot {
             true => api
                 .available_view()
                 .await
-                .map(|view| json!(view.registers))
+                .map(|view| json!(view.iter()))
                 .unwrap_or(Value::Null),
             false => Value::Null,
         };
@@ -322,11 +322,11 @@ impl Snapshot {
 
 /// What changed from `before` to `after` (both ordered by register id).
 fn diff<'a>(
-    before: &'a [AvailableRegister],
-    after: &'a [AvailableRegister],
+    before: impl Iterator<Item = &'a AvailableRegister>,
+    after: impl Iterator<Item = &'a AvailableRegister>,
 ) -> (Vec<&'a AvailableRegister>, Vec<String>) {
     let (mut upserted, mut removed) = (Vec::new(), Vec::new());
-    let (mut old, mut new) = (before.iter().peekable(), after.iter().peekable());
+    let (mut old, mut new) = (before.peekable(), after.peekable());
     loop {
         match (old.peek(), new.peek()) {
             (None, None) => break,
@@ -472,7 +472,7 @@ mod tests {
     fn the_diff_names_what_was_added_changed_and_removed() {
         let before = [register(1, 1), register(2, 1), register(4, 1)];
         let after = [register(2, 2), register(3, 1), register(4, 1)];
-        let (upserted, removed) = diff(&before, &after);
+        let (upserted, removed) = diff(before.iter(), after.iter());
         let upserted: Vec<_> = upserted.into_iter().cloned().collect();
         assert_eq!(upserted, [register(2, 2), register(3, 1)]);
         assert_eq!(removed, [RegisterId::from_bytes([1; 16]).to_string()]);
