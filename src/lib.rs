@@ -74,10 +74,10 @@ pub use herald_runtime::cluster::ClusterHandle;
 
 /// The peer and register roles' types.
 pub use herald_messages::{
-    AdInput, AdvertisementSyncState, AvailableRegister, AvailableView, BulkAdvertise, BulkOutcome,
-    ChildKind, ChildReport, GossipStatus, NewRegister, NodeFailure, NodeId, PoolError, PoolStatus,
-    Register, RegisterError, RegisterId, RegisterPatch, Snapshot, StoreHealth, SyncStatus,
-    Timestamp,
+    AdInput, AdvertisementSyncState, AvailableRegister, AvailableRegisters, AvailableView,
+    BulkAdvertise, BulkOutcome, ChildKind, ChildReport, GossipStatus, NewRegister, NodeFailure,
+    NodeId, PoolError, PoolStatus, Register, RegisterError, RegisterId, RegisterPatch, Snapshot,
+    StoreHealth, SyncStatus, Timestamp,
 };
 
 /// The hub role's and a peer's hub-side types: blueprints, the system register, connection and

@@ -432,14 +432,20 @@ impl AdvertisementPoolState {
         let valid_until = self.book.next_expiry(now);
         let current = self.view.latest();
         // The pool's answer is always flat (only the gossip lays one over it).
+        debug_assert!(current.available.as_flat().is_some());
         let served = current.available.as_flat().unwrap_or_default();
         let available = match self.book.available_if_changed(now, served) {
             None => Arc::clone(&current.available),
-            Some(registers) => Arc::new(AvailableView::new(
-                current.available.tag,
-                current.available.version + 1,
-                registers,
-            )),
+            Some(registers) => {
+                let mut next =
+                    AvailableView::new(current.available.tag, current.available.version, registers);
+                // A change only the gossip sees (this node's sync state of a register, when
+                // the counts stay) is a new answer under the same version: same JSON, same ETag.
+                if !next.shows_same(&current.available) {
+                    next.version += 1;
+                }
+                Arc::new(next)
+            }
         };
         self.view.publish(PoolView {
             ready: true,

@@ -130,8 +130,11 @@ impl GossipAd {
 
 /// This node's own public ad of a register, read from its *Available Registers*: what the
 /// gossip compares with the ad it issued last, and copies into a `GossipAd` only when they
-/// differ. The pool of a node in a cluster holds no remote ads (those live in the gossip), so a
-/// local register's fields are its local ad's.
+/// differ. The pool of a node in a cluster receives no remote ads (those live in the gossip),
+/// so a local register's fields are its local ad's. The one exception: remote ads a pool
+/// reloads from a store written by an older version, served for one `ad_ttl` until they
+/// expire; a register served by one of them and locally shows the higher version and the
+/// first name of the two, and the gossip tells that until they expire.
 #[derive(Debug, Clone, Copy)]
 pub struct LocalRegister<'a> {
     register: &'a AvailableRegister,
@@ -975,6 +978,17 @@ mod tests {
         for other in differing {
             assert!(!local.is(&other), "{other:?}");
         }
+        // What the answer shows is all but the local sync state.
+        let syncing = AvailableRegister {
+            local_state: Some(SyncState::Syncing),
+            ..register.clone()
+        };
+        assert!(syncing.shows_same(&register) && syncing != register);
+        let counted = AvailableRegister {
+            peer_count: 2,
+            ..register.clone()
+        };
+        assert!(!counted.shows_same(&register));
         let remote_only = AvailableRegister {
             local: false,
             local_state: None,

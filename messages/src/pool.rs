@@ -327,6 +327,24 @@ pub struct AvailableRegister {
     pub local_state: Option<SyncState>,
 }
 
+impl AvailableRegister {
+    /// Whether the two show the same in the answer (its JSON): all but `local_state`, which
+    /// only the gossip reads. A change of that alone keeps the answer's version and ETag.
+    pub fn shows_same(&self, other: &Self) -> bool {
+        self.register_id == other.register_id
+            && self.name == other.name
+            && self.description == other.description
+            && self.peer_count == other.peer_count
+            && self.latest_version == other.latest_version
+            && self.latest_docket_version == other.latest_docket_version
+            && self.is_public == other.is_public
+            && self.full_replica_peer_count == other.full_replica_peer_count
+            && self.local == other.local
+            && self.verified == other.verified
+            && self.stale == other.stale
+    }
+}
+
 /// Whether the pool's store is taking writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "state")]
@@ -551,6 +569,12 @@ impl AvailableView {
         format!("\"{:016x}-{}\"", self.tag, self.version)
     }
 
+    /// Whether the two answers show the same registers (`AvailableRegister::shows_same`):
+    /// then they serve the same JSON, and keep one version.
+    pub fn shows_same(&self, other: &AvailableView) -> bool {
+        self.len == other.len && self.iter().zip(other.iter()).all(|(a, b)| a.shows_same(b))
+    }
+
     /// One register, if it is available.
     pub fn get(&self, register_id: &RegisterId) -> Option<&AvailableRegister> {
         self.registers
@@ -583,6 +607,10 @@ impl<'a> Iterator for AvailableRegisters<'a> {
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         self.0.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
     }
 }
 
@@ -627,6 +655,11 @@ impl<'a> Iterator for Join<'a> {
             (Some(_), None) => self.base.next(),
             (None, _) => self.over.next(),
         }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (base, over) = (self.base.len(), self.over.len());
+        (base.max(over), Some(base + over))
     }
 }
 

@@ -106,7 +106,10 @@ impl NodeApi {
     /// *Available Registers*: every live public register, merged across sources, ordered by
     /// id (a copy of `available_view`'s).
     pub async fn available(&self) -> Result<Vec<AvailableRegister>, NodeError> {
-        Ok(self.available_view().await?.iter().cloned().collect())
+        let view = self.available_view().await?;
+        let mut registers = Vec::with_capacity(view.len());
+        registers.extend(view.iter().cloned());
+        Ok(registers)
     }
 
     /// *Available Registers* as the pool last published them, with their version: shared,

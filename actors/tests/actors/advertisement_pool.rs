@@ -418,10 +418,29 @@ async fn the_answer_carries_this_nodes_public_ads_for_the_gossip() {
             GossipAd::from_input(&public(2), SyncState::default()).unwrap(),
         ]
     );
+    // A change only the gossip sees (syncing → subscribing: neither a full replica, the same
+    // JSON) is a new answer under the same version and ETag.
+    let mut subscribing = syncing.clone();
+    subscribing.sync_state = Some(SyncState::Subscribing);
+    let before = view.latest();
+    node.advertise(subscribing.clone()).await;
+    let after = view.latest();
+    assert!(!std::sync::Arc::ptr_eq(&after.available, &before.available));
+    assert_eq!(
+        after.available.version, before.available.version,
+        "{:?} → {:?}",
+        before.available, after.available
+    );
+    let first = after.available.iter().next().unwrap();
+    assert_eq!(
+        first.local_ad().unwrap().gossip_ad(),
+        GossipAd::from_input(&subscribing, SyncState::Subscribing).unwrap()
+    );
     node.bulk(BulkAdvertise::one(AdInput::withdraw(id(1))))
         .await
         .unwrap();
     let withdrawn = view.latest();
+    assert!(withdrawn.available.version > answer.available.version);
     let local: Vec<_> = withdrawn
         .available
         .iter()

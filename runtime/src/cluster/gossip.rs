@@ -16,7 +16,7 @@
 //!   of changed origins written back after changes: debounced, one write at a time, in a
 //!   task (a round never waits for the store);
 //! - the read side: *Available Registers* is the pool's answer (this node's ads) merged with
-//!   the origins the gossip shows (`merge_available`), published as a `PoolView` that
+//!   the origins the gossip shows (`merge_remote`, laid over the pool's answer), published as a `PoolView` that
 //!   `NodeApi` reads instead of the pool's own (the REST routes, the events feed and the
 //!   status follow without change), with each register's `peerCount`,
 //!   `fullReplicaPeerCount` and `stale`, and the gossip's status (partitioned mode).
@@ -498,41 +498,47 @@ impl GossipDriverState {
                 .collect(),
             status: status.clone(),
         };
-        if self.merged_from.as_ref() == Some(&key) {
-            return;
-        }
         let current = self.args.published.latest();
-        let changes = merge_remote(&pool.available, &shown);
+        // Laid over the pool's answer of now (a new answer of the pool under the same version,
+        // a change only the gossip sees, must not leave the old one held here).
         let shared = current
             .available
             .base()
             .is_some_and(|base| Arc::ptr_eq(base, &pool.available));
-        let same = current.available.changes() == changes.as_slice()
-            && (shared
-                || current
-                    .available
-                    .base()
-                    .is_some_and(|base| base.as_flat() == pool.available.as_flat()));
-        // The same answer keeps its version (and ETag); laid over a new pool answer of the
-        // same content it is laid anew all the same, so that the old one is not kept.
-        let available = if same && shared {
+        if shared && self.merged_from.as_ref() == Some(&key) {
+            return;
+        }
+        let changes = merge_remote(&pool.available, &shown);
+        let available = if shared && current.available.changes() == changes.as_slice() {
             Arc::clone(&current.available)
         } else {
-            Arc::new(AvailableView::over(
+            let mut next = AvailableView::over(
                 Arc::clone(&pool.available),
                 current.available.tag,
-                current.available.version + u64::from(!same),
+                current.available.version,
                 changes,
-            ))
+            );
+            // The version (and the ETag) follows what the answer shows, its JSON.
+            if !next.shows_same(&current.available) {
+                next.version += 1;
+            }
+            Arc::new(next)
         };
         let mut pool_status = pool.status.clone();
         pool_status.gossip = Some(status);
-        self.args.published.publish_if_changed(PoolView {
+        let view = PoolView {
             ready: true,
             available,
             valid_until: pool.valid_until,
             status: pool_status,
-        });
+        };
+        if Arc::ptr_eq(&view.available, &current.available) {
+            self.args.published.publish_if_changed(view);
+        } else {
+            // A new answer, even one equal to the last, replaces it (so the last one's base
+            // is not kept).
+            self.args.published.publish(view);
+        }
         let node = self.node();
         metrics::gauge!("herald_gossip_remote_ads", "node" => node.clone()).set(remote_ads as f64);
         metrics::gauge!("herald_gossip_stale_ads", "node" => node.clone()).set(stale_ads as f64);
@@ -682,23 +688,14 @@ impl GossipDriverState {
     }
 }
 
-/// *Available Registers*: the pool's answer (this node's ads) merged with the remote ads the
-/// gossip shows, laid over the pool's answer (shared, not copied: see `AvailableView::over`).
-/// Each register counts its sources (`peerCount`, this node included when it serves it), those
-/// with a full replica (`fullReplicaPeerCount`), and is `stale` when every source of it is
-/// stale; names and descriptions come from this node first, then from origins in id order;
-/// versions are the highest any source gives.
-pub fn merge_available(
-    local: &Arc<AvailableView>,
-    shown: &[(&NodeId, &Record, bool)],
-    tag: u64,
-    version: u64,
-) -> AvailableView {
-    AvailableView::over(Arc::clone(local), tag, version, merge_remote(local, shown))
-}
-
-/// The registers the remote ads add to `local` or change in it, ordered by register.
-fn merge_remote(
+/// *Available Registers*: the registers the remote ads the gossip shows add to the pool's
+/// answer (this node's ads) or change in it, ordered by register; the driver lays them over the
+/// pool's answer (shared, not copied: see `AvailableView::over`). Each register counts its
+/// sources (`peerCount`, this node included when it serves it), those with a full replica
+/// (`fullReplicaPeerCount`), and is `stale` when every source of it is stale; names and
+/// descriptions come from this node first, then from origins in id order; versions are the
+/// highest any source gives.
+pub fn merge_remote(
     local: &AvailableView,
     shown: &[(&NodeId, &Record, bool)],
 ) -> Vec<AvailableRegister> {
@@ -842,7 +839,7 @@ mod tests {
         shown: &[(&NodeId, &Record, bool)],
     ) -> Vec<AvailableRegister> {
         let pool = Arc::new(AvailableView::new(1, 1, local.to_vec()));
-        let view = merge_available(&pool, shown, 1, 2);
+        let view = AvailableView::over(Arc::clone(&pool), 1, 2, merge_remote(&pool, shown));
         assert_eq!(view.len(), view.iter().count());
         view.iter().cloned().collect()
     }
@@ -999,6 +996,43 @@ mod tests {
                 .iter()
                 .map(|register| register.register_id.clone())
                 .collect()
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn the_merged_answer_shares_the_pools_and_its_version_follows_what_it_shows() {
+            let fixture = fixture().await;
+            let first = until(&fixture.merged, |view| view.ready).await;
+            let pool = fixture.pool.latest();
+            assert!(Arc::ptr_eq(
+                first.available.base().unwrap(),
+                &pool.available
+            ));
+            // Only the origin's two registers are held here; the pool's one is shared.
+            assert_eq!(first.available.changes().len(), 2);
+            assert_eq!(first.available.len(), 3);
+
+            // The pool's answer anew under its version, changed only where the gossip looks
+            // (this node's sync state): laid over the new one, the version kept.
+            let mut quiet = (*pool).clone();
+            let mut registers: Vec<_> = pool.available.iter().cloned().collect();
+            registers[0].local_state = Some(SyncState::Syncing);
+            quiet.available = Arc::new(AvailableView::new(1, pool.available.version, registers));
+            let quiet_answer = Arc::clone(&quiet.available);
+            fixture.pool.publish(quiet);
+            let view = until(&fixture.merged, |view| {
+                view.available
+                    .base()
+                    .is_some_and(|base| Arc::ptr_eq(base, &quiet_answer))
+            })
+            .await;
+            assert_eq!(view.available.version, first.available.version);
+            assert_eq!(view.available.etag(), first.available.etag());
+
+            // A change the answer shows: a new version.
+            fixture.pool.publish(pool_view(&[5, 6]));
+            let view = until(&fixture.merged, |view| view.available.len() == 4).await;
+            assert_eq!(view.available.version, first.available.version + 1);
+            fixture.driver.stop(None);
         }
 
         #[tokio::test(start_paused = true)]

@@ -32,9 +32,7 @@ use std::time::Duration;
 
 pub use client::{CallError, GatewayClient};
 pub use gateway::{ClusterGateway, GatewayArgs, PG_GROUP, PG_SCOPE, gateway_name};
-pub use gossip::{
-    GossipDriver, GossipDriverArgs, GossipDriverMsg, GossipSettings, merge_available,
-};
+pub use gossip::{GossipDriver, GossipDriverArgs, GossipDriverMsg, GossipSettings, merge_remote};
 pub use link::{ClusterLink, ClusterLinkArgs, ClusterLinkMsg, ClusterShared};
 pub use membership::{Membership, MembershipConfig};
 pub use pool_link::ClusterPoolLink;

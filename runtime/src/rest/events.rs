@@ -348,7 +348,7 @@ fn diff<'a>(
                     new.next();
                 }
                 std::cmp::Ordering::Equal => {
-                    if a != b {
+                    if !a.shows_same(b) {
                         upserted.push(*b);
                     }
                     old.next();
