@@ -16,9 +16,9 @@
 //!   of changed origins written back after changes: debounced, one write at a time, in a
 //!   task (a round never waits for the store);
 //! - the read side: *Available Registers* is the pool's answer (this node's ads) merged with
-//!   the origins the gossip shows (`merge_remote`, laid over the pool's answer), published as a `PoolView` that
-//!   `NodeApi` reads instead of the pool's own (the REST routes, the events feed and the
-//!   status follow without change), with each register's `peerCount`,
+//!   the origins the gossip shows (`merge_remote`, laid over the pool's answer), published
+//!   as a `PoolView` that `NodeApi` reads instead of the pool's own (the REST routes, the
+//!   events feed and the status follow without change), with each register's `peerCount`,
 //!   `fullReplicaPeerCount` and `stale`, and the gossip's status (partitioned mode).
 //!
 //! It lives in the runtime, not in `herald-actors`, because its I/O is the cluster's: the
