@@ -76,8 +76,8 @@ pub use herald_runtime::cluster::ClusterHandle;
 pub use herald_messages::{
     AdInput, AdvertisementSyncState, AvailableRegister, AvailableRegisters, AvailableView,
     BulkAdvertise, BulkOutcome, ChildKind, ChildReport, GossipStatus, NewRegister, NodeFailure,
-    NodeId, PoolError, PoolStatus, Register, RegisterError, RegisterId, RegisterPatch, Snapshot,
-    StoreHealth, SyncStatus, Timestamp,
+    NodeId, PoolError, PoolStatus, Register, RegisterError, RegisterId, RegisterPatch,
+    SharedRegisters, Snapshot, StoreHealth, SyncStatus, Timestamp,
 };
 
 /// The hub role's and a peer's hub-side types: blueprints, the system register, connection and

@@ -432,8 +432,8 @@ impl AdvertisementPoolState {
         let valid_until = self.book.next_expiry(now);
         let current = self.view.latest();
         // The pool's answer is always flat (only the gossip lays one over it).
-        debug_assert!(current.available.as_flat().is_some());
-        let served = current.available.as_flat().unwrap_or_default();
+        debug_assert!(current.available.base().is_none());
+        let served = current.available.registers();
         let available = match self.book.available_if_changed(now, served) {
             None => Arc::clone(&current.available),
             Some(registers) => {

@@ -13,6 +13,7 @@ mod ids;
 mod pool;
 mod register;
 mod resync;
+mod shared_registers;
 mod signature;
 mod supervisor;
 mod system_register;
@@ -44,6 +45,7 @@ pub use pool::{
 };
 pub use register::{NewRegister, Register, RegisterError, RegisterPatch};
 pub use resync::{AdvertisementSyncState, PushReport, ResyncDriverMsg, SyncStatus};
+pub use shared_registers::SharedRegisters;
 pub use signature::{
     EntrySignature, EntrySigner, KeyError, KeyId, PAYLOAD_DOMAIN, SignatureError, TrustedKey,
     TrustedKeys, signed_payload,

@@ -8,6 +8,7 @@ use ractor::RpcReplyPort;
 use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
 
+use crate::shared_registers::{self, SharedRegisters};
 use crate::{GroundTruthEpoch, NodeId, RegisterId, SyncState, Timestamp, Valid};
 
 /// Largest bulk-advertise request accepted (items).
@@ -472,8 +473,8 @@ pub struct AvailableView {
     /// Grows by one whenever the registers change.
     pub version: u64,
     /// Ordered by id: every register, or with `base` those this answer adds to it or
-    /// changes in it.
-    registers: Vec<AvailableRegister>,
+    /// changes in it; in chunks shared with the answers before and after it.
+    registers: SharedRegisters,
     /// A flat answer this one is laid over, shared.
     base: Option<Arc<AvailableView>>,
     len: usize,
@@ -481,8 +482,8 @@ pub struct AvailableView {
 
 impl AvailableView {
     /// An answer of these registers, ordered by id.
-    pub fn new(tag: u64, version: u64, registers: Vec<AvailableRegister>) -> Self {
-        debug_assert!(registers.is_sorted_by(|a, b| a.register_id < b.register_id));
+    pub fn new(tag: u64, version: u64, registers: impl Into<SharedRegisters>) -> Self {
+        let registers = registers.into();
         Self {
             tag,
             version,
@@ -499,13 +500,17 @@ impl AvailableView {
         base: Arc<AvailableView>,
         tag: u64,
         version: u64,
-        changes: Vec<AvailableRegister>,
+        changes: impl Into<SharedRegisters>,
     ) -> Self {
-        debug_assert!(changes.is_sorted_by(|a, b| a.register_id < b.register_id));
+        let changes = changes.into();
         if base.base.is_some() {
-            let base: Vec<AvailableRegister> = base.iter().cloned().collect();
-            let flat = Join::new(base.iter(), changes.iter()).cloned().collect();
-            return Self::new(tag, version, flat);
+            let base = SharedRegisters::from(base.iter().cloned().collect::<Vec<_>>());
+            let flat = Join::new(base.iter(), changes.iter()).cloned();
+            return Self::new(
+                tag,
+                version,
+                SharedRegisters::build_like(&SharedRegisters::default(), flat),
+            );
         }
         let replaced = changes
             .iter()
@@ -520,20 +525,15 @@ impl AvailableView {
         }
     }
 
-    /// The registers as one slice, when this answer is laid over no other (the pool's never
-    /// is).
-    pub fn as_flat(&self) -> Option<&[AvailableRegister]> {
-        self.base.is_none().then_some(self.registers.as_slice())
+    /// The registers it holds itself: every register when it is laid over no other answer
+    /// (the pool's never is), else those it adds to its base or changes in it.
+    pub fn registers(&self) -> &SharedRegisters {
+        &self.registers
     }
 
     /// The answer this one is laid over, if any.
     pub fn base(&self) -> Option<&Arc<AvailableView>> {
         self.base.as_ref()
-    }
-
-    /// The registers it adds to its base or changes in it (all of them without a base).
-    pub fn changes(&self) -> &[AvailableRegister] {
-        &self.registers
     }
 
     /// How many registers it serves.
@@ -552,16 +552,13 @@ impl AvailableView {
 
     /// The registers with ids after `after` (all of them without it), ordered by id.
     pub fn iter_after(&self, after: Option<&RegisterId>) -> AvailableRegisters<'_> {
-        let after_position = |registers: &[AvailableRegister]| {
-            after.map_or(0, |after| {
-                registers.partition_point(|register| register.register_id <= *after)
-            })
-        };
-        let own = &self.registers[after_position(&self.registers)..];
-        let base = self.base.as_deref().map_or(&[][..], |base| {
-            &base.registers[after_position(&base.registers)..]
-        });
-        AvailableRegisters(Join::new(base.iter(), own.iter()))
+        let base = self
+            .base
+            .as_deref()
+            .map_or_else(shared_registers::Iter::empty, |base| {
+                base.registers.iter_after(after)
+            });
+        AvailableRegisters(Join::new(base, self.registers.iter_after(after)))
     }
 
     /// The name of this answer, as an HTTP entity tag (quoted).
@@ -578,9 +575,7 @@ impl AvailableView {
     /// One register, if it is available.
     pub fn get(&self, register_id: &RegisterId) -> Option<&AvailableRegister> {
         self.registers
-            .binary_search_by(|register| register.register_id.cmp(register_id))
-            .ok()
-            .map(|index| &self.registers[index])
+            .get(register_id)
             .or_else(|| self.base.as_deref().and_then(|base| base.get(register_id)))
     }
 
@@ -623,15 +618,12 @@ impl Serialize for AvailableRegisters<'_> {
 /// Two runs ordered by id joined into one; of two registers with one id, `over`'s.
 #[derive(Debug, Clone)]
 struct Join<'a> {
-    base: std::iter::Peekable<std::slice::Iter<'a, AvailableRegister>>,
-    over: std::iter::Peekable<std::slice::Iter<'a, AvailableRegister>>,
+    base: std::iter::Peekable<shared_registers::Iter<'a>>,
+    over: std::iter::Peekable<shared_registers::Iter<'a>>,
 }
 
 impl<'a> Join<'a> {
-    fn new(
-        base: std::slice::Iter<'a, AvailableRegister>,
-        over: std::slice::Iter<'a, AvailableRegister>,
-    ) -> Self {
+    fn new(base: shared_registers::Iter<'a>, over: shared_registers::Iter<'a>) -> Self {
         Self {
             base: base.peekable(),
             over: over.peekable(),
@@ -741,7 +733,7 @@ mod tests {
             .to_vec();
         assert_eq!(view.iter().cloned().collect::<Vec<_>>(), flat);
         assert_eq!(view.len(), 7);
-        assert!(view.as_flat().is_none());
+        assert_eq!(view.registers().len(), 4, "only its own registers");
         assert!(
             Arc::ptr_eq(view.base().unwrap(), &base),
             "shared, not copied"
@@ -764,9 +756,13 @@ mod tests {
         // Laid over a layered answer: flattened, the later changes winning.
         let again = AvailableView::over(Arc::new(view), 1, 3, vec![register(1, 5)]);
         assert_eq!(again.len(), 7);
-        let flat_again = again.as_flat().expect("flattened");
-        assert_eq!(flat_again[1], register(1, 5));
-        assert_eq!(ids(flat_again), vec![0, 1, 3, 4, 5, 7, 9]);
+        assert!(again.base().is_none(), "flattened");
+        let flat_again = again.registers();
+        assert_eq!(
+            flat_again.get(&register(1, 0).register_id),
+            Some(&register(1, 5))
+        );
+        assert_eq!(ids(flat_again.iter()), vec![0, 1, 3, 4, 5, 7, 9]);
     }
 
     fn at(millis: i64) -> Timestamp {

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use herald_messages::{
     AdInput, AdKey, AdSource, Advertisement, AvailableRegister, BulkAdvertise, BulkOutcome, NodeId,
-    PoolError, PoolMeta, RegisterId, Snapshot, StoreHealth, Timestamp, Valid,
+    PoolError, PoolMeta, RegisterId, SharedRegisters, Snapshot, StoreHealth, Timestamp, Valid,
 };
 
 use crate::ports::{AdBatch, BatchScope, StoredPool};
@@ -377,41 +377,23 @@ impl PoolState {
 
     /// Every live public register, merged across sources, ordered by id.
     pub fn available(&self, now: Timestamp) -> Vec<AvailableRegister> {
-        // Compared with nothing: every register is new, and an empty answer is no change.
-        self.available_if_changed(now, &[]).unwrap_or_default()
+        let live = self.live_by_register(now);
+        live.chunk_by(same_register).map(merge_sources).collect()
     }
 
-    /// `available(now)`, unless it equals `current`: then `None`, and the answer was compared
-    /// as it was made, never built (a full sync that changed nothing builds no 10 MB copy of a
-    /// 100,000-register answer beside the one served).
+    /// `available(now)` in chunks shared with `current` wherever they hold the same registers,
+    /// unless it shows exactly `current`: then `None`, and nothing was allocated (a full sync
+    /// that changed nothing builds no 10 MB copy of a 100,000-register answer beside the one
+    /// served; one that changed a tenth of it copies about a tenth).
     pub fn available_if_changed(
         &self,
         now: Timestamp,
-        current: &[AvailableRegister],
-    ) -> Option<Vec<AvailableRegister>> {
+        current: &SharedRegisters,
+    ) -> Option<SharedRegisters> {
         let live = self.live_by_register(now);
-        let mut by_register = live.chunk_by(same_register);
-        let count = by_register.clone().count();
-        let mut same = 0;
-        let mut first_different = None;
-        for sources in by_register.by_ref() {
-            let register = merge_sources(sources);
-            if current.get(same) != Some(&register) {
-                first_different = Some(register);
-                break;
-            }
-            same += 1;
-        }
-        if first_different.is_none() && count == current.len() {
-            return None;
-        }
-        // Sized once: grown by doubling, the answer held up to twice its registers, and three
-        // times while it was moved on a growth (issue 11, memory at 100,000 ads).
-        let mut registers = Vec::with_capacity(count);
-        registers.extend_from_slice(&current[..same]);
-        registers.extend(first_different);
-        registers.extend(by_register.map(merge_sources));
-        Some(registers)
+        let next =
+            SharedRegisters::build_like(current, live.chunk_by(same_register).map(merge_sources));
+        (!next.shares_all(current)).then_some(next)
     }
 
     /// The live public entries, by register, then local first and remote peers by id: names
@@ -995,10 +977,11 @@ mod tests {
                 .bulk(&BulkAdvertise::one(public(n, None, 0)), at(1))
                 .unwrap();
         }
-        let served = state.available(at(2));
+        let served = SharedRegisters::from(state.available(at(2)));
         assert_eq!(state.available_if_changed(at(2), &served), None);
-        let mut shorter = served.clone();
+        let mut shorter = state.available(at(2));
         shorter.pop();
+        let shorter = SharedRegisters::from(shorter);
         // Changes first, in the middle, at the end, and a register added or removed.
         let changes: [(u8, Option<&str>, bool); 4] = [
             (1, Some("first"), false),
@@ -1007,11 +990,11 @@ mod tests {
             (2, None, true),
         ];
         for (n, name, withdraw) in changes {
-            let before = state.available(at(2));
+            let before = SharedRegisters::from(state.available(at(2)));
             let mut input = public(n, name, 0);
             input.is_public = !withdraw;
             state.bulk(&BulkAdvertise::one(input), at(2)).unwrap();
-            let now = state.available(at(2));
+            let now = SharedRegisters::from(state.available(at(2)));
             assert_ne!(now, before, "register {n} changed the answer");
             assert_eq!(
                 state.available_if_changed(at(2), &before),
@@ -1021,7 +1004,7 @@ mod tests {
         }
         assert_eq!(
             state.available_if_changed(at(2), &shorter),
-            Some(state.available(at(2))),
+            Some(state.available(at(2)).into()),
             "a served answer shorter or longer than the book's is a change"
         );
     }

@@ -40,7 +40,7 @@ use herald_actors::ports::{Clock, GossipBatch, GossipStore};
 use herald_actors::{Published, View};
 use herald_messages::{
     AvailableRegister, AvailableView, EntryRun, GossipAd, GossipMessage, GossipStatus,
-    LocalRegister, NodeId, PersistedGossip, PersistedRecord, PoolView, Role,
+    LocalRegister, NodeId, PersistedGossip, PersistedRecord, PoolView, Role, SharedRegisters,
 };
 
 use super::client::GatewayClient;
@@ -508,8 +508,10 @@ impl GossipDriverState {
         if shared && self.merged_from.as_ref() == Some(&key) {
             return;
         }
-        let changes = merge_remote(&pool.available, &shown);
-        let available = if shared && current.available.changes() == changes.as_slice() {
+        // In chunks shared with the registers the current answer adds wherever they are the
+        // same (all of them when only this node's ads changed).
+        let changes = merge_remote(&pool.available, &shown, current.available.registers());
+        let available = if shared && changes.shares_all(current.available.registers()) {
             Arc::clone(&current.available)
         } else {
             let mut next = AvailableView::over(
@@ -694,11 +696,13 @@ impl GossipDriverState {
 /// sources (`peerCount`, this node included when it serves it), those with a full replica
 /// (`fullReplicaPeerCount`), and is `stale` when every source of it is stale; names and
 /// descriptions come from this node first, then from origins in id order; versions are the
-/// highest any source gives.
+/// highest any source gives. Chunks of `like` that hold what a chunk would hold anew are
+/// shared, not built again (`SharedRegisters::build_like`).
 pub fn merge_remote(
     local: &AvailableView,
     shown: &[(&NodeId, &Record, bool)],
-) -> Vec<AvailableRegister> {
+    like: &SharedRegisters,
+) -> SharedRegisters {
     // Every shown remote ad with its origin's staleness, by register; a stable sort keeps the
     // origins' order within a register (names come from the first that has one).
     let mut remote: Vec<(&GossipAd, bool)> = shown
@@ -707,9 +711,7 @@ pub fn merge_remote(
         .collect();
     remote.sort_by(|a, b| a.0.register_id().cmp(b.0.register_id()));
     let by_register = remote.chunk_by(|a, b| a.0.register_id() == b.0.register_id());
-    // Allocated once at its size.
-    let mut merged = Vec::with_capacity(by_register.clone().count());
-    for sources in by_register {
+    let merged = by_register.map(|sources| {
         let register_id = sources[0].0.register_id();
         let mut register = match local.get(register_id) {
             Some(register) => register.clone(),
@@ -743,9 +745,9 @@ pub fn merge_remote(
             }
             register.stale &= *stale;
         }
-        merged.push(register);
-    }
-    merged
+        register
+    });
+    SharedRegisters::build_like(like, merged)
 }
 
 #[cfg(test)]
@@ -839,7 +841,12 @@ mod tests {
         shown: &[(&NodeId, &Record, bool)],
     ) -> Vec<AvailableRegister> {
         let pool = Arc::new(AvailableView::new(1, 1, local.to_vec()));
-        let view = AvailableView::over(Arc::clone(&pool), 1, 2, merge_remote(&pool, shown));
+        let view = AvailableView::over(
+            Arc::clone(&pool),
+            1,
+            2,
+            merge_remote(&pool, shown, &SharedRegisters::default()),
+        );
         assert_eq!(view.len(), view.iter().count());
         view.iter().cloned().collect()
     }
@@ -906,7 +913,7 @@ mod tests {
             view.available = Arc::new(AvailableView::new(
                 1,
                 local.len() as u64,
-                local.iter().map(|n| local_entry(*n)).collect(),
+                local.iter().map(|n| local_entry(*n)).collect::<Vec<_>>(),
             ));
             view.status = PoolStatus {
                 loaded: true,
@@ -1008,7 +1015,7 @@ mod tests {
                 &pool.available
             ));
             // Only the origin's two registers are held here; the pool's one is shared.
-            assert_eq!(first.available.changes().len(), 2);
+            assert_eq!(first.available.registers().len(), 2);
             assert_eq!(first.available.len(), 3);
 
             // The pool's answer anew under its version, changed only where the gossip looks
