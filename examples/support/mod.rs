@@ -26,13 +26,23 @@ const MMAP_THRESHOLD_BYTES: i32 = 1024 * 1024;
 /// How often the binaries return freed heap pages to the system (`malloc_trim`).
 const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The shortest time between two trims asked for by changes (`trim_soon`): a call took up to
+/// 2.2 ms on a peer of 100,000 ads, so back-to-back writes cost at most 1% of a core.
+const MIN_TRIM_GAP: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Wakes the trimming thread (`trim_soon`), when there is one.
+static TRIM_SOON: std::sync::OnceLock<std::sync::mpsc::SyncSender<()>> =
+    std::sync::OnceLock::new();
+
 /// Keeps the process's memory near what it uses (issue 11). glibc raises its mmap threshold
 /// to the size of each large block freed (up to 32 MiB), so after the first large answer is
 /// replaced every later one (a view or an answer of 100,000 registers, 10–25 MB) comes from
 /// the heap, whose freed pages stay with the process: a peer of 100,000 ads kept 137 MB where
 /// it used under 100. A fixed threshold stops that: 97 MB, peak 143 → 118 MB (BENCHMARKS.md).
 /// Freed pages inside the heap stay with the process too, until something trims it: a thread
-/// returns them every `TRIM_INTERVAL` (`malloc_trim`).
+/// returns them every `TRIM_INTERVAL` (`malloc_trim`), and soon after the pool's answer
+/// changes (`trim_soon`, from `serve`: a write of 10,000 ads frees as much as it keeps, and
+/// the next write or read would otherwise come on top of it).
 /// Called first in `main`; does nothing on other C libraries. An operator's own
 /// `MALLOC_MMAP_THRESHOLD_` wins (glibc reads it itself); `HERALD_MALLOC_TRIM_SECS=0` turns the
 /// trimming off.
@@ -49,13 +59,14 @@ pub fn tune_allocator() {
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if let Some(interval) = trim_interval() {
+        // One wake-up is enough: a trim asked for while one is pending is the same trim.
+        let (soon, asked) = std::sync::mpsc::sync_channel::<()>(1);
         let started = std::thread::Builder::new()
             .name("malloc-trim".into())
             .spawn(move || {
                 loop {
-                    // Its own thread, outside the runtime: blocking here blocks nobody.
-                    #[allow(clippy::disallowed_methods)]
-                    std::thread::sleep(interval);
+                    // `Disconnected` cannot happen (the sender is static); either way, trim.
+                    let _ = asked.recv_timeout(interval);
                     // SAFETY: malloc_trim takes glibc's arena locks itself and touches no
                     // memory the program holds; it may be called from any thread. It took
                     // 0.1–2.2 ms on a peer of 100,000 ads (BENCHMARKS.md).
@@ -63,11 +74,41 @@ pub fn tune_allocator() {
                     unsafe {
                         libc::malloc_trim(0)
                     };
+                    // Its own thread, outside the runtime: blocking here blocks nobody.
+                    #[allow(clippy::disallowed_methods)]
+                    std::thread::sleep(MIN_TRIM_GAP);
                 }
             });
-        if let Err(err) = started {
-            eprintln!("warning: no malloc-trim thread ({err}); memory may stay high");
+        match started {
+            Ok(_) => {
+                let _ = TRIM_SOON.set(soon);
+            }
+            Err(err) => eprintln!("warning: no malloc-trim thread ({err}); memory may stay high"),
         }
+    }
+}
+
+/// Asks the trimming thread to return freed heap pages now (at most every `MIN_TRIM_GAP`);
+/// nothing without one. Never blocks.
+pub fn trim_soon() {
+    if let Some(soon) = TRIM_SOON.get() {
+        let _ = soon.try_send(());
+    }
+}
+
+/// Trims soon after each change of the pool's answer (`trim_soon`), for as long as the node
+/// publishes; nothing on a node without the peer role.
+fn trim_after_changes(node: &NodeHandle) {
+    if let Some(mut pool) = node.api().pool_changes() {
+        tokio::spawn(async move {
+            let mut served = None;
+            while let Some(view) = pool.changed().await {
+                let version = (view.available.tag, view.available.version);
+                if served.replace(version) != Some(version) {
+                    trim_soon();
+                }
+            }
+        });
     }
 }
 
@@ -490,6 +531,7 @@ pub async fn serve(role: &str, raw: RawNodeConfig) -> anyhow::Result<ExitCode> {
         line.push_str(&format!(" cluster={cluster}"));
     }
     println!("{line}");
+    trim_after_changes(&node);
     run_until_stopped(node).await
 }
 
