@@ -190,6 +190,10 @@ impl Actor for AdvertisementPool {
                     let now = state.clock.now();
                     let epoch_before = state.book.last_snapshot().and_then(|s| s.epoch);
                     let result = state.book.apply_bulk(&request, now);
+                    // Applied: the request (2 MB at 10,000 ads) is not held through the store's
+                    // write and the next answer, which allocate as much again (issue 11).
+                    let full_sync = request.full_sync;
+                    drop(request);
                     let epoch_after = state.book.last_snapshot().and_then(|s| s.epoch);
                     if let (Some(before), Some(after)) = (epoch_before, epoch_after)
                         && before != after
@@ -200,7 +204,7 @@ impl Actor for AdvertisementPool {
                         Ok(mut outcome) => {
                             state.flush(&myself).await;
                             outcome.persisted = !state.book.has_unwritten();
-                            debug!(?outcome, full_sync = request.full_sync, "bulk applied");
+                            debug!(?outcome, full_sync, "bulk applied");
                             // A caller that reads after this reply sees its change.
                             state.publish_view(&myself);
                             Ok(outcome)

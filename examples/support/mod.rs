@@ -31,8 +31,7 @@ const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 const MIN_TRIM_GAP: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Wakes the trimming thread (`trim_soon`), when there is one.
-static TRIM_SOON: std::sync::OnceLock<std::sync::mpsc::SyncSender<()>> =
-    std::sync::OnceLock::new();
+static TRIM_SOON: std::sync::OnceLock<std::sync::mpsc::SyncSender<()>> = std::sync::OnceLock::new();
 
 /// Keeps the process's memory near what it uses (issue 11). glibc raises its mmap threshold
 /// to the size of each large block freed (up to 32 MiB), so after the first large answer is
