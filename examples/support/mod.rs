@@ -26,9 +26,12 @@ const MMAP_THRESHOLD_BYTES: i32 = 1024 * 1024;
 /// How often the binaries return freed heap pages to the system (`malloc_trim`).
 const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The shortest time between two trims asked for by changes (`trim_soon`): a call took up to
-/// 2.2 ms on a peer of 100,000 ads, so back-to-back writes cost at most 1% of a core.
-const MIN_TRIM_GAP: std::time::Duration = std::time::Duration::from_millis(250);
+/// The shortest time between two trims asked for by changes (`trim_soon`). After a trim that
+/// took longer than a tenth of this, the gap is ten times what it took: back-to-back writes
+/// spend at most a tenth of one core on trimming (a call took 0.1–2.2 ms on a peer of 100,000
+/// ads), and a read that follows a write by more than a few milliseconds finds its pages
+/// returned (BENCHMARKS.md, issue 11).
+const MIN_TRIM_GAP: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Wakes the trimming thread (`trim_soon`), when there is one.
 static TRIM_SOON: std::sync::OnceLock<std::sync::mpsc::SyncSender<()>> = std::sync::OnceLock::new();
@@ -66,6 +69,9 @@ pub fn tune_allocator() {
                 loop {
                     // `Disconnected` cannot happen (the sender is static); either way, trim.
                     let _ = asked.recv_timeout(interval);
+                    // Its own thread, outside the runtime: no clock of tokio's here.
+                    #[allow(clippy::disallowed_methods)]
+                    let began = std::time::Instant::now();
                     // SAFETY: malloc_trim takes glibc's arena locks itself and touches no
                     // memory the program holds; it may be called from any thread. It took
                     // 0.1–2.2 ms on a peer of 100,000 ads (BENCHMARKS.md).
@@ -73,9 +79,9 @@ pub fn tune_allocator() {
                     unsafe {
                         libc::malloc_trim(0)
                     };
-                    // Its own thread, outside the runtime: blocking here blocks nobody.
+                    // Blocking here blocks nobody.
                     #[allow(clippy::disallowed_methods)]
-                    std::thread::sleep(MIN_TRIM_GAP);
+                    std::thread::sleep(MIN_TRIM_GAP.max(began.elapsed() * 10));
                 }
             });
         match started {

@@ -60,6 +60,9 @@ pub struct NodeApi {
     pub(crate) supervisor: ractor::ActorRef<NodeSupervisorMsg>,
     pub(crate) cluster: Option<ClusterHandle>,
     pub(crate) views: NodeViews,
+    /// The pool's own publications, when readers are served the gossip's merge of them
+    /// (`views.pool`); `None` when they are the same.
+    pub(crate) own_pool: Option<View<PoolView>>,
     pub(crate) timeout: Duration,
 }
 
@@ -126,6 +129,13 @@ impl NodeApi {
     /// role).
     pub fn pool_changes(&self) -> Option<View<PoolView>> {
         self.views.pool.clone()
+    }
+
+    /// A reader of the pool's own publications: each write as soon as it is applied, before
+    /// a node in a cluster merges it with the gossip into what `pool_changes` publishes (the
+    /// same publications outside a cluster). A change here is a change of the answer soon.
+    pub fn pool_writes(&self) -> Option<View<PoolView>> {
+        self.own_pool.clone().or_else(|| self.pool_changes())
     }
 
     /// What the pool last published. Waits only before the pool's first replay of its store

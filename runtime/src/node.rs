@@ -212,9 +212,10 @@ impl Node {
         };
         let (supervisor, supervisor_join, failure_rx, mut views) =
             (tree.supervisor, tree.join, tree.failure, tree.views);
-        if merged_pool_view.is_some() {
-            views.pool = merged_pool_view;
-        }
+        let own_pool = match merged_pool_view {
+            Some(merged) => views.pool.replace(merged),
+            None => None,
+        };
 
         let api = NodeApi {
             node_id: node_id.clone(),
@@ -225,6 +226,7 @@ impl Node {
             supervisor: supervisor.clone(),
             cluster: cluster.as_ref().map(|cluster| cluster.handle.clone()),
             views,
+            own_pool,
             timeout: config.call_timeout,
         };
 

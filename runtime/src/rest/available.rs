@@ -6,7 +6,8 @@
 //! serialized once per version, and gzip-compressed once per version when a client accepts
 //! gzip, by whichever request needs it first (`AvailableCache`); every other request of that
 //! version sends the same bytes, and they are dropped as soon as the pool publishes another
-//! version (a 100,000-register answer is 23 MB: not kept through the next writes), or when no
+//! version, or applies a write the answer is built on (in a cluster the gossip merges it a
+//! moment later; a 100,000-register answer is 23 MB: not kept through the next writes), or when no
 //! request has sent them for `KEPT_WHILE_UNSENT` (an answer nobody reads is not held; the next
 //! reader encodes it again). Each answer
 //! carries an `ETag` naming its version, and
@@ -46,8 +47,9 @@ pub const MAX_PAGE_LIMIT: usize = 10_000;
 pub const KEPT_WHILE_UNSENT: Duration = Duration::from_secs(60);
 
 /// The encodings of the latest version of the answer, made on demand, once each, and
-/// forgotten when the pool publishes another version or when none was sent for
-/// `KEPT_WHILE_UNSENT` (by a task following the pool's view, stopped when the cache is dropped).
+/// forgotten when the pool publishes another version, when it applies a write to the answer
+/// they were built on, or when none was sent for `KEPT_WHILE_UNSENT` (by a task following the
+/// pool's views, stopped when the cache is dropped).
 pub struct AvailableCache {
     latest: Arc<Mutex<Option<Arc<Encoded>>>>,
     follower: Option<JoinHandle<()>>,
@@ -65,6 +67,9 @@ impl Drop for AvailableCache {
 struct Encoded {
     tag: u64,
     version: u64,
+    /// The version of the pool's own answer this one is built on (its own, when the answer is
+    /// the pool's).
+    built_on: (u64, u64),
     etag: HeaderValue,
     json: OnceCell<Bytes>,
     gzip: OnceCell<Bytes>,
@@ -73,11 +78,13 @@ struct Encoded {
 }
 
 impl AvailableCache {
-    /// An empty cache following `pool`'s publications (none on a node without the peer role).
-    /// Call inside a Tokio runtime.
-    pub fn start(pool: Option<View<PoolView>>) -> Self {
+    /// An empty cache following the answers readers are served (`pool`) and the pool's own
+    /// publications of each write (`writes`: `NodeApi::pool_writes`); nothing to follow on a
+    /// node without the peer role. Call inside a Tokio runtime.
+    pub fn start(pool: Option<View<PoolView>>, writes: Option<View<PoolView>>) -> Self {
         let latest = Arc::default();
-        let follower = pool.map(|pool| tokio::spawn(forget_unwanted(pool, Arc::clone(&latest))));
+        let follower =
+            pool.map(|pool| tokio::spawn(forget_unwanted(pool, writes, Arc::clone(&latest))));
         Self { latest, follower }
     }
 
@@ -110,6 +117,9 @@ impl AvailableCache {
             tag: view.tag,
             version: view.version,
             etag: HeaderValue::from_str(&view.etag()).expect("an etag is visible ASCII"),
+            built_on: view
+                .base()
+                .map_or((view.tag, view.version), |base| (base.tag, base.version)),
             json: OnceCell::new(),
             gzip: OnceCell::new(),
             last_sent: Mutex::new(Instant::now()),
@@ -125,14 +135,37 @@ impl AvailableCache {
     }
 }
 
-/// Drops the held encodings whenever the pool publishes an answer of another version, and when
-/// no request sent them for `KEPT_WHILE_UNSENT`; requests still sending them keep their bytes
-/// until they are sent.
-async fn forget_unwanted(mut pool: View<PoolView>, latest: Arc<Mutex<Option<Arc<Encoded>>>>) {
+/// Drops the held encodings whenever the pool publishes an answer of another version, or a
+/// write to the answer they were built on (the answer readers get next will differ: a node in
+/// a cluster merges the write with the gossip a moment later, and the old bytes would be held
+/// through the write), and when no request sent them for `KEPT_WHILE_UNSENT`; requests still
+/// sending them keep their bytes until they are sent.
+async fn forget_unwanted(
+    mut pool: View<PoolView>,
+    mut writes: Option<View<PoolView>>,
+    latest: Arc<Mutex<Option<Arc<Encoded>>>>,
+) {
     let mut check = tokio::time::interval(KEPT_WHILE_UNSENT / 4);
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
+        let write = async {
+            match writes.as_mut() {
+                Some(writes) => writes.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            written = write => {
+                let Some(written) = written else {
+                    writes = None;
+                    continue;
+                };
+                let written = (written.available.tag, written.available.version);
+                let mut latest = latest.lock().expect("no code panics holding this lock");
+                if latest.as_ref().is_some_and(|encoded| encoded.built_on != written) {
+                    *latest = None;
+                }
+            }
             view = pool.changed() => {
                 let Some(view) = view else { return };
                 let mut latest = latest.lock().expect("no code panics holding this lock");
@@ -508,7 +541,7 @@ mod tests {
     #[tokio::test]
     async fn the_encodings_are_dropped_when_the_pool_publishes_another_version() {
         let published = Published::new(PoolView::starting(NodeId::parse("me").unwrap(), 7));
-        let cache = AvailableCache::start(Some(published.view()));
+        let cache = AvailableCache::start(Some(published.view()), None);
         let first = published.latest();
         let encoded = cache.encoded(&first.available);
         assert_eq!(&encoded.json(&first.available).await[..], b"[]");
@@ -528,10 +561,46 @@ mod tests {
         assert_eq!(cache.held(), None);
     }
 
+    #[tokio::test]
+    async fn in_a_cluster_the_encodings_are_dropped_when_the_pool_applies_a_write() {
+        let me = NodeId::parse("me").unwrap();
+        // The pool's own answer, and the gossip's merge laid over it, which readers get.
+        let own = Published::new(PoolView::starting(me.clone(), 7));
+        let merged = Published::new(PoolView::starting(me, 9));
+        let mut over = (*merged.latest()).clone();
+        over.available = Arc::new(AvailableView::over(
+            Arc::clone(&own.latest().available),
+            9,
+            4,
+            Vec::new(),
+        ));
+        merged.publish(over);
+        let cache = AvailableCache::start(Some(merged.view()), Some(own.view()));
+        let served = merged.latest();
+        let _ = cache
+            .encoded(&served.available)
+            .json(&served.available)
+            .await;
+        assert_eq!(cache.held(), Some((9, 4)));
+        // The pool republishes its answer unchanged (its status changed): the bytes stay.
+        let mut same = (*own.latest()).clone();
+        same.status.dirty_ads = 3;
+        own.publish(same);
+        let_the_follower_run().await;
+        assert_eq!(cache.held(), Some((9, 4)));
+        // The pool applies a write: the merge readers get next differs, so the bytes go now,
+        // not when the gossip publishes it.
+        let mut written = (*own.latest()).clone();
+        written.available = Arc::new(AvailableView::new(7, 1, Vec::new()));
+        own.publish(written);
+        let_the_follower_run().await;
+        assert_eq!(cache.held(), None);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn encodings_nobody_sends_are_dropped_after_a_while_and_sending_keeps_them() {
         let published = Published::new(PoolView::starting(NodeId::parse("me").unwrap(), 7));
-        let cache = AvailableCache::start(Some(published.view()));
+        let cache = AvailableCache::start(Some(published.view()), None);
         let view = published.latest();
         let _ = cache.encoded(&view.available).gzip(&view.available).await;
         // Sent every 40 s for a few minutes: kept.

@@ -65,7 +65,10 @@ impl RestState {
     pub fn new(api: NodeApi, admin_token: String, metrics: Option<PrometheusHandle>) -> Self {
         Self {
             events: Arc::new(events::EventFeed::start(api.clone())),
-            available: Arc::new(available::AvailableCache::start(api.pool_changes())),
+            available: Arc::new(available::AvailableCache::start(
+                api.pool_changes(),
+                api.pool_writes(),
+            )),
             api,
             admin_token: admin_token.into(),
             reads_need_token: false,
