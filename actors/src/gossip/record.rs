@@ -7,7 +7,6 @@
 //! node answers many requesters from one array, and a receiver of a whole array keeps it as is.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use herald_messages::{EntryRun, GossipAd, GossipEntry, RegisterId};
@@ -15,35 +14,13 @@ use herald_messages::{EntryRun, GossipAd, GossipEntry, RegisterId};
 /// The entries of a record, ordered by version.
 pub type Entries = Arc<[Arc<GossipEntry>]>;
 
-/// A set of register ids: deterministic across runs (the simulation replays a seed), and
-/// hashed by `IdHasher`, which is cheap on their 32 hex digits. It checks that a delta names
-/// each register once, for every entry received, so it is on the hottest path there is.
-pub(crate) type KeySet = HashSet<RegisterId, BuildHasherDefault<IdHasher>>;
-
-/// Folds a register id's bytes 8 at a time with a multiply and a rotation (FxHash's step).
-/// Not DoS-resistant, and need not be: the set lives for one delta and holds at most one
-/// message's entries.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(chunk.try_into().expect("chunks of 8"));
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-        for byte in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(*byte)).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// A set of register ids: deterministic across runs (the simulation replays a seed), hashed by
+/// FxHash, which is cheap on their 32 bytes. It checks that a delta names each register once,
+/// for every entry received, and which of a record's entries a change replaces: on the hottest
+/// paths there are. (A hand-written FxHash step without rustc-hash's final rotation left the
+/// low bits, which pick the bucket, to the ids' last digits: a set of 10,000 sequential ids
+/// took 70 ms to probe 50,000 times; foldhash made the simulation 20% slower.)
+pub(crate) type KeySet = HashSet<RegisterId, rustc_hash::FxBuildHasher>;
 
 /// One origin's state as this node holds it. Invariant (see the module doc of `gossip`): a
 /// record this node shows is exact as of `max`: it holds the latest entry of every register
