@@ -5,14 +5,14 @@
 //! The pool publishes its answer with a version (`AvailableView`); the full answer is
 //! serialized once per version, and gzip-compressed once per version when a client accepts
 //! gzip, by whichever request needs it first (`AvailableCache`); every other request of that
-//! version sends the same bytes, and they are dropped as soon as the pool publishes another
-//! version, or applies a write the answer is built on (in a cluster the gossip merges it a
-//! moment later; a 100,000-register answer is 23 MB: not kept through the next writes), or when no
-//! request has sent them for `KEPT_WHILE_UNSENT` (an answer nobody reads is not held; the next
-//! reader encodes it again). Each answer
-//! carries an `ETag` naming its version, and
-//! `If-None-Match` with it gets `304` without a body. Paged answers and single registers are
-//! small and serialized per request.
+//! version sends the same bytes. They are dropped as soon as the pool publishes another
+//! version or applies a write the answer is built on (a 100,000-register answer is 23 MB: not
+//! kept through the next writes), and when no request has sent them for `KEPT_WHILE_UNSENT`
+//! (an answer nobody reads is not held; the next reader encodes it again). On a node in a
+//! cluster the gossip merges a write into the answer 10–20 ms after the pool applied it: a
+//! reader in between encodes the answer still served once more. Each answer carries an `ETag`
+//! naming its version, and `If-None-Match` with it gets `304` without a body. Paged answers
+//! and single registers are small and serialized per request.
 //!
 //! Without query parameters the answer is the complete JSON array, as the service this
 //! replaces served it. Nothing here decides what is available (the pool does).
