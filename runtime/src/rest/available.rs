@@ -27,8 +27,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::OnceCell;
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::task::AbortOnDropHandle;
 
 use herald_actors::View;
 
@@ -52,15 +52,7 @@ pub const KEPT_WHILE_UNSENT: Duration = Duration::from_secs(60);
 /// pool's views, stopped when the cache is dropped).
 pub struct AvailableCache {
     latest: Arc<Mutex<Option<Arc<Encoded>>>>,
-    follower: Option<JoinHandle<()>>,
-}
-
-impl Drop for AvailableCache {
-    fn drop(&mut self) {
-        if let Some(follower) = &self.follower {
-            follower.abort();
-        }
-    }
+    _follower: Option<AbortOnDropHandle<()>>,
 }
 
 /// One version of the answer, encoded.
@@ -83,9 +75,17 @@ impl AvailableCache {
     /// node without the peer role. Call inside a Tokio runtime.
     pub fn start(pool: Option<View<PoolView>>, writes: Option<View<PoolView>>) -> Self {
         let latest = Arc::default();
-        let follower =
-            pool.map(|pool| tokio::spawn(forget_unwanted(pool, writes, Arc::clone(&latest))));
-        Self { latest, follower }
+        let follower = pool.map(|pool| {
+            AbortOnDropHandle::new(tokio::spawn(forget_unwanted(
+                pool,
+                writes,
+                Arc::clone(&latest),
+            )))
+        });
+        Self {
+            latest,
+            _follower: follower,
+        }
     }
 
     /// The encodings held now (tests).

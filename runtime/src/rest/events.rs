@@ -31,7 +31,7 @@ use futures::Stream;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
 use herald_messages::{AvailableRegister, AvailableView, PoolView};
@@ -104,13 +104,7 @@ impl Ring {
 /// The node's event feed: a producer task (stopped when the feed is dropped) and its readers.
 pub(crate) struct EventFeed {
     shared: Arc<Shared>,
-    producer: JoinHandle<()>,
-}
-
-impl Drop for EventFeed {
-    fn drop(&mut self) {
-        self.producer.abort();
-    }
+    _producer: AbortOnDropHandle<()>,
 }
 
 impl EventFeed {
@@ -122,8 +116,11 @@ impl EventFeed {
             sender,
             ring: Mutex::new(Ring::default()),
         });
-        let producer = tokio::spawn(produce(api, Arc::clone(&shared)));
-        Self { shared, producer }
+        let producer = AbortOnDropHandle::new(tokio::spawn(produce(api, Arc::clone(&shared))));
+        Self {
+            shared,
+            _producer: producer,
+        }
     }
 }
 
