@@ -7,6 +7,7 @@
 //! ```text
 //! cargo bench --bench scale                                   # 5 iterations after 3 warm-ups
 //! cargo bench --bench scale -- --sizes 1000,10000 --stores redb
+//! cargo bench --bench scale -- --sizes 100000 --iterations 3 --settle 80
 //! cargo bench --bench scale -- --help
 //! ```
 //!
@@ -27,6 +28,8 @@
 //!    version's bytes are dropped when the pool publishes another, as they are a minute after
 //!    the last reader) and after the last read, `VmHWM` (its peak, through the reload of the
 //!    remote ads, the writes and the reads).
+//!    With `--settle SECS`, also its `VmRSS` that long after the last read, unread: the steady
+//!    figure (80 s is past the minute after which unsent encodings go, and a trim).
 //! 5. **Reload**: the peer stopped (SIGTERM) and started again on the same store, timed from
 //!    the spawn until `GET /api/sync/status` (which waits for the pool's first replay) reports
 //!    every ad; `VmRSS` and `VmHWM` of the reloaded process before any read.
@@ -92,6 +95,7 @@ usage: cargo bench --bench scale [-- OPTIONS]
   --iterations N      measured iterations per measurement (default 5; 3 warm-ups come first)
   --sizes 1000,...    ads in the pool, half local, half remote (default 1000,10000,100000)
   --stores redis,redb which stores (default both)
+  --settle SECS       also read VmRSS this long after the last read (default: not)
   --help              this text
 
 Builds the role binaries (cargo build --release --example peer/register/hub) on first use and
@@ -125,6 +129,7 @@ fn main() -> std::process::ExitCode {
 fn measure() -> Result<()> {
     let mut sizes = DEFAULT_SIZES.to_vec();
     let mut backends = vec![Backend::Redis, Backend::Redb];
+    let mut settle = None;
     let parsed = support::parse_args_with_default(
         "scale",
         USAGE,
@@ -133,6 +138,13 @@ fn measure() -> Result<()> {
         |flag, rest| {
             match flag {
                 "--sizes" => sizes = support::list_argument(flag, rest.next(), 2)?,
+                "--settle" => {
+                    let value = rest.next().context("--settle needs a number of seconds")?;
+                    let secs: u64 = value.parse().with_context(|| {
+                        format!("--settle: {value:?} is not a number of seconds")
+                    })?;
+                    settle = (secs > 0).then(|| Duration::from_secs(secs));
+                }
                 "--stores" => {
                     let value = rest.next().context("--stores needs redis, redb or both")?;
                     backends = value
@@ -156,10 +168,15 @@ fn measure() -> Result<()> {
         .enable_all()
         .build()
         .context("build the tokio runtime")?;
-    runtime.block_on(run(iterations, &sizes, &backends))
+    runtime.block_on(run(iterations, &sizes, &backends, settle))
 }
 
-async fn run(iterations: usize, sizes: &[usize], backends: &[Backend]) -> Result<()> {
+async fn run(
+    iterations: usize,
+    sizes: &[usize],
+    backends: &[Backend],
+    settle: Option<Duration>,
+) -> Result<()> {
     let built = Instant::now();
     let _ = Role::Peer.binary();
     eprintln!(
@@ -176,11 +193,11 @@ async fn run(iterations: usize, sizes: &[usize], backends: &[Backend]) -> Result
         let mut points = Vec::new();
         for &size in sizes {
             eprintln!("{} with {size} ads…", backend.name());
-            points.push(point(&client, backend, size, iterations).await?);
+            points.push(point(&client, backend, size, iterations, settle).await?);
         }
         results.push((backend, floor, points));
     }
-    print_report(iterations, &results);
+    print_report(iterations, &results, settle);
     Ok(())
 }
 
@@ -481,6 +498,8 @@ struct Point {
     written: Memory,
     /// The process that reloaded the remote half and then wrote and read.
     working: Memory,
+    /// The same process `--settle` after its last read (`None` without it).
+    settled: Option<Memory>,
     /// A process just reloaded with every ad, before any read.
     reloaded: Memory,
 }
@@ -490,6 +509,7 @@ async fn point(
     backend: Backend,
     size: usize,
     iterations: usize,
+    settle: Option<Duration>,
 ) -> Result<Point> {
     let local = size / 2;
     let remote = size - local;
@@ -509,6 +529,7 @@ async fn point(
         reload: Samples::default(),
         written: Memory::default(),
         working: Memory::default(),
+        settled: None,
         reloaded: Memory::default(),
     };
     for (iteration, version) in (0..WARMUP_ITERATIONS + iterations).zip(1..) {
@@ -524,6 +545,11 @@ async fn point(
     }
     wait_for_ads(client, &peer, local, remote).await?;
     point.working = memory(peer.pid())?;
+    if let Some(settle) = settle {
+        eprintln!("  left unread for {settle:?}…");
+        tokio::time::sleep(settle).await;
+        point.settled = Some(memory(peer.pid())?);
+    }
     peer.terminate().await;
 
     for iteration in 0..WARMUP_ITERATIONS + iterations {
@@ -545,7 +571,11 @@ fn per_ad(samples: &Samples, ads: usize) -> String {
     format!("{:.2}", samples.median().as_secs_f64() * 1e6 / ads as f64)
 }
 
-fn print_report(iterations: usize, results: &[(Backend, Floor, Vec<Point>)]) {
+fn print_report(
+    iterations: usize,
+    results: &[(Backend, Floor, Vec<Point>)],
+    settle: Option<Duration>,
+) {
     println!(
         "\n### Results ({iterations} iterations after {WARMUP_ITERATIONS} warm-ups; medians)\n"
     );
@@ -583,18 +613,29 @@ fn print_report(iterations: usize, results: &[(Backend, Floor, Vec<Point>)]) {
             "**Memory, {}** (MiB; goal at 100,000 ads: ≤ 64 steady, ≤ 96 peak)\n",
             backend.name()
         );
+        let settle = settle.map(|settle| settle.as_secs());
+        let settled_header = settle.map_or(String::new(), |secs| {
+            format!(" VmRSS {secs} s after the last read (steady) |")
+        });
         println!(
-            "| ads | VmRSS after writes (no answer encoded) | VmRSS after writes and reads | VmHWM (peak) of that process | VmRSS just reloaded | VmHWM of the reload |"
+            "| ads | VmRSS after writes (no answer encoded) | VmRSS after writes and reads |{settled_header} VmHWM (peak) of that process | VmRSS just reloaded | VmHWM of the reload |"
         );
-        println!("|---:|---:|---:|---:|---:|---:|");
         println!(
-            "| 0 (floor: empty peer) | — | {} | {} | — | — |",
+            "|---:|---:|---:|{}---:|---:|---:|",
+            if settle.is_some() { "---:|" } else { "" }
+        );
+        let no_cell = if settle.is_some() { " — |" } else { "" };
+        println!(
+            "| 0 (floor: empty peer) | — | {} |{no_cell} {} | — | — |",
             mib(floor.memory.rss_kib),
             mib(floor.memory.hwm_kib)
         );
         for point in points {
+            let settled = point.settled.map_or(String::new(), |memory| {
+                format!(" {} |", mib(memory.rss_kib))
+            });
             println!(
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} |{settled} {} | {} | {} |",
                 point.size,
                 mib(point.written.rss_kib),
                 mib(point.working.rss_kib),
