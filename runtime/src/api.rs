@@ -131,11 +131,12 @@ impl NodeApi {
         self.views.pool.clone()
     }
 
-    /// A reader of the pool's own publications: each write as soon as it is applied, before
-    /// a node in a cluster merges it with the gossip into what `pool_changes` publishes (the
-    /// same publications outside a cluster). A change here is a change of the answer soon.
+    /// On a node in a cluster, a reader of the pool's own publications: each write as soon as
+    /// it is applied, before the gossip merges it into what `pool_changes` publishes (a change
+    /// here is a change of the answer soon). `None` elsewhere: there `pool_changes` publishes
+    /// each write itself.
     pub fn pool_writes(&self) -> Option<View<PoolView>> {
-        self.own_pool.clone().or_else(|| self.pool_changes())
+        self.own_pool.clone()
     }
 
     /// What the pool last published. Waits only before the pool's first replay of its store

@@ -70,9 +70,9 @@ struct Encoded {
 }
 
 impl AvailableCache {
-    /// An empty cache following the answers readers are served (`pool`) and the pool's own
-    /// publications of each write (`writes`: `NodeApi::pool_writes`); nothing to follow on a
-    /// node without the peer role. Call inside a Tokio runtime.
+    /// An empty cache following the answers readers are served (`pool`) and, on a node in a
+    /// cluster, the pool's own publications of each write (`writes`: `NodeApi::pool_writes`);
+    /// nothing to follow on a node without the peer role. Call inside a Tokio runtime.
     pub fn start(pool: Option<View<PoolView>>, writes: Option<View<PoolView>>) -> Self {
         let latest = Arc::default();
         let follower = pool.map(|pool| {
